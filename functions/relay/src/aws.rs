@@ -1,0 +1,87 @@
+//! AWS wiring for the Lambdas: SDK configuration and secrets given as ARNs.
+
+use std::collections::HashMap;
+
+use aws_config::{BehaviorVersion, SdkConfig};
+
+use crate::config::{ConfigError, Settings};
+use crate::secret::Secret;
+
+/// SDK configuration from the environment (region, credentials, and `AWS_ENDPOINT_URL` for
+/// local servers in tests).
+pub async fn sdk_config() -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest()).load().await
+}
+
+/// Replaces every secret setting given as an ARN by its value:
+/// `arn:aws:secretsmanager:…:secret:name` (the whole SecretString), `…#key` (one key of a JSON
+/// secret), or `arn:aws:ssm:…:parameter/name` (decrypted). Each secret is fetched once.
+pub async fn resolve_secrets(settings: &mut Settings, sdk: &SdkConfig) -> Result<(), ConfigError> {
+    let sm = aws_sdk_secretsmanager::Client::new(sdk);
+    let ssm = aws_sdk_ssm::Client::new(sdk);
+    let mut fetched: HashMap<String, String> = HashMap::new();
+    for secret in settings.secrets_mut() {
+        let value = secret.expose().to_string();
+        if !value.starts_with("arn:") {
+            continue;
+        }
+        let (arn, json_key) = match value.split_once('#') {
+            Some((arn, key)) => (arn.to_string(), Some(key.to_string())),
+            None => (value.clone(), None),
+        };
+        if !fetched.contains_key(&arn) {
+            let text = if arn.contains(":secretsmanager:") {
+                sm.get_secret_value()
+                    .secret_id(&arn)
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        ConfigError::Invalid(format!(
+                            "cannot read secret {arn}: {}",
+                            aws_sdk_secretsmanager::error::DisplayErrorContext(e)
+                        ))
+                    })?
+                    .secret_string
+                    .unwrap_or_default()
+            } else if arn.contains(":ssm:") {
+                let name = arn
+                    .split_once(":parameter")
+                    .map(|(_, n)| n.to_string())
+                    .ok_or_else(|| {
+                        ConfigError::Invalid(format!("{arn} is not an SSM parameter ARN"))
+                    })?;
+                ssm.get_parameter()
+                    .name(name)
+                    .with_decryption(true)
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        ConfigError::Invalid(format!(
+                            "cannot read parameter {arn}: {}",
+                            aws_sdk_ssm::error::DisplayErrorContext(e)
+                        ))
+                    })?
+                    .parameter
+                    .and_then(|p| p.value)
+                    .unwrap_or_default()
+            } else {
+                return Err(ConfigError::Invalid(format!(
+                    "{arn} is neither a Secrets Manager nor an SSM ARN"
+                )));
+            };
+            fetched.insert(arn.clone(), text);
+        }
+        let text = fetched.get(&arn).cloned().unwrap_or_default();
+        let resolved = match json_key {
+            None => text,
+            Some(key) => serde_json::from_str::<serde_json::Value>(&text)
+                .ok()
+                .and_then(|v| v.get(&key).and_then(|v| v.as_str()).map(str::to_string))
+                .ok_or_else(|| {
+                    ConfigError::Invalid(format!("secret {arn} has no string key `{key}`"))
+                })?,
+        };
+        *secret = Secret::new(resolved);
+    }
+    Ok(())
+}

@@ -1,0 +1,467 @@
+//! The configuration contract: one TOML file, every key overridable by an environment variable
+//! `SCIM_RELAY_<SECTION>__<KEY>` (top-level keys: `SCIM_RELAY_<KEY>`). The Lambdas use the same
+//! keys from their environment only.
+
+use std::path::Path;
+
+use serde::{Deserialize, Deserializer};
+
+use crate::secret::{Secret, SecretSet};
+
+const ENV_PREFIX: &str = "SCIM_RELAY_";
+/// Environment variables with our prefix that are not settings.
+const ENV_NOT_SETTINGS: &[&str] = &["SCIM_RELAY_CONFIG", "SCIM_RELAY_LOG"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("config is not valid: {0}")]
+    Invalid(String),
+    #[error("missing required setting `{key}` (set it in the config file or as {env})")]
+    Missing { key: &'static str, env: String },
+}
+
+/// Which SCIM dialect the target speaks, and so how users are mapped onto it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum TargetProfile {
+    /// Datadog's SCIM API: `name.formatted` only, PATCH add/replace, invitations on create.
+    Datadog,
+    /// A generic RFC 7644 service provider.
+    Generic,
+    /// Print the SCIM requests that would be sent; send nothing.
+    #[default]
+    DryRun,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Address the standalone server listens on.
+    pub listen: String,
+    /// SQLite file of the standalone server (queue and state).
+    pub database: String,
+    pub queue: QueueSettings,
+    pub store: StoreSettings,
+    pub okta: OktaSettings,
+    pub entra: EntraSettings,
+    pub target: TargetSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueueSettings {
+    /// HMAC-SHA256 key with which ingress signs queue messages and the worker checks them.
+    pub signing_key: Secret,
+    /// SQS FIFO queue URL (Lambda).
+    pub url: String,
+    /// SQS FIFO dead-letter queue URL (Lambda): where the worker parks what it cannot apply.
+    pub dlq_url: String,
+    /// Standalone: attempts before a retryable failure is dead-lettered.
+    #[serde(deserialize_with = "number")]
+    pub max_attempts: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreSettings {
+    /// DynamoDB table (Lambda).
+    pub table: String,
+    /// How long a processed event id is remembered for deduplication.
+    #[serde(deserialize_with = "number")]
+    pub dedupe_ttl_hours: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OktaSettings {
+    /// `https://example.okta.com`: where users are re-read, and the tenant name in state keys.
+    pub org_url: String,
+    /// Header that carries the event hook's shared secret.
+    pub auth_header: String,
+    pub shared_secret: Secret,
+    /// The secret being rotated out; accepted until removed.
+    pub previous_shared_secret: Secret,
+    /// SSWS API token for the Users API. Without it the worker uses what the event carries.
+    pub api_token: Secret,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EntraSettings {
+    pub tenant_id: String,
+    pub client_id: String,
+    pub client_secret: Secret,
+    /// The `clientState` given when the Graph subscription was created.
+    pub client_state: Secret,
+    pub previous_client_state: Secret,
+    /// Comma-separated subscription ids to accept; empty accepts any with a valid clientState.
+    pub subscription_ids: String,
+    pub graph_url: String,
+    pub login_url: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TargetSettings {
+    pub profile: TargetProfile,
+    /// SCIM base URL, e.g. `https://api.datadoghq.com/api/v2/scim`.
+    pub base_url: String,
+    /// Bearer token (Datadog: an application key of a service account).
+    pub token: Secret,
+    /// How long an invitation sent on create stays valid (Datadog: 48 h).
+    #[serde(deserialize_with = "number")]
+    pub invite_ttl_hours: u64,
+    #[serde(deserialize_with = "number")]
+    pub timeout_seconds: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            database: "scim-relay.db".into(),
+            queue: QueueSettings::default(),
+            store: StoreSettings::default(),
+            okta: OktaSettings::default(),
+            entra: EntraSettings::default(),
+            target: TargetSettings::default(),
+        }
+    }
+}
+
+impl Default for QueueSettings {
+    fn default() -> Self {
+        Self {
+            signing_key: Secret::default(),
+            url: String::new(),
+            dlq_url: String::new(),
+            max_attempts: 8,
+        }
+    }
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        Self {
+            table: String::new(),
+            dedupe_ttl_hours: 72,
+        }
+    }
+}
+
+impl Default for OktaSettings {
+    fn default() -> Self {
+        Self {
+            org_url: String::new(),
+            auth_header: "authorization".into(),
+            shared_secret: Secret::default(),
+            previous_shared_secret: Secret::default(),
+            api_token: Secret::default(),
+        }
+    }
+}
+
+impl Default for EntraSettings {
+    fn default() -> Self {
+        Self {
+            tenant_id: String::new(),
+            client_id: String::new(),
+            client_secret: Secret::default(),
+            client_state: Secret::default(),
+            previous_client_state: Secret::default(),
+            subscription_ids: String::new(),
+            graph_url: "https://graph.microsoft.com".into(),
+            login_url: "https://login.microsoftonline.com".into(),
+        }
+    }
+}
+
+impl Default for TargetSettings {
+    fn default() -> Self {
+        Self {
+            profile: TargetProfile::DryRun,
+            base_url: String::new(),
+            token: Secret::default(),
+            invite_ttl_hours: 48,
+            timeout_seconds: 10,
+        }
+    }
+}
+
+impl Settings {
+    /// Reads the TOML file (if any), then applies `SCIM_RELAY_*` overrides from `env`.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let text = match file {
+            Some(path) => std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.display().to_string(),
+                source,
+            })?,
+            None => String::new(),
+        };
+        Self::from_toml_and_env(&text, env)
+    }
+
+    /// The Lambda way: environment only.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::load(None, std::env::vars())
+    }
+
+    pub fn from_toml_and_env(
+        text: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| ConfigError::Invalid(e.to_string()))?;
+        for (name, value) in env {
+            let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            if ENV_NOT_SETTINGS.contains(&name.as_str()) {
+                continue;
+            }
+            let rest = rest.to_ascii_lowercase();
+            match rest.split_once("__") {
+                Some((section, key)) => {
+                    let entry = table
+                        .entry(section.to_string())
+                        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+                    let toml::Value::Table(section_table) = entry else {
+                        return Err(ConfigError::Invalid(format!(
+                            "{name} overrides a key inside `{section}`, which is not a section"
+                        )));
+                    };
+                    section_table.insert(key.to_string(), toml::Value::String(value));
+                }
+                None => {
+                    table.insert(rest, toml::Value::String(value));
+                }
+            }
+        }
+        toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Invalid(e.message().to_string()))
+    }
+
+    pub fn okta_secrets(&self) -> SecretSet {
+        SecretSet::new([
+            self.okta.shared_secret.clone(),
+            self.okta.previous_shared_secret.clone(),
+        ])
+    }
+
+    pub fn entra_client_states(&self) -> SecretSet {
+        SecretSet::new([
+            self.entra.client_state.clone(),
+            self.entra.previous_client_state.clone(),
+        ])
+    }
+
+    /// The tenant name used in state keys and queue groups for Okta: the org's host.
+    pub fn okta_tenant(&self) -> String {
+        host_of(&self.okta.org_url).unwrap_or_else(|| "okta".to_string())
+    }
+
+    /// What ingress needs: a signing key and at least one IdP it can verify.
+    pub fn check_ingress(&self) -> Result<(), ConfigError> {
+        require_secret(&self.queue.signing_key, "queue.signing_key")?;
+        if self.okta.shared_secret.is_empty() && self.entra.client_state.is_empty() {
+            return Err(missing("okta.shared_secret"));
+        }
+        Ok(())
+    }
+
+    /// What the worker needs: the signing key and a usable target.
+    pub fn check_worker(&self) -> Result<(), ConfigError> {
+        require_secret(&self.queue.signing_key, "queue.signing_key")?;
+        if self.target.profile != TargetProfile::DryRun {
+            require(&self.target.base_url, "target.base_url")?;
+            require_secret(&self.target.token, "target.token")?;
+        }
+        if !self.entra.client_id.is_empty() {
+            require(&self.entra.tenant_id, "entra.tenant_id")?;
+            require_secret(&self.entra.client_secret, "entra.client_secret")?;
+        }
+        if !self.okta.api_token.is_empty() {
+            require(&self.okta.org_url, "okta.org_url")?;
+        }
+        Ok(())
+    }
+
+    /// What the Lambdas need on top: the queue and the table.
+    pub fn check_aws(&self) -> Result<(), ConfigError> {
+        require(&self.queue.url, "queue.url")?;
+        require(&self.store.table, "store.table")
+    }
+
+    pub fn check_aws_worker(&self) -> Result<(), ConfigError> {
+        self.check_aws()?;
+        require(&self.queue.dlq_url, "queue.dlq_url")
+    }
+
+    /// Every secret field, for resolving ARNs into values at start-up.
+    pub fn secrets_mut(&mut self) -> [&mut Secret; 8] {
+        [
+            &mut self.queue.signing_key,
+            &mut self.okta.shared_secret,
+            &mut self.okta.previous_shared_secret,
+            &mut self.okta.api_token,
+            &mut self.entra.client_secret,
+            &mut self.entra.client_state,
+            &mut self.entra.previous_client_state,
+            &mut self.target.token,
+        ]
+    }
+}
+
+fn env_name(key: &str) -> String {
+    let key = key.to_ascii_uppercase();
+    match key.split_once('.') {
+        Some((section, field)) => format!("{ENV_PREFIX}{section}__{field}"),
+        None => format!("{ENV_PREFIX}{key}"),
+    }
+}
+
+fn missing(key: &'static str) -> ConfigError {
+    ConfigError::Missing {
+        key,
+        env: env_name(key),
+    }
+}
+
+fn require(value: &str, key: &'static str) -> Result<(), ConfigError> {
+    if value.trim().is_empty() {
+        Err(missing(key))
+    } else {
+        Ok(())
+    }
+}
+
+fn require_secret(value: &Secret, key: &'static str) -> Result<(), ConfigError> {
+    if value.is_empty() {
+        Err(missing(key))
+    } else {
+        Ok(())
+    }
+}
+
+/// `https://example.okta.com/path` → `example.okta.com`.
+pub fn host_of(url: &str) -> Option<String> {
+    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
+    let host = rest.split(['/', '?', '#']).next()?.trim();
+    (!host.is_empty()).then(|| host.to_ascii_lowercase())
+}
+
+/// Numbers may come from TOML (integers) or from the environment (strings).
+fn number<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Num {
+        Int(u64),
+        Text(String),
+    }
+    match Num::deserialize(d)? {
+        Num::Int(n) => Ok(n),
+        Num::Text(s) => s
+            .trim()
+            .parse()
+            .map_err(|_| serde::de::Error::custom(format!("expected a whole number, got `{s}`"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_apply_without_a_file() {
+        let s = Settings::from_toml_and_env("", env(&[])).unwrap();
+        assert_eq!(s.listen, "127.0.0.1:8080");
+        assert_eq!(s.okta.auth_header, "authorization");
+        assert_eq!(s.target.profile, TargetProfile::DryRun);
+        assert_eq!(s.target.invite_ttl_hours, 48);
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let toml = "listen = \"0.0.0.0:9\"\n[okta]\nshared_secret = \"from-file\"\n[target]\ninvite_ttl_hours = 24\n";
+        let s = Settings::from_toml_and_env(
+            toml,
+            env(&[
+                ("SCIM_RELAY_OKTA__SHARED_SECRET", "from-env"),
+                ("SCIM_RELAY_LISTEN", "127.0.0.1:1"),
+                ("SCIM_RELAY_TARGET__INVITE_TTL_HOURS", "12"),
+                ("SCIM_RELAY_TARGET__PROFILE", "generic"),
+                ("SCIM_RELAY_CONFIG", "ignored.toml"),
+                ("UNRELATED", "x"),
+            ]),
+        )
+        .unwrap();
+        assert!(s.okta.shared_secret.matches(b"from-env"));
+        assert_eq!(s.listen, "127.0.0.1:1");
+        assert_eq!(s.target.invite_ttl_hours, 12);
+        assert_eq!(s.target.profile, TargetProfile::Generic);
+    }
+
+    #[test]
+    fn a_misspelt_key_is_an_error_that_names_it() {
+        let err = Settings::from_toml_and_env("", env(&[("SCIM_RELAY_OKTA__SHARED_SECRT", "x")]))
+            .unwrap_err();
+        assert!(err.to_string().contains("shared_secrt"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_number_is_an_error() {
+        let err =
+            Settings::from_toml_and_env("", env(&[("SCIM_RELAY_QUEUE__MAX_ATTEMPTS", "lots")]))
+                .unwrap_err();
+        assert!(err.to_string().contains("lots"), "{err}");
+    }
+
+    #[test]
+    fn missing_settings_name_the_key_and_the_variable() {
+        let s = Settings::from_toml_and_env("", env(&[])).unwrap();
+        let err = s.check_ingress().unwrap_err().to_string();
+        assert!(err.contains("queue.signing_key"), "{err}");
+        assert!(err.contains("SCIM_RELAY_QUEUE__SIGNING_KEY"), "{err}");
+
+        let s = Settings::from_toml_and_env(
+            "[queue]\nsigning_key = \"k\"\n[target]\nprofile = \"datadog\"\n",
+            env(&[]),
+        )
+        .unwrap();
+        let err = s.check_worker().unwrap_err().to_string();
+        assert!(err.contains("target.base_url"), "{err}");
+        assert!(s
+            .check_aws()
+            .unwrap_err()
+            .to_string()
+            .contains("SCIM_RELAY_QUEUE__URL"));
+    }
+
+    #[test]
+    fn okta_tenant_is_the_org_host() {
+        let mut s = Settings::default();
+        s.okta.org_url = "https://Example.okta.com/".into();
+        assert_eq!(s.okta_tenant(), "example.okta.com");
+        assert_eq!(
+            host_of("http://127.0.0.1:9000/x"),
+            Some("127.0.0.1:9000".into())
+        );
+    }
+}

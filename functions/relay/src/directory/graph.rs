@@ -1,0 +1,182 @@
+//! Microsoft Graph: client-credentials token, then `GET /v1.0/users/{id}?$select=…` (the
+//! default projection leaves out `accountEnabled`).
+
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use serde::Deserialize;
+use tokio::sync::Mutex;
+
+use super::{Directory, DirectoryError, DirectoryRead, DirectoryUser, IdpStatus};
+use crate::secret::Secret;
+
+const SELECT: &str = "id,userPrincipalName,mail,givenName,surname,displayName,jobTitle,accountEnabled,employeeId,department";
+const SCOPE: &str = "https://graph.microsoft.com/.default";
+
+pub struct GraphDirectory {
+    http: reqwest::Client,
+    graph_url: String,
+    token_url: String,
+    client_id: String,
+    client_secret: Secret,
+    token: Mutex<Option<(Secret, Instant)>>,
+}
+
+impl std::fmt::Debug for GraphDirectory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GraphDirectory")
+            .field("graph_url", &self.graph_url)
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    access_token: String,
+    #[serde(default)]
+    expires_in: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct GraphUser {
+    id: String,
+    #[serde(default)]
+    user_principal_name: Option<String>,
+    #[serde(default)]
+    mail: Option<String>,
+    #[serde(default)]
+    given_name: Option<String>,
+    #[serde(default)]
+    surname: Option<String>,
+    #[serde(default)]
+    display_name: Option<String>,
+    #[serde(default)]
+    job_title: Option<String>,
+    #[serde(default)]
+    account_enabled: Option<bool>,
+    #[serde(default)]
+    employee_id: Option<String>,
+    #[serde(default)]
+    department: Option<String>,
+}
+
+impl GraphDirectory {
+    pub fn new(
+        graph_url: &str,
+        login_url: &str,
+        tenant_id: &str,
+        client_id: &str,
+        client_secret: Secret,
+        timeout: Duration,
+    ) -> Result<Self, DirectoryError> {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .build()
+            .map_err(|e| DirectoryError::Permanent(e.to_string()))?;
+        Ok(Self {
+            http,
+            graph_url: graph_url.trim_end_matches('/').to_string(),
+            token_url: format!(
+                "{}/{tenant_id}/oauth2/v2.0/token",
+                login_url.trim_end_matches('/')
+            ),
+            client_id: client_id.to_string(),
+            client_secret,
+            token: Mutex::new(None),
+        })
+    }
+
+    /// A cached app token, renewed a minute before it expires.
+    async fn access_token(&self) -> Result<Secret, DirectoryError> {
+        let mut cached = self.token.lock().await;
+        if let Some((token, until)) = cached.as_ref() {
+            if Instant::now() < *until {
+                return Ok(token.clone());
+            }
+        }
+        let resp = self
+            .http
+            .post(&self.token_url)
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", self.client_id.as_str()),
+                ("client_secret", self.client_secret.expose()),
+                ("scope", SCOPE),
+            ])
+            .send()
+            .await
+            .map_err(|e| DirectoryError::Retryable(format!("Entra token: {}", e.without_url())))?;
+        if !resp.status().is_success() {
+            return Err(DirectoryError::Retryable(format!(
+                "Entra token endpoint answered {}; check entra.client_id and entra.client_secret",
+                resp.status().as_u16()
+            )));
+        }
+        let token: TokenResponse = resp
+            .json()
+            .await
+            .map_err(|e| DirectoryError::Retryable(format!("Entra token is not readable: {e}")))?;
+        let lifetime = token.expires_in.unwrap_or(3600).saturating_sub(60);
+        let secret = Secret::new(token.access_token);
+        *cached = Some((
+            secret.clone(),
+            Instant::now() + Duration::from_secs(lifetime),
+        ));
+        Ok(secret)
+    }
+}
+
+#[async_trait]
+impl Directory for GraphDirectory {
+    async fn read_user(&self, user_id: &str) -> Result<DirectoryRead, DirectoryError> {
+        let token = self.access_token().await?;
+        let id = percent_encoding::utf8_percent_encode(user_id, percent_encoding::NON_ALPHANUMERIC);
+        let resp = self
+            .http
+            .get(format!("{}/v1.0/users/{id}", self.graph_url))
+            .query(&[("$select", SELECT)])
+            .bearer_auth(token.expose())
+            .send()
+            .await
+            .map_err(|e| DirectoryError::Retryable(format!("Graph: {}", e.without_url())))?;
+        match resp.status().as_u16() {
+            200 => {}
+            404 => return Ok(DirectoryRead::NotFound),
+            401 | 403 => {
+                // A stale token: drop it so the retry fetches a new one.
+                *self.token.lock().await = None;
+                return Err(DirectoryError::Retryable(
+                    "Graph rejected the app token; check the app's User.Read.All permission".into(),
+                ));
+            }
+            s if s == 429 || s >= 500 => {
+                return Err(DirectoryError::Retryable(format!("Graph answered {s}")))
+            }
+            s => return Err(DirectoryError::Permanent(format!("Graph answered {s}"))),
+        }
+        let u: GraphUser = resp
+            .json()
+            .await
+            .map_err(|e| DirectoryError::Retryable(format!("Graph user is not readable: {e}")))?;
+        let enabled = u.account_enabled.unwrap_or(false);
+        Ok(DirectoryRead::Found(DirectoryUser {
+            id: u.id,
+            login: u.user_principal_name.unwrap_or_default(),
+            email: u.mail,
+            given_name: u.given_name,
+            family_name: u.surname,
+            display_name: u.display_name,
+            title: u.job_title,
+            employee_number: u.employee_id,
+            department: u.department,
+            status: Some(if enabled {
+                IdpStatus::Active
+            } else {
+                IdpStatus::Inactive
+            }),
+            raw_status: if enabled { "enabled" } else { "disabled" }.to_string(),
+        }))
+    }
+}

@@ -1,0 +1,125 @@
+//! Reading the user's current truth from the IdP. Events are only triggers: the worker always
+//! re-reads, so a forged or replayed event can at most re-sync a real user's real state.
+
+#[cfg(feature = "outbound")]
+pub mod graph;
+#[cfg(feature = "outbound")]
+pub mod okta;
+
+use async_trait::async_trait;
+
+use crate::envelope::{EventHint, Trigger};
+
+/// Whether the IdP wants the user to have a working account on the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdpStatus {
+    Active,
+    /// Exists but is not yet active (Okta STAGED, PROVISIONED): not provisioned yet.
+    Pending,
+    /// Suspended, deactivated, disabled.
+    Inactive,
+}
+
+/// A user as the directory describes them, normalised across IdPs.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DirectoryUser {
+    pub id: String,
+    /// Okta `login`, Entra `userPrincipalName`.
+    pub login: String,
+    pub email: Option<String>,
+    pub given_name: Option<String>,
+    pub family_name: Option<String>,
+    pub display_name: Option<String>,
+    pub title: Option<String>,
+    pub employee_number: Option<String>,
+    pub department: Option<String>,
+    pub status: Option<IdpStatus>,
+    /// The IdP's own word for the status, recorded in state.
+    pub raw_status: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DirectoryRead {
+    Found(DirectoryUser),
+    /// The directory no longer returns the user (deleted).
+    NotFound,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DirectoryError {
+    /// Timeouts, 5xx, 429, and a rejected directory credential (an operator can fix that; the
+    /// triggers must wait, not be dropped).
+    #[error("directory unavailable: {0}")]
+    Retryable(String),
+    #[error("directory answer unusable: {0}")]
+    Permanent(String),
+}
+
+#[async_trait]
+pub trait Directory: Send + Sync {
+    async fn read_user(&self, user_id: &str) -> Result<DirectoryRead, DirectoryError>;
+}
+
+/// Without directory credentials (the local demo) the worker can only use what the event said.
+/// Okta events name the user (`alternateId`, `displayName`) and the event type tells the status.
+pub fn user_from_event(trigger: &Trigger, user_id: &str) -> Option<DirectoryUser> {
+    let EventHint {
+        login,
+        display_name,
+    } = trigger.hint.clone()?;
+    let login = login.filter(|l| !l.is_empty())?;
+    let inactive = matches!(
+        trigger.event_type.as_str(),
+        "user.lifecycle.deactivate" | "user.lifecycle.suspend" | "user.lifecycle.delete.initiated"
+    );
+    Some(DirectoryUser {
+        id: user_id.to_string(),
+        email: login.contains('@').then(|| login.clone()),
+        login,
+        display_name,
+        status: Some(if inactive {
+            IdpStatus::Inactive
+        } else {
+            IdpStatus::Active
+        }),
+        raw_status: format!("event:{}", trigger.event_type),
+        ..Default::default()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::envelope::{Source, Subject, ENVELOPE_VERSION};
+
+    fn trigger(event_type: &str, hint: Option<EventHint>) -> Trigger {
+        Trigger {
+            v: ENVELOPE_VERSION,
+            source: Source::Okta,
+            tenant: "t".into(),
+            subject: Subject::User {
+                user_id: "00u1".into(),
+            },
+            event_id: "e".into(),
+            event_type: event_type.into(),
+            published: None,
+            received: chrono::Utc::now(),
+            hint,
+        }
+    }
+
+    #[test]
+    fn the_event_type_decides_the_status_of_a_fallback_user() {
+        let hint = Some(EventHint {
+            login: Some("a@example.com".into()),
+            display_name: Some("A".into()),
+        });
+        let created =
+            user_from_event(&trigger("user.lifecycle.create", hint.clone()), "00u1").unwrap();
+        assert_eq!(created.status, Some(IdpStatus::Active));
+        assert_eq!(created.email.as_deref(), Some("a@example.com"));
+        let gone = user_from_event(&trigger("user.lifecycle.deactivate", hint), "00u1").unwrap();
+        assert_eq!(gone.status, Some(IdpStatus::Inactive));
+        assert!(user_from_event(&trigger("user.lifecycle.create", None), "00u1").is_none());
+    }
+}

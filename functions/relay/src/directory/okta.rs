@@ -1,0 +1,143 @@
+//! Okta Users API: `GET /api/v1/users/{id}` with an SSWS token.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::Deserialize;
+
+use super::{Directory, DirectoryError, DirectoryRead, DirectoryUser, IdpStatus};
+use crate::secret::Secret;
+
+pub struct OktaDirectory {
+    http: reqwest::Client,
+    org_url: String,
+    token: Secret,
+}
+
+impl std::fmt::Debug for OktaDirectory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OktaDirectory")
+            .field("org_url", &self.org_url)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Deserialize)]
+struct OktaUser {
+    id: String,
+    status: String,
+    #[serde(default)]
+    profile: OktaProfile,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct OktaProfile {
+    #[serde(default)]
+    login: Option<String>,
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    first_name: Option<String>,
+    #[serde(default)]
+    last_name: Option<String>,
+    #[serde(default)]
+    display_name: Option<String>,
+    #[serde(default)]
+    title: Option<String>,
+    #[serde(default)]
+    employee_number: Option<String>,
+    #[serde(default)]
+    department: Option<String>,
+}
+
+/// Okta's statuses, explicitly: only these count as a working account.
+pub fn okta_status(status: &str) -> IdpStatus {
+    match status {
+        "ACTIVE" | "RECOVERY" | "PASSWORD_EXPIRED" | "LOCKED_OUT" => IdpStatus::Active,
+        "STAGED" | "PROVISIONED" => IdpStatus::Pending,
+        // SUSPENDED, DEPROVISIONED, and anything Okta adds later: not active.
+        _ => IdpStatus::Inactive,
+    }
+}
+
+impl OktaDirectory {
+    pub fn new(org_url: &str, token: Secret, timeout: Duration) -> Result<Self, DirectoryError> {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .build()
+            .map_err(|e| DirectoryError::Permanent(e.to_string()))?;
+        Ok(Self {
+            http,
+            org_url: org_url.trim_end_matches('/').to_string(),
+            token,
+        })
+    }
+}
+
+#[async_trait]
+impl Directory for OktaDirectory {
+    async fn read_user(&self, user_id: &str) -> Result<DirectoryRead, DirectoryError> {
+        let id = percent_encoding::utf8_percent_encode(user_id, percent_encoding::NON_ALPHANUMERIC);
+        let resp = self
+            .http
+            .get(format!("{}/api/v1/users/{id}", self.org_url))
+            .header("Authorization", format!("SSWS {}", self.token.expose()))
+            .header("Accept", "application/json")
+            .send()
+            .await
+            .map_err(|e| DirectoryError::Retryable(format!("Okta: {}", e.without_url())))?;
+        let status = resp.status().as_u16();
+        match status {
+            200 => {}
+            404 => return Ok(DirectoryRead::NotFound),
+            401 | 403 => {
+                return Err(DirectoryError::Retryable(format!(
+                    "Okta rejected the API token ({status}); fix okta.api_token"
+                )))
+            }
+            s if s == 429 || s >= 500 => {
+                return Err(DirectoryError::Retryable(format!("Okta answered {s}")))
+            }
+            s => return Err(DirectoryError::Permanent(format!("Okta answered {s}"))),
+        }
+        let user: OktaUser = resp
+            .json()
+            .await
+            .map_err(|e| DirectoryError::Retryable(format!("Okta user is not readable: {e}")))?;
+        let p = user.profile;
+        Ok(DirectoryRead::Found(DirectoryUser {
+            id: user.id,
+            login: p
+                .login
+                .clone()
+                .or_else(|| p.email.clone())
+                .unwrap_or_default(),
+            email: p.email,
+            given_name: p.first_name,
+            family_name: p.last_name,
+            display_name: p.display_name,
+            title: p.title,
+            employee_number: p.employee_number,
+            department: p.department,
+            status: Some(okta_status(&user.status)),
+            raw_status: user.status,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn okta_statuses_map_explicitly() {
+        assert_eq!(okta_status("ACTIVE"), IdpStatus::Active);
+        assert_eq!(okta_status("PASSWORD_EXPIRED"), IdpStatus::Active);
+        assert_eq!(okta_status("STAGED"), IdpStatus::Pending);
+        assert_eq!(okta_status("PROVISIONED"), IdpStatus::Pending);
+        assert_eq!(okta_status("SUSPENDED"), IdpStatus::Inactive);
+        assert_eq!(okta_status("DEPROVISIONED"), IdpStatus::Inactive);
+        assert_eq!(okta_status("SOMETHING_NEW"), IdpStatus::Inactive);
+    }
+}

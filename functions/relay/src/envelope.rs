@@ -1,0 +1,278 @@
+//! The queue message: a small versioned trigger, signed by ingress and checked by the worker, so
+//! that only ingress can put work on the queue.
+
+use chrono::{DateTime, Utc};
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::secret::Secret;
+
+pub const ENVELOPE_VERSION: u8 = 1;
+/// SQS allows 128 characters for group and deduplication ids.
+const MAX_SQS_ID: usize = 128;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    Okta,
+    Entra,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Okta => "okta",
+            Source::Entra => "entra",
+        }
+    }
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a trigger is about.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Subject {
+    /// One user: the worker re-reads and converges them.
+    User { user_id: String },
+    /// A Graph subscription lifecycle event (`reauthorizationRequired`, `missed`, …): tenant-level
+    /// work for the sweeper.
+    Subscription { subscription_id: String },
+}
+
+/// What the event itself said about the user. Only used when no directory credentials are
+/// configured (the local demo); otherwise the directory is the truth.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventHint {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub login: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+}
+
+/// One unit of work: "something happened to this user at this IdP".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Trigger {
+    pub v: u8,
+    pub source: Source,
+    pub tenant: String,
+    pub subject: Subject,
+    /// The IdP's id for the event (Okta: the LogEvent uuid; Graph: a digest of the notification).
+    pub event_id: String,
+    pub event_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub published: Option<DateTime<Utc>>,
+    pub received: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hint: Option<EventHint>,
+}
+
+impl Trigger {
+    fn subject_id(&self) -> &str {
+        match &self.subject {
+            Subject::User { user_id } => user_id,
+            Subject::Subscription { subscription_id } => subscription_id,
+        }
+    }
+
+    /// Work for one user is serialised: the FIFO message group is source/tenant/user.
+    pub fn group_id(&self) -> String {
+        fit_sqs_id(format!(
+            "{}/{}/{}",
+            self.source,
+            self.tenant,
+            self.subject_id()
+        ))
+    }
+
+    /// One key per (event, user): a redelivered event is recognised, and an event naming two
+    /// users gives two independent triggers.
+    pub fn dedupe_key(&self) -> String {
+        format!(
+            "{}:{}:{}:{}",
+            self.source,
+            self.tenant,
+            self.event_id,
+            self.subject_id()
+        )
+    }
+}
+
+/// Keeps an id within SQS limits: short ids stay readable, long ones become a digest.
+fn fit_sqs_id(id: String) -> String {
+    let printable = id.chars().all(|c| c.is_ascii_graphic());
+    if id.len() <= MAX_SQS_ID && printable {
+        id
+    } else {
+        hex::encode(Sha256::digest(id.as_bytes()))
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum EnvelopeError {
+    #[error("message is not a scim-relay envelope: {0}")]
+    Malformed(String),
+    #[error("envelope version {0} is not supported")]
+    Version(u8),
+    #[error("envelope signature does not verify")]
+    BadSignature,
+}
+
+/// The wire form. The trigger travels as a JSON string so the signature covers exact bytes.
+#[derive(Serialize, Deserialize)]
+struct Sealed {
+    v: u8,
+    sig: String,
+    trigger: String,
+}
+
+/// A message ready for the queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueMessage {
+    pub group_id: String,
+    pub dedupe_id: String,
+    pub body: String,
+}
+
+/// Signs and opens envelopes with the shared queue key.
+#[derive(Clone)]
+pub struct EnvelopeSigner {
+    key: Secret,
+}
+
+impl std::fmt::Debug for EnvelopeSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnvelopeSigner").finish_non_exhaustive()
+    }
+}
+
+type HmacSha256 = Hmac<Sha256>;
+
+impl EnvelopeSigner {
+    pub fn new(key: Secret) -> Self {
+        Self { key }
+    }
+
+    fn mac(&self) -> HmacSha256 {
+        // HMAC accepts keys of any length, so this cannot fail.
+        HmacSha256::new_from_slice(self.key.expose().as_bytes())
+            .unwrap_or_else(|_| unreachable!("HMAC takes any key length"))
+    }
+
+    pub fn seal(&self, trigger: &Trigger) -> QueueMessage {
+        // Serialising plain strings and timestamps cannot fail.
+        let json = serde_json::to_string(trigger).unwrap_or_default();
+        let mut mac = self.mac();
+        mac.update(json.as_bytes());
+        let sig = hex::encode(mac.finalize().into_bytes());
+        let sealed = Sealed {
+            v: ENVELOPE_VERSION,
+            sig,
+            trigger: json,
+        };
+        QueueMessage {
+            group_id: trigger.group_id(),
+            dedupe_id: fit_sqs_id(hex::encode(Sha256::digest(trigger.dedupe_key().as_bytes()))),
+            body: serde_json::to_string(&sealed).unwrap_or_default(),
+        }
+    }
+
+    pub fn open(&self, body: &str) -> Result<Trigger, EnvelopeError> {
+        let sealed: Sealed =
+            serde_json::from_str(body).map_err(|e| EnvelopeError::Malformed(e.to_string()))?;
+        if sealed.v != ENVELOPE_VERSION {
+            return Err(EnvelopeError::Version(sealed.v));
+        }
+        let sig = hex::decode(&sealed.sig).map_err(|_| EnvelopeError::BadSignature)?;
+        let mut mac = self.mac();
+        mac.update(sealed.trigger.as_bytes());
+        mac.verify_slice(&sig)
+            .map_err(|_| EnvelopeError::BadSignature)?;
+        let trigger: Trigger = serde_json::from_str(&sealed.trigger)
+            .map_err(|e| EnvelopeError::Malformed(e.to_string()))?;
+        if trigger.v != ENVELOPE_VERSION {
+            return Err(EnvelopeError::Version(trigger.v));
+        }
+        Ok(trigger)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn trigger() -> Trigger {
+        Trigger {
+            v: ENVELOPE_VERSION,
+            source: Source::Okta,
+            tenant: "example.okta.com".into(),
+            subject: Subject::User {
+                user_id: "00u1".into(),
+            },
+            event_id: "9b2f6c1e".into(),
+            event_type: "user.lifecycle.create".into(),
+            published: None,
+            received: DateTime::from_timestamp(1_700_000_000, 0).unwrap_or_default(),
+            hint: None,
+        }
+    }
+
+    #[test]
+    fn seal_then_open_round_trips() {
+        let signer = EnvelopeSigner::new(Secret::new("k"));
+        let msg = signer.seal(&trigger());
+        assert_eq!(msg.group_id, "okta/example.okta.com/00u1");
+        assert_eq!(msg.dedupe_id.len(), 64);
+        assert_eq!(signer.open(&msg.body), Ok(trigger()));
+    }
+
+    #[test]
+    fn a_different_key_or_a_tampered_body_is_rejected() {
+        let msg = EnvelopeSigner::new(Secret::new("k")).seal(&trigger());
+        let other = EnvelopeSigner::new(Secret::new("not-k"));
+        assert_eq!(other.open(&msg.body), Err(EnvelopeError::BadSignature));
+
+        let tampered = msg.body.replace("00u1", "00u2");
+        assert_eq!(
+            EnvelopeSigner::new(Secret::new("k")).open(&tampered),
+            Err(EnvelopeError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn garbage_is_malformed_not_a_panic() {
+        let signer = EnvelopeSigner::new(Secret::new("k"));
+        assert!(matches!(signer.open("{"), Err(EnvelopeError::Malformed(_))));
+        assert!(matches!(
+            signer.open(r#"{"v":1,"sig":"zz","trigger":"{}"}"#),
+            Err(EnvelopeError::BadSignature)
+        ));
+        assert_eq!(
+            signer.open(r#"{"v":9,"sig":"","trigger":""}"#),
+            Err(EnvelopeError::Version(9))
+        );
+    }
+
+    #[test]
+    fn dedupe_key_differs_per_user_of_one_event() {
+        let a = trigger();
+        let mut b = trigger();
+        b.subject = Subject::User {
+            user_id: "00u2".into(),
+        };
+        assert_ne!(a.dedupe_key(), b.dedupe_key());
+        assert_ne!(a.group_id(), b.group_id());
+    }
+
+    #[test]
+    fn long_group_ids_are_digested_to_fit_sqs() {
+        let mut t = trigger();
+        t.tenant = "x".repeat(200);
+        assert!(t.group_id().len() <= MAX_SQS_ID);
+    }
+}

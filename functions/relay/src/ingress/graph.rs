@@ -1,0 +1,410 @@
+//! Microsoft Graph change notifications for `/users`: the `validationToken` handshake and the
+//! per-item `clientState` check.
+//!
+//! Basic notifications carry no signature; `clientState` is the only credential, so each item is
+//! checked on its own (a batch can mix subscriptions and tenants) and bad items are dropped.
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use super::{IngressError, IngressRequest, IngressResponse};
+use crate::config::Settings;
+use crate::envelope::{Source, Subject, Trigger, ENVELOPE_VERSION};
+use crate::secret::SecretSet;
+
+/// Graph's tokens are about a hundred characters; anything this long is not one.
+const MAX_VALIDATION_TOKEN: usize = 4096;
+
+#[derive(Debug, Clone)]
+pub struct EntraIngress {
+    client_states: SecretSet,
+    subscription_ids: Vec<String>,
+    tenant_id: Option<String>,
+}
+
+#[derive(Debug, Default)]
+pub struct GraphSplit {
+    pub triggers: Vec<Trigger>,
+    /// Items that failed verification (clientState, subscription, tenant).
+    pub rejected: usize,
+    /// Verified items that are not about a user (groups, for now).
+    pub ignored: usize,
+}
+
+#[derive(Deserialize)]
+struct NotificationCollection {
+    value: Vec<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct ChangeNotification {
+    #[serde(rename = "subscriptionId", default)]
+    subscription_id: Option<String>,
+    #[serde(rename = "clientState", default)]
+    client_state: Option<String>,
+    #[serde(rename = "tenantId", default)]
+    tenant_id: Option<String>,
+    #[serde(rename = "changeType", default)]
+    change_type: Option<String>,
+    #[serde(default)]
+    resource: Option<String>,
+    #[serde(rename = "resourceData", default)]
+    resource_data: Option<ResourceData>,
+    #[serde(rename = "lifecycleEvent", default)]
+    lifecycle_event: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ResourceData {
+    #[serde(rename = "@odata.type", default)]
+    odata_type: Option<String>,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(rename = "eventTime", default)]
+    event_time: Option<String>,
+}
+
+impl EntraIngress {
+    pub fn new(
+        client_states: SecretSet,
+        subscription_ids: Vec<String>,
+        tenant_id: Option<String>,
+    ) -> Self {
+        Self {
+            client_states,
+            subscription_ids,
+            tenant_id,
+        }
+    }
+
+    /// `None` when no clientState is configured: the Graph route then answers 404.
+    pub fn from_settings(settings: &Settings) -> Option<Self> {
+        let states = settings.entra_client_states();
+        let subscription_ids = settings
+            .entra
+            .subscription_ids
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect();
+        let tenant = settings.entra.tenant_id.trim();
+        (!states.is_empty()).then(|| {
+            Self::new(
+                states,
+                subscription_ids,
+                (!tenant.is_empty()).then(|| tenant.to_string()),
+            )
+        })
+    }
+
+    /// A request with `validationToken` in the query is the subscription handshake, whatever
+    /// its body: answer the decoded token as plain text (never as HTML, so it cannot be used
+    /// to reflect markup).
+    pub fn handshake(&self, req: &IngressRequest) -> Result<Option<IngressResponse>, IngressError> {
+        let Some(token) = req.query_param("validationToken") else {
+            return Ok(None);
+        };
+        if token.len() > MAX_VALIDATION_TOKEN {
+            return Err(IngressError::BadRequest(
+                "validationToken is too long".into(),
+            ));
+        }
+        tracing::info!("answered Graph subscription validation");
+        Ok(Some(IngressResponse::text(200, token)))
+    }
+
+    pub fn split(&self, body: &[u8], received: DateTime<Utc>) -> Result<GraphSplit, IngressError> {
+        let collection: NotificationCollection = serde_json::from_slice(body).map_err(|e| {
+            IngressError::BadRequest(format!("not a Graph notification collection: {e}"))
+        })?;
+        let mut split = GraphSplit::default();
+        for raw in collection.value {
+            let Ok(item) = serde_json::from_value::<ChangeNotification>(raw.clone()) else {
+                tracing::warn!("dropped a Graph notification item that is not an object");
+                split.rejected += 1;
+                continue;
+            };
+            let Some(tenant) = self.verify_item(&item) else {
+                split.rejected += 1;
+                continue;
+            };
+            match self.trigger_for(&item, &raw, tenant, received) {
+                Some(trigger) => split.triggers.push(trigger),
+                None => split.ignored += 1,
+            }
+        }
+        Ok(split)
+    }
+
+    /// The tenant the item belongs to, if it verifies.
+    fn verify_item(&self, item: &ChangeNotification) -> Option<String> {
+        let state_ok = item
+            .client_state
+            .as_deref()
+            .is_some_and(|s| self.client_states.matches(s.as_bytes()));
+        if !state_ok {
+            tracing::warn!(
+                subscription = item.subscription_id.as_deref().unwrap_or("-"),
+                "dropped a Graph notification: clientState does not match"
+            );
+            return None;
+        }
+        let subscription = item.subscription_id.as_deref().unwrap_or_default();
+        if !self.subscription_ids.is_empty()
+            && !self.subscription_ids.iter().any(|s| s == subscription)
+        {
+            tracing::warn!(
+                subscription,
+                "dropped a Graph notification: unknown subscription"
+            );
+            return None;
+        }
+        let item_tenant = item.tenant_id.as_deref().unwrap_or_default();
+        match &self.tenant_id {
+            Some(ours) if !ours.eq_ignore_ascii_case(item_tenant) => {
+                tracing::warn!(
+                    tenant = item_tenant,
+                    "dropped a Graph notification: other tenant"
+                );
+                None
+            }
+            Some(ours) => Some(ours.to_ascii_lowercase()),
+            None if item_tenant.is_empty() => Some("entra".to_string()),
+            None => Some(item_tenant.to_ascii_lowercase()),
+        }
+    }
+
+    fn trigger_for(
+        &self,
+        item: &ChangeNotification,
+        raw: &serde_json::Value,
+        tenant: String,
+        received: DateTime<Utc>,
+    ) -> Option<Trigger> {
+        let (subject, event_type) = if let Some(lifecycle) = &item.lifecycle_event {
+            let subscription_id = item.subscription_id.clone().unwrap_or_default();
+            (Subject::Subscription { subscription_id }, lifecycle.clone())
+        } else {
+            let user_id = user_id_of(item)?;
+            let change = item.change_type.clone().unwrap_or_else(|| "updated".into());
+            (Subject::User { user_id }, change)
+        };
+        let published = item
+            .resource_data
+            .as_ref()
+            .and_then(|d| d.event_time.as_deref())
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&Utc));
+        Some(Trigger {
+            v: ENVELOPE_VERSION,
+            source: Source::Entra,
+            tenant,
+            subject,
+            event_id: notification_id(raw),
+            event_type,
+            published,
+            received,
+            hint: None,
+        })
+    }
+}
+
+/// The user a notification is about, from `resource` ("Users/{id}") or `resourceData`.
+fn user_id_of(item: &ChangeNotification) -> Option<String> {
+    if let Some(data) = &item.resource_data {
+        let is_user = data
+            .odata_type
+            .as_deref()
+            .is_some_and(|t| t.eq_ignore_ascii_case("#microsoft.graph.user"));
+        if is_user {
+            if let Some(id) = data.id.as_deref().filter(|id| !id.is_empty()) {
+                return Some(id.to_string());
+            }
+        }
+    }
+    let resource = item.resource.as_deref()?;
+    let (collection, id) = resource.trim_start_matches('/').split_once('/')?;
+    let id = id.split(['/', '?']).next()?;
+    (collection.eq_ignore_ascii_case("users") && !id.is_empty()).then(|| id.to_string())
+}
+
+/// Graph gives user notifications no id; a digest of the item (without its clientState, which
+/// rotates) lets a retried delivery be recognised as the same notification.
+fn notification_id(raw: &serde_json::Value) -> String {
+    let mut item = raw.clone();
+    if let Some(obj) = item.as_object_mut() {
+        obj.remove("clientState");
+    }
+    // serde_json's map is ordered by key, so this serialisation is canonical.
+    let digest = Sha256::digest(item.to_string().as_bytes());
+    hex::encode(&digest[..16])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::Secret;
+
+    const TENANT: &str = "84bd8158-6d4d-4958-8b9f-9d6445542f95";
+    const SUB: &str = "7f105c7d-2dc5-4530-97cd-4e7ae6534c07";
+
+    fn ingress(subs: &[&str], tenant: Option<&str>) -> EntraIngress {
+        EntraIngress::new(
+            SecretSet::new([Secret::new("state-now"), Secret::new("state-before")]),
+            subs.iter().map(|s| s.to_string()).collect(),
+            tenant.map(str::to_string),
+        )
+    }
+
+    fn item(state: &str, user: &str) -> serde_json::Value {
+        serde_json::json!({
+            "subscriptionId": SUB, "changeType": "updated", "clientState": state, "tenantId": TENANT,
+            "resource": format!("Users/{user}"),
+            "resourceData": {"@odata.type": "#Microsoft.Graph.User", "@odata.id": format!("Users/{user}"),
+                             "id": user, "organizationId": TENANT, "eventTime": "2025-06-03T14:22:05.1234567Z",
+                             "sequenceNumber": 638845237251234567u64}
+        })
+    }
+
+    fn body(items: Vec<serde_json::Value>) -> Vec<u8> {
+        serde_json::to_vec(&serde_json::json!({ "value": items })).unwrap()
+    }
+
+    #[test]
+    fn handshake_echoes_the_decoded_token_as_plain_text() {
+        let req = IngressRequest {
+            query: Some("validationToken=Validation%3a+Testing+%3Cb%3Ehi%3C%2Fb%3E".into()),
+            ..Default::default()
+        };
+        let resp = ingress(&[], None).handshake(&req).unwrap().unwrap();
+        assert_eq!(resp.status, 200);
+        assert!(resp.content_type.starts_with("text/plain"));
+        assert_eq!(resp.body, "Validation: Testing <b>hi</b>");
+        assert!(ingress(&[], None)
+            .handshake(&IngressRequest::default())
+            .unwrap()
+            .is_none());
+    }
+
+    #[test]
+    fn each_item_is_checked_on_its_own() {
+        let split = ingress(&[], None)
+            .split(
+                &body(vec![
+                    item("state-now", "u1"),
+                    item("forged", "u2"),
+                    item("state-before", "u3"),
+                ]),
+                Utc::now(),
+            )
+            .unwrap();
+        let users: Vec<_> = split.triggers.iter().map(|t| t.subject.clone()).collect();
+        assert_eq!(
+            users,
+            vec![
+                Subject::User {
+                    user_id: "u1".into()
+                },
+                Subject::User {
+                    user_id: "u3".into()
+                }
+            ]
+        );
+        assert_eq!(split.rejected, 1);
+        assert_eq!(split.triggers[0].tenant, TENANT);
+        assert_eq!(split.triggers[0].event_type, "updated");
+        assert!(split.triggers[0].published.is_some());
+    }
+
+    #[test]
+    fn subscription_and_tenant_are_checked_when_configured() {
+        let strict = ingress(&["other-sub"], None);
+        let split = strict
+            .split(&body(vec![item("state-now", "u1")]), Utc::now())
+            .unwrap();
+        assert_eq!((split.triggers.len(), split.rejected), (0, 1));
+
+        let strict = ingress(&[SUB], Some("another-tenant"));
+        let split = strict
+            .split(&body(vec![item("state-now", "u1")]), Utc::now())
+            .unwrap();
+        assert_eq!((split.triggers.len(), split.rejected), (0, 1));
+
+        let ok = ingress(&[SUB], Some(TENANT));
+        assert_eq!(
+            ok.split(&body(vec![item("state-now", "u1")]), Utc::now())
+                .unwrap()
+                .triggers
+                .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn lifecycle_notifications_become_subscription_triggers() {
+        let lifecycle = serde_json::json!({
+            "subscriptionId": SUB, "subscriptionExpirationDateTime": "2025-07-01T10:00:00Z",
+            "tenantId": TENANT, "clientState": "state-now", "lifecycleEvent": "reauthorizationRequired"
+        });
+        let split = ingress(&[], None)
+            .split(&body(vec![lifecycle]), Utc::now())
+            .unwrap();
+        assert_eq!(split.triggers.len(), 1);
+        assert_eq!(
+            split.triggers[0].subject,
+            Subject::Subscription {
+                subscription_id: SUB.into()
+            }
+        );
+        assert_eq!(split.triggers[0].event_type, "reauthorizationRequired");
+    }
+
+    #[test]
+    fn group_notifications_are_ignored_for_now() {
+        let mut group = item("state-now", "g1");
+        group["resource"] = "Groups/g1".into();
+        group["resourceData"]["@odata.type"] = "#Microsoft.Graph.Group".into();
+        let split = ingress(&[], None)
+            .split(&body(vec![group]), Utc::now())
+            .unwrap();
+        assert_eq!((split.triggers.len(), split.ignored), (0, 1));
+    }
+
+    #[test]
+    fn a_redelivery_has_the_same_event_id_even_after_clientstate_rotation() {
+        let a = ingress(&[], None)
+            .split(&body(vec![item("state-now", "u1")]), Utc::now())
+            .unwrap();
+        let b = ingress(&[], None)
+            .split(&body(vec![item("state-before", "u1")]), Utc::now())
+            .unwrap();
+        assert_eq!(a.triggers[0].event_id, b.triggers[0].event_id);
+        let c = ingress(&[], None)
+            .split(&body(vec![item("state-now", "u2")]), Utc::now())
+            .unwrap();
+        assert_ne!(a.triggers[0].event_id, c.triggers[0].event_id);
+    }
+
+    #[test]
+    fn malformed_collections_are_bad_requests() {
+        for b in [&b"nope"[..], b"{}", br#"{"value": 3}"#] {
+            assert!(matches!(
+                ingress(&[], None).split(b, Utc::now()),
+                Err(IngressError::BadRequest(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn resource_paths_are_parsed_leniently() {
+        let mut n = serde_json::from_value::<ChangeNotification>(item("s", "u9")).unwrap();
+        n.resource_data = None;
+        assert_eq!(user_id_of(&n).as_deref(), Some("u9"));
+        n.resource = Some("/users/u8".into());
+        assert_eq!(user_id_of(&n).as_deref(), Some("u8"));
+        n.resource = Some("groups/g".into());
+        assert_eq!(user_id_of(&n), None);
+    }
+}

@@ -1,0 +1,197 @@
+//! A SCIM 2.0 client over HTTP, for Datadog and RFC 7644 providers.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use reqwest::header::{HeaderMap, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
+use serde_json::Value;
+
+use super::error::classify;
+use super::{patch_body, PatchOp, ScimError, ScimRecord, ScimTarget};
+use crate::config::TargetProfile;
+use crate::secret::Secret;
+
+/// Transport failures and 5xx are retried this many times in-process, with jittered backoff,
+/// before the message goes back to the queue.
+const ATTEMPTS: u32 = 3;
+
+/// Characters escaped in an id used as a path segment (RFC 3986 unreserved ones stay).
+const PATH_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+pub struct HttpScimTarget {
+    http: reqwest::Client,
+    base_url: String,
+    token: Secret,
+    content_type: &'static str,
+}
+
+impl std::fmt::Debug for HttpScimTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpScimTarget")
+            .field("base_url", &self.base_url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HttpScimTarget {
+    pub fn new(
+        profile: TargetProfile,
+        base_url: &str,
+        token: Secret,
+        timeout: Duration,
+    ) -> Result<Self, ScimError> {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .user_agent(concat!("scim-relay/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ScimError::transport(e.to_string()))?;
+        Ok(Self {
+            http,
+            base_url: base_url.trim_end_matches('/').to_string(),
+            token,
+            // Datadog documents application/json; RFC 7644 clients send application/scim+json.
+            content_type: match profile {
+                TargetProfile::Generic => "application/scim+json",
+                _ => "application/json",
+            },
+        })
+    }
+
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<&Value>,
+    ) -> Result<(u16, String), ScimError> {
+        let url = format!("{}{}", self.base_url, path);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut req = self
+                .http
+                .request(method.clone(), &url)
+                .query(query)
+                .header(AUTHORIZATION, format!("Bearer {}", self.token.expose()))
+                .header(ACCEPT, "application/scim+json, application/json");
+            if let Some(b) = body {
+                req = req
+                    .header(CONTENT_TYPE, self.content_type)
+                    .body(b.to_string());
+            }
+            let result = match req.send().await {
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    let headers = resp.headers().clone();
+                    let text = resp.text().await.unwrap_or_default();
+                    if (200..300).contains(&status) {
+                        return Ok((status, text));
+                    }
+                    Err(classify(
+                        status,
+                        header(&headers, "retry-after"),
+                        header(&headers, "x-ratelimit-reset"),
+                        &text,
+                    ))
+                }
+                Err(e) => Err(ScimError::transport(if e.is_timeout() {
+                    "timed out".to_string()
+                } else {
+                    format!("request failed: {}", e.without_url())
+                })),
+            };
+            let err = match result {
+                Ok(ok) => return Ok(ok),
+                Err(err) => err,
+            };
+            // A rate-limited request waits for the queue, not in-process; other retryable
+            // failures get a short jittered backoff first.
+            let in_process = err.failure == super::ScimFailure::Retryable
+                && err.retry_after.is_none()
+                && attempt < ATTEMPTS;
+            if !in_process {
+                return Err(err);
+            }
+            let backoff = 100u64 * 2u64.pow(attempt) + fastrand::u64(0..100);
+            tracing::debug!(
+                attempt,
+                backoff_ms = backoff,
+                "retrying SCIM request: {err}"
+            );
+            tokio::time::sleep(Duration::from_millis(backoff)).await;
+        }
+    }
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn record(value: &Value) -> Option<ScimRecord> {
+    Some(ScimRecord {
+        id: value.get("id")?.as_str()?.to_string(),
+        active: value.get("active").and_then(Value::as_bool),
+    })
+}
+
+fn parse(text: &str) -> Result<Value, ScimError> {
+    serde_json::from_str(text).map_err(|e| ScimError {
+        failure: super::ScimFailure::Retryable,
+        status: None,
+        detail: format!("target answered with a body that is not JSON: {e}"),
+        retry_after: None,
+    })
+}
+
+#[async_trait]
+impl ScimTarget for HttpScimTarget {
+    async fn find_user(&self, user_name: &str) -> Result<Option<ScimRecord>, ScimError> {
+        let filter = format!("userName eq \"{}\"", user_name.replace('"', "\\\""));
+        let (_, text) = self
+            .send(
+                reqwest::Method::GET,
+                "/Users",
+                &[("filter", &filter), ("startIndex", "1"), ("count", "2")],
+                None,
+            )
+            .await?;
+        let list = parse(&text)?;
+        let found: Vec<ScimRecord> = list
+            .get("Resources")
+            .and_then(Value::as_array)
+            .map(|r| r.iter().filter_map(record).collect())
+            .unwrap_or_default();
+        match found.len() {
+            0 => Ok(None),
+            1 => Ok(found.into_iter().next()),
+            n => Err(ScimError {
+                failure: super::ScimFailure::Permanent,
+                status: None,
+                detail: format!("{n} target users share one userName; refusing to pick one"),
+                retry_after: None,
+            }),
+        }
+    }
+
+    async fn create_user(&self, resource: &Value) -> Result<ScimRecord, ScimError> {
+        let (_, text) = self
+            .send(reqwest::Method::POST, "/Users", &[], Some(resource))
+            .await?;
+        record(&parse(&text)?).ok_or_else(|| ScimError::transport("create answered without an id"))
+    }
+
+    async fn patch_user(&self, id: &str, ops: &[PatchOp]) -> Result<(), ScimError> {
+        let path = format!(
+            "/Users/{}",
+            percent_encoding::utf8_percent_encode(id, PATH_SEGMENT)
+        );
+        // 200 with the resource and 204 without a body are both success.
+        self.send(reqwest::Method::PATCH, &path, &[], Some(&patch_body(ops)))
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,198 @@
+//! Directory user → the SCIM user the target should hold, per target profile.
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Value};
+
+use super::{DesiredUser, ENTERPRISE_SCHEMA};
+use crate::config::TargetProfile;
+use crate::directory::{DirectoryUser, IdpStatus};
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum MappingError {
+    #[error("user {0} has no email address, which the target needs as userName")]
+    NoEmail(String),
+    #[error("user {0} has no login")]
+    NoLogin(String),
+}
+
+fn non_empty(v: &Option<String>) -> Option<&str> {
+    v.as_deref().map(str::trim).filter(|s| !s.is_empty())
+}
+
+fn full_name(user: &DirectoryUser) -> Option<String> {
+    if let Some(display) = non_empty(&user.display_name) {
+        return Some(display.to_string());
+    }
+    let parts: Vec<&str> = [non_empty(&user.given_name), non_empty(&user.family_name)]
+        .into_iter()
+        .flatten()
+        .collect();
+    (!parts.is_empty()).then(|| parts.join(" "))
+}
+
+fn email_of(user: &DirectoryUser) -> Option<String> {
+    non_empty(&user.email).map(str::to_string).or_else(|| {
+        user.login
+            .contains('@')
+            .then(|| user.login.trim().to_string())
+    })
+}
+
+fn work_email(email: &str) -> Value {
+    json!([{ "value": email, "type": "work", "primary": true }])
+}
+
+/// Maps a directory user onto the profile's SCIM shape. The status decides `active`: only an
+/// active IdP user gets a working account.
+pub fn desired_user(
+    profile: TargetProfile,
+    user: &DirectoryUser,
+) -> Result<DesiredUser, MappingError> {
+    let active = user.status == Some(IdpStatus::Active);
+    let mut attributes = BTreeMap::new();
+    let user_name = match profile {
+        // Datadog: userName is the lower-cased email; the name is `name.formatted` only.
+        TargetProfile::Datadog | TargetProfile::DryRun => {
+            let email = email_of(user).ok_or_else(|| MappingError::NoEmail(user.id.clone()))?;
+            let user_name = email.to_lowercase();
+            attributes.insert("userName".into(), json!(user_name));
+            attributes.insert("emails".into(), work_email(&user_name));
+            if let Some(name) = full_name(user) {
+                attributes.insert("name.formatted".into(), json!(name));
+            }
+            if let Some(title) = non_empty(&user.title) {
+                attributes.insert("title".into(), json!(title));
+            }
+            user_name
+        }
+        TargetProfile::Generic => {
+            let login = user.login.trim().to_lowercase();
+            if login.is_empty() {
+                return Err(MappingError::NoLogin(user.id.clone()));
+            }
+            attributes.insert("userName".into(), json!(login));
+            attributes.insert("externalId".into(), json!(user.id));
+            if let Some(email) = email_of(user) {
+                attributes.insert("emails".into(), work_email(&email.to_lowercase()));
+            }
+            if let Some(v) = non_empty(&user.given_name) {
+                attributes.insert("name.givenName".into(), json!(v));
+            }
+            if let Some(v) = non_empty(&user.family_name) {
+                attributes.insert("name.familyName".into(), json!(v));
+            }
+            if let Some(name) = full_name(user) {
+                attributes.insert("name.formatted".into(), json!(name.clone()));
+                attributes.insert("displayName".into(), json!(name));
+            }
+            if let Some(v) = non_empty(&user.title) {
+                attributes.insert("title".into(), json!(v));
+            }
+            if let Some(v) = non_empty(&user.employee_number) {
+                attributes.insert(format!("{ENTERPRISE_SCHEMA}:employeeNumber"), json!(v));
+            }
+            if let Some(v) = non_empty(&user.department) {
+                attributes.insert(format!("{ENTERPRISE_SCHEMA}:department"), json!(v));
+            }
+            login
+        }
+    };
+    Ok(DesiredUser {
+        user_name,
+        active,
+        attributes,
+        lifecycle: user.raw_status.clone(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jane(status: IdpStatus) -> DirectoryUser {
+        DirectoryUser {
+            id: "00u1".into(),
+            login: "Jane.Doe@Example.com".into(),
+            email: Some("Jane.Doe@Example.com".into()),
+            given_name: Some("Jane".into()),
+            family_name: Some("Doe".into()),
+            display_name: None,
+            title: Some("Engineer".into()),
+            employee_number: Some("42".into()),
+            department: Some("R&D".into()),
+            status: Some(status),
+            raw_status: "ACTIVE".into(),
+        }
+    }
+
+    #[test]
+    fn datadog_profile_uses_the_lowercased_email_and_formatted_name() {
+        let u = desired_user(TargetProfile::Datadog, &jane(IdpStatus::Active)).unwrap();
+        assert_eq!(u.user_name, "jane.doe@example.com");
+        assert!(u.active);
+        assert_eq!(u.attributes["name.formatted"], "Jane Doe");
+        assert_eq!(
+            u.attributes["emails"],
+            json!([{"value": "jane.doe@example.com", "type": "work", "primary": true}])
+        );
+        assert_eq!(u.attributes["title"], "Engineer");
+        assert!(!u.attributes.contains_key("name.givenName"));
+        assert!(!u.attributes.contains_key("externalId"));
+    }
+
+    #[test]
+    fn generic_profile_carries_names_external_id_and_enterprise_fields() {
+        let u = desired_user(TargetProfile::Generic, &jane(IdpStatus::Active)).unwrap();
+        assert_eq!(u.attributes["externalId"], "00u1");
+        assert_eq!(u.attributes["name.givenName"], "Jane");
+        assert_eq!(u.attributes["displayName"], "Jane Doe");
+        assert_eq!(
+            u.attributes[&format!("{ENTERPRISE_SCHEMA}:department")],
+            "R&D"
+        );
+    }
+
+    #[test]
+    fn only_an_active_idp_user_is_active_on_the_target() {
+        for (status, active) in [
+            (IdpStatus::Active, true),
+            (IdpStatus::Pending, false),
+            (IdpStatus::Inactive, false),
+        ] {
+            assert_eq!(
+                desired_user(TargetProfile::Datadog, &jane(status))
+                    .unwrap()
+                    .active,
+                active
+            );
+        }
+    }
+
+    #[test]
+    fn a_user_without_any_email_cannot_be_mapped_for_datadog() {
+        let mut u = jane(IdpStatus::Active);
+        u.email = None;
+        u.login = "jdoe".into();
+        assert_eq!(
+            desired_user(TargetProfile::Datadog, &u),
+            Err(MappingError::NoEmail("00u1".into()))
+        );
+        // The login is used when it is an address.
+        u.login = "J@x.io".into();
+        assert_eq!(
+            desired_user(TargetProfile::Datadog, &u).unwrap().user_name,
+            "j@x.io"
+        );
+    }
+
+    #[test]
+    fn display_name_wins_over_given_and_family() {
+        let mut u = jane(IdpStatus::Active);
+        u.display_name = Some("JD".into());
+        assert_eq!(
+            desired_user(TargetProfile::Datadog, &u).unwrap().attributes["name.formatted"],
+            "JD"
+        );
+    }
+}

@@ -1,0 +1,258 @@
+//! Planning: compare what the user should be with what was last applied, and decide the fewest
+//! SCIM calls that converge the target. Pure: no I/O.
+
+use serde_json::{json, Value};
+
+use super::{DesiredUser, PatchOp};
+use crate::config::TargetProfile;
+use crate::state::{attributes_hash, UserState};
+
+/// What the worker must do on the target for one user.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ScimPlan {
+    /// The target already matches.
+    Nothing { reason: &'static str },
+    /// The user should exist and is not known to exist: look up by userName first, adopt an
+    /// existing account, create otherwise.
+    Create { user: DesiredUser },
+    /// The user exists (`scim_id`): send only these changes.
+    Update { scim_id: String, ops: Vec<PatchOp> },
+    /// Deactivate an account the relay never recorded (created before it ran), if there is one.
+    DeactivateUnrecorded { user_name: String },
+}
+
+/// `desired` is `None` when the directory no longer has the user.
+pub fn plan(
+    profile: TargetProfile,
+    desired: Option<&DesiredUser>,
+    recorded: Option<&UserState>,
+) -> ScimPlan {
+    let existing = recorded.and_then(|r| r.scim_id.as_deref().map(|id| (r, id)));
+    match (desired, existing) {
+        (None, Some((state, id))) if state.active => ScimPlan::Update {
+            scim_id: id.to_string(),
+            ops: vec![deactivate()],
+        },
+        (None, _) => ScimPlan::Nothing {
+            reason: "user is gone from the directory and not active on the target",
+        },
+        (Some(user), None) if user.active => ScimPlan::Create { user: user.clone() },
+        (Some(user), None) => match recorded {
+            // Already looked up and recorded as absent or inactive.
+            Some(state) if !state.active => ScimPlan::Nothing {
+                reason: "user is inactive and has no active account",
+            },
+            _ => ScimPlan::DeactivateUnrecorded {
+                user_name: user.user_name.clone(),
+            },
+        },
+        (Some(user), Some((state, id))) => {
+            if !user.active {
+                return if state.active {
+                    // Offboarding touches `active` only: a deactivated account keeps its data.
+                    ScimPlan::Update {
+                        scim_id: id.to_string(),
+                        ops: vec![deactivate()],
+                    }
+                } else {
+                    ScimPlan::Nothing {
+                        reason: "user is already inactive on the target",
+                    }
+                };
+            }
+            let mut ops = if attributes_hash(&user.attributes) == state.attributes_hash {
+                Vec::new()
+            } else {
+                diff(profile, state, user)
+            };
+            if !state.active {
+                ops.push(PatchOp::replace("active", json!(true)));
+            }
+            if ops.is_empty() {
+                ScimPlan::Nothing {
+                    reason: "nothing changed since the last apply",
+                }
+            } else {
+                ScimPlan::Update {
+                    scim_id: id.to_string(),
+                    ops,
+                }
+            }
+        }
+    }
+}
+
+fn deactivate() -> PatchOp {
+    PatchOp::replace("active", json!(false))
+}
+
+/// One operation per changed attribute. Datadog has no `remove`, so a cleared attribute is
+/// replaced with an empty string there.
+fn diff(profile: TargetProfile, state: &UserState, user: &DesiredUser) -> Vec<PatchOp> {
+    let mut ops = Vec::new();
+    for (path, value) in &user.attributes {
+        if state.attributes.get(path) != Some(value) {
+            ops.push(PatchOp::replace(path.clone(), value.clone()));
+        }
+    }
+    for path in state.attributes.keys() {
+        if !user.attributes.contains_key(path) {
+            ops.push(match profile {
+                TargetProfile::Generic => PatchOp::remove(path.clone()),
+                TargetProfile::Datadog | TargetProfile::DryRun => {
+                    PatchOp::replace(path.clone(), Value::String(String::new()))
+                }
+            });
+        }
+    }
+    ops
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use chrono::Utc;
+
+    use super::*;
+    use crate::scim::PatchKind;
+
+    fn user(active: bool, title: Option<&str>) -> DesiredUser {
+        let mut attributes = BTreeMap::from([
+            ("userName".to_string(), json!("a@example.com")),
+            ("name.formatted".to_string(), json!("A")),
+        ]);
+        if let Some(t) = title {
+            attributes.insert("title".into(), json!(t));
+        }
+        DesiredUser {
+            user_name: "a@example.com".into(),
+            active,
+            attributes,
+            lifecycle: "ACTIVE".into(),
+        }
+    }
+
+    fn applied(u: &DesiredUser, scim_id: Option<&str>) -> UserState {
+        UserState {
+            scim_id: scim_id.map(str::to_string),
+            user_name: u.user_name.clone(),
+            attributes: u.attributes.clone(),
+            attributes_hash: attributes_hash(&u.attributes),
+            active: u.active,
+            lifecycle: u.lifecycle.clone(),
+            invite: None,
+            version: 1,
+            last_event_at: None,
+            updated_at: Utc::now(),
+        }
+    }
+
+    const P: TargetProfile = TargetProfile::Datadog;
+
+    #[test]
+    fn a_new_active_user_is_created() {
+        let u = user(true, None);
+        assert_eq!(plan(P, Some(&u), None), ScimPlan::Create { user: u });
+    }
+
+    #[test]
+    fn an_unchanged_user_needs_no_call() {
+        let u = user(true, Some("Eng"));
+        assert!(matches!(
+            plan(P, Some(&u), Some(&applied(&u, Some("id1")))),
+            ScimPlan::Nothing { .. }
+        ));
+    }
+
+    #[test]
+    fn a_changed_attribute_is_the_only_operation() {
+        let before = user(true, Some("Eng"));
+        let after = user(true, Some("CTO"));
+        assert_eq!(
+            plan(P, Some(&after), Some(&applied(&before, Some("id1")))),
+            ScimPlan::Update {
+                scim_id: "id1".into(),
+                ops: vec![PatchOp::replace("title", json!("CTO"))]
+            }
+        );
+    }
+
+    #[test]
+    fn a_cleared_attribute_is_removed_or_blanked_per_profile() {
+        let before = user(true, Some("Eng"));
+        let after = user(true, None);
+        let state = applied(&before, Some("id1"));
+        let ScimPlan::Update { ops, .. } = plan(TargetProfile::Generic, Some(&after), Some(&state))
+        else {
+            panic!("expected an update");
+        };
+        assert_eq!(ops, vec![PatchOp::remove("title")]);
+        let ScimPlan::Update { ops, .. } = plan(TargetProfile::Datadog, Some(&after), Some(&state))
+        else {
+            panic!("expected an update");
+        };
+        assert_eq!(ops[0].op, PatchKind::Replace);
+        assert_eq!(ops[0].value, Some(json!("")));
+    }
+
+    #[test]
+    fn deactivation_is_a_single_patch_of_active() {
+        let before = user(true, Some("Eng"));
+        let after = user(false, Some("Changed too"));
+        assert_eq!(
+            plan(P, Some(&after), Some(&applied(&before, Some("id1")))),
+            ScimPlan::Update {
+                scim_id: "id1".into(),
+                ops: vec![PatchOp::replace("active", json!(false))]
+            }
+        );
+        // And once inactive, nothing more.
+        assert!(matches!(
+            plan(P, Some(&after), Some(&applied(&after, Some("id1")))),
+            ScimPlan::Nothing { .. }
+        ));
+    }
+
+    #[test]
+    fn reactivation_sets_active_and_catches_up_attributes() {
+        let before = user(false, Some("Eng"));
+        let after = user(true, Some("CTO"));
+        let ScimPlan::Update { ops, .. } =
+            plan(P, Some(&after), Some(&applied(&before, Some("id1"))))
+        else {
+            panic!("expected an update");
+        };
+        assert!(ops.contains(&PatchOp::replace("active", json!(true))));
+        assert!(ops.contains(&PatchOp::replace("title", json!("CTO"))));
+    }
+
+    #[test]
+    fn a_user_gone_from_the_directory_is_deactivated_from_recorded_state() {
+        let before = user(true, None);
+        assert_eq!(
+            plan(P, None, Some(&applied(&before, Some("id1")))),
+            ScimPlan::Update {
+                scim_id: "id1".into(),
+                ops: vec![PatchOp::replace("active", json!(false))]
+            }
+        );
+        assert!(matches!(plan(P, None, None), ScimPlan::Nothing { .. }));
+    }
+
+    #[test]
+    fn an_inactive_user_never_seen_is_looked_up_to_deactivate() {
+        let u = user(false, None);
+        assert_eq!(
+            plan(P, Some(&u), None),
+            ScimPlan::DeactivateUnrecorded {
+                user_name: "a@example.com".into()
+            }
+        );
+        // Once recorded as absent/inactive, no more look-ups.
+        assert!(matches!(
+            plan(P, Some(&u), Some(&applied(&u, None))),
+            ScimPlan::Nothing { .. }
+        ));
+    }
+}

@@ -1,0 +1,88 @@
+//! The target service provider, as the worker sees it.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use super::{patch_body, PatchOp, ScimError};
+
+/// What the worker needs to know of an existing target user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScimRecord {
+    pub id: String,
+    pub active: Option<bool>,
+}
+
+#[async_trait]
+pub trait ScimTarget: Send + Sync {
+    /// `GET /Users?filter=userName eq "…"`.
+    async fn find_user(&self, user_name: &str) -> Result<Option<ScimRecord>, ScimError>;
+    /// `POST /Users`.
+    async fn create_user(&self, resource: &Value) -> Result<ScimRecord, ScimError>;
+    /// `PATCH /Users/{id}`.
+    async fn patch_user(&self, id: &str, ops: &[PatchOp]) -> Result<(), ScimError>;
+}
+
+/// Sends nothing: prints each request it would send, and remembers the users it "created" so
+/// a second run of the same user plans a PATCH, as it would against a real target.
+#[derive(Debug, Default)]
+pub struct DryRunTarget {
+    created: Mutex<BTreeMap<String, String>>,
+}
+
+impl DryRunTarget {
+    fn print(method: &str, path: &str, body: Option<&Value>) {
+        match body {
+            Some(b) => println!("[dry-run] {method} {path} {b}"),
+            None => println!("[dry-run] {method} {path}"),
+        }
+    }
+}
+
+#[async_trait]
+impl ScimTarget for DryRunTarget {
+    async fn find_user(&self, user_name: &str) -> Result<Option<ScimRecord>, ScimError> {
+        Self::print(
+            "GET",
+            &format!("/Users?filter=userName eq \"{user_name}\""),
+            None,
+        );
+        let created = self
+            .created
+            .lock()
+            .map_err(|_| ScimError::transport("poisoned"))?;
+        Ok(created.get(user_name).map(|id| ScimRecord {
+            id: id.clone(),
+            active: Some(true),
+        }))
+    }
+
+    async fn create_user(&self, resource: &Value) -> Result<ScimRecord, ScimError> {
+        Self::print("POST", "/Users", Some(resource));
+        let user_name = resource["userName"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let id = format!(
+            "dry-run-{}",
+            &hex::encode(Sha256::digest(user_name.as_bytes()))[..16]
+        );
+        let mut created = self
+            .created
+            .lock()
+            .map_err(|_| ScimError::transport("poisoned"))?;
+        created.insert(user_name, id.clone());
+        Ok(ScimRecord {
+            id,
+            active: Some(true),
+        })
+    }
+
+    async fn patch_user(&self, id: &str, ops: &[PatchOp]) -> Result<(), ScimError> {
+        Self::print("PATCH", &format!("/Users/{id}"), Some(&patch_body(ops)));
+        Ok(())
+    }
+}

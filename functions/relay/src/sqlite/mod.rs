@@ -1,0 +1,99 @@
+//! The standalone server's embedded store: one SQLite file holds the durable queue, the
+//! dead letters, the per-user state and the dedupe records.
+
+mod queue;
+mod store;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use rusqlite::Connection;
+
+pub use queue::QueuedMessage;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS queue (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    group_id    TEXT    NOT NULL,
+    dedupe_id   TEXT    NOT NULL UNIQUE,
+    body        TEXT    NOT NULL,
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    visible_at  INTEGER NOT NULL,
+    enqueued_at INTEGER NOT NULL,
+    last_error  TEXT
+);
+CREATE INDEX IF NOT EXISTS queue_group ON queue (group_id, id);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id        INTEGER PRIMARY KEY AUTOINCREMENT,
+    group_id  TEXT    NOT NULL,
+    dedupe_id TEXT    NOT NULL,
+    body      TEXT    NOT NULL,
+    reason    TEXT    NOT NULL,
+    attempts  INTEGER NOT NULL,
+    failed_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS users (
+    id         TEXT    PRIMARY KEY,
+    version    INTEGER NOT NULL,
+    doc        TEXT    NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS events (
+    key        TEXT    PRIMARY KEY,
+    expires_at INTEGER NOT NULL
+);
+";
+
+#[derive(Debug, thiserror::Error)]
+#[error("sqlite: {0}")]
+pub struct SqliteError(pub String);
+
+impl From<rusqlite::Error> for SqliteError {
+    fn from(e: rusqlite::Error) -> Self {
+        SqliteError(e.to_string())
+    }
+}
+
+/// A handle on the database file, shared by ingress, worker and state (cheap to clone).
+#[derive(Clone)]
+pub struct SqliteDb {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl std::fmt::Debug for SqliteDb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteDb").finish_non_exhaustive()
+    }
+}
+
+impl SqliteDb {
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, SqliteError> {
+        let conn = Connection::open(path)?;
+        // WAL keeps readers off the writer's back; synchronous=FULL makes every accepted
+        // event survive a crash of the process or the machine once its commit returns.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// Runs blocking SQLite work off the async runtime's threads.
+    async fn run<T, F>(&self, f: F) -> Result<T, SqliteError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, SqliteError> + Send + 'static,
+    {
+        let conn = Arc::clone(&self.conn);
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn
+                .lock()
+                .map_err(|_| SqliteError("connection lock poisoned".into()))?;
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| SqliteError(format!("blocking task failed: {e}")))?
+    }
+}

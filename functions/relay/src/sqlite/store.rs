@@ -1,0 +1,183 @@
+//! Per-user state and dedupe records in SQLite, with the same conditional-write contract as
+//! the DynamoDB adapter.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rusqlite::{params, OptionalExtension};
+
+use super::{SqliteDb, SqliteError};
+use crate::state::{ProcessedEvent, StateStore, StoreError, UserKey, UserState};
+
+impl From<SqliteError> for StoreError {
+    fn from(e: SqliteError) -> Self {
+        StoreError::Backend(e.0)
+    }
+}
+
+/// Internal marker for a failed version check inside the blocking closure.
+const CONFLICT: &str = "\u{0}conflict";
+
+#[async_trait]
+impl StateStore for SqliteDb {
+    async fn load_user(&self, key: &UserKey) -> Result<Option<UserState>, StoreError> {
+        let id = key.storage_id();
+        let doc: Option<String> = self
+            .run(move |conn| {
+                Ok(conn
+                    .query_row("SELECT doc FROM users WHERE id = ?1", params![id], |r| {
+                        r.get(0)
+                    })
+                    .optional()?)
+            })
+            .await?;
+        doc.map(|d| {
+            serde_json::from_str(&d)
+                .map_err(|e| StoreError::Backend(format!("state record unreadable: {e}")))
+        })
+        .transpose()
+    }
+
+    async fn event_seen(&self, event_key: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let key = event_key.to_string();
+        let now = now.timestamp();
+        Ok(self
+            .run(move |conn| {
+                Ok(conn
+                    .query_row(
+                        "SELECT 1 FROM events WHERE key = ?1 AND expires_at > ?2",
+                        params![key, now],
+                        |_| Ok(()),
+                    )
+                    .optional()?
+                    .is_some())
+            })
+            .await?)
+    }
+
+    async fn commit(
+        &self,
+        key: &UserKey,
+        state: Option<&UserState>,
+        expected_version: Option<u64>,
+        event: &ProcessedEvent,
+    ) -> Result<(), StoreError> {
+        let id = key.storage_id();
+        let doc = state
+            .map(|s| serde_json::to_string(s).map(|d| (d, s.version, s.updated_at.timestamp())))
+            .transpose()
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        let event_key = event.key.clone();
+        let event_expiry = event.expires_at.timestamp();
+        let result = self
+            .run(move |conn| {
+                let tx = conn.transaction()?;
+                if let Some((doc, version, updated_at)) = doc {
+                    let changed = match expected_version {
+                        None => tx.execute(
+                            "INSERT INTO users (id, version, doc, updated_at) VALUES (?1, ?2, ?3, ?4)
+                             ON CONFLICT (id) DO NOTHING",
+                            params![id, version, doc, updated_at],
+                        )?,
+                        Some(expected) => tx.execute(
+                            "UPDATE users SET version = ?2, doc = ?3, updated_at = ?4 WHERE id = ?1 AND version = ?5",
+                            params![id, version, doc, updated_at, expected],
+                        )?,
+                    };
+                    if changed == 0 {
+                        return Err(SqliteError(CONFLICT.into()));
+                    }
+                }
+                tx.execute(
+                    "INSERT INTO events (key, expires_at) VALUES (?1, ?2)
+                     ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at",
+                    params![event_key, event_expiry],
+                )?;
+                tx.commit()?;
+                Ok(())
+            })
+            .await;
+        match result {
+            Err(SqliteError(m)) if m == CONFLICT => Err(StoreError::Conflict),
+            other => Ok(other?),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::envelope::Source;
+
+    fn key() -> UserKey {
+        UserKey {
+            source: Source::Okta,
+            tenant: "t".into(),
+            user_id: "00u1".into(),
+        }
+    }
+
+    fn state(version: u64) -> UserState {
+        UserState {
+            scim_id: Some("s1".into()),
+            user_name: "a@example.com".into(),
+            attributes: BTreeMap::new(),
+            attributes_hash: String::new(),
+            active: true,
+            lifecycle: "ACTIVE".into(),
+            invite: None,
+            version,
+            last_event_at: None,
+            updated_at: Utc::now(),
+        }
+    }
+
+    fn event(k: &str, expires: DateTime<Utc>) -> ProcessedEvent {
+        ProcessedEvent {
+            key: k.into(),
+            expires_at: expires,
+        }
+    }
+
+    #[tokio::test]
+    async fn versions_guard_every_write() {
+        let path = std::env::temp_dir().join(format!("scim-relay-s-{}.db", uuid::Uuid::new_v4()));
+        let db = SqliteDb::open(&path).unwrap();
+        let later = Utc::now() + chrono::Duration::hours(1);
+        db.commit(&key(), Some(&state(1)), None, &event("e1", later))
+            .await
+            .unwrap();
+        let loaded = db.load_user(&key()).await.unwrap().unwrap();
+        assert_eq!((loaded.version, loaded.scim_id.as_deref()), (1, Some("s1")));
+        assert!(db.event_seen("e1", Utc::now()).await.unwrap());
+        // The dedupe record expires.
+        assert!(!db
+            .event_seen("e1", later + chrono::Duration::seconds(1))
+            .await
+            .unwrap());
+        // A second "first write" loses.
+        assert!(matches!(
+            db.commit(&key(), Some(&state(1)), None, &event("e2", later))
+                .await,
+            Err(StoreError::Conflict)
+        ));
+        // A write against the right version wins; a stale one loses.
+        db.commit(&key(), Some(&state(2)), Some(1), &event("e3", later))
+            .await
+            .unwrap();
+        assert!(matches!(
+            db.commit(&key(), Some(&state(2)), Some(1), &event("e4", later))
+                .await,
+            Err(StoreError::Conflict)
+        ));
+        assert_eq!(
+            db.load_user(&key()).await.unwrap().map(|s| s.version),
+            Some(2)
+        );
+        // A lost write records no event either.
+        assert!(!db.event_seen("e2", Utc::now()).await.unwrap());
+        assert!(db.event_seen("e3", Utc::now()).await.unwrap());
+        let _ = std::fs::remove_file(path);
+    }
+}

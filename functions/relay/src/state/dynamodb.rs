@@ -1,0 +1,192 @@
+//! DynamoDB single-table state store.
+//!
+//! | item            | pk                                  | sk      | attributes                              |
+//! |-----------------|-------------------------------------|---------|-----------------------------------------|
+//! | user state      | `USER#<source>#<tenant>#<user id>`  | `STATE` | `version`, `doc` (JSON), `invite_expires_at` (only while an invitation is pending: a sparse index for the sweeper) |
+//! | processed event | `EVENT#<dedupe key>`                | `EVENT` | `expires_at` (TTL, epoch seconds)       |
+//!
+//! The user write and the event record go in one transaction, conditional on the version read.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+use aws_sdk_dynamodb::Client;
+use chrono::{DateTime, Utc};
+
+use super::{ProcessedEvent, StateStore, StoreError, UserKey, UserState};
+
+#[derive(Clone, Debug)]
+pub struct DynamoStateStore {
+    client: Client,
+    table: String,
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn backend(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+    StoreError::Backend(aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string())
+}
+
+fn user_pk(key: &UserKey) -> String {
+    format!("USER#{}", key.storage_id())
+}
+
+fn event_pk(key: &str) -> String {
+    format!("EVENT#{key}")
+}
+
+impl DynamoStateStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    fn event_item(event: &ProcessedEvent) -> HashMap<String, AttributeValue> {
+        HashMap::from([
+            ("pk".to_string(), s(event_pk(&event.key))),
+            ("sk".to_string(), s("EVENT")),
+            ("expires_at".to_string(), n(event.expires_at.timestamp())),
+        ])
+    }
+
+    fn user_item(
+        key: &UserKey,
+        state: &UserState,
+    ) -> Result<HashMap<String, AttributeValue>, StoreError> {
+        let doc = serde_json::to_string(state).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let mut item = HashMap::from([
+            ("pk".to_string(), s(user_pk(key))),
+            ("sk".to_string(), s("STATE")),
+            ("version".to_string(), n(state.version)),
+            ("doc".to_string(), s(doc)),
+            ("active".to_string(), AttributeValue::Bool(state.active)),
+            ("updated_at".to_string(), n(state.updated_at.timestamp())),
+        ]);
+        if let Some(id) = &state.scim_id {
+            item.insert("scim_id".into(), s(id.clone()));
+        }
+        if let Some(invite) = &state.invite {
+            item.insert("invite_expires_at".into(), n(invite.expires_at.timestamp()));
+        }
+        Ok(item)
+    }
+}
+
+#[async_trait]
+impl StateStore for DynamoStateStore {
+    async fn load_user(&self, key: &UserKey) -> Result<Option<UserState>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(user_pk(key)))
+            .key("sk", s("STATE"))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(backend)?;
+        let Some(item) = out.item else {
+            return Ok(None);
+        };
+        let doc = item
+            .get("doc")
+            .and_then(|v| v.as_s().ok())
+            .ok_or_else(|| StoreError::Backend("state item has no doc".into()))?;
+        serde_json::from_str(doc)
+            .map(Some)
+            .map_err(|e| StoreError::Backend(format!("state record unreadable: {e}")))
+    }
+
+    async fn event_seen(&self, event_key: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(event_pk(event_key)))
+            .key("sk", s("EVENT"))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(backend)?;
+        // TTL deletion is lazy (up to days), so expiry is decided from the stored time.
+        Ok(out
+            .item
+            .and_then(|i| {
+                i.get("expires_at")
+                    .and_then(|v| v.as_n().ok())
+                    .and_then(|v| v.parse::<i64>().ok())
+            })
+            .is_some_and(|expires| expires > now.timestamp()))
+    }
+
+    async fn commit(
+        &self,
+        key: &UserKey,
+        state: Option<&UserState>,
+        expected_version: Option<u64>,
+        event: &ProcessedEvent,
+    ) -> Result<(), StoreError> {
+        let event_put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(Self::event_item(event)))
+            .build()
+            .map_err(backend)?;
+        let Some(state) = state else {
+            self.client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(Self::event_item(event)))
+                .send()
+                .await
+                .map_err(backend)?;
+            return Ok(());
+        };
+        let mut user_put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(Self::user_item(key, state)?));
+        user_put = match expected_version {
+            None => user_put.condition_expression("attribute_not_exists(pk)"),
+            Some(v) => user_put
+                .condition_expression("#v = :expected")
+                .expression_attribute_names("#v", "version")
+                .expression_attribute_values(":expected", n(v)),
+        };
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(
+                TransactWriteItem::builder()
+                    .put(user_put.build().map_err(backend)?)
+                    .build(),
+            )
+            .transact_items(TransactWriteItem::builder().put(event_put).build())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(err) => {
+                let service = err.into_service_error();
+                if let aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(c) = &service {
+                    let lost_version = c
+                        .cancellation_reasons()
+                        .first()
+                        .and_then(|r| r.code())
+                        .is_some_and(|code| code == "ConditionalCheckFailed");
+                    if lost_version {
+                        return Err(StoreError::Conflict);
+                    }
+                }
+                Err(backend(service))
+            }
+        }
+    }
+}

@@ -1,0 +1,76 @@
+//! Builds the worker's outbound parts (directories, SCIM target) from settings; shared by the
+//! worker Lambda and the standalone server.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::clock::Clock;
+use crate::config::{ConfigError, Settings, TargetProfile};
+use crate::directory::graph::GraphDirectory;
+use crate::directory::okta::OktaDirectory;
+use crate::directory::Directory;
+use crate::envelope::EnvelopeSigner;
+use crate::scim::http::HttpScimTarget;
+use crate::scim::{DryRunTarget, ScimTarget};
+use crate::state::StateStore;
+use crate::worker::{Worker, WorkerParts};
+
+pub fn build_worker(
+    settings: &Settings,
+    store: Arc<dyn StateStore>,
+    clock: Arc<dyn Clock>,
+) -> Result<Worker, ConfigError> {
+    settings.check_worker()?;
+    let timeout = Duration::from_secs(settings.target.timeout_seconds.max(1));
+    let target: Arc<dyn ScimTarget> = match settings.target.profile {
+        TargetProfile::DryRun => Arc::new(DryRunTarget::default()),
+        profile => Arc::new(
+            HttpScimTarget::new(
+                profile,
+                &settings.target.base_url,
+                settings.target.token.clone(),
+                timeout,
+            )
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?,
+        ),
+    };
+    let okta: Option<Arc<dyn Directory>> = if settings.okta.api_token.is_empty() {
+        None
+    } else {
+        Some(Arc::new(
+            OktaDirectory::new(
+                &settings.okta.org_url,
+                settings.okta.api_token.clone(),
+                timeout,
+            )
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?,
+        ))
+    };
+    let entra: Option<Arc<dyn Directory>> = if settings.entra.client_id.is_empty() {
+        None
+    } else {
+        let e = &settings.entra;
+        Some(Arc::new(
+            GraphDirectory::new(
+                &e.graph_url,
+                &e.login_url,
+                &e.tenant_id,
+                &e.client_id,
+                e.client_secret.clone(),
+                timeout,
+            )
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?,
+        ))
+    };
+    Ok(Worker::new(WorkerParts {
+        signer: EnvelopeSigner::new(settings.queue.signing_key.clone()),
+        store,
+        target,
+        okta,
+        entra,
+        profile: settings.target.profile,
+        clock,
+        dedupe_ttl: Duration::from_secs(settings.store.dedupe_ttl_hours * 3600),
+        invite_ttl: Duration::from_secs(settings.target.invite_ttl_hours * 3600),
+    }))
+}

@@ -1,0 +1,451 @@
+//! The worker: one trigger in, the target converged to the directory's truth, state recorded.
+//!
+//! Per trigger: check the envelope's signature, skip an event already applied, re-read the
+//! user from the directory, map, plan against the recorded state, apply only the difference,
+//! and record the result with a conditional write. Entry points (Lambda, standalone) decide
+//! what to do with the error classes: retry later, or park in the dead-letter queue.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+
+use crate::clock::Clock;
+use crate::config::TargetProfile;
+use crate::directory::{user_from_event, Directory, DirectoryError, DirectoryRead};
+use crate::envelope::{EnvelopeSigner, Subject, Trigger};
+use crate::pii::fingerprint;
+use crate::scim::{
+    desired_user, plan, DesiredUser, PatchOp, ScimError, ScimFailure, ScimPlan, ScimRecord,
+    ScimTarget,
+};
+use crate::state::{
+    attributes_hash, InviteState, ProcessedEvent, StateStore, StoreError, UserKey, UserState,
+};
+
+/// How often a conflicting concurrent write makes the worker re-read and re-plan in-process.
+const PLAN_ATTEMPTS: usize = 3;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The target was changed with this many SCIM calls.
+    Applied { scim_calls: u32 },
+    /// The target already matched (zero or only read calls).
+    Unchanged { scim_calls: u32 },
+    /// The event was applied before.
+    Duplicate,
+    /// Not work for the worker (a subscription lifecycle event: the sweeper's).
+    Ignored(&'static str),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WorkError {
+    /// Try again later (the queue's retry), after `retry_after` when the target said so.
+    #[error("retryable: {reason}")]
+    Retryable {
+        reason: String,
+        retry_after: Option<Duration>,
+    },
+    /// Can never succeed as it is: park it in the dead-letter queue with this reason.
+    #[error("permanent: {0}")]
+    Permanent(String),
+}
+
+impl WorkError {
+    fn retry(reason: impl Into<String>) -> Self {
+        WorkError::Retryable {
+            reason: reason.into(),
+            retry_after: None,
+        }
+    }
+}
+
+impl From<StoreError> for WorkError {
+    fn from(e: StoreError) -> Self {
+        WorkError::retry(e.to_string())
+    }
+}
+
+impl From<DirectoryError> for WorkError {
+    fn from(e: DirectoryError) -> Self {
+        match e {
+            DirectoryError::Retryable(r) => WorkError::retry(r),
+            DirectoryError::Permanent(r) => WorkError::Permanent(r),
+        }
+    }
+}
+
+impl From<ScimError> for WorkError {
+    fn from(e: ScimError) -> Self {
+        match e.failure {
+            ScimFailure::Permanent | ScimFailure::NotFound => WorkError::Permanent(e.to_string()),
+            ScimFailure::Credential => {
+                // The target key is broken: every message would fail the same way. Keep them
+                // on the queue for when an operator fixes the key.
+                tracing::error!(
+                    alarm = "target_credential",
+                    "target rejected the credential: {e}"
+                );
+                WorkError::retry(format!("target credential rejected: {e}"))
+            }
+            ScimFailure::Retryable | ScimFailure::Conflict => WorkError::Retryable {
+                reason: e.to_string(),
+                retry_after: e.retry_after,
+            },
+        }
+    }
+}
+
+pub struct Worker {
+    signer: EnvelopeSigner,
+    store: Arc<dyn StateStore>,
+    target: Arc<dyn ScimTarget>,
+    okta: Option<Arc<dyn Directory>>,
+    entra: Option<Arc<dyn Directory>>,
+    profile: TargetProfile,
+    clock: Arc<dyn Clock>,
+    dedupe_ttl: chrono::Duration,
+    invite_ttl: chrono::Duration,
+}
+
+/// Everything a worker is built from.
+pub struct WorkerParts {
+    pub signer: EnvelopeSigner,
+    pub store: Arc<dyn StateStore>,
+    pub target: Arc<dyn ScimTarget>,
+    pub okta: Option<Arc<dyn Directory>>,
+    pub entra: Option<Arc<dyn Directory>>,
+    pub profile: TargetProfile,
+    pub clock: Arc<dyn Clock>,
+    pub dedupe_ttl: Duration,
+    pub invite_ttl: Duration,
+}
+
+/// What applying a plan produced: the state to record (if it changed) and the calls made.
+struct Applied {
+    state: Option<UserState>,
+    calls: u32,
+    writes: u32,
+}
+
+impl Worker {
+    pub fn new(p: WorkerParts) -> Self {
+        Self {
+            signer: p.signer,
+            store: p.store,
+            target: p.target,
+            okta: p.okta,
+            entra: p.entra,
+            profile: p.profile,
+            clock: p.clock,
+            dedupe_ttl: chrono::Duration::from_std(p.dedupe_ttl)
+                .unwrap_or(chrono::Duration::hours(72)),
+            invite_ttl: chrono::Duration::from_std(p.invite_ttl)
+                .unwrap_or(chrono::Duration::hours(48)),
+        }
+    }
+
+    /// Processes one queue message body.
+    pub async fn process(&self, body: &str) -> Result<Outcome, WorkError> {
+        let trigger = self
+            .signer
+            .open(body)
+            .map_err(|e| WorkError::Permanent(format!("rejected message: {e}")))?;
+        let user_id = match &trigger.subject {
+            Subject::User { user_id } => user_id.clone(),
+            Subject::Subscription { .. } => {
+                tracing::info!(event_type = %trigger.event_type, "subscription lifecycle event left for the sweeper");
+                return Ok(Outcome::Ignored(
+                    "subscription lifecycle events are the sweeper's",
+                ));
+            }
+        };
+        let now = self.clock.now();
+        let event_key = trigger.dedupe_key();
+        if self.store.event_seen(&event_key, now).await? {
+            tracing::info!(source = %trigger.source, user = %user_id, event = %trigger.event_id, "duplicate event skipped");
+            return Ok(Outcome::Duplicate);
+        }
+        let key = UserKey {
+            source: trigger.source,
+            tenant: trigger.tenant.clone(),
+            user_id: user_id.clone(),
+        };
+        let desired = self.read_desired(&trigger, &user_id).await?;
+        let processed = ProcessedEvent {
+            key: event_key,
+            expires_at: now + self.dedupe_ttl,
+        };
+        for _ in 0..PLAN_ATTEMPTS {
+            let recorded = self.store.load_user(&key).await?;
+            let plan = plan(self.profile, desired.as_ref(), recorded.as_ref());
+            let applied = self
+                .apply(&plan, desired.as_ref(), recorded.as_ref(), &trigger)
+                .await?;
+            let expected = recorded.as_ref().map(|r| r.version);
+            match self
+                .store
+                .commit(&key, applied.state.as_ref(), expected, &processed)
+                .await
+            {
+                Ok(()) => {
+                    tracing::info!(
+                        source = %trigger.source,
+                        user = %user_id,
+                        event_type = %trigger.event_type,
+                        user_name = %desired.as_ref().map(|d| fingerprint(&d.user_name)).unwrap_or_default(),
+                        plan = plan_name(&plan),
+                        scim_calls = applied.calls,
+                        "trigger applied"
+                    );
+                    return Ok(if applied.writes > 0 {
+                        Outcome::Applied {
+                            scim_calls: applied.calls,
+                        }
+                    } else {
+                        Outcome::Unchanged {
+                            scim_calls: applied.calls,
+                        }
+                    });
+                }
+                Err(StoreError::Conflict) => {
+                    tracing::info!(user = %user_id, "state changed concurrently; re-planning");
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(WorkError::retry(
+            "state of the user kept changing concurrently",
+        ))
+    }
+
+    /// The directory's truth, mapped to the target; `None` when the directory no longer has
+    /// the user.
+    async fn read_desired(
+        &self,
+        trigger: &Trigger,
+        user_id: &str,
+    ) -> Result<Option<DesiredUser>, WorkError> {
+        let directory = match trigger.source {
+            crate::envelope::Source::Okta => self.okta.as_ref(),
+            crate::envelope::Source::Entra => self.entra.as_ref(),
+        };
+        let user = match directory {
+            Some(d) => match d.read_user(user_id).await? {
+                DirectoryRead::Found(u) => u,
+                DirectoryRead::NotFound => return Ok(None),
+            },
+            None => {
+                tracing::warn!(
+                    source = %trigger.source,
+                    "no directory credentials configured: using what the event itself carries"
+                );
+                user_from_event(trigger, user_id).ok_or_else(|| {
+                    WorkError::Permanent(format!(
+                        "no {} directory credentials are configured and the event does not describe the user",
+                        trigger.source
+                    ))
+                })?
+            }
+        };
+        desired_user(self.profile, &user)
+            .map(Some)
+            .map_err(|e| WorkError::Permanent(e.to_string()))
+    }
+
+    async fn apply(
+        &self,
+        plan: &ScimPlan,
+        desired: Option<&DesiredUser>,
+        recorded: Option<&UserState>,
+        trigger: &Trigger,
+    ) -> Result<Applied, WorkError> {
+        let now = self.clock.now();
+        let next = |scim_id: Option<String>,
+                    user: &DesiredUser,
+                    attributes_applied: bool,
+                    active: bool| UserState {
+            scim_id,
+            user_name: user.user_name.clone(),
+            attributes: if attributes_applied {
+                user.attributes.clone()
+            } else {
+                recorded.map(|r| r.attributes.clone()).unwrap_or_default()
+            },
+            attributes_hash: String::new(),
+            active,
+            lifecycle: user.lifecycle.clone(),
+            invite: recorded.and_then(|r| r.invite.clone()),
+            version: recorded.map_or(1, |r| r.version + 1),
+            last_event_at: latest(recorded.and_then(|r| r.last_event_at), trigger.published),
+            updated_at: now,
+        };
+        let finish = |mut s: UserState| {
+            s.attributes_hash = attributes_hash(&s.attributes);
+            s
+        };
+        match plan {
+            ScimPlan::Nothing { .. } => Ok(Applied {
+                state: None,
+                calls: 0,
+                writes: 0,
+            }),
+            ScimPlan::Create { user } => {
+                let (record, calls, created) = self.look_up_or_create(user).await?;
+                let mut state = finish(next(Some(record.id), user, true, true));
+                if created && self.profile == TargetProfile::Datadog {
+                    // Datadog mails an invitation on create; its link dies after 48 h.
+                    state.invite = Some(InviteState {
+                        sent_at: now,
+                        expires_at: now + self.invite_ttl,
+                        count: 1,
+                    });
+                }
+                Ok(Applied {
+                    state: Some(state),
+                    calls,
+                    writes: 1,
+                })
+            }
+            ScimPlan::Update { scim_id, ops } => match self.target.patch_user(scim_id, ops).await {
+                Ok(()) => {
+                    let state = match desired {
+                        Some(user) => {
+                            finish(next(Some(scim_id.clone()), user, user.active, user.active))
+                        }
+                        None => {
+                            // Gone from the directory: keep what we knew, switched off.
+                            let mut s = recorded.cloned().ok_or_else(|| {
+                                WorkError::Permanent("update planned without state".into())
+                            })?;
+                            s.active = false;
+                            s.lifecycle = "deleted".into();
+                            s.version += 1;
+                            s.updated_at = now;
+                            s
+                        }
+                    };
+                    Ok(Applied {
+                        state: Some(state),
+                        calls: 1,
+                        writes: 1,
+                    })
+                }
+                Err(e) if e.failure == ScimFailure::NotFound => {
+                    // The account vanished from the target. Re-create it if the user should
+                    // have one; otherwise there is nothing left to switch off.
+                    tracing::warn!(scim_id = %scim_id, "target no longer has the user");
+                    match desired.filter(|u| u.active) {
+                        Some(user) => {
+                            let (record, calls, _) = self.look_up_or_create(user).await?;
+                            Ok(Applied {
+                                state: Some(finish(next(Some(record.id), user, true, true))),
+                                calls: calls + 1,
+                                writes: 1,
+                            })
+                        }
+                        None => {
+                            let mut s = recorded.cloned().ok_or_else(|| {
+                                WorkError::Permanent("update planned without state".into())
+                            })?;
+                            s.scim_id = None;
+                            s.active = false;
+                            s.version += 1;
+                            s.updated_at = now;
+                            Ok(Applied {
+                                state: Some(s),
+                                calls: 1,
+                                writes: 0,
+                            })
+                        }
+                    }
+                }
+                Err(e) => Err(e.into()),
+            },
+            ScimPlan::DeactivateUnrecorded { user_name } => {
+                let user = desired.ok_or_else(|| {
+                    WorkError::Permanent("deactivation planned without a user".into())
+                })?;
+                let found = self.target.find_user(user_name).await?;
+                let mut calls = 1;
+                let mut writes = 0;
+                if let Some(ScimRecord { id, active }) = &found {
+                    if *active != Some(false) {
+                        self.target
+                            .patch_user(id, &[PatchOp::replace("active", json!(false))])
+                            .await?;
+                        calls += 1;
+                        writes += 1;
+                    }
+                }
+                // Attributes were not applied: recorded as empty so a reactivation sends them all.
+                let mut state = next(found.map(|r| r.id), user, false, false);
+                state.attributes.clear();
+                Ok(Applied {
+                    state: Some(finish(state)),
+                    calls,
+                    writes,
+                })
+            }
+        }
+    }
+
+    /// Look-up-first create: adopt an existing account (by userName), create otherwise, and
+    /// adopt on a 409 (a create that raced, or one whose answer we lost). Returns the record,
+    /// the calls made, and whether this call created the account.
+    async fn look_up_or_create(
+        &self,
+        user: &DesiredUser,
+    ) -> Result<(ScimRecord, u32, bool), WorkError> {
+        if let Some(existing) = self.target.find_user(&user.user_name).await? {
+            let calls = 1 + self.adopt(&existing, user).await?;
+            return Ok((existing, calls, false));
+        }
+        match self.target.create_user(&user.to_resource()).await {
+            Ok(record) => Ok((record, 2, true)),
+            Err(e) if e.failure == ScimFailure::Conflict => {
+                let existing = self
+                    .target
+                    .find_user(&user.user_name)
+                    .await?
+                    .ok_or_else(|| {
+                        WorkError::retry("create answered 409 but the user is not found")
+                    })?;
+                let calls = 3 + self.adopt(&existing, user).await?;
+                Ok((existing, calls, false))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Brings an adopted account to the desired attributes: we do not know what it holds.
+    async fn adopt(&self, existing: &ScimRecord, user: &DesiredUser) -> Result<u32, WorkError> {
+        let mut ops: Vec<PatchOp> = user
+            .attributes
+            .iter()
+            .filter(|(path, _)| path.as_str() != "userName")
+            .map(|(path, value)| PatchOp::replace(path.clone(), value.clone()))
+            .collect();
+        ops.push(PatchOp::replace("active", json!(user.active)));
+        self.target.patch_user(&existing.id, &ops).await?;
+        Ok(1)
+    }
+}
+
+fn latest(a: Option<DateTime<Utc>>, b: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+fn plan_name(plan: &ScimPlan) -> &'static str {
+    match plan {
+        ScimPlan::Nothing { .. } => "nothing",
+        ScimPlan::Create { .. } => "create",
+        ScimPlan::Update { .. } => "update",
+        ScimPlan::DeactivateUnrecorded { .. } => "deactivate-unrecorded",
+    }
+}
