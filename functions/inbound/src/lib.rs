@@ -1,1 +1,69 @@
+//! The inbound Lambda: API Gateway (HTTP API) → verified, signed triggers on SQS.
 
+use std::sync::Arc;
+
+use lambda_http::{Body, Error, Request, RequestExt, Response};
+use scim_relay::clock::SystemClock;
+use scim_relay::config::Settings;
+use scim_relay::ingress::{Ingress, IngressRequest, IngressResponse};
+use scim_relay::queue::sqs::SqsQueue;
+
+/// Builds ingress from the environment: settings, secrets resolved from their ARNs, SQS.
+pub async fn init() -> Result<Ingress, Error> {
+    let mut settings = Settings::from_env()?;
+    let sdk = scim_relay::aws::sdk_config().await;
+    scim_relay::aws::resolve_secrets(&mut settings, &sdk).await?;
+    settings.check_ingress()?;
+    settings.check_aws()?;
+    let queue = SqsQueue::new(aws_sdk_sqs(&sdk), settings.queue.url.clone());
+    Ok(Ingress::from_settings(
+        &settings,
+        Arc::new(queue),
+        Arc::new(SystemClock),
+    ))
+}
+
+fn aws_sdk_sqs(sdk: &scim_relay::aws::SdkConfig) -> scim_relay::aws::sqs::Client {
+    scim_relay::aws::sqs::Client::new(sdk)
+}
+
+/// The handler: never fails the invocation for a bad request; every refusal is an HTTP answer.
+pub async fn handle(ingress: &Ingress, req: Request) -> Result<Response<Body>, Error> {
+    let answer = ingress.handle(to_ingress_request(&req)).await;
+    Ok(to_response(answer)?)
+}
+
+/// API Gateway's request as ingress sees it. The body is already base64-decoded by
+/// `lambda_http` when API Gateway marked it `isBase64Encoded`.
+pub fn to_ingress_request(req: &Request) -> IngressRequest {
+    let raw_path = req.raw_http_path();
+    let path = if raw_path.is_empty() {
+        req.uri().path().to_string()
+    } else {
+        raw_path.to_string()
+    };
+    IngressRequest {
+        method: req.method().as_str().to_string(),
+        path,
+        query: req.uri().query().map(str::to_string),
+        headers: req
+            .headers()
+            .iter()
+            .filter_map(|(k, v)| {
+                v.to_str()
+                    .ok()
+                    .map(|v| (k.as_str().to_string(), v.to_string()))
+            })
+            .collect(),
+        body: req.body().as_ref().to_vec(),
+    }
+}
+
+pub fn to_response(answer: IngressResponse) -> Result<Response<Body>, lambda_http::http::Error> {
+    Response::builder()
+        .status(answer.status)
+        .header("content-type", answer.content_type)
+        .header("x-content-type-options", "nosniff")
+        .header("cache-control", "no-store")
+        .body(Body::Text(answer.body))
+}

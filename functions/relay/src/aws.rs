@@ -2,7 +2,12 @@
 
 use std::collections::HashMap;
 
-use aws_config::{BehaviorVersion, SdkConfig};
+use aws_config::BehaviorVersion;
+pub use aws_config::SdkConfig;
+
+/// Re-exported so the entry points need no SDK dependencies of their own.
+pub use aws_sdk_dynamodb as dynamodb;
+pub use aws_sdk_sqs as sqs;
 
 use crate::config::{ConfigError, Settings};
 use crate::secret::Secret;

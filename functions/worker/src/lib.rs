@@ -1,1 +1,111 @@
+//! The worker Lambda: an SQS FIFO batch in, partial batch failures out.
+//!
+//! - applied, duplicate or ignored: the message is done (not reported);
+//! - retryable: reported as a batch item failure, and so is every later record of the batch,
+//!   so a user's later event can never overtake an earlier one that failed (FIFO order);
+//! - permanent: sent to the dead-letter queue with its reason, then done. Should that send fail,
+//!   the message is reported as failed and SQS's own redrive catches it after maxReceiveCount.
 
+use std::sync::Arc;
+
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use lambda_runtime::{Error, LambdaEvent};
+use scim_relay::clock::SystemClock;
+use scim_relay::config::Settings;
+use scim_relay::queue::sqs::SqsQueue;
+use scim_relay::queue::QueueMessage;
+use scim_relay::state::dynamodb::DynamoStateStore;
+use scim_relay::worker::{Outcome, WorkError, Worker};
+
+pub struct WorkerLambda {
+    pub worker: Worker,
+    /// The work queue (to delay a rate-limited message).
+    pub queue: SqsQueue,
+    pub dead_letters: SqsQueue,
+}
+
+/// Builds the worker from the environment: settings, secrets, DynamoDB, SQS, target.
+pub async fn init() -> Result<WorkerLambda, Error> {
+    let mut settings = Settings::from_env()?;
+    let sdk = scim_relay::aws::sdk_config().await;
+    scim_relay::aws::resolve_secrets(&mut settings, &sdk).await?;
+    settings.check_aws_worker()?;
+    let store = DynamoStateStore::new(
+        scim_relay::aws::dynamodb::Client::new(&sdk),
+        settings.store.table.clone(),
+    );
+    let worker =
+        scim_relay::wiring::build_worker(&settings, Arc::new(store), Arc::new(SystemClock))?;
+    let sqs = scim_relay::aws::sqs::Client::new(&sdk);
+    Ok(WorkerLambda {
+        worker,
+        queue: SqsQueue::new(sqs.clone(), settings.queue.url.clone()),
+        dead_letters: SqsQueue::new(sqs, settings.queue.dlq_url.clone()),
+    })
+}
+
+pub async fn handle(
+    lambda: &WorkerLambda,
+    event: LambdaEvent<SqsEvent>,
+) -> Result<SqsBatchResponse, Error> {
+    let mut response = SqsBatchResponse::default();
+    let mut holding_back = false;
+    for record in &event.payload.records {
+        let id = record.message_id.clone().unwrap_or_default();
+        if holding_back || !process_record(lambda, record).await {
+            holding_back = true;
+            let mut failure = BatchItemFailure::default();
+            failure.item_identifier = id;
+            response.batch_item_failures.push(failure);
+        }
+    }
+    Ok(response)
+}
+
+/// True when the record is finished with (applied, skipped or parked), false to retry it.
+async fn process_record(lambda: &WorkerLambda, record: &SqsMessage) -> bool {
+    let id = record.message_id.as_deref().unwrap_or("-");
+    let body = record.body.as_deref().unwrap_or_default();
+    match lambda.worker.process(body).await {
+        Ok(
+            Outcome::Applied { .. }
+            | Outcome::Unchanged { .. }
+            | Outcome::Duplicate
+            | Outcome::Ignored(_),
+        ) => true,
+        Err(WorkError::Permanent(reason)) => {
+            tracing::error!(message_id = id, "dead-lettering: {reason}");
+            let message = QueueMessage {
+                group_id: record
+                    .attributes
+                    .get("MessageGroupId")
+                    .cloned()
+                    .unwrap_or_else(|| "dead-letter".into()),
+                dedupe_id: id.to_string(),
+                body: body.to_string(),
+            };
+            match lambda.dead_letters.dead_letter(&message, &reason).await {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::error!(
+                        message_id = id,
+                        "could not dead-letter, leaving it to the redrive policy: {e}"
+                    );
+                    false
+                }
+            }
+        }
+        Err(WorkError::Retryable {
+            reason,
+            retry_after,
+        }) => {
+            tracing::warn!(message_id = id, "will retry: {reason}");
+            if let (Some(wait), Some(receipt)) = (retry_after, record.receipt_handle.as_deref()) {
+                if let Err(e) = lambda.queue.delay(receipt, wait.as_secs().max(1)).await {
+                    tracing::warn!(message_id = id, "could not delay the message: {e}");
+                }
+            }
+            false
+        }
+    }
+}

@@ -1,1 +1,8 @@
-fn main() {}
+use lambda_runtime::{run, service_fn, tracing, Error};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    tracing::init_default_subscriber();
+    let lambda = worker::init().await?;
+    run(service_fn(|event| worker::handle(&lambda, event))).await
+}

@@ -53,6 +53,24 @@ impl SqsQueue {
     }
 }
 
+impl SqsQueue {
+    /// Keeps a received message hidden for `seconds` more: how a rate-limited message waits
+    /// for the target's reset on Lambda, without the function sleeping.
+    pub async fn delay(&self, receipt_handle: &str, seconds: u64) -> Result<(), QueueError> {
+        // SQS caps a message's visibility timeout at 12 hours.
+        let seconds = seconds.min(43_200) as i32;
+        self.client
+            .change_message_visibility()
+            .queue_url(&self.url)
+            .receipt_handle(receipt_handle)
+            .visibility_timeout(seconds)
+            .send()
+            .await
+            .map_err(|e| QueueError(format!("{}", aws_sdk_sqs::error::DisplayErrorContext(e))))?;
+        Ok(())
+    }
+}
+
 fn truncate(s: &str, max: usize) -> String {
     s.chars().take(max).collect()
 }

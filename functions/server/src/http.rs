@@ -1,0 +1,103 @@
+//! The standalone HTTP front: `/healthz`, and everything else through the shared ingress.
+
+use std::sync::Arc;
+
+use axum::body::{to_bytes, Body};
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use scim_relay::ingress::{Ingress, IngressError, IngressRequest, MAX_BODY_BYTES};
+use scim_relay::sqlite::SqliteDb;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Notify};
+
+#[derive(Clone)]
+struct AppState {
+    ingress: Arc<Ingress>,
+    db: SqliteDb,
+    wake: Arc<Notify>,
+}
+
+pub async fn serve(
+    listener: TcpListener,
+    ingress: Arc<Ingress>,
+    db: SqliteDb,
+    wake: Arc<Notify>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let app = Router::new()
+        .route("/healthz", get(healthz))
+        .fallback(relay)
+        .with_state(AppState { ingress, db, wake });
+    let shutdown = async move {
+        let _ = stopped.wait_for(|s| *s).await;
+    };
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+    {
+        tracing::error!("HTTP server stopped: {e}");
+    }
+}
+
+async fn healthz(State(state): State<AppState>) -> Response {
+    match state.db.depth().await {
+        Ok((queued, dead)) => {
+            Json(serde_json::json!({"status": "ok", "queued": queued, "dead_letters": dead}))
+                .into_response()
+        }
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({"status": "error", "error": e.to_string()})),
+        )
+            .into_response(),
+    }
+}
+
+async fn relay(State(state): State<AppState>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    // Read one byte past the limit so an oversize body is told apart from one at the limit.
+    let body = match to_bytes(body, MAX_BODY_BYTES + 1).await {
+        Ok(b) => b.to_vec(),
+        Err(_) => return reply(IngressError::TooLarge.into_response()),
+    };
+    let request = IngressRequest {
+        method: parts.method.as_str().to_string(),
+        path: parts.uri.path().to_string(),
+        query: parts.uri.query().map(str::to_string),
+        headers: parts
+            .headers
+            .iter()
+            .filter_map(|(k, v)| {
+                v.to_str()
+                    .ok()
+                    .map(|v| (k.as_str().to_string(), v.to_string()))
+            })
+            .collect(),
+        body,
+    };
+    let answer = state.ingress.handle(request).await;
+    if (200..300).contains(&answer.status) {
+        state.wake.notify_one();
+    }
+    reply(answer)
+}
+
+fn reply(answer: scim_relay::ingress::IngressResponse) -> Response {
+    let mut resp = Response::new(Body::from(answer.body));
+    *resp.status_mut() =
+        StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let headers = resp.headers_mut();
+    headers.insert(
+        "content-type",
+        HeaderValue::from_static(answer.content_type),
+    );
+    headers.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert("cache-control", HeaderValue::from_static("no-store"));
+    resp
+}

@@ -1,0 +1,145 @@
+//! The standalone worker: takes messages from the SQLite queue one at a time (which keeps each
+//! user's events in order), retries with backoff, dead-letters what cannot be applied.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use scim_relay::sqlite::{QueuedMessage, SqliteDb};
+use scim_relay::worker::{WorkError, Worker};
+use tokio::sync::{watch, Notify};
+
+/// How retryable failures are spaced, and when they give up.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Attempts in all before a retryable failure is dead-lettered.
+    pub max_attempts: u32,
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+    /// How often an idle worker looks for delayed messages that became visible.
+    pub idle_poll: Duration,
+}
+
+impl RetryPolicy {
+    pub fn from_settings(settings: &scim_relay::config::Settings) -> Self {
+        Self {
+            max_attempts: settings.queue.max_attempts.clamp(1, u64::from(u32::MAX)) as u32,
+            ..Self::default()
+        }
+    }
+
+    /// Exponential backoff with jitter, or the target's own wait when it gave one.
+    fn delay(&self, attempts_so_far: u32, asked: Option<Duration>) -> Duration {
+        if let Some(wait) = asked {
+            return wait.min(self.max_delay.max(wait));
+        }
+        let exp = self
+            .base_delay
+            .saturating_mul(2u32.saturating_pow(attempts_so_far.min(16)));
+        let capped = exp.min(self.max_delay);
+        let jitter = fastrand::u64(0..=capped.as_millis() as u64 / 4 + 1);
+        capped + Duration::from_millis(jitter)
+    }
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 8,
+            base_delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(300),
+            idle_poll: Duration::from_millis(500),
+        }
+    }
+}
+
+pub async fn run(
+    worker: Worker,
+    db: SqliteDb,
+    retry: RetryPolicy,
+    wake: Arc<Notify>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    loop {
+        if *stopped.borrow() {
+            return;
+        }
+        match db.next_message(Utc::now()).await {
+            Ok(Some(message)) => handle(&worker, &db, &retry, message).await,
+            Ok(None) => {
+                tokio::select! {
+                    _ = wake.notified() => {}
+                    _ = tokio::time::sleep(retry.idle_poll) => {}
+                    _ = stopped.changed() => {}
+                }
+            }
+            Err(e) => {
+                tracing::error!("cannot read the queue: {e}");
+                tokio::time::sleep(retry.idle_poll).await;
+            }
+        }
+    }
+}
+
+async fn handle(worker: &Worker, db: &SqliteDb, retry: &RetryPolicy, message: QueuedMessage) {
+    let result = match worker.process(&message.body).await {
+        Ok(_) => db.ack(message.id).await,
+        Err(WorkError::Permanent(reason)) => {
+            tracing::error!(message = message.id, "dead-lettering: {reason}");
+            db.dead_letter(message.id, &reason).await
+        }
+        Err(WorkError::Retryable {
+            reason,
+            retry_after,
+        }) => {
+            let attempts = message.attempts + 1;
+            if attempts >= retry.max_attempts {
+                let reason = format!("gave up after {attempts} attempts: {reason}");
+                tracing::error!(message = message.id, "dead-lettering: {reason}");
+                db.dead_letter(message.id, &reason).await
+            } else {
+                let wait = retry.delay(message.attempts, retry_after);
+                tracing::warn!(
+                    message = message.id,
+                    attempts,
+                    wait_ms = wait.as_millis() as u64,
+                    "will retry: {reason}"
+                );
+                let at = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
+                db.retry_later(message.id, at, &reason).await
+            }
+        }
+    };
+    if let Err(e) = result {
+        // The message stays in the queue and is worked again: nothing is lost.
+        tracing::error!(message = message.id, "cannot record the outcome: {e}");
+        tokio::time::sleep(retry.idle_poll).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_is_capped_and_honours_the_targets_wait() {
+        let p = RetryPolicy {
+            max_attempts: 5,
+            base_delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(10),
+            idle_poll: Duration::from_millis(10),
+        };
+        let d0 = p.delay(0, None);
+        let d3 = p.delay(3, None);
+        assert!(
+            d0 >= Duration::from_secs(1) && d0 < Duration::from_secs(2),
+            "{d0:?}"
+        );
+        assert!(d3 >= Duration::from_secs(8), "{d3:?}");
+        assert!(p.delay(20, None) <= Duration::from_millis(12_600));
+        assert_eq!(
+            p.delay(0, Some(Duration::from_secs(42))),
+            Duration::from_secs(42)
+        );
+    }
+}
