@@ -1,1 +1,36 @@
+//! Shared pieces of the end-to-end tests: the real local servers' addresses (started by
+//! `scripts/test.sh`), an IdP fixture server (Okta and Graph have no local server), a counting
+//! proxy in front of scim2-server, and payload builders.
 
+pub mod aws;
+pub mod idp;
+pub mod payloads;
+pub mod scim;
+
+use std::time::Duration;
+
+/// Reads a variable that `scripts/test.sh` exports. These tests need real servers; run them
+/// through that script (it installs and starts them) rather than with a bare `cargo test`.
+pub fn required_env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run the suite with ./scripts/test.sh, which starts moto_server and scim2-server")
+    })
+}
+
+/// Polls `check` until it is true or `timeout` passes.
+pub async fn eventually<F, Fut>(timeout: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if check().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}

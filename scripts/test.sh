@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh clone: installs the Python stand-ins into .venv, starts
+# moto_server and scim2-server on 127.0.0.1, checks formatting, lints (clippy, cfn-lint on the
+# SAM template), and runs every Rust test. Extra arguments go to `cargo test`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+source scripts/test-servers.sh
+
+echo "== cargo fmt --check" >&2
+cargo fmt --all -- --check
+echo "== cfn-lint infra/template.yaml" >&2
+"$VENV/bin/cfn-lint" infra/template.yaml
+echo "== cargo clippy" >&2
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo test" >&2
+cargo test --workspace --locked "$@"

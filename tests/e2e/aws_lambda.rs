@@ -1,0 +1,359 @@
+//! The AWS path end to end on moto_server: the inbound Lambda handler with built API Gateway
+//! events puts signed messages on SQS FIFO; the worker Lambda handler takes them as an SQS event,
+//! converges scim2-server and records state in DynamoDB.
+
+use std::sync::Arc;
+
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use aws_sdk_sqs::types::MessageSystemAttributeName;
+use lambda_runtime::{Context, LambdaEvent};
+use scim_relay::clock::SystemClock;
+use scim_relay::config::{Settings, TargetProfile};
+use scim_relay::envelope::Source;
+use scim_relay::ingress::Ingress;
+use scim_relay::queue::sqs::SqsQueue;
+use scim_relay::secret::Secret;
+use scim_relay::state::dynamodb::DynamoStateStore;
+use scim_relay::state::{ProcessedEvent, StateStore, StoreError, UserKey, UserState};
+use scim_relay_e2e::aws::{create_fifo_queues, create_table, moto_config, unique, FifoQueues};
+use scim_relay_e2e::idp::{IdpFixture, GRAPH_CLIENT_ID, OKTA_TOKEN};
+use scim_relay_e2e::payloads::{apigw_v2_event, graph_notification, okta_delivery, GRAPH_TENANT};
+use scim_relay_e2e::scim::{ScimProxy, ScimTenant};
+use serde_json::Value;
+use worker::WorkerLambda;
+
+const OKTA_SECRET: &str = "okta-shared-secret-for-lambda-tests";
+const CLIENT_STATE: &str = "graph-client-state-for-lambda-tests";
+
+struct Aws {
+    sqs: aws_sdk_sqs::Client,
+    ddb: aws_sdk_dynamodb::Client,
+    queues: FifoQueues,
+    table: String,
+}
+
+async fn aws() -> Aws {
+    let sdk = moto_config().await;
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let ddb = aws_sdk_dynamodb::Client::new(&sdk);
+    let queues = create_fifo_queues(&sqs, &unique("relay")).await;
+    let table = unique("relay-state");
+    create_table(&ddb, &table).await;
+    Aws { sqs, ddb, queues, table }
+}
+
+fn settings(aws: &Aws, idp: &IdpFixture, target: &ScimProxy, tenant: &ScimTenant) -> Settings {
+    let mut s = Settings::default();
+    s.queue.signing_key = Secret::new("lambda-queue-signing-key");
+    s.queue.url = aws.queues.url.clone();
+    s.queue.dlq_url = aws.queues.dlq_url.clone();
+    s.store.table = aws.table.clone();
+    s.okta.org_url = idp.url.clone();
+    s.okta.shared_secret = Secret::new(OKTA_SECRET);
+    s.okta.api_token = Secret::new(OKTA_TOKEN);
+    s.entra.tenant_id = GRAPH_TENANT.into();
+    s.entra.client_id = GRAPH_CLIENT_ID.into();
+    s.entra.client_secret = Secret::new(scim_relay_e2e::idp::GRAPH_CLIENT_SECRET);
+    s.entra.client_state = Secret::new(CLIENT_STATE);
+    s.entra.graph_url = idp.url.clone();
+    s.entra.login_url = idp.url.clone();
+    s.target.profile = TargetProfile::Datadog;
+    s.target.base_url = target.url.clone();
+    s.target.token = Secret::new(tenant.token.clone());
+    s
+}
+
+fn ingress(aws: &Aws, settings: &Settings) -> Ingress {
+    let queue = SqsQueue::new(aws.sqs.clone(), settings.queue.url.clone());
+    Ingress::from_settings(settings, Arc::new(queue), Arc::new(SystemClock))
+}
+
+fn worker_lambda(aws: &Aws, settings: &Settings) -> WorkerLambda {
+    let store = DynamoStateStore::new(aws.ddb.clone(), aws.table.clone());
+    WorkerLambda {
+        worker: scim_relay::wiring::build_worker(settings, Arc::new(store), Arc::new(SystemClock)).expect("worker builds"),
+        queue: SqsQueue::new(aws.sqs.clone(), settings.queue.url.clone()),
+        dead_letters: SqsQueue::new(aws.sqs.clone(), settings.queue.dlq_url.clone()),
+    }
+}
+
+async fn call_inbound(ingress: &Ingress, event: Value) -> (u16, String) {
+    let req = lambda_http::request::from_str(&event.to_string()).expect("a valid API Gateway event");
+    let resp = inbound::handle(ingress, req).await.expect("the handler never fails the invocation");
+    let status = resp.status().as_u16();
+    let body = match resp.into_body() {
+        lambda_http::Body::Text(t) => t,
+        lambda_http::Body::Binary(b) => String::from_utf8_lossy(&b).into_owned(),
+        _ => String::new(),
+    };
+    (status, body)
+}
+
+fn okta_event(body: &Value, secret: &str) -> Value {
+    let bytes = serde_json::to_vec(body).unwrap();
+    apigw_v2_event("POST", "/okta", "", &[("Authorization", secret), ("Content-Type", "application/json")], Some(&bytes), true)
+}
+
+/// Receives what is on a queue, as the Lambda poller would (FIFO attributes included).
+async fn receive(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<aws_sdk_sqs::types::Message> {
+    sqs.receive_message()
+        .queue_url(url)
+        .max_number_of_messages(10)
+        .wait_time_seconds(1)
+        .message_system_attribute_names(MessageSystemAttributeName::All)
+        .message_attribute_names("All")
+        .send()
+        .await
+        .expect("receive")
+        .messages
+        .unwrap_or_default()
+}
+
+fn sqs_event(messages: &[aws_sdk_sqs::types::Message]) -> LambdaEvent<SqsEvent> {
+    let mut event = SqsEvent::default();
+    for m in messages {
+        let mut record = SqsMessage::default();
+        record.message_id = m.message_id.clone();
+        record.receipt_handle = m.receipt_handle.clone();
+        record.body = m.body.clone();
+        record.event_source = Some("aws:sqs".into());
+        if let Some(attrs) = &m.attributes {
+            for (k, v) in attrs {
+                record.attributes.insert(k.as_str().to_string(), v.clone());
+            }
+        }
+        event.records.push(record);
+    }
+    LambdaEvent::new(event, Context::default())
+}
+
+async fn state_item(aws: &Aws, pk: &str) -> Option<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+    aws.ddb
+        .get_item()
+        .table_name(&aws.table)
+        .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(pk.into()))
+        .key("sk", aws_sdk_dynamodb::types::AttributeValue::S("STATE".into()))
+        .send()
+        .await
+        .expect("get item")
+        .item
+}
+
+#[tokio::test]
+async fn okta_delivery_flows_through_sqs_fifo_worker_and_dynamodb() {
+    let aws = aws().await;
+    let idp = IdpFixture::start().await;
+    let tenant = ScimTenant::fresh();
+    let proxy = ScimProxy::start(&tenant).await;
+    let settings = settings(&aws, &idp, &proxy, &tenant);
+    idp.set_okta_user("00uLAMBDA", "ACTIVE", Some("lambda.user@example.com"), "Lam", "Bda", Some("SRE"));
+
+    // Inbound: base64 body from API Gateway, verified and enqueued.
+    let delivery = okta_delivery("ev-lambda-1", "user.lifecycle.create", "00uLAMBDA", "lambda.user@example.com");
+    let (status, body) = call_inbound(&ingress(&aws, &settings), okta_event(&delivery, OKTA_SECRET)).await;
+    assert_eq!(status, 200, "{body}");
+    let messages = receive(&aws.sqs, &aws.queues.url).await;
+    assert_eq!(messages.len(), 1);
+    let group = messages[0]
+        .attributes
+        .as_ref()
+        .and_then(|a| a.get(&MessageSystemAttributeName::MessageGroupId))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(group, format!("okta/{}/00uLAMBDA", settings.okta_tenant()));
+
+    // Worker: the SQS event applies the user and records state.
+    let lambda = worker_lambda(&aws, &settings);
+    let resp = worker::handle(&lambda, sqs_event(&messages)).await.unwrap();
+    assert!(resp.batch_item_failures.is_empty());
+    let user = tenant.user("lambda.user@example.com").await.expect("created on the target");
+    assert_eq!(user["title"], "SRE");
+    let pk = format!("USER#okta#{}#00uLAMBDA", settings.okta_tenant());
+    let item = state_item(&aws, &pk).await.expect("state recorded in DynamoDB");
+    assert_eq!(item["version"].as_n().unwrap(), "1");
+    assert_eq!(item["scim_id"].as_s().unwrap(), user["id"].as_str().unwrap());
+    assert!(item.contains_key("invite_expires_at"), "Datadog invitations are tracked");
+
+    // The same message delivered again (SQS is at-least-once): no SCIM call.
+    let calls = proxy.calls().len();
+    let resp = worker::handle(&lambda, sqs_event(&messages)).await.unwrap();
+    assert!(resp.batch_item_failures.is_empty());
+    assert_eq!(proxy.calls().len(), calls);
+
+    // A redelivery by Okta within five minutes is dropped by FIFO deduplication.
+    let (status, _) = call_inbound(&ingress(&aws, &settings), okta_event(&delivery, OKTA_SECRET)).await;
+    assert_eq!(status, 200);
+    aws.sqs
+        .delete_message()
+        .queue_url(&aws.queues.url)
+        .receipt_handle(messages[0].receipt_handle.clone().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert!(receive(&aws.sqs, &aws.queues.url).await.is_empty());
+
+    // Deactivation through the same path updates the version.
+    idp.set_okta_user("00uLAMBDA", "SUSPENDED", Some("lambda.user@example.com"), "Lam", "Bda", Some("SRE"));
+    let d = okta_delivery("ev-lambda-2", "user.lifecycle.suspend", "00uLAMBDA", "lambda.user@example.com");
+    assert_eq!(call_inbound(&ingress(&aws, &settings), okta_event(&d, OKTA_SECRET)).await.0, 200);
+    let messages = receive(&aws.sqs, &aws.queues.url).await;
+    assert!(worker::handle(&lambda, sqs_event(&messages)).await.unwrap().batch_item_failures.is_empty());
+    assert_eq!(tenant.user("lambda.user@example.com").await.unwrap()["active"], false);
+    assert_eq!(state_item(&aws, &pk).await.unwrap()["version"].as_n().unwrap(), "2");
+}
+
+#[tokio::test]
+async fn inbound_refuses_a_wrong_secret_and_enqueues_nothing() {
+    let aws = aws().await;
+    let idp = IdpFixture::start().await;
+    let tenant = ScimTenant::fresh();
+    let proxy = ScimProxy::start(&tenant).await;
+    let settings = settings(&aws, &idp, &proxy, &tenant);
+    let ingress = ingress(&aws, &settings);
+    let delivery = okta_delivery("ev-bad", "user.lifecycle.create", "00uBAD", "bad@example.com");
+    let (status, _) = call_inbound(&ingress, okta_event(&delivery, "not-the-secret")).await;
+    assert_eq!(status, 401);
+    let (status, _) = call_inbound(&ingress, apigw_v2_event("POST", "/okta", "", &[("authorization", OKTA_SECRET)], Some(b"{oops"), false)).await;
+    assert_eq!(status, 400);
+    let forged = serde_json::to_vec(&graph_notification("u1", "forged", 1)).unwrap();
+    let (status, _) = call_inbound(&ingress, apigw_v2_event("POST", "/entra", "", &[("content-type", "application/json")], Some(&forged), false)).await;
+    assert_eq!(status, 401);
+    assert!(receive(&aws.sqs, &aws.queues.url).await.is_empty(), "nothing may be enqueued");
+}
+
+#[tokio::test]
+async fn inbound_answers_the_graph_handshake_and_the_okta_verification() {
+    let aws = aws().await;
+    let idp = IdpFixture::start().await;
+    let tenant = ScimTenant::fresh();
+    let proxy = ScimProxy::start(&tenant).await;
+    let ingress = ingress(&aws, &settings(&aws, &idp, &proxy, &tenant));
+    let (status, body) = call_inbound(
+        &ingress,
+        apigw_v2_event("POST", "/entra", "validationToken=Validation%3a+Testing+client+application+reachability", &[("content-type", "text/plain")], None, false),
+    )
+    .await;
+    assert_eq!((status, body.as_str()), (200, "Validation: Testing client application reachability"));
+    let (status, body) = call_inbound(
+        &ingress,
+        apigw_v2_event("GET", "/okta", "", &[("Authorization", OKTA_SECRET), ("X-Okta-Verification-Challenge", "xyz")], None, false),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["verification"], "xyz");
+}
+
+#[tokio::test]
+async fn an_enqueue_failure_is_a_503_so_the_idp_retries() {
+    let aws = aws().await;
+    let idp = IdpFixture::start().await;
+    let tenant = ScimTenant::fresh();
+    let proxy = ScimProxy::start(&tenant).await;
+    let mut settings = settings(&aws, &idp, &proxy, &tenant);
+    settings.queue.url = format!("{}-missing", aws.queues.url.trim_end_matches(".fifo"));
+    let delivery = okta_delivery("ev-503", "user.lifecycle.create", "00u503", "x@example.com");
+    let (status, _) = call_inbound(&ingress(&aws, &settings), okta_event(&delivery, OKTA_SECRET)).await;
+    assert_eq!(status, 503);
+}
+
+#[tokio::test]
+async fn a_message_that_fails_verification_goes_to_the_dlq_with_its_reason() {
+    let aws = aws().await;
+    let idp = IdpFixture::start().await;
+    let tenant = ScimTenant::fresh();
+    let proxy = ScimProxy::start(&tenant).await;
+    let settings = settings(&aws, &idp, &proxy, &tenant);
+    // Someone with queue access but without the signing key.
+    aws.sqs
+        .send_message()
+        .queue_url(&aws.queues.url)
+        .message_group_id("okta/x/00uEVIL")
+        .message_deduplication_id("evil-1")
+        .message_body(r#"{"v":1,"sig":"00","trigger":"{\"v\":1}"}"#)
+        .send()
+        .await
+        .unwrap();
+    let messages = receive(&aws.sqs, &aws.queues.url).await;
+    let resp = worker::handle(&worker_lambda(&aws, &settings), sqs_event(&messages)).await.unwrap();
+    assert!(resp.batch_item_failures.is_empty(), "parked, not retried");
+    let dead = receive(&aws.sqs, &aws.queues.dlq_url).await;
+    assert_eq!(dead.len(), 1);
+    let reason = dead[0]
+        .message_attributes
+        .as_ref()
+        .and_then(|a| a.get("reason"))
+        .and_then(|r| r.string_value.clone())
+        .unwrap_or_default();
+    assert!(reason.contains("signature"), "{reason}");
+    assert!(proxy.calls().is_empty());
+    assert_eq!(idp.total_reads(), 0);
+}
+
+#[tokio::test]
+async fn a_retryable_failure_holds_back_the_rest_of_the_batch() {
+    let aws = aws().await;
+    let idp = IdpFixture::start().await;
+    let tenant = ScimTenant::fresh();
+    let proxy = ScimProxy::start(&tenant).await;
+    let mut settings = settings(&aws, &idp, &proxy, &tenant);
+    let ingress = ingress(&aws, &settings);
+    idp.set_graph_user("g-user-1", "graph.user@contoso.com", true, "Graph User", None);
+    idp.set_okta_user("00uLATER", "ACTIVE", Some("later@example.com"), "La", "Ter", None);
+    let graph = serde_json::to_vec(&graph_notification("g-user-1", CLIENT_STATE, 9)).unwrap();
+    assert_eq!(call_inbound(&ingress, apigw_v2_event("POST", "/entra", "", &[], Some(&graph), false)).await.0, 202);
+    let okta = okta_delivery("ev-later", "user.lifecycle.create", "00uLATER", "later@example.com");
+    assert_eq!(call_inbound(&ingress, okta_event(&okta, OKTA_SECRET)).await.0, 200);
+    let mut messages = receive(&aws.sqs, &aws.queues.url).await;
+    if messages.len() < 2 {
+        messages.extend(receive(&aws.sqs, &aws.queues.url).await);
+    }
+    assert_eq!(messages.len(), 2);
+
+    // The worker's Graph credential is wrong: the Graph message is retryable.
+    settings.entra.client_secret = Secret::new("rotated-away");
+    let resp = worker::handle(&worker_lambda(&aws, &settings), sqs_event(&messages)).await.unwrap();
+    let failed: Vec<_> = resp.batch_item_failures.iter().map(|f| f.item_identifier.clone()).collect();
+    let ids: Vec<_> = messages.iter().map(|m| m.message_id.clone().unwrap()).collect();
+    assert_eq!(failed, ids, "the failed record and every later one are reported");
+    assert!(tenant.user("graph.user@contoso.com").await.is_none());
+}
+
+#[tokio::test]
+async fn dynamodb_state_writes_are_conditional_on_the_version() {
+    let aws = aws().await;
+    let store = DynamoStateStore::new(aws.ddb.clone(), aws.table.clone());
+    let key = UserKey {
+        source: Source::Okta,
+        tenant: "example.okta.com".into(),
+        user_id: "00uRACE".into(),
+    };
+    let state = |version| UserState {
+        scim_id: Some("scim-1".into()),
+        user_name: "race@example.com".into(),
+        attributes: Default::default(),
+        attributes_hash: String::new(),
+        active: true,
+        lifecycle: "ACTIVE".into(),
+        invite: None,
+        version,
+        last_event_at: None,
+        updated_at: chrono::Utc::now(),
+    };
+    let later = chrono::Utc::now() + chrono::Duration::hours(1);
+    let event = |k: &str| ProcessedEvent { key: k.into(), expires_at: later };
+    assert_eq!(store.load_user(&key).await.unwrap(), None);
+    store.commit(&key, Some(&state(1)), None, &event("e1")).await.unwrap();
+    assert!(matches!(store.commit(&key, Some(&state(1)), None, &event("e2")).await, Err(StoreError::Conflict)));
+    store.commit(&key, Some(&state(2)), Some(1), &event("e3")).await.unwrap();
+    assert!(matches!(store.commit(&key, Some(&state(2)), Some(1), &event("e4")).await, Err(StoreError::Conflict)));
+    assert_eq!(store.load_user(&key).await.unwrap().unwrap().version, 2);
+    let now = chrono::Utc::now();
+    assert!(store.event_seen("e1", now).await.unwrap());
+    assert!(store.event_seen("e3", now).await.unwrap());
+    assert!(!store.event_seen("e2", now).await.unwrap(), "a lost write records no event");
+    assert!(!store.event_seen("e4", now).await.unwrap());
+    assert!(!store.event_seen("e1", later + chrono::Duration::seconds(1)).await.unwrap(), "expiry is decided from the stored time");
+    // An event-only commit (nothing to change on the user).
+    store.commit(&key, None, Some(2), &event("e5")).await.unwrap();
+    assert!(store.event_seen("e5", now).await.unwrap());
+}

@@ -1,0 +1,339 @@
+//! The standalone relay end to end: real HTTP ingress, the SQLite queue and store, the IdP
+//! fixture, and scim2-server behind a counting proxy.
+
+use std::time::Duration;
+
+use scim_relay::config::{Settings, TargetProfile};
+use scim_relay::secret::Secret;
+use scim_relay_e2e::idp::{IdpFixture, GRAPH_CLIENT_ID, GRAPH_CLIENT_SECRET, OKTA_TOKEN};
+use scim_relay_e2e::payloads::{graph_notification, okta_delivery, GRAPH_TENANT};
+use scim_relay_e2e::scim::{ScimProxy, ScimTenant};
+use serde_json::Value;
+use standalone::{RetryPolicy, RunningRelay};
+
+const OKTA_SECRET: &str = "okta-shared-secret-for-tests";
+const CLIENT_STATE: &str = "graph-client-state-for-tests";
+const WAIT: Duration = Duration::from_secs(15);
+
+struct Harness {
+    idp: IdpFixture,
+    tenant: ScimTenant,
+    proxy: ScimProxy,
+    relay: RunningRelay,
+    http: reqwest::Client,
+    db_path: std::path::PathBuf,
+}
+
+fn fast_retries() -> RetryPolicy {
+    RetryPolicy {
+        max_attempts: 3,
+        base_delay: Duration::from_millis(20),
+        max_delay: Duration::from_millis(100),
+        idle_poll: Duration::from_millis(20),
+    }
+}
+
+fn settings(idp: &IdpFixture, target_url: &str, token: &str, profile: TargetProfile, db: &std::path::Path) -> Settings {
+    let mut s = Settings::default();
+    s.listen = "127.0.0.1:0".into();
+    s.database = db.display().to_string();
+    s.queue.signing_key = Secret::new("queue-signing-key-for-tests");
+    s.okta.org_url = idp.url.clone();
+    s.okta.shared_secret = Secret::new(OKTA_SECRET);
+    s.okta.api_token = Secret::new(OKTA_TOKEN);
+    s.entra.tenant_id = GRAPH_TENANT.into();
+    s.entra.client_id = GRAPH_CLIENT_ID.into();
+    s.entra.client_secret = Secret::new(GRAPH_CLIENT_SECRET);
+    s.entra.client_state = Secret::new(CLIENT_STATE);
+    s.entra.graph_url = idp.url.clone();
+    s.entra.login_url = idp.url.clone();
+    s.target.profile = profile;
+    s.target.base_url = target_url.into();
+    s.target.token = Secret::new(token);
+    s.target.timeout_seconds = 5;
+    s
+}
+
+async fn harness(profile: TargetProfile) -> Harness {
+    let idp = IdpFixture::start().await;
+    let tenant = ScimTenant::fresh();
+    let proxy = ScimProxy::start(&tenant).await;
+    let db_path = std::env::temp_dir().join(format!("scim-relay-e2e-{}.db", uuid::Uuid::new_v4()));
+    let relay = standalone::start(settings(&idp, &proxy.url, &tenant.token, profile, &db_path), fast_retries())
+        .await
+        .expect("relay starts");
+    Harness {
+        idp,
+        tenant,
+        proxy,
+        relay,
+        http: reqwest::Client::new(),
+        db_path,
+    }
+}
+
+impl Harness {
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.relay.addr)
+    }
+
+    async fn post_okta(&self, body: &Value, secret: &str) -> reqwest::Response {
+        self.http
+            .post(self.url("/okta"))
+            .header("Authorization", secret)
+            .json(body)
+            .send()
+            .await
+            .expect("relay reachable")
+    }
+
+    async fn settle(&self) {
+        assert!(self.relay.wait_idle(WAIT).await, "queue did not drain");
+    }
+
+    async fn finish(self) {
+        self.relay.stop().await;
+        let _ = std::fs::remove_file(&self.db_path);
+    }
+}
+
+#[tokio::test]
+async fn okta_lifecycle_creates_updates_deactivates_and_ignores_duplicates() {
+    let h = harness(TargetProfile::Datadog).await;
+    let email = "Jane.Doe@Example.com";
+    h.idp.set_okta_user("00uJANE", "ACTIVE", Some(email), "Jane", "Doe", Some("Engineer"));
+
+    // Create.
+    let create = okta_delivery("ev-create-1", "user.lifecycle.create", "00uJANE", email);
+    let resp = h.post_okta(&create, OKTA_SECRET).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.json::<Value>().await.unwrap()["accepted"], 1);
+    h.settle().await;
+    let user = h.tenant.user("jane.doe@example.com").await.expect("user created on the target");
+    assert_eq!(user["active"], true);
+    assert_eq!(user["name"]["formatted"], "Jane Doe");
+    assert_eq!(user["title"], "Engineer");
+    assert_eq!(user["emails"][0]["value"], "jane.doe@example.com");
+    assert_eq!((h.proxy.count("GET"), h.proxy.count("POST")), (1, 1), "look-up first, then create: {:?}", h.proxy.calls());
+
+    // A profile change is one PATCH of the changed attribute.
+    h.idp.set_okta_user("00uJANE", "ACTIVE", Some(email), "Jane", "Doe", Some("Staff Engineer"));
+    h.post_okta(&okta_delivery("ev-update-1", "user.account.update_profile", "00uJANE", email), OKTA_SECRET).await;
+    h.settle().await;
+    let user = h.tenant.user("jane.doe@example.com").await.unwrap();
+    assert_eq!(user["title"], "Staff Engineer");
+    assert_eq!(h.proxy.count("PATCH"), 1, "{:?}", h.proxy.calls());
+    assert_eq!(h.proxy.count("POST"), 1, "never re-created");
+
+    // The same delivery again: no directory read, no SCIM call.
+    let calls_before = h.proxy.calls().len();
+    let reads_before = h.idp.reads("okta:00uJANE");
+    let resp = h.post_okta(&create, OKTA_SECRET).await;
+    assert_eq!(resp.status(), 200);
+    h.settle().await;
+    assert_eq!(h.proxy.calls().len(), calls_before, "a duplicate made SCIM calls: {:?}", h.proxy.calls());
+    assert_eq!(h.idp.reads("okta:00uJANE"), reads_before, "a duplicate re-read the directory");
+
+    // A new event with nothing changed: the directory is read, the target is not touched.
+    h.post_okta(&okta_delivery("ev-activate-1", "user.lifecycle.activate", "00uJANE", email), OKTA_SECRET).await;
+    h.settle().await;
+    assert_eq!(h.idp.reads("okta:00uJANE"), reads_before + 1);
+    assert_eq!(h.proxy.calls().len(), calls_before, "an unchanged user made SCIM calls");
+
+    // Deactivation is PATCH active=false.
+    h.idp.set_okta_user("00uJANE", "DEPROVISIONED", Some(email), "Jane", "Doe", Some("Staff Engineer"));
+    h.post_okta(&okta_delivery("ev-deactivate-1", "user.lifecycle.deactivate", "00uJANE", email), OKTA_SECRET).await;
+    h.settle().await;
+    let user = h.tenant.user("jane.doe@example.com").await.unwrap();
+    assert_eq!(user["active"], false);
+    assert_eq!(h.proxy.count("PATCH"), 2);
+    assert_eq!(h.proxy.count("DELETE"), 0, "never deletes");
+    assert_eq!(h.relay.db.depth().await.unwrap(), (0, 0));
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn a_wrong_secret_is_401_and_enqueues_nothing() {
+    let h = harness(TargetProfile::Datadog).await;
+    h.idp.set_okta_user("00uX", "ACTIVE", Some("x@example.com"), "X", "Y", None);
+    let delivery = okta_delivery("ev-forged", "user.lifecycle.create", "00uX", "x@example.com");
+    for secret in ["wrong-secret", "", "okta-shared-secret-for-test"] {
+        let resp = h.post_okta(&delivery, secret).await;
+        assert_eq!(resp.status(), 401, "secret {secret:?}");
+    }
+    let resp = h.http.post(h.url("/okta")).json(&delivery).send().await.unwrap();
+    assert_eq!(resp.status(), 401, "no header at all");
+    // The verification GET is guarded by the secret too.
+    let resp = h
+        .http
+        .get(h.url("/okta"))
+        .header("Authorization", "wrong-secret")
+        .header("X-Okta-Verification-Challenge", "c")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(h.relay.db.depth().await.unwrap(), (0, 0), "nothing may be enqueued");
+    assert_eq!(h.idp.total_reads(), 0);
+    assert!(h.proxy.calls().is_empty());
+
+    let resp = h
+        .http
+        .get(h.url("/okta"))
+        .header("Authorization", OKTA_SECRET)
+        .header("X-Okta-Verification-Challenge", "challenge-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.json::<Value>().await.unwrap(), serde_json::json!({"verification": "challenge-123"}));
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn graph_handshake_echoes_the_token_and_a_notification_creates_the_user() {
+    let h = harness(TargetProfile::Generic).await;
+    let resp = h
+        .http
+        .post(h.url("/entra?validationToken=Validation%3a+Testing+client+application+reachability+%3Cscript%3E"))
+        .header("Content-Type", "text/plain; charset=utf-8")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+    assert_eq!(resp.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(resp.text().await.unwrap(), "Validation: Testing client application reachability <script>");
+
+    let user_id = "5b3f0a2e-9c1d-4e8b-a6f7-1d2c3b4a5e6f";
+    h.idp.set_graph_user(user_id, "Alex.Wilber@contoso.com", true, "Alex Wilber", Some("Marketing Lead"));
+    let resp = h.http.post(h.url("/entra")).json(&graph_notification(user_id, CLIENT_STATE, 1)).send().await.unwrap();
+    assert_eq!(resp.status(), 202);
+    h.settle().await;
+    let user = h.tenant.user("alex.wilber@contoso.com").await.expect("user created from Graph");
+    assert_eq!(user["active"], true);
+    assert_eq!(user["externalId"], user_id);
+    assert_eq!(user["name"]["givenName"], "Alex");
+    assert_eq!(user["title"], "Marketing Lead");
+    assert_eq!(h.idp.token_requests(), 1);
+
+    // Disabled in Entra: deactivated on the target.
+    h.idp.set_graph_user(user_id, "Alex.Wilber@contoso.com", false, "Alex Wilber", Some("Marketing Lead"));
+    h.http.post(h.url("/entra")).json(&graph_notification(user_id, CLIENT_STATE, 2)).send().await.unwrap();
+    h.settle().await;
+    assert_eq!(h.tenant.user("alex.wilber@contoso.com").await.unwrap()["active"], false);
+    assert_eq!(h.idp.token_requests(), 1, "the app token is cached");
+
+    // A forged clientState: 401, nothing enqueued, nothing read.
+    let reads = h.idp.total_reads();
+    let resp = h.http.post(h.url("/entra")).json(&graph_notification(user_id, "forged", 3)).send().await.unwrap();
+    assert_eq!(resp.status(), 401);
+    h.settle().await;
+    assert_eq!(h.idp.total_reads(), reads);
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn malformed_and_oversized_bodies_are_refused_without_enqueueing() {
+    let h = harness(TargetProfile::Datadog).await;
+    let resp = h
+        .http
+        .post(h.url("/okta"))
+        .header("Authorization", OKTA_SECRET)
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let resp = h.http.post(h.url("/entra")).body("[]").send().await.unwrap();
+    assert_eq!(resp.status(), 400);
+    let big = format!("{{\"data\":{{\"events\":[]}},\"pad\":\"{}\"}}", "x".repeat(1024 * 1024 + 10));
+    let resp = h
+        .http
+        .post(h.url("/okta"))
+        .header("Authorization", OKTA_SECRET)
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 413);
+    let resp = h.http.delete(h.url("/okta")).header("Authorization", OKTA_SECRET).send().await.unwrap();
+    assert_eq!(resp.status(), 405);
+    assert_eq!(h.http.get(h.url("/nope")).send().await.unwrap().status(), 404);
+    let health: Value = h.http.get(h.url("/healthz")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(health["status"], "ok");
+    assert_eq!(health["queued"], 0);
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn an_unmappable_user_is_dead_lettered_with_its_reason() {
+    let h = harness(TargetProfile::Datadog).await;
+    h.idp.set_okta_user("00uNOMAIL", "ACTIVE", None, "No", "Mail", None);
+    h.post_okta(&okta_delivery("ev-nomail", "user.lifecycle.create", "00uNOMAIL", "nomail"), OKTA_SECRET).await;
+    h.settle().await;
+    assert_eq!(h.relay.db.depth().await.unwrap(), (0, 1));
+    let reasons = h.relay.db.dead_letter_reasons().await.unwrap();
+    assert!(reasons[0].contains("no email address"), "{reasons:?}");
+    assert!(h.proxy.calls().is_empty(), "nothing sent for an unmappable user");
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn a_user_deleted_from_the_directory_is_deactivated_from_recorded_state() {
+    let h = harness(TargetProfile::Datadog).await;
+    h.idp.set_okta_user("00uGONE", "ACTIVE", Some("gone@example.com"), "Go", "Ne", None);
+    h.post_okta(&okta_delivery("ev-g1", "user.lifecycle.create", "00uGONE", "gone@example.com"), OKTA_SECRET).await;
+    h.settle().await;
+    assert_eq!(h.tenant.user("gone@example.com").await.unwrap()["active"], true);
+    h.idp.remove_okta_user("00uGONE");
+    h.post_okta(&okta_delivery("ev-g2", "user.lifecycle.delete.initiated", "00uGONE", "gone@example.com"), OKTA_SECRET).await;
+    h.settle().await;
+    assert_eq!(h.tenant.user("gone@example.com").await.unwrap()["active"], false);
+    assert_eq!(h.relay.db.depth().await.unwrap(), (0, 0));
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn an_accepted_event_survives_a_restart_while_the_target_is_down() {
+    let idp = IdpFixture::start().await;
+    let tenant = ScimTenant::fresh();
+    let db_path = std::env::temp_dir().join(format!("scim-relay-e2e-{}.db", uuid::Uuid::new_v4()));
+    idp.set_okta_user("00uDUR", "ACTIVE", Some("durable@example.com"), "Du", "Rable", None);
+
+    // Nothing listens on this port: every SCIM call fails, and keeps being retried.
+    let dead_port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let patient = RetryPolicy {
+        max_attempts: 10_000,
+        base_delay: Duration::from_millis(50),
+        max_delay: Duration::from_millis(50),
+        idle_poll: Duration::from_millis(20),
+    };
+    let down = settings(&idp, &format!("http://127.0.0.1:{dead_port}/v2"), &tenant.token, TargetProfile::Datadog, &db_path);
+    let relay = standalone::start(down, patient).await.unwrap();
+    let resp = reqwest::Client::new()
+        .post(format!("http://{}/okta", relay.addr))
+        .header("Authorization", OKTA_SECRET)
+        .json(&okta_delivery("ev-dur", "user.lifecycle.create", "00uDUR", "durable@example.com"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(relay.db.depth().await.unwrap(), (1, 0), "the event waits in the queue");
+    relay.stop().await;
+
+    // A new process on the same file, with the target back.
+    let up = settings(&idp, &tenant.base_url, &tenant.token, TargetProfile::Datadog, &db_path);
+    let relay = standalone::start(up, fast_retries()).await.unwrap();
+    assert!(relay.wait_idle(WAIT).await);
+    let user = tenant.user("durable@example.com").await.expect("created after the restart");
+    assert_eq!(user["active"], true);
+    assert_eq!(tenant.user_count().await, 1);
+    relay.stop().await;
+    let _ = std::fs::remove_file(&db_path);
+}

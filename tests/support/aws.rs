@@ -1,0 +1,84 @@
+//! moto_server access: SDK configuration and per-test queues and tables.
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_dynamodb::config::Credentials;
+use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType, TimeToLiveSpecification};
+use aws_sdk_sqs::types::QueueAttributeName;
+
+use crate::required_env;
+
+pub async fn moto_config() -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(required_env("RELAY_TEST_MOTO_URL"))
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("test", "test", None, None, "moto"))
+        .load()
+        .await
+}
+
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+}
+
+/// A FIFO work queue with a FIFO dead-letter queue behind it, as the SAM template makes them.
+pub struct FifoQueues {
+    pub url: String,
+    pub dlq_url: String,
+}
+
+pub async fn create_fifo_queues(sqs: &aws_sdk_sqs::Client, name: &str) -> FifoQueues {
+    let dlq_url = sqs
+        .create_queue()
+        .queue_name(format!("{name}-dlq.fifo"))
+        .attributes(QueueAttributeName::FifoQueue, "true")
+        .send()
+        .await
+        .expect("create DLQ")
+        .queue_url
+        .expect("DLQ url");
+    let dlq_arn = sqs
+        .get_queue_attributes()
+        .queue_url(&dlq_url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .expect("DLQ attributes")
+        .attributes
+        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+        .expect("DLQ arn");
+    let url = sqs
+        .create_queue()
+        .queue_name(format!("{name}.fifo"))
+        .attributes(QueueAttributeName::FifoQueue, "true")
+        .attributes(QueueAttributeName::VisibilityTimeout, "2")
+        .attributes(
+            QueueAttributeName::RedrivePolicy,
+            serde_json::json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 5}).to_string(),
+        )
+        .send()
+        .await
+        .expect("create queue")
+        .queue_url
+        .expect("queue url");
+    FifoQueues { url, dlq_url }
+}
+
+/// The single state table: pk/sk strings, TTL on `expires_at`.
+pub async fn create_table(ddb: &aws_sdk_dynamodb::Client, name: &str) {
+    ddb.create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(AttributeDefinition::builder().attribute_name("pk").attribute_type(ScalarAttributeType::S).build().expect("attr"))
+        .attribute_definitions(AttributeDefinition::builder().attribute_name("sk").attribute_type(ScalarAttributeType::S).build().expect("attr"))
+        .key_schema(KeySchemaElement::builder().attribute_name("pk").key_type(KeyType::Hash).build().expect("key"))
+        .key_schema(KeySchemaElement::builder().attribute_name("sk").key_type(KeyType::Range).build().expect("key"))
+        .send()
+        .await
+        .expect("create table");
+    ddb.update_time_to_live()
+        .table_name(name)
+        .time_to_live_specification(TimeToLiveSpecification::builder().attribute_name("expires_at").enabled(true).build().expect("ttl"))
+        .send()
+        .await
+        .expect("enable TTL");
+}

@@ -1,0 +1,154 @@
+//! A fixture IdP: Okta's Users API and Microsoft Graph's token and users endpoints, serving
+//! recorded-shape JSON from a mutable in-memory directory, and counting reads.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{Form, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+pub const OKTA_TOKEN: &str = "okta-test-token";
+pub const GRAPH_CLIENT_ID: &str = "graph-client-id";
+pub const GRAPH_CLIENT_SECRET: &str = "graph-client-secret";
+const GRAPH_ACCESS_TOKEN: &str = "graph-access-token";
+
+#[derive(Default)]
+struct Directory {
+    okta: HashMap<String, Value>,
+    graph: HashMap<String, Value>,
+    /// Every user read, as "okta:<id>" or "graph:<id>".
+    reads: Vec<String>,
+    token_requests: usize,
+}
+
+#[derive(Clone)]
+pub struct IdpFixture {
+    pub url: String,
+    dir: Arc<Mutex<Directory>>,
+}
+
+impl IdpFixture {
+    pub async fn start() -> Self {
+        let dir = Arc::new(Mutex::new(Directory::default()));
+        let app = Router::new()
+            .route("/api/v1/users/{id}", get(okta_user))
+            .route("/{tenant}/oauth2/v2.0/token", post(graph_token))
+            .route("/v1.0/users/{id}", get(graph_user))
+            .with_state(dir.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind fixture");
+        let url = format!("http://{}", listener.local_addr().expect("fixture addr"));
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self { url, dir }
+    }
+
+    /// Puts an Okta user in the directory, shaped as `GET /api/v1/users/{id}` returns it.
+    pub fn set_okta_user(&self, id: &str, status: &str, email: Option<&str>, first: &str, last: &str, title: Option<&str>) {
+        let user = json!({
+            "id": id,
+            "status": status,
+            "created": "2026-01-01T00:00:00.000Z",
+            "lastUpdated": "2026-08-20T14:02:09.000Z",
+            "profile": {
+                "login": email.unwrap_or("no-email-login"),
+                "email": email,
+                "firstName": first,
+                "lastName": last,
+                "title": title,
+                "department": "Engineering"
+            },
+            "_links": {"self": {"href": format!("https://example.okta.com/api/v1/users/{id}")}}
+        });
+        self.dir.lock().expect("lock").okta.insert(id.to_string(), user);
+    }
+
+    pub fn remove_okta_user(&self, id: &str) {
+        self.dir.lock().expect("lock").okta.remove(id);
+    }
+
+    /// Puts a Graph user in the directory.
+    pub fn set_graph_user(&self, id: &str, upn: &str, enabled: bool, display: &str, title: Option<&str>) {
+        let user = json!({
+            "id": id,
+            "userPrincipalName": upn,
+            "mail": upn,
+            "givenName": display.split(' ').next(),
+            "surname": display.split(' ').nth(1),
+            "displayName": display,
+            "jobTitle": title,
+            "accountEnabled": enabled,
+            "employeeId": null,
+            "department": null
+        });
+        self.dir.lock().expect("lock").graph.insert(id.to_string(), user);
+    }
+
+    pub fn reads(&self, key: &str) -> usize {
+        self.dir.lock().expect("lock").reads.iter().filter(|r| *r == key).count()
+    }
+
+    pub fn total_reads(&self) -> usize {
+        self.dir.lock().expect("lock").reads.len()
+    }
+
+    pub fn token_requests(&self) -> usize {
+        self.dir.lock().expect("lock").token_requests
+    }
+}
+
+type Dir = State<Arc<Mutex<Directory>>>;
+
+fn error(status: StatusCode, code: &str) -> Response {
+    (status, Json(json!({"errorCode": code, "errorSummary": code}))).into_response()
+}
+
+async fn okta_user(State(dir): Dir, Path(id): Path<String>, headers: HeaderMap) -> Response {
+    let auth = headers.get("authorization").and_then(|v| v.to_str().ok());
+    if auth != Some(&format!("SSWS {OKTA_TOKEN}")) {
+        return error(StatusCode::UNAUTHORIZED, "E0000011");
+    }
+    let mut dir = dir.lock().expect("lock");
+    dir.reads.push(format!("okta:{id}"));
+    match dir.okta.get(&id) {
+        Some(user) => Json(user.clone()).into_response(),
+        None => error(StatusCode::NOT_FOUND, "E0000007"),
+    }
+}
+
+async fn graph_token(State(dir): Dir, Path(_tenant): Path<String>, Form(form): Form<HashMap<String, String>>) -> Response {
+    dir.lock().expect("lock").token_requests += 1;
+    let ok = form.get("grant_type").map(String::as_str) == Some("client_credentials")
+        && form.get("client_id").map(String::as_str) == Some(GRAPH_CLIENT_ID)
+        && form.get("client_secret").map(String::as_str) == Some(GRAPH_CLIENT_SECRET);
+    if !ok {
+        return (StatusCode::UNAUTHORIZED, Json(json!({"error": "invalid_client"}))).into_response();
+    }
+    Json(json!({"token_type": "Bearer", "expires_in": 3599, "access_token": GRAPH_ACCESS_TOKEN})).into_response()
+}
+
+async fn graph_user(State(dir): Dir, Path(id): Path<String>, Query(query): Query<HashMap<String, String>>, headers: HeaderMap) -> Response {
+    let auth = headers.get("authorization").and_then(|v| v.to_str().ok());
+    if auth != Some(&format!("Bearer {GRAPH_ACCESS_TOKEN}")) {
+        return (StatusCode::UNAUTHORIZED, Json(json!({"error": {"code": "InvalidAuthenticationToken"}}))).into_response();
+    }
+    let mut dir = dir.lock().expect("lock");
+    dir.reads.push(format!("graph:{id}"));
+    let Some(user) = dir.graph.get(&id).cloned() else {
+        return (StatusCode::NOT_FOUND, Json(json!({"error": {"code": "Request_ResourceNotFound"}}))).into_response();
+    };
+    // Like Graph: without $select only a default projection comes back, without accountEnabled.
+    let select: Vec<String> = query
+        .get("$select")
+        .map(|s| s.split(',').map(str::to_string).collect())
+        .unwrap_or_else(|| ["id", "userPrincipalName", "mail", "givenName", "surname", "displayName", "jobTitle"].map(String::from).to_vec());
+    let projected: serde_json::Map<String, Value> = user
+        .as_object()
+        .map(|o| o.iter().filter(|(k, _)| select.contains(k)).map(|(k, v)| (k.clone(), v.clone())).collect())
+        .unwrap_or_default();
+    Json(Value::Object(projected)).into_response()
+}

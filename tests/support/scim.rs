@@ -1,0 +1,135 @@
+//! scim2-server access for tests: a fresh tenant per test, a counting proxy in front of it, and
+//! a reader to check what the target holds.
+
+use std::sync::{Arc, Mutex};
+
+use axum::body::{to_bytes, Body};
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::Router;
+use serde_json::Value;
+
+use crate::required_env;
+
+/// One isolated tenant on the shared scim2-server (started with `--dynamic-tenants`).
+#[derive(Clone, Debug)]
+pub struct ScimTenant {
+    pub base_url: String,
+    pub token: String,
+}
+
+impl ScimTenant {
+    pub fn fresh() -> Self {
+        let server = required_env("RELAY_TEST_SCIM_URL");
+        Self {
+            base_url: format!("{}/{}/v2", server.trim_end_matches('/'), uuid::Uuid::new_v4().simple()),
+            token: required_env("RELAY_TEST_SCIM_TOKEN"),
+        }
+    }
+
+    /// The user with this userName, as the target holds it.
+    pub async fn user(&self, user_name: &str) -> Option<Value> {
+        let list: Value = reqwest::Client::new()
+            .get(format!("{}/Users", self.base_url))
+            .query(&[("filter", format!("userName eq \"{user_name}\""))])
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .expect("scim2-server reachable")
+            .json()
+            .await
+            .expect("scim2-server answers JSON");
+        let resources = list["Resources"].as_array().cloned().unwrap_or_default();
+        assert!(resources.len() <= 1, "userName must be unique: {list}");
+        resources.into_iter().next()
+    }
+
+    pub async fn user_count(&self) -> usize {
+        let list: Value = reqwest::Client::new()
+            .get(format!("{}/Users", self.base_url))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .expect("scim2-server reachable")
+            .json()
+            .await
+            .expect("scim2-server answers JSON");
+        list["totalResults"].as_u64().unwrap_or_default() as usize
+    }
+}
+
+/// A pass-through proxy that records every request the relay sends to the target, so tests can
+/// assert "no SCIM call" and "exactly one PATCH".
+#[derive(Clone)]
+pub struct ScimProxy {
+    pub url: String,
+    calls: Arc<Mutex<Vec<(String, String)>>>,
+}
+
+#[derive(Clone)]
+struct ProxyState {
+    upstream: String,
+    http: reqwest::Client,
+    calls: Arc<Mutex<Vec<(String, String)>>>,
+}
+
+impl ScimProxy {
+    pub async fn start(tenant: &ScimTenant) -> Self {
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let state = ProxyState {
+            upstream: tenant.base_url.clone(),
+            http: reqwest::Client::new(),
+            calls: calls.clone(),
+        };
+        let app = Router::new().fallback(forward).with_state(state);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let url = format!("http://{}", listener.local_addr().expect("proxy addr"));
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self { url, calls }
+    }
+
+    pub fn calls(&self) -> Vec<(String, String)> {
+        self.calls.lock().expect("lock").clone()
+    }
+
+    pub fn count(&self, method: &str) -> usize {
+        self.calls().iter().filter(|(m, _)| m == method).count()
+    }
+}
+
+async fn forward(State(state): State<ProxyState>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let path_and_query = parts.uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_default();
+    state
+        .calls
+        .lock()
+        .expect("lock")
+        .push((parts.method.to_string(), path_and_query.clone()));
+    let body = to_bytes(body, 4 << 20).await.unwrap_or_default();
+    let mut upstream = state.http.request(parts.method.clone(), format!("{}{}", state.upstream, path_and_query));
+    for name in ["authorization", "content-type", "accept", "if-match"] {
+        if let Some(v) = parts.headers.get(name) {
+            upstream = upstream.header(name, v.clone());
+        }
+    }
+    let resp = match upstream.body(body.to_vec()).send().await {
+        Ok(r) => r,
+        Err(e) => {
+            let mut r = Response::new(Body::from(e.to_string()));
+            *r.status_mut() = StatusCode::BAD_GATEWAY;
+            return r;
+        }
+    };
+    let status = resp.status();
+    let content_type = resp.headers().get("content-type").cloned();
+    let bytes = resp.bytes().await.unwrap_or_default();
+    let mut out = Response::new(Body::from(bytes));
+    *out.status_mut() = status;
+    if let Some(ct) = content_type {
+        out.headers_mut().insert("content-type", ct);
+    }
+    out
+}
