@@ -14,4 +14,8 @@ echo "== cfn-lint infra/template.yaml" >&2
 echo "== cargo clippy" >&2
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test" >&2
-cargo test --workspace --locked "$@"
+log="$ROOT/target/test-servers/cargo-test.log"
+cargo test --workspace --locked "$@" 2>&1 | tee "$log"
+# One closing line for the whole run, summed over every test binary.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "tests: %d passed, %d failed\n", p, f; if (p == 0) exit 1 }' "$log"

@@ -39,7 +39,12 @@ async fn aws() -> Aws {
     let queues = create_fifo_queues(&sqs, &unique("relay")).await;
     let table = unique("relay-state");
     create_table(&ddb, &table).await;
-    Aws { sqs, ddb, queues, table }
+    Aws {
+        sqs,
+        ddb,
+        queues,
+        table,
+    }
 }
 
 fn settings(aws: &Aws, idp: &IdpFixture, target: &ScimProxy, tenant: &ScimTenant) -> Settings {
@@ -71,15 +76,19 @@ fn ingress(aws: &Aws, settings: &Settings) -> Ingress {
 fn worker_lambda(aws: &Aws, settings: &Settings) -> WorkerLambda {
     let store = DynamoStateStore::new(aws.ddb.clone(), aws.table.clone());
     WorkerLambda {
-        worker: scim_relay::wiring::build_worker(settings, Arc::new(store), Arc::new(SystemClock)).expect("worker builds"),
+        worker: scim_relay::wiring::build_worker(settings, Arc::new(store), Arc::new(SystemClock))
+            .expect("worker builds"),
         queue: SqsQueue::new(aws.sqs.clone(), settings.queue.url.clone()),
         dead_letters: SqsQueue::new(aws.sqs.clone(), settings.queue.dlq_url.clone()),
     }
 }
 
 async fn call_inbound(ingress: &Ingress, event: Value) -> (u16, String) {
-    let req = lambda_http::request::from_str(&event.to_string()).expect("a valid API Gateway event");
-    let resp = inbound::handle(ingress, req).await.expect("the handler never fails the invocation");
+    let req =
+        lambda_http::request::from_str(&event.to_string()).expect("a valid API Gateway event");
+    let resp = inbound::handle(ingress, req)
+        .await
+        .expect("the handler never fails the invocation");
     let status = resp.status().as_u16();
     let body = match resp.into_body() {
         lambda_http::Body::Text(t) => t,
@@ -91,7 +100,17 @@ async fn call_inbound(ingress: &Ingress, event: Value) -> (u16, String) {
 
 fn okta_event(body: &Value, secret: &str) -> Value {
     let bytes = serde_json::to_vec(body).unwrap();
-    apigw_v2_event("POST", "/okta", "", &[("Authorization", secret), ("Content-Type", "application/json")], Some(&bytes), true)
+    apigw_v2_event(
+        "POST",
+        "/okta",
+        "",
+        &[
+            ("Authorization", secret),
+            ("Content-Type", "application/json"),
+        ],
+        Some(&bytes),
+        true,
+    )
 }
 
 /// Receives what is on a queue, as the Lambda poller would (FIFO attributes included).
@@ -127,12 +146,18 @@ fn sqs_event(messages: &[aws_sdk_sqs::types::Message]) -> LambdaEvent<SqsEvent> 
     LambdaEvent::new(event, Context::default())
 }
 
-async fn state_item(aws: &Aws, pk: &str) -> Option<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+async fn state_item(
+    aws: &Aws,
+    pk: &str,
+) -> Option<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
     aws.ddb
         .get_item()
         .table_name(&aws.table)
         .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(pk.into()))
-        .key("sk", aws_sdk_dynamodb::types::AttributeValue::S("STATE".into()))
+        .key(
+            "sk",
+            aws_sdk_dynamodb::types::AttributeValue::S("STATE".into()),
+        )
         .send()
         .await
         .expect("get item")
@@ -146,11 +171,27 @@ async fn okta_delivery_flows_through_sqs_fifo_worker_and_dynamodb() {
     let tenant = ScimTenant::fresh();
     let proxy = ScimProxy::start(&tenant).await;
     let settings = settings(&aws, &idp, &proxy, &tenant);
-    idp.set_okta_user("00uLAMBDA", "ACTIVE", Some("lambda.user@example.com"), "Lam", "Bda", Some("SRE"));
+    idp.set_okta_user(
+        "00uLAMBDA",
+        "ACTIVE",
+        Some("lambda.user@example.com"),
+        "Lam",
+        "Bda",
+        Some("SRE"),
+    );
 
     // Inbound: base64 body from API Gateway, verified and enqueued.
-    let delivery = okta_delivery("ev-lambda-1", "user.lifecycle.create", "00uLAMBDA", "lambda.user@example.com");
-    let (status, body) = call_inbound(&ingress(&aws, &settings), okta_event(&delivery, OKTA_SECRET)).await;
+    let delivery = okta_delivery(
+        "ev-lambda-1",
+        "user.lifecycle.create",
+        "00uLAMBDA",
+        "lambda.user@example.com",
+    );
+    let (status, body) = call_inbound(
+        &ingress(&aws, &settings),
+        okta_event(&delivery, OKTA_SECRET),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     let messages = receive(&aws.sqs, &aws.queues.url).await;
     assert_eq!(messages.len(), 1);
@@ -166,13 +207,24 @@ async fn okta_delivery_flows_through_sqs_fifo_worker_and_dynamodb() {
     let lambda = worker_lambda(&aws, &settings);
     let resp = worker::handle(&lambda, sqs_event(&messages)).await.unwrap();
     assert!(resp.batch_item_failures.is_empty());
-    let user = tenant.user("lambda.user@example.com").await.expect("created on the target");
+    let user = tenant
+        .user("lambda.user@example.com")
+        .await
+        .expect("created on the target");
     assert_eq!(user["title"], "SRE");
     let pk = format!("USER#okta#{}#00uLAMBDA", settings.okta_tenant());
-    let item = state_item(&aws, &pk).await.expect("state recorded in DynamoDB");
+    let item = state_item(&aws, &pk)
+        .await
+        .expect("state recorded in DynamoDB");
     assert_eq!(item["version"].as_n().unwrap(), "1");
-    assert_eq!(item["scim_id"].as_s().unwrap(), user["id"].as_str().unwrap());
-    assert!(item.contains_key("invite_expires_at"), "Datadog invitations are tracked");
+    assert_eq!(
+        item["scim_id"].as_s().unwrap(),
+        user["id"].as_str().unwrap()
+    );
+    assert!(
+        item.contains_key("invite_expires_at"),
+        "Datadog invitations are tracked"
+    );
 
     // The same message delivered again (SQS is at-least-once): no SCIM call.
     let calls = proxy.calls().len();
@@ -181,7 +233,11 @@ async fn okta_delivery_flows_through_sqs_fifo_worker_and_dynamodb() {
     assert_eq!(proxy.calls().len(), calls);
 
     // A redelivery by Okta within five minutes is dropped by FIFO deduplication.
-    let (status, _) = call_inbound(&ingress(&aws, &settings), okta_event(&delivery, OKTA_SECRET)).await;
+    let (status, _) = call_inbound(
+        &ingress(&aws, &settings),
+        okta_event(&delivery, OKTA_SECRET),
+    )
+    .await;
     assert_eq!(status, 200);
     aws.sqs
         .delete_message()
@@ -193,13 +249,42 @@ async fn okta_delivery_flows_through_sqs_fifo_worker_and_dynamodb() {
     assert!(receive(&aws.sqs, &aws.queues.url).await.is_empty());
 
     // Deactivation through the same path updates the version.
-    idp.set_okta_user("00uLAMBDA", "SUSPENDED", Some("lambda.user@example.com"), "Lam", "Bda", Some("SRE"));
-    let d = okta_delivery("ev-lambda-2", "user.lifecycle.suspend", "00uLAMBDA", "lambda.user@example.com");
-    assert_eq!(call_inbound(&ingress(&aws, &settings), okta_event(&d, OKTA_SECRET)).await.0, 200);
+    idp.set_okta_user(
+        "00uLAMBDA",
+        "SUSPENDED",
+        Some("lambda.user@example.com"),
+        "Lam",
+        "Bda",
+        Some("SRE"),
+    );
+    let d = okta_delivery(
+        "ev-lambda-2",
+        "user.lifecycle.suspend",
+        "00uLAMBDA",
+        "lambda.user@example.com",
+    );
+    assert_eq!(
+        call_inbound(&ingress(&aws, &settings), okta_event(&d, OKTA_SECRET))
+            .await
+            .0,
+        200
+    );
     let messages = receive(&aws.sqs, &aws.queues.url).await;
-    assert!(worker::handle(&lambda, sqs_event(&messages)).await.unwrap().batch_item_failures.is_empty());
-    assert_eq!(tenant.user("lambda.user@example.com").await.unwrap()["active"], false);
-    assert_eq!(state_item(&aws, &pk).await.unwrap()["version"].as_n().unwrap(), "2");
+    assert!(worker::handle(&lambda, sqs_event(&messages))
+        .await
+        .unwrap()
+        .batch_item_failures
+        .is_empty());
+    assert_eq!(
+        tenant.user("lambda.user@example.com").await.unwrap()["active"],
+        false
+    );
+    assert_eq!(
+        state_item(&aws, &pk).await.unwrap()["version"]
+            .as_n()
+            .unwrap(),
+        "2"
+    );
 }
 
 #[tokio::test]
@@ -210,15 +295,45 @@ async fn inbound_refuses_a_wrong_secret_and_enqueues_nothing() {
     let proxy = ScimProxy::start(&tenant).await;
     let settings = settings(&aws, &idp, &proxy, &tenant);
     let ingress = ingress(&aws, &settings);
-    let delivery = okta_delivery("ev-bad", "user.lifecycle.create", "00uBAD", "bad@example.com");
+    let delivery = okta_delivery(
+        "ev-bad",
+        "user.lifecycle.create",
+        "00uBAD",
+        "bad@example.com",
+    );
     let (status, _) = call_inbound(&ingress, okta_event(&delivery, "not-the-secret")).await;
     assert_eq!(status, 401);
-    let (status, _) = call_inbound(&ingress, apigw_v2_event("POST", "/okta", "", &[("authorization", OKTA_SECRET)], Some(b"{oops"), false)).await;
+    let (status, _) = call_inbound(
+        &ingress,
+        apigw_v2_event(
+            "POST",
+            "/okta",
+            "",
+            &[("authorization", OKTA_SECRET)],
+            Some(b"{oops"),
+            false,
+        ),
+    )
+    .await;
     assert_eq!(status, 400);
     let forged = serde_json::to_vec(&graph_notification("u1", "forged", 1)).unwrap();
-    let (status, _) = call_inbound(&ingress, apigw_v2_event("POST", "/entra", "", &[("content-type", "application/json")], Some(&forged), false)).await;
+    let (status, _) = call_inbound(
+        &ingress,
+        apigw_v2_event(
+            "POST",
+            "/entra",
+            "",
+            &[("content-type", "application/json")],
+            Some(&forged),
+            false,
+        ),
+    )
+    .await;
     assert_eq!(status, 401);
-    assert!(receive(&aws.sqs, &aws.queues.url).await.is_empty(), "nothing may be enqueued");
+    assert!(
+        receive(&aws.sqs, &aws.queues.url).await.is_empty(),
+        "nothing may be enqueued"
+    );
 }
 
 #[tokio::test]
@@ -230,17 +345,40 @@ async fn inbound_answers_the_graph_handshake_and_the_okta_verification() {
     let ingress = ingress(&aws, &settings(&aws, &idp, &proxy, &tenant));
     let (status, body) = call_inbound(
         &ingress,
-        apigw_v2_event("POST", "/entra", "validationToken=Validation%3a+Testing+client+application+reachability", &[("content-type", "text/plain")], None, false),
+        apigw_v2_event(
+            "POST",
+            "/entra",
+            "validationToken=Validation%3a+Testing+client+application+reachability",
+            &[("content-type", "text/plain")],
+            None,
+            false,
+        ),
     )
     .await;
-    assert_eq!((status, body.as_str()), (200, "Validation: Testing client application reachability"));
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "Validation: Testing client application reachability")
+    );
     let (status, body) = call_inbound(
         &ingress,
-        apigw_v2_event("GET", "/okta", "", &[("Authorization", OKTA_SECRET), ("X-Okta-Verification-Challenge", "xyz")], None, false),
+        apigw_v2_event(
+            "GET",
+            "/okta",
+            "",
+            &[
+                ("Authorization", OKTA_SECRET),
+                ("X-Okta-Verification-Challenge", "xyz"),
+            ],
+            None,
+            false,
+        ),
     )
     .await;
     assert_eq!(status, 200);
-    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["verification"], "xyz");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["verification"],
+        "xyz"
+    );
 }
 
 #[tokio::test]
@@ -252,7 +390,11 @@ async fn an_enqueue_failure_is_a_503_so_the_idp_retries() {
     let mut settings = settings(&aws, &idp, &proxy, &tenant);
     settings.queue.url = format!("{}-missing", aws.queues.url.trim_end_matches(".fifo"));
     let delivery = okta_delivery("ev-503", "user.lifecycle.create", "00u503", "x@example.com");
-    let (status, _) = call_inbound(&ingress(&aws, &settings), okta_event(&delivery, OKTA_SECRET)).await;
+    let (status, _) = call_inbound(
+        &ingress(&aws, &settings),
+        okta_event(&delivery, OKTA_SECRET),
+    )
+    .await;
     assert_eq!(status, 503);
 }
 
@@ -274,7 +416,9 @@ async fn a_message_that_fails_verification_goes_to_the_dlq_with_its_reason() {
         .await
         .unwrap();
     let messages = receive(&aws.sqs, &aws.queues.url).await;
-    let resp = worker::handle(&worker_lambda(&aws, &settings), sqs_event(&messages)).await.unwrap();
+    let resp = worker::handle(&worker_lambda(&aws, &settings), sqs_event(&messages))
+        .await
+        .unwrap();
     assert!(resp.batch_item_failures.is_empty(), "parked, not retried");
     let dead = receive(&aws.sqs, &aws.queues.dlq_url).await;
     assert_eq!(dead.len(), 1);
@@ -297,12 +441,43 @@ async fn a_retryable_failure_holds_back_the_rest_of_the_batch() {
     let proxy = ScimProxy::start(&tenant).await;
     let mut settings = settings(&aws, &idp, &proxy, &tenant);
     let ingress = ingress(&aws, &settings);
-    idp.set_graph_user("g-user-1", "graph.user@contoso.com", true, "Graph User", None);
-    idp.set_okta_user("00uLATER", "ACTIVE", Some("later@example.com"), "La", "Ter", None);
+    idp.set_graph_user(
+        "g-user-1",
+        "graph.user@contoso.com",
+        true,
+        "Graph User",
+        None,
+    );
+    idp.set_okta_user(
+        "00uLATER",
+        "ACTIVE",
+        Some("later@example.com"),
+        "La",
+        "Ter",
+        None,
+    );
     let graph = serde_json::to_vec(&graph_notification("g-user-1", CLIENT_STATE, 9)).unwrap();
-    assert_eq!(call_inbound(&ingress, apigw_v2_event("POST", "/entra", "", &[], Some(&graph), false)).await.0, 202);
-    let okta = okta_delivery("ev-later", "user.lifecycle.create", "00uLATER", "later@example.com");
-    assert_eq!(call_inbound(&ingress, okta_event(&okta, OKTA_SECRET)).await.0, 200);
+    assert_eq!(
+        call_inbound(
+            &ingress,
+            apigw_v2_event("POST", "/entra", "", &[], Some(&graph), false)
+        )
+        .await
+        .0,
+        202
+    );
+    let okta = okta_delivery(
+        "ev-later",
+        "user.lifecycle.create",
+        "00uLATER",
+        "later@example.com",
+    );
+    assert_eq!(
+        call_inbound(&ingress, okta_event(&okta, OKTA_SECRET))
+            .await
+            .0,
+        200
+    );
     let mut messages = receive(&aws.sqs, &aws.queues.url).await;
     if messages.len() < 2 {
         messages.extend(receive(&aws.sqs, &aws.queues.url).await);
@@ -311,10 +486,22 @@ async fn a_retryable_failure_holds_back_the_rest_of_the_batch() {
 
     // The worker's Graph credential is wrong: the Graph message is retryable.
     settings.entra.client_secret = Secret::new("rotated-away");
-    let resp = worker::handle(&worker_lambda(&aws, &settings), sqs_event(&messages)).await.unwrap();
-    let failed: Vec<_> = resp.batch_item_failures.iter().map(|f| f.item_identifier.clone()).collect();
-    let ids: Vec<_> = messages.iter().map(|m| m.message_id.clone().unwrap()).collect();
-    assert_eq!(failed, ids, "the failed record and every later one are reported");
+    let resp = worker::handle(&worker_lambda(&aws, &settings), sqs_event(&messages))
+        .await
+        .unwrap();
+    let failed: Vec<_> = resp
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone())
+        .collect();
+    let ids: Vec<_> = messages
+        .iter()
+        .map(|m| m.message_id.clone().unwrap())
+        .collect();
+    assert_eq!(
+        failed, ids,
+        "the failed record and every later one are reported"
+    );
     assert!(tenant.user("graph.user@contoso.com").await.is_none());
 }
 
@@ -340,20 +527,51 @@ async fn dynamodb_state_writes_are_conditional_on_the_version() {
         updated_at: chrono::Utc::now(),
     };
     let later = chrono::Utc::now() + chrono::Duration::hours(1);
-    let event = |k: &str| ProcessedEvent { key: k.into(), expires_at: later };
+    let event = |k: &str| ProcessedEvent {
+        key: k.into(),
+        expires_at: later,
+    };
     assert_eq!(store.load_user(&key).await.unwrap(), None);
-    store.commit(&key, Some(&state(1)), None, &event("e1")).await.unwrap();
-    assert!(matches!(store.commit(&key, Some(&state(1)), None, &event("e2")).await, Err(StoreError::Conflict)));
-    store.commit(&key, Some(&state(2)), Some(1), &event("e3")).await.unwrap();
-    assert!(matches!(store.commit(&key, Some(&state(2)), Some(1), &event("e4")).await, Err(StoreError::Conflict)));
+    store
+        .commit(&key, Some(&state(1)), None, &event("e1"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .commit(&key, Some(&state(1)), None, &event("e2"))
+            .await,
+        Err(StoreError::Conflict)
+    ));
+    store
+        .commit(&key, Some(&state(2)), Some(1), &event("e3"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .commit(&key, Some(&state(2)), Some(1), &event("e4"))
+            .await,
+        Err(StoreError::Conflict)
+    ));
     assert_eq!(store.load_user(&key).await.unwrap().unwrap().version, 2);
     let now = chrono::Utc::now();
     assert!(store.event_seen("e1", now).await.unwrap());
     assert!(store.event_seen("e3", now).await.unwrap());
-    assert!(!store.event_seen("e2", now).await.unwrap(), "a lost write records no event");
+    assert!(
+        !store.event_seen("e2", now).await.unwrap(),
+        "a lost write records no event"
+    );
     assert!(!store.event_seen("e4", now).await.unwrap());
-    assert!(!store.event_seen("e1", later + chrono::Duration::seconds(1)).await.unwrap(), "expiry is decided from the stored time");
+    assert!(
+        !store
+            .event_seen("e1", later + chrono::Duration::seconds(1))
+            .await
+            .unwrap(),
+        "expiry is decided from the stored time"
+    );
     // An event-only commit (nothing to change on the user).
-    store.commit(&key, None, Some(2), &event("e5")).await.unwrap();
+    store
+        .commit(&key, None, Some(2), &event("e5"))
+        .await
+        .unwrap();
     assert!(store.event_seen("e5", now).await.unwrap());
 }

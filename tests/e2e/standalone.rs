@@ -33,10 +33,18 @@ fn fast_retries() -> RetryPolicy {
     }
 }
 
-fn settings(idp: &IdpFixture, target_url: &str, token: &str, profile: TargetProfile, db: &std::path::Path) -> Settings {
-    let mut s = Settings::default();
-    s.listen = "127.0.0.1:0".into();
-    s.database = db.display().to_string();
+fn settings(
+    idp: &IdpFixture,
+    target_url: &str,
+    token: &str,
+    profile: TargetProfile,
+    db: &std::path::Path,
+) -> Settings {
+    let mut s = Settings {
+        listen: "127.0.0.1:0".into(),
+        database: db.display().to_string(),
+        ..Settings::default()
+    };
     s.queue.signing_key = Secret::new("queue-signing-key-for-tests");
     s.okta.org_url = idp.url.clone();
     s.okta.shared_secret = Secret::new(OKTA_SECRET);
@@ -59,9 +67,12 @@ async fn harness(profile: TargetProfile) -> Harness {
     let tenant = ScimTenant::fresh();
     let proxy = ScimProxy::start(&tenant).await;
     let db_path = std::env::temp_dir().join(format!("scim-relay-e2e-{}.db", uuid::Uuid::new_v4()));
-    let relay = standalone::start(settings(&idp, &proxy.url, &tenant.token, profile, &db_path), fast_retries())
-        .await
-        .expect("relay starts");
+    let relay = standalone::start(
+        settings(&idp, &proxy.url, &tenant.token, profile, &db_path),
+        fast_retries(),
+    )
+    .await
+    .expect("relay starts");
     Harness {
         idp,
         tenant,
@@ -101,7 +112,14 @@ impl Harness {
 async fn okta_lifecycle_creates_updates_deactivates_and_ignores_duplicates() {
     let h = harness(TargetProfile::Datadog).await;
     let email = "Jane.Doe@Example.com";
-    h.idp.set_okta_user("00uJANE", "ACTIVE", Some(email), "Jane", "Doe", Some("Engineer"));
+    h.idp.set_okta_user(
+        "00uJANE",
+        "ACTIVE",
+        Some(email),
+        "Jane",
+        "Doe",
+        Some("Engineer"),
+    );
 
     // Create.
     let create = okta_delivery("ev-create-1", "user.lifecycle.create", "00uJANE", email);
@@ -109,16 +127,41 @@ async fn okta_lifecycle_creates_updates_deactivates_and_ignores_duplicates() {
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.json::<Value>().await.unwrap()["accepted"], 1);
     h.settle().await;
-    let user = h.tenant.user("jane.doe@example.com").await.expect("user created on the target");
+    let user = h
+        .tenant
+        .user("jane.doe@example.com")
+        .await
+        .expect("user created on the target");
     assert_eq!(user["active"], true);
     assert_eq!(user["name"]["formatted"], "Jane Doe");
     assert_eq!(user["title"], "Engineer");
     assert_eq!(user["emails"][0]["value"], "jane.doe@example.com");
-    assert_eq!((h.proxy.count("GET"), h.proxy.count("POST")), (1, 1), "look-up first, then create: {:?}", h.proxy.calls());
+    assert_eq!(
+        (h.proxy.count("GET"), h.proxy.count("POST")),
+        (1, 1),
+        "look-up first, then create: {:?}",
+        h.proxy.calls()
+    );
 
     // A profile change is one PATCH of the changed attribute.
-    h.idp.set_okta_user("00uJANE", "ACTIVE", Some(email), "Jane", "Doe", Some("Staff Engineer"));
-    h.post_okta(&okta_delivery("ev-update-1", "user.account.update_profile", "00uJANE", email), OKTA_SECRET).await;
+    h.idp.set_okta_user(
+        "00uJANE",
+        "ACTIVE",
+        Some(email),
+        "Jane",
+        "Doe",
+        Some("Staff Engineer"),
+    );
+    h.post_okta(
+        &okta_delivery(
+            "ev-update-1",
+            "user.account.update_profile",
+            "00uJANE",
+            email,
+        ),
+        OKTA_SECRET,
+    )
+    .await;
     h.settle().await;
     let user = h.tenant.user("jane.doe@example.com").await.unwrap();
     assert_eq!(user["title"], "Staff Engineer");
@@ -131,18 +174,51 @@ async fn okta_lifecycle_creates_updates_deactivates_and_ignores_duplicates() {
     let resp = h.post_okta(&create, OKTA_SECRET).await;
     assert_eq!(resp.status(), 200);
     h.settle().await;
-    assert_eq!(h.proxy.calls().len(), calls_before, "a duplicate made SCIM calls: {:?}", h.proxy.calls());
-    assert_eq!(h.idp.reads("okta:00uJANE"), reads_before, "a duplicate re-read the directory");
+    assert_eq!(
+        h.proxy.calls().len(),
+        calls_before,
+        "a duplicate made SCIM calls: {:?}",
+        h.proxy.calls()
+    );
+    assert_eq!(
+        h.idp.reads("okta:00uJANE"),
+        reads_before,
+        "a duplicate re-read the directory"
+    );
 
     // A new event with nothing changed: the directory is read, the target is not touched.
-    h.post_okta(&okta_delivery("ev-activate-1", "user.lifecycle.activate", "00uJANE", email), OKTA_SECRET).await;
+    h.post_okta(
+        &okta_delivery("ev-activate-1", "user.lifecycle.activate", "00uJANE", email),
+        OKTA_SECRET,
+    )
+    .await;
     h.settle().await;
     assert_eq!(h.idp.reads("okta:00uJANE"), reads_before + 1);
-    assert_eq!(h.proxy.calls().len(), calls_before, "an unchanged user made SCIM calls");
+    assert_eq!(
+        h.proxy.calls().len(),
+        calls_before,
+        "an unchanged user made SCIM calls"
+    );
 
     // Deactivation is PATCH active=false.
-    h.idp.set_okta_user("00uJANE", "DEPROVISIONED", Some(email), "Jane", "Doe", Some("Staff Engineer"));
-    h.post_okta(&okta_delivery("ev-deactivate-1", "user.lifecycle.deactivate", "00uJANE", email), OKTA_SECRET).await;
+    h.idp.set_okta_user(
+        "00uJANE",
+        "DEPROVISIONED",
+        Some(email),
+        "Jane",
+        "Doe",
+        Some("Staff Engineer"),
+    );
+    h.post_okta(
+        &okta_delivery(
+            "ev-deactivate-1",
+            "user.lifecycle.deactivate",
+            "00uJANE",
+            email,
+        ),
+        OKTA_SECRET,
+    )
+    .await;
     h.settle().await;
     let user = h.tenant.user("jane.doe@example.com").await.unwrap();
     assert_eq!(user["active"], false);
@@ -155,13 +231,25 @@ async fn okta_lifecycle_creates_updates_deactivates_and_ignores_duplicates() {
 #[tokio::test]
 async fn a_wrong_secret_is_401_and_enqueues_nothing() {
     let h = harness(TargetProfile::Datadog).await;
-    h.idp.set_okta_user("00uX", "ACTIVE", Some("x@example.com"), "X", "Y", None);
-    let delivery = okta_delivery("ev-forged", "user.lifecycle.create", "00uX", "x@example.com");
+    h.idp
+        .set_okta_user("00uX", "ACTIVE", Some("x@example.com"), "X", "Y", None);
+    let delivery = okta_delivery(
+        "ev-forged",
+        "user.lifecycle.create",
+        "00uX",
+        "x@example.com",
+    );
     for secret in ["wrong-secret", "", "okta-shared-secret-for-test"] {
         let resp = h.post_okta(&delivery, secret).await;
         assert_eq!(resp.status(), 401, "secret {secret:?}");
     }
-    let resp = h.http.post(h.url("/okta")).json(&delivery).send().await.unwrap();
+    let resp = h
+        .http
+        .post(h.url("/okta"))
+        .json(&delivery)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 401, "no header at all");
     // The verification GET is guarded by the secret too.
     let resp = h
@@ -174,7 +262,11 @@ async fn a_wrong_secret_is_401_and_enqueues_nothing() {
         .unwrap();
     assert_eq!(resp.status(), 401);
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(h.relay.db.depth().await.unwrap(), (0, 0), "nothing may be enqueued");
+    assert_eq!(
+        h.relay.db.depth().await.unwrap(),
+        (0, 0),
+        "nothing may be enqueued"
+    );
     assert_eq!(h.idp.total_reads(), 0);
     assert!(h.proxy.calls().is_empty());
 
@@ -187,7 +279,10 @@ async fn a_wrong_secret_is_401_and_enqueues_nothing() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-    assert_eq!(resp.json::<Value>().await.unwrap(), serde_json::json!({"verification": "challenge-123"}));
+    assert_eq!(
+        resp.json::<Value>().await.unwrap(),
+        serde_json::json!({"verification": "challenge-123"})
+    );
     h.finish().await;
 }
 
@@ -202,16 +297,38 @@ async fn graph_handshake_echoes_the_token_and_a_notification_creates_the_user() 
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+    assert!(resp.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
     assert_eq!(resp.headers()["x-content-type-options"], "nosniff");
-    assert_eq!(resp.text().await.unwrap(), "Validation: Testing client application reachability <script>");
+    assert_eq!(
+        resp.text().await.unwrap(),
+        "Validation: Testing client application reachability <script>"
+    );
 
     let user_id = "5b3f0a2e-9c1d-4e8b-a6f7-1d2c3b4a5e6f";
-    h.idp.set_graph_user(user_id, "Alex.Wilber@contoso.com", true, "Alex Wilber", Some("Marketing Lead"));
-    let resp = h.http.post(h.url("/entra")).json(&graph_notification(user_id, CLIENT_STATE, 1)).send().await.unwrap();
+    h.idp.set_graph_user(
+        user_id,
+        "Alex.Wilber@contoso.com",
+        true,
+        "Alex Wilber",
+        Some("Marketing Lead"),
+    );
+    let resp = h
+        .http
+        .post(h.url("/entra"))
+        .json(&graph_notification(user_id, CLIENT_STATE, 1))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 202);
     h.settle().await;
-    let user = h.tenant.user("alex.wilber@contoso.com").await.expect("user created from Graph");
+    let user = h
+        .tenant
+        .user("alex.wilber@contoso.com")
+        .await
+        .expect("user created from Graph");
     assert_eq!(user["active"], true);
     assert_eq!(user["externalId"], user_id);
     assert_eq!(user["name"]["givenName"], "Alex");
@@ -219,15 +336,35 @@ async fn graph_handshake_echoes_the_token_and_a_notification_creates_the_user() 
     assert_eq!(h.idp.token_requests(), 1);
 
     // Disabled in Entra: deactivated on the target.
-    h.idp.set_graph_user(user_id, "Alex.Wilber@contoso.com", false, "Alex Wilber", Some("Marketing Lead"));
-    h.http.post(h.url("/entra")).json(&graph_notification(user_id, CLIENT_STATE, 2)).send().await.unwrap();
+    h.idp.set_graph_user(
+        user_id,
+        "Alex.Wilber@contoso.com",
+        false,
+        "Alex Wilber",
+        Some("Marketing Lead"),
+    );
+    h.http
+        .post(h.url("/entra"))
+        .json(&graph_notification(user_id, CLIENT_STATE, 2))
+        .send()
+        .await
+        .unwrap();
     h.settle().await;
-    assert_eq!(h.tenant.user("alex.wilber@contoso.com").await.unwrap()["active"], false);
+    assert_eq!(
+        h.tenant.user("alex.wilber@contoso.com").await.unwrap()["active"],
+        false
+    );
     assert_eq!(h.idp.token_requests(), 1, "the app token is cached");
 
     // A forged clientState: 401, nothing enqueued, nothing read.
     let reads = h.idp.total_reads();
-    let resp = h.http.post(h.url("/entra")).json(&graph_notification(user_id, "forged", 3)).send().await.unwrap();
+    let resp = h
+        .http
+        .post(h.url("/entra"))
+        .json(&graph_notification(user_id, "forged", 3))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 401);
     h.settle().await;
     assert_eq!(h.idp.total_reads(), reads);
@@ -246,9 +383,18 @@ async fn malformed_and_oversized_bodies_are_refused_without_enqueueing() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 400);
-    let resp = h.http.post(h.url("/entra")).body("[]").send().await.unwrap();
+    let resp = h
+        .http
+        .post(h.url("/entra"))
+        .body("[]")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 400);
-    let big = format!("{{\"data\":{{\"events\":[]}},\"pad\":\"{}\"}}", "x".repeat(1024 * 1024 + 10));
+    let big = format!(
+        "{{\"data\":{{\"events\":[]}},\"pad\":\"{}\"}}",
+        "x".repeat(1024 * 1024 + 10)
+    );
     let resp = h
         .http
         .post(h.url("/okta"))
@@ -258,10 +404,27 @@ async fn malformed_and_oversized_bodies_are_refused_without_enqueueing() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 413);
-    let resp = h.http.delete(h.url("/okta")).header("Authorization", OKTA_SECRET).send().await.unwrap();
+    let resp = h
+        .http
+        .delete(h.url("/okta"))
+        .header("Authorization", OKTA_SECRET)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 405);
-    assert_eq!(h.http.get(h.url("/nope")).send().await.unwrap().status(), 404);
-    let health: Value = h.http.get(h.url("/healthz")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(
+        h.http.get(h.url("/nope")).send().await.unwrap().status(),
+        404
+    );
+    let health: Value = h
+        .http
+        .get(h.url("/healthz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(health["status"], "ok");
     assert_eq!(health["queued"], 0);
     h.finish().await;
@@ -270,27 +433,66 @@ async fn malformed_and_oversized_bodies_are_refused_without_enqueueing() {
 #[tokio::test]
 async fn an_unmappable_user_is_dead_lettered_with_its_reason() {
     let h = harness(TargetProfile::Datadog).await;
-    h.idp.set_okta_user("00uNOMAIL", "ACTIVE", None, "No", "Mail", None);
-    h.post_okta(&okta_delivery("ev-nomail", "user.lifecycle.create", "00uNOMAIL", "nomail"), OKTA_SECRET).await;
+    h.idp
+        .set_okta_user("00uNOMAIL", "ACTIVE", None, "No", "Mail", None);
+    h.post_okta(
+        &okta_delivery("ev-nomail", "user.lifecycle.create", "00uNOMAIL", "nomail"),
+        OKTA_SECRET,
+    )
+    .await;
     h.settle().await;
     assert_eq!(h.relay.db.depth().await.unwrap(), (0, 1));
     let reasons = h.relay.db.dead_letter_reasons().await.unwrap();
     assert!(reasons[0].contains("no email address"), "{reasons:?}");
-    assert!(h.proxy.calls().is_empty(), "nothing sent for an unmappable user");
+    assert!(
+        h.proxy.calls().is_empty(),
+        "nothing sent for an unmappable user"
+    );
     h.finish().await;
 }
 
 #[tokio::test]
 async fn a_user_deleted_from_the_directory_is_deactivated_from_recorded_state() {
     let h = harness(TargetProfile::Datadog).await;
-    h.idp.set_okta_user("00uGONE", "ACTIVE", Some("gone@example.com"), "Go", "Ne", None);
-    h.post_okta(&okta_delivery("ev-g1", "user.lifecycle.create", "00uGONE", "gone@example.com"), OKTA_SECRET).await;
+    h.idp.set_okta_user(
+        "00uGONE",
+        "ACTIVE",
+        Some("gone@example.com"),
+        "Go",
+        "Ne",
+        None,
+    );
+    h.post_okta(
+        &okta_delivery(
+            "ev-g1",
+            "user.lifecycle.create",
+            "00uGONE",
+            "gone@example.com",
+        ),
+        OKTA_SECRET,
+    )
+    .await;
     h.settle().await;
-    assert_eq!(h.tenant.user("gone@example.com").await.unwrap()["active"], true);
+    assert_eq!(
+        h.tenant.user("gone@example.com").await.unwrap()["active"],
+        true
+    );
     h.idp.remove_okta_user("00uGONE");
-    h.post_okta(&okta_delivery("ev-g2", "user.lifecycle.delete.initiated", "00uGONE", "gone@example.com"), OKTA_SECRET).await;
+    h.post_okta(
+        &okta_delivery(
+            "ev-g2",
+            "user.lifecycle.delete.initiated",
+            "00uGONE",
+            "gone@example.com",
+        ),
+        OKTA_SECRET,
+    )
+    .await;
     h.settle().await;
-    assert_eq!(h.tenant.user("gone@example.com").await.unwrap()["active"], false);
+    assert_eq!(
+        h.tenant.user("gone@example.com").await.unwrap()["active"],
+        false
+    );
     assert_eq!(h.relay.db.depth().await.unwrap(), (0, 0));
     h.finish().await;
 }
@@ -300,7 +502,14 @@ async fn an_accepted_event_survives_a_restart_while_the_target_is_down() {
     let idp = IdpFixture::start().await;
     let tenant = ScimTenant::fresh();
     let db_path = std::env::temp_dir().join(format!("scim-relay-e2e-{}.db", uuid::Uuid::new_v4()));
-    idp.set_okta_user("00uDUR", "ACTIVE", Some("durable@example.com"), "Du", "Rable", None);
+    idp.set_okta_user(
+        "00uDUR",
+        "ACTIVE",
+        Some("durable@example.com"),
+        "Du",
+        "Rable",
+        None,
+    );
 
     // Nothing listens on this port: every SCIM call fails, and keeps being retried.
     let dead_port = {
@@ -313,25 +522,49 @@ async fn an_accepted_event_survives_a_restart_while_the_target_is_down() {
         max_delay: Duration::from_millis(50),
         idle_poll: Duration::from_millis(20),
     };
-    let down = settings(&idp, &format!("http://127.0.0.1:{dead_port}/v2"), &tenant.token, TargetProfile::Datadog, &db_path);
+    let down = settings(
+        &idp,
+        &format!("http://127.0.0.1:{dead_port}/v2"),
+        &tenant.token,
+        TargetProfile::Datadog,
+        &db_path,
+    );
     let relay = standalone::start(down, patient).await.unwrap();
     let resp = reqwest::Client::new()
         .post(format!("http://{}/okta", relay.addr))
         .header("Authorization", OKTA_SECRET)
-        .json(&okta_delivery("ev-dur", "user.lifecycle.create", "00uDUR", "durable@example.com"))
+        .json(&okta_delivery(
+            "ev-dur",
+            "user.lifecycle.create",
+            "00uDUR",
+            "durable@example.com",
+        ))
         .send()
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
     tokio::time::sleep(Duration::from_millis(400)).await;
-    assert_eq!(relay.db.depth().await.unwrap(), (1, 0), "the event waits in the queue");
+    assert_eq!(
+        relay.db.depth().await.unwrap(),
+        (1, 0),
+        "the event waits in the queue"
+    );
     relay.stop().await;
 
     // A new process on the same file, with the target back.
-    let up = settings(&idp, &tenant.base_url, &tenant.token, TargetProfile::Datadog, &db_path);
+    let up = settings(
+        &idp,
+        &tenant.base_url,
+        &tenant.token,
+        TargetProfile::Datadog,
+        &db_path,
+    );
     let relay = standalone::start(up, fast_retries()).await.unwrap();
     assert!(relay.wait_idle(WAIT).await);
-    let user = tenant.user("durable@example.com").await.expect("created after the restart");
+    let user = tenant
+        .user("durable@example.com")
+        .await
+        .expect("created after the restart");
     assert_eq!(user["active"], true);
     assert_eq!(tenant.user_count().await, 1);
     relay.stop().await;

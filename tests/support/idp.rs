@@ -39,7 +39,9 @@ impl IdpFixture {
             .route("/{tenant}/oauth2/v2.0/token", post(graph_token))
             .route("/v1.0/users/{id}", get(graph_user))
             .with_state(dir.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind fixture");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind fixture");
         let url = format!("http://{}", listener.local_addr().expect("fixture addr"));
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -48,7 +50,15 @@ impl IdpFixture {
     }
 
     /// Puts an Okta user in the directory, shaped as `GET /api/v1/users/{id}` returns it.
-    pub fn set_okta_user(&self, id: &str, status: &str, email: Option<&str>, first: &str, last: &str, title: Option<&str>) {
+    pub fn set_okta_user(
+        &self,
+        id: &str,
+        status: &str,
+        email: Option<&str>,
+        first: &str,
+        last: &str,
+        title: Option<&str>,
+    ) {
         let user = json!({
             "id": id,
             "status": status,
@@ -64,7 +74,11 @@ impl IdpFixture {
             },
             "_links": {"self": {"href": format!("https://example.okta.com/api/v1/users/{id}")}}
         });
-        self.dir.lock().expect("lock").okta.insert(id.to_string(), user);
+        self.dir
+            .lock()
+            .expect("lock")
+            .okta
+            .insert(id.to_string(), user);
     }
 
     pub fn remove_okta_user(&self, id: &str) {
@@ -72,7 +86,14 @@ impl IdpFixture {
     }
 
     /// Puts a Graph user in the directory.
-    pub fn set_graph_user(&self, id: &str, upn: &str, enabled: bool, display: &str, title: Option<&str>) {
+    pub fn set_graph_user(
+        &self,
+        id: &str,
+        upn: &str,
+        enabled: bool,
+        display: &str,
+        title: Option<&str>,
+    ) {
         let user = json!({
             "id": id,
             "userPrincipalName": upn,
@@ -85,11 +106,21 @@ impl IdpFixture {
             "employeeId": null,
             "department": null
         });
-        self.dir.lock().expect("lock").graph.insert(id.to_string(), user);
+        self.dir
+            .lock()
+            .expect("lock")
+            .graph
+            .insert(id.to_string(), user);
     }
 
     pub fn reads(&self, key: &str) -> usize {
-        self.dir.lock().expect("lock").reads.iter().filter(|r| *r == key).count()
+        self.dir
+            .lock()
+            .expect("lock")
+            .reads
+            .iter()
+            .filter(|r| *r == key)
+            .count()
     }
 
     pub fn total_reads(&self) -> usize {
@@ -104,7 +135,11 @@ impl IdpFixture {
 type Dir = State<Arc<Mutex<Directory>>>;
 
 fn error(status: StatusCode, code: &str) -> Response {
-    (status, Json(json!({"errorCode": code, "errorSummary": code}))).into_response()
+    (
+        status,
+        Json(json!({"errorCode": code, "errorSummary": code})),
+    )
+        .into_response()
 }
 
 async fn okta_user(State(dir): Dir, Path(id): Path<String>, headers: HeaderMap) -> Response {
@@ -120,35 +155,74 @@ async fn okta_user(State(dir): Dir, Path(id): Path<String>, headers: HeaderMap) 
     }
 }
 
-async fn graph_token(State(dir): Dir, Path(_tenant): Path<String>, Form(form): Form<HashMap<String, String>>) -> Response {
+async fn graph_token(
+    State(dir): Dir,
+    Path(_tenant): Path<String>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
     dir.lock().expect("lock").token_requests += 1;
     let ok = form.get("grant_type").map(String::as_str) == Some("client_credentials")
         && form.get("client_id").map(String::as_str) == Some(GRAPH_CLIENT_ID)
         && form.get("client_secret").map(String::as_str) == Some(GRAPH_CLIENT_SECRET);
     if !ok {
-        return (StatusCode::UNAUTHORIZED, Json(json!({"error": "invalid_client"}))).into_response();
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"error": "invalid_client"})),
+        )
+            .into_response();
     }
-    Json(json!({"token_type": "Bearer", "expires_in": 3599, "access_token": GRAPH_ACCESS_TOKEN})).into_response()
+    Json(json!({"token_type": "Bearer", "expires_in": 3599, "access_token": GRAPH_ACCESS_TOKEN}))
+        .into_response()
 }
 
-async fn graph_user(State(dir): Dir, Path(id): Path<String>, Query(query): Query<HashMap<String, String>>, headers: HeaderMap) -> Response {
+async fn graph_user(
+    State(dir): Dir,
+    Path(id): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
     let auth = headers.get("authorization").and_then(|v| v.to_str().ok());
     if auth != Some(&format!("Bearer {GRAPH_ACCESS_TOKEN}")) {
-        return (StatusCode::UNAUTHORIZED, Json(json!({"error": {"code": "InvalidAuthenticationToken"}}))).into_response();
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"error": {"code": "InvalidAuthenticationToken"}})),
+        )
+            .into_response();
     }
     let mut dir = dir.lock().expect("lock");
     dir.reads.push(format!("graph:{id}"));
     let Some(user) = dir.graph.get(&id).cloned() else {
-        return (StatusCode::NOT_FOUND, Json(json!({"error": {"code": "Request_ResourceNotFound"}}))).into_response();
+        return (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": {"code": "Request_ResourceNotFound"}})),
+        )
+            .into_response();
     };
     // Like Graph: without $select only a default projection comes back, without accountEnabled.
     let select: Vec<String> = query
         .get("$select")
         .map(|s| s.split(',').map(str::to_string).collect())
-        .unwrap_or_else(|| ["id", "userPrincipalName", "mail", "givenName", "surname", "displayName", "jobTitle"].map(String::from).to_vec());
+        .unwrap_or_else(|| {
+            [
+                "id",
+                "userPrincipalName",
+                "mail",
+                "givenName",
+                "surname",
+                "displayName",
+                "jobTitle",
+            ]
+            .map(String::from)
+            .to_vec()
+        });
     let projected: serde_json::Map<String, Value> = user
         .as_object()
-        .map(|o| o.iter().filter(|(k, _)| select.contains(k)).map(|(k, v)| (k.clone(), v.clone())).collect())
+        .map(|o| {
+            o.iter()
+                .filter(|(k, _)| select.contains(k))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        })
         .unwrap_or_default();
     Json(Value::Object(projected)).into_response()
 }

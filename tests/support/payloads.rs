@@ -51,7 +51,14 @@ pub fn graph_notification(user_id: &str, client_state: &str, sequence: u64) -> V
 }
 
 /// An API Gateway HTTP API (payload 2.0) event, as the inbound Lambda receives it.
-pub fn apigw_v2_event(method: &str, path: &str, query: &str, headers: &[(&str, &str)], body: Option<&[u8]>, base64: bool) -> Value {
+pub fn apigw_v2_event(
+    method: &str,
+    path: &str,
+    query: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+    base64: bool,
+) -> Value {
     use base64::Engine;
     let headers: serde_json::Map<String, Value> = headers
         .iter()

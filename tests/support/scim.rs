@@ -23,7 +23,11 @@ impl ScimTenant {
     pub fn fresh() -> Self {
         let server = required_env("RELAY_TEST_SCIM_URL");
         Self {
-            base_url: format!("{}/{}/v2", server.trim_end_matches('/'), uuid::Uuid::new_v4().simple()),
+            base_url: format!(
+                "{}/{}/v2",
+                server.trim_end_matches('/'),
+                uuid::Uuid::new_v4().simple()
+            ),
             token: required_env("RELAY_TEST_SCIM_TOKEN"),
         }
     }
@@ -83,7 +87,9 @@ impl ScimProxy {
             calls: calls.clone(),
         };
         let app = Router::new().fallback(forward).with_state(state);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind proxy");
         let url = format!("http://{}", listener.local_addr().expect("proxy addr"));
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -102,14 +108,21 @@ impl ScimProxy {
 
 async fn forward(State(state): State<ProxyState>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
-    let path_and_query = parts.uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_default();
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_default();
     state
         .calls
         .lock()
         .expect("lock")
         .push((parts.method.to_string(), path_and_query.clone()));
     let body = to_bytes(body, 4 << 20).await.unwrap_or_default();
-    let mut upstream = state.http.request(parts.method.clone(), format!("{}{}", state.upstream, path_and_query));
+    let mut upstream = state.http.request(
+        parts.method.clone(),
+        format!("{}{}", state.upstream, path_and_query),
+    );
     for name in ["authorization", "content-type", "accept", "if-match"] {
         if let Some(v) = parts.headers.get(name) {
             upstream = upstream.header(name, v.clone());

@@ -234,7 +234,7 @@ impl Worker {
         };
         let user = match directory {
             Some(d) => match d.read_user(user_id).await? {
-                DirectoryRead::Found(u) => u,
+                DirectoryRead::Found(u) => *u,
                 DirectoryRead::NotFound => return Ok(None),
             },
             None => {

@@ -31,7 +31,7 @@ impl RetryPolicy {
     /// Exponential backoff with jitter, or the target's own wait when it gave one.
     fn delay(&self, attempts_so_far: u32, asked: Option<Duration>) -> Duration {
         if let Some(wait) = asked {
-            return wait.min(self.max_delay.max(wait));
+            return wait;
         }
         let exp = self
             .base_delay

@@ -161,7 +161,7 @@ impl Directory for GraphDirectory {
             .await
             .map_err(|e| DirectoryError::Retryable(format!("Graph user is not readable: {e}")))?;
         let enabled = u.account_enabled.unwrap_or(false);
-        Ok(DirectoryRead::Found(DirectoryUser {
+        Ok(DirectoryRead::Found(Box::new(DirectoryUser {
             id: u.id,
             login: u.user_principal_name.unwrap_or_default(),
             email: u.mail,
@@ -177,6 +177,6 @@ impl Directory for GraphDirectory {
                 IdpStatus::Inactive
             }),
             raw_status: if enabled { "enabled" } else { "disabled" }.to_string(),
-        }))
+        })))
     }
 }

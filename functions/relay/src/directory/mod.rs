@@ -40,7 +40,7 @@ pub struct DirectoryUser {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DirectoryRead {
-    Found(DirectoryUser),
+    Found(Box<DirectoryUser>),
     /// The directory no longer returns the user (deleted).
     NotFound,
 }

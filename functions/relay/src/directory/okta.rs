@@ -106,7 +106,7 @@ impl Directory for OktaDirectory {
             .await
             .map_err(|e| DirectoryError::Retryable(format!("Okta user is not readable: {e}")))?;
         let p = user.profile;
-        Ok(DirectoryRead::Found(DirectoryUser {
+        Ok(DirectoryRead::Found(Box::new(DirectoryUser {
             id: user.id,
             login: p
                 .login
@@ -122,7 +122,7 @@ impl Directory for OktaDirectory {
             department: p.department,
             status: Some(okta_status(&user.status)),
             raw_status: user.status,
-        }))
+        })))
     }
 }
 

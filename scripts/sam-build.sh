@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Builds the Lambda functions for arm64 with SAM, without Docker: aws-sam-cli drives
+# cargo-lambda, which cross-compiles with the zig that its PyPI wheel ships.
+# Then: sam deploy --guided (see README).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=.venv-sam
+if [ ! -x "$VENV/bin/sam" ] || [ ! -x "$VENV/bin/cargo-lambda" ]; then
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check aws-sam-cli==1.170.0 cargo-lambda==1.9.2
+fi
+rustup target add aarch64-unknown-linux-gnu >/dev/null
+export PATH="$PWD/$VENV/bin:$PATH" SAM_CLI_TELEMETRY=0
+sam validate --lint --template-file infra/template.yaml
+sam build "$@"
