@@ -6,6 +6,7 @@ use aws_config::BehaviorVersion;
 pub use aws_config::SdkConfig;
 
 /// Re-exported so the entry points need no SDK dependencies of their own.
+#[cfg(feature = "dynamodb")]
 pub use aws_sdk_dynamodb as dynamodb;
 pub use aws_sdk_sqs as sqs;
 

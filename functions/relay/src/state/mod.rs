@@ -1,6 +1,6 @@
 //! What the worker remembers per user, and which events it has already applied.
 
-#[cfg(feature = "aws")]
+#[cfg(feature = "dynamodb")]
 pub mod dynamodb;
 
 use std::collections::BTreeMap;

@@ -1,0 +1,151 @@
+//! The Lambdas' start-up as deployed: settings from the environment, secrets given as Secrets
+//! Manager and SSM ARNs resolved against moto_server, then one request through each handler.
+//! One test in its own binary, because it sets process environment variables.
+
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use lambda_runtime::{Context, LambdaEvent};
+use scim_relay_e2e::aws::{create_fifo_queues, create_table, moto_config, unique};
+use scim_relay_e2e::payloads::{apigw_v2_event, okta_delivery};
+use scim_relay_e2e::required_env;
+use scim_relay_e2e::scim::ScimTenant;
+
+#[tokio::test]
+async fn lambdas_start_from_the_environment_with_secrets_from_arns() {
+    let sdk = moto_config().await;
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let ddb = aws_sdk_dynamodb::Client::new(&sdk);
+    let queues = create_fifo_queues(&sqs, &unique("init")).await;
+    let table = unique("init-state");
+    create_table(&ddb, &table).await;
+    let tenant = ScimTenant::fresh();
+
+    // As the SAM template makes them: one plain secret, one JSON secret read by key, and an
+    // SSM SecureString for good measure.
+    let sm = aws_sdk_secretsmanager::Client::new(&sdk);
+    let signing = sm
+        .create_secret()
+        .name(unique("signing"))
+        .secret_string("signing-key-from-secrets-manager")
+        .send()
+        .await
+        .unwrap()
+        .arn
+        .unwrap();
+    let worker_credentials = sm
+        .create_secret()
+        .name(unique("worker"))
+        .secret_string(serde_json::json!({"okta_api_token": "", "entra_client_secret": "", "target_token": tenant.token}).to_string())
+        .send()
+        .await
+        .unwrap()
+        .arn
+        .unwrap();
+    let ssm = aws_sdk_ssm::Client::new(&sdk);
+    let parameter = format!("/scim-relay/{}/okta-secret", unique("p"));
+    ssm.put_parameter()
+        .name(&parameter)
+        .value("okta-secret-from-ssm")
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .send()
+        .await
+        .unwrap();
+    let parameter_arn = format!("arn:aws:ssm:us-east-1:123456789012:parameter{parameter}");
+
+    let vars = [
+        ("AWS_ENDPOINT_URL", required_env("RELAY_TEST_MOTO_URL")),
+        ("AWS_REGION", "us-east-1".to_string()),
+        ("AWS_ACCESS_KEY_ID", "test".to_string()),
+        ("AWS_SECRET_ACCESS_KEY", "test".to_string()),
+        ("SCIM_RELAY_QUEUE__URL", queues.url.clone()),
+        ("SCIM_RELAY_QUEUE__DLQ_URL", queues.dlq_url.clone()),
+        ("SCIM_RELAY_QUEUE__SIGNING_KEY", signing),
+        ("SCIM_RELAY_STORE__TABLE", table),
+        (
+            "SCIM_RELAY_OKTA__ORG_URL",
+            "https://example.okta.com".to_string(),
+        ),
+        ("SCIM_RELAY_OKTA__SHARED_SECRET", parameter_arn),
+        (
+            "SCIM_RELAY_OKTA__API_TOKEN",
+            format!("{worker_credentials}#okta_api_token"),
+        ),
+        ("SCIM_RELAY_TARGET__PROFILE", "datadog".to_string()),
+        ("SCIM_RELAY_TARGET__BASE_URL", tenant.base_url.clone()),
+        (
+            "SCIM_RELAY_TARGET__TOKEN",
+            format!("{worker_credentials}#target_token"),
+        ),
+    ];
+    for (k, v) in &vars {
+        // SAFETY: this binary has a single test, and nothing else reads the environment
+        // concurrently.
+        unsafe { std::env::set_var(k, v) };
+    }
+
+    let ingress = inbound::init()
+        .await
+        .expect("inbound starts from the environment");
+    let delivery = okta_delivery(
+        "ev-init",
+        "user.lifecycle.create",
+        "00uINIT",
+        "init.user@example.com",
+    );
+    let body = serde_json::to_vec(&delivery).unwrap();
+    let event = apigw_v2_event(
+        "POST",
+        "/okta",
+        "",
+        &[("authorization", "okta-secret-from-ssm")],
+        Some(&body),
+        false,
+    );
+    let resp = inbound::handle(
+        &ingress,
+        lambda_http::request::from_str(&event.to_string()).unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 200, "the SSM-held secret is the one checked");
+
+    let lambda = worker::init()
+        .await
+        .expect("worker starts from the environment");
+    let received = sqs
+        .receive_message()
+        .queue_url(&queues.url)
+        .max_number_of_messages(10)
+        .wait_time_seconds(1)
+        .send()
+        .await
+        .unwrap()
+        .messages
+        .unwrap_or_default();
+    assert_eq!(received.len(), 1);
+    let mut event = SqsEvent::default();
+    let mut record = SqsMessage::default();
+    record.message_id = received[0].message_id.clone();
+    record.receipt_handle = received[0].receipt_handle.clone();
+    record.body = received[0].body.clone();
+    event.records.push(record);
+    let resp = worker::handle(&lambda, LambdaEvent::new(event, Context::default()))
+        .await
+        .unwrap();
+    assert!(resp.batch_item_failures.is_empty());
+    // No Okta API token in the secret: the worker used the event's own content, and the signing
+    // key it resolved matched the one ingress signed with.
+    let user = tenant
+        .user("init.user@example.com")
+        .await
+        .expect("created through the deployed wiring");
+    assert_eq!(user["active"], true);
+
+    // A missing required setting stops start-up with a message naming it.
+    unsafe { std::env::remove_var("SCIM_RELAY_STORE__TABLE") };
+    let err = worker::init()
+        .await
+        .err()
+        .expect("start-up must fail")
+        .to_string();
+    assert!(err.contains("SCIM_RELAY_STORE__TABLE"), "{err}");
+}
