@@ -30,6 +30,7 @@ fn fast_retries() -> RetryPolicy {
         base_delay: Duration::from_millis(20),
         max_delay: Duration::from_millis(100),
         idle_poll: Duration::from_millis(20),
+        credential_pause: Duration::from_millis(50),
     }
 }
 
@@ -521,6 +522,7 @@ async fn an_accepted_event_survives_a_restart_while_the_target_is_down() {
         base_delay: Duration::from_millis(50),
         max_delay: Duration::from_millis(50),
         idle_poll: Duration::from_millis(20),
+        credential_pause: Duration::from_millis(50),
     };
     let down = settings(
         &idp,
@@ -567,6 +569,206 @@ async fn an_accepted_event_survives_a_restart_while_the_target_is_down() {
         .expect("created after the restart");
     assert_eq!(user["active"], true);
     assert_eq!(tenant.user_count().await, 1);
+    relay.stop().await;
+    let _ = std::fs::remove_file(&db_path);
+}
+
+#[tokio::test]
+async fn the_owner_of_the_target_credential_is_never_deactivated() {
+    let idp = IdpFixture::start().await;
+    let tenant = ScimTenant::fresh();
+    let proxy = ScimProxy::start(&tenant).await;
+    let db_path = std::env::temp_dir().join(format!("scim-relay-e2e-{}.db", uuid::Uuid::new_v4()));
+    let mut s = settings(
+        &idp,
+        &proxy.url,
+        &tenant.token,
+        TargetProfile::Datadog,
+        &db_path,
+    );
+    s.target.credential_owner = "SCIM-Service@Example.com".into();
+    let relay = standalone::start(s, fast_retries()).await.unwrap();
+    let post = |body: Value| {
+        let url = format!("http://{}/okta", relay.addr);
+        async move {
+            let resp = reqwest::Client::new()
+                .post(url)
+                .header("Authorization", OKTA_SECRET)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200);
+        }
+    };
+
+    idp.set_okta_user(
+        "00uOWNER",
+        "ACTIVE",
+        Some("scim-service@example.com"),
+        "Scim",
+        "Service",
+        None,
+    );
+    post(okta_delivery(
+        "ev-o1",
+        "user.lifecycle.create",
+        "00uOWNER",
+        "scim-service@example.com",
+    ))
+    .await;
+    assert!(relay.wait_idle(WAIT).await);
+    assert_eq!(
+        tenant.user("scim-service@example.com").await.unwrap()["active"],
+        true
+    );
+
+    // Someone offboards the key's owner in the IdP: the relay refuses to follow.
+    idp.set_okta_user(
+        "00uOWNER",
+        "DEPROVISIONED",
+        Some("scim-service@example.com"),
+        "Scim",
+        "Service",
+        None,
+    );
+    post(okta_delivery(
+        "ev-o2",
+        "user.lifecycle.deactivate",
+        "00uOWNER",
+        "scim-service@example.com",
+    ))
+    .await;
+    assert!(relay.wait_idle(WAIT).await);
+    assert_eq!(
+        tenant.user("scim-service@example.com").await.unwrap()["active"],
+        true
+    );
+    assert_eq!(proxy.count("PATCH"), 0, "{:?}", proxy.calls());
+    assert_eq!(
+        relay.db.depth().await.unwrap(),
+        (0, 0),
+        "handled, not retried or dead-lettered"
+    );
+
+    // Anyone else is deactivated as usual.
+    idp.set_okta_user(
+        "00uOTHER",
+        "ACTIVE",
+        Some("other@example.com"),
+        "Ot",
+        "Her",
+        None,
+    );
+    post(okta_delivery(
+        "ev-o3",
+        "user.lifecycle.create",
+        "00uOTHER",
+        "other@example.com",
+    ))
+    .await;
+    assert!(relay.wait_idle(WAIT).await);
+    idp.set_okta_user(
+        "00uOTHER",
+        "DEPROVISIONED",
+        Some("other@example.com"),
+        "Ot",
+        "Her",
+        None,
+    );
+    post(okta_delivery(
+        "ev-o4",
+        "user.lifecycle.deactivate",
+        "00uOTHER",
+        "other@example.com",
+    ))
+    .await;
+    assert!(relay.wait_idle(WAIT).await);
+    assert_eq!(
+        tenant.user("other@example.com").await.unwrap()["active"],
+        false
+    );
+    relay.stop().await;
+    let _ = std::fs::remove_file(&db_path);
+}
+
+#[tokio::test]
+async fn a_rejected_target_credential_pauses_the_worker_and_keeps_the_messages() {
+    let idp = IdpFixture::start().await;
+    let tenant = ScimTenant::fresh();
+    let db_path = std::env::temp_dir().join(format!("scim-relay-e2e-{}.db", uuid::Uuid::new_v4()));
+    idp.set_okta_user(
+        "00uKEY",
+        "ACTIVE",
+        Some("key.user@example.com"),
+        "Key",
+        "User",
+        None,
+    );
+
+    // A revoked key: scim2-server answers 401 to every call.
+    let revoked = settings(
+        &idp,
+        &tenant.base_url,
+        "revoked-token",
+        TargetProfile::Datadog,
+        &db_path,
+    );
+    let relay = standalone::start(revoked, fast_retries()).await.unwrap();
+    let http = reqwest::Client::new();
+    for n in 0..2 {
+        let resp = http
+            .post(format!("http://{}/okta", relay.addr))
+            .header("Authorization", OKTA_SECRET)
+            .json(&okta_delivery(
+                &format!("ev-key-{n}"),
+                "user.lifecycle.create",
+                "00uKEY",
+                "key.user@example.com",
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "ingress keeps accepting");
+    }
+    let rejected = scim_relay_e2e::eventually(WAIT, || async {
+        relay.credential_health() == standalone::CredentialHealth::Rejected
+    })
+    .await;
+    assert!(rejected);
+    // Many pause periods later: nothing dead-lettered, nothing dropped.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(relay.db.depth().await.unwrap(), (2, 0));
+    let health: Value = http
+        .get(format!("http://{}/healthz", relay.addr))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["target_credential"], "rejected");
+    relay.stop().await;
+
+    // The operator fixes the key: the same queue drains into the target.
+    let fixed = settings(
+        &idp,
+        &tenant.base_url,
+        &tenant.token,
+        TargetProfile::Datadog,
+        &db_path,
+    );
+    let relay = standalone::start(fixed, fast_retries()).await.unwrap();
+    assert!(relay.wait_idle(WAIT).await);
+    assert_eq!(
+        tenant.user("key.user@example.com").await.unwrap()["active"],
+        true
+    );
+    assert_eq!(
+        relay.credential_health(),
+        standalone::CredentialHealth::Accepted
+    );
+    assert_eq!(relay.db.depth().await.unwrap(), (0, 0));
     relay.stop().await;
     let _ = std::fs::remove_file(&db_path);
 }

@@ -113,6 +113,8 @@ pub struct TargetSettings {
     pub base_url: String,
     /// Bearer token (Datadog: an application key of a service account).
     pub token: Secret,
+    /// userName (email) of the account that owns `token`. The relay never deactivates it.
+    pub credential_owner: String,
     /// How long an invitation sent on create stays valid (Datadog: 48 h).
     #[serde(deserialize_with = "number")]
     pub invite_ttl_hours: u64,
@@ -187,6 +189,7 @@ impl Default for TargetSettings {
             profile: TargetProfile::DryRun,
             base_url: String::new(),
             token: Secret::default(),
+            credential_owner: String::new(),
             invite_ttl_hours: 48,
             timeout_seconds: 10,
         }

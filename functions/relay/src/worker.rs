@@ -17,8 +17,8 @@ use crate::directory::{user_from_event, Directory, DirectoryError, DirectoryRead
 use crate::envelope::{EnvelopeSigner, Subject, Trigger};
 use crate::pii::fingerprint;
 use crate::scim::{
-    desired_user, plan, DesiredUser, PatchOp, ScimError, ScimFailure, ScimPlan, ScimRecord,
-    ScimTarget,
+    desired_user, guard_owner, plan, DesiredUser, PatchOp, ScimError, ScimFailure, ScimPlan,
+    ScimRecord, ScimTarget,
 };
 use crate::state::{
     attributes_hash, InviteState, ProcessedEvent, StateStore, StoreError, UserKey, UserState,
@@ -50,6 +50,10 @@ pub enum WorkError {
     /// Can never succeed as it is: park it in the dead-letter queue with this reason.
     #[error("permanent: {0}")]
     Permanent(String),
+    /// The target rejected its credential (401/403). Every message would fail the same way:
+    /// stop consuming, keep the messages queued, alarm. Never dead-letter for this.
+    #[error("target credential rejected: {0}")]
+    CredentialRejected(String),
 }
 
 impl WorkError {
@@ -80,15 +84,7 @@ impl From<ScimError> for WorkError {
     fn from(e: ScimError) -> Self {
         match e.failure {
             ScimFailure::Permanent | ScimFailure::NotFound => WorkError::Permanent(e.to_string()),
-            ScimFailure::Credential => {
-                // The target key is broken: every message would fail the same way. Keep them
-                // on the queue for when an operator fixes the key.
-                tracing::error!(
-                    alarm = "target_credential",
-                    "target rejected the credential: {e}"
-                );
-                WorkError::retry(format!("target credential rejected: {e}"))
-            }
+            ScimFailure::Credential => WorkError::CredentialRejected(e.to_string()),
             ScimFailure::Retryable | ScimFailure::Conflict => WorkError::Retryable {
                 reason: e.to_string(),
                 retry_after: e.retry_after,
@@ -107,6 +103,7 @@ pub struct Worker {
     clock: Arc<dyn Clock>,
     dedupe_ttl: chrono::Duration,
     invite_ttl: chrono::Duration,
+    owner: Option<String>,
 }
 
 /// Everything a worker is built from.
@@ -120,6 +117,8 @@ pub struct WorkerParts {
     pub clock: Arc<dyn Clock>,
     pub dedupe_ttl: Duration,
     pub invite_ttl: Duration,
+    /// userName of the account that owns the target credential: never deactivated.
+    pub owner: Option<String>,
 }
 
 /// What applying a plan produced: the state to record (if it changed) and the calls made.
@@ -143,6 +142,7 @@ impl Worker {
                 .unwrap_or(chrono::Duration::hours(72)),
             invite_ttl: chrono::Duration::from_std(p.invite_ttl)
                 .unwrap_or(chrono::Duration::hours(48)),
+            owner: p.owner.filter(|o| !o.trim().is_empty()),
         }
     }
 
@@ -179,7 +179,20 @@ impl Worker {
         };
         for _ in 0..PLAN_ATTEMPTS {
             let recorded = self.store.load_user(&key).await?;
-            let plan = plan(self.profile, desired.as_ref(), recorded.as_ref());
+            let planned = plan(self.profile, desired.as_ref(), recorded.as_ref());
+            let user_name = desired
+                .as_ref()
+                .map(|d| d.user_name.as_str())
+                .or(recorded.as_ref().map(|r| r.user_name.as_str()));
+            let plan = guard_owner(planned.clone(), user_name, self.owner.as_deref());
+            if plan != planned {
+                tracing::error!(
+                    alarm = "credential_owner_protected",
+                    user = %user_id,
+                    "the IdP deactivated the owner of the target credential; the account is left active. \
+                     Move the credential to a service account."
+                );
+            }
             let applied = self
                 .apply(&plan, desired.as_ref(), recorded.as_ref(), &trigger)
                 .await?;

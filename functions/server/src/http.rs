@@ -13,24 +13,22 @@ use scim_relay::sqlite::SqliteDb;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify};
 
+use crate::worker_loop::CredentialHealth;
+
 #[derive(Clone)]
-struct AppState {
-    ingress: Arc<Ingress>,
-    db: SqliteDb,
-    wake: Arc<Notify>,
+pub struct AppState {
+    pub ingress: Arc<Ingress>,
+    pub db: SqliteDb,
+    /// Wakes the worker when something was enqueued.
+    pub wake: Arc<Notify>,
+    pub health: watch::Receiver<CredentialHealth>,
 }
 
-pub async fn serve(
-    listener: TcpListener,
-    ingress: Arc<Ingress>,
-    db: SqliteDb,
-    wake: Arc<Notify>,
-    mut stopped: watch::Receiver<bool>,
-) {
+pub async fn serve(listener: TcpListener, state: AppState, mut stopped: watch::Receiver<bool>) {
     let app = Router::new()
         .route("/healthz", get(healthz))
         .fallback(relay)
-        .with_state(AppState { ingress, db, wake });
+        .with_state(state);
     let shutdown = async move {
         let _ = stopped.wait_for(|s| *s).await;
     };
@@ -45,8 +43,20 @@ pub async fn serve(
 async fn healthz(State(state): State<AppState>) -> Response {
     match state.db.depth().await {
         Ok((queued, dead)) => {
-            Json(serde_json::json!({"status": "ok", "queued": queued, "dead_letters": dead}))
-                .into_response()
+            // Ingress keeps accepting while the target refuses the credential, so the process
+            // stays healthy; the field tells an operator why nothing is being applied.
+            let credential = match *state.health.borrow() {
+                CredentialHealth::Unknown => "unknown",
+                CredentialHealth::Accepted => "accepted",
+                CredentialHealth::Rejected => "rejected",
+            };
+            Json(serde_json::json!({
+                "status": "ok",
+                "queued": queued,
+                "dead_letters": dead,
+                "target_credential": credential
+            }))
+            .into_response()
         }
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,

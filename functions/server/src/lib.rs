@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub use worker_loop::RetryPolicy;
+pub use worker_loop::{CredentialHealth, RetryPolicy};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -31,6 +31,7 @@ pub enum StartError {
 pub struct RunningRelay {
     pub addr: SocketAddr,
     pub db: SqliteDb,
+    health: watch::Receiver<CredentialHealth>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -42,6 +43,11 @@ impl RunningRelay {
         for task in self.tasks {
             let _ = task.await;
         }
+    }
+
+    /// Whether the target accepted the relay's credential, as last seen by the worker.
+    pub fn credential_health(&self) -> CredentialHealth {
+        *self.health.borrow()
     }
 
     /// Waits until the queue is empty (tests, and `scim-relay drain`), up to `timeout`.
@@ -79,18 +85,30 @@ pub async fn start(settings: Settings, retry: RetryPolicy) -> Result<RunningRela
     })?;
     let (stop, stopped) = watch::channel(false);
     let wake = Arc::new(tokio::sync::Notify::new());
+    let (health_tx, health) = watch::channel(CredentialHealth::Unknown);
     let server = tokio::spawn(http::serve(
         listener,
-        Arc::new(ingress),
-        db.clone(),
-        wake.clone(),
+        http::AppState {
+            ingress: Arc::new(ingress),
+            db: db.clone(),
+            wake: wake.clone(),
+            health: health.clone(),
+        },
         stopped.clone(),
     ));
-    let work = tokio::spawn(worker_loop::run(worker, db.clone(), retry, wake, stopped));
+    let work = tokio::spawn(worker_loop::run(
+        worker,
+        db.clone(),
+        retry,
+        wake,
+        health_tx,
+        stopped,
+    ));
     tracing::info!(%addr, database = %settings.database, profile = ?settings.target.profile, "scim-relay listening");
     Ok(RunningRelay {
         addr,
         db,
+        health,
         stop,
         tasks: vec![server, work],
     })

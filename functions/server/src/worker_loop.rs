@@ -18,6 +18,8 @@ pub struct RetryPolicy {
     pub max_delay: Duration,
     /// How often an idle worker looks for delayed messages that became visible.
     pub idle_poll: Duration,
+    /// How long the worker stops consuming after the target rejected its credential.
+    pub credential_pause: Duration,
 }
 
 impl RetryPolicy {
@@ -49,8 +51,17 @@ impl Default for RetryPolicy {
             base_delay: Duration::from_secs(1),
             max_delay: Duration::from_secs(300),
             idle_poll: Duration::from_millis(500),
+            credential_pause: Duration::from_secs(60),
         }
     }
+}
+
+/// Whether the target accepts the relay's credential, as last seen by the worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialHealth {
+    Unknown,
+    Accepted,
+    Rejected,
 }
 
 pub async fn run(
@@ -58,6 +69,7 @@ pub async fn run(
     db: SqliteDb,
     retry: RetryPolicy,
     wake: Arc<Notify>,
+    health: watch::Sender<CredentialHealth>,
     mut stopped: watch::Receiver<bool>,
 ) {
     loop {
@@ -65,7 +77,25 @@ pub async fn run(
             return;
         }
         match db.next_message(Utc::now()).await {
-            Ok(Some(message)) => handle(&worker, &db, &retry, message).await,
+            Ok(Some(message)) => match handle(&worker, &db, &retry, message).await {
+                Some(CredentialHealth::Rejected) => {
+                    health.send_replace(CredentialHealth::Rejected);
+                    // Stop consuming: every message would be refused the same way. The next
+                    // message after the pause is the probe.
+                    tokio::select! {
+                        _ = tokio::time::sleep(retry.credential_pause) => {}
+                        _ = stopped.changed() => {}
+                    }
+                }
+                Some(CredentialHealth::Accepted) => {
+                    health.send_if_modified(|h| {
+                        let changed = *h != CredentialHealth::Accepted;
+                        *h = CredentialHealth::Accepted;
+                        changed
+                    });
+                }
+                _ => {}
+            },
             Ok(None) => {
                 tokio::select! {
                     _ = wake.notified() => {}
@@ -81,9 +111,30 @@ pub async fn run(
     }
 }
 
-async fn handle(worker: &Worker, db: &SqliteDb, retry: &RetryPolicy, message: QueuedMessage) {
+async fn handle(
+    worker: &Worker,
+    db: &SqliteDb,
+    retry: &RetryPolicy,
+    message: QueuedMessage,
+) -> Option<CredentialHealth> {
+    let mut learnt = None;
     let result = match worker.process(&message.body).await {
-        Ok(_) => db.ack(message.id).await,
+        Ok(_) => {
+            learnt = Some(CredentialHealth::Accepted);
+            db.ack(message.id).await
+        }
+        Err(WorkError::CredentialRejected(reason)) => {
+            learnt = Some(CredentialHealth::Rejected);
+            tracing::error!(
+                message = message.id,
+                alarm = "target_credential",
+                "pausing the worker: {reason}"
+            );
+            // Not an attempt of this message: it is put back as it was, never dead-lettered.
+            let at =
+                Utc::now() + chrono::Duration::from_std(retry.credential_pause).unwrap_or_default();
+            db.postpone(message.id, at, &reason).await
+        }
         Err(WorkError::Permanent(reason)) => {
             tracing::error!(message = message.id, "dead-lettering: {reason}");
             db.dead_letter(message.id, &reason).await
@@ -115,6 +166,7 @@ async fn handle(worker: &Worker, db: &SqliteDb, retry: &RetryPolicy, message: Qu
         tracing::error!(message = message.id, "cannot record the outcome: {e}");
         tokio::time::sleep(retry.idle_poll).await;
     }
+    learnt
 }
 
 #[cfg(test)]
@@ -128,6 +180,7 @@ mod tests {
             base_delay: Duration::from_secs(1),
             max_delay: Duration::from_secs(10),
             idle_poll: Duration::from_millis(10),
+            credential_pause: Duration::from_millis(10),
         };
         let d0 = p.delay(0, None);
         let d3 = p.delay(3, None);

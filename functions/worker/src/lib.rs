@@ -17,6 +17,34 @@ use scim_relay::queue::QueueMessage;
 use scim_relay::state::dynamodb::DynamoStateStore;
 use scim_relay::worker::{Outcome, WorkError, Worker};
 
+/// How long a message waits after the target rejected the credential.
+const CREDENTIAL_BACKOFF_SECONDS: u64 = 300;
+
+/// A CloudWatch Embedded Metric Format line: Lambda's log pipeline turns it into the
+/// `scim-relay/TargetCredentialRejected` metric that the template's alarm watches, with no API
+/// call from the function.
+pub fn credential_metric(timestamp_millis: i64) -> String {
+    serde_json::json!({
+        "_aws": {
+            "Timestamp": timestamp_millis,
+            "CloudWatchMetrics": [{
+                "Namespace": "scim-relay",
+                "Dimensions": [[]],
+                "Metrics": [{"Name": "TargetCredentialRejected", "Unit": "Count"}]
+            }]
+        },
+        "TargetCredentialRejected": 1
+    })
+    .to_string()
+}
+
+fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
 pub struct WorkerLambda {
     pub worker: Worker,
     /// The work queue (to delay a rate-limited message).
@@ -95,6 +123,26 @@ async fn process_record(lambda: &WorkerLambda, record: &SqsMessage) -> bool {
                 }
             }
         }
+        Err(WorkError::CredentialRejected(reason)) => {
+            // Keep the message (and, through the hold-back, the rest of the batch) queued and
+            // out of sight for a while: retrying at once cannot succeed.
+            tracing::error!(
+                message_id = id,
+                alarm = "target_credential",
+                "target credential rejected: {reason}"
+            );
+            println!("{}", credential_metric(now_millis()));
+            if let Some(receipt) = record.receipt_handle.as_deref() {
+                if let Err(e) = lambda
+                    .queue
+                    .delay(receipt, CREDENTIAL_BACKOFF_SECONDS)
+                    .await
+                {
+                    tracing::warn!(message_id = id, "could not delay the message: {e}");
+                }
+            }
+            false
+        }
         Err(WorkError::Retryable {
             reason,
             retry_after,
@@ -107,5 +155,21 @@ async fn process_record(lambda: &WorkerLambda, record: &SqsMessage) -> bool {
             }
             false
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_credential_metric_is_embedded_metric_format() {
+        let line: serde_json::Value =
+            serde_json::from_str(&credential_metric(1_764_378_000_000)).unwrap();
+        let directive = &line["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(directive["Namespace"], "scim-relay");
+        assert_eq!(directive["Metrics"][0]["Name"], "TargetCredentialRejected");
+        assert_eq!(line["TargetCredentialRejected"], 1);
+        assert_eq!(line["_aws"]["Timestamp"], 1_764_378_000_000i64);
     }
 }

@@ -82,6 +82,38 @@ pub fn plan(
     }
 }
 
+/// Why a plan was dropped by [`guard_owner`].
+pub const OWNER_PROTECTED: &str = "the owner of the target's credential is never deactivated";
+
+/// The account that owns the target's credential is never switched off, whatever the IdP says:
+/// Datadog revokes a disabled user's application keys, which would stop provisioning for
+/// everyone (and nobody could re-enable the account through the relay).
+pub fn guard_owner(plan: ScimPlan, user_name: Option<&str>, owner: Option<&str>) -> ScimPlan {
+    let is_owner = match (user_name, owner) {
+        (Some(user), Some(owner)) => {
+            !owner.trim().is_empty() && user.trim().eq_ignore_ascii_case(owner.trim())
+        }
+        _ => false,
+    };
+    if !is_owner {
+        return plan;
+    }
+    let deactivates = match &plan {
+        ScimPlan::Update { ops, .. } => ops
+            .iter()
+            .any(|op| op.path == "active" && op.value == Some(json!(false))),
+        ScimPlan::DeactivateUnrecorded { .. } => true,
+        ScimPlan::Nothing { .. } | ScimPlan::Create { .. } => false,
+    };
+    if deactivates {
+        ScimPlan::Nothing {
+            reason: OWNER_PROTECTED,
+        }
+    } else {
+        plan
+    }
+}
+
 fn deactivate() -> PatchOp {
     PatchOp::replace("active", json!(false))
 }
@@ -238,6 +270,62 @@ mod tests {
             }
         );
         assert!(matches!(plan(P, None, None), ScimPlan::Nothing { .. }));
+    }
+
+    #[test]
+    fn the_credential_owner_is_never_deactivated() {
+        let before = user(true, None);
+        let after = user(false, None);
+        let state = applied(&before, Some("id1"));
+        let deactivation = plan(P, Some(&after), Some(&state));
+        let guarded = guard_owner(
+            deactivation.clone(),
+            Some("A@Example.com"),
+            Some(" a@example.com "),
+        );
+        assert_eq!(
+            guarded,
+            ScimPlan::Nothing {
+                reason: OWNER_PROTECTED
+            }
+        );
+        // Other users, and other changes of the owner, pass untouched.
+        assert_eq!(
+            guard_owner(
+                deactivation.clone(),
+                Some("b@example.com"),
+                Some("a@example.com")
+            ),
+            deactivation
+        );
+        assert_eq!(
+            guard_owner(deactivation.clone(), Some("a@example.com"), None),
+            deactivation
+        );
+        assert_eq!(
+            guard_owner(deactivation.clone(), Some("a@example.com"), Some("")),
+            deactivation
+        );
+        let retitle = plan(P, Some(&user(true, Some("Boss"))), Some(&state));
+        assert_eq!(
+            guard_owner(
+                retitle.clone(),
+                Some("a@example.com"),
+                Some("a@example.com")
+            ),
+            retitle
+        );
+        let unrecorded = plan(P, Some(&after), None);
+        assert!(matches!(
+            guard_owner(unrecorded, Some("a@example.com"), Some("a@example.com")),
+            ScimPlan::Nothing { .. }
+        ));
+        // Gone from the directory: still protected.
+        let gone = plan(P, None, Some(&state));
+        assert!(matches!(
+            guard_owner(gone, Some("a@example.com"), Some("a@example.com")),
+            ScimPlan::Nothing { .. }
+        ));
     }
 
     #[test]

@@ -99,6 +99,26 @@ impl SqliteDb {
         .await
     }
 
+    /// Makes the message visible again at `visible_at` without counting an attempt (the failure
+    /// was not the message's: the target refused the relay's credential).
+    pub async fn postpone(
+        &self,
+        id: i64,
+        visible_at: DateTime<Utc>,
+        error: &str,
+    ) -> Result<(), SqliteError> {
+        let at = visible_at.timestamp_millis();
+        let error = error.to_string();
+        self.run(move |conn| {
+            conn.execute(
+                "UPDATE queue SET visible_at = ?2, last_error = ?3 WHERE id = ?1",
+                params![id, at, error],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
     /// Moves the message to the dead letters with its reason, in one transaction.
     pub async fn dead_letter(&self, id: i64, reason: &str) -> Result<(), SqliteError> {
         let reason = reason.to_string();
