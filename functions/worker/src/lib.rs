@@ -38,6 +38,14 @@ pub fn credential_metric(timestamp_millis: i64) -> String {
     .to_string()
 }
 
+/// 10 s after the first receive, doubling, at most 15 minutes, with up to 20 % jitter.
+pub fn retry_delay_seconds(receives: u32) -> u64 {
+    let base = 10u64
+        .saturating_mul(1 << receives.saturating_sub(1).min(10))
+        .min(900);
+    base + fastrand::u64(0..=base / 5)
+}
+
 fn now_millis() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -147,9 +155,23 @@ async fn process_record(lambda: &WorkerLambda, record: &SqsMessage) -> bool {
             reason,
             retry_after,
         }) => {
-            tracing::warn!(message_id = id, "will retry: {reason}");
-            if let (Some(wait), Some(receipt)) = (retry_after, record.receipt_handle.as_deref()) {
-                if let Err(e) = lambda.queue.delay(receipt, wait.as_secs().max(1)).await {
+            let receives = record
+                .attributes
+                .get("ApproximateReceiveCount")
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(1);
+            // The target's own wait when it gave one, else exponential backoff on the receive
+            // count, so a long outage spreads the queue's receives over hours.
+            let wait =
+                retry_after.map_or_else(|| retry_delay_seconds(receives), |w| w.as_secs().max(1));
+            tracing::warn!(
+                message_id = id,
+                receives,
+                wait_seconds = wait,
+                "will retry: {reason}"
+            );
+            if let Some(receipt) = record.receipt_handle.as_deref() {
+                if let Err(e) = lambda.queue.delay(receipt, wait).await {
                     tracing::warn!(message_id = id, "could not delay the message: {e}");
                 }
             }
@@ -161,6 +183,15 @@ async fn process_record(lambda: &WorkerLambda, record: &SqsMessage) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_delays_grow_and_are_capped() {
+        assert!((10..=12).contains(&retry_delay_seconds(1)));
+        assert!((20..=24).contains(&retry_delay_seconds(2)));
+        assert!((640..=768).contains(&retry_delay_seconds(7)));
+        assert!((900..=1080).contains(&retry_delay_seconds(50)));
+        assert!((10..=12).contains(&retry_delay_seconds(0)));
+    }
 
     #[test]
     fn the_credential_metric_is_embedded_metric_format() {
