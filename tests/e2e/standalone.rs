@@ -84,6 +84,30 @@ async fn harness(profile: TargetProfile) -> Harness {
     }
 }
 
+/// Starts a relay on an existing database file with the target reachable, and waits until the
+/// queue it inherited has drained.
+async fn restart_and_drain(
+    idp: &IdpFixture,
+    tenant: &ScimTenant,
+    db: &std::path::Path,
+) -> RunningRelay {
+    let up = settings(
+        idp,
+        &tenant.base_url,
+        &tenant.token,
+        TargetProfile::Datadog,
+        db,
+    );
+    let relay = standalone::start(up, fast_retries())
+        .await
+        .expect("relay restarts");
+    assert!(
+        relay.wait_idle(WAIT).await,
+        "the inherited queue did not drain"
+    );
+    relay
+}
+
 impl Harness {
     fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.relay.addr)
@@ -554,15 +578,7 @@ async fn an_accepted_event_survives_a_restart_while_the_target_is_down() {
     relay.stop().await;
 
     // A new process on the same file, with the target back.
-    let up = settings(
-        &idp,
-        &tenant.base_url,
-        &tenant.token,
-        TargetProfile::Datadog,
-        &db_path,
-    );
-    let relay = standalone::start(up, fast_retries()).await.unwrap();
-    assert!(relay.wait_idle(WAIT).await);
+    let relay = restart_and_drain(&idp, &tenant, &db_path).await;
     let user = tenant
         .user("durable@example.com")
         .await
@@ -751,15 +767,7 @@ async fn a_rejected_target_credential_pauses_the_worker_and_keeps_the_messages()
     relay.stop().await;
 
     // The operator fixes the key: the same queue drains into the target.
-    let fixed = settings(
-        &idp,
-        &tenant.base_url,
-        &tenant.token,
-        TargetProfile::Datadog,
-        &db_path,
-    );
-    let relay = standalone::start(fixed, fast_retries()).await.unwrap();
-    assert!(relay.wait_idle(WAIT).await);
+    let relay = restart_and_drain(&idp, &tenant, &db_path).await;
     assert_eq!(
         tenant.user("key.user@example.com").await.unwrap()["active"],
         true

@@ -32,34 +32,36 @@ impl ScimTenant {
         }
     }
 
-    /// The user with this userName, as the target holds it.
-    pub async fn user(&self, user_name: &str) -> Option<Value> {
-        let list: Value = reqwest::Client::new()
+    /// `GET /Users`, optionally filtered.
+    async fn list(&self, filter: Option<String>) -> Value {
+        let mut req = reqwest::Client::new()
             .get(format!("{}/Users", self.base_url))
-            .query(&[("filter", format!("userName eq \"{user_name}\""))])
-            .bearer_auth(&self.token)
-            .send()
+            .bearer_auth(&self.token);
+        if let Some(f) = filter {
+            req = req.query(&[("filter", f)]);
+        }
+        req.send()
             .await
             .expect("scim2-server reachable")
             .json()
             .await
-            .expect("scim2-server answers JSON");
+            .expect("scim2-server answers JSON")
+    }
+
+    /// The user with this userName, as the target holds it.
+    pub async fn user(&self, user_name: &str) -> Option<Value> {
+        let list = self
+            .list(Some(format!("userName eq \"{user_name}\"")))
+            .await;
         let resources = list["Resources"].as_array().cloned().unwrap_or_default();
         assert!(resources.len() <= 1, "userName must be unique: {list}");
         resources.into_iter().next()
     }
 
     pub async fn user_count(&self) -> usize {
-        let list: Value = reqwest::Client::new()
-            .get(format!("{}/Users", self.base_url))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .expect("scim2-server reachable")
-            .json()
-            .await
-            .expect("scim2-server answers JSON");
-        list["totalResults"].as_u64().unwrap_or_default() as usize
+        self.list(None).await["totalResults"]
+            .as_u64()
+            .unwrap_or_default() as usize
     }
 }
 

@@ -42,21 +42,13 @@ pub fn to_ingress_request(req: &Request) -> IngressRequest {
     } else {
         raw_path.to_string()
     };
-    IngressRequest {
-        method: req.method().as_str().to_string(),
+    IngressRequest::from_http(
+        req.method(),
         path,
-        query: req.uri().query().map(str::to_string),
-        headers: req
-            .headers()
-            .iter()
-            .filter_map(|(k, v)| {
-                v.to_str()
-                    .ok()
-                    .map(|v| (k.as_str().to_string(), v.to_string()))
-            })
-            .collect(),
-        body: req.body().as_ref().to_vec(),
-    }
+        req.uri().query(),
+        req.headers(),
+        req.body().as_ref().to_vec(),
+    )
 }
 
 pub fn to_response(answer: IngressResponse) -> Result<Response<Body>, lambda_http::http::Error> {

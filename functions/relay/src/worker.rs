@@ -330,13 +330,8 @@ impl Worker {
                         }
                         None => {
                             // Gone from the directory: keep what we knew, switched off.
-                            let mut s = recorded.cloned().ok_or_else(|| {
-                                WorkError::Permanent("update planned without state".into())
-                            })?;
-                            s.active = false;
+                            let mut s = switched_off(recorded, now)?;
                             s.lifecycle = "deleted".into();
-                            s.version += 1;
-                            s.updated_at = now;
                             s
                         }
                     };
@@ -360,13 +355,8 @@ impl Worker {
                             })
                         }
                         None => {
-                            let mut s = recorded.cloned().ok_or_else(|| {
-                                WorkError::Permanent("update planned without state".into())
-                            })?;
+                            let mut s = switched_off(recorded, now)?;
                             s.scim_id = None;
-                            s.active = false;
-                            s.version += 1;
-                            s.updated_at = now;
                             Ok(Applied {
                                 state: Some(s),
                                 calls: 1,
@@ -445,6 +435,17 @@ impl Worker {
         self.target.patch_user(&existing.id, &ops).await?;
         Ok(1)
     }
+}
+
+/// The recorded state, switched off, as the next version.
+fn switched_off(recorded: Option<&UserState>, now: DateTime<Utc>) -> Result<UserState, WorkError> {
+    let mut s = recorded
+        .cloned()
+        .ok_or_else(|| WorkError::Permanent("update planned without state".into()))?;
+    s.active = false;
+    s.version += 1;
+    s.updated_at = now;
+    Ok(s)
 }
 
 fn latest(a: Option<DateTime<Utc>>, b: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {

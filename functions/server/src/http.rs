@@ -73,21 +73,13 @@ async fn relay(State(state): State<AppState>, req: Request) -> Response {
         Ok(b) => b.to_vec(),
         Err(_) => return reply(IngressError::TooLarge.into_response()),
     };
-    let request = IngressRequest {
-        method: parts.method.as_str().to_string(),
-        path: parts.uri.path().to_string(),
-        query: parts.uri.query().map(str::to_string),
-        headers: parts
-            .headers
-            .iter()
-            .filter_map(|(k, v)| {
-                v.to_str()
-                    .ok()
-                    .map(|v| (k.as_str().to_string(), v.to_string()))
-            })
-            .collect(),
+    let request = IngressRequest::from_http(
+        &parts.method,
+        parts.uri.path().to_string(),
+        parts.uri.query(),
+        &parts.headers,
         body,
-    };
+    );
     let answer = state.ingress.handle(request).await;
     if (200..300).contains(&answer.status) {
         state.wake.notify_one();

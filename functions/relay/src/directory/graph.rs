@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use tokio::sync::Mutex;
 
-use super::{Directory, DirectoryError, DirectoryRead, DirectoryUser, IdpStatus};
+use super::{answer, Answer, Directory, DirectoryError, DirectoryRead, DirectoryUser, IdpStatus};
 use crate::secret::Secret;
 
 const SELECT: &str = "id,userPrincipalName,mail,givenName,surname,displayName,jobTitle,accountEnabled,employeeId,department";
@@ -141,20 +141,16 @@ impl Directory for GraphDirectory {
             .send()
             .await
             .map_err(|e| DirectoryError::Retryable(format!("Graph: {}", e.without_url())))?;
-        match resp.status().as_u16() {
-            200 => {}
-            404 => return Ok(DirectoryRead::NotFound),
-            401 | 403 => {
+        match answer("Graph", resp.status().as_u16())? {
+            Answer::Found => {}
+            Answer::NotFound => return Ok(DirectoryRead::NotFound),
+            Answer::CredentialRejected => {
                 // A stale token: drop it so the retry fetches a new one.
                 *self.token.lock().await = None;
                 return Err(DirectoryError::Retryable(
                     "Graph rejected the app token; check the app's User.Read.All permission".into(),
                 ));
             }
-            s if s == 429 || s >= 500 => {
-                return Err(DirectoryError::Retryable(format!("Graph answered {s}")))
-            }
-            s => return Err(DirectoryError::Permanent(format!("Graph answered {s}"))),
         }
         let u: GraphUser = resp
             .json()

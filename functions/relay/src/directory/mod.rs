@@ -55,6 +55,29 @@ pub enum DirectoryError {
     Permanent(String),
 }
 
+/// What a directory API's status code says, before its body is read.
+#[cfg(feature = "outbound")]
+#[derive(Debug, PartialEq, Eq)]
+enum Answer {
+    Found,
+    NotFound,
+    /// 401/403: the relay's directory credential is refused.
+    CredentialRejected,
+}
+
+/// The status table shared by the directory readers: 429 and 5xx are retryable, other
+/// unexpected codes are permanent.
+#[cfg(feature = "outbound")]
+fn answer(idp: &str, status: u16) -> Result<Answer, DirectoryError> {
+    match status {
+        200 => Ok(Answer::Found),
+        404 => Ok(Answer::NotFound),
+        401 | 403 => Ok(Answer::CredentialRejected),
+        s if s == 429 || s >= 500 => Err(DirectoryError::Retryable(format!("{idp} answered {s}"))),
+        s => Err(DirectoryError::Permanent(format!("{idp} answered {s}"))),
+    }
+}
+
 #[async_trait]
 pub trait Directory: Send + Sync {
     async fn read_user(&self, user_id: &str) -> Result<DirectoryRead, DirectoryError>;
@@ -106,6 +129,27 @@ mod tests {
             received: chrono::Utc::now(),
             hint,
         }
+    }
+
+    #[cfg(feature = "outbound")]
+    #[test]
+    fn directory_status_codes_are_classified_once_for_both_idps() {
+        assert_eq!(answer("Okta", 200), Ok(Answer::Found));
+        assert_eq!(answer("Okta", 404), Ok(Answer::NotFound));
+        assert_eq!(answer("Graph", 401), Ok(Answer::CredentialRejected));
+        assert_eq!(answer("Graph", 403), Ok(Answer::CredentialRejected));
+        assert!(matches!(
+            answer("Okta", 429),
+            Err(DirectoryError::Retryable(_))
+        ));
+        assert!(matches!(
+            answer("Okta", 503),
+            Err(DirectoryError::Retryable(_))
+        ));
+        assert!(matches!(
+            answer("Graph", 400),
+            Err(DirectoryError::Permanent(_))
+        ));
     }
 
     #[test]

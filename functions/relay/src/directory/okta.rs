@@ -5,7 +5,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use super::{Directory, DirectoryError, DirectoryRead, DirectoryUser, IdpStatus};
+use super::{answer, Answer, Directory, DirectoryError, DirectoryRead, DirectoryUser, IdpStatus};
 use crate::secret::Secret;
 
 pub struct OktaDirectory {
@@ -87,19 +87,14 @@ impl Directory for OktaDirectory {
             .send()
             .await
             .map_err(|e| DirectoryError::Retryable(format!("Okta: {}", e.without_url())))?;
-        let status = resp.status().as_u16();
-        match status {
-            200 => {}
-            404 => return Ok(DirectoryRead::NotFound),
-            401 | 403 => {
-                return Err(DirectoryError::Retryable(format!(
-                    "Okta rejected the API token ({status}); fix okta.api_token"
-                )))
+        match answer("Okta", resp.status().as_u16())? {
+            Answer::Found => {}
+            Answer::NotFound => return Ok(DirectoryRead::NotFound),
+            Answer::CredentialRejected => {
+                return Err(DirectoryError::Retryable(
+                    "Okta rejected the API token; fix okta.api_token".into(),
+                ))
             }
-            s if s == 429 || s >= 500 => {
-                return Err(DirectoryError::Retryable(format!("Okta answered {s}")))
-            }
-            s => return Err(DirectoryError::Permanent(format!("Okta answered {s}"))),
         }
         let user: OktaUser = resp
             .json()

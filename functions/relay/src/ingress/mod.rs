@@ -33,6 +33,31 @@ pub struct IngressRequest {
 }
 
 impl IngressRequest {
+    /// From the `http` crate's types, which API Gateway's (`lambda_http`) and the standalone
+    /// server's (`axum`) requests share. Headers that are not valid text are left out.
+    pub fn from_http(
+        method: &http::Method,
+        path: String,
+        query: Option<&str>,
+        headers: &http::HeaderMap,
+        body: Vec<u8>,
+    ) -> Self {
+        Self {
+            method: method.as_str().to_string(),
+            path,
+            query: query.map(str::to_string),
+            headers: headers
+                .iter()
+                .filter_map(|(k, v)| {
+                    v.to_str()
+                        .ok()
+                        .map(|v| (k.as_str().to_string(), v.to_string()))
+                })
+                .collect(),
+            body,
+        }
+    }
+
     /// Header lookup; names are case-insensitive (API Gateway lower-cases them, Okta may not).
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers

@@ -87,16 +87,7 @@ impl SqliteDb {
         visible_at: DateTime<Utc>,
         error: &str,
     ) -> Result<(), SqliteError> {
-        let at = visible_at.timestamp_millis();
-        let error = error.to_string();
-        self.run(move |conn| {
-            conn.execute(
-                "UPDATE queue SET attempts = attempts + 1, visible_at = ?2, last_error = ?3 WHERE id = ?1",
-                params![id, at, error],
-            )?;
-            Ok(())
-        })
-        .await
+        self.reschedule(id, visible_at, error, 1).await
     }
 
     /// Makes the message visible again at `visible_at` without counting an attempt (the failure
@@ -107,12 +98,22 @@ impl SqliteDb {
         visible_at: DateTime<Utc>,
         error: &str,
     ) -> Result<(), SqliteError> {
+        self.reschedule(id, visible_at, error, 0).await
+    }
+
+    async fn reschedule(
+        &self,
+        id: i64,
+        visible_at: DateTime<Utc>,
+        error: &str,
+        attempts: u32,
+    ) -> Result<(), SqliteError> {
         let at = visible_at.timestamp_millis();
         let error = error.to_string();
         self.run(move |conn| {
             conn.execute(
-                "UPDATE queue SET visible_at = ?2, last_error = ?3 WHERE id = ?1",
-                params![id, at, error],
+                "UPDATE queue SET attempts = attempts + ?4, visible_at = ?2, last_error = ?3 WHERE id = ?1",
+                params![id, at, error, attempts],
             )?;
             Ok(())
         })
@@ -220,6 +221,14 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!((later.body.as_str(), later.attempts), ("a:1", 1));
+        // A postponement does not count as an attempt.
+        db.postpone(later.id, now, "credential").await.unwrap();
+        let again = db
+            .next_message(now + chrono::Duration::seconds(61))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(again.attempts, 1);
         let _ = std::fs::remove_file(path);
     }
 
