@@ -17,5 +17,12 @@ PID=$!
 trap 'kill $PID 2>/dev/null || true; rm -rf "$WORK"' EXIT
 for _ in $(seq 1 50); do curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 0.1; done
 wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" -s bench/okta-load.lua "http://127.0.0.1:$PORT"
+queued() { curl -s "http://127.0.0.1:$PORT/healthz" | python3 -c 'import json,sys; print(json.load(sys.stdin)["queued"])'; }
+left="$(queued)"
+echo "queued when the load stopped: $left"
+# Then the worker alone: how fast it drains the backlog into the (dry-run) target, at most 5 min.
+start="$(date +%s.%N)"
+for _ in $(seq 1 3000); do [ "$(queued)" = "0" ] && break; sleep 0.1; done
+end="$(date +%s.%N)"
+python3 -c "import sys; n,t=int(sys.argv[1]),float(sys.argv[3])-float(sys.argv[2]); print(f'drained {n} triggers in {t:.1f} s: {n/t:.0f} applied per second')" "$left" "$start" "$end"
 echo "server peak RSS: $(grep VmHWM /proc/$PID/status | awk '{print $2, $3}')"
-echo "queue after the run: $(curl -s "http://127.0.0.1:$PORT/healthz")"
