@@ -575,3 +575,73 @@ async fn dynamodb_state_writes_are_conditional_on_the_version() {
         .unwrap();
     assert!(store.event_seen("e5", now).await.unwrap());
 }
+
+#[tokio::test]
+async fn two_workers_racing_on_one_user_leave_one_account_and_one_state() {
+    use scim_relay::envelope::{EnvelopeSigner, Subject, Trigger, ENVELOPE_VERSION};
+
+    let aws = aws().await;
+    let idp = IdpFixture::start().await;
+    let tenant = ScimTenant::fresh();
+    let proxy = ScimProxy::start(&tenant).await;
+    let settings = settings(&aws, &idp, &proxy, &tenant);
+    idp.set_okta_user(
+        "00uRACER",
+        "ACTIVE",
+        Some("racer@example.com"),
+        "Ra",
+        "Cer",
+        Some("Runner"),
+    );
+
+    // Two different events about the same user, worked at the same time by two workers (as if
+    // something had slipped past FIFO's one-writer-per-user).
+    let signer = EnvelopeSigner::new(settings.queue.signing_key.clone());
+    let trigger = |event_id: &str, event_type: &str| Trigger {
+        v: ENVELOPE_VERSION,
+        source: Source::Okta,
+        tenant: settings.okta_tenant(),
+        subject: Subject::User {
+            user_id: "00uRACER".into(),
+        },
+        event_id: event_id.into(),
+        event_type: event_type.into(),
+        published: None,
+        received: chrono::Utc::now(),
+        hint: None,
+    };
+    let first = signer.seal(&trigger("race-1", "user.lifecycle.create"));
+    let second = signer.seal(&trigger("race-2", "user.lifecycle.activate"));
+    let one = worker_lambda(&aws, &settings);
+    let two = worker_lambda(&aws, &settings);
+    let (a, b) = tokio::join!(
+        one.worker.process(&first.body),
+        two.worker.process(&second.body)
+    );
+    assert!(a.is_ok() && b.is_ok(), "{a:?} {b:?}");
+
+    eprintln!("SCIM calls of the race: {:?}", proxy.calls());
+    assert_eq!(
+        tenant.user_count().await,
+        1,
+        "created once: {:?}",
+        proxy.calls()
+    );
+    let user = tenant.user("racer@example.com").await.unwrap();
+    assert_eq!(user["active"], true);
+    let pk = format!("USER#okta#{}#00uRACER", settings.okta_tenant());
+    let item = state_item(&aws, &pk).await.expect("one state record");
+    assert_eq!(
+        item["scim_id"].as_s().unwrap(),
+        user["id"].as_str().unwrap()
+    );
+    let store = DynamoStateStore::new(aws.ddb.clone(), aws.table.clone());
+    let now = chrono::Utc::now();
+    for event in [&first, &second] {
+        let trigger = signer.open(&event.body).unwrap();
+        assert!(
+            store.event_seen(&trigger.dedupe_key(), now).await.unwrap(),
+            "both events accounted for"
+        );
+    }
+}
