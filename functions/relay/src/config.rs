@@ -38,6 +38,17 @@ pub enum TargetProfile {
     DryRun,
 }
 
+/// What a hard delete in the IdP does on the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum HardDeletePolicy {
+    /// `PATCH active=false`, as for any other offboarding: the account and its history stay.
+    #[default]
+    Deactivate,
+    /// SCIM `DELETE /Users/{id}` (Datadog disables on DELETE; RFC 7644 providers remove).
+    Delete,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
@@ -103,6 +114,8 @@ pub struct EntraSettings {
     pub subscription_ids: String,
     pub graph_url: String,
     pub login_url: String,
+    /// What a hard-deleted Entra user becomes on the target.
+    pub hard_delete: HardDeletePolicy,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -179,6 +192,7 @@ impl Default for EntraSettings {
             subscription_ids: String::new(),
             graph_url: "https://graph.microsoft.com".into(),
             login_url: "https://login.microsoftonline.com".into(),
+            hard_delete: HardDeletePolicy::Deactivate,
         }
     }
 }

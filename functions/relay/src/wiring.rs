@@ -73,5 +73,6 @@ pub fn build_worker(
         dedupe_ttl: Duration::from_secs(settings.store.dedupe_ttl_hours * 3600),
         invite_ttl: Duration::from_secs(settings.target.invite_ttl_hours * 3600),
         owner: Some(settings.target.credential_owner.clone()),
+        hard_delete: settings.entra.hard_delete,
     }))
 }

@@ -12,12 +12,12 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use crate::clock::Clock;
-use crate::config::TargetProfile;
+use crate::config::{HardDeletePolicy, TargetProfile};
 use crate::directory::{user_from_event, Directory, DirectoryError, DirectoryRead};
 use crate::envelope::{EnvelopeSigner, Subject, Trigger};
 use crate::pii::fingerprint;
 use crate::scim::{
-    desired_user, guard_owner, plan, DesiredUser, PatchOp, ScimError, ScimFailure, ScimPlan,
+    desired_user, guard_owner, plan, plan_hard_delete, DesiredUser, PatchOp, ScimError, ScimFailure, ScimPlan,
     ScimRecord, ScimTarget,
 };
 use crate::state::{
@@ -104,6 +104,16 @@ pub struct Worker {
     dedupe_ttl: chrono::Duration,
     invite_ttl: chrono::Duration,
     owner: Option<String>,
+    hard_delete: HardDeletePolicy,
+}
+
+/// What the directory says of the user.
+enum Truth {
+    Present(DesiredUser),
+    /// Not returned any more (deleted, perhaps restorable).
+    Deleted,
+    /// Gone for good.
+    HardDeleted,
 }
 
 /// Everything a worker is built from.
@@ -119,6 +129,8 @@ pub struct WorkerParts {
     pub invite_ttl: Duration,
     /// userName of the account that owns the target credential: never deactivated.
     pub owner: Option<String>,
+    /// What a hard-deleted Entra user becomes on the target.
+    pub hard_delete: HardDeletePolicy,
 }
 
 /// What applying a plan produced: the state to record (if it changed) and the calls made.
@@ -143,6 +155,7 @@ impl Worker {
             invite_ttl: chrono::Duration::from_std(p.invite_ttl)
                 .unwrap_or(chrono::Duration::hours(48)),
             owner: p.owner.filter(|o| !o.trim().is_empty()),
+            hard_delete: p.hard_delete,
         }
     }
 
@@ -172,14 +185,22 @@ impl Worker {
             tenant: trigger.tenant.clone(),
             user_id: user_id.clone(),
         };
-        let desired = self.read_desired(&trigger, &user_id).await?;
+        let (desired, hard_deleted) = match self.read_desired(&trigger, &user_id).await? {
+            Truth::Present(user) => (Some(user), false),
+            Truth::Deleted => (None, false),
+            Truth::HardDeleted => (None, true),
+        };
         let processed = ProcessedEvent {
             key: event_key,
             expires_at: now + self.dedupe_ttl,
         };
         for _ in 0..PLAN_ATTEMPTS {
             let recorded = self.store.load_user(&key).await?;
-            let planned = plan(self.profile, desired.as_ref(), recorded.as_ref());
+            let planned = if hard_deleted && self.hard_delete == HardDeletePolicy::Delete {
+                plan_hard_delete(recorded.as_ref())
+            } else {
+                plan(self.profile, desired.as_ref(), recorded.as_ref())
+            };
             let user_name = desired
                 .as_ref()
                 .map(|d| d.user_name.as_str())
@@ -240,7 +261,7 @@ impl Worker {
         &self,
         trigger: &Trigger,
         user_id: &str,
-    ) -> Result<Option<DesiredUser>, WorkError> {
+    ) -> Result<Truth, WorkError> {
         let directory = match trigger.source {
             crate::envelope::Source::Okta => self.okta.as_ref(),
             crate::envelope::Source::Entra => self.entra.as_ref(),
@@ -248,7 +269,8 @@ impl Worker {
         let user = match directory {
             Some(d) => match d.read_user(user_id).await? {
                 DirectoryRead::Found(u) => *u,
-                DirectoryRead::NotFound => return Ok(None),
+                DirectoryRead::NotFound => return Ok(Truth::Deleted),
+                DirectoryRead::HardDeleted => return Ok(Truth::HardDeleted),
             },
             None => {
                 tracing::warn!(
@@ -264,7 +286,7 @@ impl Worker {
             }
         };
         desired_user(self.profile, &user)
-            .map(Some)
+            .map(Truth::Present)
             .map_err(|e| WorkError::Permanent(e.to_string()))
     }
 
@@ -367,6 +389,17 @@ impl Worker {
                 }
                 Err(e) => Err(e.into()),
             },
+            ScimPlan::Delete { scim_id } => {
+                self.target.delete_user(scim_id).await?;
+                let mut s = switched_off(recorded, now)?;
+                s.scim_id = None;
+                s.lifecycle = "hard-deleted".into();
+                Ok(Applied {
+                    state: Some(s),
+                    calls: 1,
+                    writes: 1,
+                })
+            }
             ScimPlan::DeactivateUnrecorded { user_name } => {
                 let user = desired.ok_or_else(|| {
                     WorkError::Permanent("deactivation planned without a user".into())
@@ -461,5 +494,6 @@ fn plan_name(plan: &ScimPlan) -> &'static str {
         ScimPlan::Create { .. } => "create",
         ScimPlan::Update { .. } => "update",
         ScimPlan::DeactivateUnrecorded { .. } => "deactivate-unrecorded",
+        ScimPlan::Delete { .. } => "delete",
     }
 }

@@ -128,6 +128,29 @@ impl GraphDirectory {
     }
 }
 
+impl GraphDirectory {
+    /// A user missing from `/users` is soft-deleted (restorable for 30 days, still listed in
+    /// `/directory/deletedItems`) or hard-deleted (gone from both).
+    async fn deleted_how(&self, user_id: &str, token: &Secret) -> Result<DirectoryRead, DirectoryError> {
+        let id = percent_encoding::utf8_percent_encode(user_id, percent_encoding::NON_ALPHANUMERIC);
+        let resp = self
+            .http
+            .get(format!("{}/v1.0/directory/deletedItems/{id}", self.graph_url))
+            .query(&[("$select", "id")])
+            .bearer_auth(token.expose())
+            .send()
+            .await
+            .map_err(|e| DirectoryError::Retryable(format!("Graph: {}", e.without_url())))?;
+        match answer("Graph", resp.status().as_u16())? {
+            Answer::Found => Ok(DirectoryRead::NotFound),
+            Answer::NotFound => Ok(DirectoryRead::HardDeleted),
+            Answer::CredentialRejected => Err(DirectoryError::Retryable(
+                "Graph refused to list deleted items; grant the app User.Read.All".into(),
+            )),
+        }
+    }
+}
+
 #[async_trait]
 impl Directory for GraphDirectory {
     async fn read_user(&self, user_id: &str) -> Result<DirectoryRead, DirectoryError> {
@@ -143,7 +166,7 @@ impl Directory for GraphDirectory {
             .map_err(|e| DirectoryError::Retryable(format!("Graph: {}", e.without_url())))?;
         match answer("Graph", resp.status().as_u16())? {
             Answer::Found => {}
-            Answer::NotFound => return Ok(DirectoryRead::NotFound),
+            Answer::NotFound => return self.deleted_how(user_id, &token).await,
             Answer::CredentialRejected => {
                 // A stale token: drop it so the retry fetches a new one.
                 *self.token.lock().await = None;

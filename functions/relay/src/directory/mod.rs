@@ -41,8 +41,11 @@ pub struct DirectoryUser {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DirectoryRead {
     Found(Box<DirectoryUser>),
-    /// The directory no longer returns the user (deleted).
+    /// The directory no longer returns the user (deleted, and possibly restorable: Okta's
+    /// `delete.initiated`, Entra's soft delete).
     NotFound,
+    /// Gone for good: Entra hard-deleted it (not even in `deletedItems`).
+    HardDeleted,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

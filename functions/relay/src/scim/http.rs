@@ -184,6 +184,16 @@ impl ScimTarget for HttpScimTarget {
         record(&parse(&text)?).ok_or_else(|| ScimError::transport("create answered without an id"))
     }
 
+    async fn delete_user(&self, id: &str) -> Result<(), ScimError> {
+        let path = format!("/Users/{}", percent_encoding::utf8_percent_encode(id, PATH_SEGMENT));
+        match self.send(reqwest::Method::DELETE, &path, &[], None).await {
+            Ok(_) => Ok(()),
+            // RFC 7644 §3.6: once deleted, the resource answers 404. A retried DELETE is done.
+            Err(e) if e.failure == super::ScimFailure::NotFound => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     async fn patch_user(&self, id: &str, ops: &[PatchOp]) -> Result<(), ScimError> {
         let path = format!(
             "/Users/{}",

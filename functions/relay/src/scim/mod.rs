@@ -15,7 +15,7 @@ use serde_json::{json, Map, Value};
 
 pub use error::{ScimError, ScimFailure};
 pub use mapping::desired_user;
-pub use plan::{guard_owner, plan, ScimPlan, OWNER_PROTECTED};
+pub use plan::{guard_owner, plan, plan_hard_delete, ScimPlan, OWNER_PROTECTED};
 pub use target::{DryRunTarget, ScimRecord, ScimTarget};
 
 pub const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";

@@ -19,6 +19,18 @@ pub enum ScimPlan {
     Update { scim_id: String, ops: Vec<PatchOp> },
     /// Deactivate an account the relay never recorded (created before it ran), if there is one.
     DeactivateUnrecorded { user_name: String },
+    /// `DELETE /Users/{id}`: only for a hard delete in the IdP under the `delete` policy.
+    Delete { scim_id: String },
+}
+
+/// A user the IdP deleted for good, under the `delete` policy: remove the recorded account.
+pub fn plan_hard_delete(recorded: Option<&UserState>) -> ScimPlan {
+    match recorded.and_then(|r| r.scim_id.clone()) {
+        Some(scim_id) => ScimPlan::Delete { scim_id },
+        None => ScimPlan::Nothing {
+            reason: "hard-deleted user has no account on the target",
+        },
+    }
 }
 
 /// `desired` is `None` when the directory no longer has the user.
@@ -102,7 +114,7 @@ pub fn guard_owner(plan: ScimPlan, user_name: Option<&str>, owner: Option<&str>)
         ScimPlan::Update { ops, .. } => ops
             .iter()
             .any(|op| op.path == "active" && op.value == Some(json!(false))),
-        ScimPlan::DeactivateUnrecorded { .. } => true,
+        ScimPlan::DeactivateUnrecorded { .. } | ScimPlan::Delete { .. } => true,
         ScimPlan::Nothing { .. } | ScimPlan::Create { .. } => false,
     };
     if deactivates {
@@ -324,6 +336,22 @@ mod tests {
         let gone = plan(P, None, Some(&state));
         assert!(matches!(
             guard_owner(gone, Some("a@example.com"), Some("a@example.com")),
+            ScimPlan::Nothing { .. }
+        ));
+    }
+
+    #[test]
+    fn a_hard_delete_removes_only_a_recorded_account_and_never_the_owners() {
+        let u = user(true, None);
+        assert_eq!(
+            plan_hard_delete(Some(&applied(&u, Some("id1")))),
+            ScimPlan::Delete { scim_id: "id1".into() }
+        );
+        assert!(matches!(plan_hard_delete(Some(&applied(&u, None))), ScimPlan::Nothing { .. }));
+        assert!(matches!(plan_hard_delete(None), ScimPlan::Nothing { .. }));
+        let delete = plan_hard_delete(Some(&applied(&u, Some("id1"))));
+        assert!(matches!(
+            guard_owner(delete, Some("a@example.com"), Some("a@example.com")),
             ScimPlan::Nothing { .. }
         ));
     }

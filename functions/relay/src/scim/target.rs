@@ -24,6 +24,8 @@ pub trait ScimTarget: Send + Sync {
     async fn create_user(&self, resource: &Value) -> Result<ScimRecord, ScimError>;
     /// `PATCH /Users/{id}`.
     async fn patch_user(&self, id: &str, ops: &[PatchOp]) -> Result<(), ScimError>;
+    /// `DELETE /Users/{id}`; a 404 (already gone) is success.
+    async fn delete_user(&self, id: &str) -> Result<(), ScimError>;
 }
 
 /// Sends nothing: prints each request it would send, and remembers the users it "created" so
@@ -83,6 +85,13 @@ impl ScimTarget for DryRunTarget {
 
     async fn patch_user(&self, id: &str, ops: &[PatchOp]) -> Result<(), ScimError> {
         Self::print("PATCH", &format!("/Users/{id}"), Some(&patch_body(ops)));
+        Ok(())
+    }
+
+    async fn delete_user(&self, id: &str) -> Result<(), ScimError> {
+        Self::print("DELETE", &format!("/Users/{id}"), None);
+        let mut created = self.created.lock().map_err(|_| ScimError::transport("poisoned"))?;
+        created.retain(|_, v| v != id);
         Ok(())
     }
 }
