@@ -5,6 +5,7 @@
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use lambda_runtime::{Context, LambdaEvent};
 use scim_relay_e2e::aws::{create_fifo_queues, create_table, moto_config, unique};
+use scim_relay_e2e::idp::{IdpFixture, OKTA_TOKEN};
 use scim_relay_e2e::payloads::{apigw_v2_event, okta_delivery};
 use scim_relay_e2e::required_env;
 use scim_relay_e2e::scim::ScimTenant;
@@ -18,6 +19,15 @@ async fn lambdas_start_from_the_environment_with_secrets_from_arns() {
     let table = unique("init-state");
     create_table(&ddb, &table).await;
     let tenant = ScimTenant::fresh();
+    let idp = IdpFixture::start().await;
+    idp.set_okta_user(
+        "00uINIT",
+        "ACTIVE",
+        Some("init.user@example.com"),
+        "In",
+        "It",
+        None,
+    );
 
     // As the SAM template makes them: one plain secret, one JSON secret read by key, and an
     // SSM SecureString for good measure.
@@ -34,7 +44,7 @@ async fn lambdas_start_from_the_environment_with_secrets_from_arns() {
     let worker_credentials = sm
         .create_secret()
         .name(unique("worker"))
-        .secret_string(serde_json::json!({"okta_api_token": "", "entra_client_secret": "", "target_token": tenant.token}).to_string())
+        .secret_string(serde_json::json!({"okta_api_token": OKTA_TOKEN, "entra_client_secret": "", "target_token": tenant.token}).to_string())
         .send()
         .await
         .unwrap()
@@ -60,10 +70,7 @@ async fn lambdas_start_from_the_environment_with_secrets_from_arns() {
         ("SCIM_RELAY_QUEUE__DLQ_URL", queues.dlq_url.clone()),
         ("SCIM_RELAY_QUEUE__SIGNING_KEY", signing),
         ("SCIM_RELAY_STORE__TABLE", table),
-        (
-            "SCIM_RELAY_OKTA__ORG_URL",
-            "https://example.okta.com".to_string(),
-        ),
+        ("SCIM_RELAY_OKTA__ORG_URL", idp.url.clone()),
         ("SCIM_RELAY_OKTA__SHARED_SECRET", parameter_arn),
         (
             "SCIM_RELAY_OKTA__API_TOKEN",
@@ -132,13 +139,18 @@ async fn lambdas_start_from_the_environment_with_secrets_from_arns() {
         .await
         .unwrap();
     assert!(resp.batch_item_failures.is_empty());
-    // No Okta API token in the secret: the worker used the event's own content, and the signing
-    // key it resolved matched the one ingress signed with.
+    // The worker re-read the user with the token from the JSON secret, and the signing key it
+    // resolved matched the one ingress signed with.
     let user = tenant
         .user("init.user@example.com")
         .await
         .expect("created through the deployed wiring");
     assert_eq!(user["active"], true);
+    assert_eq!(
+        user["name"]["formatted"], "In It",
+        "from the directory, not the event"
+    );
+    assert_eq!(idp.reads("okta:00uINIT"), 1);
 
     // A missing required setting stops start-up with a message naming it.
     unsafe { std::env::remove_var("SCIM_RELAY_STORE__TABLE") };

@@ -50,14 +50,10 @@ pub async fn resolve_secrets(settings: &mut Settings, sdk: &SdkConfig) -> Result
                     .secret_string
                     .unwrap_or_default()
             } else if arn.contains(":ssm:") {
-                let name = arn
-                    .split_once(":parameter")
-                    .map(|(_, n)| n.to_string())
-                    .ok_or_else(|| {
-                        ConfigError::Invalid(format!("{arn} is not an SSM parameter ARN"))
-                    })?;
+                // GetParameter takes the full ARN as its name; the ARN alone does not tell
+                // whether the name began with a slash.
                 ssm.get_parameter()
-                    .name(name)
+                    .name(&arn)
                     .with_decryption(true)
                     .send()
                     .await

@@ -99,6 +99,11 @@ pub struct OktaSettings {
     pub previous_shared_secret: Secret,
     /// SSWS API token for the Users API. Without it the worker uses what the event carries.
     pub api_token: Secret,
+    /// Without `api_token`, apply what the event itself says (its `alternateId`, and the event
+    /// type as the status) instead of re-reading the user. Anyone holding the shared secret can
+    /// then create accounts, so it is only implied for the dry-run target (the local demo).
+    #[serde(deserialize_with = "boolean")]
+    pub use_event_content: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -177,6 +182,7 @@ impl Default for OktaSettings {
             shared_secret: Secret::default(),
             previous_shared_secret: Secret::default(),
             api_token: Secret::default(),
+            use_event_content: false,
         }
     }
 }
@@ -310,7 +316,18 @@ impl Settings {
         if !self.okta.api_token.is_empty() {
             require(&self.okta.org_url, "okta.org_url")?;
         }
+        // A real target gets users only from the directory: without directory credentials
+        // the relay would trust whatever a holder of the Okta secret posts.
+        let okta_in_use = !self.okta.org_url.is_empty() || !self.okta.shared_secret.is_empty();
+        if okta_in_use && !self.trusts_event_content() {
+            require_secret(&self.okta.api_token, "okta.api_token")?;
+        }
         Ok(())
+    }
+
+    /// Whether the worker may use an event's own content when it cannot read the directory.
+    pub fn trusts_event_content(&self) -> bool {
+        self.target.profile == TargetProfile::DryRun || self.okta.use_event_content
     }
 
     /// What the Lambdas need on top: the queue and the table.
@@ -375,6 +392,26 @@ pub fn host_of(url: &str) -> Option<String> {
     let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
     let host = rest.split(['/', '?', '#']).next()?.trim();
     (!host.is_empty()).then(|| host.to_ascii_lowercase())
+}
+
+/// Booleans may come from TOML (`true`) or from the environment (`"true"`, `"1"`, …).
+fn boolean<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Flag {
+        Bool(bool),
+        Text(String),
+    }
+    match Flag::deserialize(d)? {
+        Flag::Bool(b) => Ok(b),
+        Flag::Text(s) => match s.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Ok(true),
+            "false" | "0" | "no" | "off" | "" => Ok(false),
+            other => Err(serde::de::Error::custom(format!(
+                "expected true or false, got `{other}`"
+            ))),
+        },
+    }
 }
 
 /// Numbers may come from TOML (integers) or from the environment (strings).
@@ -469,6 +506,41 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("SCIM_RELAY_QUEUE__URL"));
+    }
+
+    #[test]
+    fn a_real_target_needs_directory_credentials_for_okta() {
+        let base = "[queue]\nsigning_key = \"k\"\n[okta]\nshared_secret = \"s\"\n[target]\nbase_url = \"http://t\"\ntoken = \"x\"\n";
+        let datadog =
+            Settings::from_toml_and_env(base, env(&[("SCIM_RELAY_TARGET__PROFILE", "datadog")]))
+                .unwrap();
+        let err = datadog.check_worker().unwrap_err().to_string();
+        assert!(err.contains("okta.api_token"), "{err}");
+        assert!(!datadog.trusts_event_content());
+
+        let opted_in = Settings::from_toml_and_env(
+            base,
+            env(&[
+                ("SCIM_RELAY_TARGET__PROFILE", "datadog"),
+                ("SCIM_RELAY_OKTA__USE_EVENT_CONTENT", "true"),
+            ]),
+        )
+        .unwrap();
+        assert!(opted_in.check_worker().is_ok());
+        assert!(opted_in.trusts_event_content());
+
+        let demo = Settings::from_toml_and_env(base, env(&[])).unwrap();
+        assert!(
+            demo.check_worker().is_ok(),
+            "the dry-run demo needs no directory"
+        );
+        assert!(demo.trusts_event_content());
+
+        let bad = Settings::from_toml_and_env(
+            base,
+            env(&[("SCIM_RELAY_OKTA__USE_EVENT_CONTENT", "maybe")]),
+        );
+        assert!(bad.unwrap_err().to_string().contains("maybe"));
     }
 
     #[test]

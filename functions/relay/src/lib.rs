@@ -19,3 +19,18 @@ pub mod aws;
 pub mod sqlite;
 #[cfg(feature = "outbound")]
 pub mod wiring;
+
+/// A transport error with its causes ("error sending request: connection refused"), without
+/// the URL (which may carry a user id or a token in a query).
+#[cfg(feature = "outbound")]
+pub(crate) fn transport_error(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -74,5 +74,6 @@ pub fn build_worker(
         invite_ttl: Duration::from_secs(settings.target.invite_ttl_hours * 3600),
         owner: Some(settings.target.credential_owner.clone()),
         hard_delete: settings.entra.hard_delete,
+        trust_event_content: settings.trusts_event_content(),
     }))
 }

@@ -17,8 +17,8 @@ use crate::directory::{user_from_event, Directory, DirectoryError, DirectoryRead
 use crate::envelope::{EnvelopeSigner, Subject, Trigger};
 use crate::pii::fingerprint;
 use crate::scim::{
-    desired_user, guard_owner, plan, plan_hard_delete, DesiredUser, PatchOp, ScimError, ScimFailure, ScimPlan,
-    ScimRecord, ScimTarget,
+    desired_user, guard_owner, plan, plan_hard_delete, DesiredUser, PatchOp, ScimError,
+    ScimFailure, ScimPlan, ScimRecord, ScimTarget,
 };
 use crate::state::{
     attributes_hash, InviteState, ProcessedEvent, StateStore, StoreError, UserKey, UserState,
@@ -35,8 +35,6 @@ pub enum Outcome {
     Unchanged { scim_calls: u32 },
     /// The event was applied before.
     Duplicate,
-    /// Not work for the worker (a subscription lifecycle event: the sweeper's).
-    Ignored(&'static str),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -85,7 +83,10 @@ impl From<ScimError> for WorkError {
         match e.failure {
             ScimFailure::Permanent | ScimFailure::NotFound => WorkError::Permanent(e.to_string()),
             ScimFailure::Credential => WorkError::CredentialRejected(e.to_string()),
-            ScimFailure::Retryable | ScimFailure::Conflict => WorkError::Retryable {
+            // A create's 409 is handled (look up and adopt) before it gets here; a 409 on
+            // anything else (a userName taken by another account) cannot heal by itself.
+            ScimFailure::Conflict => WorkError::Permanent(e.to_string()),
+            ScimFailure::Retryable => WorkError::Retryable {
                 reason: e.to_string(),
                 retry_after: e.retry_after,
             },
@@ -105,6 +106,7 @@ pub struct Worker {
     invite_ttl: chrono::Duration,
     owner: Option<String>,
     hard_delete: HardDeletePolicy,
+    trust_event_content: bool,
 }
 
 /// What the directory says of the user.
@@ -131,6 +133,8 @@ pub struct WorkerParts {
     pub owner: Option<String>,
     /// What a hard-deleted Entra user becomes on the target.
     pub hard_delete: HardDeletePolicy,
+    /// Whether an event's own content may stand in for a directory read (demo only).
+    pub trust_event_content: bool,
 }
 
 /// What applying a plan produced: the state to record (if it changed) and the calls made.
@@ -156,6 +160,7 @@ impl Worker {
                 .unwrap_or(chrono::Duration::hours(48)),
             owner: p.owner.filter(|o| !o.trim().is_empty()),
             hard_delete: p.hard_delete,
+            trust_event_content: p.trust_event_content,
         }
     }
 
@@ -167,11 +172,20 @@ impl Worker {
             .map_err(|e| WorkError::Permanent(format!("rejected message: {e}")))?;
         let user_id = match &trigger.subject {
             Subject::User { user_id } => user_id.clone(),
-            Subject::Subscription { .. } => {
-                tracing::info!(event_type = %trigger.event_type, "subscription lifecycle event left for the sweeper");
-                return Ok(Outcome::Ignored(
-                    "subscription lifecycle events are the sweeper's",
-                ));
+            Subject::Subscription { subscription_id } => {
+                // Renewing, reauthorizing and recreating subscriptions is the sweeper's job,
+                // which does not exist yet: park the event where an operator sees it.
+                tracing::error!(
+                    alarm = "graph_subscription",
+                    subscription = %subscription_id,
+                    event_type = %trigger.event_type,
+                    "Graph subscription lifecycle event needs an operator"
+                );
+                return Err(WorkError::Permanent(format!(
+                    "Graph subscription {subscription_id} sent `{}`: renew or recreate the subscription \
+                     (PATCH or POST /v1.0/subscriptions) and let reconciliation catch up",
+                    trigger.event_type
+                )));
             }
         };
         let now = self.clock.now();
@@ -257,11 +271,7 @@ impl Worker {
 
     /// The directory's truth, mapped to the target; `None` when the directory no longer has
     /// the user.
-    async fn read_desired(
-        &self,
-        trigger: &Trigger,
-        user_id: &str,
-    ) -> Result<Truth, WorkError> {
+    async fn read_desired(&self, trigger: &Trigger, user_id: &str) -> Result<Truth, WorkError> {
         let directory = match trigger.source {
             crate::envelope::Source::Okta => self.okta.as_ref(),
             crate::envelope::Source::Entra => self.entra.as_ref(),
@@ -272,6 +282,12 @@ impl Worker {
                 DirectoryRead::NotFound => return Ok(Truth::Deleted),
                 DirectoryRead::HardDeleted => return Ok(Truth::HardDeleted),
             },
+            None if !self.trust_event_content => {
+                return Err(WorkError::Permanent(format!(
+                    "no {} directory credentials are configured, and event content is not trusted",
+                    trigger.source
+                )))
+            }
             None => {
                 tracing::warn!(
                     source = %trigger.source,

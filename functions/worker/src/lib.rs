@@ -103,12 +103,7 @@ async fn process_record(lambda: &WorkerLambda, record: &SqsMessage) -> bool {
     let id = record.message_id.as_deref().unwrap_or("-");
     let body = record.body.as_deref().unwrap_or_default();
     match lambda.worker.process(body).await {
-        Ok(
-            Outcome::Applied { .. }
-            | Outcome::Unchanged { .. }
-            | Outcome::Duplicate
-            | Outcome::Ignored(_),
-        ) => true,
+        Ok(Outcome::Applied { .. } | Outcome::Unchanged { .. } | Outcome::Duplicate) => true,
         Err(WorkError::Permanent(reason)) => {
             tracing::error!(message_id = id, "dead-lettering: {reason}");
             let message = QueueMessage {

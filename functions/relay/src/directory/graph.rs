@@ -107,7 +107,9 @@ impl GraphDirectory {
             ])
             .send()
             .await
-            .map_err(|e| DirectoryError::Retryable(format!("Entra token: {}", e.without_url())))?;
+            .map_err(|e| {
+                DirectoryError::Retryable(format!("Entra token: {}", crate::transport_error(e)))
+            })?;
         if !resp.status().is_success() {
             return Err(DirectoryError::Retryable(format!(
                 "Entra token endpoint answered {}; check entra.client_id and entra.client_secret",
@@ -131,16 +133,25 @@ impl GraphDirectory {
 impl GraphDirectory {
     /// A user missing from `/users` is soft-deleted (restorable for 30 days, still listed in
     /// `/directory/deletedItems`) or hard-deleted (gone from both).
-    async fn deleted_how(&self, user_id: &str, token: &Secret) -> Result<DirectoryRead, DirectoryError> {
+    async fn deleted_how(
+        &self,
+        user_id: &str,
+        token: &Secret,
+    ) -> Result<DirectoryRead, DirectoryError> {
         let id = percent_encoding::utf8_percent_encode(user_id, percent_encoding::NON_ALPHANUMERIC);
         let resp = self
             .http
-            .get(format!("{}/v1.0/directory/deletedItems/{id}", self.graph_url))
+            .get(format!(
+                "{}/v1.0/directory/deletedItems/{id}",
+                self.graph_url
+            ))
             .query(&[("$select", "id")])
             .bearer_auth(token.expose())
             .send()
             .await
-            .map_err(|e| DirectoryError::Retryable(format!("Graph: {}", e.without_url())))?;
+            .map_err(|e| {
+                DirectoryError::Retryable(format!("Graph: {}", crate::transport_error(e)))
+            })?;
         match answer("Graph", resp.status().as_u16())? {
             Answer::Found => Ok(DirectoryRead::NotFound),
             Answer::NotFound => Ok(DirectoryRead::HardDeleted),
@@ -163,7 +174,9 @@ impl Directory for GraphDirectory {
             .bearer_auth(token.expose())
             .send()
             .await
-            .map_err(|e| DirectoryError::Retryable(format!("Graph: {}", e.without_url())))?;
+            .map_err(|e| {
+                DirectoryError::Retryable(format!("Graph: {}", crate::transport_error(e)))
+            })?;
         match answer("Graph", resp.status().as_u16())? {
             Answer::Found => {}
             Answer::NotFound => return self.deleted_how(user_id, &token).await,
@@ -179,7 +192,10 @@ impl Directory for GraphDirectory {
             .json()
             .await
             .map_err(|e| DirectoryError::Retryable(format!("Graph user is not readable: {e}")))?;
-        let enabled = u.account_enabled.unwrap_or(false);
+        // Never read a missing field as "disabled": that would offboard on a bad read.
+        let enabled = u.account_enabled.ok_or_else(|| {
+            DirectoryError::Retryable("Graph returned the user without accountEnabled".into())
+        })?;
         Ok(DirectoryRead::Found(Box::new(DirectoryUser {
             id: u.id,
             login: u.user_principal_name.unwrap_or_default(),

@@ -86,7 +86,9 @@ impl Directory for OktaDirectory {
             .header("Accept", "application/json")
             .send()
             .await
-            .map_err(|e| DirectoryError::Retryable(format!("Okta: {}", e.without_url())))?;
+            .map_err(|e| {
+                DirectoryError::Retryable(format!("Okta: {}", crate::transport_error(e)))
+            })?;
         match answer("Okta", resp.status().as_u16())? {
             Answer::Found => {}
             Answer::NotFound => return Ok(DirectoryRead::NotFound),

@@ -7,6 +7,9 @@ use serde::Deserialize;
 
 use crate::pii::redact_emails;
 
+/// The longest wait a target's Retry-After / X-RateLimit-Reset can impose.
+pub const MAX_WAIT_SECONDS: u64 = 3600;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ScimFailure {
     /// 5xx, 429, timeouts, connection failures: try again later.
@@ -73,7 +76,8 @@ pub fn classify(
         .into_iter()
         .flatten()
         .find_map(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs);
+        // A target's word is not trusted beyond an hour; the queue retries after that anyway.
+        .map(|secs| Duration::from_secs(secs.min(MAX_WAIT_SECONDS)));
     ScimError {
         failure,
         status: Some(status),
@@ -157,6 +161,11 @@ mod tests {
             None
         );
         assert_eq!(classify(400, Some("5"), None, "").retry_after, None);
+        assert_eq!(
+            classify(429, Some("99999999999999"), None, "").retry_after,
+            Some(Duration::from_secs(MAX_WAIT_SECONDS)),
+            "an absurd wait is capped"
+        );
     }
 
     #[test]

@@ -101,7 +101,7 @@ impl HttpScimTarget {
                 Err(e) => Err(ScimError::transport(if e.is_timeout() {
                     "timed out".to_string()
                 } else {
-                    format!("request failed: {}", e.without_url())
+                    format!("request failed: {}", crate::transport_error(e))
                 })),
             };
             let err = match result {
@@ -150,7 +150,10 @@ fn parse(text: &str) -> Result<Value, ScimError> {
 #[async_trait]
 impl ScimTarget for HttpScimTarget {
     async fn find_user(&self, user_name: &str) -> Result<Option<ScimRecord>, ScimError> {
-        let filter = format!("userName eq \"{}\"", user_name.replace('"', "\\\""));
+        let filter = format!(
+            "userName eq \"{}\"",
+            user_name.replace('\\', "\\\\").replace('"', "\\\"")
+        );
         let (_, text) = self
             .send(
                 reqwest::Method::GET,
@@ -185,7 +188,10 @@ impl ScimTarget for HttpScimTarget {
     }
 
     async fn delete_user(&self, id: &str) -> Result<(), ScimError> {
-        let path = format!("/Users/{}", percent_encoding::utf8_percent_encode(id, PATH_SEGMENT));
+        let path = format!(
+            "/Users/{}",
+            percent_encoding::utf8_percent_encode(id, PATH_SEGMENT)
+        );
         match self.send(reqwest::Method::DELETE, &path, &[], None).await {
             Ok(_) => Ok(()),
             // RFC 7644 §3.6: once deleted, the resource answers 404. A retried DELETE is done.

@@ -345,9 +345,14 @@ mod tests {
         let u = user(true, None);
         assert_eq!(
             plan_hard_delete(Some(&applied(&u, Some("id1")))),
-            ScimPlan::Delete { scim_id: "id1".into() }
+            ScimPlan::Delete {
+                scim_id: "id1".into()
+            }
         );
-        assert!(matches!(plan_hard_delete(Some(&applied(&u, None))), ScimPlan::Nothing { .. }));
+        assert!(matches!(
+            plan_hard_delete(Some(&applied(&u, None))),
+            ScimPlan::Nothing { .. }
+        ));
         assert!(matches!(plan_hard_delete(None), ScimPlan::Nothing { .. }));
         let delete = plan_hard_delete(Some(&applied(&u, Some("id1"))));
         assert!(matches!(

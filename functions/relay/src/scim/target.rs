@@ -90,7 +90,10 @@ impl ScimTarget for DryRunTarget {
 
     async fn delete_user(&self, id: &str) -> Result<(), ScimError> {
         Self::print("DELETE", &format!("/Users/{id}"), None);
-        let mut created = self.created.lock().map_err(|_| ScimError::transport("poisoned"))?;
+        let mut created = self
+            .created
+            .lock()
+            .map_err(|_| ScimError::transport("poisoned"))?;
         created.retain(|_, v| v != id);
         Ok(())
     }
