@@ -645,3 +645,53 @@ async fn two_workers_racing_on_one_user_leave_one_account_and_one_state() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_batch_is_handed_back_untouched_when_the_invocation_is_nearly_out_of_time() {
+    let aws = aws().await;
+    let idp = IdpFixture::start().await;
+    let tenant = ScimTenant::fresh();
+    let proxy = ScimProxy::start(&tenant).await;
+    let settings = settings(&aws, &idp, &proxy, &tenant);
+    idp.set_okta_user(
+        "00uLATE",
+        "ACTIVE",
+        Some("late@example.com"),
+        "La",
+        "Te",
+        None,
+    );
+    let okta = okta_delivery(
+        "ev-late",
+        "user.lifecycle.create",
+        "00uLATE",
+        "late@example.com",
+    );
+    assert_eq!(
+        call_inbound(&ingress(&aws, &settings), okta_event(&okta, OKTA_SECRET))
+            .await
+            .0,
+        200
+    );
+    let messages = receive(&aws.sqs, &aws.queues.url).await;
+    assert_eq!(messages.len(), 1);
+
+    let mut event = sqs_event(&messages);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    event.context.deadline = now + 2_000;
+    let resp = worker::handle(&worker_lambda(&aws, &settings), event)
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.batch_item_failures.len(),
+        1,
+        "returned for another invocation"
+    );
+    assert_eq!(idp.total_reads(), 0, "not started");
+    assert!(proxy.calls().is_empty());
+    // Handed back visible at once, not after the visibility timeout.
+    assert_eq!(receive(&aws.sqs, &aws.queues.url).await.len(), 1);
+}

@@ -780,3 +780,99 @@ async fn a_rejected_target_credential_pauses_the_worker_and_keeps_the_messages()
     relay.stop().await;
     let _ = std::fs::remove_file(&db_path);
 }
+
+#[tokio::test]
+async fn a_create_whose_answer_is_lost_is_looked_up_not_repeated() {
+    let h = harness(TargetProfile::Datadog).await;
+    h.idp.set_okta_user(
+        "00uLOST",
+        "ACTIVE",
+        Some("lost.answer@example.com"),
+        "Lost",
+        "Answer",
+        None,
+    );
+    // The target creates the user, but the relay sees a 502.
+    h.proxy.lose_next_response("POST", 502);
+    h.post_okta(
+        &okta_delivery(
+            "ev-lost",
+            "user.lifecycle.create",
+            "00uLOST",
+            "lost.answer@example.com",
+        ),
+        OKTA_SECRET,
+    )
+    .await;
+    h.settle().await;
+    assert_eq!(h.tenant.user_count().await, 1);
+    assert_eq!(
+        h.proxy.count("POST"),
+        1,
+        "never re-POSTed: {:?}",
+        h.proxy.calls()
+    );
+    assert_eq!(
+        h.tenant.user("lost.answer@example.com").await.unwrap()["name"]["formatted"],
+        "Lost Answer"
+    );
+    assert_eq!(h.relay.db.depth().await.unwrap(), (0, 0));
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn a_failed_patch_is_retried_until_it_lands() {
+    let h = harness(TargetProfile::Datadog).await;
+    h.idp.set_okta_user(
+        "00uFLAKY",
+        "ACTIVE",
+        Some("flaky@example.com"),
+        "Fla",
+        "Ky",
+        Some("One"),
+    );
+    h.post_okta(
+        &okta_delivery(
+            "ev-f1",
+            "user.lifecycle.create",
+            "00uFLAKY",
+            "flaky@example.com",
+        ),
+        OKTA_SECRET,
+    )
+    .await;
+    h.settle().await;
+    h.idp.set_okta_user(
+        "00uFLAKY",
+        "ACTIVE",
+        Some("flaky@example.com"),
+        "Fla",
+        "Ky",
+        Some("Two"),
+    );
+    for _ in 0..3 {
+        h.proxy.fail_next("PATCH", 503);
+    }
+    h.post_okta(
+        &okta_delivery(
+            "ev-f2",
+            "user.account.update_profile",
+            "00uFLAKY",
+            "flaky@example.com",
+        ),
+        OKTA_SECRET,
+    )
+    .await;
+    h.settle().await;
+    assert_eq!(
+        h.tenant.user("flaky@example.com").await.unwrap()["title"],
+        "Two"
+    );
+    assert_eq!(
+        h.proxy.count("PATCH"),
+        4,
+        "three 503s, then the one that landed"
+    );
+    assert_eq!(h.relay.db.depth().await.unwrap(), (0, 0));
+    h.finish().await;
+}

@@ -71,6 +71,17 @@ impl ScimTenant {
 pub struct ScimProxy {
     pub url: String,
     calls: Arc<Mutex<Vec<(String, String)>>>,
+    faults: Arc<Mutex<Vec<Fault>>>,
+}
+
+/// A failure the proxy injects once, for the next request with this method.
+#[derive(Clone, Debug)]
+struct Fault {
+    method: String,
+    status: u16,
+    /// Forward the request first (the target acts on it), then answer `status` anyway: the
+    /// ambiguous failure of a lost response.
+    after_forwarding: bool,
 }
 
 #[derive(Clone)]
@@ -78,15 +89,18 @@ struct ProxyState {
     upstream: String,
     http: reqwest::Client,
     calls: Arc<Mutex<Vec<(String, String)>>>,
+    faults: Arc<Mutex<Vec<Fault>>>,
 }
 
 impl ScimProxy {
     pub async fn start(tenant: &ScimTenant) -> Self {
         let calls = Arc::new(Mutex::new(Vec::new()));
+        let faults = Arc::new(Mutex::new(Vec::new()));
         let state = ProxyState {
             upstream: tenant.base_url.clone(),
             http: reqwest::Client::new(),
             calls: calls.clone(),
+            faults: faults.clone(),
         };
         let app = Router::new().fallback(forward).with_state(state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -96,7 +110,25 @@ impl ScimProxy {
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Self { url, calls }
+        Self { url, calls, faults }
+    }
+
+    /// The next `method` request is forwarded to the target, but answered with `status`.
+    pub fn lose_next_response(&self, method: &str, status: u16) {
+        self.faults.lock().expect("lock").push(Fault {
+            method: method.to_string(),
+            status,
+            after_forwarding: true,
+        });
+    }
+
+    /// The next `method` request is answered with `status` and never reaches the target.
+    pub fn fail_next(&self, method: &str, status: u16) {
+        self.faults.lock().expect("lock").push(Fault {
+            method: method.to_string(),
+            status,
+            after_forwarding: false,
+        });
     }
 
     pub fn calls(&self) -> Vec<(String, String)> {
@@ -120,6 +152,23 @@ async fn forward(State(state): State<ProxyState>, req: Request) -> Response {
         .lock()
         .expect("lock")
         .push((parts.method.to_string(), path_and_query.clone()));
+    let fault = {
+        let mut faults = state.faults.lock().expect("lock");
+        let at = faults
+            .iter()
+            .position(|f| f.method == parts.method.as_str());
+        at.map(|i| faults.remove(i))
+    };
+    let injected = |status: u16| {
+        let mut r = Response::new(Body::from(r#"{"errors":["injected by the test proxy"]}"#));
+        *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+        r
+    };
+    if let Some(f) = &fault {
+        if !f.after_forwarding {
+            return injected(f.status);
+        }
+    }
     let body = to_bytes(body, 4 << 20).await.unwrap_or_default();
     let mut upstream = state.http.request(
         parts.method.clone(),
@@ -138,6 +187,9 @@ async fn forward(State(state): State<ProxyState>, req: Request) -> Response {
             return r;
         }
     };
+    if let Some(f) = fault {
+        return injected(f.status);
+    }
     let status = resp.status();
     let content_type = resp.headers().get("content-type").cloned();
     let bytes = resp.bytes().await.unwrap_or_default();

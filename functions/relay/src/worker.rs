@@ -457,6 +457,17 @@ impl Worker {
         }
         match self.target.create_user(&user.to_resource()).await {
             Ok(record) => Ok((record, 2, true)),
+            Err(e) if e.failure == ScimFailure::Retryable => {
+                // Ambiguous (timeout, 5xx): the account may exist now. Look before the queue
+                // retries the create.
+                match self.target.find_user(&user.user_name).await? {
+                    Some(existing) => {
+                        let calls = 3 + self.adopt(&existing, user).await?;
+                        Ok((existing, calls, false))
+                    }
+                    None => Err(e.into()),
+                }
+            }
             Err(e) if e.failure == ScimFailure::Conflict => {
                 let existing = self
                     .target

@@ -80,30 +80,62 @@ pub async fn init() -> Result<WorkerLambda, Error> {
     })
 }
 
+/// Time kept in hand at the end of an invocation: a record is only started with more than this
+/// left, so a slow record cannot make the invocation time out and lose the batch's results.
+const RESERVE_MILLIS: u64 = 25_000;
+
 pub async fn handle(
     lambda: &WorkerLambda,
     event: LambdaEvent<SqsEvent>,
 ) -> Result<SqsBatchResponse, Error> {
+    let deadline = event.context.deadline;
     let mut response = SqsBatchResponse::default();
-    let mut holding_back = false;
+    // Once a record must be retried, every later one is too (with the same wait), so a
+    // user's later event never overtakes an earlier one.
+    let mut held_back: Option<u64> = None;
     for record in &event.payload.records {
-        let id = record.message_id.clone().unwrap_or_default();
-        if holding_back || !process_record(lambda, record).await {
-            holding_back = true;
+        if held_back.is_none() && deadline > 0 && now_millis() as u64 + RESERVE_MILLIS > deadline {
+            tracing::warn!(
+                "not enough time left in this invocation; returning the rest of the batch"
+            );
+            held_back = Some(0);
+        }
+        let retry_in = match held_back {
+            Some(wait) => {
+                delay(lambda, record, wait).await;
+                Some(wait)
+            }
+            None => process_record(lambda, record).await.err(),
+        };
+        if let Some(wait) = retry_in {
+            held_back.get_or_insert(wait);
             let mut failure = BatchItemFailure::default();
-            failure.item_identifier = id;
+            failure.item_identifier = record.message_id.clone().unwrap_or_default();
             response.batch_item_failures.push(failure);
         }
     }
     Ok(response)
 }
 
-/// True when the record is finished with (applied, skipped or parked), false to retry it.
-async fn process_record(lambda: &WorkerLambda, record: &SqsMessage) -> bool {
+/// Keeps a returned record out of sight for `seconds` (0: visible again at once).
+async fn delay(lambda: &WorkerLambda, record: &SqsMessage, seconds: u64) {
+    if let Some(receipt) = record.receipt_handle.as_deref() {
+        if let Err(e) = lambda.queue.delay(receipt, seconds).await {
+            let id = record.message_id.as_deref().unwrap_or("-");
+            tracing::warn!(message_id = id, "could not delay the message: {e}");
+        }
+    }
+}
+
+/// `Ok` when the record is finished with (applied, skipped or parked); `Err(seconds)` to retry
+/// it after that long.
+async fn process_record(lambda: &WorkerLambda, record: &SqsMessage) -> Result<(), u64> {
     let id = record.message_id.as_deref().unwrap_or("-");
     let body = record.body.as_deref().unwrap_or_default();
-    match lambda.worker.process(body).await {
-        Ok(Outcome::Applied { .. } | Outcome::Unchanged { .. } | Outcome::Duplicate) => true,
+    let wait = match lambda.worker.process(body).await {
+        Ok(Outcome::Applied { .. } | Outcome::Unchanged { .. } | Outcome::Duplicate) => {
+            return Ok(())
+        }
         Err(WorkError::Permanent(reason)) => {
             tracing::error!(message_id = id, "dead-lettering: {reason}");
             let message = QueueMessage {
@@ -116,45 +148,32 @@ async fn process_record(lambda: &WorkerLambda, record: &SqsMessage) -> bool {
                 body: body.to_string(),
             };
             match lambda.dead_letters.dead_letter(&message, &reason).await {
-                Ok(()) => true,
+                Ok(()) => return Ok(()),
                 Err(e) => {
                     tracing::error!(
                         message_id = id,
-                        "could not dead-letter, leaving it to the redrive policy: {e}"
+                        "could not dead-letter, retrying instead: {e}"
                     );
-                    false
+                    retry_delay_seconds(receive_count(record))
                 }
             }
         }
         Err(WorkError::CredentialRejected(reason)) => {
-            // Keep the message (and, through the hold-back, the rest of the batch) queued and
-            // out of sight for a while: retrying at once cannot succeed.
+            // Retrying at once cannot succeed: keep the message (and the rest of the batch)
+            // queued and out of sight for a while.
             tracing::error!(
                 message_id = id,
                 alarm = "target_credential",
                 "target credential rejected: {reason}"
             );
             println!("{}", credential_metric(now_millis()));
-            if let Some(receipt) = record.receipt_handle.as_deref() {
-                if let Err(e) = lambda
-                    .queue
-                    .delay(receipt, CREDENTIAL_BACKOFF_SECONDS)
-                    .await
-                {
-                    tracing::warn!(message_id = id, "could not delay the message: {e}");
-                }
-            }
-            false
+            CREDENTIAL_BACKOFF_SECONDS
         }
         Err(WorkError::Retryable {
             reason,
             retry_after,
         }) => {
-            let receives = record
-                .attributes
-                .get("ApproximateReceiveCount")
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(1);
+            let receives = receive_count(record);
             // The target's own wait when it gave one, else exponential backoff on the receive
             // count, so a long outage spreads the queue's receives over hours.
             let wait =
@@ -165,14 +184,19 @@ async fn process_record(lambda: &WorkerLambda, record: &SqsMessage) -> bool {
                 wait_seconds = wait,
                 "will retry: {reason}"
             );
-            if let Some(receipt) = record.receipt_handle.as_deref() {
-                if let Err(e) = lambda.queue.delay(receipt, wait).await {
-                    tracing::warn!(message_id = id, "could not delay the message: {e}");
-                }
-            }
-            false
+            wait
         }
-    }
+    };
+    delay(lambda, record, wait).await;
+    Err(wait)
+}
+
+fn receive_count(record: &SqsMessage) -> u32 {
+    record
+        .attributes
+        .get("ApproximateReceiveCount")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1)
 }
 
 #[cfg(test)]

@@ -110,8 +110,11 @@ impl HttpScimTarget {
             };
             // A rate-limited request waits for the queue, not in-process; other retryable
             // failures get a short jittered backoff first.
+            // A POST is not repeated blindly: it may have created the user before failing.
+            // The worker looks the user up instead.
             let in_process = err.failure == super::ScimFailure::Retryable
                 && err.retry_after.is_none()
+                && method != reqwest::Method::POST
                 && attempt < ATTEMPTS;
             if !in_process {
                 return Err(err);
