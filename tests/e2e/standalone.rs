@@ -876,3 +876,93 @@ async fn a_failed_patch_is_retried_until_it_lands() {
     assert_eq!(h.relay.db.depth().await.unwrap(), (0, 0));
     h.finish().await;
 }
+
+#[tokio::test]
+async fn entra_soft_delete_deactivates_and_hard_delete_follows_the_policy() {
+    let idp = IdpFixture::start().await;
+    let tenant = ScimTenant::fresh();
+    let proxy = ScimProxy::start(&tenant).await;
+    let db_path = std::env::temp_dir().join(format!("scim-relay-e2e-{}.db", uuid::Uuid::new_v4()));
+    let mut s = settings(
+        &idp,
+        &proxy.url,
+        &tenant.token,
+        TargetProfile::Generic,
+        &db_path,
+    );
+    s.entra.hard_delete = scim_relay::config::HardDeletePolicy::Delete;
+    let relay = standalone::start(s, fast_retries()).await.unwrap();
+    let notify = |seq: u64| {
+        let url = format!("http://{}/entra", relay.addr);
+        async move {
+            let resp = reqwest::Client::new()
+                .post(url)
+                .json(&graph_notification("e-del-1", CLIENT_STATE, seq))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 202);
+        }
+    };
+
+    idp.set_graph_user("e-del-1", "Leaver@contoso.com", true, "Lea Ver", None);
+    notify(1).await;
+    assert!(relay.wait_idle(WAIT).await);
+    assert_eq!(
+        tenant.user("leaver@contoso.com").await.unwrap()["active"],
+        true
+    );
+
+    // Soft delete (restorable for 30 days): deactivated, not deleted.
+    idp.soft_delete_graph_user("e-del-1");
+    notify(2).await;
+    assert!(relay.wait_idle(WAIT).await);
+    assert_eq!(
+        tenant.user("leaver@contoso.com").await.unwrap()["active"],
+        false
+    );
+    assert_eq!(
+        idp.reads("graph-deleted:e-del-1"),
+        1,
+        "deletedItems told soft from hard"
+    );
+    assert_eq!(proxy.count("DELETE"), 0);
+
+    // Hard delete, under the `delete` policy: the account is removed.
+    idp.hard_delete_graph_user("e-del-1");
+    notify(3).await;
+    assert!(relay.wait_idle(WAIT).await);
+    assert_eq!(proxy.count("DELETE"), 1, "{:?}", proxy.calls());
+    assert!(tenant.user("leaver@contoso.com").await.is_none());
+    assert_eq!(relay.db.depth().await.unwrap(), (0, 0));
+    relay.stop().await;
+    let _ = std::fs::remove_file(&db_path);
+}
+
+#[tokio::test]
+async fn a_graph_lifecycle_notification_is_parked_with_its_reason() {
+    let h = harness(TargetProfile::Generic).await;
+    let lifecycle = serde_json::json!({"value": [{
+        "subscriptionId": scim_relay_e2e::payloads::GRAPH_SUBSCRIPTION,
+        "subscriptionExpirationDateTime": "2026-12-20T10:00:00.0000000+00:00",
+        "tenantId": GRAPH_TENANT,
+        "clientState": CLIENT_STATE,
+        "lifecycleEvent": "reauthorizationRequired"
+    }]});
+    let resp = h
+        .http
+        .post(h.url("/entra"))
+        .json(&lifecycle)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    h.settle().await;
+    assert_eq!(h.relay.db.depth().await.unwrap(), (0, 1));
+    let reasons = h.relay.db.dead_letter_reasons().await.unwrap();
+    assert!(
+        reasons[0].contains("reauthorizationRequired"),
+        "{reasons:?}"
+    );
+    h.finish().await;
+}

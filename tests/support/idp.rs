@@ -20,6 +20,8 @@ const GRAPH_ACCESS_TOKEN: &str = "graph-access-token";
 struct Directory {
     okta: HashMap<String, Value>,
     graph: HashMap<String, Value>,
+    /// Soft-deleted Graph users (`/directory/deletedItems`).
+    graph_deleted: HashMap<String, Value>,
     /// Every user read, as "okta:<id>" or "graph:<id>".
     reads: Vec<String>,
     token_requests: usize,
@@ -38,6 +40,7 @@ impl IdpFixture {
             .route("/api/v1/users/{id}", get(okta_user))
             .route("/{tenant}/oauth2/v2.0/token", post(graph_token))
             .route("/v1.0/users/{id}", get(graph_user))
+            .route("/v1.0/directory/deletedItems/{id}", get(graph_deleted_item))
             .with_state(dir.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -111,6 +114,21 @@ impl IdpFixture {
             .expect("lock")
             .graph
             .insert(id.to_string(), user);
+    }
+
+    /// Entra's soft delete: gone from `/users`, listed in `/directory/deletedItems`.
+    pub fn soft_delete_graph_user(&self, id: &str) {
+        let mut dir = self.dir.lock().expect("lock");
+        if let Some(user) = dir.graph.remove(id) {
+            dir.graph_deleted.insert(id.to_string(), user);
+        }
+    }
+
+    /// Hard delete: gone from both.
+    pub fn hard_delete_graph_user(&self, id: &str) {
+        let mut dir = self.dir.lock().expect("lock");
+        dir.graph.remove(id);
+        dir.graph_deleted.remove(id);
     }
 
     pub fn reads(&self, key: &str) -> usize {
@@ -225,4 +243,31 @@ async fn graph_user(
         })
         .unwrap_or_default();
     Json(Value::Object(projected)).into_response()
+}
+
+async fn graph_deleted_item(
+    State(dir): Dir,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let auth = headers.get("authorization").and_then(|v| v.to_str().ok());
+    if auth != Some(&format!("Bearer {GRAPH_ACCESS_TOKEN}")) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"error": {"code": "InvalidAuthenticationToken"}})),
+        )
+            .into_response();
+    }
+    let mut dir = dir.lock().expect("lock");
+    dir.reads.push(format!("graph-deleted:{id}"));
+    match dir.graph_deleted.get(&id) {
+        Some(user) => {
+            Json(json!({"@odata.type": "#microsoft.graph.user", "id": user["id"]})).into_response()
+        }
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": {"code": "Request_ResourceNotFound"}})),
+        )
+            .into_response(),
+    }
 }

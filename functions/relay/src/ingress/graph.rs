@@ -116,9 +116,8 @@ impl EntraIngress {
     }
 
     pub fn split(&self, body: &[u8], received: DateTime<Utc>) -> Result<GraphSplit, IngressError> {
-        let collection: NotificationCollection = serde_json::from_slice(body).map_err(|e| {
-            IngressError::BadRequest(format!("not a Graph notification collection: {e}"))
-        })?;
+        let collection: NotificationCollection = serde_json::from_slice(body)
+            .map_err(|e| IngressError::malformed("a Graph notification collection", &e))?;
         let mut split = GraphSplit::default();
         for raw in collection.value {
             let Ok(item) = serde_json::from_value::<ChangeNotification>(raw.clone()) else {

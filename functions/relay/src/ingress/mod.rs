@@ -127,6 +127,17 @@ pub enum IngressError {
 }
 
 impl IngressError {
+    /// A body that does not parse. Only the position is reported, never serde's text, which can
+    /// quote the input (an email, a token) back to an unauthenticated caller or into the log.
+    pub fn malformed(expected: &str, e: &serde_json::Error) -> Self {
+        IngressError::BadRequest(format!(
+            "not {expected} ({:?} error at line {}, column {})",
+            e.classify(),
+            e.line(),
+            e.column()
+        ))
+    }
+
     pub fn status(&self) -> u16 {
         match self {
             IngressError::NotFound => 404,
@@ -279,6 +290,20 @@ fn check_size(req: &IngressRequest) -> Result<(), IngressError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_malformed_body_is_not_echoed_back() {
+        let e = serde_json::from_str::<std::collections::HashMap<String, u32>>(
+            r#"{"jane.doe@example.com": "secret-token"}"#,
+        )
+        .unwrap_err();
+        let message = IngressError::malformed("a thing", &e).to_string();
+        assert!(
+            !message.contains("secret-token") && !message.contains("jane"),
+            "{message}"
+        );
+        assert!(message.contains("line 1"), "{message}");
+    }
 
     #[test]
     fn headers_are_case_insensitive_and_query_is_form_decoded() {

@@ -143,9 +143,8 @@ impl OktaIngress {
 
     /// One trigger per (event, User target). Targets are found by `type`, never by position.
     pub fn split(&self, body: &[u8], received: DateTime<Utc>) -> Result<OktaSplit, IngressError> {
-        let delivery: OktaDelivery = serde_json::from_slice(body).map_err(|e| {
-            IngressError::BadRequest(format!("not an Okta event hook delivery: {e}"))
-        })?;
+        let delivery: OktaDelivery = serde_json::from_slice(body)
+            .map_err(|e| IngressError::malformed("an Okta event hook delivery", &e))?;
         let mut split = OktaSplit::default();
         for event in delivery.data.events {
             let failed = event
