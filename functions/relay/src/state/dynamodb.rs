@@ -2,7 +2,7 @@
 //!
 //! | item            | pk                                  | sk      | attributes                              |
 //! |-----------------|-------------------------------------|---------|-----------------------------------------|
-//! | user state      | `USER#<source>#<tenant>#<user id>`  | `STATE` | `version`, `doc` (JSON), `invite_expires_at` (only while an invitation is pending: a sparse index for the sweeper) |
+//! | user state      | `USER#<source>#<tenant>#<user id>`  | `STATE` | `version`, `doc` (JSON), `invite_expires_at` (only while an invitation is pending, for the sparse index the sweeper will query) |
 //! | processed event | `EVENT#<dedupe key>`                | `EVENT` | `expires_at` (TTL, epoch seconds)       |
 //!
 //! The user write and the event record go in one transaction, conditional on the version read.
