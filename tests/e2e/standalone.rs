@@ -966,3 +966,173 @@ async fn a_graph_lifecycle_notification_is_parked_with_its_reason() {
     );
     h.finish().await;
 }
+
+#[tokio::test]
+async fn okta_suspension_follows_the_suspend_policy() {
+    for keep in [false, true] {
+        let idp = IdpFixture::start().await;
+        let tenant = ScimTenant::fresh();
+        let proxy = ScimProxy::start(&tenant).await;
+        let db_path =
+            std::env::temp_dir().join(format!("scim-relay-e2e-{}.db", uuid::Uuid::new_v4()));
+        let mut s = settings(
+            &idp,
+            &proxy.url,
+            &tenant.token,
+            TargetProfile::Datadog,
+            &db_path,
+        );
+        if keep {
+            s.okta.suspended = scim_relay::config::SuspendPolicy::Keep;
+        }
+        let relay = standalone::start(s, fast_retries()).await.unwrap();
+        let post = |body: Value| {
+            let url = format!("http://{}/okta", relay.addr);
+            async move {
+                let resp = reqwest::Client::new()
+                    .post(url)
+                    .header("Authorization", OKTA_SECRET)
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(resp.status(), 200);
+            }
+        };
+        idp.set_okta_user(
+            "00uSUS",
+            "ACTIVE",
+            Some("sus@example.com"),
+            "Sus",
+            "Pended",
+            None,
+        );
+        post(okta_delivery(
+            "ev-s1",
+            "user.lifecycle.create",
+            "00uSUS",
+            "sus@example.com",
+        ))
+        .await;
+        assert!(relay.wait_idle(WAIT).await);
+        idp.set_okta_user(
+            "00uSUS",
+            "SUSPENDED",
+            Some("sus@example.com"),
+            "Sus",
+            "Pended",
+            None,
+        );
+        post(okta_delivery(
+            "ev-s2",
+            "user.lifecycle.suspend",
+            "00uSUS",
+            "sus@example.com",
+        ))
+        .await;
+        assert!(relay.wait_idle(WAIT).await);
+        let active = tenant.user("sus@example.com").await.unwrap()["active"].clone();
+        assert_eq!(active, keep, "keep={keep}");
+        assert_eq!(proxy.count("PATCH"), usize::from(!keep), "keep={keep}");
+
+        idp.set_okta_user(
+            "00uSUS",
+            "ACTIVE",
+            Some("sus@example.com"),
+            "Sus",
+            "Pended",
+            None,
+        );
+        post(okta_delivery(
+            "ev-s3",
+            "user.lifecycle.unsuspend",
+            "00uSUS",
+            "sus@example.com",
+        ))
+        .await;
+        assert!(relay.wait_idle(WAIT).await);
+        assert_eq!(
+            tenant.user("sus@example.com").await.unwrap()["active"],
+            true,
+            "keep={keep}"
+        );
+        assert_eq!(relay.db.depth().await.unwrap(), (0, 0));
+        relay.stop().await;
+        let _ = std::fs::remove_file(&db_path);
+    }
+}
+
+#[tokio::test]
+async fn a_staged_user_leaves_an_existing_account_alone_until_activated() {
+    let h = harness(TargetProfile::Datadog).await;
+    // An account that exists on the target already, in use.
+    let resp = reqwest::Client::new()
+        .post(format!("{}/Users", h.tenant.base_url))
+        .bearer_auth(&h.tenant.token)
+        .header("Content-Type", "application/scim+json")
+        .json(&serde_json::json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+            "userName": "shared@example.com", "active": true,
+            "name": {"formatted": "Old Name"},
+            "emails": [{"value": "shared@example.com", "type": "work", "primary": true}]
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+
+    h.idp.set_okta_user(
+        "00uSTAGED",
+        "STAGED",
+        Some("shared@example.com"),
+        "New",
+        "Hire",
+        None,
+    );
+    h.post_okta(
+        &okta_delivery(
+            "ev-st1",
+            "user.lifecycle.create",
+            "00uSTAGED",
+            "shared@example.com",
+        ),
+        OKTA_SECRET,
+    )
+    .await;
+    h.settle().await;
+    assert!(
+        h.proxy.calls().is_empty(),
+        "a staged user touches nothing: {:?}",
+        h.proxy.calls()
+    );
+    assert_eq!(
+        h.tenant.user("shared@example.com").await.unwrap()["active"],
+        true
+    );
+
+    // Activated: the existing account is adopted and brought to the directory's truth.
+    h.idp.set_okta_user(
+        "00uSTAGED",
+        "ACTIVE",
+        Some("shared@example.com"),
+        "New",
+        "Hire",
+        None,
+    );
+    h.post_okta(
+        &okta_delivery(
+            "ev-st2",
+            "user.lifecycle.activate",
+            "00uSTAGED",
+            "shared@example.com",
+        ),
+        OKTA_SECRET,
+    )
+    .await;
+    h.settle().await;
+    let user = h.tenant.user("shared@example.com").await.unwrap();
+    assert_eq!(user["name"]["formatted"], "New Hire");
+    assert_eq!(h.proxy.count("POST"), 0, "adopted, not created");
+    assert_eq!(h.tenant.user_count().await, 1);
+    h.finish().await;
+}

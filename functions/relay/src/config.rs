@@ -38,6 +38,17 @@ pub enum TargetProfile {
     DryRun,
 }
 
+/// What an Okta suspension does on the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum SuspendPolicy {
+    /// `PATCH active=false`, and back to active on unsuspend.
+    #[default]
+    Deactivate,
+    /// Leave the target account as it is while the user is suspended.
+    Keep,
+}
+
 /// What a hard delete in the IdP does on the target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
@@ -104,6 +115,8 @@ pub struct OktaSettings {
     /// then create accounts, so it is only implied for the dry-run target (the local demo).
     #[serde(deserialize_with = "boolean")]
     pub use_event_content: bool,
+    /// What a suspended Okta user becomes on the target.
+    pub suspended: SuspendPolicy,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -183,6 +196,7 @@ impl Default for OktaSettings {
             previous_shared_secret: Secret::default(),
             api_token: Secret::default(),
             use_event_content: false,
+            suspended: SuspendPolicy::Deactivate,
         }
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock::Clock;
-use crate::config::{ConfigError, Settings, TargetProfile};
+use crate::config::{ConfigError, Settings, SuspendPolicy, TargetProfile};
 use crate::directory::graph::GraphDirectory;
 use crate::directory::okta::OktaDirectory;
 use crate::directory::Directory;
@@ -75,5 +75,6 @@ pub fn build_worker(
         owner: Some(settings.target.credential_owner.clone()),
         hard_delete: settings.entra.hard_delete,
         trust_event_content: settings.trusts_event_content(),
+        keep_suspended: settings.okta.suspended == SuspendPolicy::Keep,
     }))
 }

@@ -13,7 +13,7 @@ use serde_json::json;
 
 use crate::clock::Clock;
 use crate::config::{HardDeletePolicy, TargetProfile};
-use crate::directory::{user_from_event, Directory, DirectoryError, DirectoryRead};
+use crate::directory::{user_from_event, Directory, DirectoryError, DirectoryRead, IdpStatus};
 use crate::envelope::{EnvelopeSigner, Subject, Trigger};
 use crate::pii::fingerprint;
 use crate::scim::{
@@ -107,6 +107,7 @@ pub struct Worker {
     owner: Option<String>,
     hard_delete: HardDeletePolicy,
     trust_event_content: bool,
+    keep_suspended: bool,
 }
 
 /// What the directory says of the user.
@@ -116,6 +117,8 @@ enum Truth {
     Deleted,
     /// Gone for good.
     HardDeleted,
+    /// Suspended, and the policy is to leave the target as it is.
+    LeaveAsIs,
 }
 
 /// Everything a worker is built from.
@@ -135,6 +138,8 @@ pub struct WorkerParts {
     pub hard_delete: HardDeletePolicy,
     /// Whether an event's own content may stand in for a directory read (demo only).
     pub trust_event_content: bool,
+    /// Leave a suspended user's account as it is instead of deactivating it.
+    pub keep_suspended: bool,
 }
 
 /// What applying a plan produced: the state to record (if it changed) and the calls made.
@@ -161,6 +166,7 @@ impl Worker {
             owner: p.owner.filter(|o| !o.trim().is_empty()),
             hard_delete: p.hard_delete,
             trust_event_content: p.trust_event_content,
+            keep_suspended: p.keep_suspended,
         }
     }
 
@@ -203,6 +209,15 @@ impl Worker {
             Truth::Present(user) => (Some(user), false),
             Truth::Deleted => (None, false),
             Truth::HardDeleted => (None, true),
+            Truth::LeaveAsIs => {
+                tracing::info!(user = %user_id, "suspended user left as is (okta.suspended = keep)");
+                let processed = ProcessedEvent {
+                    key: event_key,
+                    expires_at: now + self.dedupe_ttl,
+                };
+                self.store.commit(&key, None, None, &processed).await?;
+                return Ok(Outcome::Unchanged { scim_calls: 0 });
+            }
         };
         let processed = ProcessedEvent {
             key: event_key,
@@ -301,6 +316,9 @@ impl Worker {
                 })?
             }
         };
+        if self.keep_suspended && user.status == Some(IdpStatus::Suspended) {
+            return Ok(Truth::LeaveAsIs);
+        }
         desired_user(self.profile, &user)
             .map(Truth::Present)
             .map_err(|e| WorkError::Permanent(e.to_string()))

@@ -16,7 +16,9 @@ pub enum IdpStatus {
     Active,
     /// Exists but is not yet active (Okta STAGED, PROVISIONED): not provisioned yet.
     Pending,
-    /// Suspended, deactivated, disabled.
+    /// Okta SUSPENDED: not active; what the target does is `okta.suspended`'s choice.
+    Suspended,
+    /// Deactivated, disabled.
     Inactive,
 }
 
@@ -94,20 +96,17 @@ pub fn user_from_event(trigger: &Trigger, user_id: &str) -> Option<DirectoryUser
         display_name,
     } = trigger.hint.clone()?;
     let login = login.filter(|l| !l.is_empty())?;
-    let inactive = matches!(
-        trigger.event_type.as_str(),
-        "user.lifecycle.deactivate" | "user.lifecycle.suspend" | "user.lifecycle.delete.initiated"
-    );
+    let status = match trigger.event_type.as_str() {
+        "user.lifecycle.suspend" => IdpStatus::Suspended,
+        "user.lifecycle.deactivate" | "user.lifecycle.delete.initiated" => IdpStatus::Inactive,
+        _ => IdpStatus::Active,
+    };
     Some(DirectoryUser {
         id: user_id.to_string(),
         email: login.contains('@').then(|| login.clone()),
         login,
         display_name,
-        status: Some(if inactive {
-            IdpStatus::Inactive
-        } else {
-            IdpStatus::Active
-        }),
+        status: Some(status),
         raw_status: format!("event:{}", trigger.event_type),
         ..Default::default()
     })

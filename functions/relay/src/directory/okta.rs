@@ -56,6 +56,7 @@ pub fn okta_status(status: &str) -> IdpStatus {
     match status {
         "ACTIVE" | "RECOVERY" | "PASSWORD_EXPIRED" | "LOCKED_OUT" => IdpStatus::Active,
         "STAGED" | "PROVISIONED" => IdpStatus::Pending,
+        "SUSPENDED" => IdpStatus::Suspended,
         // SUSPENDED, DEPROVISIONED, and anything Okta adds later: not active.
         _ => IdpStatus::Inactive,
     }
@@ -133,7 +134,7 @@ mod tests {
         assert_eq!(okta_status("PASSWORD_EXPIRED"), IdpStatus::Active);
         assert_eq!(okta_status("STAGED"), IdpStatus::Pending);
         assert_eq!(okta_status("PROVISIONED"), IdpStatus::Pending);
-        assert_eq!(okta_status("SUSPENDED"), IdpStatus::Inactive);
+        assert_eq!(okta_status("SUSPENDED"), IdpStatus::Suspended);
         assert_eq!(okta_status("DEPROVISIONED"), IdpStatus::Inactive);
         assert_eq!(okta_status("SOMETHING_NEW"), IdpStatus::Inactive);
     }

@@ -101,6 +101,7 @@ pub fn desired_user(
     Ok(DesiredUser {
         user_name,
         active,
+        pending: user.status == Some(IdpStatus::Pending),
         attributes,
         lifecycle: user.raw_status.clone(),
     })

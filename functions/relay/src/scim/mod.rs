@@ -28,6 +28,9 @@ pub const PATCH_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 pub struct DesiredUser {
     pub user_name: String,
     pub active: bool,
+    /// Exists in the IdP but is not active yet (Okta STAGED, PROVISIONED): no account is
+    /// created, and an account the relay never recorded is not touched.
+    pub pending: bool,
     pub attributes: BTreeMap<String, Value>,
     /// The IdP's word for the status, recorded in state.
     pub lifecycle: String,
@@ -116,6 +119,7 @@ mod tests {
         let user = DesiredUser {
             user_name: "a@example.com".into(),
             active: true,
+            pending: false,
             attributes: BTreeMap::from([
                 ("userName".into(), json!("a@example.com")),
                 ("name.givenName".into(), json!("A")),

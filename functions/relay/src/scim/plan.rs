@@ -54,6 +54,10 @@ pub fn plan(
             Some(state) if !state.active => ScimPlan::Nothing {
                 reason: "user is inactive and has no active account",
             },
+            // A staged user may share an address with an account someone else uses today.
+            _ if user.pending => ScimPlan::Nothing {
+                reason: "user is not active in the IdP yet",
+            },
             _ => ScimPlan::DeactivateUnrecorded {
                 user_name: user.user_name.clone(),
             },
@@ -172,6 +176,7 @@ mod tests {
         DesiredUser {
             user_name: "a@example.com".into(),
             active,
+            pending: false,
             attributes,
             lifecycle: "ACTIVE".into(),
         }
@@ -358,6 +363,22 @@ mod tests {
         assert!(matches!(
             guard_owner(delete, Some("a@example.com"), Some("a@example.com")),
             ScimPlan::Nothing { .. }
+        ));
+    }
+
+    #[test]
+    fn a_pending_user_creates_nothing_and_touches_no_unrecorded_account() {
+        let mut staged = user(false, None);
+        staged.pending = true;
+        assert!(matches!(
+            plan(P, Some(&staged), None),
+            ScimPlan::Nothing { .. }
+        ));
+        // Back to pending after having an account (Okta reactivation): deactivated.
+        let before = user(true, None);
+        assert!(matches!(
+            plan(P, Some(&staged), Some(&applied(&before, Some("id1")))),
+            ScimPlan::Update { .. }
         ));
     }
 
