@@ -1136,3 +1136,134 @@ async fn a_staged_user_leaves_an_existing_account_alone_until_activated() {
     assert_eq!(h.tenant.user_count().await, 1);
     h.finish().await;
 }
+
+#[tokio::test]
+async fn okta_scope_follows_the_app_assignment_and_groups_read_from_the_directory() {
+    let idp = IdpFixture::start().await;
+    let tenant = ScimTenant::fresh();
+    let proxy = ScimProxy::start(&tenant).await;
+    let db_path = std::env::temp_dir().join(format!("scim-relay-e2e-{}.db", uuid::Uuid::new_v4()));
+    let mut s = settings(
+        &idp,
+        &proxy.url,
+        &tenant.token,
+        TargetProfile::Datadog,
+        &db_path,
+    );
+    s.okta.app_id = "0oaDATADOG".into();
+    s.okta.group_ids = "00gENG, 00gOPS".into();
+    let relay = standalone::start(s, fast_retries()).await.unwrap();
+    let post = |uuid: &'static str, event_type: &'static str| {
+        let url = format!("http://{}/okta", relay.addr);
+        async move {
+            let body = okta_delivery(uuid, event_type, "00uSCOPE", "scoped@example.com");
+            let resp = reqwest::Client::new()
+                .post(url)
+                .header("Authorization", OKTA_SECRET)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200);
+        }
+    };
+    idp.set_okta_user(
+        "00uSCOPE",
+        "ACTIVE",
+        Some("scoped@example.com"),
+        "Sco",
+        "Ped",
+        None,
+    );
+
+    // Active in Okta, but neither assigned nor in a group: nothing is provisioned.
+    post("sc-1", "user.lifecycle.create").await;
+    assert!(relay.wait_idle(WAIT).await);
+    assert!(tenant.user("scoped@example.com").await.is_none());
+    assert!(proxy.calls().is_empty());
+
+    // Assigned to the app: provisioned.
+    idp.assign_okta_app("0oaDATADOG", "00uSCOPE", true);
+    post("sc-2", "application.user_membership.add").await;
+    assert!(relay.wait_idle(WAIT).await);
+    assert_eq!(
+        tenant.user("scoped@example.com").await.unwrap()["active"],
+        true
+    );
+
+    // Unassigned, but a member of a configured group: still in scope.
+    idp.assign_okta_app("0oaDATADOG", "00uSCOPE", false);
+    idp.set_okta_groups("00uSCOPE", &["00gOTHER", "00gOPS"]);
+    post("sc-3", "application.user_membership.remove").await;
+    assert!(relay.wait_idle(WAIT).await);
+    assert_eq!(
+        tenant.user("scoped@example.com").await.unwrap()["active"],
+        true
+    );
+
+    // Out of the group too: deactivated.
+    idp.set_okta_groups("00uSCOPE", &["00gOTHER"]);
+    post("sc-4", "group.user_membership.remove").await;
+    assert!(relay.wait_idle(WAIT).await);
+    assert_eq!(
+        tenant.user("scoped@example.com").await.unwrap()["active"],
+        false
+    );
+    assert_eq!(relay.db.depth().await.unwrap(), (0, 0));
+    relay.stop().await;
+    let _ = std::fs::remove_file(&db_path);
+}
+
+#[tokio::test]
+async fn entra_scope_follows_group_membership() {
+    let idp = IdpFixture::start().await;
+    let tenant = ScimTenant::fresh();
+    let proxy = ScimProxy::start(&tenant).await;
+    let db_path = std::env::temp_dir().join(format!("scim-relay-e2e-{}.db", uuid::Uuid::new_v4()));
+    let mut s = settings(
+        &idp,
+        &proxy.url,
+        &tenant.token,
+        TargetProfile::Generic,
+        &db_path,
+    );
+    s.entra.group_ids = "grp-datadog-users".into();
+    let relay = standalone::start(s, fast_retries()).await.unwrap();
+    let notify = |seq: u64| {
+        let url = format!("http://{}/entra", relay.addr);
+        async move {
+            let resp = reqwest::Client::new()
+                .post(url)
+                .json(&graph_notification("e-scope", CLIENT_STATE, seq))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 202);
+        }
+    };
+    idp.set_graph_user("e-scope", "In.Scope@contoso.com", true, "In Scope", None);
+    notify(1).await;
+    assert!(relay.wait_idle(WAIT).await);
+    assert!(
+        tenant.user("in.scope@contoso.com").await.is_none(),
+        "not a member yet"
+    );
+
+    idp.set_graph_groups("e-scope", &["grp-datadog-users"]);
+    notify(2).await;
+    assert!(relay.wait_idle(WAIT).await);
+    assert_eq!(
+        tenant.user("in.scope@contoso.com").await.unwrap()["active"],
+        true
+    );
+
+    idp.set_graph_groups("e-scope", &[]);
+    notify(3).await;
+    assert!(relay.wait_idle(WAIT).await);
+    assert_eq!(
+        tenant.user("in.scope@contoso.com").await.unwrap()["active"],
+        false
+    );
+    relay.stop().await;
+    let _ = std::fs::remove_file(&db_path);
+}

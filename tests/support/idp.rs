@@ -22,6 +22,11 @@ struct Directory {
     graph: HashMap<String, Value>,
     /// Soft-deleted Graph users (`/directory/deletedItems`).
     graph_deleted: HashMap<String, Value>,
+    /// Okta app assignments, as (app id, user id).
+    okta_assignments: Vec<(String, String)>,
+    /// Group ids per user, for Okta and for Graph.
+    okta_groups: HashMap<String, Vec<String>>,
+    graph_groups: HashMap<String, Vec<String>>,
     /// Every user read, as "okta:<id>" or "graph:<id>".
     reads: Vec<String>,
     token_requests: usize,
@@ -41,6 +46,12 @@ impl IdpFixture {
             .route("/{tenant}/oauth2/v2.0/token", post(graph_token))
             .route("/v1.0/users/{id}", get(graph_user))
             .route("/v1.0/directory/deletedItems/{id}", get(graph_deleted_item))
+            .route("/api/v1/apps/{app}/users/{id}", get(okta_app_user))
+            .route("/api/v1/users/{id}/groups", get(okta_user_groups))
+            .route(
+                "/v1.0/users/{id}/checkMemberGroups",
+                post(graph_check_member_groups),
+            )
             .with_state(dir.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -129,6 +140,34 @@ impl IdpFixture {
         let mut dir = self.dir.lock().expect("lock");
         dir.graph.remove(id);
         dir.graph_deleted.remove(id);
+    }
+
+    pub fn assign_okta_app(&self, app: &str, user: &str, assigned: bool) {
+        let mut dir = self.dir.lock().expect("lock");
+        dir.okta_assignments
+            .retain(|(a, u)| !(a == app && u == user));
+        if assigned {
+            dir.okta_assignments
+                .push((app.to_string(), user.to_string()));
+        }
+    }
+
+    pub fn set_okta_groups(&self, user: &str, groups: &[&str]) {
+        let groups = groups.iter().map(|g| g.to_string()).collect();
+        self.dir
+            .lock()
+            .expect("lock")
+            .okta_groups
+            .insert(user.to_string(), groups);
+    }
+
+    pub fn set_graph_groups(&self, user: &str, groups: &[&str]) {
+        let groups = groups.iter().map(|g| g.to_string()).collect();
+        self.dir
+            .lock()
+            .expect("lock")
+            .graph_groups
+            .insert(user.to_string(), groups);
     }
 
     pub fn reads(&self, key: &str) -> usize {
@@ -270,4 +309,86 @@ async fn graph_deleted_item(
         )
             .into_response(),
     }
+}
+
+fn okta_authorized(headers: &HeaderMap) -> bool {
+    headers.get("authorization").and_then(|v| v.to_str().ok())
+        == Some(&format!("SSWS {OKTA_TOKEN}"))
+}
+
+/// `GET /api/v1/apps/{app}/users/{id}`: the app user when assigned, 404 otherwise.
+async fn okta_app_user(
+    State(dir): Dir,
+    Path((app, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    if !okta_authorized(&headers) {
+        return error(StatusCode::UNAUTHORIZED, "E0000011");
+    }
+    let dir = dir.lock().expect("lock");
+    if dir
+        .okta_assignments
+        .iter()
+        .any(|(a, u)| *a == app && *u == id)
+    {
+        Json(json!({"id": id, "scope": "USER", "status": "ACTIVE", "profile": {}})).into_response()
+    } else {
+        error(StatusCode::NOT_FOUND, "E0000007")
+    }
+}
+
+/// `GET /api/v1/users/{id}/groups`.
+async fn okta_user_groups(State(dir): Dir, Path(id): Path<String>, headers: HeaderMap) -> Response {
+    if !okta_authorized(&headers) {
+        return error(StatusCode::UNAUTHORIZED, "E0000011");
+    }
+    let dir = dir.lock().expect("lock");
+    if !dir.okta.contains_key(&id) {
+        return error(StatusCode::NOT_FOUND, "E0000007");
+    }
+    let groups: Vec<Value> = dir
+        .okta_groups
+        .get(&id)
+        .into_iter()
+        .flatten()
+        .map(|g| json!({"id": g, "type": "OKTA_GROUP", "profile": {"name": g}}))
+        .collect();
+    Json(Value::Array(groups)).into_response()
+}
+
+/// `POST /v1.0/users/{id}/checkMemberGroups`: which of the given groups the user is in.
+async fn graph_check_member_groups(
+    State(dir): Dir,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    let auth = headers.get("authorization").and_then(|v| v.to_str().ok());
+    if auth != Some(&format!("Bearer {GRAPH_ACCESS_TOKEN}")) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"error": {"code": "InvalidAuthenticationToken"}})),
+        )
+            .into_response();
+    }
+    let dir = dir.lock().expect("lock");
+    if !dir.graph.contains_key(&id) {
+        return (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": {"code": "Request_ResourceNotFound"}})),
+        )
+            .into_response();
+    }
+    let asked: Vec<String> = body["groupIds"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|g| g.as_str().map(str::to_string))
+        .collect();
+    let member_of = dir.graph_groups.get(&id).cloned().unwrap_or_default();
+    let value: Vec<String> = asked
+        .into_iter()
+        .filter(|g| member_of.contains(g))
+        .collect();
+    Json(json!({ "value": value })).into_response()
 }

@@ -117,6 +117,10 @@ pub struct OktaSettings {
     pub use_event_content: bool,
     /// What a suspended Okta user becomes on the target.
     pub suspended: SuspendPolicy,
+    /// Provision only users assigned to this Okta app (its `0oa…` id)…
+    pub app_id: String,
+    /// …or members of one of these Okta groups (comma-separated `00g…` ids).
+    pub group_ids: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -134,6 +138,8 @@ pub struct EntraSettings {
     pub login_url: String,
     /// What a hard-deleted Entra user becomes on the target.
     pub hard_delete: HardDeletePolicy,
+    /// Provision only (transitive) members of these Entra groups (comma-separated object ids).
+    pub group_ids: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -197,6 +203,8 @@ impl Default for OktaSettings {
             api_token: Secret::default(),
             use_event_content: false,
             suspended: SuspendPolicy::Deactivate,
+            app_id: String::new(),
+            group_ids: String::new(),
         }
     }
 }
@@ -213,6 +221,7 @@ impl Default for EntraSettings {
             graph_url: "https://graph.microsoft.com".into(),
             login_url: "https://login.microsoftonline.com".into(),
             hard_delete: HardDeletePolicy::Deactivate,
+            group_ids: String::new(),
         }
     }
 }

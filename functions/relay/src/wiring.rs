@@ -8,7 +8,7 @@ use crate::clock::Clock;
 use crate::config::{ConfigError, Settings, SuspendPolicy, TargetProfile};
 use crate::directory::graph::GraphDirectory;
 use crate::directory::okta::OktaDirectory;
-use crate::directory::Directory;
+use crate::directory::{Directory, Scope};
 use crate::envelope::EnvelopeSigner;
 use crate::scim::http::HttpScimTarget;
 use crate::scim::{DryRunTarget, ScimTarget};
@@ -43,7 +43,8 @@ pub fn build_worker(
                 settings.okta.api_token.clone(),
                 timeout,
             )
-            .map_err(|e| ConfigError::Invalid(e.to_string()))?,
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?
+            .with_scope(Scope::new(&settings.okta.app_id, &settings.okta.group_ids)),
         ))
     };
     let entra: Option<Arc<dyn Directory>> = if settings.entra.client_id.is_empty() {
@@ -59,7 +60,8 @@ pub fn build_worker(
                 e.client_secret.clone(),
                 timeout,
             )
-            .map_err(|e| ConfigError::Invalid(e.to_string()))?,
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?
+            .with_groups(Scope::new("", &e.group_ids).group_ids),
         ))
     };
     Ok(Worker::new(WorkerParts {

@@ -291,9 +291,9 @@ impl Worker {
             crate::envelope::Source::Okta => self.okta.as_ref(),
             crate::envelope::Source::Entra => self.entra.as_ref(),
         };
-        let user = match directory {
+        let (user, in_scope) = match directory {
             Some(d) => match d.read_user(user_id).await? {
-                DirectoryRead::Found(u) => *u,
+                DirectoryRead::Found(u) => (*u, d.in_scope(user_id).await?),
                 DirectoryRead::NotFound => return Ok(Truth::Deleted),
                 DirectoryRead::HardDeleted => return Ok(Truth::HardDeleted),
             },
@@ -308,20 +308,27 @@ impl Worker {
                     source = %trigger.source,
                     "no directory credentials configured: using what the event itself carries"
                 );
-                user_from_event(trigger, user_id).ok_or_else(|| {
+                let user = user_from_event(trigger, user_id).ok_or_else(|| {
                     WorkError::Permanent(format!(
                         "no {} directory credentials are configured and the event does not describe the user",
                         trigger.source
                     ))
-                })?
+                })?;
+                (user, true)
             }
         };
-        if self.keep_suspended && user.status == Some(IdpStatus::Suspended) {
+        let mut desired =
+            desired_user(self.profile, &user).map_err(|e| WorkError::Permanent(e.to_string()))?;
+        if !in_scope {
+            // Out of scope is not "not yet": a recorded account is deactivated, and an account
+            // the relay never recorded is someone else's business.
+            desired.active = false;
+            desired.pending = true;
+            desired.lifecycle = format!("{} (out of scope)", desired.lifecycle);
+        } else if self.keep_suspended && user.status == Some(IdpStatus::Suspended) {
             return Ok(Truth::LeaveAsIs);
         }
-        desired_user(self.profile, &user)
-            .map(Truth::Present)
-            .map_err(|e| WorkError::Permanent(e.to_string()))
+        Ok(Truth::Present(desired))
     }
 
     async fn apply(

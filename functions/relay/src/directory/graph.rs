@@ -20,6 +20,8 @@ pub struct GraphDirectory {
     client_id: String,
     client_secret: Secret,
     token: Mutex<Option<(Secret, Instant)>>,
+    /// Entra groups whose (transitive) members are in scope; empty: everyone.
+    group_ids: Vec<String>,
 }
 
 impl std::fmt::Debug for GraphDirectory {
@@ -85,6 +87,7 @@ impl GraphDirectory {
             client_id: client_id.to_string(),
             client_secret,
             token: Mutex::new(None),
+            group_ids: Vec::new(),
         })
     }
 
@@ -131,6 +134,11 @@ impl GraphDirectory {
 }
 
 impl GraphDirectory {
+    pub fn with_groups(mut self, group_ids: Vec<String>) -> Self {
+        self.group_ids = group_ids;
+        self
+    }
+
     /// A user missing from `/users` is soft-deleted (restorable for 30 days, still listed in
     /// `/directory/deletedItems`) or hard-deleted (gone from both).
     async fn deleted_how(
@@ -162,8 +170,50 @@ impl GraphDirectory {
     }
 }
 
+#[derive(Deserialize)]
+struct MemberGroups {
+    value: Vec<String>,
+}
+
 #[async_trait]
 impl Directory for GraphDirectory {
+    /// `checkMemberGroups` answers, in one call, which of the groups the user belongs to,
+    /// transitively.
+    async fn in_scope(&self, user_id: &str) -> Result<bool, DirectoryError> {
+        if self.group_ids.is_empty() {
+            return Ok(true);
+        }
+        let token = self.access_token().await?;
+        let id = percent_encoding::utf8_percent_encode(user_id, percent_encoding::NON_ALPHANUMERIC);
+        let resp = self
+            .http
+            .post(format!(
+                "{}/v1.0/users/{id}/checkMemberGroups",
+                self.graph_url
+            ))
+            .bearer_auth(token.expose())
+            .json(&serde_json::json!({ "groupIds": self.group_ids }))
+            .send()
+            .await
+            .map_err(|e| {
+                DirectoryError::Retryable(format!("Graph: {}", crate::transport_error(e)))
+            })?;
+        match answer("Graph", resp.status().as_u16())? {
+            Answer::Found => {}
+            Answer::NotFound => return Ok(false),
+            Answer::CredentialRejected => {
+                *self.token.lock().await = None;
+                return Err(DirectoryError::Retryable(
+                    "Graph refused checkMemberGroups; grant the app GroupMember.Read.All".into(),
+                ));
+            }
+        }
+        let groups: MemberGroups = resp.json().await.map_err(|e| {
+            DirectoryError::Retryable(format!("Graph group membership is not readable: {e}"))
+        })?;
+        Ok(!groups.value.is_empty())
+    }
+
     async fn read_user(&self, user_id: &str) -> Result<DirectoryRead, DirectoryError> {
         let token = self.access_token().await?;
         let id = percent_encoding::utf8_percent_encode(user_id, percent_encoding::NON_ALPHANUMERIC);

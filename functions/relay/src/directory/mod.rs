@@ -86,6 +86,37 @@ fn answer(idp: &str, status: u16) -> Result<Answer, DirectoryError> {
 #[async_trait]
 pub trait Directory: Send + Sync {
     async fn read_user(&self, user_id: &str) -> Result<DirectoryRead, DirectoryError>;
+
+    /// Whether the user is in the provisioning scope (assigned to the app, or a member of one
+    /// of the groups), read from the directory, never from the event.
+    async fn in_scope(&self, user_id: &str) -> Result<bool, DirectoryError>;
+}
+
+/// Who is provisioned: everyone when nothing is configured; otherwise the users assigned to the
+/// Okta app or members of any of the groups.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Scope {
+    pub app_id: Option<String>,
+    pub group_ids: Vec<String>,
+}
+
+impl Scope {
+    pub fn new(app_id: &str, group_ids: &str) -> Self {
+        let app_id = app_id.trim();
+        Self {
+            app_id: (!app_id.is_empty()).then(|| app_id.to_string()),
+            group_ids: group_ids
+                .split(',')
+                .map(str::trim)
+                .filter(|g| !g.is_empty())
+                .map(str::to_string)
+                .collect(),
+        }
+    }
+
+    pub fn is_everyone(&self) -> bool {
+        self.app_id.is_none() && self.group_ids.is_empty()
+    }
 }
 
 /// Without directory credentials (the local demo) the worker can only use what the event said.
@@ -152,6 +183,15 @@ mod tests {
             answer("Graph", 400),
             Err(DirectoryError::Permanent(_))
         ));
+    }
+
+    #[test]
+    fn scope_is_parsed_from_settings() {
+        assert!(Scope::new("", " ").is_everyone());
+        let s = Scope::new(" 0oa1 ", "00g1, 00g2,,");
+        assert_eq!(s.app_id.as_deref(), Some("0oa1"));
+        assert_eq!(s.group_ids, vec!["00g1".to_string(), "00g2".to_string()]);
+        assert!(!Scope::new("", "g").is_everyone());
     }
 
     #[test]

@@ -5,13 +5,21 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use super::{answer, Answer, Directory, DirectoryError, DirectoryRead, DirectoryUser, IdpStatus};
+use super::{
+    answer, Answer, Directory, DirectoryError, DirectoryRead, DirectoryUser, IdpStatus, Scope,
+};
 use crate::secret::Secret;
 
 pub struct OktaDirectory {
     http: reqwest::Client,
     org_url: String,
     token: Secret,
+    scope: Scope,
+}
+
+#[derive(Deserialize)]
+struct OktaGroup {
+    id: String,
 }
 
 impl std::fmt::Debug for OktaDirectory {
@@ -72,32 +80,70 @@ impl OktaDirectory {
             http,
             org_url: org_url.trim_end_matches('/').to_string(),
             token,
+            scope: Scope::default(),
         })
     }
-}
 
-#[async_trait]
-impl Directory for OktaDirectory {
-    async fn read_user(&self, user_id: &str) -> Result<DirectoryRead, DirectoryError> {
-        let id = percent_encoding::utf8_percent_encode(user_id, percent_encoding::NON_ALPHANUMERIC);
-        let resp = self
-            .http
-            .get(format!("{}/api/v1/users/{id}", self.org_url))
+    pub fn with_scope(mut self, scope: Scope) -> Self {
+        self.scope = scope;
+        self
+    }
+
+    async fn get(&self, path: &str) -> Result<reqwest::Response, DirectoryError> {
+        self.http
+            .get(format!("{}{path}", self.org_url))
             .header("Authorization", format!("SSWS {}", self.token.expose()))
             .header("Accept", "application/json")
             .send()
             .await
-            .map_err(|e| {
-                DirectoryError::Retryable(format!("Okta: {}", crate::transport_error(e)))
+            .map_err(|e| DirectoryError::Retryable(format!("Okta: {}", crate::transport_error(e))))
+    }
+}
+
+fn rejected() -> DirectoryError {
+    DirectoryError::Retryable("Okta rejected the API token; fix okta.api_token".into())
+}
+
+#[async_trait]
+impl Directory for OktaDirectory {
+    async fn in_scope(&self, user_id: &str) -> Result<bool, DirectoryError> {
+        if self.scope.is_everyone() {
+            return Ok(true);
+        }
+        let id = percent_encoding::utf8_percent_encode(user_id, percent_encoding::NON_ALPHANUMERIC);
+        if let Some(app) = &self.scope.app_id {
+            let app =
+                percent_encoding::utf8_percent_encode(app, percent_encoding::NON_ALPHANUMERIC);
+            let resp = self.get(&format!("/api/v1/apps/{app}/users/{id}")).await?;
+            match answer("Okta", resp.status().as_u16())? {
+                Answer::Found => return Ok(true),
+                Answer::NotFound => {}
+                Answer::CredentialRejected => return Err(rejected()),
+            }
+        }
+        if !self.scope.group_ids.is_empty() {
+            let resp = self.get(&format!("/api/v1/users/{id}/groups")).await?;
+            match answer("Okta", resp.status().as_u16())? {
+                Answer::Found => {}
+                // The user is gone: out of scope, and the read of the user says the rest.
+                Answer::NotFound => return Ok(false),
+                Answer::CredentialRejected => return Err(rejected()),
+            }
+            let groups: Vec<OktaGroup> = resp.json().await.map_err(|e| {
+                DirectoryError::Retryable(format!("Okta groups are not readable: {e}"))
             })?;
+            return Ok(groups.iter().any(|g| self.scope.group_ids.contains(&g.id)));
+        }
+        Ok(false)
+    }
+
+    async fn read_user(&self, user_id: &str) -> Result<DirectoryRead, DirectoryError> {
+        let id = percent_encoding::utf8_percent_encode(user_id, percent_encoding::NON_ALPHANUMERIC);
+        let resp = self.get(&format!("/api/v1/users/{id}")).await?;
         match answer("Okta", resp.status().as_u16())? {
             Answer::Found => {}
             Answer::NotFound => return Ok(DirectoryRead::NotFound),
-            Answer::CredentialRejected => {
-                return Err(DirectoryError::Retryable(
-                    "Okta rejected the API token; fix okta.api_token".into(),
-                ))
-            }
+            Answer::CredentialRejected => return Err(rejected()),
         }
         let user: OktaUser = resp
             .json()

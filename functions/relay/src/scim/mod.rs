@@ -28,8 +28,9 @@ pub const PATCH_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 pub struct DesiredUser {
     pub user_name: String,
     pub active: bool,
-    /// Exists in the IdP but is not active yet (Okta STAGED, PROVISIONED): no account is
-    /// created, and an account the relay never recorded is not touched.
+    /// Not to be provisioned yet or any more: not active in the IdP yet (Okta STAGED,
+    /// PROVISIONED) or out of scope. No account is created, and an account the relay never
+    /// recorded is not touched; one it recorded is deactivated.
     pub pending: bool,
     pub attributes: BTreeMap<String, Value>,
     /// The IdP's word for the status, recorded in state.
