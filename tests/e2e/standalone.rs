@@ -1267,3 +1267,95 @@ async fn entra_scope_follows_group_membership() {
     relay.stop().await;
     let _ = std::fs::remove_file(&db_path);
 }
+
+#[tokio::test]
+async fn the_failure_table_end_to_end() {
+    let h = harness(TargetProfile::Datadog).await;
+    let email = "table@example.com";
+    h.idp
+        .set_okta_user("00uTABLE", "ACTIVE", Some(email), "Ta", "Ble", Some("v1"));
+    h.post_okta(
+        &okta_delivery("ft-1", "user.lifecycle.create", "00uTABLE", email),
+        OKTA_SECRET,
+    )
+    .await;
+    h.settle().await;
+    let first_id = h.tenant.user(email).await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // 429 with Datadog's X-RateLimit-Reset: the retry waits that long.
+    h.idp
+        .set_okta_user("00uTABLE", "ACTIVE", Some(email), "Ta", "Ble", Some("v2"));
+    h.proxy.fail_next_with(
+        "PATCH",
+        429,
+        &[
+            ("X-RateLimit-Limit", "100"),
+            ("X-RateLimit-Period", "60"),
+            ("X-RateLimit-Remaining", "0"),
+            ("X-RateLimit-Reset", "1"),
+        ],
+    );
+    h.post_okta(
+        &okta_delivery("ft-2", "user.account.update_profile", "00uTABLE", email),
+        OKTA_SECRET,
+    )
+    .await;
+    h.settle().await;
+    assert_eq!(h.tenant.user(email).await.unwrap()["title"], "v2");
+    let patches: Vec<_> = h
+        .proxy
+        .call_times()
+        .into_iter()
+        .filter(|(m, _)| m == "PATCH")
+        .map(|(_, t)| t)
+        .collect();
+    assert_eq!(patches.len(), 2, "one refused, one retried");
+    assert!(
+        patches[1].duration_since(patches[0]) >= Duration::from_millis(900),
+        "the reset was honoured"
+    );
+
+    // 400: parked in the dead letters with the target's reason, not retried.
+    h.idp
+        .set_okta_user("00uTABLE", "ACTIVE", Some(email), "Ta", "Ble", Some("v3"));
+    h.proxy.fail_next("PATCH", 400);
+    h.post_okta(
+        &okta_delivery("ft-3", "user.account.update_profile", "00uTABLE", email),
+        OKTA_SECRET,
+    )
+    .await;
+    h.settle().await;
+    let reasons = h.relay.db.dead_letter_reasons().await.unwrap();
+    assert_eq!(reasons.len(), 1);
+    assert!(
+        reasons[0].contains("400") && reasons[0].contains("injected"),
+        "{reasons:?}"
+    );
+    assert_eq!(h.proxy.count("PATCH"), 3);
+
+    // 404 on PATCH: the account vanished from the target; the user should have one, so it is
+    // looked up and created again.
+    let deleted = reqwest::Client::new()
+        .delete(format!("{}/Users/{first_id}", h.tenant.base_url))
+        .bearer_auth(&h.tenant.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+    h.idp
+        .set_okta_user("00uTABLE", "ACTIVE", Some(email), "Ta", "Ble", Some("v4"));
+    h.post_okta(
+        &okta_delivery("ft-4", "user.account.update_profile", "00uTABLE", email),
+        OKTA_SECRET,
+    )
+    .await;
+    h.settle().await;
+    let again = h.tenant.user(email).await.expect("re-created");
+    assert_eq!(again["title"], "v4");
+    assert_ne!(again["id"].as_str().unwrap(), first_id);
+    assert_eq!(h.tenant.user_count().await, 1);
+    h.finish().await;
+}

@@ -72,6 +72,7 @@ pub struct ScimProxy {
     pub url: String,
     calls: Arc<Mutex<Vec<(String, String)>>>,
     faults: Arc<Mutex<Vec<Fault>>>,
+    times: Arc<Mutex<Vec<(String, std::time::Instant)>>>,
 }
 
 /// A failure the proxy injects once, for the next request with this method.
@@ -79,6 +80,7 @@ pub struct ScimProxy {
 struct Fault {
     method: String,
     status: u16,
+    headers: Vec<(String, String)>,
     /// Forward the request first (the target acts on it), then answer `status` anyway: the
     /// ambiguous failure of a lost response.
     after_forwarding: bool,
@@ -90,17 +92,20 @@ struct ProxyState {
     http: reqwest::Client,
     calls: Arc<Mutex<Vec<(String, String)>>>,
     faults: Arc<Mutex<Vec<Fault>>>,
+    times: Arc<Mutex<Vec<(String, std::time::Instant)>>>,
 }
 
 impl ScimProxy {
     pub async fn start(tenant: &ScimTenant) -> Self {
         let calls = Arc::new(Mutex::new(Vec::new()));
         let faults = Arc::new(Mutex::new(Vec::new()));
+        let times = Arc::new(Mutex::new(Vec::new()));
         let state = ProxyState {
             upstream: tenant.base_url.clone(),
             http: reqwest::Client::new(),
             calls: calls.clone(),
             faults: faults.clone(),
+            times: times.clone(),
         };
         let app = Router::new().fallback(forward).with_state(state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -110,7 +115,12 @@ impl ScimProxy {
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Self { url, calls, faults }
+        Self {
+            url,
+            calls,
+            faults,
+            times,
+        }
     }
 
     /// The next `method` request is forwarded to the target, but answered with `status`.
@@ -118,17 +128,32 @@ impl ScimProxy {
         self.faults.lock().expect("lock").push(Fault {
             method: method.to_string(),
             status,
+            headers: Vec::new(),
             after_forwarding: true,
         });
     }
 
     /// The next `method` request is answered with `status` and never reaches the target.
     pub fn fail_next(&self, method: &str, status: u16) {
+        self.fail_next_with(method, status, &[]);
+    }
+
+    /// As [`fail_next`](Self::fail_next), with response headers (e.g. Datadog's rate limits).
+    pub fn fail_next_with(&self, method: &str, status: u16, headers: &[(&str, &str)]) {
         self.faults.lock().expect("lock").push(Fault {
             method: method.to_string(),
             status,
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             after_forwarding: false,
         });
+    }
+
+    /// When each call arrived, in order.
+    pub fn call_times(&self) -> Vec<(String, std::time::Instant)> {
+        self.times.lock().expect("lock").clone()
     }
 
     pub fn calls(&self) -> Vec<(String, String)> {
@@ -152,6 +177,11 @@ async fn forward(State(state): State<ProxyState>, req: Request) -> Response {
         .lock()
         .expect("lock")
         .push((parts.method.to_string(), path_and_query.clone()));
+    state
+        .times
+        .lock()
+        .expect("lock")
+        .push((parts.method.to_string(), std::time::Instant::now()));
     let fault = {
         let mut faults = state.faults.lock().expect("lock");
         let at = faults
@@ -159,14 +189,22 @@ async fn forward(State(state): State<ProxyState>, req: Request) -> Response {
             .position(|f| f.method == parts.method.as_str());
         at.map(|i| faults.remove(i))
     };
-    let injected = |status: u16| {
+    let injected = |f: &Fault| {
         let mut r = Response::new(Body::from(r#"{"errors":["injected by the test proxy"]}"#));
-        *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+        *r.status_mut() = StatusCode::from_u16(f.status).unwrap_or(StatusCode::BAD_GATEWAY);
+        for (k, v) in &f.headers {
+            if let (Ok(name), Ok(value)) = (
+                axum::http::HeaderName::from_bytes(k.as_bytes()),
+                axum::http::HeaderValue::from_str(v),
+            ) {
+                r.headers_mut().insert(name, value);
+            }
+        }
         r
     };
     if let Some(f) = &fault {
         if !f.after_forwarding {
-            return injected(f.status);
+            return injected(f);
         }
     }
     let body = to_bytes(body, 4 << 20).await.unwrap_or_default();
@@ -187,8 +225,8 @@ async fn forward(State(state): State<ProxyState>, req: Request) -> Response {
             return r;
         }
     };
-    if let Some(f) = fault {
-        return injected(f.status);
+    if let Some(f) = &fault {
+        return injected(f);
     }
     let status = resp.status();
     let content_type = resp.headers().get("content-type").cloned();
