@@ -522,6 +522,7 @@ async fn dynamodb_state_writes_are_conditional_on_the_version() {
         active: true,
         lifecycle: "ACTIVE".into(),
         invite: None,
+        groups: Default::default(),
         version,
         last_event_at: None,
         updated_at: chrono::Utc::now(),

@@ -1359,3 +1359,141 @@ async fn the_failure_table_end_to_end() {
     assert_eq!(h.tenant.user_count().await, 1);
     h.finish().await;
 }
+
+#[tokio::test]
+async fn okta_group_memberships_are_mirrored_one_member_at_a_time() {
+    let idp = IdpFixture::start().await;
+    let tenant = ScimTenant::fresh();
+    let proxy = ScimProxy::start(&tenant).await;
+    let db_path = std::env::temp_dir().join(format!("scim-relay-e2e-{}.db", uuid::Uuid::new_v4()));
+    let mut s = settings(
+        &idp,
+        &proxy.url,
+        &tenant.token,
+        TargetProfile::Datadog,
+        &db_path,
+    );
+    s.okta.group_ids = "00gENG,00gOPS".into();
+    s.target.sync_groups = true;
+    let relay = standalone::start(s, fast_retries()).await.unwrap();
+    let post = |uuid: &'static str, event_type: &'static str| {
+        let url = format!("http://{}/okta", relay.addr);
+        async move {
+            let body = okta_delivery(uuid, event_type, "00uGRP", "grouped@example.com");
+            let resp = reqwest::Client::new()
+                .post(url)
+                .header("Authorization", OKTA_SECRET)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200);
+        }
+    };
+    idp.set_okta_user(
+        "00uGRP",
+        "ACTIVE",
+        Some("grouped@example.com"),
+        "Grou",
+        "Ped",
+        None,
+    );
+    idp.set_okta_groups("00uGRP", &["00gENG", "00gUNRELATED"]);
+    post("g-1", "user.lifecycle.create").await;
+    assert!(relay.wait_idle(WAIT).await);
+    let uid = tenant.user("grouped@example.com").await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        tenant.group_members("00gENG").await,
+        Some(vec![uid.clone()]),
+        "group created with the user"
+    );
+    assert_eq!(
+        tenant.group_members("00gUNRELATED").await,
+        None,
+        "only configured groups"
+    );
+
+    idp.set_okta_groups("00uGRP", &["00gENG", "00gOPS"]);
+    post("g-2", "group.user_membership.add").await;
+    assert!(relay.wait_idle(WAIT).await);
+    assert_eq!(
+        tenant.group_members("00gOPS").await,
+        Some(vec![uid.clone()])
+    );
+    assert_eq!(
+        tenant.group_members("00gENG").await,
+        Some(vec![uid.clone()])
+    );
+
+    // Nothing changed: no group call.
+    let calls = proxy.calls().len();
+    post("g-3", "user.account.update_profile").await;
+    assert!(relay.wait_idle(WAIT).await);
+    assert_eq!(proxy.calls().len(), calls, "{:?}", &proxy.calls()[calls..]);
+
+    idp.set_okta_groups("00uGRP", &["00gOPS"]);
+    post("g-4", "group.user_membership.remove").await;
+    assert!(relay.wait_idle(WAIT).await);
+    assert_eq!(
+        tenant.group_members("00gENG").await,
+        Some(vec![]),
+        "left, group kept"
+    );
+    assert_eq!(
+        tenant.group_members("00gOPS").await,
+        Some(vec![uid.clone()])
+    );
+    assert_eq!(
+        tenant.user("grouped@example.com").await.unwrap()["active"],
+        true,
+        "still in scope through 00gOPS"
+    );
+    let group_puts = proxy
+        .calls()
+        .iter()
+        .filter(|(m, p)| m == "PUT" && p.contains("/Groups"))
+        .count();
+    assert_eq!(group_puts, 0, "member lists are never replaced");
+    assert_eq!(relay.db.depth().await.unwrap(), (0, 0));
+    relay.stop().await;
+    let _ = std::fs::remove_file(&db_path);
+}
+
+#[tokio::test]
+async fn entra_group_memberships_are_mirrored_with_the_groups_display_names() {
+    let idp = IdpFixture::start().await;
+    let tenant = ScimTenant::fresh();
+    let proxy = ScimProxy::start(&tenant).await;
+    let db_path = std::env::temp_dir().join(format!("scim-relay-e2e-{}.db", uuid::Uuid::new_v4()));
+    let mut s = settings(
+        &idp,
+        &proxy.url,
+        &tenant.token,
+        TargetProfile::Generic,
+        &db_path,
+    );
+    s.entra.group_ids = "grp-a,grp-b".into();
+    s.target.sync_groups = true;
+    let relay = standalone::start(s, fast_retries()).await.unwrap();
+    idp.set_graph_user("e-grp", "Member@contoso.com", true, "Mem Ber", None);
+    idp.set_graph_groups("e-grp", &["grp-b"]);
+    let resp = reqwest::Client::new()
+        .post(format!("http://{}/entra", relay.addr))
+        .json(&graph_notification("e-grp", CLIENT_STATE, 1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    assert!(relay.wait_idle(WAIT).await);
+    let uid = tenant.user("member@contoso.com").await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(tenant.group_members("Entra grp-b").await, Some(vec![uid]));
+    assert_eq!(tenant.group_members("Entra grp-a").await, None);
+    relay.stop().await;
+    let _ = std::fs::remove_file(&db_path);
+}

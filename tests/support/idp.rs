@@ -48,6 +48,7 @@ impl IdpFixture {
             .route("/v1.0/directory/deletedItems/{id}", get(graph_deleted_item))
             .route("/api/v1/apps/{app}/users/{id}", get(okta_app_user))
             .route("/api/v1/users/{id}/groups", get(okta_user_groups))
+            .route("/v1.0/groups/{id}", get(graph_group))
             .route(
                 "/v1.0/users/{id}/checkMemberGroups",
                 post(graph_check_member_groups),
@@ -391,4 +392,17 @@ async fn graph_check_member_groups(
         .filter(|g| member_of.contains(g))
         .collect();
     Json(json!({ "value": value })).into_response()
+}
+
+/// `GET /v1.0/groups/{id}`: every group exists, named after its id.
+async fn graph_group(Path(id): Path<String>, headers: HeaderMap) -> Response {
+    let auth = headers.get("authorization").and_then(|v| v.to_str().ok());
+    if auth != Some(&format!("Bearer {GRAPH_ACCESS_TOKEN}")) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"error": {"code": "InvalidAuthenticationToken"}})),
+        )
+            .into_response();
+    }
+    Json(json!({"id": id, "displayName": format!("Entra {id}")})).into_response()
 }

@@ -58,6 +58,29 @@ impl ScimTenant {
         resources.into_iter().next()
     }
 
+    /// The member ids of the group with this displayName, if the group exists.
+    pub async fn group_members(&self, display_name: &str) -> Option<Vec<String>> {
+        let list: Value = reqwest::Client::new()
+            .get(format!("{}/Groups", self.base_url))
+            .query(&[("filter", format!("displayName eq \"{display_name}\""))])
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .expect("scim2-server reachable")
+            .json()
+            .await
+            .expect("scim2-server answers JSON");
+        let group = list["Resources"].as_array()?.first()?.clone();
+        Some(
+            group["members"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|m| m["value"].as_str().map(str::to_string))
+                .collect(),
+        )
+    }
+
     pub async fn user_count(&self) -> usize {
         self.list(None).await["totalResults"]
             .as_u64()

@@ -152,6 +152,10 @@ pub struct TargetSettings {
     pub token: Secret,
     /// userName (email) of the account that owns `token`. The relay never deactivates it.
     pub credential_owner: String,
+    /// Mirror membership of the configured IdP groups (`okta.group_ids`, `entra.group_ids`) as
+    /// SCIM Groups (Datadog: Teams, once Datadog support has enabled them).
+    #[serde(deserialize_with = "boolean")]
+    pub sync_groups: bool,
     /// How long an invitation sent on create stays valid (Datadog: 48 h).
     #[serde(deserialize_with = "number")]
     pub invite_ttl_hours: u64,
@@ -233,6 +237,7 @@ impl Default for TargetSettings {
             base_url: String::new(),
             token: Secret::default(),
             credential_owner: String::new(),
+            sync_groups: false,
             invite_ttl_hours: 48,
             timeout_seconds: 10,
         }

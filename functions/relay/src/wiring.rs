@@ -78,5 +78,6 @@ pub fn build_worker(
         hard_delete: settings.entra.hard_delete,
         trust_event_content: settings.trusts_event_content(),
         keep_suspended: settings.okta.suspended == SuspendPolicy::Keep,
+        sync_groups: settings.target.sync_groups,
     }))
 }

@@ -13,12 +13,14 @@ use serde_json::json;
 
 use crate::clock::Clock;
 use crate::config::{HardDeletePolicy, TargetProfile};
-use crate::directory::{user_from_event, Directory, DirectoryError, DirectoryRead, IdpStatus};
+use crate::directory::{
+    user_from_event, Directory, DirectoryError, DirectoryRead, IdpStatus, Membership,
+};
 use crate::envelope::{EnvelopeSigner, Subject, Trigger};
 use crate::pii::fingerprint;
 use crate::scim::{
-    desired_user, guard_owner, plan, plan_hard_delete, DesiredUser, PatchOp, ScimError,
-    ScimFailure, ScimPlan, ScimRecord, ScimTarget,
+    desired_user, guard_owner, plan, plan_groups, plan_hard_delete, DesiredUser, PatchOp,
+    ScimError, ScimFailure, ScimPlan, ScimRecord, ScimTarget,
 };
 use crate::state::{
     attributes_hash, InviteState, ProcessedEvent, StateStore, StoreError, UserKey, UserState,
@@ -108,6 +110,7 @@ pub struct Worker {
     hard_delete: HardDeletePolicy,
     trust_event_content: bool,
     keep_suspended: bool,
+    sync_groups: bool,
 }
 
 /// What the directory says of the user.
@@ -140,6 +143,8 @@ pub struct WorkerParts {
     pub trust_event_content: bool,
     /// Leave a suspended user's account as it is instead of deactivating it.
     pub keep_suspended: bool,
+    /// Mirror memberships of the configured groups as SCIM Groups.
+    pub sync_groups: bool,
 }
 
 /// What applying a plan produced: the state to record (if it changed) and the calls made.
@@ -167,6 +172,7 @@ impl Worker {
             hard_delete: p.hard_delete,
             trust_event_content: p.trust_event_content,
             keep_suspended: p.keep_suspended,
+            sync_groups: p.sync_groups,
         }
     }
 
@@ -243,9 +249,13 @@ impl Worker {
                      Move the credential to a service account."
                 );
             }
-            let applied = self
+            let mut applied = self
                 .apply(&plan, desired.as_ref(), recorded.as_ref(), &trigger)
                 .await?;
+            if let (true, Some(user)) = (self.sync_groups, desired.as_ref()) {
+                self.apply_groups(user, recorded.as_ref(), &mut applied)
+                    .await?;
+            }
             let expected = recorded.as_ref().map(|r| r.version);
             match self
                 .store
@@ -291,9 +301,9 @@ impl Worker {
             crate::envelope::Source::Okta => self.okta.as_ref(),
             crate::envelope::Source::Entra => self.entra.as_ref(),
         };
-        let (user, in_scope) = match directory {
+        let (user, membership) = match directory {
             Some(d) => match d.read_user(user_id).await? {
-                DirectoryRead::Found(u) => (*u, d.in_scope(user_id).await?),
+                DirectoryRead::Found(u) => (*u, d.membership(user_id).await?),
                 DirectoryRead::NotFound => return Ok(Truth::Deleted),
                 DirectoryRead::HardDeleted => return Ok(Truth::HardDeleted),
             },
@@ -314,12 +324,19 @@ impl Worker {
                         trigger.source
                     ))
                 })?;
-                (user, true)
+                (user, Membership::everyone())
             }
         };
         let mut desired =
             desired_user(self.profile, &user).map_err(|e| WorkError::Permanent(e.to_string()))?;
-        if !in_scope {
+        if self.sync_groups {
+            desired.groups = membership
+                .groups
+                .into_iter()
+                .map(|g| (g.id, g.name))
+                .collect();
+        }
+        if !membership.in_scope {
             // Out of scope is not "not yet": a recorded account is deactivated, and an account
             // the relay never recorded is someone else's business.
             desired.active = false;
@@ -354,6 +371,7 @@ impl Worker {
             active,
             lifecycle: user.lifecycle.clone(),
             invite: recorded.and_then(|r| r.invite.clone()),
+            groups: recorded.map(|r| r.groups.clone()).unwrap_or_default(),
             version: recorded.map_or(1, |r| r.version + 1),
             last_event_at: latest(recorded.and_then(|r| r.last_event_at), trigger.published),
             updated_at: now,
@@ -467,6 +485,54 @@ impl Worker {
                 })
             }
         }
+    }
+
+    /// Mirrors the user's memberships of the configured groups: joins only with an active
+    /// account (creating the SCIM group when absent), leaves one membership at a time.
+    async fn apply_groups(
+        &self,
+        user: &DesiredUser,
+        recorded: Option<&UserState>,
+        applied: &mut Applied,
+    ) -> Result<(), WorkError> {
+        // The state after the user's own plan, or the recorded one when that changed nothing.
+        let mut state = match (&applied.state, recorded) {
+            (Some(s), _) => s.clone(),
+            (None, Some(r)) => {
+                let mut s = r.clone();
+                s.version += 1;
+                s.updated_at = self.clock.now();
+                s
+            }
+            (None, None) => return Ok(()),
+        };
+        let Some(member) = state.scim_id.clone() else {
+            return Ok(());
+        };
+        let groups = plan_groups(user, &state.groups, state.active);
+        if groups.is_empty() {
+            return Ok(());
+        }
+        for (idp_group, name) in groups.join {
+            let scim_group = match self.target.find_group(&name).await? {
+                Some(id) => id,
+                None => {
+                    applied.calls += 1;
+                    self.target.create_group(&name).await?
+                }
+            };
+            self.target.add_member(&scim_group, &member).await?;
+            applied.calls += 2;
+            state.groups.insert(idp_group, scim_group);
+        }
+        for (idp_group, scim_group) in groups.leave {
+            self.target.remove_member(&scim_group, &member).await?;
+            applied.calls += 1;
+            state.groups.remove(&idp_group);
+        }
+        applied.writes += 1;
+        applied.state = Some(state);
+        Ok(())
     }
 
     /// Look-up-first create: adopt an existing account (by userName), create otherwise, and

@@ -7,7 +7,10 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use tokio::sync::Mutex;
 
-use super::{answer, Answer, Directory, DirectoryError, DirectoryRead, DirectoryUser, IdpStatus};
+use super::{
+    answer, Answer, Directory, DirectoryError, DirectoryGroup, DirectoryRead, DirectoryUser,
+    IdpStatus, Membership,
+};
 use crate::secret::Secret;
 
 const SELECT: &str = "id,userPrincipalName,mail,givenName,surname,displayName,jobTitle,accountEnabled,employeeId,department";
@@ -22,6 +25,14 @@ pub struct GraphDirectory {
     token: Mutex<Option<(Secret, Instant)>>,
     /// Entra groups whose (transitive) members are in scope; empty: everyone.
     group_ids: Vec<String>,
+    group_names: Mutex<std::collections::HashMap<String, String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct GraphGroup {
+    #[serde(default)]
+    display_name: Option<String>,
 }
 
 impl std::fmt::Debug for GraphDirectory {
@@ -88,6 +99,7 @@ impl GraphDirectory {
             client_secret,
             token: Mutex::new(None),
             group_ids: Vec::new(),
+            group_names: Mutex::new(std::collections::HashMap::new()),
         })
     }
 
@@ -139,6 +151,48 @@ impl GraphDirectory {
         self
     }
 
+    /// A group's displayName, fetched once per process.
+    async fn group_name(&self, group_id: &str, token: &Secret) -> Result<String, DirectoryError> {
+        if let Some(name) = self.group_names.lock().await.get(group_id) {
+            return Ok(name.clone());
+        }
+        let id =
+            percent_encoding::utf8_percent_encode(group_id, percent_encoding::NON_ALPHANUMERIC);
+        let resp = self
+            .http
+            .get(format!("{}/v1.0/groups/{id}", self.graph_url))
+            .query(&[("$select", "id,displayName")])
+            .bearer_auth(token.expose())
+            .send()
+            .await
+            .map_err(|e| {
+                DirectoryError::Retryable(format!("Graph: {}", crate::transport_error(e)))
+            })?;
+        match answer("Graph", resp.status().as_u16())? {
+            Answer::Found => {}
+            Answer::NotFound => {
+                return Err(DirectoryError::Permanent(format!(
+                    "Graph group {group_id} does not exist"
+                )))
+            }
+            Answer::CredentialRejected => {
+                return Err(DirectoryError::Retryable(
+                    "Graph refused to read a group; grant the app GroupMember.Read.All".into(),
+                ))
+            }
+        }
+        let group: GraphGroup = resp
+            .json()
+            .await
+            .map_err(|e| DirectoryError::Retryable(format!("Graph group is not readable: {e}")))?;
+        let name = group.display_name.unwrap_or_else(|| group_id.to_string());
+        self.group_names
+            .lock()
+            .await
+            .insert(group_id.to_string(), name.clone());
+        Ok(name)
+    }
+
     /// A user missing from `/users` is soft-deleted (restorable for 30 days, still listed in
     /// `/directory/deletedItems`) or hard-deleted (gone from both).
     async fn deleted_how(
@@ -179,9 +233,9 @@ struct MemberGroups {
 impl Directory for GraphDirectory {
     /// `checkMemberGroups` answers, in one call, which of the groups the user belongs to,
     /// transitively.
-    async fn in_scope(&self, user_id: &str) -> Result<bool, DirectoryError> {
+    async fn membership(&self, user_id: &str) -> Result<Membership, DirectoryError> {
         if self.group_ids.is_empty() {
-            return Ok(true);
+            return Ok(Membership::everyone());
         }
         let token = self.access_token().await?;
         let id = percent_encoding::utf8_percent_encode(user_id, percent_encoding::NON_ALPHANUMERIC);
@@ -200,7 +254,12 @@ impl Directory for GraphDirectory {
             })?;
         match answer("Graph", resp.status().as_u16())? {
             Answer::Found => {}
-            Answer::NotFound => return Ok(false),
+            Answer::NotFound => {
+                return Ok(Membership {
+                    in_scope: false,
+                    groups: Vec::new(),
+                })
+            }
             Answer::CredentialRejected => {
                 *self.token.lock().await = None;
                 return Err(DirectoryError::Retryable(
@@ -208,10 +267,18 @@ impl Directory for GraphDirectory {
                 ));
             }
         }
-        let groups: MemberGroups = resp.json().await.map_err(|e| {
+        let member_of: MemberGroups = resp.json().await.map_err(|e| {
             DirectoryError::Retryable(format!("Graph group membership is not readable: {e}"))
         })?;
-        Ok(!groups.value.is_empty())
+        let mut groups = Vec::new();
+        for group_id in member_of.value {
+            let name = self.group_name(&group_id, &token).await?;
+            groups.push(DirectoryGroup { id: group_id, name });
+        }
+        Ok(Membership {
+            in_scope: !groups.is_empty(),
+            groups,
+        })
     }
 
     async fn read_user(&self, user_id: &str) -> Result<DirectoryRead, DirectoryError> {

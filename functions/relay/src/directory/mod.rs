@@ -88,8 +88,32 @@ pub trait Directory: Send + Sync {
     async fn read_user(&self, user_id: &str) -> Result<DirectoryRead, DirectoryError>;
 
     /// Whether the user is in the provisioning scope (assigned to the app, or a member of one
-    /// of the groups), read from the directory, never from the event.
-    async fn in_scope(&self, user_id: &str) -> Result<bool, DirectoryError>;
+    /// of the configured groups), and which of those groups they are in: read from the
+    /// directory, never from the event.
+    async fn membership(&self, user_id: &str) -> Result<Membership, DirectoryError>;
+}
+
+/// A configured IdP group the user belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectoryGroup {
+    pub id: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Membership {
+    pub in_scope: bool,
+    /// The configured groups the user is a member of.
+    pub groups: Vec<DirectoryGroup>,
+}
+
+impl Membership {
+    pub fn everyone() -> Self {
+        Self {
+            in_scope: true,
+            groups: Vec::new(),
+        }
+    }
 }
 
 /// Who is provisioned: everyone when nothing is configured; otherwise the users assigned to the

@@ -6,7 +6,8 @@ use async_trait::async_trait;
 use serde::Deserialize;
 
 use super::{
-    answer, Answer, Directory, DirectoryError, DirectoryRead, DirectoryUser, IdpStatus, Scope,
+    answer, Answer, Directory, DirectoryError, DirectoryGroup, DirectoryRead, DirectoryUser,
+    IdpStatus, Membership, Scope,
 };
 use crate::secret::Secret;
 
@@ -20,6 +21,14 @@ pub struct OktaDirectory {
 #[derive(Deserialize)]
 struct OktaGroup {
     id: String,
+    #[serde(default)]
+    profile: OktaGroupProfile,
+}
+
+#[derive(Deserialize, Default)]
+struct OktaGroupProfile {
+    #[serde(default)]
+    name: Option<String>,
 }
 
 impl std::fmt::Debug for OktaDirectory {
@@ -106,35 +115,48 @@ fn rejected() -> DirectoryError {
 
 #[async_trait]
 impl Directory for OktaDirectory {
-    async fn in_scope(&self, user_id: &str) -> Result<bool, DirectoryError> {
+    async fn membership(&self, user_id: &str) -> Result<Membership, DirectoryError> {
         if self.scope.is_everyone() {
-            return Ok(true);
+            return Ok(Membership::everyone());
         }
         let id = percent_encoding::utf8_percent_encode(user_id, percent_encoding::NON_ALPHANUMERIC);
+        let mut assigned = false;
         if let Some(app) = &self.scope.app_id {
             let app =
                 percent_encoding::utf8_percent_encode(app, percent_encoding::NON_ALPHANUMERIC);
             let resp = self.get(&format!("/api/v1/apps/{app}/users/{id}")).await?;
             match answer("Okta", resp.status().as_u16())? {
-                Answer::Found => return Ok(true),
+                Answer::Found => assigned = true,
                 Answer::NotFound => {}
                 Answer::CredentialRejected => return Err(rejected()),
             }
         }
+        let mut groups = Vec::new();
         if !self.scope.group_ids.is_empty() {
             let resp = self.get(&format!("/api/v1/users/{id}/groups")).await?;
             match answer("Okta", resp.status().as_u16())? {
-                Answer::Found => {}
+                Answer::Found => {
+                    let all: Vec<OktaGroup> = resp.json().await.map_err(|e| {
+                        DirectoryError::Retryable(format!("Okta groups are not readable: {e}"))
+                    })?;
+                    groups = all
+                        .into_iter()
+                        .filter(|g| self.scope.group_ids.contains(&g.id))
+                        .map(|g| DirectoryGroup {
+                            name: g.profile.name.unwrap_or_else(|| g.id.clone()),
+                            id: g.id,
+                        })
+                        .collect();
+                }
                 // The user is gone: out of scope, and the read of the user says the rest.
-                Answer::NotFound => return Ok(false),
+                Answer::NotFound => {}
                 Answer::CredentialRejected => return Err(rejected()),
             }
-            let groups: Vec<OktaGroup> = resp.json().await.map_err(|e| {
-                DirectoryError::Retryable(format!("Okta groups are not readable: {e}"))
-            })?;
-            return Ok(groups.iter().any(|g| self.scope.group_ids.contains(&g.id)));
         }
-        Ok(false)
+        Ok(Membership {
+            in_scope: assigned || !groups.is_empty(),
+            groups,
+        })
     }
 
     async fn read_user(&self, user_id: &str) -> Result<DirectoryRead, DirectoryError> {

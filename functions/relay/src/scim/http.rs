@@ -27,6 +27,7 @@ pub struct HttpScimTarget {
     base_url: String,
     token: Secret,
     content_type: &'static str,
+    profile: TargetProfile,
 }
 
 impl std::fmt::Debug for HttpScimTarget {
@@ -54,6 +55,7 @@ impl HttpScimTarget {
             base_url: base_url.trim_end_matches('/').to_string(),
             token,
             // Datadog documents application/json; RFC 7644 clients send application/scim+json.
+            profile,
             content_type: match profile {
                 TargetProfile::Generic => "application/scim+json",
                 _ => "application/json",
@@ -130,6 +132,11 @@ impl HttpScimTarget {
     }
 }
 
+/// A value inside a double-quoted SCIM filter string.
+fn quote(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
@@ -188,6 +195,89 @@ impl ScimTarget for HttpScimTarget {
             .send(reqwest::Method::POST, "/Users", &[], Some(resource))
             .await?;
         record(&parse(&text)?).ok_or_else(|| ScimError::transport("create answered without an id"))
+    }
+
+    async fn find_group(&self, display_name: &str) -> Result<Option<String>, ScimError> {
+        let filter = format!("displayName eq \"{}\"", quote(display_name));
+        let (_, text) = self
+            .send(
+                reqwest::Method::GET,
+                "/Groups",
+                &[("filter", &filter), ("startIndex", "1"), ("count", "2")],
+                None,
+            )
+            .await?;
+        let list = parse(&text)?;
+        Ok(list
+            .get("Resources")
+            .and_then(Value::as_array)
+            .and_then(|r| r.first())
+            .and_then(|g| g.get("id"))
+            .and_then(Value::as_str)
+            .map(str::to_string))
+    }
+
+    async fn create_group(&self, display_name: &str) -> Result<String, ScimError> {
+        let group = serde_json::json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+            "displayName": display_name,
+            "members": []
+        });
+        match self
+            .send(reqwest::Method::POST, "/Groups", &[], Some(&group))
+            .await
+        {
+            Ok((_, text)) => parse(&text)?
+                .get("id")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .ok_or_else(|| ScimError::transport("group create answered without an id")),
+            // Created meanwhile (or before): use it.
+            Err(e)
+                if e.failure == super::ScimFailure::Conflict
+                    || e.failure == super::ScimFailure::Retryable =>
+            {
+                self.find_group(display_name).await?.ok_or(e)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn add_member(&self, group_id: &str, user_id: &str) -> Result<(), ScimError> {
+        let member = serde_json::json!([{ "value": user_id }]);
+        // Datadog documents the path-less form; RFC 7644 providers take `path: members`.
+        let body = match self.profile {
+            TargetProfile::Datadog => serde_json::json!({
+                "schemas": [super::PATCH_SCHEMA],
+                "Operations": [{ "op": "add", "value": { "members": member } }]
+            }),
+            _ => patch_body(&[PatchOp::add("members", member)]),
+        };
+        let path = format!(
+            "/Groups/{}",
+            percent_encoding::utf8_percent_encode(group_id, PATH_SEGMENT)
+        );
+        self.send(reqwest::Method::PATCH, &path, &[], Some(&body))
+            .await?;
+        Ok(())
+    }
+
+    async fn remove_member(&self, group_id: &str, user_id: &str) -> Result<(), ScimError> {
+        let op = PatchOp::remove(format!("members[value eq \"{}\"]", quote(user_id)));
+        let path = format!(
+            "/Groups/{}",
+            percent_encoding::utf8_percent_encode(group_id, PATH_SEGMENT)
+        );
+        match self
+            .send(reqwest::Method::PATCH, &path, &[], Some(&patch_body(&[op])))
+            .await
+        {
+            Ok(_) => Ok(()),
+            // Not a member any more, or no such group: the removal is done (RFC 7644 §3.5.2.2).
+            Err(e) if e.failure == super::ScimFailure::NotFound => Ok(()),
+            Err(e) if e.status == Some(400) && e.detail.contains("noTarget") => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     async fn delete_user(&self, id: &str) -> Result<(), ScimError> {

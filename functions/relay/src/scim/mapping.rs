@@ -103,6 +103,7 @@ pub fn desired_user(
         active,
         pending: user.status == Some(IdpStatus::Pending),
         attributes,
+        groups: BTreeMap::new(),
         lifecycle: user.raw_status.clone(),
     })
 }

@@ -15,7 +15,9 @@ use serde_json::{json, Map, Value};
 
 pub use error::{ScimError, ScimFailure};
 pub use mapping::desired_user;
-pub use plan::{guard_owner, plan, plan_hard_delete, ScimPlan, OWNER_PROTECTED};
+pub use plan::{
+    guard_owner, plan, plan_groups, plan_hard_delete, GroupPlan, ScimPlan, OWNER_PROTECTED,
+};
 pub use target::{DryRunTarget, ScimRecord, ScimTarget};
 
 pub const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
@@ -33,6 +35,9 @@ pub struct DesiredUser {
     /// recorded is not touched; one it recorded is deactivated.
     pub pending: bool,
     pub attributes: BTreeMap<String, Value>,
+    /// The configured IdP groups the user is in (IdP group id → display name), when group
+    /// sync is on.
+    pub groups: BTreeMap<String, String>,
     /// The IdP's word for the status, recorded in state.
     pub lifecycle: String,
 }
@@ -97,6 +102,14 @@ impl PatchOp {
         }
     }
 
+    pub fn add(path: impl Into<String>, value: Value) -> Self {
+        Self {
+            op: PatchKind::Add,
+            path: path.into(),
+            value: Some(value),
+        }
+    }
+
     pub fn remove(path: impl Into<String>) -> Self {
         Self {
             op: PatchKind::Remove,
@@ -127,6 +140,7 @@ mod tests {
                 ("name.familyName".into(), json!("B")),
                 (format!("{ENTERPRISE_SCHEMA}:department"), json!("Ops")),
             ]),
+            groups: BTreeMap::new(),
             lifecycle: "ACTIVE".into(),
         };
         let r = user.to_resource();

@@ -1,6 +1,8 @@
 //! Planning: compare what the user should be with what was last applied, and decide the fewest
 //! SCIM calls that converge the target. Pure: no I/O.
 
+use std::collections::BTreeMap;
+
 use serde_json::{json, Value};
 
 use super::{DesiredUser, PatchOp};
@@ -98,6 +100,44 @@ pub fn plan(
     }
 }
 
+/// Group membership changes for one user: IdP groups to join (id, display name) and SCIM
+/// groups to leave (IdP id, SCIM group id). Memberships are only added once the user has an
+/// active account; they are left one by one, never by replacing a member list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GroupPlan {
+    pub join: Vec<(String, String)>,
+    pub leave: Vec<(String, String)>,
+}
+
+impl GroupPlan {
+    pub fn is_empty(&self) -> bool {
+        self.join.is_empty() && self.leave.is_empty()
+    }
+}
+
+pub fn plan_groups(
+    desired: &DesiredUser,
+    applied: &BTreeMap<String, String>,
+    account_active: bool,
+) -> GroupPlan {
+    let join = if account_active {
+        desired
+            .groups
+            .iter()
+            .filter(|(id, _)| !applied.contains_key(*id))
+            .map(|(id, name)| (id.clone(), name.clone()))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let leave = applied
+        .iter()
+        .filter(|(id, _)| !desired.groups.contains_key(*id))
+        .map(|(id, scim_id)| (id.clone(), scim_id.clone()))
+        .collect();
+    GroupPlan { join, leave }
+}
+
 /// Why a plan was dropped by [`guard_owner`].
 pub const OWNER_PROTECTED: &str = "the owner of the target's credential is never deactivated";
 
@@ -158,7 +198,6 @@ fn diff(profile: TargetProfile, state: &UserState, user: &DesiredUser) -> Vec<Pa
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
 
     use chrono::Utc;
 
@@ -178,6 +217,7 @@ mod tests {
             active,
             pending: false,
             attributes,
+            groups: BTreeMap::new(),
             lifecycle: "ACTIVE".into(),
         }
     }
@@ -191,6 +231,7 @@ mod tests {
             active: u.active,
             lifecycle: u.lifecycle.clone(),
             invite: None,
+            groups: Default::default(),
             version: 1,
             last_event_at: None,
             updated_at: Utc::now(),
@@ -198,6 +239,32 @@ mod tests {
     }
 
     const P: TargetProfile = TargetProfile::Datadog;
+
+    #[test]
+    fn group_plans_join_and_leave_one_by_one_and_only_with_an_active_account() {
+        let mut u = user(true, None);
+        u.groups = BTreeMap::from([
+            ("g1".to_string(), "Eng".to_string()),
+            ("g2".to_string(), "Ops".to_string()),
+        ]);
+        let applied = BTreeMap::from([
+            ("g2".to_string(), "scim-g2".to_string()),
+            ("g3".to_string(), "scim-g3".to_string()),
+        ]);
+        let p = plan_groups(&u, &applied, true);
+        assert_eq!(p.join, vec![("g1".to_string(), "Eng".to_string())]);
+        assert_eq!(p.leave, vec![("g3".to_string(), "scim-g3".to_string())]);
+        // Nothing changes twice.
+        let after = BTreeMap::from([
+            ("g1".to_string(), "scim-g1".to_string()),
+            ("g2".to_string(), "scim-g2".to_string()),
+        ]);
+        assert!(plan_groups(&u, &after, true).is_empty());
+        // Without an active account: leave, but never join.
+        let p = plan_groups(&u, &applied, false);
+        assert!(p.join.is_empty());
+        assert_eq!(p.leave.len(), 1);
+    }
 
     #[test]
     fn a_new_active_user_is_created() {

@@ -26,6 +26,15 @@ pub trait ScimTarget: Send + Sync {
     async fn patch_user(&self, id: &str, ops: &[PatchOp]) -> Result<(), ScimError>;
     /// `DELETE /Users/{id}`; a 404 (already gone) is success.
     async fn delete_user(&self, id: &str) -> Result<(), ScimError>;
+    /// `GET /Groups?filter=displayName eq "…"`: the group's id.
+    async fn find_group(&self, display_name: &str) -> Result<Option<String>, ScimError>;
+    /// `POST /Groups` with no members: the new group's id.
+    async fn create_group(&self, display_name: &str) -> Result<String, ScimError>;
+    /// `PATCH /Groups/{id}` adding one member (adding a present member changes nothing).
+    async fn add_member(&self, group_id: &str, user_id: &str) -> Result<(), ScimError>;
+    /// `PATCH /Groups/{id}` removing one member; "not a member" (noTarget) and a gone group
+    /// are success.
+    async fn remove_member(&self, group_id: &str, user_id: &str) -> Result<(), ScimError>;
 }
 
 /// Sends nothing: prints each request it would send, and remembers the users it "created" so
@@ -85,6 +94,47 @@ impl ScimTarget for DryRunTarget {
 
     async fn patch_user(&self, id: &str, ops: &[PatchOp]) -> Result<(), ScimError> {
         Self::print("PATCH", &format!("/Users/{id}"), Some(&patch_body(ops)));
+        Ok(())
+    }
+
+    async fn find_group(&self, display_name: &str) -> Result<Option<String>, ScimError> {
+        Self::print(
+            "GET",
+            &format!("/Groups?filter=displayName eq \"{display_name}\""),
+            None,
+        );
+        Ok(None)
+    }
+
+    async fn create_group(&self, display_name: &str) -> Result<String, ScimError> {
+        Self::print(
+            "POST",
+            "/Groups",
+            Some(&serde_json::json!({ "displayName": display_name, "members": [] })),
+        );
+        Ok(format!(
+            "dry-run-group-{}",
+            &hex::encode(Sha256::digest(display_name.as_bytes()))[..12]
+        ))
+    }
+
+    async fn add_member(&self, group_id: &str, user_id: &str) -> Result<(), ScimError> {
+        let op = PatchOp::add("members", serde_json::json!([{ "value": user_id }]));
+        Self::print(
+            "PATCH",
+            &format!("/Groups/{group_id}"),
+            Some(&patch_body(&[op])),
+        );
+        Ok(())
+    }
+
+    async fn remove_member(&self, group_id: &str, user_id: &str) -> Result<(), ScimError> {
+        let op = PatchOp::remove(format!("members[value eq \"{user_id}\"]"));
+        Self::print(
+            "PATCH",
+            &format!("/Groups/{group_id}"),
+            Some(&patch_body(&[op])),
+        );
         Ok(())
     }
 

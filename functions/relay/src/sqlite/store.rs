@@ -127,6 +127,7 @@ mod tests {
             active: true,
             lifecycle: "ACTIVE".into(),
             invite: None,
+            groups: Default::default(),
             version,
             last_event_at: None,
             updated_at: Utc::now(),

@@ -48,6 +48,9 @@ pub struct UserState {
     pub lifecycle: String,
     #[serde(default)]
     pub invite: Option<InviteState>,
+    /// Group memberships applied on the target: IdP group id → SCIM group id.
+    #[serde(default)]
+    pub groups: BTreeMap<String, String>,
     /// Incremented on every write; writes are conditional on the previous value.
     pub version: u64,
     #[serde(default)]
