@@ -1497,3 +1497,130 @@ async fn entra_group_memberships_are_mirrored_with_the_groups_display_names() {
     relay.stop().await;
     let _ = std::fs::remove_file(&db_path);
 }
+
+#[tokio::test]
+async fn the_datadog_profile_against_a_target_that_behaves_as_datadog_documents() {
+    use scim_relay_e2e::datadog::{DatadogFixture, DATADOG_TOKEN};
+    let idp = IdpFixture::start().await;
+    let dd = DatadogFixture::start().await;
+    let db_path = std::env::temp_dir().join(format!("scim-relay-e2e-{}.db", uuid::Uuid::new_v4()));
+    let mut s = settings(
+        &idp,
+        &dd.base_url,
+        DATADOG_TOKEN,
+        TargetProfile::Datadog,
+        &db_path,
+    );
+    s.entra.hard_delete = scim_relay::config::HardDeletePolicy::Delete;
+    let relay = standalone::start(s, fast_retries()).await.unwrap();
+    let post = |body: Value| {
+        let url = format!("http://{}/okta", relay.addr);
+        async move {
+            let resp = reqwest::Client::new()
+                .post(url)
+                .header("Authorization", OKTA_SECRET)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200);
+        }
+    };
+    let email = "Dana.Dog@Example.com";
+    idp.set_okta_user("00uDD", "ACTIVE", Some(email), "Dana", "Dog", Some("SRE"));
+
+    // Rate limited on the first look-up: Datadog's 429 with X-RateLimit-Reset, then through.
+    dd.throttle_next("GET");
+    post(okta_delivery(
+        "dd-1",
+        "user.lifecycle.create",
+        "00uDD",
+        email,
+    ))
+    .await;
+    assert!(relay.wait_idle(WAIT).await);
+    let user = dd.user("dana.dog@example.com").expect("created");
+    assert_eq!(user["name"]["formatted"], "Dana Dog");
+    assert!(
+        user["name"].get("givenName").is_none(),
+        "name.formatted only"
+    );
+    assert_eq!(user["emails"][0]["type"], "work");
+    assert_eq!(dd.requests("GET"), 2, "the throttled look-up was retried");
+
+    // Profile change, reactivation and deactivation all stay within add/replace.
+    idp.set_okta_user("00uDD", "ACTIVE", Some(email), "Dana", "Dog", None);
+    post(okta_delivery(
+        "dd-2",
+        "user.account.update_profile",
+        "00uDD",
+        email,
+    ))
+    .await;
+    assert!(relay.wait_idle(WAIT).await);
+    assert_eq!(
+        dd.user("dana.dog@example.com").unwrap()["title"],
+        "",
+        "a cleared title is blanked, not removed"
+    );
+    idp.set_okta_user("00uDD", "DEPROVISIONED", Some(email), "Dana", "Dog", None);
+    post(okta_delivery(
+        "dd-3",
+        "user.lifecycle.deactivate",
+        "00uDD",
+        email,
+    ))
+    .await;
+    assert!(relay.wait_idle(WAIT).await);
+    assert_eq!(dd.user("dana.dog@example.com").unwrap()["active"], false);
+    idp.set_okta_user("00uDD", "ACTIVE", Some(email), "Dana", "Dog", None);
+    post(okta_delivery(
+        "dd-4",
+        "user.lifecycle.reactivate",
+        "00uDD",
+        email,
+    ))
+    .await;
+    assert!(relay.wait_idle(WAIT).await);
+    assert_eq!(dd.user("dana.dog@example.com").unwrap()["active"], true);
+    assert_eq!(
+        relay.db.depth().await.unwrap(),
+        (0, 0),
+        "nothing dead-lettered: {:?}",
+        relay.db.dead_letter_reasons().await
+    );
+
+    // An account that already exists for the address: looked up first and adopted.
+    idp.set_okta_user(
+        "00uDD2",
+        "ACTIVE",
+        Some("second@example.com"),
+        "Sec",
+        "Ond",
+        None,
+    );
+    let second = serde_json::json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "second@example.com", "active": true});
+    let made = reqwest::Client::new()
+        .post(format!("{}/Users", dd.base_url))
+        .bearer_auth(DATADOG_TOKEN)
+        .json(&second)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(made.status(), 201);
+    post(okta_delivery(
+        "dd-5",
+        "user.lifecycle.create",
+        "00uDD2",
+        "second@example.com",
+    ))
+    .await;
+    assert!(relay.wait_idle(WAIT).await);
+    assert_eq!(dd.user_count(), 2, "adopted, not duplicated");
+    assert_eq!(
+        dd.user("second@example.com").unwrap()["name"]["formatted"],
+        "Sec Ond"
+    );
+    relay.stop().await;
+    let _ = std::fs::remove_file(&db_path);
+}

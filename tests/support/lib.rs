@@ -3,6 +3,7 @@
 //! proxy in front of scim2-server, and payload builders.
 
 pub mod aws;
+pub mod datadog;
 pub mod idp;
 pub mod payloads;
 pub mod scim;
