@@ -1624,3 +1624,78 @@ async fn the_datadog_profile_against_a_target_that_behaves_as_datadog_documents(
     relay.stop().await;
     let _ = std::fs::remove_file(&db_path);
 }
+
+#[tokio::test]
+async fn roles_are_sent_and_without_a_directory_an_older_event_changes_nothing() {
+    use scim_relay_e2e::datadog::{DatadogFixture, DATADOG_TOKEN};
+    use scim_relay_e2e::payloads::okta_delivery_at;
+    let idp = IdpFixture::start().await;
+    let dd = DatadogFixture::start().await;
+    let db_path = std::env::temp_dir().join(format!("scim-relay-e2e-{}.db", uuid::Uuid::new_v4()));
+    let mut s = settings(
+        &idp,
+        &dd.base_url,
+        DATADOG_TOKEN,
+        TargetProfile::Datadog,
+        &db_path,
+    );
+    s.target.role_ids = "role-uuid-1, role-uuid-2".into();
+    // No directory: the events are the only truth (opted into knowingly).
+    s.okta.api_token = Secret::default();
+    s.okta.use_event_content = true;
+    let relay = standalone::start(s, fast_retries()).await.unwrap();
+    let post = |body: Value| {
+        let url = format!("http://{}/okta", relay.addr);
+        async move {
+            let resp = reqwest::Client::new()
+                .post(url)
+                .header("Authorization", OKTA_SECRET)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200);
+        }
+    };
+    post(okta_delivery_at(
+        "o-1",
+        "user.lifecycle.create",
+        "00uORD",
+        "ordered@example.com",
+        "2026-11-29T10:00:00Z",
+    ))
+    .await;
+    assert!(relay.wait_idle(WAIT).await);
+    let user = dd
+        .user("ordered@example.com")
+        .expect("created from the event");
+    assert_eq!(
+        user["roles"],
+        serde_json::json!([{"value": "role-uuid-1"}, {"value": "role-uuid-2"}])
+    );
+
+    post(okta_delivery_at(
+        "o-3",
+        "user.lifecycle.deactivate",
+        "00uORD",
+        "ordered@example.com",
+        "2026-11-29T10:05:00Z",
+    ))
+    .await;
+    assert!(relay.wait_idle(WAIT).await);
+    assert_eq!(dd.user("ordered@example.com").unwrap()["active"], false);
+    // A late delivery of an earlier activation must not undo the deactivation.
+    post(okta_delivery_at(
+        "o-2",
+        "user.lifecycle.activate",
+        "00uORD",
+        "ordered@example.com",
+        "2026-11-29T10:01:00Z",
+    ))
+    .await;
+    assert!(relay.wait_idle(WAIT).await);
+    assert_eq!(dd.user("ordered@example.com").unwrap()["active"], false);
+    assert_eq!(idp.total_reads(), 0, "no directory was read");
+    relay.stop().await;
+    let _ = std::fs::remove_file(&db_path);
+}

@@ -4,6 +4,23 @@ use serde_json::{json, Value};
 
 /// An Okta event hook delivery with one event about one user.
 pub fn okta_delivery(event_uuid: &str, event_type: &str, user_id: &str, email: &str) -> Value {
+    okta_delivery_at(
+        event_uuid,
+        event_type,
+        user_id,
+        email,
+        "2026-08-20T14:02:09.870Z",
+    )
+}
+
+/// The same, published at a given time.
+pub fn okta_delivery_at(
+    event_uuid: &str,
+    event_type: &str,
+    user_id: &str,
+    email: &str,
+    published: &str,
+) -> Value {
     json!({
         "eventType": "com.okta.event_hook",
         "eventTypeVersion": "1.0",
@@ -14,7 +31,7 @@ pub fn okta_delivery(event_uuid: &str, event_type: &str, user_id: &str, email: &
         "contentType": "application/json",
         "data": {"events": [{
             "uuid": event_uuid,
-            "published": "2026-08-20T14:02:09.870Z",
+            "published": published,
             "eventType": event_type,
             "version": "0",
             "severity": "INFO",

@@ -156,6 +156,9 @@ pub struct TargetSettings {
     /// SCIM Groups (Datadog: Teams, once Datadog support has enabled them).
     #[serde(deserialize_with = "boolean")]
     pub sync_groups: bool,
+    /// Datadog: role UUIDs given to every provisioned user (comma-separated). Empty: the org's
+    /// default role.
+    pub role_ids: String,
     /// How long an invitation sent on create stays valid (Datadog: 48 h).
     #[serde(deserialize_with = "number")]
     pub invite_ttl_hours: u64,
@@ -238,6 +241,7 @@ impl Default for TargetSettings {
             token: Secret::default(),
             credential_owner: String::new(),
             sync_groups: false,
+            role_ids: String::new(),
             invite_ttl_hours: 48,
             timeout_seconds: 10,
         }
@@ -413,6 +417,16 @@ fn require_secret(value: &Secret, key: &'static str) -> Result<(), ConfigError> 
     } else {
         Ok(())
     }
+}
+
+/// `"a, b,,c"` → `["a", "b", "c"]`: the form of every id-list setting.
+pub fn comma_list(value: &str) -> Vec<String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 /// `https://example.okta.com/path` → `example.okta.com`.

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock::Clock;
-use crate::config::{ConfigError, Settings, SuspendPolicy, TargetProfile};
+use crate::config::{comma_list, ConfigError, Settings, SuspendPolicy, TargetProfile};
 use crate::directory::graph::GraphDirectory;
 use crate::directory::okta::OktaDirectory;
 use crate::directory::{Directory, Scope};
@@ -61,7 +61,7 @@ pub fn build_worker(
                 timeout,
             )
             .map_err(|e| ConfigError::Invalid(e.to_string()))?
-            .with_groups(Scope::new("", &e.group_ids).group_ids),
+            .with_groups(comma_list(&e.group_ids)),
         ))
     };
     Ok(Worker::new(WorkerParts {
@@ -79,5 +79,6 @@ pub fn build_worker(
         trust_event_content: settings.trusts_event_content(),
         keep_suspended: settings.okta.suspended == SuspendPolicy::Keep,
         sync_groups: settings.target.sync_groups,
+        role_ids: comma_list(&settings.target.role_ids),
     }))
 }

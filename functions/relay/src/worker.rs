@@ -111,6 +111,7 @@ pub struct Worker {
     trust_event_content: bool,
     keep_suspended: bool,
     sync_groups: bool,
+    role_ids: Vec<String>,
 }
 
 /// What the directory says of the user.
@@ -145,6 +146,8 @@ pub struct WorkerParts {
     pub keep_suspended: bool,
     /// Mirror memberships of the configured groups as SCIM Groups.
     pub sync_groups: bool,
+    /// Datadog role UUIDs every provisioned user gets.
+    pub role_ids: Vec<String>,
 }
 
 /// What applying a plan produced: the state to record (if it changed) and the calls made.
@@ -173,6 +176,7 @@ impl Worker {
             trust_event_content: p.trust_event_content,
             keep_suspended: p.keep_suspended,
             sync_groups: p.sync_groups,
+            role_ids: p.role_ids,
         }
     }
 
@@ -211,6 +215,11 @@ impl Worker {
             tenant: trigger.tenant.clone(),
             user_id: user_id.clone(),
         };
+        // Whether the event's own content stands in for the directory (the demo's fallback).
+        let from_event_content = match trigger.source {
+            crate::envelope::Source::Okta => self.okta.is_none(),
+            crate::envelope::Source::Entra => self.entra.is_none(),
+        };
         let (desired, hard_deleted) = match self.read_desired(&trigger, &user_id).await? {
             Truth::Present(user) => (Some(user), false),
             Truth::Deleted => (None, false),
@@ -231,7 +240,18 @@ impl Worker {
         };
         for _ in 0..PLAN_ATTEMPTS {
             let recorded = self.store.load_user(&key).await?;
-            let planned = if hard_deleted && self.hard_delete == HardDeletePolicy::Delete {
+            let stale = from_event_content
+                && is_older(
+                    trigger.published,
+                    recorded.as_ref().and_then(|r| r.last_event_at),
+                );
+            let planned = if stale {
+                // Without a directory the event is the only truth, so its age matters: an event
+                // older than the state last applied changes nothing.
+                ScimPlan::Nothing {
+                    reason: "event is older than the state last applied",
+                }
+            } else if hard_deleted && self.hard_delete == HardDeletePolicy::Delete {
                 plan_hard_delete(recorded.as_ref())
             } else {
                 plan(self.profile, desired.as_ref(), recorded.as_ref())
@@ -329,6 +349,11 @@ impl Worker {
         };
         let mut desired =
             desired_user(self.profile, &user).map_err(|e| WorkError::Permanent(e.to_string()))?;
+        if self.profile == TargetProfile::Datadog && !self.role_ids.is_empty() {
+            desired
+                .attributes
+                .insert("roles".into(), roles(&self.role_ids));
+        }
         if self.sync_groups {
             desired.groups = membership
                 .groups
@@ -599,6 +624,16 @@ fn switched_off(recorded: Option<&UserState>, now: DateTime<Utc>) -> Result<User
     Ok(s)
 }
 
+/// Datadog's `roles` attribute: role objects by UUID.
+fn roles(role_ids: &[String]) -> serde_json::Value {
+    serde_json::Value::Array(role_ids.iter().map(|id| json!({ "value": id })).collect())
+}
+
+/// True when the event was published before the last applied one.
+fn is_older(event: Option<DateTime<Utc>>, last_applied: Option<DateTime<Utc>>) -> bool {
+    matches!((event, last_applied), (Some(e), Some(last)) if e < last)
+}
+
 fn latest(a: Option<DateTime<Utc>>, b: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.max(b)),
@@ -613,5 +648,28 @@ fn plan_name(plan: &ScimPlan) -> &'static str {
         ScimPlan::Update { .. } => "update",
         ScimPlan::DeactivateUnrecorded { .. } => "deactivate-unrecorded",
         ScimPlan::Delete { .. } => "delete",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_an_event_published_before_the_last_applied_one_is_older() {
+        let t = |s: i64| DateTime::from_timestamp(s, 0);
+        assert!(is_older(t(10), t(20)));
+        assert!(!is_older(t(20), t(20)));
+        assert!(!is_older(t(30), t(20)));
+        assert!(!is_older(None, t(20)), "no time, no verdict");
+        assert!(!is_older(t(10), None));
+    }
+
+    #[test]
+    fn datadog_roles_are_role_objects_by_uuid() {
+        assert_eq!(
+            roles(&["r1".to_string(), "r2".to_string()]),
+            json!([{ "value": "r1" }, { "value": "r2" }])
+        );
     }
 }

@@ -129,12 +129,7 @@ impl Scope {
         let app_id = app_id.trim();
         Self {
             app_id: (!app_id.is_empty()).then(|| app_id.to_string()),
-            group_ids: group_ids
-                .split(',')
-                .map(str::trim)
-                .filter(|g| !g.is_empty())
-                .map(str::to_string)
-                .collect(),
+            group_ids: crate::config::comma_list(group_ids),
         }
     }
 

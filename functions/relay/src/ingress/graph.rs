@@ -81,14 +81,7 @@ impl EntraIngress {
     /// `None` when no clientState is configured: the Graph route then answers 404.
     pub fn from_settings(settings: &Settings) -> Option<Self> {
         let states = settings.entra_client_states();
-        let subscription_ids = settings
-            .entra
-            .subscription_ids
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-            .collect();
+        let subscription_ids = crate::config::comma_list(&settings.entra.subscription_ids);
         let tenant = settings.entra.tenant_id.trim();
         (!states.is_empty()).then(|| {
             Self::new(
