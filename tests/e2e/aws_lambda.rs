@@ -76,8 +76,13 @@ fn ingress(aws: &Aws, settings: &Settings) -> Ingress {
 fn worker_lambda(aws: &Aws, settings: &Settings) -> WorkerLambda {
     let store = DynamoStateStore::new(aws.ddb.clone(), aws.table.clone());
     WorkerLambda {
-        worker: scim_relay::wiring::build_worker(settings, Arc::new(store), Arc::new(SystemClock))
-            .expect("worker builds"),
+        worker: scim_relay::wiring::build_worker(
+            settings,
+            Arc::new(store.clone()),
+            Arc::new(SystemClock),
+        )
+        .expect("worker builds"),
+        store,
         queue: SqsQueue::new(aws.sqs.clone(), settings.queue.url.clone()),
         dead_letters: SqsQueue::new(aws.sqs.clone(), settings.queue.dlq_url.clone()),
     }
@@ -695,4 +700,74 @@ async fn a_batch_is_handed_back_untouched_when_the_invocation_is_nearly_out_of_t
     assert!(proxy.calls().is_empty());
     // Handed back visible at once, not after the visibility timeout.
     assert_eq!(receive(&aws.sqs, &aws.queues.url).await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_rejected_credential_opens_the_breaker_and_later_batches_are_not_consumed() {
+    let aws = aws().await;
+    let idp = IdpFixture::start().await;
+    let tenant = ScimTenant::fresh();
+    let proxy = ScimProxy::start(&tenant).await;
+    let mut settings = settings(&aws, &idp, &proxy, &tenant);
+    settings.target.token = Secret::new("revoked-application-key");
+    let ingress = ingress(&aws, &settings);
+    for (n, user) in ["00uB1", "00uB2"].iter().enumerate() {
+        idp.set_okta_user(
+            user,
+            "ACTIVE",
+            Some(&format!("{user}@example.com")),
+            "Bre",
+            "Aker",
+            None,
+        );
+        let d = okta_delivery(
+            &format!("ev-b{n}"),
+            "user.lifecycle.create",
+            user,
+            &format!("{user}@example.com"),
+        );
+        assert_eq!(
+            call_inbound(&ingress, okta_event(&d, OKTA_SECRET)).await.0,
+            200
+        );
+    }
+    let lambda = worker_lambda(&aws, &settings);
+
+    // First batch: the target answers 401; the message goes back, the breaker opens.
+    let first = receive(&aws.sqs, &aws.queues.url).await;
+    assert!(!first.is_empty());
+    let resp = worker::handle(&lambda, sqs_event(&first)).await.unwrap();
+    assert_eq!(resp.batch_item_failures.len(), first.len());
+    let until = lambda
+        .store
+        .breaker_open_until(chrono::Utc::now())
+        .await
+        .unwrap();
+    assert!(until.is_some(), "breaker open");
+    let target_calls = proxy.calls().len();
+    assert!(target_calls > 0);
+
+    // Any later batch is handed back without touching the target or the directory.
+    let reads = idp.total_reads();
+    let later = receive(&aws.sqs, &aws.queues.url).await;
+    if !later.is_empty() {
+        let resp = worker::handle(&lambda, sqs_event(&later)).await.unwrap();
+        assert_eq!(resp.batch_item_failures.len(), later.len());
+    }
+    let replay = worker::handle(&lambda, sqs_event(&first)).await.unwrap();
+    assert_eq!(
+        replay.batch_item_failures.len(),
+        first.len(),
+        "not consumed while the breaker is open"
+    );
+    assert_eq!(
+        proxy.calls().len(),
+        target_calls,
+        "no call to the target while open"
+    );
+    assert_eq!(idp.total_reads(), reads);
+    assert!(
+        receive(&aws.sqs, &aws.queues.dlq_url).await.is_empty(),
+        "never drained to the DLQ"
+    );
 }

@@ -46,6 +46,10 @@ pub fn retry_delay_seconds(receives: u32) -> u64 {
     base + fastrand::u64(0..=base / 5)
 }
 
+fn chrono_now() -> chrono::DateTime<chrono::Utc> {
+    chrono::Utc::now()
+}
+
 fn now_millis() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -55,6 +59,8 @@ fn now_millis() -> i64 {
 
 pub struct WorkerLambda {
     pub worker: Worker,
+    /// The state store, for the credential breaker.
+    pub store: DynamoStateStore,
     /// The work queue (to delay a rate-limited message).
     pub queue: SqsQueue,
     pub dead_letters: SqsQueue,
@@ -70,11 +76,15 @@ pub async fn init() -> Result<WorkerLambda, Error> {
         scim_relay::aws::dynamodb::Client::new(&sdk),
         settings.store.table.clone(),
     );
-    let worker =
-        scim_relay::wiring::build_worker(&settings, Arc::new(store), Arc::new(SystemClock))?;
+    let worker = scim_relay::wiring::build_worker(
+        &settings,
+        Arc::new(store.clone()),
+        Arc::new(SystemClock),
+    )?;
     let sqs = scim_relay::aws::sqs::Client::new(&sdk);
     Ok(WorkerLambda {
         worker,
+        store,
         queue: SqsQueue::new(sqs.clone(), settings.queue.url.clone()),
         dead_letters: SqsQueue::new(sqs, settings.queue.dlq_url.clone()),
     })
@@ -93,6 +103,20 @@ pub async fn handle(
     // Once a record must be retried, every later one is too (with the same wait), so a
     // user's later event never overtakes an earlier one.
     let mut held_back: Option<u64> = None;
+    // The target refused the credential recently: hand the batch back unworked.
+    match lambda.store.breaker_open_until(chrono_now()).await {
+        Ok(Some(until)) => {
+            let wait = (until - chrono_now()).num_seconds().max(1) as u64;
+            tracing::warn!(
+                wait_seconds = wait,
+                alarm = "target_credential",
+                "credential breaker open; not consuming"
+            );
+            held_back = Some(wait);
+        }
+        Ok(None) => {}
+        Err(e) => tracing::warn!("cannot read the credential breaker: {e}"),
+    }
     for record in &event.payload.records {
         if held_back.is_none() && deadline > 0 && now_millis() as u64 + RESERVE_MILLIS > deadline {
             tracing::warn!(
@@ -167,6 +191,10 @@ async fn process_record(lambda: &WorkerLambda, record: &SqsMessage) -> Result<()
                 "target credential rejected: {reason}"
             );
             println!("{}", credential_metric(now_millis()));
+            let until = chrono_now() + chrono::Duration::seconds(CREDENTIAL_BACKOFF_SECONDS as i64);
+            if let Err(e) = lambda.store.open_breaker(until).await {
+                tracing::warn!("cannot open the credential breaker: {e}");
+            }
             CREDENTIAL_BACKOFF_SECONDS
         }
         Err(WorkError::Retryable {

@@ -81,6 +81,53 @@ impl DynamoStateStore {
     }
 }
 
+/// The target-credential breaker: while open, the worker does not consume (Lambda cannot stop
+/// its own event source without a circular template, so it hands batches back unworked).
+const BREAKER_PK: &str = "BREAKER#target-credential";
+
+impl DynamoStateStore {
+    /// When the breaker closes again, if it is open at `now`.
+    pub async fn breaker_open_until(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(BREAKER_PK))
+            .key("sk", s("BREAKER"))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(backend)?;
+        let until = out
+            .item
+            .and_then(|i| {
+                i.get("open_until")
+                    .and_then(|v| v.as_n().ok())
+                    .and_then(|v| v.parse::<i64>().ok())
+            })
+            .and_then(|secs| DateTime::from_timestamp(secs, 0));
+        Ok(until.filter(|u| *u > now))
+    }
+
+    /// Opens the breaker until `until` (the last writer wins; every writer saw the same 401).
+    pub async fn open_breaker(&self, until: DateTime<Utc>) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(BREAKER_PK))
+            .item("sk", s("BREAKER"))
+            .item("open_until", n(until.timestamp()))
+            .item("expires_at", n(until.timestamp() + 86_400))
+            .send()
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+}
+
 #[async_trait]
 impl StateStore for DynamoStateStore {
     async fn load_user(&self, key: &UserKey) -> Result<Option<UserState>, StoreError> {
