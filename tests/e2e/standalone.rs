@@ -1699,3 +1699,84 @@ async fn roles_are_sent_and_without_a_directory_an_older_event_changes_nothing()
     relay.stop().await;
     let _ = std::fs::remove_file(&db_path);
 }
+
+#[tokio::test]
+async fn the_generic_profile_writes_with_if_match_when_the_provider_advertises_etags() {
+    let h = harness(TargetProfile::Generic).await;
+    h.idp.set_okta_user(
+        "00uETAG",
+        "ACTIVE",
+        Some("etag@example.com"),
+        "E",
+        "Tag",
+        Some("v1"),
+    );
+    h.post_okta(
+        &okta_delivery(
+            "et-1",
+            "user.lifecycle.create",
+            "00uETAG",
+            "etag@example.com",
+        ),
+        OKTA_SECRET,
+    )
+    .await;
+    h.settle().await;
+
+    h.idp.set_okta_user(
+        "00uETAG",
+        "ACTIVE",
+        Some("etag@example.com"),
+        "E",
+        "Tag",
+        Some("v2"),
+    );
+    h.post_okta(
+        &okta_delivery(
+            "et-2",
+            "user.account.update_profile",
+            "00uETAG",
+            "etag@example.com",
+        ),
+        OKTA_SECRET,
+    )
+    .await;
+    h.settle().await;
+    let user = h.tenant.user("etag@example.com").await.unwrap();
+    assert_eq!(user["title"], "v2");
+    let sent = h.proxy.if_match("PATCH");
+    assert_eq!(sent.len(), 1);
+    assert!(
+        sent[0].as_deref().is_some_and(|v| v.contains('"')),
+        "PATCH carried the version read: {sent:?}"
+    );
+
+    // The resource changes between our read and our write: 412, read again, write again.
+    h.idp.set_okta_user(
+        "00uETAG",
+        "ACTIVE",
+        Some("etag@example.com"),
+        "E",
+        "Tag",
+        Some("v3"),
+    );
+    h.proxy.fail_next("PATCH", 412);
+    h.post_okta(
+        &okta_delivery(
+            "et-3",
+            "user.account.update_profile",
+            "00uETAG",
+            "etag@example.com",
+        ),
+        OKTA_SECRET,
+    )
+    .await;
+    h.settle().await;
+    assert_eq!(
+        h.tenant.user("etag@example.com").await.unwrap()["title"],
+        "v3"
+    );
+    assert_eq!(h.proxy.count("PATCH"), 3);
+    assert_eq!(h.relay.db.depth().await.unwrap(), (0, 0));
+    h.finish().await;
+}

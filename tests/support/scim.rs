@@ -93,9 +93,17 @@ impl ScimTenant {
 #[derive(Clone)]
 pub struct ScimProxy {
     pub url: String,
-    calls: Arc<Mutex<Vec<(String, String)>>>,
+    calls: Arc<Mutex<Vec<Call>>>,
     faults: Arc<Mutex<Vec<Fault>>>,
-    times: Arc<Mutex<Vec<(String, std::time::Instant)>>>,
+}
+
+/// One request the relay sent to the target.
+#[derive(Clone, Debug)]
+struct Call {
+    method: String,
+    path: String,
+    if_match: Option<String>,
+    at: std::time::Instant,
 }
 
 /// A failure the proxy injects once, for the next request with this method.
@@ -113,22 +121,19 @@ struct Fault {
 struct ProxyState {
     upstream: String,
     http: reqwest::Client,
-    calls: Arc<Mutex<Vec<(String, String)>>>,
+    calls: Arc<Mutex<Vec<Call>>>,
     faults: Arc<Mutex<Vec<Fault>>>,
-    times: Arc<Mutex<Vec<(String, std::time::Instant)>>>,
 }
 
 impl ScimProxy {
     pub async fn start(tenant: &ScimTenant) -> Self {
         let calls = Arc::new(Mutex::new(Vec::new()));
         let faults = Arc::new(Mutex::new(Vec::new()));
-        let times = Arc::new(Mutex::new(Vec::new()));
         let state = ProxyState {
             upstream: tenant.base_url.clone(),
             http: reqwest::Client::new(),
             calls: calls.clone(),
             faults: faults.clone(),
-            times: times.clone(),
         };
         let app = Router::new().fallback(forward).with_state(state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -138,12 +143,7 @@ impl ScimProxy {
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Self {
-            url,
-            calls,
-            faults,
-            times,
-        }
+        Self { url, calls, faults }
     }
 
     /// The next `method` request is forwarded to the target, but answered with `status`.
@@ -174,12 +174,25 @@ impl ScimProxy {
         });
     }
 
+    /// The If-Match header sent with each request of this method.
+    pub fn if_match(&self, method: &str) -> Vec<Option<String>> {
+        self.log()
+            .into_iter()
+            .filter(|c| c.method == method)
+            .map(|c| c.if_match)
+            .collect()
+    }
+
     /// When each call arrived, in order.
     pub fn call_times(&self) -> Vec<(String, std::time::Instant)> {
-        self.times.lock().expect("lock").clone()
+        self.log().into_iter().map(|c| (c.method, c.at)).collect()
     }
 
     pub fn calls(&self) -> Vec<(String, String)> {
+        self.log().into_iter().map(|c| (c.method, c.path)).collect()
+    }
+
+    fn log(&self) -> Vec<Call> {
         self.calls.lock().expect("lock").clone()
     }
 
@@ -195,16 +208,16 @@ async fn forward(State(state): State<ProxyState>, req: Request) -> Response {
         .path_and_query()
         .map(|p| p.as_str().to_string())
         .unwrap_or_default();
-    state
-        .calls
-        .lock()
-        .expect("lock")
-        .push((parts.method.to_string(), path_and_query.clone()));
-    state
-        .times
-        .lock()
-        .expect("lock")
-        .push((parts.method.to_string(), std::time::Instant::now()));
+    state.calls.lock().expect("lock").push(Call {
+        method: parts.method.to_string(),
+        path: path_and_query.clone(),
+        if_match: parts
+            .headers
+            .get("if-match")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+        at: std::time::Instant::now(),
+    });
     let fault = {
         let mut faults = state.faults.lock().expect("lock");
         let at = faults

@@ -68,7 +68,8 @@ pub fn classify(
         401 | 403 => ScimFailure::Credential,
         404 => ScimFailure::NotFound,
         409 => ScimFailure::Conflict,
-        408 | 425 | 429 => ScimFailure::Retryable,
+        // 412: the resource changed since we read its version; the retry reads it again.
+        408 | 412 | 425 | 429 => ScimFailure::Retryable,
         s if s >= 500 => ScimFailure::Retryable,
         _ => ScimFailure::Permanent,
     };
@@ -130,6 +131,7 @@ mod tests {
             (503, ScimFailure::Retryable),
             (429, ScimFailure::Retryable),
             (408, ScimFailure::Retryable),
+            (412, ScimFailure::Retryable),
             (400, ScimFailure::Permanent),
             (422, ScimFailure::Permanent),
             (401, ScimFailure::Credential),

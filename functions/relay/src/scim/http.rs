@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use reqwest::header::{HeaderMap, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
+use reqwest::header::{HeaderMap, ACCEPT, AUTHORIZATION, CONTENT_TYPE, IF_MATCH};
 use serde_json::Value;
 
 use super::error::classify;
@@ -28,6 +28,7 @@ pub struct HttpScimTarget {
     token: Secret,
     content_type: &'static str,
     profile: TargetProfile,
+    etags: tokio::sync::OnceCell<bool>,
 }
 
 impl std::fmt::Debug for HttpScimTarget {
@@ -56,6 +57,7 @@ impl HttpScimTarget {
             token,
             // Datadog documents application/json; RFC 7644 clients send application/scim+json.
             profile,
+            etags: tokio::sync::OnceCell::new(),
             content_type: match profile {
                 TargetProfile::Generic => "application/scim+json",
                 _ => "application/json",
@@ -70,6 +72,85 @@ impl HttpScimTarget {
         query: &[(&str, &str)],
         body: Option<&Value>,
     ) -> Result<(u16, String), ScimError> {
+        self.send_if_match(method, path, query, body, None)
+            .await
+            .map(|(status, text, _)| (status, text))
+    }
+
+    /// Whether the provider advertises ETags in `/ServiceProviderConfig` (asked once; only the
+    /// generic profile asks: Datadog documents none).
+    async fn etags(&self) -> bool {
+        if self.profile != TargetProfile::Generic {
+            return false;
+        }
+        *self
+            .etags
+            .get_or_init(|| async {
+                match self
+                    .send(reqwest::Method::GET, "/ServiceProviderConfig", &[], None)
+                    .await
+                {
+                    Ok((_, text)) => serde_json::from_str::<Value>(&text)
+                        .ok()
+                        .and_then(|c| c["etag"]["supported"].as_bool())
+                        .unwrap_or(false),
+                    Err(e) => {
+                        tracing::warn!("no ServiceProviderConfig, so no ETags: {e}");
+                        false
+                    }
+                }
+            })
+            .await
+    }
+
+    /// The resource's current version, for `If-Match`: the ETag header, or `meta.version`.
+    async fn current_version(&self, path: &str) -> Result<Option<String>, ScimError> {
+        let (_, text, etag) = self
+            .send_if_match(reqwest::Method::GET, path, &[], None, None)
+            .await?;
+        Ok(etag.or_else(|| {
+            serde_json::from_str::<Value>(&text)
+                .ok()
+                .and_then(|r| r["meta"]["version"].as_str().map(str::to_string))
+        }))
+    }
+
+    /// A write that, where the provider supports ETags, only applies to the version just read
+    /// (RFC 7644 §3.14): a concurrent change makes it fail with 412, and the retry re-reads.
+    async fn write_user(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(), ScimError> {
+        if !self.etags().await {
+            return self.send(method, path, &[], body).await.map(|_| ());
+        }
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let version = self.current_version(path).await?;
+            match self
+                .send_if_match(method.clone(), path, &[], body, version.as_deref())
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(e) if e.status == Some(412) && attempt < ATTEMPTS => {
+                    tracing::debug!("resource changed under us; reading it again");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn send_if_match(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<&Value>,
+        if_match: Option<&str>,
+    ) -> Result<(u16, String, Option<String>), ScimError> {
         let url = format!("{}{}", self.base_url, path);
         let mut attempt = 0;
         loop {
@@ -85,13 +166,17 @@ impl HttpScimTarget {
                     .header(CONTENT_TYPE, self.content_type)
                     .body(b.to_string());
             }
+            if let Some(version) = if_match {
+                req = req.header(IF_MATCH, version);
+            }
             let result = match req.send().await {
                 Ok(resp) => {
                     let status = resp.status().as_u16();
                     let headers = resp.headers().clone();
                     let text = resp.text().await.unwrap_or_default();
                     if (200..300).contains(&status) {
-                        return Ok((status, text));
+                        let etag = header(&headers, "etag").map(str::to_string);
+                        return Ok((status, text, etag));
                     }
                     Err(classify(
                         status,
@@ -117,6 +202,8 @@ impl HttpScimTarget {
             let in_process = err.failure == super::ScimFailure::Retryable
                 && err.retry_after.is_none()
                 && method != reqwest::Method::POST
+                // A stale If-Match stays stale: the caller reads the version again.
+                && err.status != Some(412)
                 && attempt < ATTEMPTS;
             if !in_process {
                 return Err(err);
@@ -285,8 +372,8 @@ impl ScimTarget for HttpScimTarget {
             "/Users/{}",
             percent_encoding::utf8_percent_encode(id, PATH_SEGMENT)
         );
-        match self.send(reqwest::Method::DELETE, &path, &[], None).await {
-            Ok(_) => Ok(()),
+        match self.write_user(reqwest::Method::DELETE, &path, None).await {
+            Ok(()) => Ok(()),
             // RFC 7644 §3.6: once deleted, the resource answers 404. A retried DELETE is done.
             Err(e) if e.failure == super::ScimFailure::NotFound => Ok(()),
             Err(e) => Err(e),
@@ -299,8 +386,7 @@ impl ScimTarget for HttpScimTarget {
             percent_encoding::utf8_percent_encode(id, PATH_SEGMENT)
         );
         // 200 with the resource and 204 without a body are both success.
-        self.send(reqwest::Method::PATCH, &path, &[], Some(&patch_body(ops)))
-            .await?;
-        Ok(())
+        self.write_user(reqwest::Method::PATCH, &path, Some(&patch_body(ops)))
+            .await
     }
 }
