@@ -1780,3 +1780,60 @@ async fn the_generic_profile_writes_with_if_match_when_the_provider_advertises_e
     assert_eq!(h.relay.db.depth().await.unwrap(), (0, 0));
     h.finish().await;
 }
+
+#[tokio::test]
+async fn the_attribute_map_sends_custom_idp_attributes() {
+    let idp = IdpFixture::start().await;
+    let tenant = ScimTenant::fresh();
+    let proxy = ScimProxy::start(&tenant).await;
+    let db_path = std::env::temp_dir().join(format!("scim-relay-e2e-{}.db", uuid::Uuid::new_v4()));
+    let mut s = settings(
+        &idp,
+        &proxy.url,
+        &tenant.token,
+        TargetProfile::Generic,
+        &db_path,
+    );
+    let cost_center = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:costCenter";
+    s.target
+        .attributes
+        .insert(cost_center.into(), "costCenter".into());
+    s.target.attributes.insert("title".into(), "jobCode".into());
+    let relay = standalone::start(s, fast_retries()).await.unwrap();
+    idp.set_okta_user(
+        "00uMAP",
+        "ACTIVE",
+        Some("mapped@example.com"),
+        "Map",
+        "Ped",
+        Some("Ignored title"),
+    );
+    idp.set_okta_profile_field("00uMAP", "costCenter", "CC-42");
+    idp.set_okta_profile_field("00uMAP", "jobCode", "J-7");
+    let resp = reqwest::Client::new()
+        .post(format!("http://{}/okta", relay.addr))
+        .header("Authorization", OKTA_SECRET)
+        .json(&okta_delivery(
+            "map-1",
+            "user.lifecycle.create",
+            "00uMAP",
+            "mapped@example.com",
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(relay.wait_idle(WAIT).await);
+    let user = tenant.user("mapped@example.com").await.expect("created");
+    assert_eq!(user["title"], "J-7");
+    assert_eq!(
+        user["urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"]["costCenter"],
+        "CC-42"
+    );
+    assert_eq!(
+        user["urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"]["department"],
+        "Engineering"
+    );
+    relay.stop().await;
+    let _ = std::fs::remove_file(&db_path);
+}

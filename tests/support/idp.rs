@@ -96,6 +96,13 @@ impl IdpFixture {
             .insert(id.to_string(), user);
     }
 
+    /// Sets one (custom) profile attribute of an Okta user.
+    pub fn set_okta_profile_field(&self, id: &str, key: &str, value: &str) {
+        if let Some(user) = self.dir.lock().expect("lock").okta.get_mut(id) {
+            user["profile"][key] = json!(value);
+        }
+    }
+
     pub fn remove_okta_user(&self, id: &str) {
         self.dir.lock().expect("lock").okta.remove(id);
     }

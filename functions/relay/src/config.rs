@@ -159,6 +159,10 @@ pub struct TargetSettings {
     /// Datadog: role UUIDs given to every provisioned user (comma-separated). Empty: the org's
     /// default role.
     pub role_ids: String,
+    /// SCIM path → IdP attribute (Okta profile key, Graph property), over the profile's
+    /// defaults: `[target.attributes]` in TOML, or `path=attribute,…` in the environment.
+    #[serde(deserialize_with = "attribute_map")]
+    pub attributes: std::collections::BTreeMap<String, String>,
     /// How long an invitation sent on create stays valid (Datadog: 48 h).
     #[serde(deserialize_with = "number")]
     pub invite_ttl_hours: u64,
@@ -242,6 +246,7 @@ impl Default for TargetSettings {
             credential_owner: String::new(),
             sync_groups: false,
             role_ids: String::new(),
+            attributes: Default::default(),
             invite_ttl_hours: 48,
             timeout_seconds: 10,
         }
@@ -348,6 +353,11 @@ impl Settings {
         if !self.okta.api_token.is_empty() {
             require(&self.okta.org_url, "okta.org_url")?;
         }
+        if self.target.attributes.contains_key("active") {
+            return Err(ConfigError::Invalid(
+                "target.attributes cannot map `active`: the IdP's status decides it".into(),
+            ));
+        }
         // A real target gets users only from the directory: without directory credentials
         // the relay would trust whatever a holder of the Okta secret posts.
         let okta_in_use = !self.okta.org_url.is_empty() || !self.okta.shared_secret.is_empty();
@@ -434,6 +444,32 @@ pub fn host_of(url: &str) -> Option<String> {
     let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
     let host = rest.split(['/', '?', '#']).next()?.trim();
     (!host.is_empty()).then(|| host.to_ascii_lowercase())
+}
+
+/// An attribute map from a TOML table, or from the environment as `path=attribute,…`.
+fn attribute_map<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<std::collections::BTreeMap<String, String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Map {
+        Table(std::collections::BTreeMap<String, String>),
+        Text(String),
+    }
+    match Map::deserialize(d)? {
+        Map::Table(t) => Ok(t),
+        Map::Text(s) => comma_list(&s)
+            .into_iter()
+            .map(|pair| match pair.split_once('=') {
+                Some((path, attr)) if !path.trim().is_empty() && !attr.trim().is_empty() => {
+                    Ok((path.trim().to_string(), attr.trim().to_string()))
+                }
+                _ => Err(serde::de::Error::custom(format!(
+                    "expected path=attribute, got `{pair}`"
+                ))),
+            })
+            .collect(),
+    }
 }
 
 /// Booleans may come from TOML (`true`) or from the environment (`"true"`, `"1"`, …).
@@ -583,6 +619,37 @@ mod tests {
             env(&[("SCIM_RELAY_OKTA__USE_EVENT_CONTENT", "maybe")]),
         );
         assert!(bad.unwrap_err().to_string().contains("maybe"));
+    }
+
+    #[test]
+    fn the_attribute_map_comes_from_a_table_or_the_environment() {
+        let s = Settings::from_toml_and_env("[target.attributes]\ntitle = \"jobCode\"\n", env(&[]))
+            .unwrap();
+        assert_eq!(
+            s.target.attributes.get("title").map(String::as_str),
+            Some("jobCode")
+        );
+        let s = Settings::from_toml_and_env(
+            "",
+            env(&[(
+                "SCIM_RELAY_TARGET__ATTRIBUTES",
+                "title=jobCode, urn:x:User:costCenter=costCenter",
+            )]),
+        )
+        .unwrap();
+        assert_eq!(s.target.attributes.len(), 2);
+        assert_eq!(s.target.attributes["urn:x:User:costCenter"], "costCenter");
+        assert!(Settings::from_toml_and_env(
+            "",
+            env(&[("SCIM_RELAY_TARGET__ATTRIBUTES", "title")])
+        )
+        .is_err());
+        let mut s =
+            Settings::from_toml_and_env("[queue]\nsigning_key = \"k\"\n", env(&[])).unwrap();
+        s.target
+            .attributes
+            .insert("active".into(), "isActive".into());
+        assert!(s.check_worker().unwrap_err().to_string().contains("active"));
     }
 
     #[test]

@@ -61,7 +61,8 @@ pub fn build_worker(
                 timeout,
             )
             .map_err(|e| ConfigError::Invalid(e.to_string()))?
-            .with_groups(comma_list(&e.group_ids)),
+            .with_groups(comma_list(&e.group_ids))
+            .with_extra_properties(settings.target.attributes.values()),
         ))
     };
     Ok(Worker::new(WorkerParts {
@@ -80,5 +81,6 @@ pub fn build_worker(
         keep_suspended: settings.okta.suspended == SuspendPolicy::Keep,
         sync_groups: settings.target.sync_groups,
         role_ids: comma_list(&settings.target.role_ids),
+        attribute_map: settings.target.attributes.clone(),
     }))
 }

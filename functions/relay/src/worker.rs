@@ -19,8 +19,8 @@ use crate::directory::{
 use crate::envelope::{EnvelopeSigner, Subject, Trigger};
 use crate::pii::fingerprint;
 use crate::scim::{
-    desired_user, guard_owner, plan, plan_groups, plan_hard_delete, DesiredUser, PatchOp,
-    ScimError, ScimFailure, ScimPlan, ScimRecord, ScimTarget,
+    apply_attribute_map, desired_user, guard_owner, plan, plan_groups, plan_hard_delete,
+    DesiredUser, PatchOp, ScimError, ScimFailure, ScimPlan, ScimRecord, ScimTarget,
 };
 use crate::state::{
     attributes_hash, InviteState, ProcessedEvent, StateStore, StoreError, UserKey, UserState,
@@ -112,6 +112,7 @@ pub struct Worker {
     keep_suspended: bool,
     sync_groups: bool,
     role_ids: Vec<String>,
+    attribute_map: std::collections::BTreeMap<String, String>,
 }
 
 /// What the directory says of the user.
@@ -148,6 +149,8 @@ pub struct WorkerParts {
     pub sync_groups: bool,
     /// Datadog role UUIDs every provisioned user gets.
     pub role_ids: Vec<String>,
+    /// `target.attributes`: SCIM path → IdP attribute, over the profile's defaults.
+    pub attribute_map: std::collections::BTreeMap<String, String>,
 }
 
 /// What applying a plan produced: the state to record (if it changed) and the calls made.
@@ -177,6 +180,7 @@ impl Worker {
             keep_suspended: p.keep_suspended,
             sync_groups: p.sync_groups,
             role_ids: p.role_ids,
+            attribute_map: p.attribute_map,
         }
     }
 
@@ -349,6 +353,7 @@ impl Worker {
         };
         let mut desired =
             desired_user(self.profile, &user).map_err(|e| WorkError::Permanent(e.to_string()))?;
+        apply_attribute_map(&mut desired, &self.attribute_map, &user);
         if self.profile == TargetProfile::Datadog && !self.role_ids.is_empty() {
             desired
                 .attributes

@@ -26,6 +26,8 @@ pub struct GraphDirectory {
     /// Entra groups whose (transitive) members are in scope; empty: everyone.
     group_ids: Vec<String>,
     group_names: Mutex<std::collections::HashMap<String, String>>,
+    /// The `$select` list: the fields the relay maps, plus any `target.attributes` source.
+    select: String,
 }
 
 #[derive(Deserialize)]
@@ -100,6 +102,7 @@ impl GraphDirectory {
             token: Mutex::new(None),
             group_ids: Vec::new(),
             group_names: Mutex::new(std::collections::HashMap::new()),
+            select: SELECT.to_string(),
         })
     }
 
@@ -146,6 +149,20 @@ impl GraphDirectory {
 }
 
 impl GraphDirectory {
+    /// Also reads these properties (sources of `target.attributes`).
+    pub fn with_extra_properties<'a>(
+        mut self,
+        properties: impl IntoIterator<Item = &'a String>,
+    ) -> Self {
+        for p in properties {
+            if !self.select.split(',').any(|s| s == p) {
+                self.select.push(',');
+                self.select.push_str(p);
+            }
+        }
+        self
+    }
+
     pub fn with_groups(mut self, group_ids: Vec<String>) -> Self {
         self.group_ids = group_ids;
         self
@@ -287,7 +304,7 @@ impl Directory for GraphDirectory {
         let resp = self
             .http
             .get(format!("{}/v1.0/users/{id}", self.graph_url))
-            .query(&[("$select", SELECT)])
+            .query(&[("$select", self.select.as_str())])
             .bearer_auth(token.expose())
             .send()
             .await
@@ -305,9 +322,12 @@ impl Directory for GraphDirectory {
                 ));
             }
         }
-        let u: GraphUser = resp
+        let raw: serde_json::Value = resp
             .json()
             .await
+            .map_err(|e| DirectoryError::Retryable(format!("Graph user is not readable: {e}")))?;
+        let extra = raw.as_object().map(super::scalars).unwrap_or_default();
+        let u: GraphUser = serde_json::from_value(raw)
             .map_err(|e| DirectoryError::Retryable(format!("Graph user is not readable: {e}")))?;
         // Never read a missing field as "disabled": that would offboard on a bad read.
         let enabled = u.account_enabled.ok_or_else(|| {
@@ -329,6 +349,7 @@ impl Directory for GraphDirectory {
                 IdpStatus::Inactive
             }),
             raw_status: if enabled { "enabled" } else { "disabled" }.to_string(),
+            extra,
         })))
     }
 }

@@ -38,6 +38,27 @@ pub struct DirectoryUser {
     pub status: Option<IdpStatus>,
     /// The IdP's own word for the status, recorded in state.
     pub raw_status: String,
+    /// Every scalar attribute the directory returned, by the IdP's name (Okta profile keys,
+    /// Graph properties), for `target.attributes` mappings.
+    pub extra: std::collections::BTreeMap<String, String>,
+}
+
+/// The scalar members of a JSON object, as text (for attribute mappings).
+pub fn scalars(
+    object: &serde_json::Map<String, serde_json::Value>,
+) -> std::collections::BTreeMap<String, String> {
+    object
+        .iter()
+        .filter_map(|(k, v)| {
+            let text = match v {
+                serde_json::Value::String(s) => s.clone(),
+                serde_json::Value::Number(n) => n.to_string(),
+                serde_json::Value::Bool(b) => b.to_string(),
+                _ => return None,
+            };
+            Some((k.clone(), text))
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -44,7 +44,7 @@ struct OktaUser {
     id: String,
     status: String,
     #[serde(default)]
-    profile: OktaProfile,
+    profile: serde_json::Map<String, serde_json::Value>,
 }
 
 #[derive(Deserialize, Default)]
@@ -171,7 +171,9 @@ impl Directory for OktaDirectory {
             .json()
             .await
             .map_err(|e| DirectoryError::Retryable(format!("Okta user is not readable: {e}")))?;
-        let p = user.profile;
+        let extra = super::scalars(&user.profile);
+        let p: OktaProfile = serde_json::from_value(serde_json::Value::Object(user.profile))
+            .map_err(|e| DirectoryError::Retryable(format!("Okta profile is not readable: {e}")))?;
         Ok(DirectoryRead::Found(Box::new(DirectoryUser {
             id: user.id,
             login: p
@@ -188,6 +190,7 @@ impl Directory for OktaDirectory {
             department: p.department,
             status: Some(okta_status(&user.status)),
             raw_status: user.status,
+            extra,
         })))
     }
 }

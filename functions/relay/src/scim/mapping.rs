@@ -108,6 +108,43 @@ pub fn desired_user(
     })
 }
 
+/// Applies `target.attributes` over the profile's defaults: each SCIM path takes the named IdP
+/// attribute, and is cleared when the directory has no value for it.
+pub fn apply_attribute_map(
+    desired: &mut DesiredUser,
+    map: &BTreeMap<String, String>,
+    user: &DirectoryUser,
+) {
+    for (path, attribute) in map {
+        let value = user
+            .extra
+            .get(attribute)
+            .map(|v| v.trim())
+            .filter(|v| !v.is_empty());
+        match (path.as_str(), value) {
+            ("userName", Some(v)) => {
+                desired.user_name = v.to_lowercase();
+                desired
+                    .attributes
+                    .insert(path.clone(), json!(desired.user_name));
+            }
+            // Without a userName there is no user: keep the profile's.
+            ("userName", None) => {}
+            ("emails", Some(v)) => {
+                desired
+                    .attributes
+                    .insert(path.clone(), work_email(&v.to_lowercase()));
+            }
+            (_, Some(v)) => {
+                desired.attributes.insert(path.clone(), json!(v));
+            }
+            (_, None) => {
+                desired.attributes.remove(path);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,6 +162,7 @@ mod tests {
             department: Some("R&D".into()),
             status: Some(status),
             raw_status: "ACTIVE".into(),
+            extra: BTreeMap::new(),
         }
     }
 
@@ -186,6 +224,40 @@ mod tests {
             desired_user(TargetProfile::Datadog, &u).unwrap().user_name,
             "j@x.io"
         );
+    }
+
+    #[test]
+    fn the_attribute_map_overrides_defaults_and_clears_missing_values() {
+        let mut user = jane(IdpStatus::Active);
+        user.extra = BTreeMap::from([
+            ("jobCode".to_string(), "J-7".to_string()),
+            ("costCenter".to_string(), "CC-42".to_string()),
+            ("workEmail".to_string(), "JD@Work.example".to_string()),
+        ]);
+        let mut d = desired_user(TargetProfile::Generic, &user).unwrap();
+        let map = BTreeMap::from([
+            ("title".to_string(), "jobCode".to_string()),
+            (
+                format!("{ENTERPRISE_SCHEMA}:costCenter"),
+                "costCenter".to_string(),
+            ),
+            (
+                format!("{ENTERPRISE_SCHEMA}:department"),
+                "missing".to_string(),
+            ),
+            ("userName".to_string(), "workEmail".to_string()),
+        ]);
+        apply_attribute_map(&mut d, &map, &user);
+        assert_eq!(d.attributes["title"], "J-7");
+        assert_eq!(
+            d.attributes[&format!("{ENTERPRISE_SCHEMA}:costCenter")],
+            "CC-42"
+        );
+        assert!(!d
+            .attributes
+            .contains_key(&format!("{ENTERPRISE_SCHEMA}:department")));
+        assert_eq!(d.user_name, "jd@work.example");
+        assert_eq!(d.attributes["userName"], "jd@work.example");
     }
 
     #[test]

@@ -14,7 +14,7 @@ use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 pub use error::{ScimError, ScimFailure};
-pub use mapping::desired_user;
+pub use mapping::{apply_attribute_map, desired_user};
 pub use plan::{
     guard_owner, plan, plan_groups, plan_hard_delete, GroupPlan, ScimPlan, OWNER_PROTECTED,
 };
