@@ -1621,6 +1621,32 @@ async fn the_datadog_profile_against_a_target_that_behaves_as_datadog_documents(
         dd.user("second@example.com").unwrap()["name"]["formatted"],
         "Sec Ond"
     );
+
+    // Entra hard delete under the `delete` policy: SCIM DELETE, which Datadog turns into disable.
+    idp.set_graph_user("e-dd", "Entra.Dog@contoso.com", true, "Entra Dog", None);
+    let notify = |seq: u64| {
+        let url = format!("http://{}/entra", relay.addr);
+        async move {
+            let resp = reqwest::Client::new()
+                .post(url)
+                .json(&graph_notification("e-dd", CLIENT_STATE, seq))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 202);
+        }
+    };
+    notify(1).await;
+    assert!(relay.wait_idle(WAIT).await);
+    assert_eq!(dd.user("entra.dog@contoso.com").unwrap()["active"], true);
+    idp.hard_delete_graph_user("e-dd");
+    notify(2).await;
+    assert!(relay.wait_idle(WAIT).await);
+    assert_eq!(dd.requests("DELETE"), 1);
+    let disabled = dd
+        .user("entra.dog@contoso.com")
+        .expect("Datadog keeps the user");
+    assert_eq!(disabled["active"], false);
     relay.stop().await;
     let _ = std::fs::remove_file(&db_path);
 }
