@@ -64,16 +64,21 @@ fn settings(
 }
 
 async fn harness(profile: TargetProfile) -> Harness {
+    harness_with(profile, |_| {}).await
+}
+
+/// A relay on a fresh database, the IdP fixture and a fresh scim2-server tenant behind the
+/// counting proxy; `customize` adjusts the settings first.
+async fn harness_with(profile: TargetProfile, customize: impl FnOnce(&mut Settings)) -> Harness {
     let idp = IdpFixture::start().await;
     let tenant = ScimTenant::fresh();
     let proxy = ScimProxy::start(&tenant).await;
     let db_path = std::env::temp_dir().join(format!("scim-relay-e2e-{}.db", uuid::Uuid::new_v4()));
-    let relay = standalone::start(
-        settings(&idp, &proxy.url, &tenant.token, profile, &db_path),
-        fast_retries(),
-    )
-    .await
-    .expect("relay starts");
+    let mut s = settings(&idp, &proxy.url, &tenant.token, profile, &db_path);
+    customize(&mut s);
+    let relay = standalone::start(s, fast_retries())
+        .await
+        .expect("relay starts");
     Harness {
         idp,
         tenant,
@@ -121,6 +126,26 @@ impl Harness {
             .send()
             .await
             .expect("relay reachable")
+    }
+
+    /// Posts an Okta delivery with the right secret, expects 200, waits for the queue to drain.
+    async fn okta(&self, body: Value) {
+        let resp = self.post_okta(&body, OKTA_SECRET).await;
+        assert_eq!(resp.status(), 200);
+        self.settle().await;
+    }
+
+    /// Posts a Graph notification about `user`, expects 202, waits for the queue to drain.
+    async fn entra(&self, user: &str, sequence: u64) {
+        let resp = self
+            .http
+            .post(self.url("/entra"))
+            .json(&graph_notification(user, CLIENT_STATE, sequence))
+            .send()
+            .await
+            .expect("relay reachable");
+        assert_eq!(resp.status(), 202);
+        self.settle().await;
     }
 
     async fn settle(&self) {
@@ -591,34 +616,13 @@ async fn an_accepted_event_survives_a_restart_while_the_target_is_down() {
 
 #[tokio::test]
 async fn the_owner_of_the_target_credential_is_never_deactivated() {
-    let idp = IdpFixture::start().await;
-    let tenant = ScimTenant::fresh();
-    let proxy = ScimProxy::start(&tenant).await;
-    let db_path = std::env::temp_dir().join(format!("scim-relay-e2e-{}.db", uuid::Uuid::new_v4()));
-    let mut s = settings(
-        &idp,
-        &proxy.url,
-        &tenant.token,
-        TargetProfile::Datadog,
-        &db_path,
-    );
-    s.target.credential_owner = "SCIM-Service@Example.com".into();
-    let relay = standalone::start(s, fast_retries()).await.unwrap();
-    let post = |body: Value| {
-        let url = format!("http://{}/okta", relay.addr);
-        async move {
-            let resp = reqwest::Client::new()
-                .post(url)
-                .header("Authorization", OKTA_SECRET)
-                .json(&body)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(resp.status(), 200);
-        }
-    };
-
-    idp.set_okta_user(
+    let h = harness_with(TargetProfile::Datadog, |s| {
+        s.target.credential_owner = "SCIM-Service@Example.com".into();
+    })
+    .await;
+    let owner =
+        |uuid, event_type| okta_delivery(uuid, event_type, "00uOWNER", "scim-service@example.com");
+    h.idp.set_okta_user(
         "00uOWNER",
         "ACTIVE",
         Some("scim-service@example.com"),
@@ -626,21 +630,14 @@ async fn the_owner_of_the_target_credential_is_never_deactivated() {
         "Service",
         None,
     );
-    post(okta_delivery(
-        "ev-o1",
-        "user.lifecycle.create",
-        "00uOWNER",
-        "scim-service@example.com",
-    ))
-    .await;
-    assert!(relay.wait_idle(WAIT).await);
+    h.okta(owner("ev-o1", "user.lifecycle.create")).await;
     assert_eq!(
-        tenant.user("scim-service@example.com").await.unwrap()["active"],
+        h.tenant.user("scim-service@example.com").await.unwrap()["active"],
         true
     );
 
     // Someone offboards the key's owner in the IdP: the relay refuses to follow.
-    idp.set_okta_user(
+    h.idp.set_okta_user(
         "00uOWNER",
         "DEPROVISIONED",
         Some("scim-service@example.com"),
@@ -648,27 +645,21 @@ async fn the_owner_of_the_target_credential_is_never_deactivated() {
         "Service",
         None,
     );
-    post(okta_delivery(
-        "ev-o2",
-        "user.lifecycle.deactivate",
-        "00uOWNER",
-        "scim-service@example.com",
-    ))
-    .await;
-    assert!(relay.wait_idle(WAIT).await);
+    h.okta(owner("ev-o2", "user.lifecycle.deactivate")).await;
     assert_eq!(
-        tenant.user("scim-service@example.com").await.unwrap()["active"],
+        h.tenant.user("scim-service@example.com").await.unwrap()["active"],
         true
     );
-    assert_eq!(proxy.count("PATCH"), 0, "{:?}", proxy.calls());
+    assert_eq!(h.proxy.count("PATCH"), 0, "{:?}", h.proxy.calls());
     assert_eq!(
-        relay.db.depth().await.unwrap(),
+        h.relay.db.depth().await.unwrap(),
         (0, 0),
         "handled, not retried or dead-lettered"
     );
 
     // Anyone else is deactivated as usual.
-    idp.set_okta_user(
+    let other = |uuid, event_type| okta_delivery(uuid, event_type, "00uOTHER", "other@example.com");
+    h.idp.set_okta_user(
         "00uOTHER",
         "ACTIVE",
         Some("other@example.com"),
@@ -676,15 +667,8 @@ async fn the_owner_of_the_target_credential_is_never_deactivated() {
         "Her",
         None,
     );
-    post(okta_delivery(
-        "ev-o3",
-        "user.lifecycle.create",
-        "00uOTHER",
-        "other@example.com",
-    ))
-    .await;
-    assert!(relay.wait_idle(WAIT).await);
-    idp.set_okta_user(
+    h.okta(other("ev-o3", "user.lifecycle.create")).await;
+    h.idp.set_okta_user(
         "00uOTHER",
         "DEPROVISIONED",
         Some("other@example.com"),
@@ -692,20 +676,12 @@ async fn the_owner_of_the_target_credential_is_never_deactivated() {
         "Her",
         None,
     );
-    post(okta_delivery(
-        "ev-o4",
-        "user.lifecycle.deactivate",
-        "00uOTHER",
-        "other@example.com",
-    ))
-    .await;
-    assert!(relay.wait_idle(WAIT).await);
+    h.okta(other("ev-o4", "user.lifecycle.deactivate")).await;
     assert_eq!(
-        tenant.user("other@example.com").await.unwrap()["active"],
+        h.tenant.user("other@example.com").await.unwrap()["active"],
         false
     );
-    relay.stop().await;
-    let _ = std::fs::remove_file(&db_path);
+    h.finish().await;
 }
 
 #[tokio::test]
@@ -879,64 +855,39 @@ async fn a_failed_patch_is_retried_until_it_lands() {
 
 #[tokio::test]
 async fn entra_soft_delete_deactivates_and_hard_delete_follows_the_policy() {
-    let idp = IdpFixture::start().await;
-    let tenant = ScimTenant::fresh();
-    let proxy = ScimProxy::start(&tenant).await;
-    let db_path = std::env::temp_dir().join(format!("scim-relay-e2e-{}.db", uuid::Uuid::new_v4()));
-    let mut s = settings(
-        &idp,
-        &proxy.url,
-        &tenant.token,
-        TargetProfile::Generic,
-        &db_path,
-    );
-    s.entra.hard_delete = scim_relay::config::HardDeletePolicy::Delete;
-    let relay = standalone::start(s, fast_retries()).await.unwrap();
-    let notify = |seq: u64| {
-        let url = format!("http://{}/entra", relay.addr);
-        async move {
-            let resp = reqwest::Client::new()
-                .post(url)
-                .json(&graph_notification("e-del-1", CLIENT_STATE, seq))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(resp.status(), 202);
-        }
-    };
-
-    idp.set_graph_user("e-del-1", "Leaver@contoso.com", true, "Lea Ver", None);
-    notify(1).await;
-    assert!(relay.wait_idle(WAIT).await);
+    let h = harness_with(TargetProfile::Generic, |s| {
+        s.entra.hard_delete = scim_relay::config::HardDeletePolicy::Delete;
+    })
+    .await;
+    h.idp
+        .set_graph_user("e-del-1", "Leaver@contoso.com", true, "Lea Ver", None);
+    h.entra("e-del-1", 1).await;
     assert_eq!(
-        tenant.user("leaver@contoso.com").await.unwrap()["active"],
+        h.tenant.user("leaver@contoso.com").await.unwrap()["active"],
         true
     );
 
     // Soft delete (restorable for 30 days): deactivated, not deleted.
-    idp.soft_delete_graph_user("e-del-1");
-    notify(2).await;
-    assert!(relay.wait_idle(WAIT).await);
+    h.idp.soft_delete_graph_user("e-del-1");
+    h.entra("e-del-1", 2).await;
     assert_eq!(
-        tenant.user("leaver@contoso.com").await.unwrap()["active"],
+        h.tenant.user("leaver@contoso.com").await.unwrap()["active"],
         false
     );
     assert_eq!(
-        idp.reads("graph-deleted:e-del-1"),
+        h.idp.reads("graph-deleted:e-del-1"),
         1,
         "deletedItems told soft from hard"
     );
-    assert_eq!(proxy.count("DELETE"), 0);
+    assert_eq!(h.proxy.count("DELETE"), 0);
 
     // Hard delete, under the `delete` policy: the account is removed.
-    idp.hard_delete_graph_user("e-del-1");
-    notify(3).await;
-    assert!(relay.wait_idle(WAIT).await);
-    assert_eq!(proxy.count("DELETE"), 1, "{:?}", proxy.calls());
-    assert!(tenant.user("leaver@contoso.com").await.is_none());
-    assert_eq!(relay.db.depth().await.unwrap(), (0, 0));
-    relay.stop().await;
-    let _ = std::fs::remove_file(&db_path);
+    h.idp.hard_delete_graph_user("e-del-1");
+    h.entra("e-del-1", 3).await;
+    assert_eq!(h.proxy.count("DELETE"), 1, "{:?}", h.proxy.calls());
+    assert!(h.tenant.user("leaver@contoso.com").await.is_none());
+    assert_eq!(h.relay.db.depth().await.unwrap(), (0, 0));
+    h.finish().await;
 }
 
 #[tokio::test]
@@ -970,36 +921,14 @@ async fn a_graph_lifecycle_notification_is_parked_with_its_reason() {
 #[tokio::test]
 async fn okta_suspension_follows_the_suspend_policy() {
     for keep in [false, true] {
-        let idp = IdpFixture::start().await;
-        let tenant = ScimTenant::fresh();
-        let proxy = ScimProxy::start(&tenant).await;
-        let db_path =
-            std::env::temp_dir().join(format!("scim-relay-e2e-{}.db", uuid::Uuid::new_v4()));
-        let mut s = settings(
-            &idp,
-            &proxy.url,
-            &tenant.token,
-            TargetProfile::Datadog,
-            &db_path,
-        );
-        if keep {
-            s.okta.suspended = scim_relay::config::SuspendPolicy::Keep;
-        }
-        let relay = standalone::start(s, fast_retries()).await.unwrap();
-        let post = |body: Value| {
-            let url = format!("http://{}/okta", relay.addr);
-            async move {
-                let resp = reqwest::Client::new()
-                    .post(url)
-                    .header("Authorization", OKTA_SECRET)
-                    .json(&body)
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(resp.status(), 200);
+        let h = harness_with(TargetProfile::Datadog, |s| {
+            if keep {
+                s.okta.suspended = scim_relay::config::SuspendPolicy::Keep;
             }
-        };
-        idp.set_okta_user(
+        })
+        .await;
+        let event = |uuid, event_type| okta_delivery(uuid, event_type, "00uSUS", "sus@example.com");
+        h.idp.set_okta_user(
             "00uSUS",
             "ACTIVE",
             Some("sus@example.com"),
@@ -1007,15 +936,8 @@ async fn okta_suspension_follows_the_suspend_policy() {
             "Pended",
             None,
         );
-        post(okta_delivery(
-            "ev-s1",
-            "user.lifecycle.create",
-            "00uSUS",
-            "sus@example.com",
-        ))
-        .await;
-        assert!(relay.wait_idle(WAIT).await);
-        idp.set_okta_user(
+        h.okta(event("ev-s1", "user.lifecycle.create")).await;
+        h.idp.set_okta_user(
             "00uSUS",
             "SUSPENDED",
             Some("sus@example.com"),
@@ -1023,19 +945,15 @@ async fn okta_suspension_follows_the_suspend_policy() {
             "Pended",
             None,
         );
-        post(okta_delivery(
-            "ev-s2",
-            "user.lifecycle.suspend",
-            "00uSUS",
-            "sus@example.com",
-        ))
-        .await;
-        assert!(relay.wait_idle(WAIT).await);
-        let active = tenant.user("sus@example.com").await.unwrap()["active"].clone();
-        assert_eq!(active, keep, "keep={keep}");
-        assert_eq!(proxy.count("PATCH"), usize::from(!keep), "keep={keep}");
+        h.okta(event("ev-s2", "user.lifecycle.suspend")).await;
+        assert_eq!(
+            h.tenant.user("sus@example.com").await.unwrap()["active"],
+            keep,
+            "keep={keep}"
+        );
+        assert_eq!(h.proxy.count("PATCH"), usize::from(!keep), "keep={keep}");
 
-        idp.set_okta_user(
+        h.idp.set_okta_user(
             "00uSUS",
             "ACTIVE",
             Some("sus@example.com"),
@@ -1043,22 +961,14 @@ async fn okta_suspension_follows_the_suspend_policy() {
             "Pended",
             None,
         );
-        post(okta_delivery(
-            "ev-s3",
-            "user.lifecycle.unsuspend",
-            "00uSUS",
-            "sus@example.com",
-        ))
-        .await;
-        assert!(relay.wait_idle(WAIT).await);
+        h.okta(event("ev-s3", "user.lifecycle.unsuspend")).await;
         assert_eq!(
-            tenant.user("sus@example.com").await.unwrap()["active"],
+            h.tenant.user("sus@example.com").await.unwrap()["active"],
             true,
             "keep={keep}"
         );
-        assert_eq!(relay.db.depth().await.unwrap(), (0, 0));
-        relay.stop().await;
-        let _ = std::fs::remove_file(&db_path);
+        assert_eq!(h.relay.db.depth().await.unwrap(), (0, 0));
+        h.finish().await;
     }
 }
 
@@ -1139,35 +1049,14 @@ async fn a_staged_user_leaves_an_existing_account_alone_until_activated() {
 
 #[tokio::test]
 async fn okta_scope_follows_the_app_assignment_and_groups_read_from_the_directory() {
-    let idp = IdpFixture::start().await;
-    let tenant = ScimTenant::fresh();
-    let proxy = ScimProxy::start(&tenant).await;
-    let db_path = std::env::temp_dir().join(format!("scim-relay-e2e-{}.db", uuid::Uuid::new_v4()));
-    let mut s = settings(
-        &idp,
-        &proxy.url,
-        &tenant.token,
-        TargetProfile::Datadog,
-        &db_path,
-    );
-    s.okta.app_id = "0oaDATADOG".into();
-    s.okta.group_ids = "00gENG, 00gOPS".into();
-    let relay = standalone::start(s, fast_retries()).await.unwrap();
-    let post = |uuid: &'static str, event_type: &'static str| {
-        let url = format!("http://{}/okta", relay.addr);
-        async move {
-            let body = okta_delivery(uuid, event_type, "00uSCOPE", "scoped@example.com");
-            let resp = reqwest::Client::new()
-                .post(url)
-                .header("Authorization", OKTA_SECRET)
-                .json(&body)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(resp.status(), 200);
-        }
-    };
-    idp.set_okta_user(
+    let h = harness_with(TargetProfile::Datadog, |s| {
+        s.okta.app_id = "0oaDATADOG".into();
+        s.okta.group_ids = "00gENG, 00gOPS".into();
+    })
+    .await;
+    let event =
+        |uuid, event_type| okta_delivery(uuid, event_type, "00uSCOPE", "scoped@example.com");
+    h.idp.set_okta_user(
         "00uSCOPE",
         "ACTIVE",
         Some("scoped@example.com"),
@@ -1177,95 +1066,68 @@ async fn okta_scope_follows_the_app_assignment_and_groups_read_from_the_director
     );
 
     // Active in Okta, but neither assigned nor in a group: nothing is provisioned.
-    post("sc-1", "user.lifecycle.create").await;
-    assert!(relay.wait_idle(WAIT).await);
-    assert!(tenant.user("scoped@example.com").await.is_none());
-    assert!(proxy.calls().is_empty());
+    h.okta(event("sc-1", "user.lifecycle.create")).await;
+    assert!(h.tenant.user("scoped@example.com").await.is_none());
+    assert!(h.proxy.calls().is_empty());
 
     // Assigned to the app: provisioned.
-    idp.assign_okta_app("0oaDATADOG", "00uSCOPE", true);
-    post("sc-2", "application.user_membership.add").await;
-    assert!(relay.wait_idle(WAIT).await);
+    h.idp.assign_okta_app("0oaDATADOG", "00uSCOPE", true);
+    h.okta(event("sc-2", "application.user_membership.add"))
+        .await;
     assert_eq!(
-        tenant.user("scoped@example.com").await.unwrap()["active"],
+        h.tenant.user("scoped@example.com").await.unwrap()["active"],
         true
     );
 
     // Unassigned, but a member of a configured group: still in scope.
-    idp.assign_okta_app("0oaDATADOG", "00uSCOPE", false);
-    idp.set_okta_groups("00uSCOPE", &["00gOTHER", "00gOPS"]);
-    post("sc-3", "application.user_membership.remove").await;
-    assert!(relay.wait_idle(WAIT).await);
+    h.idp.assign_okta_app("0oaDATADOG", "00uSCOPE", false);
+    h.idp.set_okta_groups("00uSCOPE", &["00gOTHER", "00gOPS"]);
+    h.okta(event("sc-3", "application.user_membership.remove"))
+        .await;
     assert_eq!(
-        tenant.user("scoped@example.com").await.unwrap()["active"],
+        h.tenant.user("scoped@example.com").await.unwrap()["active"],
         true
     );
 
     // Out of the group too: deactivated.
-    idp.set_okta_groups("00uSCOPE", &["00gOTHER"]);
-    post("sc-4", "group.user_membership.remove").await;
-    assert!(relay.wait_idle(WAIT).await);
+    h.idp.set_okta_groups("00uSCOPE", &["00gOTHER"]);
+    h.okta(event("sc-4", "group.user_membership.remove")).await;
     assert_eq!(
-        tenant.user("scoped@example.com").await.unwrap()["active"],
+        h.tenant.user("scoped@example.com").await.unwrap()["active"],
         false
     );
-    assert_eq!(relay.db.depth().await.unwrap(), (0, 0));
-    relay.stop().await;
-    let _ = std::fs::remove_file(&db_path);
+    assert_eq!(h.relay.db.depth().await.unwrap(), (0, 0));
+    h.finish().await;
 }
 
 #[tokio::test]
 async fn entra_scope_follows_group_membership() {
-    let idp = IdpFixture::start().await;
-    let tenant = ScimTenant::fresh();
-    let proxy = ScimProxy::start(&tenant).await;
-    let db_path = std::env::temp_dir().join(format!("scim-relay-e2e-{}.db", uuid::Uuid::new_v4()));
-    let mut s = settings(
-        &idp,
-        &proxy.url,
-        &tenant.token,
-        TargetProfile::Generic,
-        &db_path,
-    );
-    s.entra.group_ids = "grp-datadog-users".into();
-    let relay = standalone::start(s, fast_retries()).await.unwrap();
-    let notify = |seq: u64| {
-        let url = format!("http://{}/entra", relay.addr);
-        async move {
-            let resp = reqwest::Client::new()
-                .post(url)
-                .json(&graph_notification("e-scope", CLIENT_STATE, seq))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(resp.status(), 202);
-        }
-    };
-    idp.set_graph_user("e-scope", "In.Scope@contoso.com", true, "In Scope", None);
-    notify(1).await;
-    assert!(relay.wait_idle(WAIT).await);
+    let h = harness_with(TargetProfile::Generic, |s| {
+        s.entra.group_ids = "grp-datadog-users".into()
+    })
+    .await;
+    h.idp
+        .set_graph_user("e-scope", "In.Scope@contoso.com", true, "In Scope", None);
+    h.entra("e-scope", 1).await;
     assert!(
-        tenant.user("in.scope@contoso.com").await.is_none(),
+        h.tenant.user("in.scope@contoso.com").await.is_none(),
         "not a member yet"
     );
 
-    idp.set_graph_groups("e-scope", &["grp-datadog-users"]);
-    notify(2).await;
-    assert!(relay.wait_idle(WAIT).await);
+    h.idp.set_graph_groups("e-scope", &["grp-datadog-users"]);
+    h.entra("e-scope", 2).await;
     assert_eq!(
-        tenant.user("in.scope@contoso.com").await.unwrap()["active"],
+        h.tenant.user("in.scope@contoso.com").await.unwrap()["active"],
         true
     );
 
-    idp.set_graph_groups("e-scope", &[]);
-    notify(3).await;
-    assert!(relay.wait_idle(WAIT).await);
+    h.idp.set_graph_groups("e-scope", &[]);
+    h.entra("e-scope", 3).await;
     assert_eq!(
-        tenant.user("in.scope@contoso.com").await.unwrap()["active"],
+        h.tenant.user("in.scope@contoso.com").await.unwrap()["active"],
         false
     );
-    relay.stop().await;
-    let _ = std::fs::remove_file(&db_path);
+    h.finish().await;
 }
 
 #[tokio::test]
@@ -1362,35 +1224,13 @@ async fn the_failure_table_end_to_end() {
 
 #[tokio::test]
 async fn okta_group_memberships_are_mirrored_one_member_at_a_time() {
-    let idp = IdpFixture::start().await;
-    let tenant = ScimTenant::fresh();
-    let proxy = ScimProxy::start(&tenant).await;
-    let db_path = std::env::temp_dir().join(format!("scim-relay-e2e-{}.db", uuid::Uuid::new_v4()));
-    let mut s = settings(
-        &idp,
-        &proxy.url,
-        &tenant.token,
-        TargetProfile::Datadog,
-        &db_path,
-    );
-    s.okta.group_ids = "00gENG,00gOPS".into();
-    s.target.sync_groups = true;
-    let relay = standalone::start(s, fast_retries()).await.unwrap();
-    let post = |uuid: &'static str, event_type: &'static str| {
-        let url = format!("http://{}/okta", relay.addr);
-        async move {
-            let body = okta_delivery(uuid, event_type, "00uGRP", "grouped@example.com");
-            let resp = reqwest::Client::new()
-                .post(url)
-                .header("Authorization", OKTA_SECRET)
-                .json(&body)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(resp.status(), 200);
-        }
-    };
-    idp.set_okta_user(
+    let h = harness_with(TargetProfile::Datadog, |s| {
+        s.okta.group_ids = "00gENG,00gOPS".into();
+        s.target.sync_groups = true;
+    })
+    .await;
+    let event = |uuid, event_type| okta_delivery(uuid, event_type, "00uGRP", "grouped@example.com");
+    h.idp.set_okta_user(
         "00uGRP",
         "ACTIVE",
         Some("grouped@example.com"),
@@ -1398,147 +1238,115 @@ async fn okta_group_memberships_are_mirrored_one_member_at_a_time() {
         "Ped",
         None,
     );
-    idp.set_okta_groups("00uGRP", &["00gENG", "00gUNRELATED"]);
-    post("g-1", "user.lifecycle.create").await;
-    assert!(relay.wait_idle(WAIT).await);
-    let uid = tenant.user("grouped@example.com").await.unwrap()["id"]
+    h.idp.set_okta_groups("00uGRP", &["00gENG", "00gUNRELATED"]);
+    h.okta(event("g-1", "user.lifecycle.create")).await;
+    let uid = h.tenant.user("grouped@example.com").await.unwrap()["id"]
         .as_str()
         .unwrap()
         .to_string();
     assert_eq!(
-        tenant.group_members("00gENG").await,
+        h.tenant.group_members("00gENG").await,
         Some(vec![uid.clone()]),
         "group created with the user"
     );
     assert_eq!(
-        tenant.group_members("00gUNRELATED").await,
+        h.tenant.group_members("00gUNRELATED").await,
         None,
         "only configured groups"
     );
 
-    idp.set_okta_groups("00uGRP", &["00gENG", "00gOPS"]);
-    post("g-2", "group.user_membership.add").await;
-    assert!(relay.wait_idle(WAIT).await);
+    h.idp.set_okta_groups("00uGRP", &["00gENG", "00gOPS"]);
+    h.okta(event("g-2", "group.user_membership.add")).await;
     assert_eq!(
-        tenant.group_members("00gOPS").await,
+        h.tenant.group_members("00gOPS").await,
         Some(vec![uid.clone()])
     );
     assert_eq!(
-        tenant.group_members("00gENG").await,
+        h.tenant.group_members("00gENG").await,
         Some(vec![uid.clone()])
     );
 
     // Nothing changed: no group call.
-    let calls = proxy.calls().len();
-    post("g-3", "user.account.update_profile").await;
-    assert!(relay.wait_idle(WAIT).await);
-    assert_eq!(proxy.calls().len(), calls, "{:?}", &proxy.calls()[calls..]);
-
-    idp.set_okta_groups("00uGRP", &["00gOPS"]);
-    post("g-4", "group.user_membership.remove").await;
-    assert!(relay.wait_idle(WAIT).await);
+    let calls = h.proxy.calls().len();
+    h.okta(event("g-3", "user.account.update_profile")).await;
     assert_eq!(
-        tenant.group_members("00gENG").await,
+        h.proxy.calls().len(),
+        calls,
+        "{:?}",
+        &h.proxy.calls()[calls..]
+    );
+
+    h.idp.set_okta_groups("00uGRP", &["00gOPS"]);
+    h.okta(event("g-4", "group.user_membership.remove")).await;
+    assert_eq!(
+        h.tenant.group_members("00gENG").await,
         Some(vec![]),
         "left, group kept"
     );
     assert_eq!(
-        tenant.group_members("00gOPS").await,
+        h.tenant.group_members("00gOPS").await,
         Some(vec![uid.clone()])
     );
     assert_eq!(
-        tenant.user("grouped@example.com").await.unwrap()["active"],
+        h.tenant.user("grouped@example.com").await.unwrap()["active"],
         true,
         "still in scope through 00gOPS"
     );
-    let group_puts = proxy
+    let group_puts = h
+        .proxy
         .calls()
         .iter()
         .filter(|(m, p)| m == "PUT" && p.contains("/Groups"))
         .count();
     assert_eq!(group_puts, 0, "member lists are never replaced");
-    assert_eq!(relay.db.depth().await.unwrap(), (0, 0));
-    relay.stop().await;
-    let _ = std::fs::remove_file(&db_path);
+    assert_eq!(h.relay.db.depth().await.unwrap(), (0, 0));
+    h.finish().await;
 }
 
 #[tokio::test]
 async fn entra_group_memberships_are_mirrored_with_the_groups_display_names() {
-    let idp = IdpFixture::start().await;
-    let tenant = ScimTenant::fresh();
-    let proxy = ScimProxy::start(&tenant).await;
-    let db_path = std::env::temp_dir().join(format!("scim-relay-e2e-{}.db", uuid::Uuid::new_v4()));
-    let mut s = settings(
-        &idp,
-        &proxy.url,
-        &tenant.token,
-        TargetProfile::Generic,
-        &db_path,
-    );
-    s.entra.group_ids = "grp-a,grp-b".into();
-    s.target.sync_groups = true;
-    let relay = standalone::start(s, fast_retries()).await.unwrap();
-    idp.set_graph_user("e-grp", "Member@contoso.com", true, "Mem Ber", None);
-    idp.set_graph_groups("e-grp", &["grp-b"]);
-    let resp = reqwest::Client::new()
-        .post(format!("http://{}/entra", relay.addr))
-        .json(&graph_notification("e-grp", CLIENT_STATE, 1))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 202);
-    assert!(relay.wait_idle(WAIT).await);
-    let uid = tenant.user("member@contoso.com").await.unwrap()["id"]
+    let h = harness_with(TargetProfile::Generic, |s| {
+        s.entra.group_ids = "grp-a,grp-b".into();
+        s.target.sync_groups = true;
+    })
+    .await;
+    h.idp
+        .set_graph_user("e-grp", "Member@contoso.com", true, "Mem Ber", None);
+    h.idp.set_graph_groups("e-grp", &["grp-b"]);
+    h.entra("e-grp", 1).await;
+    let uid = h.tenant.user("member@contoso.com").await.unwrap()["id"]
         .as_str()
         .unwrap()
         .to_string();
-    assert_eq!(tenant.group_members("Entra grp-b").await, Some(vec![uid]));
-    assert_eq!(tenant.group_members("Entra grp-a").await, None);
-    relay.stop().await;
-    let _ = std::fs::remove_file(&db_path);
+    assert_eq!(h.tenant.group_members("Entra grp-b").await, Some(vec![uid]));
+    assert_eq!(h.tenant.group_members("Entra grp-a").await, None);
+    h.finish().await;
 }
 
 #[tokio::test]
 async fn the_datadog_profile_against_a_target_that_behaves_as_datadog_documents() {
     use scim_relay_e2e::datadog::{DatadogFixture, DATADOG_TOKEN};
-    let idp = IdpFixture::start().await;
     let dd = DatadogFixture::start().await;
-    let db_path = std::env::temp_dir().join(format!("scim-relay-e2e-{}.db", uuid::Uuid::new_v4()));
-    let mut s = settings(
-        &idp,
-        &dd.base_url,
-        DATADOG_TOKEN,
-        TargetProfile::Datadog,
-        &db_path,
-    );
-    s.entra.hard_delete = scim_relay::config::HardDeletePolicy::Delete;
-    let relay = standalone::start(s, fast_retries()).await.unwrap();
-    let post = |body: Value| {
-        let url = format!("http://{}/okta", relay.addr);
-        async move {
-            let resp = reqwest::Client::new()
-                .post(url)
-                .header("Authorization", OKTA_SECRET)
-                .json(&body)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(resp.status(), 200);
-        }
-    };
+    let h = harness_with(TargetProfile::Datadog, |s| {
+        s.target.base_url = dd.base_url.clone();
+        s.target.token = Secret::new(DATADOG_TOKEN);
+        s.entra.hard_delete = scim_relay::config::HardDeletePolicy::Delete;
+    })
+    .await;
+
     let email = "Dana.Dog@Example.com";
-    idp.set_okta_user("00uDD", "ACTIVE", Some(email), "Dana", "Dog", Some("SRE"));
+    h.idp
+        .set_okta_user("00uDD", "ACTIVE", Some(email), "Dana", "Dog", Some("SRE"));
 
     // Rate limited on the first look-up: Datadog's 429 with X-RateLimit-Reset, then through.
     dd.throttle_next("GET");
-    post(okta_delivery(
+    h.okta(okta_delivery(
         "dd-1",
         "user.lifecycle.create",
         "00uDD",
         email,
     ))
     .await;
-    assert!(relay.wait_idle(WAIT).await);
     let user = dd.user("dana.dog@example.com").expect("created");
     assert_eq!(user["name"]["formatted"], "Dana Dog");
     assert!(
@@ -1549,49 +1357,49 @@ async fn the_datadog_profile_against_a_target_that_behaves_as_datadog_documents(
     assert_eq!(dd.requests("GET"), 2, "the throttled look-up was retried");
 
     // Profile change, reactivation and deactivation all stay within add/replace.
-    idp.set_okta_user("00uDD", "ACTIVE", Some(email), "Dana", "Dog", None);
-    post(okta_delivery(
+    h.idp
+        .set_okta_user("00uDD", "ACTIVE", Some(email), "Dana", "Dog", None);
+    h.okta(okta_delivery(
         "dd-2",
         "user.account.update_profile",
         "00uDD",
         email,
     ))
     .await;
-    assert!(relay.wait_idle(WAIT).await);
     assert_eq!(
         dd.user("dana.dog@example.com").unwrap()["title"],
         "",
         "a cleared title is blanked, not removed"
     );
-    idp.set_okta_user("00uDD", "DEPROVISIONED", Some(email), "Dana", "Dog", None);
-    post(okta_delivery(
+    h.idp
+        .set_okta_user("00uDD", "DEPROVISIONED", Some(email), "Dana", "Dog", None);
+    h.okta(okta_delivery(
         "dd-3",
         "user.lifecycle.deactivate",
         "00uDD",
         email,
     ))
     .await;
-    assert!(relay.wait_idle(WAIT).await);
     assert_eq!(dd.user("dana.dog@example.com").unwrap()["active"], false);
-    idp.set_okta_user("00uDD", "ACTIVE", Some(email), "Dana", "Dog", None);
-    post(okta_delivery(
+    h.idp
+        .set_okta_user("00uDD", "ACTIVE", Some(email), "Dana", "Dog", None);
+    h.okta(okta_delivery(
         "dd-4",
         "user.lifecycle.reactivate",
         "00uDD",
         email,
     ))
     .await;
-    assert!(relay.wait_idle(WAIT).await);
     assert_eq!(dd.user("dana.dog@example.com").unwrap()["active"], true);
     assert_eq!(
-        relay.db.depth().await.unwrap(),
+        h.relay.db.depth().await.unwrap(),
         (0, 0),
         "nothing dead-lettered: {:?}",
-        relay.db.dead_letter_reasons().await
+        h.relay.db.dead_letter_reasons().await
     );
 
     // An account that already exists for the address: looked up first and adopted.
-    idp.set_okta_user(
+    h.idp.set_okta_user(
         "00uDD2",
         "ACTIVE",
         Some("second@example.com"),
@@ -1608,14 +1416,13 @@ async fn the_datadog_profile_against_a_target_that_behaves_as_datadog_documents(
         .await
         .unwrap();
     assert_eq!(made.status(), 201);
-    post(okta_delivery(
+    h.okta(okta_delivery(
         "dd-5",
         "user.lifecycle.create",
         "00uDD2",
         "second@example.com",
     ))
     .await;
-    assert!(relay.wait_idle(WAIT).await);
     assert_eq!(dd.user_count(), 2, "adopted, not duplicated");
     assert_eq!(
         dd.user("second@example.com").unwrap()["name"]["formatted"],
@@ -1623,67 +1430,35 @@ async fn the_datadog_profile_against_a_target_that_behaves_as_datadog_documents(
     );
 
     // Entra hard delete under the `delete` policy: SCIM DELETE, which Datadog turns into disable.
-    idp.set_graph_user("e-dd", "Entra.Dog@contoso.com", true, "Entra Dog", None);
-    let notify = |seq: u64| {
-        let url = format!("http://{}/entra", relay.addr);
-        async move {
-            let resp = reqwest::Client::new()
-                .post(url)
-                .json(&graph_notification("e-dd", CLIENT_STATE, seq))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(resp.status(), 202);
-        }
-    };
-    notify(1).await;
-    assert!(relay.wait_idle(WAIT).await);
+    h.idp
+        .set_graph_user("e-dd", "Entra.Dog@contoso.com", true, "Entra Dog", None);
+    h.entra("e-dd", 1).await;
     assert_eq!(dd.user("entra.dog@contoso.com").unwrap()["active"], true);
-    idp.hard_delete_graph_user("e-dd");
-    notify(2).await;
-    assert!(relay.wait_idle(WAIT).await);
+    h.idp.hard_delete_graph_user("e-dd");
+    h.entra("e-dd", 2).await;
     assert_eq!(dd.requests("DELETE"), 1);
     let disabled = dd
         .user("entra.dog@contoso.com")
         .expect("Datadog keeps the user");
     assert_eq!(disabled["active"], false);
-    relay.stop().await;
-    let _ = std::fs::remove_file(&db_path);
+    h.finish().await;
 }
 
 #[tokio::test]
 async fn roles_are_sent_and_without_a_directory_an_older_event_changes_nothing() {
     use scim_relay_e2e::datadog::{DatadogFixture, DATADOG_TOKEN};
     use scim_relay_e2e::payloads::okta_delivery_at;
-    let idp = IdpFixture::start().await;
     let dd = DatadogFixture::start().await;
-    let db_path = std::env::temp_dir().join(format!("scim-relay-e2e-{}.db", uuid::Uuid::new_v4()));
-    let mut s = settings(
-        &idp,
-        &dd.base_url,
-        DATADOG_TOKEN,
-        TargetProfile::Datadog,
-        &db_path,
-    );
-    s.target.role_ids = "role-uuid-1, role-uuid-2".into();
-    // No directory: the events are the only truth (opted into knowingly).
-    s.okta.api_token = Secret::default();
-    s.okta.use_event_content = true;
-    let relay = standalone::start(s, fast_retries()).await.unwrap();
-    let post = |body: Value| {
-        let url = format!("http://{}/okta", relay.addr);
-        async move {
-            let resp = reqwest::Client::new()
-                .post(url)
-                .header("Authorization", OKTA_SECRET)
-                .json(&body)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(resp.status(), 200);
-        }
-    };
-    post(okta_delivery_at(
+    let h = harness_with(TargetProfile::Datadog, |s| {
+        s.target.base_url = dd.base_url.clone();
+        s.target.token = Secret::new(DATADOG_TOKEN);
+        s.target.role_ids = "role-uuid-1, role-uuid-2".into();
+        s.okta.api_token = Secret::default();
+        s.okta.use_event_content = true;
+    })
+    .await;
+
+    h.okta(okta_delivery_at(
         "o-1",
         "user.lifecycle.create",
         "00uORD",
@@ -1691,7 +1466,6 @@ async fn roles_are_sent_and_without_a_directory_an_older_event_changes_nothing()
         "2026-11-29T10:00:00Z",
     ))
     .await;
-    assert!(relay.wait_idle(WAIT).await);
     let user = dd
         .user("ordered@example.com")
         .expect("created from the event");
@@ -1700,7 +1474,7 @@ async fn roles_are_sent_and_without_a_directory_an_older_event_changes_nothing()
         serde_json::json!([{"value": "role-uuid-1"}, {"value": "role-uuid-2"}])
     );
 
-    post(okta_delivery_at(
+    h.okta(okta_delivery_at(
         "o-3",
         "user.lifecycle.deactivate",
         "00uORD",
@@ -1708,10 +1482,9 @@ async fn roles_are_sent_and_without_a_directory_an_older_event_changes_nothing()
         "2026-11-29T10:05:00Z",
     ))
     .await;
-    assert!(relay.wait_idle(WAIT).await);
     assert_eq!(dd.user("ordered@example.com").unwrap()["active"], false);
     // A late delivery of an earlier activation must not undo the deactivation.
-    post(okta_delivery_at(
+    h.okta(okta_delivery_at(
         "o-2",
         "user.lifecycle.activate",
         "00uORD",
@@ -1719,11 +1492,9 @@ async fn roles_are_sent_and_without_a_directory_an_older_event_changes_nothing()
         "2026-11-29T10:01:00Z",
     ))
     .await;
-    assert!(relay.wait_idle(WAIT).await);
     assert_eq!(dd.user("ordered@example.com").unwrap()["active"], false);
-    assert_eq!(idp.total_reads(), 0, "no directory was read");
-    relay.stop().await;
-    let _ = std::fs::remove_file(&db_path);
+    assert_eq!(h.idp.total_reads(), 0, "no directory was read");
+    h.finish().await;
 }
 
 #[tokio::test]
@@ -1809,24 +1580,15 @@ async fn the_generic_profile_writes_with_if_match_when_the_provider_advertises_e
 
 #[tokio::test]
 async fn the_attribute_map_sends_custom_idp_attributes() {
-    let idp = IdpFixture::start().await;
-    let tenant = ScimTenant::fresh();
-    let proxy = ScimProxy::start(&tenant).await;
-    let db_path = std::env::temp_dir().join(format!("scim-relay-e2e-{}.db", uuid::Uuid::new_v4()));
-    let mut s = settings(
-        &idp,
-        &proxy.url,
-        &tenant.token,
-        TargetProfile::Generic,
-        &db_path,
-    );
     let cost_center = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:costCenter";
-    s.target
-        .attributes
-        .insert(cost_center.into(), "costCenter".into());
-    s.target.attributes.insert("title".into(), "jobCode".into());
-    let relay = standalone::start(s, fast_retries()).await.unwrap();
-    idp.set_okta_user(
+    let h = harness_with(TargetProfile::Generic, |s| {
+        s.target
+            .attributes
+            .insert(cost_center.into(), "costCenter".into());
+        s.target.attributes.insert("title".into(), "jobCode".into());
+    })
+    .await;
+    h.idp.set_okta_user(
         "00uMAP",
         "ACTIVE",
         Some("mapped@example.com"),
@@ -1834,32 +1596,23 @@ async fn the_attribute_map_sends_custom_idp_attributes() {
         "Ped",
         Some("Ignored title"),
     );
-    idp.set_okta_profile_field("00uMAP", "costCenter", "CC-42");
-    idp.set_okta_profile_field("00uMAP", "jobCode", "J-7");
-    let resp = reqwest::Client::new()
-        .post(format!("http://{}/okta", relay.addr))
-        .header("Authorization", OKTA_SECRET)
-        .json(&okta_delivery(
-            "map-1",
-            "user.lifecycle.create",
-            "00uMAP",
-            "mapped@example.com",
-        ))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    assert!(relay.wait_idle(WAIT).await);
-    let user = tenant.user("mapped@example.com").await.expect("created");
+    h.idp
+        .set_okta_profile_field("00uMAP", "costCenter", "CC-42");
+    h.idp.set_okta_profile_field("00uMAP", "jobCode", "J-7");
+    h.okta(okta_delivery(
+        "map-1",
+        "user.lifecycle.create",
+        "00uMAP",
+        "mapped@example.com",
+    ))
+    .await;
+    let user = h.tenant.user("mapped@example.com").await.expect("created");
+    let enterprise = &user["urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"];
     assert_eq!(user["title"], "J-7");
+    assert_eq!(enterprise["costCenter"], "CC-42");
     assert_eq!(
-        user["urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"]["costCenter"],
-        "CC-42"
+        enterprise["department"], "Engineering",
+        "unmapped paths keep the profile's default"
     );
-    assert_eq!(
-        user["urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"]["department"],
-        "Engineering"
-    );
-    relay.stop().await;
-    let _ = std::fs::remove_file(&db_path);
+    h.finish().await;
 }

@@ -246,13 +246,8 @@ async fn graph_user(
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    let auth = headers.get("authorization").and_then(|v| v.to_str().ok());
-    if auth != Some(&format!("Bearer {GRAPH_ACCESS_TOKEN}")) {
-        return (
-            StatusCode::UNAUTHORIZED,
-            Json(json!({"error": {"code": "InvalidAuthenticationToken"}})),
-        )
-            .into_response();
+    if let Some(refused) = graph_refuses(&headers) {
+        return refused;
     }
     let mut dir = dir.lock().expect("lock");
     dir.reads.push(format!("graph:{id}"));
@@ -297,13 +292,8 @@ async fn graph_deleted_item(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let auth = headers.get("authorization").and_then(|v| v.to_str().ok());
-    if auth != Some(&format!("Bearer {GRAPH_ACCESS_TOKEN}")) {
-        return (
-            StatusCode::UNAUTHORIZED,
-            Json(json!({"error": {"code": "InvalidAuthenticationToken"}})),
-        )
-            .into_response();
+    if let Some(refused) = graph_refuses(&headers) {
+        return refused;
     }
     let mut dir = dir.lock().expect("lock");
     dir.reads.push(format!("graph-deleted:{id}"));
@@ -317,6 +307,18 @@ async fn graph_deleted_item(
         )
             .into_response(),
     }
+}
+
+/// Graph's answer to a request without the fixture's app token, if it lacks it.
+fn graph_refuses(headers: &HeaderMap) -> Option<Response> {
+    let auth = headers.get("authorization").and_then(|v| v.to_str().ok());
+    (auth != Some(&format!("Bearer {GRAPH_ACCESS_TOKEN}"))).then(|| {
+        (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"error": {"code": "InvalidAuthenticationToken"}})),
+        )
+            .into_response()
+    })
 }
 
 fn okta_authorized(headers: &HeaderMap) -> bool {
@@ -371,13 +373,8 @@ async fn graph_check_member_groups(
     headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> Response {
-    let auth = headers.get("authorization").and_then(|v| v.to_str().ok());
-    if auth != Some(&format!("Bearer {GRAPH_ACCESS_TOKEN}")) {
-        return (
-            StatusCode::UNAUTHORIZED,
-            Json(json!({"error": {"code": "InvalidAuthenticationToken"}})),
-        )
-            .into_response();
+    if let Some(refused) = graph_refuses(&headers) {
+        return refused;
     }
     let dir = dir.lock().expect("lock");
     if !dir.graph.contains_key(&id) {
@@ -403,13 +400,8 @@ async fn graph_check_member_groups(
 
 /// `GET /v1.0/groups/{id}`: every group exists, named after its id.
 async fn graph_group(Path(id): Path<String>, headers: HeaderMap) -> Response {
-    let auth = headers.get("authorization").and_then(|v| v.to_str().ok());
-    if auth != Some(&format!("Bearer {GRAPH_ACCESS_TOKEN}")) {
-        return (
-            StatusCode::UNAUTHORIZED,
-            Json(json!({"error": {"code": "InvalidAuthenticationToken"}})),
-        )
-            .into_response();
+    if let Some(refused) = graph_refuses(&headers) {
+        return refused;
     }
     Json(json!({"id": id, "displayName": format!("Entra {id}")})).into_response()
 }
