@@ -149,6 +149,22 @@ impl GraphDirectory {
 }
 
 impl GraphDirectory {
+    /// A `GET {graph}/v1.0{path}?$select=…` with the app token.
+    async fn get(
+        &self,
+        path: &str,
+        select: &str,
+        token: &Secret,
+    ) -> Result<reqwest::Response, DirectoryError> {
+        self.http
+            .get(format!("{}/v1.0{path}", self.graph_url))
+            .query(&[("$select", select)])
+            .bearer_auth(token.expose())
+            .send()
+            .await
+            .map_err(|e| DirectoryError::Retryable(format!("Graph: {}", crate::transport_error(e))))
+    }
+
     /// Also reads these properties (sources of `target.attributes`).
     pub fn with_extra_properties<'a>(
         mut self,
@@ -176,15 +192,8 @@ impl GraphDirectory {
         let id =
             percent_encoding::utf8_percent_encode(group_id, percent_encoding::NON_ALPHANUMERIC);
         let resp = self
-            .http
-            .get(format!("{}/v1.0/groups/{id}", self.graph_url))
-            .query(&[("$select", "id,displayName")])
-            .bearer_auth(token.expose())
-            .send()
-            .await
-            .map_err(|e| {
-                DirectoryError::Retryable(format!("Graph: {}", crate::transport_error(e)))
-            })?;
+            .get(&format!("/groups/{id}"), "id,displayName", token)
+            .await?;
         match answer("Graph", resp.status().as_u16())? {
             Answer::Found => {}
             Answer::NotFound => {
@@ -219,18 +228,8 @@ impl GraphDirectory {
     ) -> Result<DirectoryRead, DirectoryError> {
         let id = percent_encoding::utf8_percent_encode(user_id, percent_encoding::NON_ALPHANUMERIC);
         let resp = self
-            .http
-            .get(format!(
-                "{}/v1.0/directory/deletedItems/{id}",
-                self.graph_url
-            ))
-            .query(&[("$select", "id")])
-            .bearer_auth(token.expose())
-            .send()
-            .await
-            .map_err(|e| {
-                DirectoryError::Retryable(format!("Graph: {}", crate::transport_error(e)))
-            })?;
+            .get(&format!("/directory/deletedItems/{id}"), "id", token)
+            .await?;
         match answer("Graph", resp.status().as_u16())? {
             Answer::Found => Ok(DirectoryRead::NotFound),
             Answer::NotFound => Ok(DirectoryRead::HardDeleted),
@@ -302,15 +301,8 @@ impl Directory for GraphDirectory {
         let token = self.access_token().await?;
         let id = percent_encoding::utf8_percent_encode(user_id, percent_encoding::NON_ALPHANUMERIC);
         let resp = self
-            .http
-            .get(format!("{}/v1.0/users/{id}", self.graph_url))
-            .query(&[("$select", self.select.as_str())])
-            .bearer_auth(token.expose())
-            .send()
-            .await
-            .map_err(|e| {
-                DirectoryError::Retryable(format!("Graph: {}", crate::transport_error(e)))
-            })?;
+            .get(&format!("/users/{id}"), &self.select, &token)
+            .await?;
         match answer("Graph", resp.status().as_u16())? {
             Answer::Found => {}
             Answer::NotFound => return self.deleted_how(user_id, &token).await,
