@@ -1616,3 +1616,76 @@ async fn the_attribute_map_sends_custom_idp_attributes() {
     );
     h.finish().await;
 }
+
+#[tokio::test]
+async fn a_misspelt_scope_parks_triggers_and_deactivates_nobody() {
+    let idp = IdpFixture::start().await;
+    let tenant = ScimTenant::fresh();
+    let db_path = std::env::temp_dir().join(format!("scim-relay-e2e-{}.db", uuid::Uuid::new_v4()));
+    idp.set_okta_user(
+        "00uKEPT",
+        "ACTIVE",
+        Some("kept@example.com"),
+        "Ke",
+        "Pt",
+        None,
+    );
+    let open = settings(
+        &idp,
+        &tenant.base_url,
+        &tenant.token,
+        TargetProfile::Datadog,
+        &db_path,
+    );
+    let relay = standalone::start(open, fast_retries()).await.unwrap();
+    let post = |relay: &RunningRelay, uuid: &str| {
+        let url = format!("http://{}/okta", relay.addr);
+        let body = okta_delivery(
+            uuid,
+            "user.account.update_profile",
+            "00uKEPT",
+            "kept@example.com",
+        );
+        async move {
+            let resp = reqwest::Client::new()
+                .post(url)
+                .header("Authorization", OKTA_SECRET)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200);
+        }
+    };
+    post(&relay, "ms-1").await;
+    assert!(relay.wait_idle(WAIT).await);
+    assert_eq!(
+        tenant.user("kept@example.com").await.unwrap()["active"],
+        true
+    );
+    relay.stop().await;
+
+    // The operator scopes to an app, with a typo: nobody may be deactivated for it.
+    let mut typo = settings(
+        &idp,
+        &tenant.base_url,
+        &tenant.token,
+        TargetProfile::Datadog,
+        &db_path,
+    );
+    typo.okta.app_id = "0oaMISSING".into();
+    let relay = standalone::start(typo, fast_retries()).await.unwrap();
+    post(&relay, "ms-2").await;
+    assert!(relay.wait_idle(WAIT).await);
+    assert_eq!(
+        tenant.user("kept@example.com").await.unwrap()["active"],
+        true
+    );
+    let reasons = relay.db.dead_letter_reasons().await.unwrap();
+    assert!(
+        reasons.len() == 1 && reasons[0].contains("okta.app_id"),
+        "{reasons:?}"
+    );
+    relay.stop().await;
+    let _ = std::fs::remove_file(&db_path);
+}

@@ -47,6 +47,8 @@ impl IdpFixture {
             .route("/v1.0/users/{id}", get(graph_user))
             .route("/v1.0/directory/deletedItems/{id}", get(graph_deleted_item))
             .route("/api/v1/apps/{app}/users/{id}", get(okta_app_user))
+            .route("/api/v1/apps/{app}", get(okta_app_or_group))
+            .route("/api/v1/groups/{id}", get(okta_app_or_group))
             .route("/api/v1/users/{id}/groups", get(okta_user_groups))
             .route("/v1.0/groups/{id}", get(graph_group))
             .route(
@@ -403,5 +405,25 @@ async fn graph_group(Path(id): Path<String>, headers: HeaderMap) -> Response {
     if let Some(refused) = graph_refuses(&headers) {
         return refused;
     }
+    if id.contains("MISSING") {
+        return (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": {"code": "Request_ResourceNotFound"}})),
+        )
+            .into_response();
+    }
     Json(json!({"id": id, "displayName": format!("Entra {id}")})).into_response()
+}
+
+/// `GET /api/v1/apps/{id}`, `GET /api/v1/groups/{id}`: everything exists but ids containing
+/// `MISSING` (a misspelt setting).
+async fn okta_app_or_group(Path(id): Path<String>, headers: HeaderMap) -> Response {
+    if !okta_authorized(&headers) {
+        return error(StatusCode::UNAUTHORIZED, "E0000011");
+    }
+    if id.contains("MISSING") {
+        error(StatusCode::NOT_FOUND, "E0000007")
+    } else {
+        Json(json!({"id": id})).into_response()
+    }
 }

@@ -198,7 +198,7 @@ impl GraphDirectory {
             Answer::Found => {}
             Answer::NotFound => {
                 return Err(DirectoryError::Permanent(format!(
-                    "Graph group {group_id} does not exist"
+                    "entra.group_ids names group {group_id}, which Graph does not have; fix the setting"
                 )))
             }
             Answer::CredentialRejected => {
@@ -254,40 +254,52 @@ impl Directory for GraphDirectory {
             return Ok(Membership::everyone());
         }
         let token = self.access_token().await?;
-        let id = percent_encoding::utf8_percent_encode(user_id, percent_encoding::NON_ALPHANUMERIC);
-        let resp = self
-            .http
-            .post(format!(
-                "{}/v1.0/users/{id}/checkMemberGroups",
-                self.graph_url
-            ))
-            .bearer_auth(token.expose())
-            .json(&serde_json::json!({ "groupIds": self.group_ids }))
-            .send()
-            .await
-            .map_err(|e| {
-                DirectoryError::Retryable(format!("Graph: {}", crate::transport_error(e)))
-            })?;
-        match answer("Graph", resp.status().as_u16())? {
-            Answer::Found => {}
-            Answer::NotFound => {
-                return Ok(Membership {
-                    in_scope: false,
-                    groups: Vec::new(),
-                })
-            }
-            Answer::CredentialRejected => {
-                *self.token.lock().await = None;
-                return Err(DirectoryError::Retryable(
-                    "Graph refused checkMemberGroups; grant the app GroupMember.Read.All".into(),
-                ));
-            }
+        // Every configured group must exist: misspelt ids would otherwise put everyone out of
+        // scope. Reading their names checks that, once per process.
+        for group_id in &self.group_ids {
+            self.group_name(group_id, &token).await?;
         }
-        let member_of: MemberGroups = resp.json().await.map_err(|e| {
-            DirectoryError::Retryable(format!("Graph group membership is not readable: {e}"))
-        })?;
+        let id = percent_encoding::utf8_percent_encode(user_id, percent_encoding::NON_ALPHANUMERIC);
+        let mut member_of = Vec::new();
+        // checkMemberGroups takes at most 20 group ids per call.
+        for chunk in self.group_ids.chunks(20) {
+            let resp = self
+                .http
+                .post(format!(
+                    "{}/v1.0/users/{id}/checkMemberGroups",
+                    self.graph_url
+                ))
+                .bearer_auth(token.expose())
+                .json(&serde_json::json!({ "groupIds": chunk }))
+                .send()
+                .await
+                .map_err(|e| {
+                    DirectoryError::Retryable(format!("Graph: {}", crate::transport_error(e)))
+                })?;
+            match answer("Graph", resp.status().as_u16())? {
+                Answer::Found => {}
+                // The user was just read: a 404 here is a replication lag, not "out of scope".
+                Answer::NotFound => {
+                    return Err(DirectoryError::Retryable(
+                        "Graph answered 404 to checkMemberGroups for a user it just returned"
+                            .into(),
+                    ))
+                }
+                Answer::CredentialRejected => {
+                    *self.token.lock().await = None;
+                    return Err(DirectoryError::Retryable(
+                        "Graph refused checkMemberGroups; grant the app GroupMember.Read.All"
+                            .into(),
+                    ));
+                }
+            }
+            let groups: MemberGroups = resp.json().await.map_err(|e| {
+                DirectoryError::Retryable(format!("Graph group membership is not readable: {e}"))
+            })?;
+            member_of.extend(groups.value);
+        }
         let mut groups = Vec::new();
-        for group_id in member_of.value {
+        for group_id in member_of {
             let name = self.group_name(&group_id, &token).await?;
             groups.push(DirectoryGroup { id: group_id, name });
         }

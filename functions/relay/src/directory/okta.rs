@@ -16,6 +16,8 @@ pub struct OktaDirectory {
     org_url: String,
     token: Secret,
     scope: Scope,
+    /// Set once the configured app and groups were seen to exist.
+    scope_checked: tokio::sync::OnceCell<()>,
 }
 
 #[derive(Deserialize)]
@@ -90,6 +92,7 @@ impl OktaDirectory {
             org_url: org_url.trim_end_matches('/').to_string(),
             token,
             scope: Scope::default(),
+            scope_checked: tokio::sync::OnceCell::new(),
         })
     }
 
@@ -109,6 +112,40 @@ impl OktaDirectory {
     }
 }
 
+impl OktaDirectory {
+    /// The configured app and groups exist; otherwise a configuration error (permanent: the
+    /// trigger is parked with the reason, and nobody is deactivated).
+    async fn check_scope(&self) -> Result<(), DirectoryError> {
+        let app = self
+            .scope
+            .app_id
+            .iter()
+            .map(|a| ("okta.app_id", format!("/api/v1/apps/{}", enc(a))));
+        let groups = self
+            .scope
+            .group_ids
+            .iter()
+            .map(|g| ("okta.group_ids", format!("/api/v1/groups/{}", enc(g))));
+        for (setting, path) in app.chain(groups) {
+            let resp = self.get(&path).await?;
+            match answer("Okta", resp.status().as_u16())? {
+                Answer::Found => {}
+                Answer::NotFound => {
+                    return Err(DirectoryError::Permanent(format!(
+                        "{setting} names something Okta does not have ({path}); fix the setting"
+                    )))
+                }
+                Answer::CredentialRejected => return Err(rejected()),
+            }
+        }
+        Ok(())
+    }
+}
+
+fn enc(id: &str) -> percent_encoding::PercentEncode<'_> {
+    percent_encoding::utf8_percent_encode(id, percent_encoding::NON_ALPHANUMERIC)
+}
+
 fn rejected() -> DirectoryError {
     DirectoryError::Retryable("Okta rejected the API token; fix okta.api_token".into())
 }
@@ -119,6 +156,11 @@ impl Directory for OktaDirectory {
         if self.scope.is_everyone() {
             return Ok(Membership::everyone());
         }
+        // A 404 below means "not assigned" only if the app exists: a misspelt app id must not
+        // read as "nobody is in scope" and deactivate everyone.
+        self.scope_checked
+            .get_or_try_init(|| self.check_scope())
+            .await?;
         let id = percent_encoding::utf8_percent_encode(user_id, percent_encoding::NON_ALPHANUMERIC);
         let mut assigned = false;
         if let Some(app) = &self.scope.app_id {
