@@ -1689,3 +1689,98 @@ async fn a_misspelt_scope_parks_triggers_and_deactivates_nobody() {
     relay.stop().await;
     let _ = std::fs::remove_file(&db_path);
 }
+
+#[tokio::test]
+async fn a_recreated_account_rejoins_its_groups() {
+    let h = harness_with(TargetProfile::Datadog, |s| {
+        s.okta.group_ids = "00gENG".into();
+        s.target.sync_groups = true;
+    })
+    .await;
+    let event = |uuid, event_type| okta_delivery(uuid, event_type, "00uRE", "rejoin@example.com");
+    h.idp.set_okta_user(
+        "00uRE",
+        "ACTIVE",
+        Some("rejoin@example.com"),
+        "Re",
+        "Join",
+        Some("v1"),
+    );
+    h.idp.set_okta_groups("00uRE", &["00gENG"]);
+    h.okta(event("rj-1", "user.lifecycle.create")).await;
+    let first = h.tenant.user("rejoin@example.com").await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        h.tenant.group_members("00gENG").await,
+        Some(vec![first.clone()])
+    );
+
+    // The account disappears from the target; the next change re-creates it.
+    let deleted = reqwest::Client::new()
+        .delete(format!("{}/Users/{first}", h.tenant.base_url))
+        .bearer_auth(&h.tenant.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+    h.idp.set_okta_user(
+        "00uRE",
+        "ACTIVE",
+        Some("rejoin@example.com"),
+        "Re",
+        "Join",
+        Some("v2"),
+    );
+    h.okta(event("rj-2", "user.account.update_profile")).await;
+    let second = h.tenant.user("rejoin@example.com").await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(first, second);
+    let members = h.tenant.group_members("00gENG").await.unwrap();
+    assert!(
+        members.contains(&second),
+        "the new account rejoined: {members:?}"
+    );
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn a_group_failure_parks_the_groups_but_keeps_the_user_change() {
+    use scim_relay_e2e::datadog::{DatadogFixture, DATADOG_TOKEN};
+    // This Datadog org has no SCIM Groups (Teams not enabled): /Groups answers 404.
+    let dd = DatadogFixture::start().await;
+    let h = harness_with(TargetProfile::Datadog, |s| {
+        s.target.base_url = dd.base_url.clone();
+        s.target.token = Secret::new(DATADOG_TOKEN);
+        s.okta.group_ids = "00gENG".into();
+        s.target.sync_groups = true;
+    })
+    .await;
+    h.idp.set_okta_user(
+        "00uNOTEAM",
+        "ACTIVE",
+        Some("noteam@example.com"),
+        "No",
+        "Team",
+        None,
+    );
+    h.idp.set_okta_groups("00uNOTEAM", &["00gENG"]);
+    h.okta(okta_delivery(
+        "nt-1",
+        "user.lifecycle.create",
+        "00uNOTEAM",
+        "noteam@example.com",
+    ))
+    .await;
+    assert_eq!(
+        dd.user("noteam@example.com").expect("the user part landed")["active"],
+        true
+    );
+    let reasons = h.relay.db.dead_letter_reasons().await.unwrap();
+    assert_eq!(reasons.len(), 1, "{reasons:?}");
+    assert_eq!(dd.requests("POST"), 1, "created once");
+    h.finish().await;
+}

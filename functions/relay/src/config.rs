@@ -353,7 +353,13 @@ impl Settings {
         if !self.okta.api_token.is_empty() {
             require(&self.okta.org_url, "okta.org_url")?;
         }
-        if self.target.attributes.contains_key("active") {
+        // SCIM attribute names ignore case.
+        if self
+            .target
+            .attributes
+            .keys()
+            .any(|k| k.eq_ignore_ascii_case("active"))
+        {
             return Err(ConfigError::Invalid(
                 "target.attributes cannot map `active`: the IdP's status decides it".into(),
             ));

@@ -62,7 +62,7 @@ pub fn build_worker(
             )
             .map_err(|e| ConfigError::Invalid(e.to_string()))?
             .with_groups(comma_list(&e.group_ids))
-            .with_extra_properties(settings.target.attributes.values()),
+            .with_extra_properties(&graph_properties(&settings.target.attributes)),
         ))
     };
     Ok(Worker::new(WorkerParts {
@@ -83,4 +83,36 @@ pub fn build_worker(
         role_ids: comma_list(&settings.target.role_ids),
         attribute_map: settings.target.attributes.clone(),
     }))
+}
+
+/// The Graph properties `target.attributes` reads: Entra's and unprefixed names, and only plain
+/// property names (anything else would make Graph refuse the whole `$select`).
+fn graph_properties(map: &std::collections::BTreeMap<String, String>) -> Vec<String> {
+    map.values()
+        .filter_map(|a| crate::scim::mapping::mapped_attribute(crate::envelope::Source::Entra, a))
+        .filter(|a| !a.is_empty() && a.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+        .map(str::to_string)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_entra_and_plain_names_reach_graphs_select() {
+        let map = std::collections::BTreeMap::from([
+            ("a".to_string(), "okta:costCenter".to_string()),
+            ("b".to_string(), "entra:employeeType".to_string()),
+            ("c".to_string(), "officeLocation".to_string()),
+            (
+                "d".to_string(),
+                "onPremisesExtensionAttributes/extensionAttribute1".to_string(),
+            ),
+        ]);
+        assert_eq!(
+            graph_properties(&map),
+            vec!["employeeType".to_string(), "officeLocation".to_string()]
+        );
+    }
 }

@@ -276,17 +276,43 @@ impl Worker {
             let mut applied = self
                 .apply(&plan, desired.as_ref(), recorded.as_ref(), &trigger)
                 .await?;
-            if let (true, Some(user)) = (self.sync_groups, desired.as_ref()) {
-                self.apply_groups(user, recorded.as_ref(), &mut applied)
-                    .await?;
+            if let Some(state) = applied.state.as_mut() {
+                state.last_event_at = latest(state.last_event_at, trigger.published);
+            } else if let (true, Some(r)) = (from_event_content, recorded.as_ref()) {
+                // When events are the only truth, even one that changed nothing moves the
+                // clock, so an older event arriving later cannot undo it.
+                if latest(r.last_event_at, trigger.published) != r.last_event_at {
+                    let mut s = r.clone();
+                    s.last_event_at = latest(r.last_event_at, trigger.published);
+                    s.version += 1;
+                    s.updated_at = now;
+                    applied.state = Some(s);
+                }
             }
             let expected = recorded.as_ref().map(|r| r.version);
+            // With group sync the event is only done once the groups are too: the user's part is
+            // committed under its own marker, so a failed group call retries the groups (the
+            // user's plan is then empty) instead of losing them to the dedupe record.
+            let group_user = desired.as_ref().filter(|_| self.sync_groups);
+            let user_done = match group_user {
+                Some(_) => ProcessedEvent {
+                    key: format!("{}#user", processed.key),
+                    expires_at: processed.expires_at,
+                },
+                None => processed.clone(),
+            };
             match self
                 .store
-                .commit(&key, applied.state.as_ref(), expected, &processed)
+                .commit(&key, applied.state.as_ref(), expected, &user_done)
                 .await
             {
                 Ok(()) => {
+                    let mut applied = applied;
+                    if let Some(user) = group_user {
+                        let groups = self.groups_phase(&key, user, &processed).await?;
+                        applied.calls += groups.calls;
+                        applied.writes += groups.writes;
+                    }
                     tracing::info!(
                         source = %trigger.source,
                         user = %user_id,
@@ -353,7 +379,7 @@ impl Worker {
         };
         let mut desired =
             desired_user(self.profile, &user).map_err(|e| WorkError::Permanent(e.to_string()))?;
-        apply_attribute_map(&mut desired, &self.attribute_map, &user);
+        apply_attribute_map(&mut desired, &self.attribute_map, trigger.source, &user);
         if self.profile == TargetProfile::Datadog && !self.role_ids.is_empty() {
             desired
                 .attributes
@@ -390,6 +416,11 @@ impl Worker {
                     user: &DesiredUser,
                     attributes_applied: bool,
                     active: bool| UserState {
+            // Memberships belong to the account: a new account starts with none.
+            groups: recorded
+                .filter(|r| r.scim_id.is_some() && r.scim_id == scim_id)
+                .map(|r| r.groups.clone())
+                .unwrap_or_default(),
             scim_id,
             user_name: user.user_name.clone(),
             attributes: if attributes_applied {
@@ -401,7 +432,6 @@ impl Worker {
             active,
             lifecycle: user.lifecycle.clone(),
             invite: recorded.and_then(|r| r.invite.clone()),
-            groups: recorded.map(|r| r.groups.clone()).unwrap_or_default(),
             version: recorded.map_or(1, |r| r.version + 1),
             last_event_at: latest(recorded.and_then(|r| r.last_event_at), trigger.published),
             updated_at: now,
@@ -468,6 +498,7 @@ impl Worker {
                         None => {
                             let mut s = switched_off(recorded, now)?;
                             s.scim_id = None;
+                            s.groups.clear();
                             Ok(Applied {
                                 state: Some(s),
                                 calls: 1,
@@ -482,6 +513,7 @@ impl Worker {
                 self.target.delete_user(scim_id).await?;
                 let mut s = switched_off(recorded, now)?;
                 s.scim_id = None;
+                s.groups.clear();
                 s.lifecycle = "hard-deleted".into();
                 Ok(Applied {
                     state: Some(s),
@@ -517,6 +549,39 @@ impl Worker {
         }
     }
 
+    /// The second step of a trigger with group sync: converge the memberships from the state
+    /// just committed, and record the event as done.
+    async fn groups_phase(
+        &self,
+        key: &UserKey,
+        user: &DesiredUser,
+        processed: &ProcessedEvent,
+    ) -> Result<Applied, WorkError> {
+        for _ in 0..PLAN_ATTEMPTS {
+            let recorded = self.store.load_user(key).await?;
+            let mut applied = Applied {
+                state: None,
+                calls: 0,
+                writes: 0,
+            };
+            self.apply_groups(user, recorded.as_ref(), &mut applied)
+                .await?;
+            let expected = recorded.as_ref().map(|r| r.version);
+            match self
+                .store
+                .commit(key, applied.state.as_ref(), expected, processed)
+                .await
+            {
+                Ok(()) => return Ok(applied),
+                Err(StoreError::Conflict) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(WorkError::retry(
+            "state of the user kept changing concurrently",
+        ))
+    }
+
     /// Mirrors the user's memberships of the configured groups: joins only with an active
     /// account (creating the SCIM group when absent), leaves one membership at a time.
     async fn apply_groups(
@@ -544,19 +609,25 @@ impl Worker {
             return Ok(());
         }
         for (idp_group, name) in groups.join {
-            let scim_group = match self.target.find_group(&name).await? {
+            let scim_group = match self.target.find_group(&name).await.map_err(group_error)? {
                 Some(id) => id,
                 None => {
                     applied.calls += 1;
-                    self.target.create_group(&name).await?
+                    self.target.create_group(&name).await.map_err(group_error)?
                 }
             };
-            self.target.add_member(&scim_group, &member).await?;
+            self.target
+                .add_member(&scim_group, &member)
+                .await
+                .map_err(group_error)?;
             applied.calls += 2;
             state.groups.insert(idp_group, scim_group);
         }
         for (idp_group, scim_group) in groups.leave {
-            self.target.remove_member(&scim_group, &member).await?;
+            self.target
+                .remove_member(&scim_group, &member)
+                .await
+                .map_err(group_error)?;
             applied.calls += 1;
             state.groups.remove(&idp_group);
         }
@@ -615,6 +686,18 @@ impl Worker {
         ops.push(PatchOp::replace("active", json!(user.active)));
         self.target.patch_user(&existing.id, &ops).await?;
         Ok(1)
+    }
+}
+
+/// A 403 from a Groups endpoint is not the broken credential that stops everything: Datadog
+/// answers it while Teams are not enabled for the org, or when the key lacks the scope.
+fn group_error(e: ScimError) -> WorkError {
+    if e.failure == ScimFailure::Credential && e.status == Some(403) {
+        WorkError::Permanent(format!(
+            "the target refused a Groups call ({e}); are SCIM Groups (Datadog Teams) enabled for this key?"
+        ))
+    } else {
+        e.into()
     }
 }
 

@@ -17,6 +17,9 @@ use scim_relay::queue::QueueMessage;
 use scim_relay::state::dynamodb::DynamoStateStore;
 use scim_relay::worker::{Outcome, WorkError, Worker};
 
+/// How long messages are held while the credential breaker is open.
+const BREAKER_HOLD_SECONDS: u64 = 900;
+
 /// How long a message waits after the target rejected the credential.
 const CREDENTIAL_BACKOFF_SECONDS: u64 = 300;
 
@@ -105,14 +108,14 @@ pub async fn handle(
     let mut held_back: Option<u64> = None;
     // The target refused the credential recently: hand the batch back unworked.
     match lambda.store.breaker_open_until(chrono_now()).await {
-        Ok(Some(until)) => {
-            let wait = (until - chrono_now()).num_seconds().max(1) as u64;
+        Ok(Some(_)) => {
+            // Held long, so an outage of days stays within maxReceiveCount (1000 × 15 min);
+            // the breaker itself closes after CREDENTIAL_BACKOFF_SECONDS for the next probe.
             tracing::warn!(
-                wait_seconds = wait,
                 alarm = "target_credential",
                 "credential breaker open; not consuming"
             );
-            held_back = Some(wait);
+            held_back = Some(BREAKER_HOLD_SECONDS);
         }
         Ok(None) => {}
         Err(e) => tracing::warn!("cannot read the credential breaker: {e}"),

@@ -83,24 +83,28 @@ impl HttpScimTarget {
         if self.profile != TargetProfile::Generic {
             return false;
         }
-        *self
+        // Only a real answer is remembered: a failed probe is asked again next time.
+        let probe = self
             .etags
-            .get_or_init(|| async {
-                match self
+            .get_or_try_init(|| async {
+                let (_, text) = self
                     .send(reqwest::Method::GET, "/ServiceProviderConfig", &[], None)
-                    .await
-                {
-                    Ok((_, text)) => serde_json::from_str::<Value>(&text)
+                    .await?;
+                Ok::<bool, ScimError>(
+                    serde_json::from_str::<Value>(&text)
                         .ok()
                         .and_then(|c| c["etag"]["supported"].as_bool())
                         .unwrap_or(false),
-                    Err(e) => {
-                        tracing::warn!("no ServiceProviderConfig, so no ETags: {e}");
-                        false
-                    }
-                }
+                )
             })
-            .await
+            .await;
+        match probe {
+            Ok(supported) => *supported,
+            Err(e) => {
+                tracing::warn!("ServiceProviderConfig unavailable, writing without If-Match: {e}");
+                false
+            }
+        }
     }
 
     /// The resource's current version, for `If-Match`: the ETag header, or `meta.version`.
@@ -295,13 +299,25 @@ impl ScimTarget for HttpScimTarget {
             )
             .await?;
         let list = parse(&text)?;
-        Ok(list
+        let ids: Vec<String> = list
             .get("Resources")
             .and_then(Value::as_array)
-            .and_then(|r| r.first())
-            .and_then(|g| g.get("id"))
-            .and_then(Value::as_str)
-            .map(str::to_string))
+            .into_iter()
+            .flatten()
+            .filter(|g| g.get("displayName").and_then(Value::as_str) == Some(display_name))
+            .filter_map(|g| g.get("id").and_then(Value::as_str).map(str::to_string))
+            .collect();
+        match ids.len() {
+            0 | 1 => Ok(ids.into_iter().next()),
+            n => Err(ScimError {
+                failure: super::ScimFailure::Permanent,
+                status: None,
+                detail: format!(
+                    "{n} target groups are named \"{display_name}\"; refusing to pick one"
+                ),
+                retry_after: None,
+            }),
+        }
     }
 
     async fn create_group(&self, display_name: &str) -> Result<String, ScimError> {

@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 use super::{DesiredUser, ENTERPRISE_SCHEMA};
 use crate::config::TargetProfile;
 use crate::directory::{DirectoryUser, IdpStatus};
+use crate::envelope::Source;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum MappingError {
@@ -108,14 +109,28 @@ pub fn desired_user(
     })
 }
 
+/// The IdP attribute a mapping names for users of `source`: `okta:name` and `entra:name` apply
+/// to that IdP only, a bare `name` to both.
+pub fn mapped_attribute(source: Source, attribute: &str) -> Option<&str> {
+    match attribute.split_once(':') {
+        Some(("okta", name)) => (source == Source::Okta).then_some(name),
+        Some(("entra", name)) => (source == Source::Entra).then_some(name),
+        _ => Some(attribute),
+    }
+}
+
 /// Applies `target.attributes` over the profile's defaults: each SCIM path takes the named IdP
 /// attribute, and is cleared when the directory has no value for it.
 pub fn apply_attribute_map(
     desired: &mut DesiredUser,
     map: &BTreeMap<String, String>,
+    source: Source,
     user: &DirectoryUser,
 ) {
     for (path, attribute) in map {
+        let Some(attribute) = mapped_attribute(source, attribute) else {
+            continue;
+        };
         let value = user
             .extra
             .get(attribute)
@@ -236,7 +251,8 @@ mod tests {
         ]);
         let mut d = desired_user(TargetProfile::Generic, &user).unwrap();
         let map = BTreeMap::from([
-            ("title".to_string(), "jobCode".to_string()),
+            ("title".to_string(), "okta:jobCode".to_string()),
+            ("displayName".to_string(), "entra:onlyForEntra".to_string()),
             (
                 format!("{ENTERPRISE_SCHEMA}:costCenter"),
                 "costCenter".to_string(),
@@ -247,7 +263,11 @@ mod tests {
             ),
             ("userName".to_string(), "workEmail".to_string()),
         ]);
-        apply_attribute_map(&mut d, &map, &user);
+        apply_attribute_map(&mut d, &map, Source::Okta, &user);
+        assert_eq!(
+            d.attributes["displayName"], "Jane Doe",
+            "an entra: mapping leaves Okta users alone"
+        );
         assert_eq!(d.attributes["title"], "J-7");
         assert_eq!(
             d.attributes[&format!("{ENTERPRISE_SCHEMA}:costCenter")],
