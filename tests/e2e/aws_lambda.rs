@@ -47,6 +47,31 @@ async fn aws() -> Aws {
     }
 }
 
+/// Everything a Lambda test runs against: moto queues and table, the IdP fixture, a fresh
+/// scim2-server tenant behind the counting proxy, and settings that point at all of them.
+struct World {
+    aws: Aws,
+    idp: IdpFixture,
+    tenant: ScimTenant,
+    proxy: ScimProxy,
+    settings: Settings,
+}
+
+async fn world() -> World {
+    let aws = aws().await;
+    let idp = IdpFixture::start().await;
+    let tenant = ScimTenant::fresh();
+    let proxy = ScimProxy::start(&tenant).await;
+    let settings = settings(&aws, &idp, &proxy, &tenant);
+    World {
+        aws,
+        idp,
+        tenant,
+        proxy,
+        settings,
+    }
+}
+
 fn settings(aws: &Aws, idp: &IdpFixture, target: &ScimProxy, tenant: &ScimTenant) -> Settings {
     let mut s = Settings::default();
     s.queue.signing_key = Secret::new("lambda-queue-signing-key");
@@ -171,11 +196,13 @@ async fn state_item(
 
 #[tokio::test]
 async fn okta_delivery_flows_through_sqs_fifo_worker_and_dynamodb() {
-    let aws = aws().await;
-    let idp = IdpFixture::start().await;
-    let tenant = ScimTenant::fresh();
-    let proxy = ScimProxy::start(&tenant).await;
-    let settings = settings(&aws, &idp, &proxy, &tenant);
+    let World {
+        aws,
+        idp,
+        tenant,
+        proxy,
+        settings,
+    } = world().await;
     idp.set_okta_user(
         "00uLAMBDA",
         "ACTIVE",
@@ -294,11 +321,7 @@ async fn okta_delivery_flows_through_sqs_fifo_worker_and_dynamodb() {
 
 #[tokio::test]
 async fn inbound_refuses_a_wrong_secret_and_enqueues_nothing() {
-    let aws = aws().await;
-    let idp = IdpFixture::start().await;
-    let tenant = ScimTenant::fresh();
-    let proxy = ScimProxy::start(&tenant).await;
-    let settings = settings(&aws, &idp, &proxy, &tenant);
+    let World { aws, settings, .. } = world().await;
     let ingress = ingress(&aws, &settings);
     let delivery = okta_delivery(
         "ev-bad",
@@ -343,11 +366,8 @@ async fn inbound_refuses_a_wrong_secret_and_enqueues_nothing() {
 
 #[tokio::test]
 async fn inbound_answers_the_graph_handshake_and_the_okta_verification() {
-    let aws = aws().await;
-    let idp = IdpFixture::start().await;
-    let tenant = ScimTenant::fresh();
-    let proxy = ScimProxy::start(&tenant).await;
-    let ingress = ingress(&aws, &settings(&aws, &idp, &proxy, &tenant));
+    let World { aws, settings, .. } = world().await;
+    let ingress = ingress(&aws, &settings);
     let (status, body) = call_inbound(
         &ingress,
         apigw_v2_event(
@@ -388,11 +408,9 @@ async fn inbound_answers_the_graph_handshake_and_the_okta_verification() {
 
 #[tokio::test]
 async fn an_enqueue_failure_is_a_503_so_the_idp_retries() {
-    let aws = aws().await;
-    let idp = IdpFixture::start().await;
-    let tenant = ScimTenant::fresh();
-    let proxy = ScimProxy::start(&tenant).await;
-    let mut settings = settings(&aws, &idp, &proxy, &tenant);
+    let World {
+        aws, mut settings, ..
+    } = world().await;
     settings.queue.url = format!("{}-missing", aws.queues.url.trim_end_matches(".fifo"));
     let delivery = okta_delivery("ev-503", "user.lifecycle.create", "00u503", "x@example.com");
     let (status, _) = call_inbound(
@@ -405,11 +423,13 @@ async fn an_enqueue_failure_is_a_503_so_the_idp_retries() {
 
 #[tokio::test]
 async fn a_message_that_fails_verification_goes_to_the_dlq_with_its_reason() {
-    let aws = aws().await;
-    let idp = IdpFixture::start().await;
-    let tenant = ScimTenant::fresh();
-    let proxy = ScimProxy::start(&tenant).await;
-    let settings = settings(&aws, &idp, &proxy, &tenant);
+    let World {
+        aws,
+        idp,
+        proxy,
+        settings,
+        ..
+    } = world().await;
     // Someone with queue access but without the signing key.
     aws.sqs
         .send_message()
@@ -440,11 +460,13 @@ async fn a_message_that_fails_verification_goes_to_the_dlq_with_its_reason() {
 
 #[tokio::test]
 async fn a_retryable_failure_holds_back_the_rest_of_the_batch() {
-    let aws = aws().await;
-    let idp = IdpFixture::start().await;
-    let tenant = ScimTenant::fresh();
-    let proxy = ScimProxy::start(&tenant).await;
-    let mut settings = settings(&aws, &idp, &proxy, &tenant);
+    let World {
+        aws,
+        idp,
+        tenant,
+        mut settings,
+        ..
+    } = world().await;
     let ingress = ingress(&aws, &settings);
     idp.set_graph_user(
         "g-user-1",
@@ -586,11 +608,13 @@ async fn dynamodb_state_writes_are_conditional_on_the_version() {
 async fn two_workers_racing_on_one_user_leave_one_account_and_one_state() {
     use scim_relay::envelope::{EnvelopeSigner, Subject, Trigger, ENVELOPE_VERSION};
 
-    let aws = aws().await;
-    let idp = IdpFixture::start().await;
-    let tenant = ScimTenant::fresh();
-    let proxy = ScimProxy::start(&tenant).await;
-    let settings = settings(&aws, &idp, &proxy, &tenant);
+    let World {
+        aws,
+        idp,
+        tenant,
+        proxy,
+        settings,
+    } = world().await;
     idp.set_okta_user(
         "00uRACER",
         "ACTIVE",
@@ -654,11 +678,13 @@ async fn two_workers_racing_on_one_user_leave_one_account_and_one_state() {
 
 #[tokio::test]
 async fn a_batch_is_handed_back_untouched_when_the_invocation_is_nearly_out_of_time() {
-    let aws = aws().await;
-    let idp = IdpFixture::start().await;
-    let tenant = ScimTenant::fresh();
-    let proxy = ScimProxy::start(&tenant).await;
-    let settings = settings(&aws, &idp, &proxy, &tenant);
+    let World {
+        aws,
+        idp,
+        proxy,
+        settings,
+        ..
+    } = world().await;
     idp.set_okta_user(
         "00uLATE",
         "ACTIVE",
@@ -704,11 +730,13 @@ async fn a_batch_is_handed_back_untouched_when_the_invocation_is_nearly_out_of_t
 
 #[tokio::test]
 async fn a_rejected_credential_opens_the_breaker_and_later_batches_are_not_consumed() {
-    let aws = aws().await;
-    let idp = IdpFixture::start().await;
-    let tenant = ScimTenant::fresh();
-    let proxy = ScimProxy::start(&tenant).await;
-    let mut settings = settings(&aws, &idp, &proxy, &tenant);
+    let World {
+        aws,
+        idp,
+        proxy,
+        mut settings,
+        ..
+    } = world().await;
     settings.target.token = Secret::new("revoked-application-key");
     let ingress = ingress(&aws, &settings);
     for (n, user) in ["00uB1", "00uB2"].iter().enumerate() {
