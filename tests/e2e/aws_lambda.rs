@@ -799,3 +799,53 @@ async fn a_rejected_credential_opens_the_breaker_and_later_batches_are_not_consu
         "never drained to the DLQ"
     );
 }
+
+#[tokio::test]
+async fn a_rate_limited_message_waits_out_the_targets_reset_on_the_queue() {
+    let World {
+        aws,
+        idp,
+        proxy,
+        settings,
+        ..
+    } = world().await;
+    idp.set_okta_user(
+        "00uRATE",
+        "ACTIVE",
+        Some("rate@example.com"),
+        "Ra",
+        "Te",
+        None,
+    );
+    let d = okta_delivery(
+        "ev-rate",
+        "user.lifecycle.create",
+        "00uRATE",
+        "rate@example.com",
+    );
+    assert_eq!(
+        call_inbound(&ingress(&aws, &settings), okta_event(&d, OKTA_SECRET))
+            .await
+            .0,
+        200
+    );
+    let messages = receive(&aws.sqs, &aws.queues.url).await;
+    assert_eq!(messages.len(), 1);
+
+    // Datadog-style 429: wait X-RateLimit-Reset seconds (the queue's own visibility is 2 s).
+    proxy.fail_next_with(
+        "GET",
+        429,
+        &[("X-RateLimit-Remaining", "0"), ("X-RateLimit-Reset", "30")],
+    );
+    let resp = worker::handle(&worker_lambda(&aws, &settings), sqs_event(&messages))
+        .await
+        .unwrap();
+    assert_eq!(resp.batch_item_failures.len(), 1);
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert!(
+        receive(&aws.sqs, &aws.queues.url).await.is_empty(),
+        "held for the reset, not the queue's 2 s"
+    );
+    assert!(receive(&aws.sqs, &aws.queues.dlq_url).await.is_empty());
+}
