@@ -220,9 +220,10 @@ impl Worker {
             user_id: user_id.clone(),
         };
         // Whether the event's own content stands in for the directory (the demo's fallback).
-        let from_event_content = match trigger.source {
-            crate::envelope::Source::Okta => self.okta.is_none(),
-            crate::envelope::Source::Entra => self.entra.is_none(),
+        let from_event_content = self.directory(trigger.source).is_none();
+        let processed = ProcessedEvent {
+            key: event_key,
+            expires_at: now + self.dedupe_ttl,
         };
         let (desired, hard_deleted) = match self.read_desired(&trigger, &user_id).await? {
             Truth::Present(user) => (Some(user), false),
@@ -230,17 +231,9 @@ impl Worker {
             Truth::HardDeleted => (None, true),
             Truth::LeaveAsIs => {
                 tracing::info!(user = %user_id, "suspended user left as is (okta.suspended = keep)");
-                let processed = ProcessedEvent {
-                    key: event_key,
-                    expires_at: now + self.dedupe_ttl,
-                };
                 self.store.commit(&key, None, None, &processed).await?;
                 return Ok(Outcome::Unchanged { scim_calls: 0 });
             }
-        };
-        let processed = ProcessedEvent {
-            key: event_key,
-            expires_at: now + self.dedupe_ttl,
         };
         for _ in 0..PLAN_ATTEMPTS {
             let recorded = self.store.load_user(&key).await?;
@@ -347,11 +340,7 @@ impl Worker {
     /// The directory's truth, mapped to the target; `None` when the directory no longer has
     /// the user.
     async fn read_desired(&self, trigger: &Trigger, user_id: &str) -> Result<Truth, WorkError> {
-        let directory = match trigger.source {
-            crate::envelope::Source::Okta => self.okta.as_ref(),
-            crate::envelope::Source::Entra => self.entra.as_ref(),
-        };
-        let (user, membership) = match directory {
+        let (user, membership) = match self.directory(trigger.source) {
             Some(d) => match d.read_user(user_id).await? {
                 DirectoryRead::Found(u) => (*u, d.membership(user_id).await?),
                 DirectoryRead::NotFound => return Ok(Truth::Deleted),
@@ -546,6 +535,14 @@ impl Worker {
                     writes,
                 })
             }
+        }
+    }
+
+    /// The directory users of `source` are read from, if its credentials are configured.
+    fn directory(&self, source: crate::envelope::Source) -> Option<&Arc<dyn Directory>> {
+        match source {
+            crate::envelope::Source::Okta => self.okta.as_ref(),
+            crate::envelope::Source::Entra => self.entra.as_ref(),
         }
     }
 

@@ -77,6 +77,30 @@ impl HttpScimTarget {
             .map(|(status, text, _)| (status, text))
     }
 
+    /// `GET {endpoint}?filter=attribute eq "value"`: the matching resources. Two are asked for,
+    /// enough to tell one match from several.
+    async fn find_by(
+        &self,
+        endpoint: &str,
+        attribute: &str,
+        value: &str,
+    ) -> Result<Vec<Value>, ScimError> {
+        let filter = format!("{attribute} eq \"{}\"", quote(value));
+        let (_, text) = self
+            .send(
+                reqwest::Method::GET,
+                endpoint,
+                &[("filter", &filter), ("startIndex", "1"), ("count", "2")],
+                None,
+            )
+            .await?;
+        Ok(parse(&text)?
+            .get("Resources")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default())
+    }
+
     /// Whether the provider advertises ETags in `/ServiceProviderConfig` (asked once; only the
     /// generic profile asks: Datadog documents none).
     async fn etags(&self) -> bool {
@@ -228,6 +252,19 @@ fn quote(value: &str) -> String {
     value.replace('\\', "\\\\").replace('"', "\\\"")
 }
 
+/// The one match, none, or a permanent error: the relay never picks among several.
+fn at_most_one<T>(found: Vec<T>, what: &str) -> Result<Option<T>, ScimError> {
+    match found.len() {
+        0 | 1 => Ok(found.into_iter().next()),
+        n => Err(ScimError {
+            failure: super::ScimFailure::Permanent,
+            status: None,
+            detail: format!("{n} {what}; refusing to pick one"),
+            retry_after: None,
+        }),
+    }
+}
+
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
@@ -251,34 +288,11 @@ fn parse(text: &str) -> Result<Value, ScimError> {
 #[async_trait]
 impl ScimTarget for HttpScimTarget {
     async fn find_user(&self, user_name: &str) -> Result<Option<ScimRecord>, ScimError> {
-        let filter = format!(
-            "userName eq \"{}\"",
-            user_name.replace('\\', "\\\\").replace('"', "\\\"")
-        );
-        let (_, text) = self
-            .send(
-                reqwest::Method::GET,
-                "/Users",
-                &[("filter", &filter), ("startIndex", "1"), ("count", "2")],
-                None,
-            )
-            .await?;
-        let list = parse(&text)?;
-        let found: Vec<ScimRecord> = list
-            .get("Resources")
-            .and_then(Value::as_array)
-            .map(|r| r.iter().filter_map(record).collect())
-            .unwrap_or_default();
-        match found.len() {
-            0 => Ok(None),
-            1 => Ok(found.into_iter().next()),
-            n => Err(ScimError {
-                failure: super::ScimFailure::Permanent,
-                status: None,
-                detail: format!("{n} target users share one userName; refusing to pick one"),
-                retry_after: None,
-            }),
-        }
+        let found = self.find_by("/Users", "userName", user_name).await?;
+        at_most_one(
+            found.iter().filter_map(record).collect(),
+            "target users share one userName",
+        )
     }
 
     async fn create_user(&self, resource: &Value) -> Result<ScimRecord, ScimError> {
@@ -289,35 +303,13 @@ impl ScimTarget for HttpScimTarget {
     }
 
     async fn find_group(&self, display_name: &str) -> Result<Option<String>, ScimError> {
-        let filter = format!("displayName eq \"{}\"", quote(display_name));
-        let (_, text) = self
-            .send(
-                reqwest::Method::GET,
-                "/Groups",
-                &[("filter", &filter), ("startIndex", "1"), ("count", "2")],
-                None,
-            )
-            .await?;
-        let list = parse(&text)?;
-        let ids: Vec<String> = list
-            .get("Resources")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
+        let found = self.find_by("/Groups", "displayName", display_name).await?;
+        let ids = found
+            .iter()
             .filter(|g| g.get("displayName").and_then(Value::as_str) == Some(display_name))
             .filter_map(|g| g.get("id").and_then(Value::as_str).map(str::to_string))
             .collect();
-        match ids.len() {
-            0 | 1 => Ok(ids.into_iter().next()),
-            n => Err(ScimError {
-                failure: super::ScimFailure::Permanent,
-                status: None,
-                detail: format!(
-                    "{n} target groups are named \"{display_name}\"; refusing to pick one"
-                ),
-                retry_after: None,
-            }),
-        }
+        at_most_one(ids, "target groups share one displayName")
     }
 
     async fn create_group(&self, display_name: &str) -> Result<String, ScimError> {
