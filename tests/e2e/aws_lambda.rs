@@ -143,6 +143,21 @@ fn okta_event(body: &Value, secret: &str) -> Value {
     )
 }
 
+/// Posts one Okta delivery through the inbound handler (expecting 200) and receives the one
+/// message it queued.
+async fn deliver_okta(
+    aws: &Aws,
+    settings: &Settings,
+    delivery: &Value,
+) -> Vec<aws_sdk_sqs::types::Message> {
+    let (status, body) =
+        call_inbound(&ingress(aws, settings), okta_event(delivery, OKTA_SECRET)).await;
+    assert_eq!(status, 200, "{body}");
+    let messages = receive(&aws.sqs, &aws.queues.url).await;
+    assert_eq!(messages.len(), 1);
+    messages
+}
+
 /// Receives what is on a queue, as the Lambda poller would (FIFO attributes included).
 async fn receive(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<aws_sdk_sqs::types::Message> {
     sqs.receive_message()
@@ -295,13 +310,7 @@ async fn okta_delivery_flows_through_sqs_fifo_worker_and_dynamodb() {
         "00uLAMBDA",
         "lambda.user@example.com",
     );
-    assert_eq!(
-        call_inbound(&ingress(&aws, &settings), okta_event(&d, OKTA_SECRET))
-            .await
-            .0,
-        200
-    );
-    let messages = receive(&aws.sqs, &aws.queues.url).await;
+    let messages = deliver_okta(&aws, &settings, &d).await;
     assert!(worker::handle(&lambda, sqs_event(&messages))
         .await
         .unwrap()
@@ -699,14 +708,7 @@ async fn a_batch_is_handed_back_untouched_when_the_invocation_is_nearly_out_of_t
         "00uLATE",
         "late@example.com",
     );
-    assert_eq!(
-        call_inbound(&ingress(&aws, &settings), okta_event(&okta, OKTA_SECRET))
-            .await
-            .0,
-        200
-    );
-    let messages = receive(&aws.sqs, &aws.queues.url).await;
-    assert_eq!(messages.len(), 1);
+    let messages = deliver_okta(&aws, &settings, &okta).await;
 
     let mut event = sqs_event(&messages);
     let now = std::time::SystemTime::now()
@@ -823,14 +825,7 @@ async fn a_rate_limited_message_waits_out_the_targets_reset_on_the_queue() {
         "00uRATE",
         "rate@example.com",
     );
-    assert_eq!(
-        call_inbound(&ingress(&aws, &settings), okta_event(&d, OKTA_SECRET))
-            .await
-            .0,
-        200
-    );
-    let messages = receive(&aws.sqs, &aws.queues.url).await;
-    assert_eq!(messages.len(), 1);
+    let messages = deliver_okta(&aws, &settings, &d).await;
 
     // Datadog-style 429: wait X-RateLimit-Reset seconds (the queue's own visibility is 2 s).
     proxy.fail_next_with(
