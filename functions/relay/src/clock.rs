@@ -24,3 +24,28 @@ impl Clock for FixedClock {
         self.0
     }
 }
+
+/// A clock tests move by hand: invitation expiry and subscription renewal without waiting days.
+#[derive(Debug)]
+pub struct ManualClock(std::sync::Mutex<DateTime<Utc>>);
+
+impl ManualClock {
+    pub fn new(start: DateTime<Utc>) -> Self {
+        Self(std::sync::Mutex::new(start))
+    }
+
+    pub fn advance(&self, by: chrono::Duration) {
+        if let Ok(mut now) = self.0.lock() {
+            *now += by;
+        }
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> DateTime<Utc> {
+        self.0
+            .lock()
+            .map(|now| *now)
+            .unwrap_or_else(|p| *p.into_inner())
+    }
+}

@@ -72,6 +72,39 @@ pub struct Settings {
     pub okta: OktaSettings,
     pub entra: EntraSettings,
     pub target: TargetSettings,
+    pub sweep: SweepSettings,
+}
+
+/// The sweeper: what webhooks alone miss (lost events, expired invitations, subscriptions that
+/// run out, a revoked target credential).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SweepSettings {
+    /// Standalone: minutes between sweeps; 0 turns the sweeper off. (Lambda: the template's
+    /// `SweepSchedule`.)
+    #[serde(deserialize_with = "number")]
+    pub interval_minutes: u64,
+    /// Invitations sent in all (the one on create included) before a user who never signed in
+    /// is reported instead of invited again.
+    #[serde(deserialize_with = "number")]
+    pub invite_attempts: u64,
+    /// Read each directory's changes since the last sweep and re-check those users.
+    #[serde(deserialize_with = "boolean")]
+    pub reconcile: bool,
+    /// Renew the Graph subscription when less than this is left of it.
+    #[serde(deserialize_with = "number")]
+    pub renew_before_hours: u64,
+}
+
+impl Default for SweepSettings {
+    fn default() -> Self {
+        Self {
+            interval_minutes: 15,
+            invite_attempts: 3,
+            reconcile: true,
+            renew_before_hours: 72,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -140,6 +173,9 @@ pub struct EntraSettings {
     pub hard_delete: HardDeletePolicy,
     /// Provision only (transitive) members of these Entra groups (comma-separated object ids).
     pub group_ids: String,
+    /// The public HTTPS URL of the relay's `/entra` endpoint. When set, the sweeper creates and
+    /// renews the Graph `/users` subscription itself, with `client_state` as its clientState.
+    pub notification_url: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -166,6 +202,9 @@ pub struct TargetSettings {
     /// How long an invitation sent on create stays valid (Datadog: 48 h).
     #[serde(deserialize_with = "number")]
     pub invite_ttl_hours: u64,
+    /// Datadog API key. Datadog's Users API (invitation status and re-sends) wants it next to
+    /// the application key in `token`; without it expired invitations are only reported.
+    pub api_key: Secret,
     #[serde(deserialize_with = "number")]
     pub timeout_seconds: u64,
 }
@@ -180,6 +219,7 @@ impl Default for Settings {
             okta: OktaSettings::default(),
             entra: EntraSettings::default(),
             target: TargetSettings::default(),
+            sweep: SweepSettings::default(),
         }
     }
 }
@@ -233,6 +273,7 @@ impl Default for EntraSettings {
             login_url: "https://login.microsoftonline.com".into(),
             hard_delete: HardDeletePolicy::Deactivate,
             group_ids: String::new(),
+            notification_url: String::new(),
         }
     }
 }
@@ -248,6 +289,7 @@ impl Default for TargetSettings {
             role_ids: String::new(),
             attributes: Default::default(),
             invite_ttl_hours: 48,
+            api_key: Secret::default(),
             timeout_seconds: 10,
         }
     }
@@ -390,7 +432,7 @@ impl Settings {
     }
 
     /// Every secret field, for resolving ARNs into values at start-up.
-    pub fn secrets_mut(&mut self) -> [&mut Secret; 8] {
+    pub fn secrets_mut(&mut self) -> [&mut Secret; 9] {
         [
             &mut self.queue.signing_key,
             &mut self.okta.shared_secret,
@@ -400,6 +442,7 @@ impl Settings {
             &mut self.entra.client_state,
             &mut self.entra.previous_client_state,
             &mut self.target.token,
+            &mut self.target.api_key,
         ]
     }
 }

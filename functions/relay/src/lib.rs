@@ -11,6 +11,7 @@ pub mod queue;
 pub mod scim;
 pub mod secret;
 pub mod state;
+pub mod sweeper;
 pub mod worker;
 
 #[cfg(feature = "aws")]

@@ -8,20 +8,29 @@ use crate::clock::Clock;
 use crate::config::{comma_list, ConfigError, Settings, SuspendPolicy, TargetProfile};
 use crate::directory::graph::GraphDirectory;
 use crate::directory::okta::OktaDirectory;
+use crate::directory::subscription::SubscriptionApi;
 use crate::directory::{Directory, Scope};
 use crate::envelope::EnvelopeSigner;
+use crate::envelope::Source;
+use crate::queue::Queue;
+use crate::scim::datadog_invitations::DatadogInvitations;
 use crate::scim::http::HttpScimTarget;
+use crate::scim::InvitationApi;
 use crate::scim::{DryRunTarget, ScimTarget};
-use crate::state::StateStore;
+use crate::state::{StateStore, SweepStore};
+use crate::sweeper::{FeedSource, SubscriptionOwner, Sweeper, SweeperParts};
 use crate::worker::{Worker, WorkerParts};
 
-pub fn build_worker(
-    settings: &Settings,
-    store: Arc<dyn StateStore>,
-    clock: Arc<dyn Clock>,
-) -> Result<Worker, ConfigError> {
+/// The outbound clients both the worker and the sweeper use, built once.
+pub struct Outbound {
+    pub target: Arc<dyn ScimTarget>,
+    pub okta: Option<Arc<OktaDirectory>>,
+    pub entra: Option<Arc<GraphDirectory>>,
+}
+
+pub fn outbound(settings: &Settings) -> Result<Outbound, ConfigError> {
     settings.check_worker()?;
-    let timeout = Duration::from_secs(settings.target.timeout_seconds.max(1));
+    let timeout = timeout(settings);
     let target: Arc<dyn ScimTarget> = match settings.target.profile {
         TargetProfile::DryRun => Arc::new(DryRunTarget::default()),
         profile => Arc::new(
@@ -34,7 +43,7 @@ pub fn build_worker(
             .map_err(|e| ConfigError::Invalid(e.to_string()))?,
         ),
     };
-    let okta: Option<Arc<dyn Directory>> = if settings.okta.api_token.is_empty() {
+    let okta = if settings.okta.api_token.is_empty() {
         None
     } else {
         Some(Arc::new(
@@ -47,7 +56,7 @@ pub fn build_worker(
             .with_scope(Scope::new(&settings.okta.app_id, &settings.okta.group_ids)),
         ))
     };
-    let entra: Option<Arc<dyn Directory>> = if settings.entra.client_id.is_empty() {
+    let entra = if settings.entra.client_id.is_empty() {
         None
     } else {
         let e = &settings.entra;
@@ -65,12 +74,37 @@ pub fn build_worker(
             .with_extra_properties(&graph_properties(&settings.target.attributes)),
         ))
     };
-    Ok(Worker::new(WorkerParts {
-        signer: EnvelopeSigner::new(settings.queue.signing_key.clone()),
-        store,
+    Ok(Outbound {
         target,
         okta,
         entra,
+    })
+}
+
+fn timeout(settings: &Settings) -> Duration {
+    Duration::from_secs(settings.target.timeout_seconds.max(1))
+}
+
+pub fn build_worker(
+    settings: &Settings,
+    store: Arc<dyn StateStore>,
+    clock: Arc<dyn Clock>,
+) -> Result<Worker, ConfigError> {
+    Ok(worker_from(settings, &outbound(settings)?, store, clock))
+}
+
+pub fn worker_from(
+    settings: &Settings,
+    outbound: &Outbound,
+    store: Arc<dyn StateStore>,
+    clock: Arc<dyn Clock>,
+) -> Worker {
+    Worker::new(WorkerParts {
+        signer: EnvelopeSigner::new(settings.queue.signing_key.clone()),
+        store,
+        target: outbound.target.clone(),
+        okta: outbound.okta.clone().map(|d| d as Arc<dyn Directory>),
+        entra: outbound.entra.clone().map(|d| d as Arc<dyn Directory>),
         profile: settings.target.profile,
         clock,
         dedupe_ttl: Duration::from_secs(settings.store.dedupe_ttl_hours * 3600),
@@ -82,6 +116,85 @@ pub fn build_worker(
         sync_groups: settings.target.sync_groups,
         role_ids: comma_list(&settings.target.role_ids),
         attribute_map: settings.target.attributes.clone(),
+    })
+}
+
+pub fn build_sweeper(
+    settings: &Settings,
+    outbound: &Outbound,
+    store: Arc<dyn SweepStore>,
+    queue: Arc<dyn Queue>,
+    clock: Arc<dyn Clock>,
+) -> Result<Sweeper, ConfigError> {
+    let datadog = settings.target.profile == TargetProfile::Datadog;
+    let invitations: Option<Arc<dyn InvitationApi>> =
+        if datadog && !settings.target.api_key.is_empty() {
+            Some(Arc::new(
+                DatadogInvitations::new(
+                    &settings.target.base_url,
+                    settings.target.api_key.clone(),
+                    settings.target.token.clone(),
+                    timeout(settings),
+                )
+                .map_err(|e| ConfigError::Invalid(e.detail))?,
+            ))
+        } else {
+            None
+        };
+    let mut feeds = Vec::new();
+    if let Some(okta) = &outbound.okta {
+        feeds.push(FeedSource {
+            source: Source::Okta,
+            tenant: settings.okta_tenant(),
+            feed: okta.clone(),
+        });
+    }
+    if let Some(entra) = &outbound.entra {
+        feeds.push(FeedSource {
+            source: Source::Entra,
+            tenant: settings.entra.tenant_id.clone(),
+            feed: entra.clone(),
+        });
+    }
+    let e = &settings.entra;
+    let subscription = match &outbound.entra {
+        Some(api) if !e.notification_url.trim().is_empty() => {
+            if e.client_state.is_empty() {
+                return Err(ConfigError::Invalid(
+                    "entra.notification_url is set: entra.client_state must be too (the subscription's clientState)".into(),
+                ));
+            }
+            Some(SubscriptionOwner {
+                api: api.clone(),
+                tenant: e.tenant_id.clone(),
+                notification_url: e.notification_url.trim().to_string(),
+                client_state: e.client_state.clone(),
+                renew_before: chrono::Duration::hours(
+                    i64::try_from(settings.sweep.renew_before_hours).unwrap_or(72),
+                ),
+            })
+        }
+        _ => None,
+    };
+    Ok(Sweeper::new(SweeperParts {
+        store,
+        queue,
+        signer: EnvelopeSigner::new(settings.queue.signing_key.clone()),
+        target: outbound.target.clone(),
+        invitations,
+        tracks_invitations: datadog,
+        feeds,
+        subscription,
+        subscription_api: outbound
+            .entra
+            .clone()
+            .map(|d| d as Arc<dyn SubscriptionApi>),
+        clock,
+        invite_ttl: chrono::Duration::hours(
+            i64::try_from(settings.target.invite_ttl_hours).unwrap_or(48),
+        ),
+        invite_attempts: settings.sweep.invite_attempts.clamp(1, 100) as u32,
+        reconcile: settings.sweep.reconcile,
     }))
 }
 

@@ -25,6 +25,7 @@ use crate::scim::{
 use crate::state::{
     attributes_hash, InviteState, ProcessedEvent, StateStore, StoreError, UserKey, UserState,
 };
+use crate::sweeper::LifecycleHandler;
 
 /// How often a conflicting concurrent write makes the worker re-read and re-plan in-process.
 const PLAN_ATTEMPTS: usize = 3;
@@ -113,6 +114,7 @@ pub struct Worker {
     sync_groups: bool,
     role_ids: Vec<String>,
     attribute_map: std::collections::BTreeMap<String, String>,
+    lifecycle: Option<Arc<dyn LifecycleHandler>>,
 }
 
 /// What the directory says of the user.
@@ -181,7 +183,14 @@ impl Worker {
             sync_groups: p.sync_groups,
             role_ids: p.role_ids,
             attribute_map: p.attribute_map,
+            lifecycle: None,
         }
+    }
+
+    /// Hands Graph subscription lifecycle events to the sweeper instead of parking them.
+    pub fn with_lifecycle(mut self, handler: Arc<dyn LifecycleHandler>) -> Self {
+        self.lifecycle = Some(handler);
+        self
     }
 
     /// Processes one queue message body.
@@ -193,8 +202,10 @@ impl Worker {
         let user_id = match &trigger.subject {
             Subject::User { user_id } => user_id.clone(),
             Subject::Subscription { subscription_id } => {
-                // Renewing, reauthorizing and recreating subscriptions is the sweeper's job,
-                // which does not exist yet: park the event where an operator sees it.
+                if let Some(handler) = &self.lifecycle {
+                    return self.lifecycle_event(handler.as_ref(), &trigger).await;
+                }
+                // Without a Graph app to act with, park the event where an operator sees it.
                 tracing::error!(
                     alarm = "graph_subscription",
                     subscription = %subscription_id,
@@ -444,6 +455,7 @@ impl Worker {
                         sent_at: now,
                         expires_at: now + self.invite_ttl,
                         count: 1,
+                        outcome: None,
                     });
                 }
                 Ok(Applied {
@@ -536,6 +548,32 @@ impl Worker {
                 })
             }
         }
+    }
+
+    /// A subscription lifecycle event, once: handed to the sweeper, then recorded as done.
+    async fn lifecycle_event(
+        &self,
+        handler: &dyn LifecycleHandler,
+        trigger: &Trigger,
+    ) -> Result<Outcome, WorkError> {
+        let now = self.clock.now();
+        let event_key = trigger.dedupe_key();
+        if self.store.event_seen(&event_key, now).await? {
+            return Ok(Outcome::Duplicate);
+        }
+        let done = handler.on_lifecycle(trigger).await?;
+        tracing::info!(event_type = %trigger.event_type, "Graph lifecycle event handled: {done}");
+        let key = UserKey {
+            source: trigger.source,
+            tenant: trigger.tenant.clone(),
+            user_id: String::new(),
+        };
+        let processed = ProcessedEvent {
+            key: event_key,
+            expires_at: now + self.dedupe_ttl,
+        };
+        self.store.commit(&key, None, None, &processed).await?;
+        Ok(Outcome::Unchanged { scim_calls: 0 })
     }
 
     /// The directory users of `source` are read from, if its credentials are configured.

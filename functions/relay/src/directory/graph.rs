@@ -7,14 +7,17 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use tokio::sync::Mutex;
 
+use super::subscription::{GraphSubscription, SubscriptionApi};
 use super::{
-    answer, Answer, Directory, DirectoryError, DirectoryGroup, DirectoryRead, DirectoryUser,
-    IdpStatus, Membership,
+    answer, unique_ids, Answer, ChangeFeed, Directory, DirectoryChanges, DirectoryError,
+    DirectoryGroup, DirectoryRead, DirectoryUser, FeedError, IdpStatus, Membership,
 };
 use crate::secret::Secret;
 
 const SELECT: &str = "id,userPrincipalName,mail,givenName,surname,displayName,jobTitle,accountEnabled,employeeId,department";
 const SCOPE: &str = "https://graph.microsoft.com/.default";
+/// A delta pass over more pages than this is a loop, not a directory.
+const MAX_DELTA_PAGES: usize = 100_000;
 
 pub struct GraphDirectory {
     http: reqwest::Client,
@@ -355,5 +358,237 @@ impl Directory for GraphDirectory {
             raw_status: if enabled { "enabled" } else { "disabled" }.to_string(),
             extra,
         })))
+    }
+}
+
+/// One page of `/users/delta`: changed users (or `@removed` stubs), then a next or delta link.
+#[derive(Deserialize)]
+struct DeltaPage {
+    #[serde(default)]
+    value: Vec<DeltaUser>,
+    #[serde(rename = "@odata.nextLink", default)]
+    next_link: Option<String>,
+    #[serde(rename = "@odata.deltaLink", default)]
+    delta_link: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct DeltaUser {
+    id: String,
+}
+
+#[derive(Deserialize)]
+struct GraphErrorBody {
+    error: GraphErrorDetail,
+}
+
+#[derive(Deserialize)]
+struct GraphErrorDetail {
+    #[serde(default)]
+    code: String,
+}
+
+impl GraphDirectory {
+    /// Whether a link Graph handed us points back at the configured Graph: the app token is
+    /// never sent anywhere else, whatever a stored cursor says.
+    fn is_own_link(&self, link: &str) -> bool {
+        link.strip_prefix(&self.graph_url)
+            .is_some_and(|rest| rest.starts_with("/v1.0/"))
+    }
+}
+
+#[async_trait]
+impl ChangeFeed for GraphDirectory {
+    /// `GET /users/delta`, following `@odata.nextLink` to the `@odata.deltaLink` that becomes
+    /// the cursor. Removed users (`@removed`) are listed like changed ones: the worker's re-read
+    /// tells soft from hard deletion.
+    async fn changes_since(
+        &self,
+        cursor: Option<&str>,
+        _now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<DirectoryChanges, FeedError> {
+        let token = self.access_token().await?;
+        let mut url = match cursor {
+            Some(link) if self.is_own_link(link) => link.to_string(),
+            // A cursor for another Graph (the setting changed): start over.
+            Some(_) => return Err(FeedError::CursorExpired),
+            None => reqwest::Url::parse_with_params(
+                &format!("{}/v1.0/users/delta", self.graph_url),
+                &[("$select", self.select.as_str())],
+            )
+            .map_err(|e| DirectoryError::Permanent(format!("entra.graph_url: {e}")))?
+            .to_string(),
+        };
+        let mut ids = Vec::new();
+        for _ in 0..MAX_DELTA_PAGES {
+            let resp = self
+                .http
+                .get(&url)
+                .bearer_auth(token.expose())
+                .send()
+                .await
+                .map_err(|e| {
+                    DirectoryError::Retryable(format!("Graph: {}", crate::transport_error(e)))
+                })?;
+            let status = resp.status().as_u16();
+            if cursor.is_some() && matches!(status, 400 | 404 | 410) {
+                // 410 Gone (and the codes Graph uses for an expired delta token) means: resync.
+                let code = resp
+                    .json::<GraphErrorBody>()
+                    .await
+                    .map(|b| b.error.code.to_ascii_lowercase())
+                    .unwrap_or_default();
+                if status == 410 || code.contains("syncstate") || code.contains("resync") {
+                    return Err(FeedError::CursorExpired);
+                }
+                return Err(DirectoryError::Permanent(format!(
+                    "Graph answered {status} ({code}) to a delta query"
+                ))
+                .into());
+            }
+            match answer("Graph", status)? {
+                Answer::Found => {}
+                Answer::NotFound => {
+                    return Err(DirectoryError::Permanent(
+                        "Graph has no /users/delta at entra.graph_url".into(),
+                    )
+                    .into())
+                }
+                Answer::CredentialRejected => {
+                    return Err(DirectoryError::Retryable(
+                        "Graph refused the delta query; grant the app User.Read.All".into(),
+                    )
+                    .into())
+                }
+            }
+            let page: DeltaPage = resp.json().await.map_err(|e| {
+                DirectoryError::Retryable(format!("Graph delta page is not readable: {e}"))
+            })?;
+            ids.extend(page.value.into_iter().map(|u| u.id));
+            match (page.next_link, page.delta_link) {
+                (Some(next), _) if self.is_own_link(&next) => url = next,
+                (None, Some(delta)) if self.is_own_link(&delta) => {
+                    return Ok(DirectoryChanges {
+                        user_ids: unique_ids(ids),
+                        cursor: delta,
+                    })
+                }
+                _ => {
+                    return Err(DirectoryError::Retryable(
+                        "Graph delta page has neither a usable nextLink nor a deltaLink".into(),
+                    )
+                    .into())
+                }
+            }
+        }
+        Err(DirectoryError::Permanent("Graph delta query never ended".into()).into())
+    }
+}
+
+/// A subscription as Graph returns it.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SubscriptionResource {
+    id: String,
+    resource: String,
+    expiration_date_time: chrono::DateTime<chrono::Utc>,
+}
+
+impl From<SubscriptionResource> for GraphSubscription {
+    fn from(r: SubscriptionResource) -> Self {
+        Self {
+            id: r.id,
+            resource: r.resource,
+            expires_at: r.expiration_date_time,
+        }
+    }
+}
+
+impl GraphDirectory {
+    /// Sends a subscription request and reads the subscription Graph answers with (`None` on
+    /// 404).
+    async fn subscription_call(
+        &self,
+        request: reqwest::RequestBuilder,
+        what: &str,
+    ) -> Result<Option<GraphSubscription>, DirectoryError> {
+        let resp = request.send().await.map_err(|e| {
+            DirectoryError::Retryable(format!("Graph {what}: {}", crate::transport_error(e)))
+        })?;
+        let status = resp.status().as_u16();
+        if status == 201 {
+            // Created: read like a 200.
+        } else {
+            match answer("Graph", status) {
+                Ok(Answer::Found) => {}
+                Ok(Answer::NotFound) => return Ok(None),
+                Ok(Answer::CredentialRejected) => {
+                    return Err(DirectoryError::Retryable(format!(
+                        "Graph refused to {what}; grant the app User.Read.All"
+                    )))
+                }
+                // A 400 on create is Graph failing to validate the notification URL.
+                Err(DirectoryError::Permanent(m)) if status == 400 => {
+                    return Err(DirectoryError::Retryable(format!(
+                        "{m} to {what}: is entra.notification_url reachable from Graph, and does it answer the validation request?"
+                    )))
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let sub: SubscriptionResource = resp.json().await.map_err(|e| {
+            DirectoryError::Retryable(format!("Graph subscription is not readable: {e}"))
+        })?;
+        Ok(Some(sub.into()))
+    }
+}
+
+#[async_trait]
+impl SubscriptionApi for GraphDirectory {
+    async fn create(
+        &self,
+        resource: &str,
+        notification_url: &str,
+        client_state: &Secret,
+        expires_at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<GraphSubscription, DirectoryError> {
+        let token = self.access_token().await?;
+        let body = serde_json::json!({
+            "changeType": "updated,deleted",
+            "notificationUrl": notification_url,
+            // Lifecycle events (reauthorizationRequired…) come to the same endpoint; the URL
+            // cannot be added to a subscription later.
+            "lifecycleNotificationUrl": notification_url,
+            "resource": resource,
+            "expirationDateTime": expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            "clientState": client_state.expose(),
+        });
+        let request = self
+            .http
+            .post(format!("{}/v1.0/subscriptions", self.graph_url))
+            .bearer_auth(token.expose())
+            .json(&body);
+        self.subscription_call(request, "create a subscription")
+            .await?
+            .ok_or_else(|| DirectoryError::Permanent("Graph has no /subscriptions".into()))
+    }
+
+    async fn renew(
+        &self,
+        id: &str,
+        expires_at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<GraphSubscription>, DirectoryError> {
+        let token = self.access_token().await?;
+        let id = percent_encoding::utf8_percent_encode(id, percent_encoding::NON_ALPHANUMERIC);
+        let body = serde_json::json!({
+            "expirationDateTime": expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        });
+        let request = self
+            .http
+            .patch(format!("{}/v1.0/subscriptions/{id}", self.graph_url))
+            .bearer_auth(token.expose())
+            .json(&body);
+        self.subscription_call(request, "renew the subscription")
+            .await
     }
 }

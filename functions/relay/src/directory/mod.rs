@@ -5,6 +5,7 @@
 pub mod graph;
 #[cfg(feature = "outbound")]
 pub mod okta;
+pub mod subscription;
 
 use async_trait::async_trait;
 
@@ -112,6 +113,47 @@ pub trait Directory: Send + Sync {
     /// of the configured groups), and which of those groups they are in: read from the
     /// directory, never from the event.
     async fn membership(&self, user_id: &str) -> Result<Membership, DirectoryError>;
+}
+
+/// The users a directory changed since a stored position: the sweeper's catch-up on events
+/// that never arrived.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectoryChanges {
+    /// Every user changed or removed since the position, once each. Only ids: the worker
+    /// re-reads each one, as it does for a webhook.
+    pub user_ids: Vec<String>,
+    /// Where the next pass starts (Graph: the deltaLink; Okta: a `lastUpdated` time).
+    pub cursor: String,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum FeedError {
+    /// The stored position is no longer valid (Graph: `410 Gone`, an expired delta token): the
+    /// next read must be a full one.
+    #[error("the stored directory position expired; a full pass is needed")]
+    CursorExpired,
+    #[error(transparent)]
+    Directory(#[from] DirectoryError),
+}
+
+/// A directory's change feed. Returns every page or an error, never part of the answer: a
+/// partial read would look like "nobody else changed".
+#[async_trait]
+pub trait ChangeFeed: Send + Sync {
+    /// Changes since `cursor`; `None` reads every user (a full pass).
+    async fn changes_since(
+        &self,
+        cursor: Option<&str>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<DirectoryChanges, FeedError>;
+}
+
+/// Keeps the first of each id, in order.
+pub fn unique_ids(ids: Vec<String>) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    ids.into_iter()
+        .filter(|id| seen.insert(id.clone()))
+        .collect()
 }
 
 /// A configured IdP group the user belongs to.

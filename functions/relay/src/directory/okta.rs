@@ -5,9 +5,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::Deserialize;
 
+use chrono::{DateTime, Utc};
+
 use super::{
-    answer, Answer, Directory, DirectoryError, DirectoryGroup, DirectoryRead, DirectoryUser,
-    IdpStatus, Membership, Scope,
+    answer, unique_ids, Answer, ChangeFeed, Directory, DirectoryChanges, DirectoryError,
+    DirectoryGroup, DirectoryRead, DirectoryUser, FeedError, IdpStatus, Membership, Scope,
 };
 use crate::secret::Secret;
 
@@ -102,8 +104,12 @@ impl OktaDirectory {
     }
 
     async fn get(&self, path: &str) -> Result<reqwest::Response, DirectoryError> {
+        self.get_url(&format!("{}{path}", self.org_url)).await
+    }
+
+    async fn get_url(&self, url: &str) -> Result<reqwest::Response, DirectoryError> {
         self.http
-            .get(format!("{}{path}", self.org_url))
+            .get(url)
             .header("Authorization", format!("SSWS {}", self.token.expose()))
             .header("Accept", "application/json")
             .send()
@@ -237,9 +243,148 @@ impl Directory for OktaDirectory {
     }
 }
 
+/// Okta's search index lags its writes a little: each pass starts this long before the newest
+/// change the last one saw, so a late-indexed change is still found (a re-read costs little).
+const SEARCH_OVERLAP_SECONDS: i64 = 60;
+/// Okta's largest page for `/api/v1/users`.
+const PAGE_SIZE: &str = "200";
+const MAX_PAGES: usize = 100_000;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ListedUser {
+    id: String,
+    #[serde(default)]
+    last_updated: Option<DateTime<Utc>>,
+}
+
+/// The `rel="next"` URL of an RFC 8288 `Link` header, as Okta pages its lists.
+pub fn next_link(headers: &reqwest::header::HeaderMap) -> Option<String> {
+    headers
+        .get_all(reqwest::header::LINK)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .find(|part| {
+            part.split(';')
+                .skip(1)
+                .any(|p| matches!(p.trim(), "rel=\"next\"" | "rel=next"))
+        })
+        .and_then(|part| {
+            let url = part.split(';').next()?.trim();
+            Some(url.strip_prefix('<')?.strip_suffix('>')?.to_string())
+        })
+}
+
+/// The cursor after a pass: the newest change seen, less the overlap, and never before the
+/// cursor the pass started from.
+fn next_cursor(since: DateTime<Utc>, newest: Option<DateTime<Utc>>) -> DateTime<Utc> {
+    newest
+        .map(|n| n - chrono::Duration::seconds(SEARCH_OVERLAP_SECONDS))
+        .map_or(since, |n| n.max(since))
+}
+
+#[async_trait]
+impl ChangeFeed for OktaDirectory {
+    /// `GET /api/v1/users?search=lastUpdated gt "…"`, following `Link: rel="next"`. The search
+    /// covers every status (deactivated users too); the cursor is a time.
+    async fn changes_since(
+        &self,
+        cursor: Option<&str>,
+        _now: DateTime<Utc>,
+    ) -> Result<DirectoryChanges, FeedError> {
+        let since = match cursor {
+            Some(c) => DateTime::parse_from_rfc3339(c)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|_| FeedError::CursorExpired)?,
+            None => DateTime::UNIX_EPOCH,
+        };
+        let search = format!(
+            "lastUpdated gt \"{}\"",
+            since.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        );
+        let mut url = reqwest::Url::parse_with_params(
+            &format!("{}/api/v1/users", self.org_url),
+            &[("search", search.as_str()), ("limit", PAGE_SIZE)],
+        )
+        .map_err(|e| DirectoryError::Permanent(format!("okta.org_url: {e}")))?
+        .to_string();
+        let (mut ids, mut newest) = (Vec::new(), None::<DateTime<Utc>>);
+        for _ in 0..MAX_PAGES {
+            let resp = self.get_url(&url).await?;
+            match answer("Okta", resp.status().as_u16())? {
+                Answer::Found => {}
+                Answer::NotFound => {
+                    return Err(DirectoryError::Permanent(
+                        "Okta has no /api/v1/users at okta.org_url".into(),
+                    )
+                    .into())
+                }
+                Answer::CredentialRejected => return Err(rejected().into()),
+            }
+            let next = next_link(resp.headers());
+            let page: Vec<ListedUser> = resp.json().await.map_err(|e| {
+                DirectoryError::Retryable(format!("Okta user list is not readable: {e}"))
+            })?;
+            for user in page {
+                newest = newest.max(user.last_updated);
+                ids.push(user.id);
+            }
+            match next {
+                // The token only ever goes to the configured org.
+                Some(next) if next.starts_with(&format!("{}/", self.org_url)) => url = next,
+                Some(_) => {
+                    return Err(DirectoryError::Permanent(
+                        "Okta's next page is on another host".into(),
+                    )
+                    .into())
+                }
+                None => {
+                    return Ok(DirectoryChanges {
+                        user_ids: unique_ids(ids),
+                        cursor: next_cursor(since, newest)
+                            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                    })
+                }
+            }
+        }
+        Err(DirectoryError::Permanent("Okta user list never ended".into()).into())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_next_page_comes_from_the_link_header() {
+        let mut h = reqwest::header::HeaderMap::new();
+        h.append(
+            reqwest::header::LINK,
+            "<https://x.okta.com/api/v1/users?limit=200>; rel=\"self\""
+                .parse()
+                .unwrap(),
+        );
+        assert_eq!(next_link(&h), None);
+        h.append(
+            reqwest::header::LINK,
+            "<https://x.okta.com/api/v1/users?after=00u2&limit=200>; rel=\"next\""
+                .parse()
+                .unwrap(),
+        );
+        assert_eq!(
+            next_link(&h).as_deref(),
+            Some("https://x.okta.com/api/v1/users?after=00u2&limit=200")
+        );
+    }
+
+    #[test]
+    fn the_cursor_overlaps_the_newest_change_but_never_goes_back() {
+        let t = |s: i64| DateTime::from_timestamp(s, 0).unwrap();
+        assert_eq!(next_cursor(t(1000), Some(t(5000))), t(5000 - 60));
+        assert_eq!(next_cursor(t(1000), Some(t(1010))), t(1000));
+        assert_eq!(next_cursor(t(1000), None), t(1000));
+    }
 
     #[test]
     fn okta_statuses_map_explicitly() {

@@ -287,6 +287,17 @@ fn parse(text: &str) -> Result<Value, ScimError> {
 
 #[async_trait]
 impl ScimTarget for HttpScimTarget {
+    async fn probe(&self) -> Result<(), ScimError> {
+        self.send(
+            reqwest::Method::GET,
+            "/Users",
+            &[("startIndex", "1"), ("count", "1")],
+            None,
+        )
+        .await
+        .map(|_| ())
+    }
+
     async fn find_user(&self, user_name: &str) -> Result<Option<ScimRecord>, ScimError> {
         let found = self.find_by("/Users", "userName", user_name).await?;
         at_most_one(

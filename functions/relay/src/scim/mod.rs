@@ -1,9 +1,12 @@
 //! The SCIM side: what a user should look like on the target, the plan to get it there, and
 //! the target's client.
 
+#[cfg(feature = "outbound")]
+pub mod datadog_invitations;
 pub mod error;
 #[cfg(feature = "outbound")]
 pub mod http;
+pub mod invitation;
 pub mod mapping;
 pub mod plan;
 pub mod target;
@@ -14,6 +17,7 @@ use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 pub use error::{ScimError, ScimFailure};
+pub use invitation::{InvitationApi, TargetUserStatus};
 pub use mapping::{apply_attribute_map, desired_user};
 pub use plan::{
     guard_owner, plan, plan_groups, plan_hard_delete, GroupPlan, ScimPlan, OWNER_PROTECTED,

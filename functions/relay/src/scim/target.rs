@@ -35,6 +35,9 @@ pub trait ScimTarget: Send + Sync {
     /// `PATCH /Groups/{id}` removing one member; "not a member" (noTarget) and a gone group
     /// are success.
     async fn remove_member(&self, group_id: &str, user_id: &str) -> Result<(), ScimError>;
+    /// A cheap authenticated read (`GET /Users?count=1`): does the target still accept the
+    /// credential?
+    async fn probe(&self) -> Result<(), ScimError>;
 }
 
 /// Sends nothing: prints each request it would send, and remembers the users it "created" so
@@ -55,6 +58,11 @@ impl DryRunTarget {
 
 #[async_trait]
 impl ScimTarget for DryRunTarget {
+    async fn probe(&self) -> Result<(), ScimError> {
+        Self::print("GET", "/Users?startIndex=1&count=1", None);
+        Ok(())
+    }
+
     async fn find_user(&self, user_name: &str) -> Result<Option<ScimRecord>, ScimError> {
         Self::print(
             "GET",

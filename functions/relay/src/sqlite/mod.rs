@@ -36,12 +36,24 @@ CREATE TABLE IF NOT EXISTS users (
     id         TEXT    PRIMARY KEY,
     version    INTEGER NOT NULL,
     doc        TEXT    NOT NULL,
-    updated_at INTEGER NOT NULL
+    updated_at INTEGER NOT NULL,
+    invite_due INTEGER
 );
 CREATE TABLE IF NOT EXISTS events (
     key        TEXT    PRIMARY KEY,
     expires_at INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS cursors (
+    name       TEXT    PRIMARY KEY,
+    value      TEXT    NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+";
+
+/// Run after [`SCHEMA`], once the `invite_due` column exists in older files too: only pending
+/// invitations are in the index, so the sweeper's query never reads the whole table.
+const INDEXES: &str = "
+CREATE INDEX IF NOT EXISTS users_invite_due ON users (invite_due) WHERE invite_due IS NOT NULL;
 ";
 
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +87,14 @@ impl SqliteDb {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
+        // Files written before invitations were swept lack the column.
+        let has_invite_due = conn
+            .prepare("SELECT 1 FROM pragma_table_info('users') WHERE name = 'invite_due'")?
+            .exists([])?;
+        if !has_invite_due {
+            conn.execute_batch("ALTER TABLE users ADD COLUMN invite_due INTEGER")?;
+        }
+        conn.execute_batch(INDEXES)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
         })

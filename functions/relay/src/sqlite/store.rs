@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{params, OptionalExtension};
 
 use super::{SqliteDb, SqliteError};
-use crate::state::{ProcessedEvent, StateStore, StoreError, UserKey, UserState};
+use crate::state::{ProcessedEvent, StateStore, StoreError, SweepStore, UserKey, UserState};
 
 impl From<SqliteError> for StoreError {
     fn from(e: SqliteError) -> Self {
@@ -63,7 +63,16 @@ impl StateStore for SqliteDb {
     ) -> Result<(), StoreError> {
         let id = key.storage_id();
         let doc = state
-            .map(|s| serde_json::to_string(s).map(|d| (d, s.version, s.updated_at.timestamp())))
+            .map(|s| {
+                serde_json::to_string(s).map(|d| {
+                    let due = s
+                        .invite
+                        .as_ref()
+                        .and_then(|i| i.due_at())
+                        .map(|t| t.timestamp());
+                    (d, s.version, s.updated_at.timestamp(), due)
+                })
+            })
             .transpose()
             .map_err(|e| StoreError::Backend(e.to_string()))?;
         let event_key = event.key.clone();
@@ -71,16 +80,16 @@ impl StateStore for SqliteDb {
         let result = self
             .run(move |conn| {
                 let tx = conn.transaction()?;
-                if let Some((doc, version, updated_at)) = doc {
+                if let Some((doc, version, updated_at, due)) = doc {
                     let changed = match expected_version {
                         None => tx.execute(
-                            "INSERT INTO users (id, version, doc, updated_at) VALUES (?1, ?2, ?3, ?4)
+                            "INSERT INTO users (id, version, doc, updated_at, invite_due) VALUES (?1, ?2, ?3, ?4, ?5)
                              ON CONFLICT (id) DO NOTHING",
-                            params![id, version, doc, updated_at],
+                            params![id, version, doc, updated_at, due],
                         )?,
                         Some(expected) => tx.execute(
-                            "UPDATE users SET version = ?2, doc = ?3, updated_at = ?4 WHERE id = ?1 AND version = ?5",
-                            params![id, version, doc, updated_at, expected],
+                            "UPDATE users SET version = ?2, doc = ?3, updated_at = ?4, invite_due = ?5 WHERE id = ?1 AND version = ?6",
+                            params![id, version, doc, updated_at, due, expected],
                         )?,
                     };
                     if changed == 0 {
@@ -100,6 +109,69 @@ impl StateStore for SqliteDb {
             Err(SqliteError(m)) if m == CONFLICT => Err(StoreError::Conflict),
             other => Ok(other?),
         }
+    }
+}
+
+#[async_trait]
+impl SweepStore for SqliteDb {
+    async fn invites_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<(UserKey, UserState)>, StoreError> {
+        let now = now.timestamp();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows: Vec<(String, String)> = self
+            .run(move |conn| {
+                let mut stmt = conn.prepare(
+                    "SELECT id, doc FROM users WHERE invite_due IS NOT NULL AND invite_due <= ?1
+                     ORDER BY invite_due LIMIT ?2",
+                )?;
+                let rows = stmt
+                    .query_map(params![now, limit], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(rows)
+            })
+            .await?;
+        rows.into_iter()
+            .map(|(id, doc)| {
+                let key = UserKey::from_storage_id(&id)
+                    .ok_or_else(|| StoreError::Backend(format!("unreadable user key {id}")))?;
+                let state = serde_json::from_str(&doc)
+                    .map_err(|e| StoreError::Backend(format!("state record unreadable: {e}")))?;
+                Ok((key, state))
+            })
+            .collect()
+    }
+
+    async fn load_cursor(&self, name: &str) -> Result<Option<String>, StoreError> {
+        let name = name.to_string();
+        Ok(self
+            .run(move |conn| {
+                Ok(conn
+                    .query_row(
+                        "SELECT value FROM cursors WHERE name = ?1",
+                        params![name],
+                        |r| r.get(0),
+                    )
+                    .optional()?)
+            })
+            .await?)
+    }
+
+    async fn save_cursor(&self, name: &str, value: &str) -> Result<(), StoreError> {
+        let (name, value) = (name.to_string(), value.to_string());
+        let now = Utc::now().timestamp();
+        Ok(self
+            .run(move |conn| {
+                conn.execute(
+                    "INSERT INTO cursors (name, value, updated_at) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                    params![name, value, now],
+                )?;
+                Ok(())
+            })
+            .await?)
     }
 }
 
@@ -179,6 +251,81 @@ mod tests {
         // A lost write records no event either.
         assert!(!db.event_seen("e2", Utc::now()).await.unwrap());
         assert!(db.event_seen("e3", Utc::now()).await.unwrap());
+        let _ = std::fs::remove_file(path);
+    }
+
+    #[tokio::test]
+    async fn only_pending_invitations_past_expiry_are_due() {
+        use crate::state::{InviteOutcome, InviteState};
+        let path = std::env::temp_dir().join(format!("scim-relay-i-{}.db", uuid::Uuid::new_v4()));
+        let db = SqliteDb::open(&path).unwrap();
+        let now = Utc::now();
+        let later = now + chrono::Duration::hours(1);
+        let with_invite = |user: &str, expires: DateTime<Utc>, outcome| {
+            let mut s = state(1);
+            s.invite = Some(InviteState {
+                sent_at: now,
+                expires_at: expires,
+                count: 1,
+                outcome,
+            });
+            (
+                UserKey {
+                    user_id: user.into(),
+                    ..key()
+                },
+                s,
+            )
+        };
+        let users = [
+            with_invite("late", now - chrono::Duration::hours(2), None),
+            with_invite("expired", now - chrono::Duration::hours(1), None),
+            with_invite("valid", later, None),
+            with_invite(
+                "accepted",
+                now - chrono::Duration::hours(3),
+                Some(InviteOutcome::Accepted { at: now }),
+            ),
+        ];
+        for (i, (k, s)) in users.iter().enumerate() {
+            db.commit(k, Some(s), None, &event(&format!("i{i}"), later))
+                .await
+                .unwrap();
+        }
+        let due: Vec<String> = db
+            .invites_due(now, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(k, _)| k.user_id)
+            .collect();
+        assert_eq!(due, ["late", "expired"], "soonest first, pending only");
+        assert_eq!(db.invites_due(now, 1).await.unwrap().len(), 1);
+        // An accepted invitation leaves the index when its state is written.
+        let (k, mut s) = users[0].clone();
+        s.invite.as_mut().unwrap().outcome = Some(InviteOutcome::Accepted { at: now });
+        s.version = 2;
+        db.commit(&k, Some(&s), Some(1), &event("i9", later))
+            .await
+            .unwrap();
+        assert_eq!(db.invites_due(now, 10).await.unwrap().len(), 1);
+        // The query uses the partial index, not a scan of the users table.
+        let plan: String = db
+            .run(|conn| {
+                Ok(conn.query_row(
+                    "EXPLAIN QUERY PLAN SELECT id, doc FROM users WHERE invite_due IS NOT NULL AND invite_due <= 0 ORDER BY invite_due LIMIT 5",
+                    [],
+                    |r| r.get(3),
+                )?)
+            })
+            .await
+            .unwrap();
+        assert!(plan.contains("users_invite_due"), "{plan}");
+        // Cursors round-trip and are replaced.
+        assert_eq!(db.load_cursor("c").await.unwrap(), None);
+        db.save_cursor("c", "one").await.unwrap();
+        db.save_cursor("c", "two").await.unwrap();
+        assert_eq!(db.load_cursor("c").await.unwrap().as_deref(), Some("two"));
         let _ = std::fs::remove_file(path);
     }
 }

@@ -2,10 +2,13 @@
 //!
 //! | item            | pk                                  | sk      | attributes                              |
 //! |-----------------|-------------------------------------|---------|-----------------------------------------|
-//! | user state      | `USER#<source>#<tenant>#<user id>`  | `STATE` | `version`, `doc` (JSON), `invite_expires_at` (only while an invitation is pending, for the sparse index the sweeper will query) |
+//! | user state      | `USER#<source>#<tenant>#<user id>`  | `STATE` | `version`, `doc` (JSON), `invite_shard` + `invite_expires_at` (only while an invitation is pending) |
 //! | processed event | `EVENT#<dedupe key>`                | `EVENT` | `expires_at` (TTL, epoch seconds)       |
+//! | cursor          | `CURSOR#<name>`                     | `CURSOR`| `value`, `updated_at`                   |
 //!
 //! The user write and the event record go in one transaction, conditional on the version read.
+//! The global secondary index [`INVITES_INDEX`] (`invite_shard`, `invite_expires_at`) is sparse:
+//! only users with a pending invitation carry its keys, so the sweeper's query reads those alone.
 
 use std::collections::HashMap;
 
@@ -14,7 +17,12 @@ use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
 
-use super::{ProcessedEvent, StateStore, StoreError, UserKey, UserState};
+use super::{ProcessedEvent, StateStore, StoreError, SweepStore, UserKey, UserState};
+
+/// The sparse index of pending invitations (`infra/template.yaml` creates it).
+pub const INVITES_INDEX: &str = "invites-due";
+/// The one partition of that index: pending invitations are few, and read in expiry order.
+const INVITE_SHARD: &str = "PENDING";
 
 #[derive(Clone, Debug)]
 pub struct DynamoStateStore {
@@ -74,8 +82,9 @@ impl DynamoStateStore {
         if let Some(id) = &state.scim_id {
             item.insert("scim_id".into(), s(id.clone()));
         }
-        if let Some(invite) = &state.invite {
-            item.insert("invite_expires_at".into(), n(invite.expires_at.timestamp()));
+        if let Some(due) = state.invite.as_ref().and_then(|i| i.due_at()) {
+            item.insert("invite_shard".into(), s(INVITE_SHARD));
+            item.insert("invite_expires_at".into(), n(due.timestamp()));
         }
         Ok(item)
     }
@@ -141,16 +150,7 @@ impl StateStore for DynamoStateStore {
             .send()
             .await
             .map_err(backend)?;
-        let Some(item) = out.item else {
-            return Ok(None);
-        };
-        let doc = item
-            .get("doc")
-            .and_then(|v| v.as_s().ok())
-            .ok_or_else(|| StoreError::Backend("state item has no doc".into()))?;
-        serde_json::from_str(doc)
-            .map(Some)
-            .map_err(|e| StoreError::Backend(format!("state record unreadable: {e}")))
+        out.item.as_ref().map(state_doc).transpose()
     }
 
     async fn event_seen(&self, event_key: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
@@ -235,5 +235,80 @@ impl StateStore for DynamoStateStore {
                 Err(backend(service))
             }
         }
+    }
+}
+
+fn state_doc(item: &HashMap<String, AttributeValue>) -> Result<UserState, StoreError> {
+    let doc = item
+        .get("doc")
+        .and_then(|v| v.as_s().ok())
+        .ok_or_else(|| StoreError::Backend("state item has no doc".into()))?;
+    serde_json::from_str(doc)
+        .map_err(|e| StoreError::Backend(format!("state record unreadable: {e}")))
+}
+
+#[async_trait]
+impl SweepStore for DynamoStateStore {
+    async fn invites_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<(UserKey, UserState)>, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(INVITES_INDEX)
+            .key_condition_expression("invite_shard = :shard AND invite_expires_at <= :now")
+            .expression_attribute_values(":shard", s(INVITE_SHARD))
+            .expression_attribute_values(":now", n(now.timestamp()))
+            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+            .send()
+            .await
+            .map_err(backend)?;
+        out.items()
+            .iter()
+            .map(|item| {
+                let pk = item
+                    .get("pk")
+                    .and_then(|v| v.as_s().ok())
+                    .map(String::as_str);
+                let key = pk
+                    .and_then(|pk| pk.strip_prefix("USER#"))
+                    .and_then(UserKey::from_storage_id)
+                    .ok_or_else(|| StoreError::Backend(format!("unreadable user key {pk:?}")))?;
+                Ok((key, state_doc(item)?))
+            })
+            .collect()
+    }
+
+    async fn load_cursor(&self, name: &str) -> Result<Option<String>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(format!("CURSOR#{name}")))
+            .key("sk", s("CURSOR"))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(backend)?;
+        Ok(out
+            .item
+            .and_then(|i| i.get("value").and_then(|v| v.as_s().ok()).cloned()))
+    }
+
+    async fn save_cursor(&self, name: &str, value: &str) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(format!("CURSOR#{name}")))
+            .item("sk", s("CURSOR"))
+            .item("value", s(value))
+            .item("updated_at", n(Utc::now().timestamp()))
+            .send()
+            .await
+            .map_err(backend)?;
+        Ok(())
     }
 }

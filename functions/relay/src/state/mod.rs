@@ -24,14 +24,54 @@ impl UserKey {
     pub fn storage_id(&self) -> String {
         format!("{}#{}#{}", self.source, self.tenant, self.user_id)
     }
+
+    /// The key back from [`UserKey::storage_id`] (tenants are hosts or GUIDs, without `#`).
+    pub fn from_storage_id(id: &str) -> Option<Self> {
+        let mut parts = id.splitn(3, '#');
+        let source = match parts.next()? {
+            "okta" => Source::Okta,
+            "entra" => Source::Entra,
+            _ => return None,
+        };
+        Some(Self {
+            source,
+            tenant: parts.next()?.to_string(),
+            user_id: parts.next()?.to_string(),
+        })
+    }
 }
 
-/// A pending invitation on the target (Datadog mails one on create; its link dies after 48 h).
+/// An invitation on the target (Datadog mails one on create; its link dies after 48 h).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InviteState {
+    /// When the last invitation was sent.
     pub sent_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
+    /// Invitations sent in all (the one on create included).
     pub count: u32,
+    /// `None` while the user has not signed in: only then is the invitation in the sweeper's
+    /// index.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<InviteOutcome>,
+}
+
+/// How an invitation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum InviteOutcome {
+    /// The user signed in (the target shows them active).
+    Accepted { at: DateTime<Utc> },
+    /// Every allowed invitation expired unaccepted; reported, not re-sent any more.
+    Unaccepted { at: DateTime<Utc> },
+    /// The target no longer has a pending user (disabled, deleted): nothing to chase.
+    Withdrawn { at: DateTime<Utc> },
+}
+
+impl InviteState {
+    /// When the sweeper should look at this invitation again, if ever.
+    pub fn due_at(&self) -> Option<DateTime<Utc>> {
+        self.outcome.is_none().then_some(self.expires_at)
+    }
 }
 
 /// The last state the worker applied to the target for one user.
@@ -87,6 +127,23 @@ pub enum StoreError {
     Conflict,
     #[error("state store: {0}")]
     Backend(String),
+}
+
+/// What the sweeper keeps besides user state: invitations due, and named cursors (directory
+/// change positions, Graph subscriptions).
+#[async_trait]
+pub trait SweepStore: StateStore {
+    /// Users whose pending invitation expires at or before `now`, soonest first (from a sparse
+    /// index, never a scan), at most `limit`.
+    async fn invites_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<(UserKey, UserState)>, StoreError>;
+
+    async fn load_cursor(&self, name: &str) -> Result<Option<String>, StoreError>;
+
+    async fn save_cursor(&self, name: &str, value: &str) -> Result<(), StoreError>;
 }
 
 #[async_trait]

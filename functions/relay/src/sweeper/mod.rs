@@ -1,0 +1,217 @@
+//! The sweeper: what webhooks alone miss, caught up on a schedule. Each run probes the target's
+//! credential, keeps the Graph subscription alive, reconciles each directory from its change
+//! feed (triggers go through the same queue and worker as webhook ones), and chases pending
+//! invitations. The parts are independent: one failing never stops the others.
+
+mod invites;
+mod reconcile;
+mod subscriptions;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::Duration;
+use serde::Serialize;
+
+pub use invites::{invite_step, InviteStep};
+
+use crate::clock::Clock;
+use crate::directory::subscription::SubscriptionApi;
+use crate::directory::ChangeFeed;
+use crate::envelope::{EnvelopeSigner, Source, Trigger};
+use crate::queue::Queue;
+use crate::scim::{InvitationApi, ScimFailure, ScimTarget};
+use crate::secret::Secret;
+use crate::state::SweepStore;
+use crate::worker::WorkError;
+
+/// One directory's change feed and where its triggers are keyed.
+pub struct FeedSource {
+    pub source: Source,
+    pub tenant: String,
+    pub feed: Arc<dyn ChangeFeed>,
+}
+
+/// The Graph subscription the relay owns (when `entra.notification_url` is set).
+pub struct SubscriptionOwner {
+    pub api: Arc<dyn SubscriptionApi>,
+    pub tenant: String,
+    pub notification_url: String,
+    pub client_state: Secret,
+    pub renew_before: Duration,
+}
+
+pub struct SweeperParts {
+    pub store: Arc<dyn SweepStore>,
+    pub queue: Arc<dyn Queue>,
+    pub signer: EnvelopeSigner,
+    pub target: Arc<dyn ScimTarget>,
+    /// How to ask the target about invitations (Datadog with `target.api_key`).
+    pub invitations: Option<Arc<dyn InvitationApi>>,
+    /// Whether the target sends invitations at all (the Datadog profile).
+    pub tracks_invitations: bool,
+    pub feeds: Vec<FeedSource>,
+    pub subscription: Option<SubscriptionOwner>,
+    /// Graph lifecycle events can be renewed by id even when the relay did not create the
+    /// subscription.
+    pub subscription_api: Option<Arc<dyn SubscriptionApi>>,
+    pub clock: Arc<dyn Clock>,
+    pub invite_ttl: Duration,
+    pub invite_attempts: u32,
+    pub reconcile: bool,
+}
+
+pub struct Sweeper {
+    p: SweeperParts,
+}
+
+/// Whether the target accepted the relay's credential on this run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum CredentialCheck {
+    Accepted,
+    /// 401/403: the same alarm as the worker's. Nothing is provisioned until it is fixed.
+    Rejected {
+        reason: String,
+    },
+    /// The target did not answer usefully (timeout, 5xx): no verdict.
+    Unavailable {
+        reason: String,
+    },
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct InviteReport {
+    /// Pending invitations past expiry looked at.
+    pub checked: u32,
+    pub resent: u32,
+    pub accepted: u32,
+    /// The target no longer has a pending user (disabled or gone).
+    pub withdrawn: u32,
+    /// Users who let every invitation expire: `source#tenant#user id` (no emails).
+    pub unaccepted: Vec<String>,
+    /// Due, but the target could not be asked (no `target.api_key`, or it failed).
+    pub unchecked: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum FeedOutcome {
+    /// Triggers enqueued for these users; `full` when every user was read.
+    Enqueued { users: usize, full: bool },
+    /// Nothing enqueued and the position kept: the next run tries again.
+    Aborted { reason: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FeedReport {
+    pub source: Source,
+    pub tenant: String,
+    #[serde(flatten)]
+    pub outcome: FeedOutcome,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum SubscriptionReport {
+    Created {
+        id: String,
+        expires_at: chrono::DateTime<chrono::Utc>,
+    },
+    Renewed {
+        id: String,
+        expires_at: chrono::DateTime<chrono::Utc>,
+    },
+    Kept {
+        id: String,
+        expires_at: chrono::DateTime<chrono::Utc>,
+    },
+    Failed {
+        reason: String,
+    },
+}
+
+/// What one run did: logged as one line, returned by the Lambda, shown by the standalone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SweepReport {
+    pub credential: CredentialCheck,
+    pub subscription: Option<SubscriptionReport>,
+    pub reconciliation: Vec<FeedReport>,
+    pub invites: InviteReport,
+}
+
+impl Sweeper {
+    pub fn new(parts: SweeperParts) -> Self {
+        Self { p: parts }
+    }
+
+    /// One run. Never fails as a whole: each part reports its own failure.
+    pub async fn run(&self) -> SweepReport {
+        let credential = self.probe().await;
+        let (subscription, created) = match self.p.subscription.as_ref() {
+            Some(owner) => {
+                let (report, created) = self.keep_subscription(owner).await;
+                (Some(report), created)
+            }
+            None => (None, false),
+        };
+        let mut reconciliation = Vec::new();
+        for feed in &self.p.feeds {
+            // A new subscription means notifications were not flowing: catch up on Entra
+            // even when scheduled reconciliation is off.
+            let catch_up = created && feed.source == Source::Entra;
+            if self.p.reconcile || catch_up {
+                reconciliation.push(self.reconcile(feed).await);
+            }
+        }
+        let invites = if matches!(credential, CredentialCheck::Rejected { .. }) {
+            // Every call would be refused; the invitations stay due for the next run.
+            InviteReport::default()
+        } else {
+            self.sweep_invites().await
+        };
+        let report = SweepReport {
+            credential,
+            subscription,
+            reconciliation,
+            invites,
+        };
+        tracing::info!(report = %serde_json::to_string(&report).unwrap_or_default(), "sweep finished");
+        report
+    }
+
+    async fn probe(&self) -> CredentialCheck {
+        match self.p.target.probe().await {
+            Ok(()) => CredentialCheck::Accepted,
+            Err(e) if e.failure == ScimFailure::Credential => {
+                tracing::error!(
+                    alarm = "target_credential",
+                    "the target rejected the relay's credential: {e}. Replace target.token (a service account's key)."
+                );
+                CredentialCheck::Rejected {
+                    reason: e.to_string(),
+                }
+            }
+            Err(e) => {
+                tracing::warn!("target credential probe inconclusive: {e}");
+                CredentialCheck::Unavailable {
+                    reason: e.to_string(),
+                }
+            }
+        }
+    }
+
+    fn feed(&self, source: Source, tenant: &str) -> Option<&FeedSource> {
+        self.p
+            .feeds
+            .iter()
+            .find(|f| f.source == source && f.tenant == tenant)
+    }
+}
+
+/// What the worker hands Graph subscription lifecycle events to.
+#[async_trait]
+pub trait LifecycleHandler: Send + Sync {
+    /// Acts on one lifecycle trigger; returns what was done, for the log.
+    async fn on_lifecycle(&self, trigger: &Trigger) -> Result<String, WorkError>;
+}

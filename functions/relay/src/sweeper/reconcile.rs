@@ -1,0 +1,114 @@
+//! Reconciliation: every user a directory changed since the stored position becomes a trigger
+//! on the same queue as webhook events, and the worker re-reads each one. It only ever re-checks
+//! users, so it cannot deactivate anyone the directory still has; and a read that is empty or
+//! fails part-way enqueues nothing and keeps the old position.
+
+use super::{FeedOutcome, FeedReport, FeedSource, Sweeper};
+use crate::directory::{DirectoryChanges, FeedError};
+use crate::envelope::{Subject, Trigger, ENVELOPE_VERSION};
+
+pub const RECONCILIATION_EVENT: &str = "scim-relay.reconciliation";
+
+impl Sweeper {
+    pub(super) async fn reconcile(&self, feed: &FeedSource) -> FeedReport {
+        let outcome = match self.reconcile_feed(feed).await {
+            Ok(outcome) => outcome,
+            Err(reason) => {
+                tracing::warn!(source = %feed.source, tenant = %feed.tenant, "reconciliation aborted: {reason}");
+                FeedOutcome::Aborted { reason }
+            }
+        };
+        FeedReport {
+            source: feed.source,
+            tenant: feed.tenant.clone(),
+            outcome,
+        }
+    }
+
+    async fn reconcile_feed(&self, feed: &FeedSource) -> Result<FeedOutcome, String> {
+        let name = format!("reconcile/{}/{}", feed.source, feed.tenant);
+        let cursor = self
+            .p
+            .store
+            .load_cursor(&name)
+            .await
+            .map_err(|e| e.to_string())?;
+        let now = self.p.clock.now();
+        let (changes, full) = match feed.feed.changes_since(cursor.as_deref(), now).await {
+            Ok(changes) => (changes, cursor.is_none()),
+            Err(FeedError::CursorExpired) => {
+                tracing::info!(source = %feed.source, "stored position expired; reading every user");
+                let changes = feed
+                    .feed
+                    .changes_since(None, now)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                (changes, true)
+            }
+            Err(e) => return Err(e.to_string()),
+        };
+        if full && changes.user_ids.is_empty() {
+            // No real directory has nobody in it: this is a broken read, not a fact.
+            return Err(
+                "a full read of the directory returned no users; nothing enqueued, position kept"
+                    .into(),
+            );
+        }
+        let users = changes.user_ids.len();
+        self.enqueue_changes(feed, &changes, full).await?;
+        self.p
+            .store
+            .save_cursor(&name, &changes.cursor)
+            .await
+            .map_err(|e| {
+                format!("triggers enqueued, position not saved (next run repeats them): {e}")
+            })?;
+        tracing::info!(source = %feed.source, tenant = %feed.tenant, users, full, "reconciliation enqueued");
+        Ok(FeedOutcome::Enqueued { users, full })
+    }
+
+    async fn enqueue_changes(
+        &self,
+        feed: &FeedSource,
+        changes: &DirectoryChanges,
+        full: bool,
+    ) -> Result<(), String> {
+        let now = self.p.clock.now();
+        // One id per pass: a user changed again after this pass gets a new trigger, never one
+        // the worker would skip as already applied.
+        let pass = uuid::Uuid::new_v4().simple().to_string();
+        let messages: Vec<_> = changes
+            .user_ids
+            .iter()
+            .map(|user_id| {
+                self.p.signer.seal(&Trigger {
+                    v: ENVELOPE_VERSION,
+                    source: feed.source,
+                    tenant: feed.tenant.clone(),
+                    subject: Subject::User {
+                        user_id: user_id.clone(),
+                    },
+                    event_id: format!("sweep-{pass}"),
+                    event_type: if full {
+                        format!("{RECONCILIATION_EVENT}.full")
+                    } else {
+                        RECONCILIATION_EVENT.to_string()
+                    },
+                    published: None,
+                    received: now,
+                    hint: None,
+                })
+            })
+            .collect();
+        // Enqueued in slices, so one failure leaves little half-done (the position is not
+        // saved, and the next run enqueues the same users again).
+        for slice in messages.chunks(100) {
+            self.p
+                .queue
+                .enqueue(slice)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+}
