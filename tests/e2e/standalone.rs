@@ -15,6 +15,10 @@ const OKTA_SECRET: &str = "okta-shared-secret-for-tests";
 const CLIENT_STATE: &str = "graph-client-state-for-tests";
 const WAIT: Duration = Duration::from_secs(15);
 
+/// The sweeper's tests share this file's harness.
+#[path = "sweeps.rs"]
+mod sweeps;
+
 struct Harness {
     idp: IdpFixture,
     tenant: ScimTenant,
@@ -60,6 +64,8 @@ fn settings(
     s.target.base_url = target_url.into();
     s.target.token = Secret::new(token);
     s.target.timeout_seconds = 5;
+    // The tests run the sweeper when they mean to (`RunningRelay::sweep`).
+    s.sweep.interval_minutes = 0;
     s
 }
 
@@ -70,13 +76,27 @@ async fn harness(profile: TargetProfile) -> Harness {
 /// A relay on a fresh database, the IdP fixture and a fresh scim2-server tenant behind the
 /// counting proxy; `customize` adjusts the settings first.
 async fn harness_with(profile: TargetProfile, customize: impl FnOnce(&mut Settings)) -> Harness {
+    harness_on_clock(
+        profile,
+        std::sync::Arc::new(scim_relay::clock::SystemClock),
+        customize,
+    )
+    .await
+}
+
+/// [`harness_with`] on a clock the test controls.
+async fn harness_on_clock(
+    profile: TargetProfile,
+    clock: std::sync::Arc<dyn scim_relay::clock::Clock>,
+    customize: impl FnOnce(&mut Settings),
+) -> Harness {
     let idp = IdpFixture::start().await;
     let tenant = ScimTenant::fresh();
     let proxy = ScimProxy::start(&tenant).await;
     let db_path = std::env::temp_dir().join(format!("scim-relay-e2e-{}.db", uuid::Uuid::new_v4()));
     let mut s = settings(&idp, &proxy.url, &tenant.token, profile, &db_path);
     customize(&mut s);
-    let relay = standalone::start(s, fast_retries())
+    let relay = standalone::start_with_clock(s, fast_retries(), clock)
         .await
         .expect("relay starts");
     Harness {
@@ -891,15 +911,13 @@ async fn entra_soft_delete_deactivates_and_hard_delete_follows_the_policy() {
 }
 
 #[tokio::test]
-async fn a_graph_lifecycle_notification_is_parked_with_its_reason() {
+async fn a_lifecycle_event_for_a_subscription_graph_no_longer_has_is_parked_with_instructions() {
     let h = harness(TargetProfile::Generic).await;
-    let lifecycle = serde_json::json!({"value": [{
-        "subscriptionId": scim_relay_e2e::payloads::GRAPH_SUBSCRIPTION,
-        "subscriptionExpirationDateTime": "2026-12-20T10:00:00.0000000+00:00",
-        "tenantId": GRAPH_TENANT,
-        "clientState": CLIENT_STATE,
-        "lifecycleEvent": "reauthorizationRequired"
-    }]});
+    let lifecycle = scim_relay_e2e::payloads::graph_lifecycle(
+        scim_relay_e2e::payloads::GRAPH_SUBSCRIPTION,
+        CLIENT_STATE,
+        "reauthorizationRequired",
+    );
     let resp = h
         .http
         .post(h.url("/entra"))
@@ -911,10 +929,10 @@ async fn a_graph_lifecycle_notification_is_parked_with_its_reason() {
     h.settle().await;
     assert_eq!(h.relay.db.depth().await.unwrap(), (0, 1));
     let reasons = h.relay.db.dead_letter_reasons().await.unwrap();
-    assert!(
-        reasons[0].contains("reauthorizationRequired"),
-        "{reasons:?}"
-    );
+    // The relay tried to renew it (that reauthorizes too); Graph does not have it, and the
+    // relay does not own subscriptions without `entra.notification_url`.
+    assert_eq!(h.idp.subscription_renewals().len(), 1);
+    assert!(reasons[0].contains("entra.notification_url"), "{reasons:?}");
     h.finish().await;
 }
 

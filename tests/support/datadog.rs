@@ -1,7 +1,9 @@
 //! A SCIM target that behaves as Datadog documents its SCIM API, for the profile's tests:
 //! `userName` filter only, PATCH `add`/`replace` only, `{"errors": [...]}` error bodies,
 //! `X-RateLimit-*` headers on 429, DELETE that disables instead of deleting, no ETags, no
-//! ServiceProviderConfig. In memory, with the same bearer-token check.
+//! ServiceProviderConfig. In memory, with the same bearer-token check. Beside SCIM, the Users API
+//! the sweeper uses for invitations (`/api/v2/users`, `/api/v2/user_invitations`), behind the
+//! API-key + application-key pair: a created user is Pending until [`DatadogFixture::accept`].
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -9,11 +11,12 @@ use std::sync::{Arc, Mutex};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
 pub const DATADOG_TOKEN: &str = "dd-application-key-for-tests";
+pub const DATADOG_API_KEY: &str = "dd-api-key-for-tests";
 
 #[derive(Default)]
 struct Org {
@@ -22,6 +25,14 @@ struct Org {
     /// Requests still to be answered 429 (Datadog's rate limiting), per method.
     throttle: Vec<String>,
     log: Vec<(String, String)>,
+    /// Users API status per user id: Pending until accepted.
+    status: BTreeMap<String, &'static str>,
+    /// Invitations sent through `/api/v2/user_invitations`, by user id.
+    invitations: Vec<String>,
+    /// Users API requests refused for want of both keys.
+    refused_keys: usize,
+    /// The `expires_at` new invitations carry (none unless set).
+    invitation_expiry: Option<String>,
 }
 
 #[derive(Clone)]
@@ -50,6 +61,8 @@ impl DatadogFixture {
                 "/api/v2/scim/Users/{id}",
                 get(get_user).patch(patch_user).delete(delete_user),
             )
+            .route("/api/v2/users", get(users_api_list))
+            .route("/api/v2/user_invitations", post(send_invitations))
             .with_state(org.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -79,6 +92,42 @@ impl DatadogFixture {
             .values()
             .find(|u| u["userName"] == user_name)
             .cloned()
+    }
+
+    /// The user signs in: Datadog shows them Active from then on.
+    pub fn accept(&self, user_name: &str) {
+        let mut org = self.org.lock().expect("lock");
+        let id = org
+            .users
+            .iter()
+            .find(|(_, u)| u["userName"] == user_name)
+            .map(|(id, _)| id.clone());
+        if let Some(id) = id {
+            org.status.insert(id, "Active");
+        }
+    }
+
+    /// Invitations re-sent to this user through the Users API.
+    pub fn invitations(&self, user_name: &str) -> usize {
+        let org = self.org.lock().expect("lock");
+        let Some(id) = org
+            .users
+            .iter()
+            .find(|(_, u)| u["userName"] == user_name)
+            .map(|(id, _)| id.clone())
+        else {
+            return 0;
+        };
+        org.invitations.iter().filter(|i| **i == id).count()
+    }
+
+    /// New invitations say they expire at this time (RFC 3339).
+    pub fn set_invitation_expiry(&self, at: &str) {
+        self.org.lock().expect("lock").invitation_expiry = Some(at.to_string());
+    }
+
+    pub fn refused_key_requests(&self) -> usize {
+        self.org.lock().expect("lock").refused_keys
     }
 
     pub fn user_count(&self) -> usize {
@@ -177,7 +226,8 @@ async fn create_user(State(org): Dd, headers: HeaderMap, Json(body): Json<Value>
     user["id"] = json!(id);
     user["userName"] = json!(user_name);
     user["meta"] = json!({"resourceType": "User", "location": format!("https://app.datadoghq.com/api/scim/v2/Users/{id}")});
-    org.users.insert(id, user.clone());
+    org.users.insert(id.clone(), user.clone());
+    org.status.insert(id, "Pending");
     (StatusCode::CREATED, Json(user)).into_response()
 }
 
@@ -241,8 +291,85 @@ async fn delete_user(State(org): Dd, Path(id): Path<String>, headers: HeaderMap)
     match org.users.get_mut(&id) {
         Some(u) => {
             u["active"] = json!(false);
+            org.status.insert(id, "Disabled");
             StatusCode::NO_CONTENT.into_response()
         }
         None => errors(StatusCode::NOT_FOUND, "Not found"),
     }
+}
+
+/// The Users API wants both keys (the SCIM bearer token alone is refused).
+fn users_api_authorized(org: &mut Org, headers: &HeaderMap) -> bool {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let ok = header("dd-api-key") == Some(DATADOG_API_KEY)
+        && header("dd-application-key") == Some(DATADOG_TOKEN);
+    if !ok {
+        org.refused_keys += 1;
+    }
+    ok
+}
+
+/// `GET /api/v2/users?filter=…&filter[status]=…`: `filter` matches emails by substring, as
+/// Datadog's does.
+async fn users_api_list(
+    State(org): Dd,
+    Query(q): Query<BTreeMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let mut org = org.lock().expect("lock");
+    org.log.push(("GET".into(), "/api/v2/users".into()));
+    if !users_api_authorized(&mut org, &headers) {
+        return errors(StatusCode::FORBIDDEN, "Forbidden");
+    }
+    let needle = q.get("filter").cloned().unwrap_or_default().to_lowercase();
+    let statuses: Vec<&str> = q
+        .get("filter[status]")
+        .map(|s| s.split(',').collect())
+        .unwrap_or_else(|| vec!["Active", "Pending", "Disabled"]);
+    let data: Vec<Value> = org
+        .users
+        .iter()
+        .filter(|(_, u)| u["userName"].as_str().is_some_and(|n| n.contains(&needle)))
+        .filter_map(|(id, u)| {
+            let status = org.status.get(id).copied().unwrap_or("Active");
+            statuses.contains(&status).then(|| {
+                json!({"type": "users", "id": id, "attributes": {
+                    "email": u["userName"], "handle": u["userName"], "status": status,
+                    "disabled": status == "Disabled"
+                }})
+            })
+        })
+        .collect();
+    Json(json!({ "data": data, "meta": {"page": {"total_count": data.len()}} })).into_response()
+}
+
+/// `POST /api/v2/user_invitations`: one invitation per named user, valid 48 hours.
+async fn send_invitations(State(org): Dd, headers: HeaderMap, Json(body): Json<Value>) -> Response {
+    let mut org = org.lock().expect("lock");
+    org.log
+        .push(("POST".into(), "/api/v2/user_invitations".into()));
+    if !users_api_authorized(&mut org, &headers) {
+        return errors(StatusCode::FORBIDDEN, "Forbidden");
+    }
+    let mut data = Vec::new();
+    for item in body["data"].as_array().into_iter().flatten() {
+        let Some(id) = item["relationships"]["user"]["data"]["id"].as_str() else {
+            return errors(StatusCode::BAD_REQUEST, "Bad Request");
+        };
+        if !org.users.contains_key(id) {
+            return errors(StatusCode::NOT_FOUND, "Not found");
+        }
+        org.invitations.push(id.to_string());
+        let mut attributes = json!({"invite_type": "basic_invite",
+            "uuid": uuid::Uuid::new_v4().to_string(), "created_at": "2026-11-29T00:00:00Z"});
+        if let Some(at) = &org.invitation_expiry {
+            attributes["expires_at"] = json!(at);
+        }
+        data.push(
+            json!({"type": "user_invitations", "id": uuid::Uuid::new_v4().to_string(),
+            "attributes": attributes,
+            "relationships": {"user": {"data": {"type": "users", "id": id}}}}),
+        );
+    }
+    (StatusCode::CREATED, Json(json!({ "data": data }))).into_response()
 }

@@ -1,13 +1,16 @@
 //! A fixture IdP: Okta's Users API and Microsoft Graph's token and users endpoints, serving
-//! recorded-shape JSON from a mutable in-memory directory, and counting reads.
+//! recorded-shape JSON from a mutable in-memory directory, and counting reads. For the sweeper
+//! it also pages Okta's user search by `lastUpdated` (`Link: rel="next"`), Graph's
+//! `/users/delta` (next and delta links, `@removed`, `410 Gone` for expired tokens) and keeps
+//! Graph subscriptions.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use axum::extract::{Form, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, patch, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
@@ -30,6 +33,42 @@ struct Directory {
     /// Every user read, as "okta:<id>" or "graph:<id>".
     reads: Vec<String>,
     token_requests: usize,
+    /// The fixture's own address, for the links it hands out.
+    url: String,
+    /// Okta's `lastUpdated` clock: every change moves it ten minutes on.
+    okta_changes: i64,
+    /// Graph's change counter, and the counter value of each user's last change.
+    graph_version: u64,
+    graph_changed: BTreeMap<String, u64>,
+    delta: DeltaBehaviour,
+    subscriptions: BTreeMap<String, Value>,
+    /// Every subscription create request body, and every renewal as (id, expiry).
+    subscription_creates: Vec<Value>,
+    subscription_renewals: Vec<(String, String)>,
+    okta_list_requests: usize,
+}
+
+struct DeltaBehaviour {
+    page_size: usize,
+    /// Delta tokens below this are expired: `410 Gone`.
+    expired_below: u64,
+    /// The n-th delta page request from now fails with 503 (a read that breaks off).
+    fail_request: Option<usize>,
+    requests: usize,
+    /// Okta list pages are this long (overrides the `limit` asked for).
+    okta_page_size: usize,
+}
+
+impl Default for DeltaBehaviour {
+    fn default() -> Self {
+        Self {
+            page_size: 2,
+            expired_below: 0,
+            fail_request: None,
+            requests: 0,
+            okta_page_size: 2,
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -43,6 +82,10 @@ impl IdpFixture {
         let dir = Arc::new(Mutex::new(Directory::default()));
         let app = Router::new()
             .route("/api/v1/users/{id}", get(okta_user))
+            .route("/api/v1/users", get(okta_list_users))
+            .route("/v1.0/users/delta", get(graph_delta))
+            .route("/v1.0/subscriptions", post(graph_create_subscription))
+            .route("/v1.0/subscriptions/{id}", patch(graph_renew_subscription))
             .route("/{tenant}/oauth2/v2.0/token", post(graph_token))
             .route("/v1.0/users/{id}", get(graph_user))
             .route("/v1.0/directory/deletedItems/{id}", get(graph_deleted_item))
@@ -60,6 +103,7 @@ impl IdpFixture {
             .await
             .expect("bind fixture");
         let url = format!("http://{}", listener.local_addr().expect("fixture addr"));
+        dir.lock().expect("lock").url = url.clone();
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
@@ -76,11 +120,15 @@ impl IdpFixture {
         last: &str,
         title: Option<&str>,
     ) {
+        let mut dir = self.dir.lock().expect("lock");
+        dir.okta_changes += 1;
+        let last_updated = chrono::DateTime::from_timestamp(1_787_000_000, 0).expect("time")
+            + chrono::Duration::minutes(10 * dir.okta_changes);
         let user = json!({
             "id": id,
             "status": status,
             "created": "2026-01-01T00:00:00.000Z",
-            "lastUpdated": "2026-08-20T14:02:09.000Z",
+            "lastUpdated": last_updated.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             "profile": {
                 "login": email.unwrap_or("no-email-login"),
                 "email": email,
@@ -91,11 +139,7 @@ impl IdpFixture {
             },
             "_links": {"self": {"href": format!("https://example.okta.com/api/v1/users/{id}")}}
         });
-        self.dir
-            .lock()
-            .expect("lock")
-            .okta
-            .insert(id.to_string(), user);
+        dir.okta.insert(id.to_string(), user);
     }
 
     /// Sets one (custom) profile attribute of an Okta user.
@@ -130,11 +174,9 @@ impl IdpFixture {
             "employeeId": null,
             "department": null
         });
-        self.dir
-            .lock()
-            .expect("lock")
-            .graph
-            .insert(id.to_string(), user);
+        let mut dir = self.dir.lock().expect("lock");
+        dir.graph.insert(id.to_string(), user);
+        dir.graph_changed_now(id);
     }
 
     /// Entra's soft delete: gone from `/users`, listed in `/directory/deletedItems`.
@@ -143,6 +185,7 @@ impl IdpFixture {
         if let Some(user) = dir.graph.remove(id) {
             dir.graph_deleted.insert(id.to_string(), user);
         }
+        dir.graph_changed_now(id);
     }
 
     /// Hard delete: gone from both.
@@ -150,6 +193,53 @@ impl IdpFixture {
         let mut dir = self.dir.lock().expect("lock");
         dir.graph.remove(id);
         dir.graph_deleted.remove(id);
+        dir.graph_changed_now(id);
+    }
+
+    /// Graph forgets the delta tokens handed out so far: using one answers `410 Gone`.
+    pub fn expire_delta_tokens(&self) {
+        let mut dir = self.dir.lock().expect("lock");
+        dir.delta.expired_below = dir.graph_version + 1;
+    }
+
+    /// The `n`-th `/users/delta` request from now (1 = the next) fails with 503.
+    pub fn fail_delta_request(&self, n: usize) {
+        let mut dir = self.dir.lock().expect("lock");
+        dir.delta.fail_request = Some(dir.delta.requests + n);
+    }
+
+    pub fn delta_requests(&self) -> usize {
+        self.dir.lock().expect("lock").delta.requests
+    }
+
+    pub fn okta_list_requests(&self) -> usize {
+        self.dir.lock().expect("lock").okta_list_requests
+    }
+
+    /// Subscriptions Graph currently has.
+    pub fn subscriptions(&self) -> Vec<Value> {
+        self.dir
+            .lock()
+            .expect("lock")
+            .subscriptions
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Every create request body received.
+    pub fn subscription_creates(&self) -> Vec<Value> {
+        self.dir.lock().expect("lock").subscription_creates.clone()
+    }
+
+    /// Every renewal received, as (id, requested expiry).
+    pub fn subscription_renewals(&self) -> Vec<(String, String)> {
+        self.dir.lock().expect("lock").subscription_renewals.clone()
+    }
+
+    /// Graph drops every subscription (expired, or removed by an admin).
+    pub fn drop_subscriptions(&self) {
+        self.dir.lock().expect("lock").subscriptions.clear();
     }
 
     pub fn assign_okta_app(&self, app: &str, user: &str, assigned: bool) {
@@ -426,4 +516,192 @@ async fn okta_app_or_group(Path(id): Path<String>, headers: HeaderMap) -> Respon
     } else {
         Json(json!({"id": id})).into_response()
     }
+}
+
+impl Directory {
+    fn graph_changed_now(&mut self, id: &str) {
+        self.graph_version += 1;
+        let v = self.graph_version;
+        self.graph_changed.insert(id.to_string(), v);
+    }
+
+    /// What a delta pass from `base` (`None`: a full pass) lists, in a stable order.
+    fn delta_items(&self, base: Option<u64>) -> Vec<Value> {
+        match base {
+            None => {
+                let mut all: Vec<Value> = self.graph.values().cloned().collect();
+                all.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
+                all
+            }
+            Some(token) => self
+                .graph_changed
+                .iter()
+                .filter(|(_, v)| **v > token)
+                .map(|(id, _)| match self.graph.get(id) {
+                    Some(user) => user.clone(),
+                    None if self.graph_deleted.contains_key(id) => {
+                        json!({"id": id, "@removed": {"reason": "changed"}})
+                    }
+                    None => json!({"id": id, "@removed": {"reason": "deleted"}}),
+                })
+                .collect(),
+        }
+    }
+}
+
+fn graph_error(status: StatusCode, code: &str) -> Response {
+    (
+        status,
+        Json(json!({"error": {"code": code, "message": code}})),
+    )
+        .into_response()
+}
+
+/// `GET /v1.0/users/delta`: a full pass without a token, the changes since a `$deltatoken`,
+/// pages joined by `$skiptoken=<base>.<offset>`.
+async fn graph_delta(
+    State(dir): Dir,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(refused) = graph_refuses(&headers) {
+        return refused;
+    }
+    let mut dir = dir.lock().expect("lock");
+    dir.delta.requests += 1;
+    if dir.delta.fail_request == Some(dir.delta.requests) {
+        return graph_error(StatusCode::SERVICE_UNAVAILABLE, "serviceNotAvailable");
+    }
+    let (base, offset) = if let Some(skip) = query.get("$skiptoken") {
+        let (b, o) = skip.split_once('.').unwrap_or(("full", "0"));
+        (b.parse::<u64>().ok(), o.parse::<usize>().unwrap_or(0))
+    } else if let Some(token) = query.get("$deltatoken") {
+        let Ok(token) = token.parse::<u64>() else {
+            return graph_error(StatusCode::BAD_REQUEST, "badRequest");
+        };
+        if token < dir.delta.expired_below {
+            let mut r = graph_error(StatusCode::GONE, "syncStateNotFound");
+            let restart = format!("{}/v1.0/users/delta", dir.url);
+            r.headers_mut()
+                .insert("location", restart.parse().expect("header"));
+            return r;
+        }
+        (Some(token), 0)
+    } else {
+        (None, 0)
+    };
+    let items = dir.delta_items(base);
+    let end = (offset + dir.delta.page_size).min(items.len());
+    let page: Vec<Value> = items.get(offset..end).unwrap_or_default().to_vec();
+    let mut body = json!({
+        "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#users(id)",
+        "value": page,
+    });
+    if end < items.len() {
+        let base = base.map_or("full".to_string(), |b| b.to_string());
+        body["@odata.nextLink"] = json!(format!(
+            "{}/v1.0/users/delta?$skiptoken={base}.{end}",
+            dir.url
+        ));
+    } else {
+        body["@odata.deltaLink"] = json!(format!(
+            "{}/v1.0/users/delta?$deltatoken={}",
+            dir.url, dir.graph_version
+        ));
+    }
+    Json(body).into_response()
+}
+
+/// `POST /v1.0/subscriptions`: kept, answered 201 like Graph (no URL validation here).
+async fn graph_create_subscription(
+    State(dir): Dir,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    if let Some(refused) = graph_refuses(&headers) {
+        return refused;
+    }
+    let mut dir = dir.lock().expect("lock");
+    dir.subscription_creates.push(body.clone());
+    let id = format!("sub-{}", dir.subscription_creates.len());
+    let mut sub = body.clone();
+    sub["id"] = json!(id);
+    sub["applicationId"] = json!(GRAPH_CLIENT_ID);
+    dir.subscriptions.insert(id, sub.clone());
+    (StatusCode::CREATED, Json(sub)).into_response()
+}
+
+/// `PATCH /v1.0/subscriptions/{id}`: a new expiry for a subscription Graph still has.
+async fn graph_renew_subscription(
+    State(dir): Dir,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    if let Some(refused) = graph_refuses(&headers) {
+        return refused;
+    }
+    let mut dir = dir.lock().expect("lock");
+    let expiry = body["expirationDateTime"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    dir.subscription_renewals.push((id.clone(), expiry.clone()));
+    match dir.subscriptions.get_mut(&id) {
+        Some(sub) => {
+            sub["expirationDateTime"] = json!(expiry);
+            Json(sub.clone()).into_response()
+        }
+        None => graph_error(StatusCode::NOT_FOUND, "ResourceNotFound"),
+    }
+}
+
+/// `GET /api/v1/users?search=lastUpdated gt "…"&limit=…&after=…`, oldest change first, paged
+/// with `Link: <…>; rel="next"`.
+async fn okta_list_users(
+    State(dir): Dir,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    if !okta_authorized(&headers) {
+        return error(StatusCode::UNAUTHORIZED, "E0000011");
+    }
+    let mut dir = dir.lock().expect("lock");
+    dir.okta_list_requests += 1;
+    let search = query.get("search").cloned().unwrap_or_default();
+    let Some(since) = search
+        .strip_prefix("lastUpdated gt \"")
+        .and_then(|s| s.strip_suffix('"'))
+        .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+    else {
+        return error(StatusCode::BAD_REQUEST, "E0000031");
+    };
+    let last_updated = |u: &Value| {
+        u["lastUpdated"]
+            .as_str()
+            .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+    };
+    let mut users: Vec<Value> = dir
+        .okta
+        .values()
+        .filter(|u| last_updated(u).is_some_and(|t| t > since))
+        .cloned()
+        .collect();
+    users.sort_by_key(|u| (last_updated(u), u["id"].as_str().map(str::to_string)));
+    let after: usize = query.get("after").and_then(|a| a.parse().ok()).unwrap_or(0);
+    let end = (after + dir.delta.okta_page_size).min(users.len());
+    let page = users.get(after..end).unwrap_or_default().to_vec();
+    let mut resp = Json(Value::Array(page)).into_response();
+    if end < users.len() {
+        let mut next = reqwest::Url::parse(&format!("{}/api/v1/users", dir.url)).expect("url");
+        next.query_pairs_mut()
+            .append_pair("search", &search)
+            .append_pair("limit", "2")
+            .append_pair("after", &end.to_string());
+        resp.headers_mut().insert(
+            "link",
+            format!("<{next}>; rel=\"next\"").parse().expect("header"),
+        );
+    }
+    resp
 }

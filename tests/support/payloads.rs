@@ -67,6 +67,17 @@ pub fn graph_notification(user_id: &str, client_state: &str, sequence: u64) -> V
     }]})
 }
 
+/// A Graph lifecycle notification (`reauthorizationRequired`, `subscriptionRemoved`, `missed`).
+pub fn graph_lifecycle(subscription_id: &str, client_state: &str, event: &str) -> Value {
+    json!({"value": [{
+        "subscriptionId": subscription_id,
+        "subscriptionExpirationDateTime": "2026-12-20T10:00:00.0000000+00:00",
+        "tenantId": GRAPH_TENANT,
+        "clientState": client_state,
+        "lifecycleEvent": event
+    }]})
+}
+
 /// An API Gateway HTTP API (payload 2.0) event, as the inbound Lambda receives it.
 pub fn apigw_v2_event(
     method: &str,

@@ -2,15 +2,18 @@
 //! embedded SQLite file (durable queue, dead letters, state).
 
 mod http;
+mod sweep_loop;
 mod worker_loop;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use scim_relay::clock::SystemClock;
+use scim_relay::clock::{Clock, SystemClock};
 use scim_relay::config::{ConfigError, Settings};
 use scim_relay::ingress::Ingress;
 use scim_relay::sqlite::SqliteDb;
+use scim_relay::sweeper::{SweepReport, Sweeper};
+use scim_relay::wiring;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -32,6 +35,9 @@ pub struct RunningRelay {
     pub addr: SocketAddr,
     pub db: SqliteDb,
     health: watch::Receiver<CredentialHealth>,
+    health_tx: Arc<watch::Sender<CredentialHealth>>,
+    sweeper: Arc<Sweeper>,
+    wake: Arc<tokio::sync::Notify>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -50,6 +56,13 @@ impl RunningRelay {
         *self.health.borrow()
     }
 
+    /// Runs the sweeper once now (besides its schedule), and returns what it did.
+    pub async fn sweep(&self) -> SweepReport {
+        let report = self.sweeper.run().await;
+        sweep_loop::apply(&report, &self.health_tx, &self.wake);
+        report
+    }
+
     /// Waits until the queue is empty (tests, and `scim-relay drain`), up to `timeout`.
     pub async fn wait_idle(&self, timeout: std::time::Duration) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
@@ -63,15 +76,33 @@ impl RunningRelay {
     }
 }
 
-/// Checks the settings, opens the database, binds the listener and starts both halves.
+/// Checks the settings, opens the database, binds the listener and starts ingress, the worker
+/// and the sweeper.
 pub async fn start(settings: Settings, retry: RetryPolicy) -> Result<RunningRelay, StartError> {
+    start_with_clock(settings, retry, Arc::new(SystemClock)).await
+}
+
+/// [`start`] on a given clock (tests move it to expire invitations and subscriptions).
+pub async fn start_with_clock(
+    settings: Settings,
+    retry: RetryPolicy,
+    clock: Arc<dyn Clock>,
+) -> Result<RunningRelay, StartError> {
     settings.check_ingress()?;
     let db = SqliteDb::open(&settings.database).map_err(|e| StartError::Database {
         path: settings.database.clone(),
         reason: e.0,
     })?;
-    let clock = Arc::new(SystemClock);
-    let worker = scim_relay::wiring::build_worker(&settings, Arc::new(db.clone()), clock.clone())?;
+    let outbound = wiring::outbound(&settings)?;
+    let sweeper = Arc::new(wiring::build_sweeper(
+        &settings,
+        &outbound,
+        Arc::new(db.clone()),
+        Arc::new(db.clone()),
+        clock.clone(),
+    )?);
+    let worker = wiring::worker_from(&settings, &outbound, Arc::new(db.clone()), clock.clone())
+        .with_lifecycle(sweeper.clone());
     let ingress = Ingress::from_settings(&settings, Arc::new(db.clone()), clock);
     let listener = TcpListener::bind(&settings.listen)
         .await
@@ -86,6 +117,7 @@ pub async fn start(settings: Settings, retry: RetryPolicy) -> Result<RunningRela
     let (stop, stopped) = watch::channel(false);
     let wake = Arc::new(tokio::sync::Notify::new());
     let (health_tx, health) = watch::channel(CredentialHealth::Unknown);
+    let health_tx = Arc::new(health_tx);
     let server = tokio::spawn(http::serve(
         listener,
         http::AppState {
@@ -100,16 +132,29 @@ pub async fn start(settings: Settings, retry: RetryPolicy) -> Result<RunningRela
         worker,
         db.clone(),
         retry,
-        wake,
-        health_tx,
-        stopped,
+        wake.clone(),
+        health_tx.clone(),
+        stopped.clone(),
     ));
+    let mut tasks = vec![server, work];
+    if settings.sweep.interval_minutes > 0 {
+        tasks.push(tokio::spawn(sweep_loop::run(
+            sweeper.clone(),
+            std::time::Duration::from_secs(settings.sweep.interval_minutes.saturating_mul(60)),
+            health_tx.clone(),
+            wake.clone(),
+            stopped,
+        )));
+    }
     tracing::info!(%addr, database = %settings.database, profile = ?settings.target.profile, "scim-relay listening");
     Ok(RunningRelay {
         addr,
         db,
         health,
+        health_tx,
+        sweeper,
+        wake,
         stop,
-        tasks: vec![server, work],
+        tasks,
     })
 }

@@ -69,7 +69,7 @@ pub async fn run(
     db: SqliteDb,
     retry: RetryPolicy,
     wake: Arc<Notify>,
-    health: watch::Sender<CredentialHealth>,
+    health: Arc<watch::Sender<CredentialHealth>>,
     mut stopped: watch::Receiver<bool>,
 ) {
     loop {

@@ -81,7 +81,11 @@ impl Sweeper {
                     match api.resend(user_id).await {
                         Ok(expires) => InviteState {
                             sent_at: now,
-                            expires_at: expires.unwrap_or(now + self.p.invite_ttl),
+                            // The target's expiry, unless it is missing or (clock skew) already
+                            // past: that would re-send on every run.
+                            expires_at: expires
+                                .filter(|e| *e > now)
+                                .unwrap_or(now + self.p.invite_ttl),
                             count: invite.count + 1,
                             outcome: None,
                         },

@@ -1,0 +1,453 @@
+//! The sweeper end to end on the standalone relay: invitations chased with a clock the test
+//! moves, reconciliation from the fixture IdP's change feeds (paging, removals, 410, broken and
+//! empty reads), the Graph subscription kept alive, and the credential probe.
+
+use std::sync::Arc;
+
+use chrono::Duration as Days;
+use scim_relay::clock::{Clock, ManualClock};
+use scim_relay::config::{host_of, TargetProfile};
+use scim_relay::envelope::Source;
+use scim_relay::secret::Secret;
+use scim_relay::state::{InviteOutcome, StateStore, UserKey, UserState};
+use scim_relay::sweeper::{CredentialCheck, FeedOutcome, SubscriptionReport, SweepReport};
+use scim_relay_e2e::datadog::{DatadogFixture, DATADOG_API_KEY, DATADOG_TOKEN};
+use scim_relay_e2e::payloads::graph_lifecycle;
+use serde_json::Value;
+
+use super::*;
+
+fn feed(report: &SweepReport, source: Source) -> FeedOutcome {
+    report
+        .reconciliation
+        .iter()
+        .find(|f| f.source == source)
+        .map(|f| f.outcome.clone())
+        .unwrap_or_else(|| panic!("no {source} reconciliation in {report:?}"))
+}
+
+fn enqueued(users: usize, full: bool) -> FeedOutcome {
+    FeedOutcome::Enqueued { users, full }
+}
+
+fn aborted(outcome: &FeedOutcome) -> bool {
+    matches!(outcome, FeedOutcome::Aborted { .. })
+}
+
+impl Harness {
+    async fn okta_state(&self, user_id: &str) -> UserState {
+        let key = UserKey {
+            source: Source::Okta,
+            tenant: host_of(&self.idp.url).expect("fixture host"),
+            user_id: user_id.into(),
+        };
+        self.relay
+            .db
+            .load_user(&key)
+            .await
+            .expect("store readable")
+            .expect("user recorded")
+    }
+
+    /// Sweeps, then waits until what the sweep enqueued has been applied.
+    async fn sweep_and_settle(&self) -> SweepReport {
+        let report = self.relay.sweep().await;
+        self.settle().await;
+        report
+    }
+
+    async fn active(&self, user_name: &str) -> Option<bool> {
+        self.tenant
+            .user(user_name)
+            .await
+            .and_then(|u| u["active"].as_bool())
+    }
+}
+
+#[tokio::test]
+async fn expired_invitations_are_resent_until_accepted_and_reported_when_never_accepted() {
+    let dd = DatadogFixture::start().await;
+    let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
+    let h = harness_on_clock(TargetProfile::Datadog, clock.clone(), |s| {
+        s.target.base_url = dd.base_url.clone();
+        s.target.token = Secret::new(DATADOG_TOKEN);
+        s.target.api_key = Secret::new(DATADOG_API_KEY);
+        s.sweep.invite_attempts = 2;
+        s.sweep.reconcile = false;
+    })
+    .await;
+    for (id, email) in [("00uACC", "acc@example.com"), ("00uNEV", "nev@example.com")] {
+        h.idp
+            .set_okta_user(id, "ACTIVE", Some(email), "In", "Vited", None);
+        h.okta(okta_delivery(
+            &format!("ev-{id}"),
+            "user.lifecycle.create",
+            id,
+            email,
+        ))
+        .await;
+    }
+    let invite = h
+        .okta_state("00uACC")
+        .await
+        .invite
+        .expect("invite recorded");
+    assert_eq!(invite.count, 1);
+    assert_eq!(invite.expires_at, clock.now() + Days::hours(48));
+
+    // Within 48 hours nothing is due, and the target is not even asked.
+    let report = h.relay.sweep().await;
+    assert_eq!(report.credential, CredentialCheck::Accepted);
+    assert_eq!(report.invites.checked, 0);
+    assert_eq!(dd.requests("GET") - 2, 1, "only the credential probe read");
+
+    // Two days on, both are still pending: each gets a new invitation, recorded with the
+    // target's expiry.
+    clock.advance(Days::hours(49));
+    let expiry = clock.now() + Days::hours(48);
+    dd.set_invitation_expiry(&expiry.to_rfc3339());
+    let report = h.relay.sweep().await;
+    assert_eq!(
+        (report.invites.checked, report.invites.resent),
+        (2, 2),
+        "{report:?}"
+    );
+    assert_eq!(dd.invitations("acc@example.com"), 1);
+    assert_eq!(dd.invitations("nev@example.com"), 1);
+    let invite = h.okta_state("00uNEV").await.invite.expect("invite");
+    assert_eq!((invite.count, invite.expires_at), (2, expiry));
+    assert_eq!(invite.outcome, None);
+
+    // One signs in; the other lets the second invitation lapse too: reported, not re-sent
+    // (invite_attempts = 2).
+    dd.accept("acc@example.com");
+    clock.advance(Days::hours(49));
+    let report = h.relay.sweep().await;
+    assert_eq!(report.invites.accepted, 1, "{report:?}");
+    assert_eq!(report.invites.resent, 0);
+    assert_eq!(report.invites.unaccepted.len(), 1);
+    assert!(report.invites.unaccepted[0].ends_with("#00uNEV"));
+    assert!(
+        !report.invites.unaccepted[0].contains('@'),
+        "reported by id, never by email"
+    );
+    assert_eq!(dd.invitations("nev@example.com"), 1);
+    assert!(matches!(
+        h.okta_state("00uACC").await.invite.and_then(|i| i.outcome),
+        Some(InviteOutcome::Accepted { .. })
+    ));
+    assert!(matches!(
+        h.okta_state("00uNEV").await.invite.and_then(|i| i.outcome),
+        Some(InviteOutcome::Unaccepted { .. })
+    ));
+
+    // Both left the index: later sweeps find nothing due and send nothing.
+    clock.advance(Days::hours(100));
+    let report = h.relay.sweep().await;
+    assert_eq!(report.invites.checked, 0);
+    assert_eq!(dd.invitations("nev@example.com"), 1);
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn without_the_datadog_api_key_expired_invitations_are_reported_unchecked() {
+    let dd = DatadogFixture::start().await;
+    let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
+    let h = harness_on_clock(TargetProfile::Datadog, clock.clone(), |s| {
+        s.target.base_url = dd.base_url.clone();
+        s.target.token = Secret::new(DATADOG_TOKEN);
+    })
+    .await;
+    h.idp
+        .set_okta_user("00uK", "ACTIVE", Some("k@example.com"), "K", "K", None);
+    h.okta(okta_delivery(
+        "ev-k",
+        "user.lifecycle.create",
+        "00uK",
+        "k@example.com",
+    ))
+    .await;
+    clock.advance(Days::hours(49));
+    let report = h.relay.sweep().await;
+    assert_eq!(report.invites.unchecked, 1, "{report:?}");
+    assert_eq!(report.invites.resent, 0);
+    assert_eq!(dd.invitations("k@example.com"), 0);
+    assert_eq!(
+        h.okta_state("00uK").await.invite.and_then(|i| i.outcome),
+        None,
+        "still pending, still due"
+    );
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn graph_delta_reconciliation_pages_catches_removals_and_restarts_after_410() {
+    let h = harness(TargetProfile::Generic).await;
+    for (id, upn) in [
+        ("g1", "g1@contoso.com"),
+        ("g2", "g2@contoso.com"),
+        ("g3", "g3@contoso.com"),
+    ] {
+        h.idp
+            .set_graph_user(id, upn, true, "Gee Person", Some("Analyst"));
+    }
+
+    // First sweep: a full pass over two pages; every user provisioned without any webhook.
+    let report = h.sweep_and_settle().await;
+    assert_eq!(feed(&report, Source::Entra), enqueued(3, true));
+    assert_eq!(h.idp.delta_requests(), 2, "two pages of two");
+    for upn in ["g1@contoso.com", "g2@contoso.com", "g3@contoso.com"] {
+        assert_eq!(h.active(upn).await, Some(true), "{upn}");
+    }
+    // Okta has nobody: a full read that comes back empty is refused, not believed.
+    assert!(aborted(&feed(&report, Source::Okta)), "{report:?}");
+
+    // Changes whose notifications never came: an update, a soft and a hard delete.
+    h.idp
+        .set_graph_user("g1", "g1@contoso.com", true, "Gee Person", Some("Lead"));
+    h.idp.soft_delete_graph_user("g2");
+    h.idp.hard_delete_graph_user("g3");
+    let report = h.sweep_and_settle().await;
+    assert_eq!(feed(&report, Source::Entra), enqueued(3, false));
+    let g1 = h.tenant.user("g1@contoso.com").await.expect("g1");
+    assert_eq!(g1["title"], "Lead");
+    assert_eq!(h.active("g2@contoso.com").await, Some(false));
+    assert_eq!(h.active("g3@contoso.com").await, Some(false));
+
+    // Nothing changed since: an empty incremental pass is a fine answer.
+    let report = h.sweep_and_settle().await;
+    assert_eq!(feed(&report, Source::Entra), enqueued(0, false));
+
+    // Graph forgot the token (410 Gone): a full pass again, which writes only what differs.
+    h.idp.expire_delta_tokens();
+    h.idp
+        .set_graph_user("g4", "g4@contoso.com", true, "New Person", None);
+    let (posts, patches) = (h.proxy.count("POST"), h.proxy.count("PATCH"));
+    let report = h.sweep_and_settle().await;
+    assert_eq!(feed(&report, Source::Entra), enqueued(2, true));
+    assert_eq!(h.active("g4@contoso.com").await, Some(true));
+    assert_eq!(
+        (
+            h.proxy.count("POST") - posts,
+            h.proxy.count("PATCH") - patches
+        ),
+        (1, 0),
+        "g4 created, g1 already right: {:?}",
+        h.proxy.calls()
+    );
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn a_read_that_breaks_off_or_comes_back_empty_enqueues_nothing_and_deactivates_nobody() {
+    let h = harness(TargetProfile::Generic).await;
+    for id in ["b1", "b2", "b3"] {
+        h.idp
+            .set_graph_user(id, &format!("{id}@contoso.com"), true, "Bee Person", None);
+    }
+    let report = h.sweep_and_settle().await;
+    assert_eq!(feed(&report, Source::Entra), enqueued(3, true));
+
+    // Three changes, two pages; the second page fails.
+    for id in ["b1", "b2", "b3"] {
+        h.idp.set_graph_user(
+            id,
+            &format!("{id}@contoso.com"),
+            true,
+            "Bee Person",
+            Some("Changed"),
+        );
+    }
+    h.idp.fail_delta_request(2);
+    let report = h.relay.sweep().await;
+    assert!(aborted(&feed(&report, Source::Entra)), "{report:?}");
+    assert_eq!(
+        h.relay.db.depth().await.unwrap(),
+        (0, 0),
+        "nothing enqueued"
+    );
+    let b1 = h.tenant.user("b1@contoso.com").await.expect("b1");
+    assert!(b1.get("title").is_none_or(Value::is_null), "{b1}");
+
+    // The position was kept: the next sweep reads the same changes again.
+    let report = h.sweep_and_settle().await;
+    assert_eq!(feed(&report, Source::Entra), enqueued(3, false));
+    let b1 = h.tenant.user("b1@contoso.com").await.expect("b1");
+    assert_eq!(b1["title"], "Changed");
+
+    // Graph forgets the position and then lists nobody: not believed, nobody deactivated.
+    for id in ["b1", "b2", "b3"] {
+        h.idp.hard_delete_graph_user(id);
+    }
+    h.idp.expire_delta_tokens();
+    let patches = h.proxy.count("PATCH");
+    let report = h.sweep_and_settle().await;
+    match feed(&report, Source::Entra) {
+        FeedOutcome::Aborted { reason } => assert!(reason.contains("no users"), "{reason}"),
+        other => panic!("expected an abort, got {other:?}"),
+    }
+    assert_eq!(h.proxy.count("PATCH"), patches);
+    for id in ["b1", "b2", "b3"] {
+        assert_eq!(h.active(&format!("{id}@contoso.com")).await, Some(true));
+    }
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn okta_reconciliation_reads_users_changed_since_its_cursor() {
+    let h = harness(TargetProfile::Generic).await;
+    for id in ["00uR1", "00uR2", "00uR3"] {
+        let email = format!("{}@example.com", id.to_lowercase());
+        h.idp
+            .set_okta_user(id, "ACTIVE", Some(&email), "Ok", "Ta", None);
+    }
+    let report = h.sweep_and_settle().await;
+    assert_eq!(feed(&report, Source::Okta), enqueued(3, true));
+    assert_eq!(h.idp.okta_list_requests(), 2, "two pages of two");
+    assert_eq!(h.active("00ur2@example.com").await, Some(true));
+
+    // A suspension whose event was lost. The pass overlaps the newest change it saw before (a
+    // minute, for Okta's search index), so that user is looked at again, and left alone.
+    h.idp.set_okta_user(
+        "00uR2",
+        "SUSPENDED",
+        Some("00ur2@example.com"),
+        "Ok",
+        "Ta",
+        None,
+    );
+    let patches = h.proxy.count("PATCH");
+    let report = h.sweep_and_settle().await;
+    assert_eq!(feed(&report, Source::Okta), enqueued(2, false));
+    assert_eq!(h.active("00ur2@example.com").await, Some(false));
+    assert_eq!(
+        h.proxy.count("PATCH") - patches,
+        1,
+        "one write for one change"
+    );
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn the_relay_creates_renews_and_recreates_its_graph_subscription() {
+    let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
+    let h = harness_on_clock(TargetProfile::Generic, clock.clone(), |s| {
+        s.entra.notification_url = "https://relay.example.com/entra".into();
+        s.sweep.reconcile = false;
+    })
+    .await;
+    h.idp
+        .set_graph_user("s1", "s1@contoso.com", true, "Sub Scriber", None);
+
+    // First sweep: created with the relay's clientState, lifecycle events to the same URL, and
+    // a delta catch-up (notifications were not flowing before), even with reconcile off.
+    let report = h.sweep_and_settle().await;
+    let Some(SubscriptionReport::Created { id, expires_at }) = report.subscription.clone() else {
+        panic!("{report:?}");
+    };
+    let created = &h.idp.subscription_creates()[0];
+    assert_eq!(created["clientState"], CLIENT_STATE);
+    assert_eq!(created["resource"], "users");
+    assert_eq!(created["changeType"], "updated,deleted");
+    assert_eq!(
+        created["lifecycleNotificationUrl"],
+        "https://relay.example.com/entra"
+    );
+    let lifetime = expires_at - clock.now();
+    assert!(
+        lifetime > Days::days(28) && lifetime <= Days::minutes(41_760),
+        "{lifetime}"
+    );
+    assert_eq!(feed(&report, Source::Entra), enqueued(1, true));
+    assert_eq!(h.active("s1@contoso.com").await, Some(true));
+
+    // A day later: nothing to do. 26 days in, less than three days are left: renewed.
+    clock.advance(Days::days(1));
+    let report = h.relay.sweep().await;
+    assert!(matches!(
+        report.subscription,
+        Some(SubscriptionReport::Kept { .. })
+    ));
+    assert!(report.reconciliation.is_empty(), "reconcile is off");
+    clock.advance(Days::days(25));
+    let report = h.relay.sweep().await;
+    let Some(SubscriptionReport::Renewed {
+        id: renewed,
+        expires_at,
+    }) = report.subscription
+    else {
+        panic!("{report:?}");
+    };
+    assert_eq!(renewed, id);
+    assert!(expires_at - clock.now() > Days::days(28));
+    assert_eq!(h.idp.subscription_renewals().len(), 1);
+
+    // Graph dropped it: the renewal finds it gone, and it is created again.
+    h.idp.drop_subscriptions();
+    clock.advance(Days::days(27));
+    let report = h.sweep_and_settle().await;
+    assert!(
+        matches!(report.subscription, Some(SubscriptionReport::Created { ref id, .. }) if id == "sub-2"),
+        "{report:?}"
+    );
+
+    // Lifecycle events through ingress: reauthorizationRequired renews; subscriptionRemoved
+    // recreates and catches up what was missed meanwhile.
+    let post = |event: &'static str, sub: &'static str| {
+        let body = graph_lifecycle(sub, CLIENT_STATE, event);
+        let http = h.http.clone();
+        let url = h.url("/entra");
+        async move { http.post(url).json(&body).send().await.expect("relay") }
+    };
+    assert_eq!(post("reauthorizationRequired", "sub-2").await.status(), 202);
+    h.settle().await;
+    assert_eq!(h.idp.subscription_renewals().last().unwrap().0, "sub-2");
+    h.idp.drop_subscriptions();
+    h.idp
+        .set_graph_user("s1", "s1@contoso.com", false, "Sub Scriber", None);
+    assert_eq!(post("subscriptionRemoved", "sub-2").await.status(), 202);
+    h.settle().await;
+    assert!(h.relay.wait_idle(WAIT).await);
+    assert_eq!(h.idp.subscriptions().len(), 1);
+    assert_eq!(h.idp.subscriptions()[0]["id"], "sub-3");
+    assert_eq!(
+        h.active("s1@contoso.com").await,
+        Some(false),
+        "the catch-up applied the change made while no subscription existed"
+    );
+    assert_eq!(h.relay.db.depth().await.unwrap(), (0, 0), "nothing parked");
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn the_credential_probe_raises_the_alarm_within_one_sweep() {
+    let h = harness_with(TargetProfile::Generic, |s| {
+        s.target.token = Secret::new("a-revoked-key");
+    })
+    .await;
+    assert_eq!(
+        h.relay.credential_health(),
+        standalone::CredentialHealth::Unknown
+    );
+    let report = h.relay.sweep().await;
+    assert!(
+        matches!(report.credential, CredentialCheck::Rejected { .. }),
+        "{report:?}"
+    );
+    assert_eq!(
+        h.relay.credential_health(),
+        standalone::CredentialHealth::Rejected
+    );
+    let health: Value = h
+        .http
+        .get(h.url("/healthz"))
+        .send()
+        .await
+        .expect("relay reachable")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(health["target_credential"], "rejected");
+    assert_eq!(h.proxy.count("POST") + h.proxy.count("PATCH"), 0);
+    h.finish().await;
+}
