@@ -844,3 +844,130 @@ async fn a_rate_limited_message_waits_out_the_targets_reset_on_the_queue() {
     );
     assert!(receive(&aws.sqs, &aws.queues.dlq_url).await.is_empty());
 }
+
+/// The sweeper Lambda on DynamoDB and SQS: finds the expired invitation through the sparse
+/// index and re-sends it, and puts reconciliation triggers on the queue the worker reads.
+#[tokio::test]
+async fn the_sweeper_lambda_resends_expired_invitations_and_enqueues_reconciliation() {
+    use scim_relay_e2e::datadog::{DatadogFixture, DATADOG_API_KEY, DATADOG_TOKEN};
+    let World {
+        aws,
+        idp,
+        mut settings,
+        ..
+    } = world().await;
+    let dd = DatadogFixture::start().await;
+    settings.target.base_url = dd.base_url.clone();
+    settings.target.token = Secret::new(DATADOG_TOKEN);
+    settings.target.api_key = Secret::new(DATADOG_API_KEY);
+    // Invitations expire at once, so a real clock can see one lapse.
+    settings.target.invite_ttl_hours = 0;
+    idp.set_okta_user(
+        "00uSWEEP",
+        "ACTIVE",
+        Some("sweep@example.com"),
+        "Swe",
+        "Ep",
+        None,
+    );
+    let delivery = okta_delivery(
+        "ev-sweep-1",
+        "user.lifecycle.create",
+        "00uSWEEP",
+        "sweep@example.com",
+    );
+    let messages = deliver_okta(&aws, &settings, &delivery).await;
+    let worker = worker_lambda(&aws, &settings);
+    assert!(worker::handle(&worker, sqs_event(&messages))
+        .await
+        .unwrap()
+        .batch_item_failures
+        .is_empty());
+    for m in &messages {
+        aws.sqs
+            .delete_message()
+            .queue_url(&aws.queues.url)
+            .receipt_handle(m.receipt_handle.clone().unwrap())
+            .send()
+            .await
+            .unwrap();
+    }
+
+    let sdk = moto_config().await;
+    let lambda = sweeper::from_settings(&settings, &sdk).expect("sweeper builds");
+    let expiry = chrono::Utc::now() + chrono::Duration::hours(48);
+    dd.set_invitation_expiry(&expiry.to_rfc3339());
+    let report = sweeper::handle(
+        &lambda,
+        LambdaEvent::new(serde_json::json!({}), Context::default()),
+    )
+    .await
+    .expect("the sweep never fails the invocation");
+    assert_eq!(report["credential"]["status"], "accepted", "{report}");
+    assert_eq!(report["invites"]["resent"], 1, "{report}");
+    assert_eq!(dd.invitations("sweep@example.com"), 1);
+    let pk = format!("USER#okta#{}#00uSWEEP", settings.okta_tenant());
+    let item = state_item(&aws, &pk).await.expect("state");
+    assert_eq!(
+        item["invite_expires_at"].as_n().unwrap().as_str(),
+        expiry.timestamp().to_string().as_str(),
+        "the new expiry moves the user along the index"
+    );
+
+    // Okta's full pass found the user: one reconciliation trigger on the work queue, which the
+    // worker applies as a no-op. Graph has nobody: that pass aborted rather than believe it.
+    let okta = report["reconciliation"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["source"] == "okta")
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        (okta["outcome"].as_str(), okta["users"].as_u64()),
+        (Some("enqueued"), Some(1)),
+        "{report}"
+    );
+    let queued = receive(&aws.sqs, &aws.queues.url).await;
+    assert_eq!(queued.len(), 1);
+    let calls = dd.requests("POST") + dd.requests("PATCH");
+    assert!(worker::handle(&worker, sqs_event(&queued))
+        .await
+        .unwrap()
+        .batch_item_failures
+        .is_empty());
+    assert_eq!(dd.requests("POST") + dd.requests("PATCH"), calls);
+    let sweep_report: scim_relay::sweeper::SweepReport = lambda.sweeper.run().await;
+    let metrics = sweeper::metrics(&sweep_report);
+    assert!(
+        metrics.contains(&("ReconciliationAborted", 1)),
+        "{metrics:?}"
+    );
+    assert!(metrics.contains(&("TargetCredentialRejected", 0)));
+}
+
+#[tokio::test]
+async fn a_rejected_probe_alarms_and_opens_the_workers_breaker() {
+    let World {
+        aws, mut settings, ..
+    } = world().await;
+    settings.target.token = Secret::new("revoked-application-key");
+    let sdk = moto_config().await;
+    let lambda = sweeper::from_settings(&settings, &sdk).expect("sweeper builds");
+    let report = sweeper::handle(
+        &lambda,
+        LambdaEvent::new(serde_json::json!({}), Context::default()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report["credential"]["status"], "rejected", "{report}");
+    let store = DynamoStateStore::new(aws.ddb.clone(), aws.table.clone());
+    assert!(
+        store
+            .breaker_open_until(chrono::Utc::now())
+            .await
+            .unwrap()
+            .is_some(),
+        "the worker stops consuming until the key is fixed"
+    );
+}

@@ -82,6 +82,11 @@ async fn lambdas_start_from_the_environment_with_secrets_from_arns() {
             "SCIM_RELAY_TARGET__TOKEN",
             format!("{worker_credentials}#target_token"),
         ),
+        // Not in the secret (an optional key added after deployment): read as empty.
+        (
+            "SCIM_RELAY_TARGET__API_KEY",
+            format!("{worker_credentials}#datadog_api_key"),
+        ),
     ];
     for (k, v) in &vars {
         // SAFETY: this binary has a single test, and nothing else reads the environment
@@ -151,6 +156,20 @@ async fn lambdas_start_from_the_environment_with_secrets_from_arns() {
         "from the directory, not the event"
     );
     assert_eq!(idp.reads("okta:00uINIT"), 1);
+
+    // The sweeper starts from the same environment: the key is accepted, and Okta's full
+    // pass puts the one user back on the queue.
+    let sweeper = sweeper::init()
+        .await
+        .expect("sweeper starts from the environment");
+    let report = sweeper::handle(
+        &sweeper,
+        LambdaEvent::new(serde_json::json!({}), Context::default()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report["credential"]["status"], "accepted", "{report}");
+    assert_eq!(report["reconciliation"][0]["users"], 1, "{report}");
 
     // A missing required setting stops start-up with a message naming it.
     unsafe { std::env::remove_var("SCIM_RELAY_STORE__TABLE") };

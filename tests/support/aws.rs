@@ -3,8 +3,8 @@
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_dynamodb::config::Credentials;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-    TimeToLiveSpecification,
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
 };
 use aws_sdk_sqs::types::QueueAttributeName;
 
@@ -69,39 +69,46 @@ pub async fn create_fifo_queues(sqs: &aws_sdk_sqs::Client, name: &str) -> FifoQu
     FifoQueues { url, dlq_url }
 }
 
-/// The single state table: pk/sk strings, TTL on `expires_at`.
+fn attribute(name: &str, kind: ScalarAttributeType) -> AttributeDefinition {
+    AttributeDefinition::builder()
+        .attribute_name(name)
+        .attribute_type(kind)
+        .build()
+        .expect("attr")
+}
+
+fn key(name: &str, kind: KeyType) -> KeySchemaElement {
+    KeySchemaElement::builder()
+        .attribute_name(name)
+        .key_type(kind)
+        .build()
+        .expect("key")
+}
+
+/// The single state table as `infra/template.yaml` makes it: pk/sk strings, TTL on
+/// `expires_at`, and the sparse `invites-due` index.
 pub async fn create_table(ddb: &aws_sdk_dynamodb::Client, name: &str) {
+    let invites = GlobalSecondaryIndex::builder()
+        .index_name(scim_relay::state::dynamodb::INVITES_INDEX)
+        .key_schema(key("invite_shard", KeyType::Hash))
+        .key_schema(key("invite_expires_at", KeyType::Range))
+        .projection(
+            Projection::builder()
+                .projection_type(ProjectionType::All)
+                .build(),
+        )
+        .build()
+        .expect("index");
     ddb.create_table()
         .table_name(name)
         .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("pk")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .expect("attr"),
-        )
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("sk")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .expect("attr"),
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("pk")
-                .key_type(KeyType::Hash)
-                .build()
-                .expect("key"),
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("sk")
-                .key_type(KeyType::Range)
-                .build()
-                .expect("key"),
-        )
+        .attribute_definitions(attribute("invite_shard", ScalarAttributeType::S))
+        .attribute_definitions(attribute("invite_expires_at", ScalarAttributeType::N))
+        .global_secondary_indexes(invites)
+        .attribute_definitions(attribute("pk", ScalarAttributeType::S))
+        .attribute_definitions(attribute("sk", ScalarAttributeType::S))
+        .key_schema(key("pk", KeyType::Hash))
+        .key_schema(key("sk", KeyType::Range))
         .send()
         .await
         .expect("create table");

@@ -76,12 +76,25 @@ pub async fn resolve_secrets(settings: &mut Settings, sdk: &SdkConfig) -> Result
         let text = fetched.get(&arn).cloned().unwrap_or_default();
         let resolved = match json_key {
             None => text,
-            Some(key) => serde_json::from_str::<serde_json::Value>(&text)
-                .ok()
-                .and_then(|v| v.get(&key).and_then(|v| v.as_str()).map(str::to_string))
-                .ok_or_else(|| {
-                    ConfigError::Invalid(format!("secret {arn} has no string key `{key}`"))
-                })?,
+            Some(key) => {
+                let json = serde_json::from_str::<serde_json::Value>(&text).map_err(|_| {
+                    ConfigError::Invalid(format!("secret {arn} is not a JSON object"))
+                })?;
+                match json.get(&key) {
+                    Some(serde_json::Value::String(v)) => v.clone(),
+                    // An optional credential not put in yet (the settings' own checks
+                    // reject a required one left empty).
+                    None => {
+                        tracing::warn!(secret = %arn, key = %key, "secret has no such key; read as empty");
+                        String::new()
+                    }
+                    Some(_) => {
+                        return Err(ConfigError::Invalid(format!(
+                            "secret {arn}: `{key}` is not a string"
+                        )))
+                    }
+                }
+            }
         };
         *secret = Secret::new(resolved);
     }

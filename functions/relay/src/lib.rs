@@ -6,6 +6,7 @@ pub mod config;
 pub mod directory;
 pub mod envelope;
 pub mod ingress;
+pub mod metrics;
 pub mod pii;
 pub mod queue;
 pub mod scim;

@@ -15,6 +15,7 @@ use scim_relay::config::Settings;
 use scim_relay::queue::sqs::SqsQueue;
 use scim_relay::queue::QueueMessage;
 use scim_relay::state::dynamodb::DynamoStateStore;
+use scim_relay::wiring;
 use scim_relay::worker::{Outcome, WorkError, Worker};
 
 /// How long messages are held while the credential breaker is open.
@@ -27,18 +28,7 @@ const CREDENTIAL_BACKOFF_SECONDS: u64 = 300;
 /// `scim-relay/TargetCredentialRejected` metric that the template's alarm watches, with no API
 /// call from the function.
 pub fn credential_metric(timestamp_millis: i64) -> String {
-    serde_json::json!({
-        "_aws": {
-            "Timestamp": timestamp_millis,
-            "CloudWatchMetrics": [{
-                "Namespace": "scim-relay",
-                "Dimensions": [[]],
-                "Metrics": [{"Name": "TargetCredentialRejected", "Unit": "Count"}]
-            }]
-        },
-        "TargetCredentialRejected": 1
-    })
-    .to_string()
+    scim_relay::metrics::emf_line(&[("TargetCredentialRejected", 1)], timestamp_millis)
 }
 
 /// 10 s after the first receive, doubling, at most 15 minutes, with up to 20 % jitter.
@@ -79,16 +69,24 @@ pub async fn init() -> Result<WorkerLambda, Error> {
         scim_relay::aws::dynamodb::Client::new(&sdk),
         settings.store.table.clone(),
     );
-    let worker = scim_relay::wiring::build_worker(
-        &settings,
-        Arc::new(store.clone()),
-        Arc::new(SystemClock),
-    )?;
     let sqs = scim_relay::aws::sqs::Client::new(&sdk);
+    let queue = SqsQueue::new(sqs.clone(), settings.queue.url.clone());
+    let outbound = wiring::outbound(&settings)?;
+    let clock = Arc::new(SystemClock);
+    // Graph lifecycle events (renew, recreate, catch up) are handled as they arrive.
+    let lifecycle = wiring::build_sweeper(
+        &settings,
+        &outbound,
+        Arc::new(store.clone()),
+        Arc::new(queue.clone()),
+        clock.clone(),
+    )?;
+    let worker = wiring::worker_from(&settings, &outbound, Arc::new(store.clone()), clock)
+        .with_lifecycle(Arc::new(lifecycle));
     Ok(WorkerLambda {
         worker,
         store,
-        queue: SqsQueue::new(sqs.clone(), settings.queue.url.clone()),
+        queue,
         dead_letters: SqsQueue::new(sqs, settings.queue.dlq_url.clone()),
     })
 }
