@@ -395,6 +395,11 @@ impl Settings {
         if !self.okta.api_token.is_empty() {
             require(&self.okta.org_url, "okta.org_url")?;
         }
+        // The relay owns the Graph subscription: it needs the app, and the clientState it gives.
+        if !self.entra.notification_url.trim().is_empty() {
+            require(&self.entra.client_id, "entra.client_id")?;
+            require_secret(&self.entra.client_state, "entra.client_state")?;
+        }
         // SCIM attribute names ignore case.
         if self
             .target
@@ -597,6 +602,33 @@ mod tests {
         assert_eq!(s.listen, "127.0.0.1:1");
         assert_eq!(s.target.invite_ttl_hours, 12);
         assert_eq!(s.target.profile, TargetProfile::Generic);
+    }
+
+    #[test]
+    fn the_sweep_section_reads_from_the_environment_and_a_managed_subscription_needs_its_app() {
+        let s = Settings::from_toml_and_env(
+            "[queue]\nsigning_key = \"k\"\n[sweep]\ninvite_attempts = 5\n",
+            env(&[
+                ("SCIM_RELAY_SWEEP__RECONCILE", "false"),
+                ("SCIM_RELAY_SWEEP__INTERVAL_MINUTES", "60"),
+                (
+                    "SCIM_RELAY_ENTRA__NOTIFICATION_URL",
+                    "https://relay.example.com/entra",
+                ),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                s.sweep.invite_attempts,
+                s.sweep.interval_minutes,
+                s.sweep.reconcile
+            ),
+            (5, 60, false)
+        );
+        assert_eq!(s.sweep.renew_before_hours, 72);
+        let err = s.check_worker().unwrap_err().to_string();
+        assert!(err.contains("entra.client_id"), "{err}");
     }
 
     #[test]

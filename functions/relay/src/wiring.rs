@@ -158,22 +158,15 @@ pub fn build_sweeper(
     }
     let e = &settings.entra;
     let subscription = match &outbound.entra {
-        Some(api) if !e.notification_url.trim().is_empty() => {
-            if e.client_state.is_empty() {
-                return Err(ConfigError::Invalid(
-                    "entra.notification_url is set: entra.client_state must be too (the subscription's clientState)".into(),
-                ));
-            }
-            Some(SubscriptionOwner {
-                api: api.clone(),
-                tenant: e.tenant_id.clone(),
-                notification_url: e.notification_url.trim().to_string(),
-                client_state: e.client_state.clone(),
-                renew_before: chrono::Duration::hours(
-                    i64::try_from(settings.sweep.renew_before_hours).unwrap_or(72),
-                ),
-            })
-        }
+        Some(api) if !e.notification_url.trim().is_empty() => Some(SubscriptionOwner {
+            api: api.clone(),
+            tenant: e.tenant_id.clone(),
+            notification_url: e.notification_url.trim().to_string(),
+            client_state: e.client_state.clone(),
+            renew_before: chrono::Duration::hours(
+                i64::try_from(settings.sweep.renew_before_hours).unwrap_or(72),
+            ),
+        }),
         _ => None,
     };
     Ok(Sweeper::new(SweeperParts {

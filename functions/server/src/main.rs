@@ -6,7 +6,7 @@ use scim_relay::config::Settings;
 const USAGE: &str = "scim-relay — keeps a SCIM target's users in sync with Okta and Entra ID
 
 USAGE:
-    scim-relay serve [--config FILE]         run ingress and worker on an embedded SQLite store
+    scim-relay serve [--config FILE]         run ingress, worker and sweeper on an embedded SQLite store
     scim-relay check-config [--config FILE]  validate the configuration and exit
 
 The config file may also be given as SCIM_RELAY_CONFIG. Every key can be overridden by an
