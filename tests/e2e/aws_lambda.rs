@@ -611,6 +611,62 @@ async fn dynamodb_state_writes_are_conditional_on_the_version() {
         .await
         .unwrap();
     assert!(store.event_seen("e5", now).await.unwrap());
+
+    // What the sweeper reads: the names of recorded users (events and cursors are not users),
+    // pending invitations through the index, and cursors.
+    use scim_relay::state::{InviteOutcome, InviteState, SweepStore};
+    let invited = UserKey {
+        user_id: "00uINVITED".into(),
+        ..key.clone()
+    };
+    let mut pending = state(1);
+    pending.user_name = "Invited@Example.com".into();
+    pending.invite = Some(InviteState {
+        sent_at: now,
+        expires_at: now - chrono::Duration::minutes(1),
+        count: 1,
+        outcome: None,
+    });
+    store
+        .commit(&invited, Some(&pending), None, &event("e6"))
+        .await
+        .unwrap();
+    store.save_cursor("reconcile/okta/x", "c1").await.unwrap();
+    let names = store.known_user_names().await.unwrap();
+    assert_eq!(
+        names,
+        ["race@example.com", "invited@example.com"]
+            .map(String::from)
+            .into_iter()
+            .collect()
+    );
+    let due = store.invites_due(now, 10).await.unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].0, invited, "the key comes back from the index item");
+    assert!(store
+        .invites_due(now - chrono::Duration::hours(1), 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let mut accepted = pending.clone();
+    accepted.version = 2;
+    accepted.invite.as_mut().unwrap().outcome = Some(InviteOutcome::Accepted { at: now });
+    store
+        .commit(&invited, Some(&accepted), Some(1), &event("e7"))
+        .await
+        .unwrap();
+    assert!(
+        store.invites_due(now, 10).await.unwrap().is_empty(),
+        "an accepted invitation leaves the index"
+    );
+    assert_eq!(
+        store
+            .load_cursor("reconcile/okta/x")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("c1")
+    );
 }
 
 #[tokio::test]

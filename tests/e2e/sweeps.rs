@@ -451,3 +451,52 @@ async fn the_credential_probe_raises_the_alarm_within_one_sweep() {
     assert_eq!(h.proxy.count("POST") + h.proxy.count("PATCH"), 0);
     h.finish().await;
 }
+
+#[tokio::test]
+async fn target_users_the_relay_never_provisioned_are_reported_and_deactivated_only_if_asked() {
+    for deactivate in [false, true] {
+        let h = harness_with(TargetProfile::Generic, |s| {
+            // Entra only: its feed is the one whose users the relay must know.
+            s.okta.org_url.clear();
+            s.okta.shared_secret = Secret::default();
+            s.okta.api_token = Secret::default();
+            s.sweep.drift_interval_hours = 0;
+            s.target.credential_owner = "owner@contoso.com".into();
+            if deactivate {
+                s.sweep.drift = scim_relay::config::DriftPolicy::Deactivate;
+            }
+        })
+        .await;
+        for id in ["d1", "d2"] {
+            h.idp
+                .set_graph_user(id, &format!("{id}@contoso.com"), true, "Dee Person", None);
+        }
+        let manual = h.tenant.create_user("made.by.hand@contoso.com").await;
+        h.tenant.create_user("owner@contoso.com").await;
+
+        // The first pass is a full one: the report waits until the worker has recorded those.
+        let report = h.sweep_and_settle().await;
+        assert_eq!(report.drift, None, "{report:?}");
+        let report = h.sweep_and_settle().await;
+        let drift = report.drift.expect("report due");
+        assert_eq!(drift.target_users, 4);
+        assert_eq!(
+            (drift.unknown, drift.unknown_ids.clone()),
+            (1, vec![manual.clone()]),
+            "neither the provisioned users nor the key's owner"
+        );
+        assert_eq!(drift.deactivated, 0, "first sighting");
+        let drift = h.sweep_and_settle().await.drift.expect("report due");
+        assert_eq!(drift.unknown, 1);
+        if deactivate {
+            assert_eq!(drift.deactivated, 1);
+            assert_eq!(h.active("made.by.hand@contoso.com").await, Some(false));
+        } else {
+            assert_eq!(drift.deactivated, 0);
+            assert_eq!(h.active("made.by.hand@contoso.com").await, Some(true));
+        }
+        assert_eq!(h.active("d1@contoso.com").await, Some(true));
+        assert_eq!(h.active("owner@contoso.com").await, Some(true));
+        h.finish().await;
+    }
+}

@@ -48,6 +48,31 @@ impl ScimTenant {
             .expect("scim2-server answers JSON")
     }
 
+    /// Creates a user on the target directly, as an admin would by hand; returns its id.
+    pub async fn create_user(&self, user_name: &str) -> String {
+        let user: Value = reqwest::Client::new()
+            .post(format!("{}/Users", self.base_url))
+            .bearer_auth(&self.token)
+            .header("content-type", "application/scim+json")
+            .body(
+                serde_json::json!({
+                    "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                    "userName": user_name, "active": true
+                })
+                .to_string(),
+            )
+            .send()
+            .await
+            .expect("scim2-server reachable")
+            .json()
+            .await
+            .expect("scim2-server answers JSON");
+        user["id"]
+            .as_str()
+            .expect("created user has an id")
+            .to_string()
+    }
+
     /// The user with this userName, as the target holds it.
     pub async fn user(&self, user_name: &str) -> Option<Value> {
         let list = self

@@ -94,6 +94,20 @@ pub struct SweepSettings {
     /// Renew the Graph subscription when less than this is left of it.
     #[serde(deserialize_with = "number")]
     pub renew_before_hours: u64,
+    /// Target users the relay has no record of (not provisioned from the IdP): `report` them,
+    /// `deactivate` them too, or `off`.
+    pub drift: DriftPolicy,
+    /// How often the drift report runs (it lists every target user).
+    #[serde(deserialize_with = "number")]
+    pub drift_interval_hours: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DriftPolicy {
+    Off,
+    Report,
+    Deactivate,
 }
 
 impl Default for SweepSettings {
@@ -103,6 +117,8 @@ impl Default for SweepSettings {
             invite_attempts: 3,
             reconcile: true,
             renew_before_hours: 72,
+            drift: DriftPolicy::Report,
+            drift_interval_hours: 24,
         }
     }
 }

@@ -188,6 +188,11 @@ pub fn build_sweeper(
         ),
         invite_attempts: settings.sweep.invite_attempts.clamp(1, 100) as u32,
         reconcile: settings.sweep.reconcile,
+        drift: settings.sweep.drift,
+        drift_interval: chrono::Duration::hours(
+            i64::try_from(settings.sweep.drift_interval_hours).unwrap_or(24),
+        ),
+        owner: Some(settings.target.credential_owner.trim().to_string()).filter(|o| !o.is_empty()),
     }))
 }
 

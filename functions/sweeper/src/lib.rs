@@ -70,6 +70,10 @@ pub fn metrics(report: &SweepReport) -> Vec<(&'static str, u64)> {
         ("InvitesResent", u64::from(report.invites.resent)),
         ("ReconciliationAborted", aborted as u64),
         ("GraphSubscriptionFailed", u64::from(subscription_failed)),
+        (
+            "DriftUsers",
+            report.drift.as_ref().map_or(0, |d| u64::from(d.unknown)),
+        ),
     ]
 }
 

@@ -7,7 +7,7 @@ use reqwest::header::{HeaderMap, ACCEPT, AUTHORIZATION, CONTENT_TYPE, IF_MATCH};
 use serde_json::Value;
 
 use super::error::classify;
-use super::{patch_body, PatchOp, ScimError, ScimRecord, ScimTarget};
+use super::{patch_body, ListedUser, PatchOp, ScimError, ScimRecord, ScimTarget, UserPage};
 use crate::config::TargetProfile;
 use crate::secret::Secret;
 
@@ -287,6 +287,40 @@ fn parse(text: &str) -> Result<Value, ScimError> {
 
 #[async_trait]
 impl ScimTarget for HttpScimTarget {
+    async fn list_users(&self, start_index: u32, count: u32) -> Result<UserPage, ScimError> {
+        let (start, count) = (start_index.to_string(), count.to_string());
+        let (_, text) = self
+            .send(
+                reqwest::Method::GET,
+                "/Users",
+                &[("startIndex", &start), ("count", &count)],
+                None,
+            )
+            .await?;
+        let list = parse(&text)?;
+        let users = list
+            .get("Resources")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|u| {
+                Some(ListedUser {
+                    id: u.get("id")?.as_str()?.to_string(),
+                    user_name: u.get("userName")?.as_str()?.to_string(),
+                    active: u.get("active").and_then(Value::as_bool),
+                })
+            })
+            .collect();
+        Ok(UserPage {
+            users,
+            total: list
+                .get("totalResults")
+                .and_then(Value::as_u64)
+                .and_then(|t| u32::try_from(t).ok())
+                .unwrap_or(0),
+        })
+    }
+
     async fn probe(&self) -> Result<(), ScimError> {
         self.send(
             reqwest::Method::GET,

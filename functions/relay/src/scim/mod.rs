@@ -22,7 +22,7 @@ pub use mapping::{apply_attribute_map, desired_user};
 pub use plan::{
     guard_owner, plan, plan_groups, plan_hard_delete, GroupPlan, ScimPlan, OWNER_PROTECTED,
 };
-pub use target::{DryRunTarget, ScimRecord, ScimTarget};
+pub use target::{DryRunTarget, ListedUser, ScimRecord, ScimTarget, UserPage};
 
 pub const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 pub const ENTERPRISE_SCHEMA: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";

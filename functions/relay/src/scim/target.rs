@@ -9,6 +9,21 @@ use sha2::{Digest, Sha256};
 
 use super::{patch_body, PatchOp, ScimError};
 
+/// One page of the target's users (`GET /Users?startIndex=…&count=…`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserPage {
+    pub users: Vec<ListedUser>,
+    /// `totalResults`: how many the target has in all.
+    pub total: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedUser {
+    pub id: String,
+    pub user_name: String,
+    pub active: Option<bool>,
+}
+
 /// What the worker needs to know of an existing target user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScimRecord {
@@ -38,6 +53,8 @@ pub trait ScimTarget: Send + Sync {
     /// A cheap authenticated read (`GET /Users?count=1`): does the target still accept the
     /// credential?
     async fn probe(&self) -> Result<(), ScimError>;
+    /// One page of every user the target has (1-based `start_index`), for the drift report.
+    async fn list_users(&self, start_index: u32, count: u32) -> Result<UserPage, ScimError>;
 }
 
 /// Sends nothing: prints each request it would send, and remembers the users it "created" so
@@ -61,6 +78,15 @@ impl ScimTarget for DryRunTarget {
     async fn probe(&self) -> Result<(), ScimError> {
         Self::print("GET", "/Users?startIndex=1&count=1", None);
         Ok(())
+    }
+
+    async fn list_users(&self, start_index: u32, count: u32) -> Result<UserPage, ScimError> {
+        Self::print(
+            "GET",
+            &format!("/Users?startIndex={start_index}&count={count}"),
+            None,
+        );
+        Ok(UserPage::default())
     }
 
     async fn find_user(&self, user_name: &str) -> Result<Option<ScimRecord>, ScimError> {

@@ -144,6 +144,21 @@ impl SweepStore for SqliteDb {
             .collect()
     }
 
+    async fn known_user_names(&self) -> Result<std::collections::HashSet<String>, StoreError> {
+        Ok(self
+            .run(|conn| {
+                let mut stmt =
+                    conn.prepare("SELECT json_extract(doc, '$.user_name') FROM users")?;
+                let names = stmt
+                    .query_map([], |r| r.get::<_, Option<String>>(0))?
+                    .filter_map(|r| r.transpose())
+                    .map(|r| r.map(|name| name.to_lowercase()))
+                    .collect::<Result<_, _>>()?;
+                Ok(names)
+            })
+            .await?)
+    }
+
     async fn load_cursor(&self, name: &str) -> Result<Option<String>, StoreError> {
         let name = name.to_string();
         Ok(self

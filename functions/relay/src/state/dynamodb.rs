@@ -282,6 +282,31 @@ impl SweepStore for DynamoStateStore {
             .collect()
     }
 
+    async fn known_user_names(&self) -> Result<std::collections::HashSet<String>, StoreError> {
+        let mut names = std::collections::HashSet::new();
+        let mut start: Option<HashMap<String, AttributeValue>> = None;
+        loop {
+            let out = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("begins_with(pk, :user)")
+                .expression_attribute_values(":user", s("USER#"))
+                .projection_expression("doc")
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(backend)?;
+            for item in out.items() {
+                names.insert(state_doc(item)?.user_name.to_lowercase());
+            }
+            match out.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => return Ok(names),
+            }
+        }
+    }
+
     async fn load_cursor(&self, name: &str) -> Result<Option<String>, StoreError> {
         let out = self
             .client

@@ -143,6 +143,10 @@ pub trait SweepStore: StateStore {
 
     async fn load_cursor(&self, name: &str) -> Result<Option<String>, StoreError>;
 
+    /// The userName of every user the relay has a record of, lowercased (the drift report's
+    /// "known" side; read rarely, so a scan is acceptable).
+    async fn known_user_names(&self) -> Result<std::collections::HashSet<String>, StoreError>;
+
     async fn save_cursor(&self, name: &str, value: &str) -> Result<(), StoreError>;
 }
 

@@ -3,6 +3,7 @@
 //! feed (triggers go through the same queue and worker as webhook ones), and chases pending
 //! invitations. The parts are independent: one failing never stops the others.
 
+mod drift;
 mod invites;
 mod reconcile;
 mod subscriptions;
@@ -13,9 +14,11 @@ use async_trait::async_trait;
 use chrono::Duration;
 use serde::Serialize;
 
+pub use drift::{unknown_users, DriftReport};
 pub use invites::{invite_step, InviteStep};
 
 use crate::clock::Clock;
+use crate::config::DriftPolicy;
 use crate::directory::subscription::SubscriptionApi;
 use crate::directory::ChangeFeed;
 use crate::envelope::{EnvelopeSigner, Source, Trigger};
@@ -59,6 +62,10 @@ pub struct SweeperParts {
     pub invite_ttl: Duration,
     pub invite_attempts: u32,
     pub reconcile: bool,
+    pub drift: DriftPolicy,
+    pub drift_interval: Duration,
+    /// userName of the target credential's owner: never reported or deactivated as drift.
+    pub owner: Option<String>,
 }
 
 pub struct Sweeper {
@@ -138,6 +145,8 @@ pub struct SweepReport {
     pub subscription: Option<SubscriptionReport>,
     pub reconciliation: Vec<FeedReport>,
     pub invites: InviteReport,
+    /// Present on the runs that made one (once a `sweep.drift_interval_hours`).
+    pub drift: Option<DriftReport>,
 }
 
 impl Sweeper {
@@ -170,11 +179,17 @@ impl Sweeper {
         } else {
             self.sweep_invites().await
         };
+        let drift = if matches!(credential, CredentialCheck::Accepted) {
+            self.drift(&reconciliation).await
+        } else {
+            None
+        };
         let report = SweepReport {
             credential,
             subscription,
             reconciliation,
             invites,
+            drift,
         };
         tracing::info!(report = %serde_json::to_string(&report).unwrap_or_default(), "sweep finished");
         report
