@@ -10,9 +10,11 @@ use scim_relay::config::{host_of, TargetProfile};
 use scim_relay::envelope::Source;
 use scim_relay::secret::Secret;
 use scim_relay::state::{InviteOutcome, StateStore, UserKey, UserState};
-use scim_relay::sweeper::{CredentialCheck, FeedOutcome, SubscriptionReport, SweepReport};
+use scim_relay::sweeper::{
+    CredentialCheck, FeedKind, FeedOutcome, SubscriptionAction, SweepReport,
+};
 use scim_relay_e2e::datadog::{DatadogFixture, DATADOG_API_KEY, DATADOG_TOKEN};
-use scim_relay_e2e::payloads::graph_lifecycle;
+use scim_relay_e2e::payloads::{graph_lifecycle, graph_notification};
 use serde_json::Value;
 
 use super::*;
@@ -21,9 +23,18 @@ fn feed(report: &SweepReport, source: Source) -> FeedOutcome {
     report
         .reconciliation
         .iter()
-        .find(|f| f.source == source)
+        .find(|f| f.source == source && f.feed == FeedKind::Users)
         .map(|f| f.outcome.clone())
         .unwrap_or_else(|| panic!("no {source} reconciliation in {report:?}"))
+}
+
+/// What the run did with the `users` subscription.
+fn action(report: &SweepReport) -> Option<SubscriptionAction> {
+    report
+        .subscriptions
+        .iter()
+        .find(|s| s.resource == "users")
+        .map(|s| s.action.clone())
 }
 
 fn enqueued(users: usize, full: bool) -> FeedOutcome {
@@ -342,7 +353,7 @@ async fn the_relay_creates_renews_and_recreates_its_graph_subscription() {
     // First sweep: created with the relay's clientState, lifecycle events to the same URL, and
     // a delta catch-up (notifications were not flowing before), even with reconcile off.
     let report = h.sweep_and_settle().await;
-    let Some(SubscriptionReport::Created { id, expires_at }) = report.subscription.clone() else {
+    let Some(SubscriptionAction::Created { id, expires_at }) = action(&report) else {
         panic!("{report:?}");
     };
     let created = &h.idp.subscription_creates()[0];
@@ -365,16 +376,16 @@ async fn the_relay_creates_renews_and_recreates_its_graph_subscription() {
     clock.advance(Days::days(1));
     let report = h.relay.sweep().await;
     assert!(matches!(
-        report.subscription,
-        Some(SubscriptionReport::Kept { .. })
+        action(&report),
+        Some(SubscriptionAction::Kept { .. })
     ));
     assert!(report.reconciliation.is_empty(), "reconcile is off");
     clock.advance(Days::days(25));
     let report = h.relay.sweep().await;
-    let Some(SubscriptionReport::Renewed {
+    let Some(SubscriptionAction::Renewed {
         id: renewed,
         expires_at,
-    }) = report.subscription
+    }) = action(&report)
     else {
         panic!("{report:?}");
     };
@@ -387,7 +398,7 @@ async fn the_relay_creates_renews_and_recreates_its_graph_subscription() {
     clock.advance(Days::days(27));
     let report = h.sweep_and_settle().await;
     assert!(
-        matches!(report.subscription, Some(SubscriptionReport::Created { ref id, .. }) if id == "sub-2"),
+        matches!(action(&report), Some(SubscriptionAction::Created { ref id, .. }) if id == "sub-2"),
         "{report:?}"
     );
 
@@ -499,4 +510,64 @@ async fn target_users_the_relay_never_provisioned_are_reported_and_deactivated_o
         assert_eq!(h.active("owner@contoso.com").await, Some(true));
         h.finish().await;
     }
+}
+
+#[tokio::test]
+async fn joining_or_leaving_a_scoped_entra_group_is_caught_from_the_groups_delta_and_notifications()
+{
+    let h = harness_with(TargetProfile::Generic, |s| {
+        s.entra.group_ids = "grp-eng".into();
+        s.entra.notification_url = "https://relay.example.com/entra".into();
+    })
+    .await;
+    h.idp
+        .set_graph_user("m1", "m1@contoso.com", true, "Mem Ber", None);
+    h.idp
+        .set_graph_user("m2", "m2@contoso.com", true, "Non Mem", None);
+    h.idp.set_graph_groups("m1", &["grp-eng"]);
+
+    // The relay subscribes to users and to groups, and catches up on both.
+    let report = h.sweep_and_settle().await;
+    let resources: Vec<&str> = report
+        .subscriptions
+        .iter()
+        .map(|s| s.resource.as_str())
+        .collect();
+    assert_eq!(resources, ["users", "groups"]);
+    assert_eq!(h.idp.subscription_creates()[1]["resource"], "groups");
+    assert_eq!(h.active("m1@contoso.com").await, Some(true));
+    assert_eq!(h.active("m2@contoso.com").await, None, "out of scope");
+
+    // m2 joins the group: no change of the user, so /users/delta has nothing; the group's
+    // delta has the join.
+    h.idp.set_graph_groups("m2", &["grp-eng"]);
+    let report = h.sweep_and_settle().await;
+    assert_eq!(feed(&report, Source::Entra), enqueued(0, false));
+    let members = report
+        .reconciliation
+        .iter()
+        .find(|f| f.feed == FeedKind::GroupMembers)
+        .expect("group members reconciled");
+    assert_eq!(members.outcome, enqueued(1, false));
+    assert_eq!(h.active("m2@contoso.com").await, Some(true));
+
+    // m1 leaves; Graph notifies about the group, and the relay reads who left from the delta.
+    h.idp.set_graph_groups("m1", &[]);
+    let mut notification = graph_notification("ignored", CLIENT_STATE, 9);
+    notification["value"][0]["resource"] = "Groups/grp-eng".into();
+    notification["value"][0]["resourceData"]["@odata.type"] = "#Microsoft.Graph.Group".into();
+    notification["value"][0]["resourceData"]["id"] = "grp-eng".into();
+    let resp = h
+        .http
+        .post(h.url("/entra"))
+        .json(&notification)
+        .send()
+        .await
+        .expect("relay reachable");
+    assert_eq!(resp.status(), 202);
+    h.settle().await;
+    assert_eq!(h.active("m1@contoso.com").await, Some(false));
+    assert_eq!(h.active("m2@contoso.com").await, Some(true));
+    assert_eq!(h.relay.db.depth().await.unwrap(), (0, 0));
+    h.finish().await;
 }

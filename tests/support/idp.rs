@@ -46,6 +46,8 @@ struct Directory {
     subscription_creates: Vec<Value>,
     subscription_renewals: Vec<(String, String)>,
     okta_list_requests: usize,
+    /// Graph membership changes as (change counter, group, user, joined).
+    graph_member_log: Vec<(u64, String, String, bool)>,
 }
 
 struct DeltaBehaviour {
@@ -84,6 +86,7 @@ impl IdpFixture {
             .route("/api/v1/users/{id}", get(okta_user))
             .route("/api/v1/users", get(okta_list_users))
             .route("/v1.0/users/delta", get(graph_delta))
+            .route("/v1.0/groups/delta", get(graph_groups_delta))
             .route("/v1.0/subscriptions", post(graph_create_subscription))
             .route("/v1.0/subscriptions/{id}", patch(graph_renew_subscription))
             .route("/{tenant}/oauth2/v2.0/token", post(graph_token))
@@ -261,13 +264,25 @@ impl IdpFixture {
             .insert(user.to_string(), groups);
     }
 
+    /// The Graph groups `user` is a member of; each join and leave is a change `/groups/delta`
+    /// reports.
     pub fn set_graph_groups(&self, user: &str, groups: &[&str]) {
-        let groups = groups.iter().map(|g| g.to_string()).collect();
-        self.dir
-            .lock()
-            .expect("lock")
-            .graph_groups
-            .insert(user.to_string(), groups);
+        let groups: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
+        let mut dir = self.dir.lock().expect("lock");
+        let before = dir.graph_groups.get(user).cloned().unwrap_or_default();
+        for g in before.iter().filter(|g| !groups.contains(g)) {
+            dir.graph_version += 1;
+            let v = dir.graph_version;
+            dir.graph_member_log
+                .push((v, g.clone(), user.to_string(), false));
+        }
+        for g in groups.iter().filter(|g| !before.contains(g)) {
+            dir.graph_version += 1;
+            let v = dir.graph_version;
+            dir.graph_member_log
+                .push((v, g.clone(), user.to_string(), true));
+        }
+        dir.graph_groups.insert(user.to_string(), groups);
     }
 
     pub fn reads(&self, key: &str) -> usize {
@@ -704,4 +719,68 @@ async fn okta_list_users(
         );
     }
     resp
+}
+
+/// `GET /v1.0/groups/delta?$select=members`: a full pass lists the current members of the
+/// groups in `$filter` (`id eq '…' or …`); from a `$deltatoken`, the joins and `@removed` leaves
+/// since, for every group. One page.
+async fn graph_groups_delta(
+    State(dir): Dir,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(refused) = graph_refuses(&headers) {
+        return refused;
+    }
+    let dir = dir.lock().expect("lock");
+    let member = |user: &str, joined: bool| {
+        let mut m = json!({"@odata.type": "#microsoft.graph.user", "id": user});
+        if !joined {
+            m["@removed"] = json!({"reason": "deleted"});
+        }
+        m
+    };
+    let mut groups: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    match query.get("$deltatoken").map(|t| t.parse::<u64>()) {
+        Some(Ok(token)) => {
+            for (v, group, user, joined) in &dir.graph_member_log {
+                if *v > token {
+                    groups
+                        .entry(group.clone())
+                        .or_default()
+                        .push(member(user, *joined));
+                }
+            }
+        }
+        Some(Err(_)) => return graph_error(StatusCode::BAD_REQUEST, "badRequest"),
+        None => {
+            let wanted: Vec<String> = query
+                .get("$filter")
+                .map(|f| {
+                    f.split(" or ")
+                        .filter_map(|c| c.trim().strip_prefix("id eq '")?.strip_suffix('\''))
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default();
+            for group in &wanted {
+                let members = dir
+                    .graph_groups
+                    .iter()
+                    .filter(|(_, gs)| gs.contains(group))
+                    .map(|(u, _)| member(u, true))
+                    .collect();
+                groups.insert(group.clone(), members);
+            }
+        }
+    }
+    let value: Vec<Value> = groups
+        .into_iter()
+        .map(|(id, members)| json!({"@odata.type": "#microsoft.graph.group", "id": id, "members@delta": members}))
+        .collect();
+    Json(json!({
+        "value": value,
+        "@odata.deltaLink": format!("{}/v1.0/groups/delta?$deltatoken={}", dir.url, dir.graph_version)
+    }))
+    .into_response()
 }

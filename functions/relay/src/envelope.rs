@@ -43,6 +43,9 @@ pub enum Subject {
     /// A Graph subscription lifecycle event (`reauthorizationRequired`, `missed`, …): tenant-level
     /// work for the sweeper.
     Subscription { subscription_id: String },
+    /// A Graph group changed (its members, typically): the sweeper reads which members changed
+    /// and queues those users.
+    Group { group_id: String },
 }
 
 /// What the event itself said about the user. Only used when no directory credentials are
@@ -77,6 +80,7 @@ impl Trigger {
         match &self.subject {
             Subject::User { user_id } => user_id,
             Subject::Subscription { subscription_id } => subscription_id,
+            Subject::Group { group_id } => group_id,
         }
     }
 

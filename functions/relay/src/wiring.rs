@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::clock::Clock;
 use crate::config::{comma_list, ConfigError, Settings, SuspendPolicy, TargetProfile};
-use crate::directory::graph::GraphDirectory;
+use crate::directory::graph::{GraphDirectory, GraphGroupMembers};
 use crate::directory::okta::OktaDirectory;
 use crate::directory::subscription::SubscriptionApi;
 use crate::directory::{Directory, Scope};
@@ -18,7 +18,7 @@ use crate::scim::http::HttpScimTarget;
 use crate::scim::InvitationApi;
 use crate::scim::{DryRunTarget, ScimTarget};
 use crate::state::{StateStore, SweepStore};
-use crate::sweeper::{FeedSource, SubscriptionOwner, Sweeper, SweeperParts};
+use crate::sweeper::{FeedKind, FeedSource, SubscriptionOwner, Sweeper, SweeperParts};
 use crate::worker::{Worker, WorkerParts};
 
 /// The outbound clients both the worker and the sweeper use, built once.
@@ -141,26 +141,42 @@ pub fn build_sweeper(
         } else {
             None
         };
+    let e = &settings.entra;
+    let entra_groups = comma_list(&e.group_ids);
     let mut feeds = Vec::new();
     if let Some(okta) = &outbound.okta {
         feeds.push(FeedSource {
             source: Source::Okta,
             tenant: settings.okta_tenant(),
+            kind: FeedKind::Users,
             feed: okta.clone(),
         });
     }
     if let Some(entra) = &outbound.entra {
         feeds.push(FeedSource {
             source: Source::Entra,
-            tenant: settings.entra.tenant_id.clone(),
+            tenant: e.tenant_id.clone(),
+            kind: FeedKind::Users,
             feed: entra.clone(),
         });
+        if !entra_groups.is_empty() {
+            feeds.push(FeedSource {
+                source: Source::Entra,
+                tenant: e.tenant_id.clone(),
+                kind: FeedKind::GroupMembers,
+                feed: Arc::new(GraphGroupMembers(entra.clone())),
+            });
+        }
     }
-    let e = &settings.entra;
     let subscription = match &outbound.entra {
         Some(api) if !e.notification_url.trim().is_empty() => Some(SubscriptionOwner {
             api: api.clone(),
             tenant: e.tenant_id.clone(),
+            resources: if entra_groups.is_empty() {
+                vec!["users".into()]
+            } else {
+                vec!["users".into(), "groups".into()]
+            },
             notification_url: e.notification_url.trim().to_string(),
             client_state: e.client_state.clone(),
             renew_before: chrono::Duration::hours(
@@ -182,6 +198,7 @@ pub fn build_sweeper(
             .entra
             .clone()
             .map(|d| d as Arc<dyn SubscriptionApi>),
+        entra_group_ids: entra_groups,
         clock,
         invite_ttl: chrono::Duration::hours(
             i64::try_from(settings.target.invite_ttl_hours).unwrap_or(48),

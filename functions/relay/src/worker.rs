@@ -25,7 +25,7 @@ use crate::scim::{
 use crate::state::{
     attributes_hash, InviteState, ProcessedEvent, StateStore, StoreError, UserKey, UserState,
 };
-use crate::sweeper::LifecycleHandler;
+use crate::sweeper::TenantEventHandler;
 
 /// How often a conflicting concurrent write makes the worker re-read and re-plan in-process.
 const PLAN_ATTEMPTS: usize = 3;
@@ -114,7 +114,7 @@ pub struct Worker {
     sync_groups: bool,
     role_ids: Vec<String>,
     attribute_map: std::collections::BTreeMap<String, String>,
-    lifecycle: Option<Arc<dyn LifecycleHandler>>,
+    tenant_events: Option<Arc<dyn TenantEventHandler>>,
 }
 
 /// What the directory says of the user.
@@ -183,13 +183,14 @@ impl Worker {
             sync_groups: p.sync_groups,
             role_ids: p.role_ids,
             attribute_map: p.attribute_map,
-            lifecycle: None,
+            tenant_events: None,
         }
     }
 
-    /// Hands Graph subscription lifecycle events to the sweeper instead of parking them.
-    pub fn with_lifecycle(mut self, handler: Arc<dyn LifecycleHandler>) -> Self {
-        self.lifecycle = Some(handler);
+    /// Hands tenant-level events (Graph subscription lifecycle, group changes) to the sweeper
+    /// instead of parking them.
+    pub fn with_tenant_events(mut self, handler: Arc<dyn TenantEventHandler>) -> Self {
+        self.tenant_events = Some(handler);
         self
     }
 
@@ -202,8 +203,8 @@ impl Worker {
         let user_id = match &trigger.subject {
             Subject::User { user_id } => user_id.clone(),
             Subject::Subscription { subscription_id } => {
-                if let Some(handler) = &self.lifecycle {
-                    return self.lifecycle_event(handler.as_ref(), &trigger).await;
+                if let Some(handler) = &self.tenant_events {
+                    return self.tenant_event(handler.as_ref(), &trigger).await;
                 }
                 // Without a Graph app to act with, park the event where an operator sees it.
                 tracing::error!(
@@ -216,6 +217,14 @@ impl Worker {
                     "Graph subscription {subscription_id} sent `{}`: renew or recreate the subscription \
                      (PATCH or POST /v1.0/subscriptions) and let reconciliation catch up",
                     trigger.event_type
+                )));
+            }
+            Subject::Group { group_id } => {
+                if let Some(handler) = &self.tenant_events {
+                    return self.tenant_event(handler.as_ref(), &trigger).await;
+                }
+                return Err(WorkError::Permanent(format!(
+                    "Graph group {group_id} changed, and no Entra app is configured to read its members"
                 )));
             }
         };
@@ -550,10 +559,10 @@ impl Worker {
         }
     }
 
-    /// A subscription lifecycle event, once: handed to the sweeper, then recorded as done.
-    async fn lifecycle_event(
+    /// A tenant-level event, once: handed to the sweeper, then recorded as done.
+    async fn tenant_event(
         &self,
-        handler: &dyn LifecycleHandler,
+        handler: &dyn TenantEventHandler,
         trigger: &Trigger,
     ) -> Result<Outcome, WorkError> {
         let now = self.clock.now();
@@ -561,8 +570,8 @@ impl Worker {
         if self.store.event_seen(&event_key, now).await? {
             return Ok(Outcome::Duplicate);
         }
-        let done = handler.on_lifecycle(trigger).await?;
-        tracing::info!(event_type = %trigger.event_type, "Graph lifecycle event handled: {done}");
+        let done = handler.on_tenant_event(trigger).await?;
+        tracing::info!(event_type = %trigger.event_type, "tenant event handled: {done}");
         let key = UserKey {
             source: trigger.source,
             tenant: trigger.tenant.clone(),

@@ -102,7 +102,7 @@ pub async fn start_with_clock(
         clock.clone(),
     )?);
     let worker = wiring::worker_from(&settings, &outbound, Arc::new(db.clone()), clock.clone())
-        .with_lifecycle(sweeper.clone());
+        .with_tenant_events(sweeper.clone());
     let ingress = Ingress::from_settings(&settings, Arc::new(db.clone()), clock);
     let listener = TcpListener::bind(&settings.listen)
         .await

@@ -10,7 +10,7 @@ use scim_relay::clock::SystemClock;
 use scim_relay::config::Settings;
 use scim_relay::queue::sqs::SqsQueue;
 use scim_relay::state::dynamodb::DynamoStateStore;
-use scim_relay::sweeper::{CredentialCheck, FeedOutcome, SubscriptionReport, SweepReport, Sweeper};
+use scim_relay::sweeper::{CredentialCheck, FeedOutcome, SubscriptionAction, SweepReport, Sweeper};
 use scim_relay::wiring;
 
 /// After a rejected probe the worker stops consuming for this long (the same breaker the
@@ -62,14 +62,17 @@ pub fn metrics(report: &SweepReport) -> Vec<(&'static str, u64)> {
         .iter()
         .filter(|f| matches!(f.outcome, FeedOutcome::Aborted { .. }))
         .count();
-    let subscription_failed =
-        matches!(report.subscription, Some(SubscriptionReport::Failed { .. }));
+    let subscription_failed = report
+        .subscriptions
+        .iter()
+        .filter(|s| matches!(s.action, SubscriptionAction::Failed { .. }))
+        .count() as u64;
     vec![
         ("TargetCredentialRejected", u64::from(rejected)),
         ("InvitesUnaccepted", report.invites.unaccepted.len() as u64),
         ("InvitesResent", u64::from(report.invites.resent)),
         ("ReconciliationAborted", aborted as u64),
-        ("GraphSubscriptionFailed", u64::from(subscription_failed)),
+        ("GraphSubscriptionFailed", subscription_failed),
         (
             "DriftUsers",
             report.drift.as_ref().map_or(0, |d| u64::from(d.unknown)),

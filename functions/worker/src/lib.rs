@@ -82,7 +82,7 @@ pub async fn init() -> Result<WorkerLambda, Error> {
         clock.clone(),
     )?;
     let worker = wiring::worker_from(&settings, &outbound, Arc::new(store.clone()), clock)
-        .with_lifecycle(Arc::new(lifecycle));
+        .with_tenant_events(Arc::new(lifecycle));
     Ok(WorkerLambda {
         worker,
         store,

@@ -361,20 +361,15 @@ impl Directory for GraphDirectory {
     }
 }
 
-/// One page of `/users/delta`: changed users (or `@removed` stubs), then a next or delta link.
+/// One page of a delta query: changed objects (or `@removed` stubs), then a next or delta link.
 #[derive(Deserialize)]
 struct DeltaPage {
     #[serde(default)]
-    value: Vec<DeltaUser>,
+    value: Vec<serde_json::Value>,
     #[serde(rename = "@odata.nextLink", default)]
     next_link: Option<String>,
     #[serde(rename = "@odata.deltaLink", default)]
     delta_link: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct DeltaUser {
-    id: String,
 }
 
 #[derive(Deserialize)]
@@ -388,6 +383,9 @@ struct GraphErrorDetail {
     code: String,
 }
 
+/// Graph accepts at most this many ids in a delta query's `$filter`.
+const MAX_FILTER_IDS: usize = 50;
+
 impl GraphDirectory {
     /// Whether a link Graph handed us points back at the configured Graph: the app token is
     /// never sent anywhere else, whatever a stored cursor says.
@@ -395,30 +393,36 @@ impl GraphDirectory {
         link.strip_prefix(&self.graph_url)
             .is_some_and(|rest| rest.starts_with("/v1.0/"))
     }
-}
 
-#[async_trait]
-impl ChangeFeed for GraphDirectory {
-    /// `GET /users/delta`, following `@odata.nextLink` to the `@odata.deltaLink` that becomes
-    /// the cursor. Removed users (`@removed`) are listed like changed ones: the worker's re-read
-    /// tells soft from hard deletion.
-    async fn changes_since(
+    /// Where a pass starts: the stored delta link, or the first request of a full pass.
+    fn delta_start(
         &self,
         cursor: Option<&str>,
-        _now: chrono::DateTime<chrono::Utc>,
-    ) -> Result<DirectoryChanges, FeedError> {
-        let token = self.access_token().await?;
-        let mut url = match cursor {
-            Some(link) if self.is_own_link(link) => link.to_string(),
+        path: &str,
+        query: &[(&str, &str)],
+    ) -> Result<String, FeedError> {
+        match cursor {
+            Some(link) if self.is_own_link(link) => Ok(link.to_string()),
             // A cursor for another Graph (the setting changed): start over.
-            Some(_) => return Err(FeedError::CursorExpired),
-            None => reqwest::Url::parse_with_params(
-                &format!("{}/v1.0/users/delta", self.graph_url),
-                &[("$select", self.select.as_str())],
+            Some(_) => Err(FeedError::CursorExpired),
+            None => Ok(reqwest::Url::parse_with_params(
+                &format!("{}/v1.0{path}", self.graph_url),
+                query,
             )
             .map_err(|e| DirectoryError::Permanent(format!("entra.graph_url: {e}")))?
-            .to_string(),
-        };
+            .to_string()),
+        }
+    }
+
+    /// Follows `@odata.nextLink` from `url` to the `@odata.deltaLink` that becomes the next
+    /// cursor; `ids_of` names the users each changed object stands for.
+    async fn delta_pass(
+        &self,
+        mut url: String,
+        from_cursor: bool,
+        ids_of: impl Fn(serde_json::Value) -> Vec<String> + Send,
+    ) -> Result<DirectoryChanges, FeedError> {
+        let token = self.access_token().await?;
         let mut ids = Vec::new();
         for _ in 0..MAX_DELTA_PAGES {
             let resp = self
@@ -431,7 +435,7 @@ impl ChangeFeed for GraphDirectory {
                     DirectoryError::Retryable(format!("Graph: {}", crate::transport_error(e)))
                 })?;
             let status = resp.status().as_u16();
-            if cursor.is_some() && matches!(status, 400 | 404 | 410) {
+            if from_cursor && matches!(status, 400 | 404 | 410) {
                 // 410 Gone (and the codes Graph uses for an expired delta token) means: resync.
                 let code = resp
                     .json::<GraphErrorBody>()
@@ -450,13 +454,13 @@ impl ChangeFeed for GraphDirectory {
                 Answer::Found => {}
                 Answer::NotFound => {
                     return Err(DirectoryError::Permanent(
-                        "Graph has no /users/delta at entra.graph_url".into(),
+                        "Graph has no such delta query at entra.graph_url".into(),
                     )
                     .into())
                 }
                 Answer::CredentialRejected => {
                     return Err(DirectoryError::Retryable(
-                        "Graph refused the delta query; grant the app User.Read.All".into(),
+                        "Graph refused the delta query; grant the app User.Read.All (and GroupMember.Read.All for groups)".into(),
                     )
                     .into())
                 }
@@ -464,7 +468,7 @@ impl ChangeFeed for GraphDirectory {
             let page: DeltaPage = resp.json().await.map_err(|e| {
                 DirectoryError::Retryable(format!("Graph delta page is not readable: {e}"))
             })?;
-            ids.extend(page.value.into_iter().map(|u| u.id));
+            ids.extend(page.value.into_iter().flat_map(&ids_of));
             match (page.next_link, page.delta_link) {
                 (Some(next), _) if self.is_own_link(&next) => url = next,
                 (None, Some(delta)) if self.is_own_link(&delta) => {
@@ -482,6 +486,83 @@ impl ChangeFeed for GraphDirectory {
             }
         }
         Err(DirectoryError::Permanent("Graph delta query never ended".into()).into())
+    }
+}
+
+/// The id of a changed (or `@removed`) user in `/users/delta`.
+fn delta_user_id(item: serde_json::Value) -> Vec<String> {
+    item.get("id")
+        .and_then(|v| v.as_str())
+        .map(|id| vec![id.to_string()])
+        .unwrap_or_default()
+}
+
+/// The users whose membership of one of `groups` changed, from a `/groups/delta` item's
+/// `members@delta` (joins, and `@removed` leaves). Nested groups are not expanded.
+fn delta_member_ids(item: &serde_json::Value, groups: &[String]) -> Vec<String> {
+    let in_scope = item
+        .get("id")
+        .and_then(|v| v.as_str())
+        .is_some_and(|id| groups.iter().any(|g| g == id));
+    if !in_scope {
+        return Vec::new();
+    }
+    item.get("members@delta")
+        .and_then(|v| v.as_array())
+        .into_iter()
+        .flatten()
+        .filter(|m| {
+            m.get("@odata.type")
+                .and_then(|t| t.as_str())
+                .is_none_or(|t| t.eq_ignore_ascii_case("#microsoft.graph.user"))
+        })
+        .filter_map(|m| m.get("id").and_then(|v| v.as_str()).map(str::to_string))
+        .collect()
+}
+
+#[async_trait]
+impl ChangeFeed for GraphDirectory {
+    /// `GET /users/delta`. Removed users (`@removed`) are listed like changed ones: the
+    /// worker's re-read tells soft from hard deletion.
+    async fn changes_since(
+        &self,
+        cursor: Option<&str>,
+        _now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<DirectoryChanges, FeedError> {
+        let url = self.delta_start(cursor, "/users/delta", &[("$select", self.select.as_str())])?;
+        self.delta_pass(url, cursor.is_some(), delta_user_id).await
+    }
+}
+
+/// Membership changes of the configured Entra groups (`/groups/delta?$select=members`): joining
+/// or leaving a group is no change of the user, so `/users/delta` never shows it.
+pub struct GraphGroupMembers(pub std::sync::Arc<GraphDirectory>);
+
+#[async_trait]
+impl ChangeFeed for GraphGroupMembers {
+    async fn changes_since(
+        &self,
+        cursor: Option<&str>,
+        _now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<DirectoryChanges, FeedError> {
+        let dir = &self.0;
+        let filter = dir
+            .group_ids
+            .iter()
+            .map(|id| format!("id eq '{}'", id.replace('\'', "''")))
+            .collect::<Vec<_>>()
+            .join(" or ");
+        let mut query = vec![("$select", "members")];
+        // Beyond Graph's limit every group is read and the others are skipped here.
+        if dir.group_ids.len() <= MAX_FILTER_IDS {
+            query.push(("$filter", filter.as_str()));
+        }
+        let url = dir.delta_start(cursor, "/groups/delta", &query)?;
+        let groups = dir.group_ids.clone();
+        dir.delta_pass(url, cursor.is_some(), move |item| {
+            delta_member_ids(&item, &groups)
+        })
+        .await
     }
 }
 
@@ -590,5 +671,28 @@ impl SubscriptionApi for GraphDirectory {
             .json(&body);
         self.subscription_call(request, "renew the subscription")
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn member_changes_of_configured_groups_name_users_only() {
+        let item = serde_json::json!({
+            "@odata.type": "#microsoft.graph.group", "id": "g1",
+            "members@delta": [
+                {"@odata.type": "#microsoft.graph.user", "id": "u1"},
+                {"@odata.type": "#microsoft.graph.user", "id": "u2", "@removed": {"reason": "deleted"}},
+                {"@odata.type": "#microsoft.graph.group", "id": "nested"},
+                {"id": "u3"}
+            ]
+        });
+        assert_eq!(
+            delta_member_ids(&item, &["g1".to_string()]),
+            ["u1", "u2", "u3"]
+        );
+        assert!(delta_member_ids(&item, &["other".to_string()]).is_empty());
     }
 }

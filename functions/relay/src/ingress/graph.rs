@@ -179,9 +179,12 @@ impl EntraIngress {
             let subscription_id = item.subscription_id.clone().unwrap_or_default();
             (Subject::Subscription { subscription_id }, lifecycle.clone())
         } else {
-            let user_id = user_id_of(item)?;
             let change = item.change_type.clone().unwrap_or_else(|| "updated".into());
-            (Subject::User { user_id }, change)
+            match (user_id_of(item), group_id_of(item)) {
+                (Some(user_id), _) => (Subject::User { user_id }, change),
+                (None, Some(group_id)) => (Subject::Group { group_id }, change),
+                (None, None) => return None,
+            }
         };
         let published = item
             .resource_data
@@ -205,21 +208,31 @@ impl EntraIngress {
 
 /// The user a notification is about, from `resource` ("Users/{id}") or `resourceData`.
 fn user_id_of(item: &ChangeNotification) -> Option<String> {
+    resource_id_of(item, "#microsoft.graph.user", "users")
+}
+
+fn group_id_of(item: &ChangeNotification) -> Option<String> {
+    resource_id_of(item, "#microsoft.graph.group", "groups")
+}
+
+/// The id of the object a notification is about, from `resourceData` when it names the type,
+/// else from the `resource` path (`Users/{id}`, `Groups/{id}`).
+fn resource_id_of(item: &ChangeNotification, odata_type: &str, collection: &str) -> Option<String> {
     if let Some(data) = &item.resource_data {
-        let is_user = data
+        let is_kind = data
             .odata_type
             .as_deref()
-            .is_some_and(|t| t.eq_ignore_ascii_case("#microsoft.graph.user"));
-        if is_user {
+            .is_some_and(|t| t.eq_ignore_ascii_case(odata_type));
+        if is_kind {
             if let Some(id) = data.id.as_deref().filter(|id| !id.is_empty()) {
                 return Some(id.to_string());
             }
         }
     }
     let resource = item.resource.as_deref()?;
-    let (collection, id) = resource.trim_start_matches('/').split_once('/')?;
+    let (kind, id) = resource.trim_start_matches('/').split_once('/')?;
     let id = id.split(['/', '?']).next()?;
-    (collection.eq_ignore_ascii_case("users") && !id.is_empty()).then(|| id.to_string())
+    (kind.eq_ignore_ascii_case(collection) && !id.is_empty()).then(|| id.to_string())
 }
 
 /// Graph gives user notifications no id; a digest of the item (without its clientState, which
@@ -354,14 +367,23 @@ mod tests {
     }
 
     #[test]
-    fn group_notifications_are_ignored_for_now() {
+    fn group_notifications_become_group_triggers_and_others_are_ignored() {
         let mut group = item("state-now", "g1");
         group["resource"] = "Groups/g1".into();
         group["resourceData"]["@odata.type"] = "#Microsoft.Graph.Group".into();
+        let mut device = item("state-now", "d1");
+        device["resource"] = "devices/d1".into();
+        device["resourceData"]["@odata.type"] = "#Microsoft.Graph.Device".into();
         let split = ingress(&[], None)
-            .split(&body(vec![group]), Utc::now())
+            .split(&body(vec![group, device]), Utc::now())
             .unwrap();
-        assert_eq!((split.triggers.len(), split.ignored), (0, 1));
+        assert_eq!((split.triggers.len(), split.ignored), (1, 1));
+        assert_eq!(
+            split.triggers[0].subject,
+            Subject::Group {
+                group_id: "g1".into()
+            }
+        );
     }
 
     #[test]

@@ -68,8 +68,10 @@ impl Sweeper {
             return None;
         }
         for feed in &self.p.feeds {
-            let name = format!("reconcile/{}/{}", feed.source, feed.tenant);
-            if !matches!(self.p.store.load_cursor(&name).await, Ok(Some(_))) {
+            if !matches!(
+                self.p.store.load_cursor(&feed.cursor_name()).await,
+                Ok(Some(_))
+            ) {
                 return None;
             }
         }

@@ -28,17 +28,42 @@ use crate::secret::Secret;
 use crate::state::SweepStore;
 use crate::worker::WorkError;
 
+/// What a change feed reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FeedKind {
+    /// Users changed or removed.
+    Users,
+    /// Users who joined or left a configured group (to Entra, no change of the user).
+    GroupMembers,
+}
+
 /// One directory's change feed and where its triggers are keyed.
 pub struct FeedSource {
     pub source: Source,
     pub tenant: String,
+    pub kind: FeedKind,
     pub feed: Arc<dyn ChangeFeed>,
 }
 
-/// The Graph subscription the relay owns (when `entra.notification_url` is set).
+impl FeedSource {
+    /// Where the feed's position is stored.
+    pub fn cursor_name(&self) -> String {
+        match self.kind {
+            FeedKind::Users => format!("reconcile/{}/{}", self.source, self.tenant),
+            FeedKind::GroupMembers => {
+                format!("reconcile/{}-group-members/{}", self.source, self.tenant)
+            }
+        }
+    }
+}
+
+/// The Graph subscriptions the relay owns (when `entra.notification_url` is set).
 pub struct SubscriptionOwner {
     pub api: Arc<dyn SubscriptionApi>,
     pub tenant: String,
+    /// `users`, and `groups` when membership of Entra groups decides the scope.
+    pub resources: Vec<String>,
     pub notification_url: String,
     pub client_state: Secret,
     pub renew_before: Duration,
@@ -58,6 +83,8 @@ pub struct SweeperParts {
     /// Graph lifecycle events can be renewed by id even when the relay did not create the
     /// subscription.
     pub subscription_api: Option<Arc<dyn SubscriptionApi>>,
+    /// `entra.group_ids`: a notification about another group changes nothing.
+    pub entra_group_ids: Vec<String>,
     pub clock: Arc<dyn Clock>,
     pub invite_ttl: Duration,
     pub invite_attempts: u32,
@@ -114,13 +141,22 @@ pub enum FeedOutcome {
 pub struct FeedReport {
     pub source: Source,
     pub tenant: String,
+    pub feed: FeedKind,
     #[serde(flatten)]
     pub outcome: FeedOutcome,
 }
 
+/// What a run did with one Graph subscription.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SubscriptionReport {
+    pub resource: String,
+    #[serde(flatten)]
+    pub action: SubscriptionAction,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "action", rename_all = "snake_case")]
-pub enum SubscriptionReport {
+pub enum SubscriptionAction {
     Created {
         id: String,
         expires_at: chrono::DateTime<chrono::Utc>,
@@ -142,7 +178,7 @@ pub enum SubscriptionReport {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SweepReport {
     pub credential: CredentialCheck,
-    pub subscription: Option<SubscriptionReport>,
+    pub subscriptions: Vec<SubscriptionReport>,
     pub reconciliation: Vec<FeedReport>,
     pub invites: InviteReport,
     /// Present on the runs that made one (once a `sweep.drift_interval_hours`).
@@ -157,18 +193,22 @@ impl Sweeper {
     /// One run. Never fails as a whole: each part reports its own failure.
     pub async fn run(&self) -> SweepReport {
         let credential = self.probe().await;
-        let (subscription, created) = match self.p.subscription.as_ref() {
-            Some(owner) => {
-                let (report, created) = self.keep_subscription(owner).await;
-                (Some(report), created)
+        let mut subscriptions = Vec::new();
+        let mut created = Vec::new();
+        if let Some(owner) = self.p.subscription.as_ref() {
+            for resource in &owner.resources {
+                let (report, new) = self.keep_subscription(owner, resource).await;
+                if new {
+                    created.push(subscriptions::feed_kind(resource));
+                }
+                subscriptions.push(report);
             }
-            None => (None, false),
-        };
+        }
         let mut reconciliation = Vec::new();
         for feed in &self.p.feeds {
-            // A new subscription means notifications were not flowing: catch up on Entra
-            // even when scheduled reconciliation is off.
-            let catch_up = created && feed.source == Source::Entra;
+            // A new subscription means notifications were not flowing: catch up on what it
+            // covers even when scheduled reconciliation is off.
+            let catch_up = feed.source == Source::Entra && created.contains(&feed.kind);
             if self.p.reconcile || catch_up {
                 reconciliation.push(self.reconcile(feed).await);
             }
@@ -186,7 +226,7 @@ impl Sweeper {
         };
         let report = SweepReport {
             credential,
-            subscription,
+            subscriptions,
             reconciliation,
             invites,
             drift,
@@ -216,17 +256,18 @@ impl Sweeper {
         }
     }
 
-    fn feed(&self, source: Source, tenant: &str) -> Option<&FeedSource> {
+    fn feed(&self, source: Source, tenant: &str, kind: FeedKind) -> Option<&FeedSource> {
         self.p
             .feeds
             .iter()
-            .find(|f| f.source == source && f.tenant == tenant)
+            .find(|f| f.source == source && f.tenant == tenant && f.kind == kind)
     }
 }
 
-/// What the worker hands Graph subscription lifecycle events to.
+/// What the worker hands tenant-level events to: Graph subscription lifecycle events, and
+/// group changes.
 #[async_trait]
-pub trait LifecycleHandler: Send + Sync {
-    /// Acts on one lifecycle trigger; returns what was done, for the log.
-    async fn on_lifecycle(&self, trigger: &Trigger) -> Result<String, WorkError>;
+pub trait TenantEventHandler: Send + Sync {
+    /// Acts on one such trigger; returns what was done, for the log.
+    async fn on_tenant_event(&self, trigger: &Trigger) -> Result<String, WorkError>;
 }

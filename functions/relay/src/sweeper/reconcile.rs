@@ -3,7 +3,7 @@
 //! users, so it cannot deactivate anyone the directory still has; and a read that is empty or
 //! fails part-way enqueues nothing and keeps the old position.
 
-use super::{FeedOutcome, FeedReport, FeedSource, Sweeper};
+use super::{FeedKind, FeedOutcome, FeedReport, FeedSource, Sweeper};
 use crate::directory::{DirectoryChanges, FeedError};
 use crate::envelope::{Subject, Trigger, ENVELOPE_VERSION};
 
@@ -21,12 +21,13 @@ impl Sweeper {
         FeedReport {
             source: feed.source,
             tenant: feed.tenant.clone(),
+            feed: feed.kind,
             outcome,
         }
     }
 
     async fn reconcile_feed(&self, feed: &FeedSource) -> Result<FeedOutcome, String> {
-        let name = format!("reconcile/{}/{}", feed.source, feed.tenant);
+        let name = feed.cursor_name();
         let cursor = self
             .p
             .store
@@ -47,8 +48,9 @@ impl Sweeper {
             }
             Err(e) => return Err(e.to_string()),
         };
-        if full && changes.user_ids.is_empty() {
-            // No real directory has nobody in it: this is a broken read, not a fact.
+        if full && changes.user_ids.is_empty() && feed.kind == FeedKind::Users {
+            // No real directory has nobody in it: this is a broken read, not a fact. (A
+            // configured group may well be empty.)
             return Err(
                 "a full read of the directory returned no users; nothing enqueued, position kept"
                     .into(),
