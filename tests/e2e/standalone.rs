@@ -35,6 +35,7 @@ fn fast_retries() -> RetryPolicy {
         max_delay: Duration::from_millis(100),
         idle_poll: Duration::from_millis(20),
         credential_pause: Duration::from_millis(50),
+        lease: Duration::from_secs(2),
     }
 }
 
@@ -592,6 +593,7 @@ async fn an_accepted_event_survives_a_restart_while_the_target_is_down() {
         max_delay: Duration::from_millis(50),
         idle_poll: Duration::from_millis(20),
         credential_pause: Duration::from_millis(50),
+        lease: Duration::from_secs(2),
     };
     let down = settings(
         &idp,

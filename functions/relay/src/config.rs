@@ -135,6 +135,9 @@ pub struct QueueSettings {
     /// Standalone: attempts before a retryable failure is dead-lettered.
     #[serde(deserialize_with = "number")]
     pub max_attempts: u64,
+    /// Standalone: workers applying messages at once (never two on one user).
+    #[serde(deserialize_with = "number")]
+    pub workers: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -247,6 +250,7 @@ impl Default for QueueSettings {
             url: String::new(),
             dlq_url: String::new(),
             max_attempts: 8,
+            workers: 4,
         }
     }
 }

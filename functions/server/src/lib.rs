@@ -18,7 +18,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub use worker_loop::{CredentialHealth, RetryPolicy};
+pub use worker_loop::{CredentialHealth, RetryPolicy, WorkerCounts};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -38,17 +38,34 @@ pub struct RunningRelay {
     health_tx: Arc<watch::Sender<CredentialHealth>>,
     sweeper: Arc<Sweeper>,
     wake: Arc<tokio::sync::Notify>,
+    stats: Arc<worker_loop::WorkerStats>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
 
 impl RunningRelay {
-    /// Asks both halves to stop and waits for them: in-flight work finishes first.
+    /// Asks every part to stop and waits for them: in-flight work finishes first.
     pub async fn stop(self) {
         let _ = self.stop.send(true);
         for task in self.tasks {
             let _ = task.await;
         }
+    }
+
+    /// Stops at once, dropping whatever is in flight, as a crash would (tests): claimed
+    /// messages come back when their lease runs out.
+    pub async fn kill(self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+
+    /// What the workers did since this relay started.
+    pub fn worker_counts(&self) -> WorkerCounts {
+        self.stats.snapshot()
     }
 
     /// Whether the target accepted the relay's credential, as last seen by the worker.
@@ -101,8 +118,10 @@ pub async fn start_with_clock(
         Arc::new(db.clone()),
         clock.clone(),
     )?);
-    let worker = wiring::worker_from(&settings, &outbound, Arc::new(db.clone()), clock.clone())
-        .with_tenant_events(sweeper.clone());
+    let worker = Arc::new(
+        wiring::worker_from(&settings, &outbound, Arc::new(db.clone()), clock.clone())
+            .with_tenant_events(sweeper.clone()),
+    );
     let ingress = Ingress::from_settings(&settings, Arc::new(db.clone()), clock);
     let listener = TcpListener::bind(&settings.listen)
         .await
@@ -128,15 +147,19 @@ pub async fn start_with_clock(
         },
         stopped.clone(),
     ));
-    let work = tokio::spawn(worker_loop::run(
-        worker,
-        db.clone(),
-        retry,
-        wake.clone(),
-        health_tx.clone(),
-        stopped.clone(),
-    ));
-    let mut tasks = vec![server, work];
+    let stats = Arc::new(worker_loop::WorkerStats::default());
+    let mut tasks = vec![server];
+    for _ in 0..settings.queue.workers.max(1) {
+        tasks.push(tokio::spawn(worker_loop::run(
+            worker.clone(),
+            db.clone(),
+            stats.clone(),
+            retry,
+            wake.clone(),
+            health_tx.clone(),
+            stopped.clone(),
+        )));
+    }
     if settings.sweep.interval_minutes > 0 {
         tasks.push(tokio::spawn(sweep_loop::run(
             sweeper.clone(),
@@ -154,6 +177,7 @@ pub async fn start_with_clock(
         health_tx,
         sweeper,
         wake,
+        stats,
         stop,
         tasks,
     })

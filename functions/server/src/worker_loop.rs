@@ -1,6 +1,8 @@
-//! The standalone worker: takes messages from the SQLite queue one at a time (which keeps each
-//! user's events in order), retries with backoff, dead-letters what cannot be applied.
+//! The standalone worker: each loop claims one message at a time from the SQLite queue (a claim
+//! holds back the user's later messages, which keeps each user's events in order), retries with
+//! backoff, dead-letters what cannot be applied. Several loops work different users at once.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,6 +22,9 @@ pub struct RetryPolicy {
     pub idle_poll: Duration,
     /// How long the worker stops consuming after the target rejected its credential.
     pub credential_pause: Duration,
+    /// How long a claimed message is a worker's alone: a worker that dies mid-work gives it up
+    /// when this runs out. Longer than any one message's work.
+    pub lease: Duration,
 }
 
 impl RetryPolicy {
@@ -52,6 +57,7 @@ impl Default for RetryPolicy {
             max_delay: Duration::from_secs(300),
             idle_poll: Duration::from_millis(500),
             credential_pause: Duration::from_secs(60),
+            lease: Duration::from_secs(300),
         }
     }
 }
@@ -64,9 +70,42 @@ pub enum CredentialHealth {
     Rejected,
 }
 
+/// What the workers did since the start: every message ends in one of these.
+#[derive(Debug, Default)]
+pub struct WorkerStats {
+    /// Applied (the target changed) or found already right.
+    pub applied: AtomicU64,
+    /// Recognised as already applied (a redelivery).
+    pub duplicates: AtomicU64,
+    pub dead_lettered: AtomicU64,
+    /// Attempts that failed and were put back for later (not final outcomes).
+    pub retried: AtomicU64,
+}
+
+/// A snapshot of [`WorkerStats`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkerCounts {
+    pub applied: u64,
+    pub duplicates: u64,
+    pub dead_lettered: u64,
+    pub retried: u64,
+}
+
+impl WorkerStats {
+    pub fn snapshot(&self) -> WorkerCounts {
+        WorkerCounts {
+            applied: self.applied.load(Ordering::Relaxed),
+            duplicates: self.duplicates.load(Ordering::Relaxed),
+            dead_lettered: self.dead_lettered.load(Ordering::Relaxed),
+            retried: self.retried.load(Ordering::Relaxed),
+        }
+    }
+}
+
 pub async fn run(
-    worker: Worker,
+    worker: Arc<Worker>,
     db: SqliteDb,
+    stats: Arc<WorkerStats>,
     retry: RetryPolicy,
     wake: Arc<Notify>,
     health: Arc<watch::Sender<CredentialHealth>>,
@@ -76,8 +115,9 @@ pub async fn run(
         if *stopped.borrow() {
             return;
         }
-        match db.next_message(Utc::now()).await {
-            Ok(Some(message)) => match handle(&worker, &db, &retry, message).await {
+        let lease = chrono::Duration::from_std(retry.lease).unwrap_or(chrono::Duration::MAX);
+        match db.next_message(Utc::now(), lease).await {
+            Ok(Some(message)) => match handle(&worker, &db, &retry, &stats, message).await {
                 Some(CredentialHealth::Rejected) => {
                     health.send_replace(CredentialHealth::Rejected);
                     // Stop consuming: every message would be refused the same way. The next
@@ -115,13 +155,24 @@ async fn handle(
     worker: &Worker,
     db: &SqliteDb,
     retry: &RetryPolicy,
+    stats: &WorkerStats,
     message: QueuedMessage,
 ) -> Option<CredentialHealth> {
     let mut learnt = None;
+    let count = |c: &AtomicU64| {
+        c.fetch_add(1, Ordering::Relaxed);
+    };
     let result = match worker.process(&message.body).await {
-        Ok(_) => {
+        Ok(outcome) => {
             learnt = Some(CredentialHealth::Accepted);
-            db.ack(message.id).await
+            let acked = db.ack(message.id).await;
+            if acked.is_ok() {
+                match outcome {
+                    scim_relay::worker::Outcome::Duplicate => count(&stats.duplicates),
+                    _ => count(&stats.applied),
+                }
+            }
+            acked
         }
         Err(WorkError::CredentialRejected(reason)) => {
             learnt = Some(CredentialHealth::Rejected);
@@ -137,6 +188,7 @@ async fn handle(
         }
         Err(WorkError::Permanent(reason)) => {
             tracing::error!(message = message.id, "dead-lettering: {reason}");
+            count(&stats.dead_lettered);
             db.dead_letter(message.id, &reason).await
         }
         Err(WorkError::Retryable {
@@ -147,6 +199,7 @@ async fn handle(
             if attempts >= retry.max_attempts {
                 let reason = format!("gave up after {attempts} attempts: {reason}");
                 tracing::error!(message = message.id, "dead-lettering: {reason}");
+                count(&stats.dead_lettered);
                 db.dead_letter(message.id, &reason).await
             } else {
                 let wait = retry.delay(message.attempts, retry_after);
@@ -157,6 +210,7 @@ async fn handle(
                     "will retry: {reason}"
                 );
                 let at = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
+                count(&stats.retried);
                 db.retry_later(message.id, at, &reason).await
             }
         }
@@ -181,6 +235,7 @@ mod tests {
             max_delay: Duration::from_secs(10),
             idle_poll: Duration::from_millis(10),
             credential_pause: Duration::from_millis(10),
+            lease: Duration::from_secs(1),
         };
         let d0 = p.delay(0, None);
         let d3 = p.delay(3, None);

@@ -44,15 +44,19 @@ impl Queue for SqliteDb {
 }
 
 impl SqliteDb {
-    /// The oldest visible message that is first in its group: a user's later events wait while
-    /// an earlier one is being retried.
+    /// Claims the oldest visible message that is first in its group, for `lease`: a user's
+    /// later events wait while an earlier one is being worked or retried (as on SQS FIFO), so
+    /// several workers, in one process or several, never work one user at once. A worker that
+    /// dies mid-work loses its claim when the lease runs out, and the message is worked again.
     pub async fn next_message(
         &self,
         now: DateTime<Utc>,
+        lease: chrono::Duration,
     ) -> Result<Option<QueuedMessage>, SqliteError> {
-        let now = now.timestamp_millis();
+        let (now, until) = (now.timestamp_millis(), (now + lease).timestamp_millis());
         self.run(move |conn| {
-            Ok(conn
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let message = tx
                 .query_row(
                     "SELECT id, body, attempts FROM queue q
                      WHERE visible_at <= ?1
@@ -67,7 +71,15 @@ impl SqliteDb {
                         })
                     },
                 )
-                .optional()?)
+                .optional()?;
+            if let Some(m) = &message {
+                tx.execute(
+                    "UPDATE queue SET visible_at = ?2 WHERE id = ?1",
+                    params![m.id, until],
+                )?;
+            }
+            tx.commit()?;
+            Ok(message)
         })
         .await
     }
@@ -164,6 +176,8 @@ impl SqliteDb {
 mod tests {
     use super::*;
 
+    const LEASE: chrono::Duration = chrono::Duration::seconds(30);
+
     fn msg(group: &str, dedupe: &str) -> QueueMessage {
         QueueMessage {
             group_id: group.into(),
@@ -183,7 +197,7 @@ mod tests {
         db.enqueue(&[msg("g", "1")]).await.unwrap();
         drop(db);
         let db = SqliteDb::open(&path).unwrap();
-        let m = db.next_message(Utc::now()).await.unwrap().unwrap();
+        let m = db.next_message(Utc::now(), LEASE).await.unwrap().unwrap();
         assert_eq!(m.body, "g:1");
         let _ = std::fs::remove_file(path);
     }
@@ -204,19 +218,19 @@ mod tests {
             .await
             .unwrap();
         let now = Utc::now();
-        let first = db.next_message(now).await.unwrap().unwrap();
+        let first = db.next_message(now, LEASE).await.unwrap().unwrap();
         assert_eq!(first.body, "a:1");
         db.retry_later(first.id, now + chrono::Duration::seconds(60), "boom")
             .await
             .unwrap();
         // a:2 must wait behind a:1; b:3 goes ahead.
-        let next = db.next_message(now).await.unwrap().unwrap();
+        let next = db.next_message(now, LEASE).await.unwrap().unwrap();
         assert_eq!(next.body, "b:3");
         db.ack(next.id).await.unwrap();
-        assert_eq!(db.next_message(now).await.unwrap(), None);
+        assert_eq!(db.next_message(now, LEASE).await.unwrap(), None);
         // Once a:1 is visible again it comes back with its attempt counted.
         let later = db
-            .next_message(now + chrono::Duration::seconds(61))
+            .next_message(now + chrono::Duration::seconds(61), LEASE)
             .await
             .unwrap()
             .unwrap();
@@ -224,7 +238,7 @@ mod tests {
         // A postponement does not count as an attempt.
         db.postpone(later.id, now, "credential").await.unwrap();
         let again = db
-            .next_message(now + chrono::Duration::seconds(61))
+            .next_message(now + chrono::Duration::seconds(61), LEASE)
             .await
             .unwrap()
             .unwrap();
@@ -233,10 +247,29 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_claimed_message_is_nobody_elses_until_its_lease_ends() {
+        let (db, path) = temp_db();
+        db.enqueue(&[msg("a", "1"), msg("a", "2"), msg("b", "3")])
+            .await
+            .unwrap();
+        let now = Utc::now();
+        let first = db.next_message(now, LEASE).await.unwrap().unwrap();
+        // A second worker gets neither a:1 (claimed) nor a:2 (behind it), but b:3.
+        let second = db.next_message(now, LEASE).await.unwrap().unwrap();
+        assert_eq!((first.body.as_str(), second.body.as_str()), ("a:1", "b:3"));
+        assert_eq!(db.next_message(now, LEASE).await.unwrap(), None);
+        // The first worker died: after the lease a:1 is worked again, before a:2.
+        let after = now + LEASE + chrono::Duration::seconds(1);
+        let again = db.next_message(after, LEASE).await.unwrap().unwrap();
+        assert_eq!(again.body, "a:1");
+        let _ = std::fs::remove_file(path);
+    }
+
+    #[tokio::test]
     async fn dead_letters_keep_the_reason() {
         let (db, path) = temp_db();
         db.enqueue(&[msg("a", "1")]).await.unwrap();
-        let m = db.next_message(Utc::now()).await.unwrap().unwrap();
+        let m = db.next_message(Utc::now(), LEASE).await.unwrap().unwrap();
         db.dead_letter(m.id, "bad signature").await.unwrap();
         assert_eq!(db.depth().await.unwrap(), (0, 1));
         assert_eq!(
