@@ -640,6 +640,17 @@ async fn dynamodb_state_writes_are_conditional_on_the_version() {
             .into_iter()
             .collect()
     );
+    let mut active = store
+        .active_user_ids(Source::Okta, "example.okta.com")
+        .await
+        .unwrap();
+    active.sort();
+    assert_eq!(active, ["00uINVITED", "00uRACE"]);
+    assert!(store
+        .active_user_ids(Source::Entra, "example.okta.com")
+        .await
+        .unwrap()
+        .is_empty());
     let due = store.invites_due(now, 10).await.unwrap();
     assert_eq!(due.len(), 1);
     assert_eq!(due[0].0, invited, "the key comes back from the index item");

@@ -38,7 +38,11 @@ fn action(report: &SweepReport) -> Option<SubscriptionAction> {
 }
 
 fn enqueued(users: usize, full: bool) -> FeedOutcome {
-    FeedOutcome::Enqueued { users, full }
+    FeedOutcome::Enqueued {
+        users,
+        full,
+        vanished: 0,
+    }
 }
 
 fn aborted(outcome: &FeedOutcome) -> bool {
@@ -306,7 +310,8 @@ async fn a_read_that_breaks_off_or_comes_back_empty_enqueues_nothing_and_deactiv
 
 #[tokio::test]
 async fn okta_reconciliation_reads_users_changed_since_its_cursor() {
-    let h = harness(TargetProfile::Generic).await;
+    let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
+    let h = harness_on_clock(TargetProfile::Generic, clock.clone(), |_| {}).await;
     for id in ["00uR1", "00uR2", "00uR3"] {
         let email = format!("{}@example.com", id.to_lowercase());
         h.idp
@@ -336,6 +341,30 @@ async fn okta_reconciliation_reads_users_changed_since_its_cursor() {
         1,
         "one write for one change"
     );
+
+    // A user deactivated and deleted while both events were lost is in no change feed. The
+    // daily full pass misses them among the users the relay left active, and re-checks them.
+    h.idp.remove_okta_user("00uR3");
+    let report = h.sweep_and_settle().await;
+    assert_eq!(
+        feed(&report, Source::Okta),
+        enqueued(1, false),
+        "only R2 again, through the overlap"
+    );
+    assert_eq!(h.active("00ur3@example.com").await, Some(true));
+    clock.advance(Days::hours(25));
+    let report = h.sweep_and_settle().await;
+    assert_eq!(
+        feed(&report, Source::Okta),
+        FeedOutcome::Enqueued {
+            users: 3,
+            full: true,
+            vanished: 1
+        },
+        "R1 and R2 listed, R3 missing from the list but active on the target"
+    );
+    assert_eq!(h.active("00ur3@example.com").await, Some(false));
+    assert_eq!(h.active("00ur1@example.com").await, Some(true));
     h.finish().await;
 }
 

@@ -91,6 +91,10 @@ pub struct SweepSettings {
     /// Read each directory's changes since the last sweep and re-check those users.
     #[serde(deserialize_with = "boolean")]
     pub reconcile: bool,
+    /// How often reconciliation reads every user instead of the changes: the only way to see
+    /// users deleted outright while their events were lost.
+    #[serde(deserialize_with = "number")]
+    pub full_pass_hours: u64,
     /// Renew the Graph subscription when less than this is left of it.
     #[serde(deserialize_with = "number")]
     pub renew_before_hours: u64,
@@ -116,6 +120,7 @@ impl Default for SweepSettings {
             interval_minutes: 15,
             invite_attempts: 3,
             reconcile: true,
+            full_pass_hours: 24,
             renew_before_hours: 72,
             drift: DriftPolicy::Report,
             drift_interval_hours: 24,

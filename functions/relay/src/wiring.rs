@@ -205,6 +205,9 @@ pub fn build_sweeper(
         ),
         invite_attempts: settings.sweep.invite_attempts.clamp(1, 100) as u32,
         reconcile: settings.sweep.reconcile,
+        full_pass_interval: chrono::Duration::hours(
+            i64::try_from(settings.sweep.full_pass_hours).unwrap_or(24),
+        ),
         drift: settings.sweep.drift,
         drift_interval: chrono::Duration::hours(
             i64::try_from(settings.sweep.drift_interval_hours).unwrap_or(24),

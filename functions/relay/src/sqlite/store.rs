@@ -159,6 +159,33 @@ impl SweepStore for SqliteDb {
             .await?)
     }
 
+    async fn active_user_ids(
+        &self,
+        source: crate::envelope::Source,
+        tenant: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let prefix = format!("{source}#{tenant}#");
+        let rows: Vec<(String, String)> = self
+            .run(move |conn| {
+                let mut stmt =
+                    conn.prepare("SELECT id, doc FROM users WHERE substr(id, 1, length(?1)) = ?1")?;
+                let rows = stmt
+                    .query_map(params![prefix], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(rows)
+            })
+            .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(id, doc)| {
+                let state: UserState = serde_json::from_str(&doc).ok()?;
+                (state.active && state.scim_id.is_some())
+                    .then(|| UserKey::from_storage_id(&id).map(|k| k.user_id))
+                    .flatten()
+            })
+            .collect())
+    }
+
     async fn load_cursor(&self, name: &str) -> Result<Option<String>, StoreError> {
         let name = name.to_string();
         Ok(self

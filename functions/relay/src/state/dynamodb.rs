@@ -307,6 +307,44 @@ impl SweepStore for DynamoStateStore {
         }
     }
 
+    async fn active_user_ids(
+        &self,
+        source: crate::envelope::Source,
+        tenant: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let prefix = format!("USER#{source}#{tenant}#");
+        let mut ids = Vec::new();
+        let mut start: Option<HashMap<String, AttributeValue>> = None;
+        loop {
+            let out = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("begins_with(pk, :prefix) AND active = :active")
+                .expression_attribute_values(":prefix", s(prefix.clone()))
+                .expression_attribute_values(":active", AttributeValue::Bool(true))
+                .projection_expression("pk, doc")
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(backend)?;
+            for item in out.items() {
+                let state = state_doc(item)?;
+                let user = item
+                    .get("pk")
+                    .and_then(|v| v.as_s().ok())
+                    .and_then(|pk| pk.strip_prefix(&prefix));
+                if let (Some(user), Some(_)) = (user, state.scim_id) {
+                    ids.push(user.to_string());
+                }
+            }
+            match out.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => return Ok(ids),
+            }
+        }
+    }
+
     async fn load_cursor(&self, name: &str) -> Result<Option<String>, StoreError> {
         let out = self
             .client

@@ -147,6 +147,14 @@ pub trait SweepStore: StateStore {
     /// "known" side; read rarely, so a scan is acceptable).
     async fn known_user_names(&self) -> Result<std::collections::HashSet<String>, StoreError>;
 
+    /// The ids of `source`/`tenant` users whose account the relay last left active: a full
+    /// directory pass checks each is still listed (a scan; full passes are rare).
+    async fn active_user_ids(
+        &self,
+        source: crate::envelope::Source,
+        tenant: &str,
+    ) -> Result<Vec<String>, StoreError>;
+
     async fn save_cursor(&self, name: &str, value: &str) -> Result<(), StoreError>;
 }
 

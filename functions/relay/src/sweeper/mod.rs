@@ -89,6 +89,9 @@ pub struct SweeperParts {
     pub invite_ttl: Duration,
     pub invite_attempts: u32,
     pub reconcile: bool,
+    /// How often reconciliation reads every user instead of the changes (and so finds users
+    /// deleted while their events were lost).
+    pub full_pass_interval: Duration,
     pub drift: DriftPolicy,
     pub drift_interval: Duration,
     /// userName of the target credential's owner: never reported or deactivated as drift.
@@ -132,7 +135,14 @@ pub struct InviteReport {
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum FeedOutcome {
     /// Triggers enqueued for these users; `full` when every user was read.
-    Enqueued { users: usize, full: bool },
+    Enqueued {
+        users: usize,
+        full: bool,
+        /// Of those, users the relay left active whom a full pass no longer found (deleted
+        /// while their events were lost): the worker re-reads and deactivates them.
+        #[serde(default)]
+        vanished: usize,
+    },
     /// Nothing enqueued and the position kept: the next run tries again.
     Aborted { reason: String },
 }

@@ -35,7 +35,20 @@ impl Sweeper {
             .await
             .map_err(|e| e.to_string())?;
         let now = self.p.clock.now();
-        let (changes, full) = match feed.feed.changes_since(cursor.as_deref(), now).await {
+        let full_name = format!("{name}/last-full");
+        let last_full = self
+            .p
+            .store
+            .load_cursor(&full_name)
+            .await
+            .map_err(|e| e.to_string())?
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok())
+            .map(|t| t.with_timezone(&chrono::Utc));
+        // A full pass now and then finds what no change feed shows: users deleted outright.
+        let full_due = feed.kind == FeedKind::Users
+            && last_full.is_none_or(|t| now - t >= self.p.full_pass_interval);
+        let cursor = if full_due { None } else { cursor };
+        let (mut changes, full) = match feed.feed.changes_since(cursor.as_deref(), now).await {
             Ok(changes) => (changes, cursor.is_none()),
             Err(FeedError::CursorExpired) => {
                 tracing::info!(source = %feed.source, "stored position expired; reading every user");
@@ -56,6 +69,21 @@ impl Sweeper {
                     .into(),
             );
         }
+        let mut vanished = 0;
+        if full && feed.kind == FeedKind::Users {
+            let listed: std::collections::HashSet<&String> = changes.user_ids.iter().collect();
+            let gone: Vec<String> = self
+                .p
+                .store
+                .active_user_ids(feed.source, &feed.tenant)
+                .await
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .filter(|id| !listed.contains(id))
+                .collect();
+            vanished = gone.len();
+            changes.user_ids.extend(gone);
+        }
         let users = changes.user_ids.len();
         self.enqueue_changes(feed, &changes, full).await?;
         self.p
@@ -65,8 +93,22 @@ impl Sweeper {
             .map_err(|e| {
                 format!("triggers enqueued, position not saved (next run repeats them): {e}")
             })?;
-        tracing::info!(source = %feed.source, tenant = %feed.tenant, users, full, "reconciliation enqueued");
-        Ok(FeedOutcome::Enqueued { users, full })
+        if full {
+            if let Err(e) = self
+                .p
+                .store
+                .save_cursor(&full_name, &now.to_rfc3339())
+                .await
+            {
+                tracing::warn!("time of the full pass not recorded: {e}");
+            }
+        }
+        tracing::info!(source = %feed.source, tenant = %feed.tenant, users, full, vanished, "reconciliation enqueued");
+        Ok(FeedOutcome::Enqueued {
+            users,
+            full,
+            vanished,
+        })
     }
 
     async fn enqueue_changes(
