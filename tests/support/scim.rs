@@ -120,6 +120,18 @@ pub struct ScimProxy {
     pub url: String,
     calls: Arc<Mutex<Vec<Call>>>,
     faults: Arc<Mutex<Vec<Fault>>>,
+    chaos: Arc<Mutex<Option<Chaos>>>,
+    created: Arc<Mutex<Vec<String>>>,
+}
+
+/// Random failures on a share of all requests (the chaos test): 429 with `Retry-After`, 503,
+/// a lost response after the target acted, or a response slower than the relay waits.
+struct Chaos {
+    rate: f64,
+    rng: fastrand::Rng,
+    injected: usize,
+    /// How long a "timeout" holds the answer back (longer than the relay's timeout).
+    stall: std::time::Duration,
 }
 
 /// One request the relay sent to the target.
@@ -148,17 +160,25 @@ struct ProxyState {
     http: reqwest::Client,
     calls: Arc<Mutex<Vec<Call>>>,
     faults: Arc<Mutex<Vec<Fault>>>,
+    chaos: Arc<Mutex<Option<Chaos>>>,
+    /// The userName of every user the target really created (201 to `POST /Users`), whether
+    /// or not the relay saw the answer.
+    created: Arc<Mutex<Vec<String>>>,
 }
 
 impl ScimProxy {
     pub async fn start(tenant: &ScimTenant) -> Self {
         let calls = Arc::new(Mutex::new(Vec::new()));
         let faults = Arc::new(Mutex::new(Vec::new()));
+        let chaos = Arc::new(Mutex::new(None));
+        let created = Arc::new(Mutex::new(Vec::new()));
         let state = ProxyState {
             upstream: tenant.base_url.clone(),
             http: reqwest::Client::new(),
             calls: calls.clone(),
             faults: faults.clone(),
+            chaos: chaos.clone(),
+            created: created.clone(),
         };
         let app = Router::new().fallback(forward).with_state(state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -168,7 +188,37 @@ impl ScimProxy {
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Self { url, calls, faults }
+        Self {
+            url,
+            calls,
+            faults,
+            chaos,
+            created,
+        }
+    }
+
+    /// From now on a `rate` share of requests fails at random (seeded, so a run repeats).
+    pub fn chaos(&self, rate: f64, seed: u64, stall: std::time::Duration) {
+        *self.chaos.lock().expect("lock") = Some(Chaos {
+            rate,
+            rng: fastrand::Rng::with_seed(seed),
+            injected: 0,
+            stall,
+        });
+    }
+
+    /// Stops injecting; returns how many failures were injected.
+    pub fn calm(&self) -> usize {
+        self.chaos
+            .lock()
+            .expect("lock")
+            .take()
+            .map_or(0, |c| c.injected)
+    }
+
+    /// The userName of every user the target created, in order.
+    pub fn created(&self) -> Vec<String> {
+        self.created.lock().expect("lock").clone()
     }
 
     /// The next `method` request is forwarded to the target, but answered with `status`.
@@ -243,13 +293,42 @@ async fn forward(State(state): State<ProxyState>, req: Request) -> Response {
             .map(str::to_string),
         at: std::time::Instant::now(),
     });
+    let mut stall = None;
     let fault = {
         let mut faults = state.faults.lock().expect("lock");
         let at = faults
             .iter()
             .position(|f| f.method == parts.method.as_str());
         at.map(|i| faults.remove(i))
-    };
+    }
+    .or_else(|| {
+        let mut chaos = state.chaos.lock().expect("lock");
+        let chaos = chaos.as_mut()?;
+        if chaos.rng.f64() >= chaos.rate {
+            return None;
+        }
+        chaos.injected += 1;
+        let kind = chaos.rng.u8(0..100);
+        let fault = |status: u16, headers: &[(&str, &str)], after_forwarding| Fault {
+            method: parts.method.to_string(),
+            status,
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            after_forwarding,
+        };
+        Some(match kind {
+            0..30 => fault(429, &[("retry-after", "1")], false),
+            30..60 => fault(503, &[], false),
+            60..85 => fault(500, &[], true),
+            _ => {
+                // Forwarded, answered only after the relay has given up waiting.
+                stall = Some(chaos.stall);
+                fault(504, &[], true)
+            }
+        })
+    });
     let injected = |f: &Fault| {
         let mut r = Response::new(Body::from(r#"{"errors":["injected by the test proxy"]}"#));
         *r.status_mut() = StatusCode::from_u16(f.status).unwrap_or(StatusCode::BAD_GATEWAY);
@@ -286,10 +365,21 @@ async fn forward(State(state): State<ProxyState>, req: Request) -> Response {
             return r;
         }
     };
+    let status = resp.status();
+    if status.as_u16() == 201 && parts.method == axum::http::Method::POST {
+        if let Some(name) = serde_json::from_slice::<Value>(&body)
+            .ok()
+            .and_then(|b| b["userName"].as_str().map(str::to_lowercase))
+        {
+            state.created.lock().expect("lock").push(name);
+        }
+    }
     if let Some(f) = &fault {
+        if let Some(wait) = stall {
+            tokio::time::sleep(wait).await;
+        }
         return injected(f);
     }
-    let status = resp.status();
     let content_type = resp.headers().get("content-type").cloned();
     let bytes = resp.bytes().await.unwrap_or_default();
     let mut out = Response::new(Body::from(bytes));
