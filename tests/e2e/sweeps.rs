@@ -455,8 +455,74 @@ async fn the_relay_creates_renews_and_recreates_its_graph_subscription() {
         Some(false),
         "the catch-up applied the change made while no subscription existed"
     );
-    assert_eq!(h.relay.db.depth().await.unwrap(), (0, 0), "nothing parked");
+
+    // `missed`: notifications were dropped; a delta pass reads what changed meanwhile.
+    h.idp
+        .set_graph_user("s1", "s1@contoso.com", true, "Sub Scriber", None);
+    assert_eq!(post("missed", "sub-3").await.status(), 202);
+    h.settle().await;
+    assert_eq!(h.active("s1@contoso.com").await, Some(true));
+
+    // Graph drops a subscription without a word: the next run looks, and makes a new one.
+    h.idp.drop_subscriptions();
+    let report = h.sweep_and_settle().await;
+    assert!(
+        matches!(action(&report), Some(SubscriptionAction::Created { ref id, .. }) if id == "sub-4"),
+        "{report:?}"
+    );
+
+    // A removal of a subscription the relay does not own is not recreated: an operator's.
+    assert_eq!(
+        post("subscriptionRemoved", "someone-elses").await.status(),
+        202
+    );
+    h.settle().await;
+    assert_eq!(h.idp.subscriptions().len(), 1);
+    let reasons = h.relay.db.dead_letter_reasons().await.unwrap();
+    assert!(
+        reasons.len() == 1 && reasons[0].contains("does not own"),
+        "{reasons:?}"
+    );
     h.finish().await;
+}
+
+#[tokio::test]
+async fn a_rotated_client_state_gets_a_new_subscription_and_the_old_one_is_deleted() {
+    let url = "https://relay.example.com/entra";
+    let h = harness_with(TargetProfile::Generic, |s| {
+        s.entra.notification_url = url.into();
+    })
+    .await;
+    h.idp
+        .set_graph_user("r1", "r1@contoso.com", true, "Ro Tate", None);
+    h.sweep_and_settle().await;
+    assert_eq!(h.idp.subscriptions()[0]["id"], "sub-1");
+
+    // The operator rotates the clientState (the old one stays accepted meanwhile).
+    let mut rotated = settings(
+        &h.idp,
+        &h.proxy.url,
+        &h.tenant.token,
+        TargetProfile::Generic,
+        &h.db_path,
+    );
+    rotated.entra.notification_url = url.into();
+    rotated.entra.client_state = Secret::new("rotated-client-state");
+    rotated.entra.previous_client_state = Secret::new(CLIENT_STATE);
+    let Harness { relay, idp, .. } = h;
+    relay.stop().await;
+    let relay = standalone::start(rotated, fast_retries())
+        .await
+        .expect("relay restarts");
+    let report = relay.sweep().await;
+    assert!(
+        matches!(action(&report), Some(SubscriptionAction::Created { .. })),
+        "{report:?}"
+    );
+    let subs = idp.subscriptions();
+    assert_eq!(subs.len(), 1, "the old one is deleted: {subs:?}");
+    assert_eq!(subs[0]["clientState"], "rotated-client-state");
+    relay.stop().await;
 }
 
 #[tokio::test]

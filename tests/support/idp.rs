@@ -88,7 +88,12 @@ impl IdpFixture {
             .route("/v1.0/users/delta", get(graph_delta))
             .route("/v1.0/groups/delta", get(graph_groups_delta))
             .route("/v1.0/subscriptions", post(graph_create_subscription))
-            .route("/v1.0/subscriptions/{id}", patch(graph_renew_subscription))
+            .route(
+                "/v1.0/subscriptions/{id}",
+                patch(graph_renew_subscription)
+                    .get(graph_get_subscription)
+                    .delete(graph_delete_subscription),
+            )
             .route("/{tenant}/oauth2/v2.0/token", post(graph_token))
             .route("/v1.0/users/{id}", get(graph_user))
             .route("/v1.0/directory/deletedItems/{id}", get(graph_deleted_item))
@@ -783,4 +788,34 @@ async fn graph_groups_delta(
         "@odata.deltaLink": format!("{}/v1.0/groups/delta?$deltatoken={}", dir.url, dir.graph_version)
     }))
     .into_response()
+}
+
+/// `GET /v1.0/subscriptions/{id}`.
+async fn graph_get_subscription(
+    State(dir): Dir,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(refused) = graph_refuses(&headers) {
+        return refused;
+    }
+    match dir.lock().expect("lock").subscriptions.get(&id) {
+        Some(sub) => Json(sub.clone()).into_response(),
+        None => graph_error(StatusCode::NOT_FOUND, "ResourceNotFound"),
+    }
+}
+
+/// `DELETE /v1.0/subscriptions/{id}`.
+async fn graph_delete_subscription(
+    State(dir): Dir,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(refused) = graph_refuses(&headers) {
+        return refused;
+    }
+    match dir.lock().expect("lock").subscriptions.remove(&id) {
+        Some(_) => StatusCode::NO_CONTENT.into_response(),
+        None => graph_error(StatusCode::NOT_FOUND, "ResourceNotFound"),
+    }
 }

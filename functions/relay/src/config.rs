@@ -392,6 +392,12 @@ impl Settings {
         ])
     }
 
+    /// The tenant name used in state keys and queue groups for Entra: the tenant id as ingress
+    /// keys it (trimmed, lowercase), so the sweeper's triggers name the same users.
+    pub fn entra_tenant(&self) -> String {
+        self.entra.tenant_id.trim().to_ascii_lowercase()
+    }
+
     /// The tenant name used in state keys and queue groups for Okta: the org's host.
     pub fn okta_tenant(&self) -> String {
         host_of(&self.okta.org_url).unwrap_or_else(|| "okta".to_string())
@@ -419,6 +425,10 @@ impl Settings {
         }
         if !self.okta.api_token.is_empty() {
             require(&self.okta.org_url, "okta.org_url")?;
+        }
+        // Deactivating unknown accounts must never reach the one that owns the relay's key.
+        if self.sweep.drift == DriftPolicy::Deactivate {
+            require(&self.target.credential_owner, "target.credential_owner")?;
         }
         // The relay owns the Graph subscription: it needs the app, and the clientState it gives.
         if !self.entra.notification_url.trim().is_empty() {

@@ -129,15 +129,19 @@ pub fn build_sweeper(
     let datadog = settings.target.profile == TargetProfile::Datadog;
     let invitations: Option<Arc<dyn InvitationApi>> =
         if datadog && !settings.target.api_key.is_empty() {
-            Some(Arc::new(
-                DatadogInvitations::new(
-                    &settings.target.base_url,
-                    settings.target.api_key.clone(),
-                    settings.target.token.clone(),
-                    timeout(settings),
-                )
-                .map_err(|e| ConfigError::Invalid(e.detail))?,
-            ))
+            match DatadogInvitations::new(
+                &settings.target.base_url,
+                settings.target.api_key.clone(),
+                settings.target.token.clone(),
+                timeout(settings),
+            ) {
+                Ok(api) => Some(Arc::new(api)),
+                // The rest of the sweeper still runs; expired invitations are only reported.
+                Err(e) => {
+                    tracing::warn!("invitations will not be re-sent: {}", e.detail);
+                    None
+                }
+            }
         } else {
             None
         };
@@ -149,21 +153,29 @@ pub fn build_sweeper(
             source: Source::Okta,
             tenant: settings.okta_tenant(),
             kind: FeedKind::Users,
+            scope: format!("{}|{}", settings.okta.app_id, settings.okta.group_ids),
             feed: okta.clone(),
         });
     }
     if let Some(entra) = &outbound.entra {
         feeds.push(FeedSource {
             source: Source::Entra,
-            tenant: e.tenant_id.clone(),
+            tenant: settings.entra_tenant(),
             kind: FeedKind::Users,
+            // The $select (from target.attributes) decides which changes Graph reports.
+            scope: format!(
+                "{}|{:?}",
+                e.group_ids,
+                graph_properties(&settings.target.attributes)
+            ),
             feed: entra.clone(),
         });
         if !entra_groups.is_empty() {
             feeds.push(FeedSource {
                 source: Source::Entra,
-                tenant: e.tenant_id.clone(),
+                tenant: settings.entra_tenant(),
                 kind: FeedKind::GroupMembers,
+                scope: e.group_ids.clone(),
                 feed: Arc::new(GraphGroupMembers(entra.clone())),
             });
         }
@@ -171,7 +183,7 @@ pub fn build_sweeper(
     let subscription = match &outbound.entra {
         Some(api) if !e.notification_url.trim().is_empty() => Some(SubscriptionOwner {
             api: api.clone(),
-            tenant: e.tenant_id.clone(),
+            tenant: settings.entra_tenant(),
             resources: if entra_groups.is_empty() {
                 vec!["users".into()]
             } else {

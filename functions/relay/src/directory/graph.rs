@@ -672,6 +672,40 @@ impl SubscriptionApi for GraphDirectory {
         self.subscription_call(request, "renew the subscription")
             .await
     }
+
+    async fn get(&self, id: &str) -> Result<Option<GraphSubscription>, DirectoryError> {
+        let token = self.access_token().await?;
+        let id = percent_encoding::utf8_percent_encode(id, percent_encoding::NON_ALPHANUMERIC);
+        let request = self
+            .http
+            .get(format!("{}/v1.0/subscriptions/{id}", self.graph_url))
+            .bearer_auth(token.expose());
+        self.subscription_call(request, "read the subscription")
+            .await
+    }
+
+    async fn delete(&self, id: &str) -> Result<(), DirectoryError> {
+        let token = self.access_token().await?;
+        let id = percent_encoding::utf8_percent_encode(id, percent_encoding::NON_ALPHANUMERIC);
+        let resp = self
+            .http
+            .delete(format!("{}/v1.0/subscriptions/{id}", self.graph_url))
+            .bearer_auth(token.expose())
+            .send()
+            .await
+            .map_err(|e| {
+                DirectoryError::Retryable(format!(
+                    "Graph delete subscription: {}",
+                    crate::transport_error(e)
+                ))
+            })?;
+        match resp.status().as_u16() {
+            200 | 204 | 404 => Ok(()),
+            s => Err(DirectoryError::Retryable(format!(
+                "Graph answered {s} to deleting a subscription"
+            ))),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -40,6 +40,12 @@ pub trait SubscriptionApi: Send + Sync {
         id: &str,
         expires_at: DateTime<Utc>,
     ) -> Result<Option<GraphSubscription>, DirectoryError>;
+
+    /// `GET /subscriptions/{id}`: `None` when Graph no longer has it.
+    async fn get(&self, id: &str) -> Result<Option<GraphSubscription>, DirectoryError>;
+
+    /// `DELETE /subscriptions/{id}`; one already gone is deleted too.
+    async fn delete(&self, id: &str) -> Result<(), DirectoryError>;
 }
 
 /// What a sweep does with the stored subscription.

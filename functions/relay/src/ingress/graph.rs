@@ -82,12 +82,12 @@ impl EntraIngress {
     pub fn from_settings(settings: &Settings) -> Option<Self> {
         let states = settings.entra_client_states();
         let subscription_ids = crate::config::comma_list(&settings.entra.subscription_ids);
-        let tenant = settings.entra.tenant_id.trim();
+        let tenant = settings.entra_tenant();
         (!states.is_empty()).then(|| {
             Self::new(
                 states,
                 subscription_ids,
-                (!tenant.is_empty()).then(|| tenant.to_string()),
+                (!tenant.is_empty()).then_some(tenant),
             )
         })
     }

@@ -134,7 +134,8 @@ impl InvitationApi for DatadogInvitations {
             .send(self.http.get(format!("{}/users", self.api_url)).query(&[
                 ("filter", user_name),
                 ("filter[status]", "Active,Pending,Disabled"),
-                ("page[size]", "10"),
+                // `filter` matches substrings: a page large enough to hold the exact account.
+                ("page[size]", "100"),
             ]))
             .await?;
         let list: UserList = serde_json::from_str(&text).map_err(|e| unreadable("user list", e))?;

@@ -322,14 +322,10 @@ impl ScimTarget for HttpScimTarget {
     }
 
     async fn probe(&self) -> Result<(), ScimError> {
-        self.send(
-            reqwest::Method::GET,
-            "/Users",
-            &[("startIndex", "1"), ("count", "1")],
-            None,
-        )
-        .await
-        .map(|_| ())
+        // A filtered look-up, as the worker makes: some providers refuse an unfiltered list.
+        self.find_by("/Users", "userName", "scim-relay-credential-probe")
+            .await
+            .map(|_| ())
     }
 
     async fn find_user(&self, user_name: &str) -> Result<Option<ScimRecord>, ScimError> {

@@ -50,8 +50,8 @@ pub trait ScimTarget: Send + Sync {
     /// `PATCH /Groups/{id}` removing one member; "not a member" (noTarget) and a gone group
     /// are success.
     async fn remove_member(&self, group_id: &str, user_id: &str) -> Result<(), ScimError>;
-    /// A cheap authenticated read (`GET /Users?count=1`): does the target still accept the
-    /// credential?
+    /// A cheap authenticated read (a `userName` look-up that finds nobody): does the target
+    /// still accept the credential?
     async fn probe(&self) -> Result<(), ScimError>;
     /// One page of every user the target has (1-based `start_index`), for the drift report.
     async fn list_users(&self, start_index: u32, count: u32) -> Result<UserPage, ScimError>;

@@ -92,7 +92,14 @@ impl SqliteDb {
             .prepare("SELECT 1 FROM pragma_table_info('users') WHERE name = 'invite_due'")?
             .exists([])?;
         if !has_invite_due {
-            conn.execute_batch("ALTER TABLE users ADD COLUMN invite_due INTEGER")?;
+            // Invitations pending before the upgrade join the index too.
+            conn.execute_batch(
+                "ALTER TABLE users ADD COLUMN invite_due INTEGER;
+                 UPDATE users SET invite_due =
+                     CAST(strftime('%s', json_extract(doc, '$.invite.expires_at')) AS INTEGER)
+                 WHERE json_extract(doc, '$.invite.expires_at') IS NOT NULL
+                   AND json_extract(doc, '$.invite.outcome') IS NULL;",
+            )?;
         }
         conn.execute_batch(INDEXES)?;
         Ok(Self {

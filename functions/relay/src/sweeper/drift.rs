@@ -89,17 +89,18 @@ impl Sweeper {
             return None;
         }
         let report = match self.drift_now().await {
-            Ok(report) => report,
+            Ok(report) => {
+                // Every completed report counts, so two sightings are an interval apart.
+                if let Err(e) = self.p.store.save_cursor(CURSOR, &now.to_rfc3339()).await {
+                    tracing::warn!("drift report time not recorded: {e}");
+                }
+                report
+            }
             Err(note) => DriftReport {
                 note: Some(note),
                 ..DriftReport::default()
             },
         };
-        if report.note.is_none() {
-            if let Err(e) = self.p.store.save_cursor(CURSOR, &now.to_rfc3339()).await {
-                tracing::warn!("drift report time not recorded: {e}");
-            }
-        }
         if report.unknown > 0 {
             tracing::warn!(
                 alarm = "drift",
@@ -143,7 +144,7 @@ impl Sweeper {
             deactivated: 0,
             note: None,
         };
-        if self.p.drift != DriftPolicy::Deactivate || unknown.is_empty() {
+        if self.p.drift != DriftPolicy::Deactivate {
             return Ok(report);
         }
         let seen_before: std::collections::HashSet<String> = self
@@ -155,12 +156,17 @@ impl Sweeper {
             .flatten()
             .and_then(|json| serde_json::from_str(&json).ok())
             .unwrap_or_default();
+        // Always the latest sighting, even an empty one: only users unknown in two reports in
+        // a row are candidates.
         let ids: Vec<&str> = unknown.iter().map(|u| u.id.as_str()).collect();
         self.p
             .store
             .save_cursor(CANDIDATES, &serde_json::to_string(&ids).unwrap_or_default())
             .await
             .map_err(|e| e.to_string())?;
+        if unknown.is_empty() {
+            return Ok(report);
+        }
         let unknown: Vec<&ListedUser> = unknown
             .into_iter()
             .filter(|u| seen_before.contains(&u.id))

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::Duration;
 use serde::Serialize;
+use sha2::Digest;
 
 pub use drift::{unknown_users, DriftReport};
 pub use invites::{invite_step, InviteStep};
@@ -43,18 +44,21 @@ pub struct FeedSource {
     pub source: Source,
     pub tenant: String,
     pub kind: FeedKind,
+    /// The settings that decide what the feed reads (scope, properties): a change starts it
+    /// over with a full pass, which also re-checks every user against the new scope.
+    pub scope: String,
     pub feed: Arc<dyn ChangeFeed>,
 }
 
 impl FeedSource {
     /// Where the feed's position is stored.
     pub fn cursor_name(&self) -> String {
-        match self.kind {
-            FeedKind::Users => format!("reconcile/{}/{}", self.source, self.tenant),
-            FeedKind::GroupMembers => {
-                format!("reconcile/{}-group-members/{}", self.source, self.tenant)
-            }
-        }
+        let kind = match self.kind {
+            FeedKind::Users => "",
+            FeedKind::GroupMembers => "-group-members",
+        };
+        let scope = hex::encode(&sha2::Sha256::digest(self.scope.as_bytes())[..6]);
+        format!("reconcile/{}{kind}/{}/{scope}", self.source, self.tenant)
     }
 }
 
@@ -217,10 +221,23 @@ impl Sweeper {
         let mut reconciliation = Vec::new();
         for feed in &self.p.feeds {
             // A new subscription means notifications were not flowing: catch up on what it
-            // covers even when scheduled reconciliation is off.
-            let catch_up = feed.source == Source::Entra && created.contains(&feed.kind);
-            if self.p.reconcile || catch_up {
-                reconciliation.push(self.reconcile(feed).await);
+            // covers even when scheduled reconciliation is off, until a pass succeeds.
+            let flag = subscriptions::catch_up_flag(&feed.cursor_name());
+            if feed.source == Source::Entra && created.contains(&feed.kind) {
+                if let Err(e) = self.p.store.save_cursor(&flag, "pending").await {
+                    tracing::warn!("catch-up not recorded as owed: {e}");
+                }
+            }
+            let owed =
+                matches!(self.p.store.load_cursor(&flag).await, Ok(Some(v)) if v == "pending");
+            if self.p.reconcile || owed {
+                let report = self.reconcile(feed).await;
+                if owed && matches!(report.outcome, FeedOutcome::Enqueued { .. }) {
+                    if let Err(e) = self.p.store.save_cursor(&flag, "").await {
+                        tracing::warn!("catch-up done but not recorded: {e}");
+                    }
+                }
+                reconciliation.push(report);
             }
         }
         let invites = if matches!(credential, CredentialCheck::Rejected { .. }) {

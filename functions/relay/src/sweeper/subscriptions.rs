@@ -1,11 +1,14 @@
 //! The Graph subscriptions (`users`, and `groups` when group membership decides the scope):
-//! created by the relay, renewed inside the margin, recreated (with a delta catch-up) when Graph
-//! lost them; and the tenant-level events ingress enqueues: lifecycle events, group changes.
+//! created by the relay, checked and renewed inside the margin, recreated (with a delta
+//! catch-up) when Graph lost them or the clientState changed; and the tenant-level events
+//! ingress enqueues: lifecycle events, group changes.
 
 use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use super::{
-    FeedKind, SubscriptionAction, SubscriptionOwner, SubscriptionReport, Sweeper,
+    FeedKind, FeedOutcome, SubscriptionAction, SubscriptionOwner, SubscriptionReport, Sweeper,
     TenantEventHandler,
 };
 use crate::directory::subscription::{
@@ -13,6 +16,7 @@ use crate::directory::subscription::{
 };
 use crate::directory::DirectoryError;
 use crate::envelope::{Source, Subject, Trigger};
+use crate::secret::Secret;
 use crate::worker::WorkError;
 
 /// Which feed catches up on what a subscription to `resource` would have delivered.
@@ -28,95 +32,118 @@ fn cursor_name(tenant: &str, resource: &str) -> String {
     format!("graph-subscription/{tenant}/{resource}")
 }
 
+/// Where a catch-up still owed to a feed is remembered (a new subscription's, until a pass
+/// of that feed succeeds).
+pub(super) fn catch_up_flag(feed_cursor: &str) -> String {
+    format!("catch-up/{feed_cursor}")
+}
+
+/// A digest of the clientState, to notice a rotation without storing the secret.
+fn state_digest(state: &Secret) -> String {
+    hex::encode(&Sha256::digest(state.expose().as_bytes())[..12])
+}
+
+/// A subscription the relay made, as it records it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct OwnedSubscription {
+    #[serde(flatten)]
+    sub: GraphSubscription,
+    /// Digest of the clientState it was made with.
+    #[serde(default)]
+    client_state: String,
+}
+
 impl Sweeper {
-    async fn stored_subscription(&self, tenant: &str, resource: &str) -> Option<GraphSubscription> {
-        match self
+    async fn stored_subscription(
+        &self,
+        tenant: &str,
+        resource: &str,
+    ) -> Result<Option<OwnedSubscription>, String> {
+        let json = self
             .p
             .store
             .load_cursor(&cursor_name(tenant, resource))
             .await
-        {
-            Ok(Some(json)) => serde_json::from_str(&json).ok(),
-            Ok(None) => None,
-            Err(e) => {
-                tracing::warn!("cannot read the stored subscription: {e}");
-                None
-            }
+            .map_err(|e| format!("cannot read the stored subscription: {e}"))?;
+        match json.filter(|j| !j.is_empty()) {
+            None => Ok(None),
+            Some(json) => serde_json::from_str(&json)
+                .map(Some)
+                .map_err(|e| format!("stored subscription unreadable: {e}")),
         }
     }
 
-    async fn store_subscription(&self, tenant: &str, sub: &GraphSubscription) {
-        let json = serde_json::to_string(sub).unwrap_or_default();
-        let name = cursor_name(tenant, &sub.resource);
-        if let Err(e) = self.p.store.save_cursor(&name, &json).await {
-            tracing::warn!(subscription = %sub.id, "subscription not recorded: {e}");
-        }
+    async fn store_subscription(
+        &self,
+        owner: &SubscriptionOwner,
+        sub: &GraphSubscription,
+    ) -> Result<(), DirectoryError> {
+        let owned = OwnedSubscription {
+            sub: sub.clone(),
+            client_state: state_digest(&owner.client_state),
+        };
+        let json = serde_json::to_string(&owned).unwrap_or_default();
+        self.p
+            .store
+            .save_cursor(&cursor_name(&owner.tenant, &sub.resource), &json)
+            .await
+            .map_err(|e| {
+                DirectoryError::Retryable(format!(
+                    "subscription {} made but not recorded: {e}",
+                    sub.id
+                ))
+            })
     }
 
-    /// The resource of one of the owner's subscriptions, by id (`users` when unknown).
-    async fn resource_of(&self, owner: &SubscriptionOwner, id: &str) -> String {
+    /// Which of the owner's subscriptions has this id, if any.
+    async fn owned_resource(&self, owner: &SubscriptionOwner, id: &str) -> Option<String> {
         for resource in &owner.resources {
-            if let Some(s) = self.stored_subscription(&owner.tenant, resource).await {
-                if s.id == id {
-                    return resource.clone();
+            if let Ok(Some(s)) = self.stored_subscription(&owner.tenant, resource).await {
+                if s.sub.id == id {
+                    return Some(resource.clone());
                 }
             }
         }
-        "users".to_string()
+        None
     }
 
-    /// Creates, renews or keeps the subscription to `resource`. The flag says whether one was
-    /// created (the caller then catches up by delta: notifications were not flowing).
+    /// Creates, renews, checks or keeps the subscription to `resource`. The flag says whether
+    /// one was created (the caller then catches up by delta: notifications were not flowing).
     pub(super) async fn keep_subscription(
         &self,
         owner: &SubscriptionOwner,
         resource: &str,
     ) -> (SubscriptionReport, bool) {
-        let now = self.p.clock.now();
-        let stored = self.stored_subscription(&owner.tenant, resource).await;
-        let step = subscription_step(stored.as_ref(), now, owner.renew_before);
-        let result = match (step, stored) {
-            (SubscriptionStep::Keep, Some(s)) => Ok((s, None)),
-            (SubscriptionStep::Renew, Some(s)) => self
-                .renew_or_create(owner, resource, &s.id)
-                .await
-                .map(|(s, created)| (s, Some(created))),
-            _ => self.create(owner, resource).await.map(|s| (s, Some(true))),
-        };
+        let result = self.keep_one(owner, resource).await;
         let (action, created) = match result {
-            Ok((s, None)) => (
+            Ok((s, Kept::Unchanged)) => (
                 SubscriptionAction::Kept {
                     id: s.id,
                     expires_at: s.expires_at,
                 },
                 false,
             ),
-            Ok((s, Some(true))) => (
+            Ok((s, Kept::Created)) => (
                 SubscriptionAction::Created {
                     id: s.id,
                     expires_at: s.expires_at,
                 },
                 true,
             ),
-            Ok((s, Some(false))) => (
+            Ok((s, Kept::Renewed)) => (
                 SubscriptionAction::Renewed {
                     id: s.id,
                     expires_at: s.expires_at,
                 },
                 false,
             ),
-            Err(e) => {
+            Err(reason) => {
                 tracing::error!(
                     alarm = "graph_subscription",
                     resource,
-                    "Graph subscription not kept: {e}"
+                    "Graph subscription not kept: {reason}"
                 );
-                (
-                    SubscriptionAction::Failed {
-                        reason: e.to_string(),
-                    },
-                    false,
-                )
+                (SubscriptionAction::Failed { reason }, false)
             }
         };
         (
@@ -126,6 +153,54 @@ impl Sweeper {
             },
             created,
         )
+    }
+
+    async fn keep_one(
+        &self,
+        owner: &SubscriptionOwner,
+        resource: &str,
+    ) -> Result<(GraphSubscription, Kept), String> {
+        let now = self.p.clock.now();
+        // A store that cannot be read is no reason to make a second subscription.
+        let stored = self.stored_subscription(&owner.tenant, resource).await?;
+        if let Some(old) = stored
+            .as_ref()
+            .filter(|s| s.client_state != state_digest(&owner.client_state))
+        {
+            // The clientState was rotated: renewing keeps the old one, which ingress will stop
+            // accepting. A new subscription carries the new one; the old is deleted.
+            let sub = self
+                .create(owner, resource)
+                .await
+                .map_err(|e| e.to_string())?;
+            if let Err(e) = owner.api.delete(&old.sub.id).await {
+                tracing::warn!(subscription = %old.sub.id, "old subscription not deleted: {e}");
+            }
+            return Ok((sub, Kept::Created));
+        }
+        let stored = stored.map(|s| s.sub);
+        let step = subscription_step(stored.as_ref(), now, owner.renew_before);
+        let done = match (step, stored) {
+            (SubscriptionStep::Keep, Some(s)) => {
+                // Graph may drop a subscription without telling: look, cheaply.
+                match owner.api.get(&s.id).await {
+                    Ok(Some(_)) => Ok((s, Kept::Unchanged)),
+                    Ok(None) => self
+                        .create(owner, resource)
+                        .await
+                        .map(|s| (s, Kept::Created)),
+                    Err(e) => Err(e),
+                }
+            }
+            (SubscriptionStep::Renew, Some(s)) => {
+                self.renew_or_create(owner, resource, &s.id).await
+            }
+            _ => self
+                .create(owner, resource)
+                .await
+                .map(|s| (s, Kept::Created)),
+        };
+        done.map_err(|e| e.to_string())
     }
 
     async fn create(
@@ -144,34 +219,65 @@ impl Sweeper {
             )
             .await?;
         tracing::info!(subscription = %sub.id, resource, expires_at = %sub.expires_at, "Graph subscription created");
-        self.store_subscription(&owner.tenant, &sub).await;
+        self.store_subscription(owner, &sub).await?;
         Ok(sub)
     }
 
-    /// Renews by id; a subscription Graph no longer has is created again (flag: created).
+    /// Renews by id; a subscription Graph no longer has is created again.
     async fn renew_or_create(
         &self,
         owner: &SubscriptionOwner,
         resource: &str,
         id: &str,
-    ) -> Result<(GraphSubscription, bool), DirectoryError> {
+    ) -> Result<(GraphSubscription, Kept), DirectoryError> {
         let now = self.p.clock.now();
         match owner.api.renew(id, requested_expiry(now)).await? {
             Some(sub) => {
                 tracing::info!(subscription = %sub.id, expires_at = %sub.expires_at, "Graph subscription renewed");
-                self.store_subscription(&owner.tenant, &sub).await;
-                Ok((sub, false))
+                self.store_subscription(owner, &sub).await?;
+                Ok((sub, Kept::Renewed))
             }
-            None => self.create(owner, resource).await.map(|s| (s, true)),
+            None => self
+                .create(owner, resource)
+                .await
+                .map(|s| (s, Kept::Created)),
         }
     }
 
-    /// A delta catch-up of one Entra feed of the tenant, when it is configured.
-    async fn catch_up(&self, tenant: &str, kind: FeedKind) -> String {
-        match self.feed(Source::Entra, tenant, kind) {
-            Some(feed) => format!("{:?}", self.reconcile(feed).await.outcome),
-            None => "no Entra directory configured to catch up from".into(),
+    /// A delta catch-up of one Entra feed of the tenant. An aborted pass is an error, so the
+    /// event that asked for it is tried again rather than recorded as done.
+    async fn catch_up(&self, tenant: &str, kind: FeedKind) -> Result<String, WorkError> {
+        let Some(feed) = self.feed(Source::Entra, tenant, kind) else {
+            return Err(WorkError::Permanent(format!(
+                "no Entra {kind:?} feed for tenant {tenant} to catch up from"
+            )));
+        };
+        match self.reconcile(feed).await.outcome {
+            FeedOutcome::Aborted { reason } => Err(WorkError::Retryable {
+                reason: format!("catch-up aborted: {reason}"),
+                retry_after: None,
+            }),
+            done => Ok(format!("{done:?}")),
         }
+    }
+
+    /// Renews a subscription the relay does not own (made by hand), by id only.
+    async fn renew_foreign(&self, id: &str) -> Result<String, WorkError> {
+        let api = self.p.subscription_api.as_ref().ok_or_else(|| {
+            WorkError::Permanent(format!(
+                "Graph subscription {id} needs reauthorizing, and no Entra app is configured to do it"
+            ))
+        })?;
+        let sub = api
+            .renew(id, requested_expiry(self.p.clock.now()))
+            .await
+            .map_err(work_error)?
+            .ok_or_else(|| {
+                WorkError::Permanent(format!(
+                    "Graph subscription {id} is gone; set entra.notification_url so the relay keeps its own, or create it again by hand"
+                ))
+            })?;
+        Ok(format!("subscription {} renewed", sub.id))
     }
 
     async fn lifecycle(
@@ -184,64 +290,55 @@ impl Sweeper {
             .subscription
             .as_ref()
             .filter(|o| o.tenant == trigger.tenant);
-        let resource = match owner {
-            Some(owner) => self.resource_of(owner, subscription_id).await,
-            None => "users".to_string(),
+        let owned = match owner {
+            Some(owner) => self
+                .owned_resource(owner, subscription_id)
+                .await
+                .map(|resource| (owner, resource)),
+            None => None,
         };
-        let kind = feed_kind(&resource);
-        match trigger.event_type.as_str() {
+        match (trigger.event_type.as_str(), owned) {
             // Renewing reauthorizes too, and moves the expiry out.
-            "reauthorizationRequired" => {
-                let (sub, created) = match owner {
-                    Some(owner) => self
-                        .renew_or_create(owner, &resource, subscription_id)
-                        .await
-                        .map_err(work_error)?,
-                    None => {
-                        let api = self.p.subscription_api.as_ref().ok_or_else(|| {
-                            WorkError::Permanent(format!(
-                                "Graph subscription {subscription_id} needs reauthorizing, and no Entra app is configured to do it"
-                            ))
-                        })?;
-                        let sub = api
-                            .renew(subscription_id, requested_expiry(self.p.clock.now()))
-                            .await
-                            .map_err(work_error)?
-                            .ok_or_else(|| {
-                                WorkError::Permanent(format!(
-                                    "Graph subscription {subscription_id} is gone; set entra.notification_url so the relay recreates it"
-                                ))
-                            })?;
-                        (sub, false)
-                    }
-                };
+            ("reauthorizationRequired", Some((owner, resource))) => {
+                let (sub, kept) = self
+                    .renew_or_create(owner, &resource, subscription_id)
+                    .await
+                    .map_err(work_error)?;
                 let mut done = format!("subscription {} renewed", sub.id);
-                if created {
-                    done = format!("{done}; {}", self.catch_up(&trigger.tenant, kind).await);
+                if kept == Kept::Created {
+                    let caught = self.catch_up(&trigger.tenant, feed_kind(&resource)).await?;
+                    done = format!("{done}; {caught}");
                 }
                 Ok(done)
             }
-            "subscriptionRemoved" => {
-                let owner = owner.ok_or_else(|| {
-                    WorkError::Permanent(format!(
-                        "Graph removed subscription {subscription_id}; set entra.notification_url so the relay recreates it, or create it again by hand"
-                    ))
-                })?;
+            ("reauthorizationRequired", None) => self.renew_foreign(subscription_id).await,
+            ("subscriptionRemoved", Some((owner, resource))) => {
                 let sub = self.create(owner, &resource).await.map_err(work_error)?;
-                Ok(format!(
-                    "subscription {} created; {}",
-                    sub.id,
-                    self.catch_up(&trigger.tenant, kind).await
-                ))
+                let caught = self.catch_up(&trigger.tenant, feed_kind(&resource)).await?;
+                Ok(format!("subscription {} created; {caught}", sub.id))
             }
+            ("subscriptionRemoved", None) => Err(WorkError::Permanent(format!(
+                "Graph removed subscription {subscription_id}, which the relay does not own: create it again by hand, or set entra.notification_url so the relay keeps its own"
+            ))),
             // Some notifications were dropped: read what changed.
-            "missed" => Ok(self.catch_up(&trigger.tenant, kind).await),
-            other => {
+            ("missed", owned) => {
+                let kind = owned.map_or(FeedKind::Users, |(_, r)| feed_kind(&r));
+                self.catch_up(&trigger.tenant, kind).await
+            }
+            (other, _) => {
                 tracing::warn!(event_type = %other, "unknown Graph lifecycle event ignored");
                 Ok(format!("unknown lifecycle event {other} ignored"))
             }
         }
     }
+}
+
+/// What keeping a subscription came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kept {
+    Unchanged,
+    Renewed,
+    Created,
 }
 
 fn work_error(e: DirectoryError) -> WorkError {
@@ -263,7 +360,7 @@ impl TenantEventHandler for Sweeper {
             }
             // Who joined or left: read from the group's delta, never from the notification.
             Subject::Group { group_id } if self.p.entra_group_ids.contains(group_id) => {
-                Ok(self.catch_up(&trigger.tenant, FeedKind::GroupMembers).await)
+                self.catch_up(&trigger.tenant, FeedKind::GroupMembers).await
             }
             Subject::Group { group_id } => Ok(format!(
                 "group {group_id} is not in entra.group_ids; ignored"
