@@ -641,7 +641,7 @@ async fn joining_or_leaving_a_scoped_entra_group_is_caught_from_the_groups_delta
     let members = report
         .reconciliation
         .iter()
-        .find(|f| f.feed == FeedKind::GroupMembers)
+        .find(|f| f.source == Source::Entra && f.feed == FeedKind::Memberships)
         .expect("group members reconciled");
     assert_eq!(members.outcome, enqueued(1, false));
     assert_eq!(h.active("m2@contoso.com").await, Some(true));
@@ -664,5 +664,53 @@ async fn joining_or_leaving_a_scoped_entra_group_is_caught_from_the_groups_delta
     assert_eq!(h.active("m1@contoso.com").await, Some(false));
     assert_eq!(h.active("m2@contoso.com").await, Some(true));
     assert_eq!(h.relay.db.depth().await.unwrap(), (0, 0));
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn a_lost_unassignment_or_deletion_in_okta_is_read_from_the_system_log() {
+    let h = harness_with(TargetProfile::Generic, |s| {
+        s.okta.app_id = "0oaAPP".into();
+    })
+    .await;
+    for id in ["00uP1", "00uP2", "00uP3"] {
+        let email = format!("{}@example.com", id.to_lowercase());
+        h.idp
+            .set_okta_user(id, "ACTIVE", Some(&email), "Sco", "Ped", None);
+        h.idp.assign_okta_app("0oaAPP", id, true);
+    }
+    let report = h.sweep_and_settle().await;
+    assert_eq!(feed(&report, Source::Okta), enqueued(3, true));
+    assert_eq!(h.active("00up1@example.com").await, Some(true));
+
+    // Unassigned from the app, and deleted: neither moves `lastUpdated`, and both hooks were
+    // lost. The System Log has them.
+    h.idp.assign_okta_app("0oaAPP", "00uP1", false);
+    h.idp.remove_okta_user("00uP2");
+    let report = h.sweep_and_settle().await;
+    assert!(
+        matches!(
+            feed(&report, Source::Okta),
+            FeedOutcome::Enqueued { full: false, .. }
+        ),
+        "{report:?}"
+    );
+    let log = report
+        .reconciliation
+        .iter()
+        .find(|f| f.source == Source::Okta && f.feed == FeedKind::Memberships)
+        .expect("the System Log was read");
+    assert!(
+        matches!(log.outcome, FeedOutcome::Enqueued { users, .. } if users >= 2),
+        "{log:?}"
+    );
+    assert_eq!(
+        h.active("00up1@example.com").await,
+        Some(false),
+        "out of scope"
+    );
+    assert_eq!(h.active("00up2@example.com").await, Some(false), "deleted");
+    assert_eq!(h.active("00up3@example.com").await, Some(true));
+    assert!(h.idp.okta_log_requests() >= 2);
     h.finish().await;
 }

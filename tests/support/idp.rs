@@ -48,6 +48,15 @@ struct Directory {
     okta_list_requests: usize,
     /// Graph membership changes as (change counter, group, user, joined).
     graph_member_log: Vec<(u64, String, String, bool)>,
+    /// Okta's System Log: (published, event type, user id).
+    okta_log: Vec<(chrono::DateTime<chrono::Utc>, String, String)>,
+}
+
+impl Directory {
+    fn okta_logged(&mut self, event_type: &str, user: &str) {
+        self.okta_log
+            .push((chrono::Utc::now(), event_type.to_string(), user.to_string()));
+    }
 }
 
 struct DeltaBehaviour {
@@ -85,6 +94,7 @@ impl IdpFixture {
         let app = Router::new()
             .route("/api/v1/users/{id}", get(okta_user))
             .route("/api/v1/users", get(okta_list_users))
+            .route("/api/v1/logs", get(okta_logs))
             .route("/v1.0/users/delta", get(graph_delta))
             .route("/v1.0/groups/delta", get(graph_groups_delta))
             .route("/v1.0/subscriptions", post(graph_create_subscription))
@@ -157,8 +167,11 @@ impl IdpFixture {
         }
     }
 
+    /// Okta's delete: the user is gone from every API, and the System Log says so.
     pub fn remove_okta_user(&self, id: &str) {
-        self.dir.lock().expect("lock").okta.remove(id);
+        let mut dir = self.dir.lock().expect("lock");
+        dir.okta.remove(id);
+        dir.okta_logged("user.lifecycle.delete.initiated", id);
     }
 
     /// Puts a Graph user in the directory.
@@ -258,15 +271,33 @@ impl IdpFixture {
             dir.okta_assignments
                 .push((app.to_string(), user.to_string()));
         }
+        let kind = if assigned { "add" } else { "remove" };
+        dir.okta_logged(&format!("application.user_membership.{kind}"), user);
     }
 
+    /// The Okta groups `user` is in; each join and leave goes to the System Log (and, as in
+    /// Okta, leaves the user's `lastUpdated` alone).
     pub fn set_okta_groups(&self, user: &str, groups: &[&str]) {
-        let groups = groups.iter().map(|g| g.to_string()).collect();
+        let groups: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
+        let mut dir = self.dir.lock().expect("lock");
+        let before = dir.okta_groups.get(user).cloned().unwrap_or_default();
+        if groups.iter().any(|g| !before.contains(g)) {
+            dir.okta_logged("group.user_membership.add", user);
+        }
+        if before.iter().any(|g| !groups.contains(g)) {
+            dir.okta_logged("group.user_membership.remove", user);
+        }
+        dir.okta_groups.insert(user.to_string(), groups);
+    }
+
+    pub fn okta_log_requests(&self) -> usize {
         self.dir
             .lock()
             .expect("lock")
-            .okta_groups
-            .insert(user.to_string(), groups);
+            .reads
+            .iter()
+            .filter(|r| *r == "okta-log")
+            .count()
     }
 
     /// The Graph groups `user` is a member of; each join and leave is a change `/groups/delta`
@@ -818,4 +849,45 @@ async fn graph_delete_subscription(
         Some(_) => StatusCode::NO_CONTENT.into_response(),
         None => graph_error(StatusCode::NOT_FOUND, "ResourceNotFound"),
     }
+}
+
+/// `GET /api/v1/logs?since=…&until=…&filter=eventType eq "…" or …`: the events in the window
+/// whose type the filter names, oldest first, one page.
+async fn okta_logs(
+    State(dir): Dir,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    if !okta_authorized(&headers) {
+        return error(StatusCode::UNAUTHORIZED, "E0000011");
+    }
+    let mut dir = dir.lock().expect("lock");
+    dir.reads.push("okta-log".into());
+    let time = |k: &str| {
+        query
+            .get(k)
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&chrono::Utc))
+    };
+    let (Some(since), until) = (time("since"), time("until")) else {
+        return error(StatusCode::BAD_REQUEST, "E0000001");
+    };
+    let filter = query.get("filter").cloned().unwrap_or_default();
+    let events: Vec<Value> = dir
+        .okta_log
+        .iter()
+        .filter(|(at, kind, _)| {
+            *at >= since && until.is_none_or(|u| *at < u) && filter.contains(&format!("\"{kind}\""))
+        })
+        .map(|(at, kind, user)| {
+            json!({
+                "uuid": uuid::Uuid::new_v4().to_string(),
+                "published": at.to_rfc3339(),
+                "eventType": kind,
+                "outcome": {"result": "SUCCESS"},
+                "target": [{"id": user, "type": "User"}, {"id": "00gSOME", "type": "UserGroup"}]
+            })
+        })
+        .collect();
+    Json(Value::Array(events)).into_response()
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::clock::Clock;
 use crate::config::{comma_list, ConfigError, Settings, SuspendPolicy, TargetProfile};
 use crate::directory::graph::{GraphDirectory, GraphGroupMembers};
-use crate::directory::okta::OktaDirectory;
+use crate::directory::okta::{OktaDirectory, OktaMembershipLog};
 use crate::directory::subscription::SubscriptionApi;
 use crate::directory::{Directory, Scope};
 use crate::envelope::EnvelopeSigner;
@@ -156,6 +156,13 @@ pub fn build_sweeper(
             scope: format!("{}|{}", settings.okta.app_id, settings.okta.group_ids),
             feed: okta.clone(),
         });
+        feeds.push(FeedSource {
+            source: Source::Okta,
+            tenant: settings.okta_tenant(),
+            kind: FeedKind::Memberships,
+            scope: format!("{}|{}", settings.okta.app_id, settings.okta.group_ids),
+            feed: Arc::new(OktaMembershipLog(okta.clone())),
+        });
     }
     if let Some(entra) = &outbound.entra {
         feeds.push(FeedSource {
@@ -174,7 +181,7 @@ pub fn build_sweeper(
             feeds.push(FeedSource {
                 source: Source::Entra,
                 tenant: settings.entra_tenant(),
-                kind: FeedKind::GroupMembers,
+                kind: FeedKind::Memberships,
                 scope: e.group_ids.clone(),
                 feed: Arc::new(GraphGroupMembers(entra.clone())),
             });

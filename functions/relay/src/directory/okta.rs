@@ -352,6 +352,137 @@ impl ChangeFeed for OktaDirectory {
     }
 }
 
+/// The System Log events that change who is in scope (or exists) without touching the user's
+/// `lastUpdated`: joining or leaving the app or a group, and deletion.
+const SCOPE_EVENTS: [&str; 5] = [
+    "application.user_membership.add",
+    "application.user_membership.remove",
+    "group.user_membership.add",
+    "group.user_membership.remove",
+    "user.lifecycle.delete.initiated",
+];
+/// The log's largest page.
+const LOG_PAGE: usize = 1000;
+/// Events reach the System Log a little after they happen: each pass starts this far before
+/// the previous one ended.
+const LOG_OVERLAP_SECONDS: i64 = 120;
+/// How far back the first pass reads.
+const LOG_FIRST_LOOKBACK_HOURS: i64 = 24;
+
+#[derive(Deserialize)]
+struct LogEvent {
+    #[serde(default)]
+    outcome: Option<LogOutcome>,
+    #[serde(default)]
+    target: Vec<LogTarget>,
+}
+
+#[derive(Deserialize)]
+struct LogOutcome {
+    #[serde(default)]
+    result: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct LogTarget {
+    id: String,
+    #[serde(rename = "type", default)]
+    kind: String,
+}
+
+/// Users whose app or group membership changed, or who were deleted, from Okta's System Log
+/// (`GET /api/v1/logs`): the changes that leave `lastUpdated` alone, caught when their event
+/// hooks were lost.
+pub struct OktaMembershipLog(pub std::sync::Arc<OktaDirectory>);
+
+#[async_trait]
+impl ChangeFeed for OktaMembershipLog {
+    async fn changes_since(
+        &self,
+        cursor: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<DirectoryChanges, FeedError> {
+        let dir = &self.0;
+        let since = match cursor {
+            Some(c) => DateTime::parse_from_rfc3339(c)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|_| FeedError::CursorExpired)?,
+            None => now - chrono::Duration::hours(LOG_FIRST_LOOKBACK_HOURS),
+        };
+        let filter = SCOPE_EVENTS
+            .iter()
+            .map(|t| format!("eventType eq \"{t}\""))
+            .collect::<Vec<_>>()
+            .join(" or ");
+        let stamp = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        // Bounded by `until`, the log's paging ends (without it Okta polls: a next link always).
+        let mut url = reqwest::Url::parse_with_params(
+            &format!("{}/api/v1/logs", dir.org_url),
+            &[
+                ("since", stamp(since).as_str()),
+                ("until", stamp(now).as_str()),
+                ("filter", filter.as_str()),
+                ("sortOrder", "ASCENDING"),
+                ("limit", &LOG_PAGE.to_string()),
+            ],
+        )
+        .map_err(|e| DirectoryError::Permanent(format!("okta.org_url: {e}")))?
+        .to_string();
+        let mut ids = Vec::new();
+        for _ in 0..MAX_PAGES {
+            let resp = dir.get_url(&url).await?;
+            match answer("Okta", resp.status().as_u16())? {
+                Answer::Found => {}
+                Answer::NotFound => {
+                    return Err(DirectoryError::Permanent(
+                        "Okta has no /api/v1/logs at okta.org_url".into(),
+                    )
+                    .into())
+                }
+                Answer::CredentialRejected => return Err(DirectoryError::Retryable(
+                    "Okta refused to read the System Log; the API token needs read access to logs"
+                        .into(),
+                )
+                .into()),
+            }
+            let next = next_link(resp.headers());
+            let page: Vec<LogEvent> = resp.json().await.map_err(|e| {
+                DirectoryError::Retryable(format!("Okta System Log page is not readable: {e}"))
+            })?;
+            let full_page = page.len() >= LOG_PAGE;
+            for event in page {
+                let failed = event
+                    .outcome
+                    .and_then(|o| o.result)
+                    .is_some_and(|r| r.eq_ignore_ascii_case("FAILURE"));
+                if failed {
+                    continue;
+                }
+                ids.extend(
+                    event
+                        .target
+                        .into_iter()
+                        .filter(|t| t.kind.eq_ignore_ascii_case("User"))
+                        .map(|t| t.id),
+                );
+            }
+            match next {
+                Some(next) if full_page && next.starts_with(&format!("{}/", dir.org_url)) => {
+                    url = next
+                }
+                _ => {
+                    let resume = (now - chrono::Duration::seconds(LOG_OVERLAP_SECONDS)).max(since);
+                    return Ok(DirectoryChanges {
+                        user_ids: unique_ids(ids),
+                        cursor: stamp(resume),
+                    });
+                }
+            }
+        }
+        Err(DirectoryError::Permanent("Okta System Log never ended".into()).into())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

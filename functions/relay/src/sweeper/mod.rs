@@ -35,8 +35,9 @@ use crate::worker::WorkError;
 pub enum FeedKind {
     /// Users changed or removed.
     Users,
-    /// Users who joined or left a configured group (to Entra, no change of the user).
-    GroupMembers,
+    /// Users who joined or left the provisioning scope (app or group membership: no change of
+    /// the user, in either IdP), or were deleted.
+    Memberships,
 }
 
 /// One directory's change feed and where its triggers are keyed.
@@ -55,7 +56,7 @@ impl FeedSource {
     pub fn cursor_name(&self) -> String {
         let kind = match self.kind {
             FeedKind::Users => "",
-            FeedKind::GroupMembers => "-group-members",
+            FeedKind::Memberships => "-memberships",
         };
         let scope = hex::encode(&sha2::Sha256::digest(self.scope.as_bytes())[..6]);
         format!("reconcile/{}{kind}/{}/{scope}", self.source, self.tenant)

@@ -22,7 +22,7 @@ use crate::worker::WorkError;
 /// Which feed catches up on what a subscription to `resource` would have delivered.
 pub(super) fn feed_kind(resource: &str) -> FeedKind {
     if resource == "groups" {
-        FeedKind::GroupMembers
+        FeedKind::Memberships
     } else {
         FeedKind::Users
     }
@@ -360,7 +360,7 @@ impl TenantEventHandler for Sweeper {
             }
             // Who joined or left: read from the group's delta, never from the notification.
             Subject::Group { group_id } if self.p.entra_group_ids.contains(group_id) => {
-                self.catch_up(&trigger.tenant, FeedKind::GroupMembers).await
+                self.catch_up(&trigger.tenant, FeedKind::Memberships).await
             }
             Subject::Group { group_id } => Ok(format!(
                 "group {group_id} is not in entra.group_ids; ignored"
