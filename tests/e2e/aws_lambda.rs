@@ -559,6 +559,7 @@ async fn dynamodb_state_writes_are_conditional_on_the_version() {
         lifecycle: "ACTIVE".into(),
         invite: None,
         groups: Default::default(),
+        groups_pending: Default::default(),
         version,
         last_event_at: None,
         updated_at: chrono::Utc::now(),

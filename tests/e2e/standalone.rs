@@ -19,6 +19,10 @@ const WAIT: Duration = Duration::from_secs(15);
 #[path = "sweeps.rs"]
 mod sweeps;
 
+/// So does the convergence-under-chaos test.
+#[path = "chaos.rs"]
+mod chaos;
+
 struct Harness {
     idp: IdpFixture,
     tenant: ScimTenant,

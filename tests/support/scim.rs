@@ -130,6 +130,8 @@ struct Chaos {
     rate: f64,
     rng: fastrand::Rng,
     injected: usize,
+    /// Injected failures of write requests (POST, PATCH, PUT, DELETE).
+    injected_writes: usize,
     /// How long a "timeout" holds the answer back (longer than the relay's timeout).
     stall: std::time::Duration,
 }
@@ -203,17 +205,18 @@ impl ScimProxy {
             rate,
             rng: fastrand::Rng::with_seed(seed),
             injected: 0,
+            injected_writes: 0,
             stall,
         });
     }
 
-    /// Stops injecting; returns how many failures were injected.
-    pub fn calm(&self) -> usize {
+    /// Stops injecting; returns how many failures were injected, in all and on writes.
+    pub fn calm(&self) -> (usize, usize) {
         self.chaos
             .lock()
             .expect("lock")
             .take()
-            .map_or(0, |c| c.injected)
+            .map_or((0, 0), |c| (c.injected, c.injected_writes))
     }
 
     /// The userName of every user the target created, in order.
@@ -308,6 +311,9 @@ async fn forward(State(state): State<ProxyState>, req: Request) -> Response {
             return None;
         }
         chaos.injected += 1;
+        if parts.method != axum::http::Method::GET {
+            chaos.injected_writes += 1;
+        }
         let kind = chaos.rng.u8(0..100);
         let fault = |status: u16, headers: &[(&str, &str)], after_forwarding| Fault {
             method: parts.method.to_string(),

@@ -27,6 +27,9 @@ use crate::state::{
 };
 use crate::sweeper::TenantEventHandler;
 
+/// The lifecycle recorded for a create whose answer was lost (see [`ScimPlan`]'s planner).
+pub const CREATE_IN_DOUBT: &str = "create-in-doubt";
+
 /// How often a conflicting concurrent write makes the worker re-read and re-plan in-process.
 const PLAN_ATTEMPTS: usize = 3;
 
@@ -286,9 +289,23 @@ impl Worker {
                      Move the credential to a service account."
                 );
             }
-            let mut applied = self
+            let mut applied = match self
                 .apply(&plan, desired.as_ref(), recorded.as_ref(), &trigger)
-                .await?;
+                .await
+            {
+                Ok(applied) => applied,
+                Err(e @ WorkError::Retryable { .. }) if matches!(plan, ScimPlan::Create { .. }) => {
+                    // The create may have gone through unseen (a lost answer): remember the
+                    // userName, so an account made now is found and switched off should the user
+                    // be gone by the next attempt.
+                    if let ScimPlan::Create { user } = &plan {
+                        self.remember_create_in_doubt(&key, recorded.as_ref(), user, &processed)
+                            .await;
+                    }
+                    return Err(e);
+                }
+                Err(e) => return Err(e),
+            };
             if let Some(state) = applied.state.as_mut() {
                 state.last_event_at = latest(state.last_event_at, trigger.published);
             } else if let (true, Some(r)) = (from_event_content, recorded.as_ref()) {
@@ -430,6 +447,10 @@ impl Worker {
                 .filter(|r| r.scim_id.is_some() && r.scim_id == scim_id)
                 .map(|r| r.groups.clone())
                 .unwrap_or_default(),
+            groups_pending: recorded
+                .filter(|r| r.scim_id.is_some() && r.scim_id == scim_id)
+                .map(|r| r.groups_pending.clone())
+                .unwrap_or_default(),
             scim_id,
             user_name: user.user_name.clone(),
             attributes: if attributes_applied {
@@ -531,6 +552,29 @@ impl Worker {
                     writes: 1,
                 })
             }
+            ScimPlan::DeactivateUnrecorded { user_name } if desired.is_none() => {
+                // A create in doubt for a user the directory no longer has.
+                let found = self.target.find_user(user_name).await?;
+                let mut calls = 1;
+                let mut writes = 0;
+                if let Some(ScimRecord { id, active }) = &found {
+                    if *active != Some(false) {
+                        self.target
+                            .patch_user(id, &[PatchOp::replace("active", json!(false))])
+                            .await?;
+                        calls += 1;
+                        writes += 1;
+                    }
+                }
+                let mut s = switched_off(recorded, now)?;
+                s.scim_id = found.map(|r| r.id);
+                s.lifecycle = "deleted".into();
+                Ok(Applied {
+                    state: Some(s),
+                    calls,
+                    writes,
+                })
+            }
             ScimPlan::DeactivateUnrecorded { user_name } => {
                 let user = desired.ok_or_else(|| {
                     WorkError::Permanent("deactivation planned without a user".into())
@@ -556,6 +600,48 @@ impl Worker {
                     writes,
                 })
             }
+        }
+    }
+
+    /// Records a create whose outcome is unknown: no SCIM id, but the userName and `active`, so
+    /// the planner looks the account up before anything else (best effort: the retry does the
+    /// same look-up when the user is still there).
+    async fn remember_create_in_doubt(
+        &self,
+        key: &UserKey,
+        recorded: Option<&UserState>,
+        user: &DesiredUser,
+        processed: &ProcessedEvent,
+    ) {
+        if recorded.is_some_and(|r| r.scim_id.is_some()) {
+            return;
+        }
+        let now = self.clock.now();
+        let state = UserState {
+            scim_id: None,
+            user_name: user.user_name.clone(),
+            attributes: Default::default(),
+            attributes_hash: String::new(),
+            active: true,
+            lifecycle: CREATE_IN_DOUBT.into(),
+            invite: None,
+            groups: Default::default(),
+            groups_pending: Default::default(),
+            version: recorded.map_or(1, |r| r.version + 1),
+            last_event_at: recorded.and_then(|r| r.last_event_at),
+            updated_at: now,
+        };
+        let marker = ProcessedEvent {
+            key: format!("{}#create-in-doubt", processed.key),
+            expires_at: processed.expires_at,
+        };
+        let expected = recorded.map(|r| r.version);
+        if let Err(e) = self
+            .store
+            .commit(key, Some(&state), expected, &marker)
+            .await
+        {
+            tracing::warn!(user = %key.user_id, "create in doubt not recorded: {e}");
         }
     }
 
@@ -602,23 +688,10 @@ impl Worker {
         processed: &ProcessedEvent,
     ) -> Result<Applied, WorkError> {
         for _ in 0..PLAN_ATTEMPTS {
-            let recorded = self.store.load_user(key).await?;
-            let mut applied = Applied {
-                state: None,
-                calls: 0,
-                writes: 0,
-            };
-            self.apply_groups(user, recorded.as_ref(), &mut applied)
-                .await?;
-            let expected = recorded.as_ref().map(|r| r.version);
-            match self
-                .store
-                .commit(key, applied.state.as_ref(), expected, processed)
-                .await
-            {
-                Ok(()) => return Ok(applied),
-                Err(StoreError::Conflict) => continue,
-                Err(e) => return Err(e.into()),
+            match self.apply_groups(key, user, processed).await {
+                Err(GroupsError::Conflict) => continue,
+                Err(GroupsError::Work(e)) => return Err(e),
+                Ok(applied) => return Ok(applied),
             }
         }
         Err(WorkError::retry(
@@ -627,57 +700,139 @@ impl Worker {
     }
 
     /// Mirrors the user's memberships of the configured groups: joins only with an active
-    /// account (creating the SCIM group when absent), leaves one membership at a time.
+    /// account (creating the SCIM group when absent), leaves one membership at a time. Joins
+    /// are written down as pending before they are made, so a worker that dies between the
+    /// call and the record leaves a trace: the next run adds or removes them again.
     async fn apply_groups(
         &self,
+        key: &UserKey,
         user: &DesiredUser,
-        recorded: Option<&UserState>,
-        applied: &mut Applied,
-    ) -> Result<(), WorkError> {
-        // The state after the user's own plan, or the recorded one when that changed nothing.
-        let mut state = match (&applied.state, recorded) {
-            (Some(s), _) => s.clone(),
-            (None, Some(r)) => {
-                let mut s = r.clone();
-                s.version += 1;
-                s.updated_at = self.clock.now();
-                s
-            }
-            (None, None) => return Ok(()),
+        processed: &ProcessedEvent,
+    ) -> Result<Applied, GroupsError> {
+        let mut applied = Applied {
+            state: None,
+            calls: 0,
+            writes: 0,
         };
-        let Some(member) = state.scim_id.clone() else {
-            return Ok(());
-        };
-        let groups = plan_groups(user, &state.groups, state.active);
-        if groups.is_empty() {
-            return Ok(());
-        }
-        for (idp_group, name) in groups.join {
-            let scim_group = match self.target.find_group(&name).await.map_err(group_error)? {
-                Some(id) => id,
-                None => {
-                    applied.calls += 1;
-                    self.target.create_group(&name).await.map_err(group_error)?
-                }
-            };
-            self.target
-                .add_member(&scim_group, &member)
+        let recorded = self.store.load_user(key).await.map_err(WorkError::from)?;
+        let commit = |state: Option<UserState>, expected: Option<u64>, event: ProcessedEvent| async move {
+            match self
+                .store
+                .commit(key, state.as_ref(), expected, &event)
                 .await
-                .map_err(group_error)?;
-            applied.calls += 2;
+            {
+                Ok(()) => Ok(()),
+                Err(StoreError::Conflict) => Err(GroupsError::Conflict),
+                Err(e) => Err(GroupsError::Work(e.into())),
+            }
+        };
+        let Some(recorded) = recorded else {
+            commit(None, None, processed.clone()).await?;
+            return Ok(applied);
+        };
+        let next_version = |s: &mut UserState| {
+            s.version += 1;
+            s.updated_at = self.clock.now();
+        };
+        let Some(member) = recorded.scim_id.clone() else {
+            commit(None, Some(recorded.version), processed.clone()).await?;
+            return Ok(applied);
+        };
+        let planned = plan_groups(user, &recorded.groups, recorded.active);
+        // Pending joins: the desired ones are added again, the others removed.
+        let (redo, undo): (Vec<_>, Vec<_>) = recorded
+            .groups_pending
+            .iter()
+            .map(|(g, s)| (g.clone(), s.clone()))
+            .partition(|(g, _)| recorded.active && user.groups.contains_key(g));
+        if planned.is_empty() && redo.is_empty() && undo.is_empty() {
+            commit(None, Some(recorded.version), processed.clone()).await?;
+            return Ok(applied);
+        }
+        let mut state = recorded.clone();
+        let mut joins = redo;
+        for (idp_group, name) in planned.join {
+            if state.groups_pending.contains_key(&idp_group) {
+                continue;
+            }
+            let scim_group = self
+                .scim_group(&name, &mut applied.calls)
+                .await
+                .map_err(GroupsError::Work)?;
+            joins.push((idp_group, scim_group));
+        }
+        let new_joins: Vec<_> = joins
+            .iter()
+            .filter(|(g, _)| !state.groups_pending.contains_key(g))
+            .cloned()
+            .collect();
+        if !new_joins.is_empty() {
+            state.groups_pending.extend(new_joins);
+            next_version(&mut state);
+            let ahead = ProcessedEvent {
+                key: format!("{}#groups-ahead", processed.key),
+                expires_at: processed.expires_at,
+            };
+            commit(Some(state.clone()), Some(recorded.version), ahead).await?;
+        }
+        let written = state.version;
+        for (idp_group, scim_group) in joins {
+            match self.target.add_member(&scim_group, &member).await {
+                Ok(()) => {}
+                Err(e) if e.failure == ScimFailure::NotFound => {
+                    // Deleted on the target since: forget it, and find or create it again.
+                    let name = user.groups.get(&idp_group).cloned().unwrap_or_default();
+                    self.store
+                        .forget_group(&name, &scim_group)
+                        .await
+                        .map_err(WorkError::from)?;
+                    return Err(GroupsError::Work(WorkError::retry(format!(
+                        "SCIM group for {name} is gone from the target"
+                    ))));
+                }
+                Err(e) => return Err(GroupsError::Work(group_error(e))),
+            }
+            applied.calls += 1;
+            state.groups_pending.remove(&idp_group);
             state.groups.insert(idp_group, scim_group);
         }
-        for (idp_group, scim_group) in groups.leave {
+        let leaves = planned.leave.into_iter().chain(undo);
+        for (idp_group, scim_group) in leaves {
             self.target
                 .remove_member(&scim_group, &member)
                 .await
-                .map_err(group_error)?;
+                .map_err(|e| GroupsError::Work(group_error(e)))?;
             applied.calls += 1;
             state.groups.remove(&idp_group);
+            state.groups_pending.remove(&idp_group);
         }
+        next_version(&mut state);
+        commit(Some(state.clone()), Some(written), processed.clone()).await?;
         applied.writes += 1;
         applied.state = Some(state);
-        Ok(())
+        Ok(applied)
+    }
+
+    /// The target's id for the group mirroring `name`: recorded, found, or created. A group two
+    /// workers created at once is recorded once; the loser deletes its own (empty) copy.
+    async fn scim_group(&self, name: &str, calls: &mut u32) -> Result<String, WorkError> {
+        if let Some(id) = self.store.group_id(name).await? {
+            return Ok(id);
+        }
+        *calls += 1;
+        if let Some(found) = self.target.find_group(name).await.map_err(group_error)? {
+            return Ok(self.store.record_group(name, &found).await?);
+        }
+        *calls += 1;
+        let mine = self.target.create_group(name).await.map_err(group_error)?;
+        let recorded = self.store.record_group(name, &mine).await?;
+        if recorded != mine {
+            *calls += 1;
+            if let Err(e) = self.target.delete_group(&mine).await {
+                tracing::warn!(group = %mine, "duplicate SCIM group not deleted: {e}");
+            }
+        }
+        Ok(recorded)
     }
 
     /// Look-up-first create: adopt an existing account (by userName), create otherwise, and
@@ -730,6 +885,18 @@ impl Worker {
         ops.push(PatchOp::replace("active", json!(user.active)));
         self.target.patch_user(&existing.id, &ops).await?;
         Ok(1)
+    }
+}
+
+/// Why a groups step stopped: someone else wrote the user (re-read and go again), or a failure.
+enum GroupsError {
+    Conflict,
+    Work(WorkError),
+}
+
+impl From<WorkError> for GroupsError {
+    fn from(e: WorkError) -> Self {
+        GroupsError::Work(e)
     }
 }
 

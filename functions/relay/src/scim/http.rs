@@ -345,12 +345,32 @@ impl ScimTarget for HttpScimTarget {
 
     async fn find_group(&self, display_name: &str) -> Result<Option<String>, ScimError> {
         let found = self.find_by("/Groups", "displayName", display_name).await?;
-        let ids = found
+        let mut ids: Vec<String> = found
             .iter()
             .filter(|g| g.get("displayName").and_then(Value::as_str) == Some(display_name))
             .filter_map(|g| g.get("id").and_then(Value::as_str).map(str::to_string))
             .collect();
-        at_most_one(ids, "target groups share one displayName")
+        if ids.len() > 1 {
+            // Two workers creating the group at once make two; the one that loses the record
+            // deletes its own in a moment. Until then, wait rather than pick.
+            return Err(ScimError {
+                retry_after: Some(Duration::from_secs(1)),
+                ..ScimError::transport("several target groups share one displayName; trying again")
+            });
+        }
+        Ok(ids.pop())
+    }
+
+    async fn delete_group(&self, group_id: &str) -> Result<(), ScimError> {
+        let path = format!(
+            "/Groups/{}",
+            percent_encoding::utf8_percent_encode(group_id, PATH_SEGMENT)
+        );
+        match self.send(reqwest::Method::DELETE, &path, &[], None).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.failure == super::ScimFailure::NotFound => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     async fn create_group(&self, display_name: &str) -> Result<String, ScimError> {

@@ -47,6 +47,11 @@ pub fn plan(
             scim_id: id.to_string(),
             ops: vec![deactivate()],
         },
+        // A create whose answer was lost, for a user who is gone since: the account may
+        // exist; look it up by userName and switch it off.
+        (None, None) if recorded.is_some_and(|r| r.active) => ScimPlan::DeactivateUnrecorded {
+            user_name: recorded.map(|r| r.user_name.clone()).unwrap_or_default(),
+        },
         (None, _) => ScimPlan::Nothing {
             reason: "user is gone from the directory and not active on the target",
         },
@@ -232,6 +237,7 @@ mod tests {
             lifecycle: u.lifecycle.clone(),
             invite: None,
             groups: Default::default(),
+            groups_pending: Default::default(),
             version: 1,
             last_event_at: None,
             updated_at: Utc::now(),

@@ -45,6 +45,8 @@ pub trait ScimTarget: Send + Sync {
     async fn find_group(&self, display_name: &str) -> Result<Option<String>, ScimError>;
     /// `POST /Groups` with no members: the new group's id.
     async fn create_group(&self, display_name: &str) -> Result<String, ScimError>;
+    /// `DELETE /Groups/{id}`: only for a group this relay just created twice by a race.
+    async fn delete_group(&self, group_id: &str) -> Result<(), ScimError>;
     /// `PATCH /Groups/{id}` adding one member (adding a present member changes nothing).
     async fn add_member(&self, group_id: &str, user_id: &str) -> Result<(), ScimError>;
     /// `PATCH /Groups/{id}` removing one member; "not a member" (noTarget) and a gone group
@@ -77,6 +79,11 @@ impl DryRunTarget {
 impl ScimTarget for DryRunTarget {
     async fn probe(&self) -> Result<(), ScimError> {
         Self::print("GET", "/Users?startIndex=1&count=1", None);
+        Ok(())
+    }
+
+    async fn delete_group(&self, group_id: &str) -> Result<(), ScimError> {
+        Self::print("DELETE", &format!("/Groups/{group_id}"), None);
         Ok(())
     }
 

@@ -43,6 +43,10 @@ CREATE TABLE IF NOT EXISTS events (
     key        TEXT    PRIMARY KEY,
     expires_at INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS groups (
+    name    TEXT PRIMARY KEY,
+    scim_id TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS cursors (
     name       TEXT    PRIMARY KEY,
     value      TEXT    NOT NULL,

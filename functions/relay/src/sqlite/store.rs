@@ -19,6 +19,53 @@ const CONFLICT: &str = "\u{0}conflict";
 
 #[async_trait]
 impl StateStore for SqliteDb {
+    async fn group_id(&self, name: &str) -> Result<Option<String>, StoreError> {
+        let name = name.to_string();
+        Ok(self
+            .run(move |conn| {
+                Ok(conn
+                    .query_row(
+                        "SELECT scim_id FROM groups WHERE name = ?1",
+                        params![name],
+                        |r| r.get(0),
+                    )
+                    .optional()?)
+            })
+            .await?)
+    }
+
+    async fn record_group(&self, name: &str, id: &str) -> Result<String, StoreError> {
+        let (name, id) = (name.to_string(), id.to_string());
+        Ok(self
+            .run(move |conn| {
+                let tx = conn.transaction()?;
+                tx.execute(
+                    "INSERT INTO groups (name, scim_id) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING",
+                    params![name, id],
+                )?;
+                let recorded =
+                    tx.query_row("SELECT scim_id FROM groups WHERE name = ?1", params![name], |r| {
+                        r.get(0)
+                    })?;
+                tx.commit()?;
+                Ok(recorded)
+            })
+            .await?)
+    }
+
+    async fn forget_group(&self, name: &str, id: &str) -> Result<(), StoreError> {
+        let (name, id) = (name.to_string(), id.to_string());
+        Ok(self
+            .run(move |conn| {
+                conn.execute(
+                    "DELETE FROM groups WHERE name = ?1 AND scim_id = ?2",
+                    params![name, id],
+                )?;
+                Ok(())
+            })
+            .await?)
+    }
+
     async fn load_user(&self, key: &UserKey) -> Result<Option<UserState>, StoreError> {
         let id = key.storage_id();
         let doc: Option<String> = self
@@ -179,7 +226,9 @@ impl SweepStore for SqliteDb {
             .into_iter()
             .filter_map(|(id, doc)| {
                 let state: UserState = serde_json::from_str(&doc).ok()?;
-                (state.active && state.scim_id.is_some())
+                // Creates in doubt (no SCIM id yet) count: they may have made an account.
+                state
+                    .active
                     .then(|| UserKey::from_storage_id(&id).map(|k| k.user_id))
                     .flatten()
             })
@@ -242,6 +291,7 @@ mod tests {
             lifecycle: "ACTIVE".into(),
             invite: None,
             groups: Default::default(),
+            groups_pending: Default::default(),
             version,
             last_event_at: None,
             updated_at: Utc::now(),

@@ -137,8 +137,78 @@ impl DynamoStateStore {
     }
 }
 
+fn group_pk(name: &str) -> String {
+    format!("GROUP#{name}")
+}
+
 #[async_trait]
 impl StateStore for DynamoStateStore {
+    async fn group_id(&self, name: &str) -> Result<Option<String>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(group_pk(name)))
+            .key("sk", s("GROUP"))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(backend)?;
+        Ok(out
+            .item
+            .and_then(|i| i.get("scim_id").and_then(|v| v.as_s().ok()).cloned()))
+    }
+
+    async fn record_group(&self, name: &str, id: &str) -> Result<String, StoreError> {
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(group_pk(name)))
+            .item("sk", s("GROUP"))
+            .item("scim_id", s(id))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        match put {
+            Ok(_) => Ok(id.to_string()),
+            Err(e) => {
+                let lost = e
+                    .as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception());
+                if !lost {
+                    return Err(backend(e));
+                }
+                self.group_id(name)
+                    .await?
+                    .ok_or_else(|| StoreError::Backend("group record vanished".into()))
+            }
+        }
+    }
+
+    async fn forget_group(&self, name: &str, id: &str) -> Result<(), StoreError> {
+        let deleted = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s(group_pk(name)))
+            .key("sk", s("GROUP"))
+            .condition_expression("scim_id = :id")
+            .expression_attribute_values(":id", s(id))
+            .send()
+            .await;
+        match deleted {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(backend(e)),
+        }
+    }
+
     async fn load_user(&self, key: &UserKey) -> Result<Option<UserState>, StoreError> {
         let out = self
             .client
@@ -323,18 +393,17 @@ impl SweepStore for DynamoStateStore {
                 .filter_expression("begins_with(pk, :prefix) AND active = :active")
                 .expression_attribute_values(":prefix", s(prefix.clone()))
                 .expression_attribute_values(":active", AttributeValue::Bool(true))
-                .projection_expression("pk, doc")
+                .projection_expression("pk")
                 .set_exclusive_start_key(start)
                 .send()
                 .await
                 .map_err(backend)?;
             for item in out.items() {
-                let state = state_doc(item)?;
                 let user = item
                     .get("pk")
                     .and_then(|v| v.as_s().ok())
                     .and_then(|pk| pk.strip_prefix(&prefix));
-                if let (Some(user), Some(_)) = (user, state.scim_id) {
+                if let Some(user) = user {
                     ids.push(user.to_string());
                 }
             }

@@ -91,6 +91,10 @@ pub struct UserState {
     /// Group memberships applied on the target: IdP group id → SCIM group id.
     #[serde(default)]
     pub groups: BTreeMap<String, String>,
+    /// Memberships being added: recorded before the call, so a worker that dies mid-way leaves
+    /// a trace, and the next one adds or removes them again (both are idempotent).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub groups_pending: BTreeMap<String, String>,
     /// Incremented on every write; writes are conditional on the previous value.
     pub version: u64,
     #[serde(default)]
@@ -160,6 +164,16 @@ pub trait SweepStore: StateStore {
 
 #[async_trait]
 pub trait StateStore: Send + Sync {
+    /// The target's id for the SCIM group mirroring `name`, once recorded.
+    async fn group_id(&self, name: &str) -> Result<Option<String>, StoreError>;
+
+    /// Records `name` → `id` unless an id is recorded already; returns the recorded one. Two
+    /// workers that each created the group learn which one stays.
+    async fn record_group(&self, name: &str, id: &str) -> Result<String, StoreError>;
+
+    /// Forgets `name` → `id` (the group was deleted on the target), if that is what is recorded.
+    async fn forget_group(&self, name: &str, id: &str) -> Result<(), StoreError>;
+
     async fn load_user(&self, key: &UserKey) -> Result<Option<UserState>, StoreError>;
 
     /// True if this event was applied and its dedupe record has not expired at `now`.

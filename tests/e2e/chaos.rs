@@ -1,0 +1,408 @@
+//! Convergence under chaos, end to end on the standalone relay: a generated Okta directory and a
+//! random script of changes (create, profile update, suspend, deactivate, reactivate, delete,
+//! group joins and leaves); deliveries duplicated, reordered and dropped; the SCIM target
+//! (scim2-server behind the proxy) failing a fifth of all calls with 429, 503, lost responses and
+//! timeouts; two relays on one database, one of them killed mid-work several times. Then every
+//! user on the target must match the directory, no user may have been created twice, and every
+//! delivered trigger must be applied or dead-lettered with a reason.
+//!
+//! CI runs a small directory; the full size is
+//! `RELAY_CHAOS_USERS=1000 ./scripts/test.sh -p scim-relay-e2e --test standalone chaos -- --nocapture`
+//! (`RELAY_CHAOS_SEED` replays a run).
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use scim_relay::config::{host_of, Settings};
+use scim_relay::state::StateStore;
+use scim_relay_e2e::scim::{ScimProxy, ScimTenant};
+
+use super::*;
+
+const STAFF: &str = "00gSTAFF";
+const ENG: &str = "00gENG";
+
+fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// What the directory holds for one user, as the script leaves it.
+#[derive(Debug, Clone, Default)]
+struct Person {
+    status: Option<&'static str>,
+    deleted: bool,
+    title: u32,
+    eng: bool,
+}
+
+impl Person {
+    fn email(i: usize) -> String {
+        format!("chaos.{i:05}@example.com")
+    }
+
+    fn id(i: usize) -> String {
+        format!("00uCHAOS{i:05}")
+    }
+}
+
+struct Directory {
+    idp: IdpFixture,
+    /// The model: each user as the whole script leaves them.
+    people: Vec<Person>,
+    /// Changes decided but not yet written to the fixture, oldest first.
+    pending: Vec<(usize, Person)>,
+}
+
+impl Directory {
+    fn write_state(&self, i: usize, p: &Person) {
+        let (id, email) = (Person::id(i), Person::email(i));
+        if p.deleted {
+            self.idp.remove_okta_user(&id);
+            return;
+        }
+        let title = format!("Title {}", p.title);
+        self.idp.set_okta_user(
+            &id,
+            p.status.unwrap_or("ACTIVE"),
+            Some(&email),
+            "Chaos",
+            &format!("User{i}"),
+            Some(&title),
+        );
+        let groups: &[&str] = if p.eng { &[STAFF, ENG] } else { &[STAFF] };
+        self.idp.set_okta_groups(&id, groups);
+    }
+
+    /// One random change to user `i` in the model (the fixture is written by [`Self::apply`]
+    /// when the change's round comes); the event Okta would send.
+    fn change_later(&mut self, i: usize, rng: &mut fastrand::Rng) -> Option<&'static str> {
+        let p = self.people[i].clone();
+        let event = match (p.status, p.deleted) {
+            (_, true) => return None,
+            (None, _) => {
+                self.people[i].status = Some("ACTIVE");
+                "user.lifecycle.create"
+            }
+            (Some("ACTIVE"), _) => match rng.u8(0..10) {
+                0..=3 => {
+                    self.people[i].title += 1;
+                    "user.account.update_profile"
+                }
+                4..=5 => {
+                    self.people[i].eng = !p.eng;
+                    if p.eng {
+                        "group.user_membership.remove"
+                    } else {
+                        "group.user_membership.add"
+                    }
+                }
+                6..=7 => {
+                    self.people[i].status = Some("SUSPENDED");
+                    "user.lifecycle.suspend"
+                }
+                _ => {
+                    self.people[i].status = Some("DEPROVISIONED");
+                    "user.lifecycle.deactivate"
+                }
+            },
+            (Some("SUSPENDED"), _) => {
+                if rng.bool() {
+                    self.people[i].status = Some("ACTIVE");
+                    "user.lifecycle.unsuspend"
+                } else {
+                    self.people[i].status = Some("DEPROVISIONED");
+                    "user.lifecycle.deactivate"
+                }
+            }
+            (Some(_), _) => {
+                if rng.bool() {
+                    self.people[i].status = Some("ACTIVE");
+                    "user.lifecycle.activate"
+                } else {
+                    self.people[i].deleted = true;
+                    "user.lifecycle.delete.initiated"
+                }
+            }
+        };
+        self.pending.push((i, self.people[i].clone()));
+        Some(event)
+    }
+
+    /// Writes the oldest unwritten change of user `i` to the fixture.
+    fn apply(&mut self, i: usize) {
+        if let Some(at) = self.pending.iter().position(|(u, _)| *u == i) {
+            let (_, state) = self.pending.remove(at);
+            self.write_state(i, &state);
+        }
+    }
+}
+
+fn chaos_settings(
+    idp: &IdpFixture,
+    proxy: &ScimProxy,
+    tenant: &ScimTenant,
+    db: &std::path::Path,
+) -> Settings {
+    let mut s = settings(idp, &proxy.url, &tenant.token, TargetProfile::Generic, db);
+    // Okta only: the script is an Okta directory.
+    s.entra.client_id.clear();
+    s.okta.group_ids = format!("{STAFF},{ENG}");
+    s.target.sync_groups = true;
+    s.target.timeout_seconds = 1;
+    s.queue.workers = 2;
+    s
+}
+
+fn patient() -> RetryPolicy {
+    RetryPolicy {
+        max_attempts: 60,
+        base_delay: Duration::from_millis(20),
+        max_delay: Duration::from_millis(400),
+        idle_poll: Duration::from_millis(20),
+        credential_pause: Duration::from_millis(50),
+        lease: Duration::from_secs(3),
+    }
+}
+
+#[tokio::test]
+async fn under_chaos_every_user_converges_and_every_trigger_is_accounted_for() {
+    let users = env_number("RELAY_CHAOS_USERS", 120) as usize;
+    let seed = env_number("RELAY_CHAOS_SEED", 20_261_129);
+    let steps = users * 3;
+    let started = Instant::now();
+    let mut rng = fastrand::Rng::with_seed(seed);
+    // The harness's own relay makes way for two configured for the run.
+    let Harness {
+        idp,
+        tenant,
+        proxy,
+        relay,
+        db_path,
+        ..
+    } = harness(TargetProfile::Generic).await;
+    relay.stop().await;
+    let mut dir = Directory {
+        idp: idp.clone(),
+        people: vec![Person::default(); users],
+        pending: Vec::new(),
+    };
+
+    // The script: every user is created, then random changes, in rounds of eight. Each round
+    // changes the directory, then its events arrive shuffled; each event is dropped (10%) or
+    // sent twice (25%), and a tenth are sent once more at the very end, long after.
+    // A round: the users it changes (in order), and the events that arrive.
+    type Round = (Vec<usize>, Vec<(String, &'static str, usize)>);
+    let mut rounds: Vec<Round> = Vec::new();
+    let mut real_changes = 0usize;
+    let mut dropped = 0usize;
+    let mut late = Vec::new();
+    let order: Vec<usize> = (0..users)
+        .chain((0..steps - users).map(|_| rng.usize(0..users)))
+        .collect();
+    let (mut changed, mut round) = (Vec::new(), Vec::new());
+    for (n, i) in order.into_iter().enumerate() {
+        let before = dir.people[i].clone();
+        let Some(event) = dir.change_later(i, &mut rng) else {
+            continue;
+        };
+        // A deletion after deactivation changes nothing on the target.
+        if !(before.status == Some("DEPROVISIONED") && dir.people[i].deleted) {
+            real_changes += 1;
+        }
+        changed.push(i);
+        let uuid = format!("chaos-{seed}-{n}");
+        if rng.f64() < 0.10 {
+            dropped += 1;
+        } else {
+            round.push((uuid.clone(), event, i));
+            if rng.f64() < 0.25 {
+                round.push((uuid.clone(), event, i));
+            }
+            if rng.f64() < 0.10 {
+                late.push((uuid, event, i));
+            }
+        }
+        if changed.len() >= 8 {
+            rng.shuffle(&mut round);
+            rounds.push((std::mem::take(&mut changed), std::mem::take(&mut round)));
+        }
+    }
+    rng.shuffle(&mut round);
+    rounds.push((changed, round));
+    let deliveries: usize = rounds.iter().map(|(_, d)| d.len()).sum();
+
+    // Two relays on one database, the target failing a fifth of all calls.
+    proxy.chaos(0.20, seed, Duration::from_millis(1500));
+    let settings = chaos_settings(&idp, &proxy, &tenant, &db_path);
+    let clock: Arc<dyn scim_relay::clock::Clock> = Arc::new(scim_relay::clock::SystemClock);
+    let start = || standalone::start_with_clock(settings.clone(), patient(), clock.clone());
+    let mut a = Some(start().await.expect("relay A starts"));
+    let b = start().await.expect("relay B starts");
+    let mut counts = Vec::new();
+    let http = reqwest::Client::new();
+    let kills = [rounds.len() / 4, rounds.len() / 2, rounds.len() * 3 / 4];
+    let mut delivered: HashSet<(String, usize)> = HashSet::new();
+    let post = |to: std::net::SocketAddr, uuid: String, event: &'static str, i: usize| {
+        let http = http.clone();
+        async move {
+            let body = okta_delivery(&uuid, event, &Person::id(i), &Person::email(i));
+            http.post(format!("http://{to}/okta"))
+                .header("Authorization", OKTA_SECRET)
+                .json(&body)
+                .send()
+                .await
+                .expect("relay reachable")
+                .status()
+        }
+    };
+    for (n, (changed, round)) in rounds.into_iter().enumerate() {
+        if kills.contains(&n) {
+            // Killed mid-work: whatever it had claimed comes back when the lease runs out.
+            if let Some(relay) = a.take() {
+                counts.push(relay.worker_counts());
+                relay.kill().await;
+            }
+            a = Some(start().await.expect("relay A restarts"));
+        }
+        for i in changed {
+            dir.apply(i);
+        }
+        for (uuid, event, i) in round {
+            let to = match (&a, rng.bool()) {
+                (Some(relay), true) => relay.addr,
+                _ => b.addr,
+            };
+            assert_eq!(post(to, uuid.clone(), event, i).await, 200, "round {n}");
+            delivered.insert((uuid, i));
+        }
+    }
+    const DRAIN: Duration = Duration::from_secs(600);
+    assert!(b.wait_idle(DRAIN).await, "the queue drains under chaos");
+
+    // Redeliveries long after the fact (Okta retries, replays): recognised, no SCIM call.
+    let calls_before = proxy.calls().len();
+    for (uuid, event, i) in late.iter().cloned() {
+        assert_eq!(post(b.addr, uuid, event, i).await, 200);
+    }
+    assert!(b.wait_idle(DRAIN).await, "the redeliveries drain");
+    assert_eq!(
+        proxy.calls().len(),
+        calls_before,
+        "a redelivered event makes no SCIM call: {:?}",
+        &proxy.calls()[calls_before..]
+    );
+
+    // Reconciliation catches what was dropped (changed users, membership changes and
+    // deletions from the System Log, and users no longer listed).
+    let report = b.sweep().await;
+    assert!(
+        report
+            .reconciliation
+            .iter()
+            .all(|f| matches!(f.outcome, scim_relay::sweeper::FeedOutcome::Enqueued { .. })),
+        "{report:?}"
+    );
+    assert!(b.wait_idle(DRAIN).await, "the catch-up drains");
+    let (injected, injected_writes) = proxy.calm();
+    let a = a.expect("relay A");
+    counts.push(a.worker_counts());
+    counts.push(b.worker_counts());
+
+    // 1. Every user on the target is what the directory says.
+    let eng_members: HashSet<String> = tenant
+        .group_members(ENG)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    let mut wrong = Vec::new();
+    for (i, p) in dir.people.iter().enumerate() {
+        let on_target = tenant.user(&Person::email(i)).await;
+        let should_be_active = !p.deleted && p.status == Some("ACTIVE");
+        let ok = match (&on_target, should_be_active) {
+            (None, false) => true,
+            (None, true) => false,
+            (Some(u), false) => u["active"] == false,
+            (Some(u), true) => {
+                let id = u["id"].as_str().unwrap_or_default();
+                u["active"] == true
+                    && u["title"] == format!("Title {}", p.title)
+                    && eng_members.contains(id) == p.eng
+            }
+        };
+        if !ok {
+            wrong.push(format!("{i}: {p:?} vs {on_target:?}"));
+        }
+    }
+    assert!(wrong.is_empty(), "{} users differ: {wrong:#?}", wrong.len());
+
+    // 2. Nobody was created twice.
+    let mut creates: BTreeMap<String, usize> = BTreeMap::new();
+    for name in proxy.created() {
+        *creates.entry(name).or_default() += 1;
+    }
+    let twice: Vec<_> = creates.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "created more than once: {twice:?}");
+
+    // 3. Every delivered trigger was applied (its dedupe record exists) or dead-lettered.
+    let dead = b.db.dead_letter_reasons().await.unwrap_or_default();
+    let okta_tenant = host_of(&idp.url).expect("fixture host");
+    let now = chrono::Utc::now();
+    let mut unaccounted = 0;
+    for (uuid, i) in &delivered {
+        let key = format!("okta:{okta_tenant}:{uuid}:{}", Person::id(*i));
+        if !b.db.event_seen(&key, now).await.unwrap_or(false) {
+            unaccounted += 1;
+        }
+    }
+    assert!(
+        unaccounted <= dead.len(),
+        "{unaccounted} triggers neither applied nor dead-lettered ({} dead letters: {dead:?})",
+        dead.len()
+    );
+    assert!(
+        dead.iter().all(|r| !r.is_empty()),
+        "every dead letter has its reason"
+    );
+
+    // The figures.
+    let calls = proxy.calls();
+    let writes = calls
+        .iter()
+        .filter(|(m, p)| m != "GET" && !p.contains("/Groups"))
+        .count();
+    let group_writes = calls
+        .iter()
+        .filter(|(m, p)| m != "GET" && p.contains("/Groups"))
+        .count();
+    let finished = counts.iter().fold((0, 0, 0, 0), |t, c| {
+        (
+            t.0 + c.applied,
+            t.1 + c.duplicates,
+            t.2 + c.dead_lettered,
+            t.3 + c.retried,
+        )
+    });
+    let figures = serde_json::json!({
+        "seed": seed, "users": users, "changes": real_changes,
+        "deliveries": deliveries, "late_redeliveries": late.len(),
+        "distinct_triggers": delivered.len(), "dropped": dropped,
+        "kills": kills.len(), "scim_calls": calls.len(), "injected_failures": injected,
+        "injected_write_failures": injected_writes,
+        "user_writes": writes, "group_writes": group_writes,
+        "user_writes_per_change": writes as f64 / real_changes.max(1) as f64,
+        "user_writes_per_change_without_injected_retries":
+            writes.saturating_sub(injected_writes) as f64 / real_changes.max(1) as f64,
+        "worker": {"applied": finished.0, "duplicates": finished.1, "dead_lettered": finished.2, "retried": finished.3},
+        "dead_letters": dead.len(), "unaccounted": unaccounted,
+        "seconds": started.elapsed().as_secs_f64(),
+    });
+    println!("chaos figures: {figures}");
+    a.stop().await;
+    b.stop().await;
+    let _ = std::fs::remove_file(&db_path);
+}
