@@ -1039,3 +1039,148 @@ async fn a_rejected_probe_alarms_and_opens_the_workers_breaker() {
         "the worker stops consuming until the key is fixed"
     );
 }
+
+/// Counts DynamoDB requests by operation (the `x-amz-target` header of each request sent).
+#[derive(Debug, Clone, Default)]
+struct DynamoCalls(Arc<std::sync::Mutex<Vec<String>>>);
+
+impl DynamoCalls {
+    fn since(&self, from: usize) -> Vec<String> {
+        self.0
+            .lock()
+            .map(|c| c[from..].to_vec())
+            .unwrap_or_default()
+    }
+
+    fn len(&self) -> usize {
+        self.0.lock().map(|c| c.len()).unwrap_or_default()
+    }
+}
+
+impl aws_sdk_dynamodb::config::Intercept for DynamoCalls {
+    fn name(&self) -> &'static str {
+        "count-dynamodb-requests"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+        _: &aws_sdk_dynamodb::config::RuntimeComponents,
+        _: &mut aws_sdk_dynamodb::config::ConfigBag,
+    ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
+        let operation = context
+            .request()
+            .headers()
+            .get("x-amz-target")
+            .and_then(|t| t.split('.').next_back())
+            .unwrap_or("?")
+            .to_string();
+        self.0.lock().map_err(|_| "poisoned")?.push(operation);
+        Ok(())
+    }
+}
+
+/// The cost of one applied event, counted: DynamoDB requests and SCIM calls for a create, a
+/// profile change and a redelivery (the figures in docs/BENCHMARKS.md come from here).
+#[tokio::test]
+async fn requests_per_applied_event_on_dynamodb_and_the_target() {
+    let World {
+        aws,
+        idp,
+        proxy,
+        settings,
+        ..
+    } = world().await;
+    let calls = DynamoCalls::default();
+    let counted = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&moto_config().await)
+            .interceptor(calls.clone())
+            .build(),
+    );
+    let store = DynamoStateStore::new(counted, aws.table.clone());
+    let lambda = WorkerLambda {
+        worker: scim_relay::wiring::build_worker(
+            &settings,
+            Arc::new(store.clone()),
+            Arc::new(SystemClock),
+        )
+        .expect("worker builds"),
+        store,
+        queue: SqsQueue::new(aws.sqs.clone(), settings.queue.url.clone()),
+        dead_letters: SqsQueue::new(aws.sqs.clone(), settings.queue.dlq_url.clone()),
+    };
+    let email = "counted@example.com";
+    let mut figures = Vec::new();
+    let mut measure = |name: &str, dynamo: Vec<String>, scim: Vec<(String, String)>| {
+        figures.push(format!(
+            "{name}: {} DynamoDB requests {dynamo:?}, {} SCIM calls {:?}",
+            dynamo.len(),
+            scim.len(),
+            scim.iter().map(|(m, _)| m.as_str()).collect::<Vec<_>>()
+        ));
+        (dynamo, scim.into_iter().map(|(m, _)| m).collect::<Vec<_>>())
+    };
+    let run = |messages: Vec<aws_sdk_sqs::types::Message>| {
+        let (d, s) = (calls.len(), proxy.calls().len());
+        let lambda = &lambda;
+        let calls = calls.clone();
+        let proxy = proxy.clone();
+        async move {
+            let resp = worker::handle(lambda, sqs_event(&messages)).await.unwrap();
+            assert!(resp.batch_item_failures.is_empty());
+            (calls.since(d), proxy.calls()[s..].to_vec())
+        }
+    };
+
+    idp.set_okta_user("00uCOUNT", "ACTIVE", Some(email), "Coun", "Ted", Some("A"));
+    let created = deliver_okta(
+        &aws,
+        &settings,
+        &okta_delivery("ev-count-1", "user.lifecycle.create", "00uCOUNT", email),
+    )
+    .await;
+    let (dynamo, scim) = run(created.clone()).await;
+    let (dynamo, scim) = measure("create", dynamo, scim);
+    // Breaker, dedupe record, state; then state and dedupe record in one transaction.
+    assert_eq!(
+        dynamo,
+        ["GetItem", "GetItem", "GetItem", "TransactWriteItems"]
+    );
+    assert_eq!(scim, ["GET", "POST"], "look up, then create");
+    for m in &created {
+        aws.sqs
+            .delete_message()
+            .queue_url(&aws.queues.url)
+            .receipt_handle(m.receipt_handle.clone().unwrap())
+            .send()
+            .await
+            .unwrap();
+    }
+
+    idp.set_okta_user("00uCOUNT", "ACTIVE", Some(email), "Coun", "Ted", Some("B"));
+    let updated = deliver_okta(
+        &aws,
+        &settings,
+        &okta_delivery(
+            "ev-count-2",
+            "user.account.update_profile",
+            "00uCOUNT",
+            email,
+        ),
+    )
+    .await;
+    let (dynamo, scim) = run(updated).await;
+    let (dynamo, scim) = measure("profile change", dynamo, scim);
+    assert_eq!(dynamo.len(), 4);
+    assert_eq!(scim, ["PATCH"], "only the changed attribute");
+
+    let (dynamo, scim) = run(created).await;
+    let (dynamo, scim) = measure("redelivery", dynamo, scim);
+    assert_eq!(
+        dynamo,
+        ["GetItem", "GetItem"],
+        "breaker and dedupe record only"
+    );
+    assert!(scim.is_empty());
+    println!("requests per applied event:\n{}", figures.join("\n"));
+}

@@ -128,7 +128,8 @@ fn ingress(c: &mut Criterion) {
         group.throughput(Throughput::Elements(items as u64));
         group.bench_with_input(BenchmarkId::new("ingress", items), &body, |b, body| {
             b.iter(|| {
-                let resp = runtime.block_on(ingress.handle(request("/entra", Vec::new(), body.clone())));
+                let resp =
+                    runtime.block_on(ingress.handle(request("/entra", Vec::new(), body.clone())));
                 assert_eq!(resp.status, 202);
             })
         });

@@ -8,6 +8,8 @@ const USAGE: &str = "scim-relay — keeps a SCIM target's users in sync with Okt
 USAGE:
     scim-relay serve [--config FILE]         run ingress, worker and sweeper on an embedded SQLite store
     scim-relay check-config [--config FILE]  validate the configuration and exit
+    scim-relay redrive [--config FILE]       put every dead letter back on the queue (after fixing
+                                             their cause; applied triggers are skipped)
 
 The config file may also be given as SCIM_RELAY_CONFIG. Every key can be overridden by an
 environment variable SCIM_RELAY_<SECTION>__<KEY>, e.g. SCIM_RELAY_OKTA__SHARED_SECRET.";
@@ -62,6 +64,7 @@ async fn main() -> ExitCode {
             }
         },
         "serve" => serve(settings).await,
+        "redrive" => redrive(&settings).await,
         other => {
             eprintln!("error: unknown command `{other}`\n\n{USAGE}");
             ExitCode::from(2)
@@ -90,6 +93,26 @@ async fn serve(settings: Settings) -> ExitCode {
     tracing::info!("shutting down; finishing in-flight work");
     relay.stop().await;
     ExitCode::SUCCESS
+}
+
+async fn redrive(settings: &Settings) -> ExitCode {
+    let db = match scim_relay::sqlite::SqliteDb::open(&settings.database) {
+        Ok(db) => db,
+        Err(e) => {
+            eprintln!("error: cannot open {}: {e}", settings.database);
+            return ExitCode::from(1);
+        }
+    };
+    match db.redrive_dead_letters().await {
+        Ok(n) => {
+            println!("{n} dead letters back on the queue");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 async fn shutdown_signal() {

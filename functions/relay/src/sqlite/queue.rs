@@ -161,6 +161,26 @@ impl SqliteDb {
         .await
     }
 
+    /// Puts every dead letter back on the queue (once its cause is fixed); returns how many.
+    /// Safe to repeat: the worker skips what was applied, and a message already queued again
+    /// is not doubled.
+    pub async fn redrive_dead_letters(&self) -> Result<usize, SqliteError> {
+        let now = Utc::now().timestamp_millis();
+        self.run(move |conn| {
+            let tx = conn.transaction()?;
+            let moved = tx.execute(
+                "INSERT INTO queue (group_id, dedupe_id, body, visible_at, enqueued_at)
+                 SELECT group_id, dedupe_id, body, ?1, ?1 FROM dead_letters ORDER BY id
+                 ON CONFLICT (dedupe_id) DO NOTHING",
+                params![now],
+            )?;
+            tx.execute("DELETE FROM dead_letters", [])?;
+            tx.commit()?;
+            Ok(moved)
+        })
+        .await
+    }
+
     /// The dead letters' reasons, oldest first (for operators and tests).
     pub async fn dead_letter_reasons(&self) -> Result<Vec<String>, SqliteError> {
         self.run(|conn| {
@@ -276,6 +296,11 @@ mod tests {
             db.dead_letter_reasons().await.unwrap(),
             vec!["bad signature".to_string()]
         );
+        // Redriven once the cause is fixed: back on the queue, and the dead letters empty.
+        assert_eq!(db.redrive_dead_letters().await.unwrap(), 1);
+        assert_eq!(db.depth().await.unwrap(), (1, 0));
+        let again = db.next_message(Utc::now(), LEASE).await.unwrap().unwrap();
+        assert_eq!(again.body, "a:1");
         let _ = std::fs::remove_file(path);
     }
 }
