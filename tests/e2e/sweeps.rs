@@ -714,3 +714,26 @@ async fn a_lost_unassignment_or_deletion_in_okta_is_read_from_the_system_log() {
     assert!(h.idp.okta_log_requests() >= 2);
     h.finish().await;
 }
+
+#[tokio::test]
+async fn the_drift_report_runs_once_an_interval_and_never_beside_a_full_pass() {
+    let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
+    let h = harness_on_clock(TargetProfile::Generic, clock.clone(), |s| {
+        s.okta.org_url.clear();
+        s.okta.shared_secret = Secret::default();
+        s.okta.api_token = Secret::default();
+    })
+    .await;
+    h.idp
+        .set_graph_user("t1", "t1@contoso.com", true, "Tee One", None);
+    let report = h.sweep_and_settle().await;
+    assert_eq!(report.drift, None, "the first pass is a full one");
+    assert!(h.sweep_and_settle().await.drift.is_some(), "then it is due");
+    assert_eq!(h.sweep_and_settle().await.drift, None, "not again the same day");
+    clock.advance(Days::hours(25));
+    let report = h.sweep_and_settle().await;
+    assert_eq!(feed(&report, Source::Entra), enqueued(1, true));
+    assert_eq!(report.drift, None, "the daily full pass runs first");
+    assert!(h.sweep_and_settle().await.drift.is_some());
+    h.finish().await;
+}
