@@ -1808,3 +1808,42 @@ async fn a_group_failure_parks_the_groups_but_keeps_the_user_change() {
     assert_eq!(dd.requests("POST"), 1, "created once");
     h.finish().await;
 }
+
+#[tokio::test]
+async fn a_scim_group_deleted_on_the_target_is_made_again_for_the_next_join() {
+    let h = harness_with(TargetProfile::Generic, |s| {
+        s.okta.group_ids = "00gTEAM".into();
+        s.target.sync_groups = true;
+    })
+    .await;
+    for (id, email) in [("00uG1", "g1@example.com"), ("00uG2", "g2@example.com")] {
+        h.idp
+            .set_okta_user(id, "ACTIVE", Some(email), "Gro", "Up", None);
+        h.idp.set_okta_groups(id, &["00gTEAM"]);
+    }
+    h.okta(okta_delivery(
+        "ev-g1",
+        "user.lifecycle.create",
+        "00uG1",
+        "g1@example.com",
+    ))
+    .await;
+    assert_eq!(h.tenant.groups_named("00gTEAM").await, 1);
+
+    // An admin deletes the group on the target; the relay's record of it is stale.
+    h.tenant.delete_group("00gTEAM").await;
+    assert_eq!(h.tenant.groups_named("00gTEAM").await, 0);
+    h.okta(okta_delivery(
+        "ev-g2",
+        "user.lifecycle.create",
+        "00uG2",
+        "g2@example.com",
+    ))
+    .await;
+    assert_eq!(h.tenant.groups_named("00gTEAM").await, 1, "made again");
+    let g2 = h.tenant.user("g2@example.com").await.expect("g2");
+    let members = h.tenant.group_members("00gTEAM").await.unwrap_or_default();
+    assert!(members.contains(&g2["id"].as_str().unwrap().to_string()));
+    assert_eq!(h.relay.db.depth().await.unwrap(), (0, 0), "nothing parked");
+    h.finish().await;
+}

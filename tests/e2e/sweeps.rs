@@ -729,7 +729,11 @@ async fn the_drift_report_runs_once_an_interval_and_never_beside_a_full_pass() {
     let report = h.sweep_and_settle().await;
     assert_eq!(report.drift, None, "the first pass is a full one");
     assert!(h.sweep_and_settle().await.drift.is_some(), "then it is due");
-    assert_eq!(h.sweep_and_settle().await.drift, None, "not again the same day");
+    assert_eq!(
+        h.sweep_and_settle().await.drift,
+        None,
+        "not again the same day"
+    );
     clock.advance(Days::hours(25));
     let report = h.sweep_and_settle().await;
     assert_eq!(feed(&report, Source::Entra), enqueued(1, true));

@@ -106,6 +106,44 @@ impl ScimTenant {
         )
     }
 
+    /// Deletes the group with this displayName on the target, as an admin would.
+    pub async fn delete_group(&self, display_name: &str) {
+        let list: Value = reqwest::Client::new()
+            .get(format!("{}/Groups", self.base_url))
+            .bearer_auth(&self.token)
+            .query(&[("filter", format!("displayName eq \"{display_name}\""))])
+            .send()
+            .await
+            .expect("scim2-server reachable")
+            .json()
+            .await
+            .expect("scim2-server answers JSON");
+        for group in list["Resources"].as_array().into_iter().flatten() {
+            let id = group["id"].as_str().unwrap_or_default();
+            reqwest::Client::new()
+                .delete(format!("{}/Groups/{id}", self.base_url))
+                .bearer_auth(&self.token)
+                .send()
+                .await
+                .expect("scim2-server reachable");
+        }
+    }
+
+    /// How many groups on the target have this displayName.
+    pub async fn groups_named(&self, display_name: &str) -> usize {
+        let list: Value = reqwest::Client::new()
+            .get(format!("{}/Groups", self.base_url))
+            .bearer_auth(&self.token)
+            .query(&[("filter", format!("displayName eq \"{display_name}\""))])
+            .send()
+            .await
+            .expect("scim2-server reachable")
+            .json()
+            .await
+            .expect("scim2-server answers JSON");
+        list["totalResults"].as_u64().unwrap_or_default() as usize
+    }
+
     pub async fn user_count(&self) -> usize {
         self.list(None).await["totalResults"]
             .as_u64()
@@ -219,7 +257,7 @@ impl ScimProxy {
             .map_or((0, 0), |c| (c.injected, c.injected_writes))
     }
 
-    /// The userName of every user the target created, in order.
+    /// The userName of every `POST /Users` that reached the target, in order.
     pub fn created(&self) -> Vec<String> {
         self.created.lock().expect("lock").clone()
     }
@@ -372,7 +410,9 @@ async fn forward(State(state): State<ProxyState>, req: Request) -> Response {
         }
     };
     let status = resp.status();
-    if status.as_u16() == 201 && parts.method == axum::http::Method::POST {
+    // Every create that reached the target, whatever it answered: a second one for the same
+    // userName is a blind re-POST, even where the target refuses it with 409.
+    if parts.method == axum::http::Method::POST && path_and_query.starts_with("/Users") {
         if let Some(name) = serde_json::from_slice::<Value>(&body)
             .ok()
             .and_then(|b| b["userName"].as_str().map(str::to_lowercase))
@@ -380,6 +420,7 @@ async fn forward(State(state): State<ProxyState>, req: Request) -> Response {
             state.created.lock().expect("lock").push(name);
         }
     }
+    let _ = status;
     if let Some(f) = &fault {
         if let Some(wait) = stall {
             tokio::time::sleep(wait).await;

@@ -158,6 +158,13 @@ pub struct WorkerParts {
     pub attribute_map: std::collections::BTreeMap<String, String>,
 }
 
+/// Where a create whose answer is lost gets written down (see `remember_create_in_doubt`).
+struct Doubt<'a> {
+    key: &'a UserKey,
+    recorded: Option<&'a UserState>,
+    processed: &'a ProcessedEvent,
+}
+
 /// What applying a plan produced: the state to record (if it changed) and the calls made.
 struct Applied {
     state: Option<UserState>,
@@ -289,23 +296,14 @@ impl Worker {
                      Move the credential to a service account."
                 );
             }
-            let mut applied = match self
-                .apply(&plan, desired.as_ref(), recorded.as_ref(), &trigger)
-                .await
-            {
-                Ok(applied) => applied,
-                Err(e @ WorkError::Retryable { .. }) if matches!(plan, ScimPlan::Create { .. }) => {
-                    // The create may have gone through unseen (a lost answer): remember the
-                    // userName, so an account made now is found and switched off should the user
-                    // be gone by the next attempt.
-                    if let ScimPlan::Create { user } = &plan {
-                        self.remember_create_in_doubt(&key, recorded.as_ref(), user, &processed)
-                            .await;
-                    }
-                    return Err(e);
-                }
-                Err(e) => return Err(e),
+            let doubt = Doubt {
+                key: &key,
+                recorded: recorded.as_ref(),
+                processed: &processed,
             };
+            let mut applied = self
+                .apply(&plan, desired.as_ref(), &doubt, &trigger)
+                .await?;
             if let Some(state) = applied.state.as_mut() {
                 state.last_event_at = latest(state.last_event_at, trigger.published);
             } else if let (true, Some(r)) = (from_event_content, recorded.as_ref()) {
@@ -434,9 +432,10 @@ impl Worker {
         &self,
         plan: &ScimPlan,
         desired: Option<&DesiredUser>,
-        recorded: Option<&UserState>,
+        doubt: &Doubt<'_>,
         trigger: &Trigger,
     ) -> Result<Applied, WorkError> {
+        let recorded = doubt.recorded;
         let now = self.clock.now();
         let next = |scim_id: Option<String>,
                     user: &DesiredUser,
@@ -477,7 +476,7 @@ impl Worker {
                 writes: 0,
             }),
             ScimPlan::Create { user } => {
-                let (record, calls, created) = self.look_up_or_create(user).await?;
+                let (record, calls, created) = self.look_up_or_create(user, doubt).await?;
                 let mut state = finish(next(Some(record.id), user, true, true));
                 if created && self.profile == TargetProfile::Datadog {
                     // Datadog mails an invitation on create; its link dies after 48 h.
@@ -519,7 +518,7 @@ impl Worker {
                     tracing::warn!(scim_id = %scim_id, "target no longer has the user");
                     match desired.filter(|u| u.active) {
                         Some(user) => {
-                            let (record, calls, _) = self.look_up_or_create(user).await?;
+                            let (record, calls, _) = self.look_up_or_create(user, doubt).await?;
                             Ok(Applied {
                                 state: Some(finish(next(Some(record.id), user, true, true))),
                                 calls: calls + 1,
@@ -553,11 +552,17 @@ impl Worker {
                 })
             }
             ScimPlan::DeactivateUnrecorded { user_name } if desired.is_none() => {
-                // A create in doubt for a user the directory no longer has.
-                let found = self.target.find_user(user_name).await?;
+                // A create in doubt for a user the directory no longer has. Where the target
+                // keeps externalId, only an account made for this user is touched: the same
+                // login may belong to someone else by now.
+                let found = self.target.find_user(user_name).await?.filter(|r| {
+                    r.external_id
+                        .as_deref()
+                        .is_none_or(|id| id == doubt.key.user_id)
+                });
                 let mut calls = 1;
                 let mut writes = 0;
-                if let Some(ScimRecord { id, active }) = &found {
+                if let Some(ScimRecord { id, active, .. }) = &found {
                     if *active != Some(false) {
                         self.target
                             .patch_user(id, &[PatchOp::replace("active", json!(false))])
@@ -582,7 +587,7 @@ impl Worker {
                 let found = self.target.find_user(user_name).await?;
                 let mut calls = 1;
                 let mut writes = 0;
-                if let Some(ScimRecord { id, active }) = &found {
+                if let Some(ScimRecord { id, active, .. }) = &found {
                     if *active != Some(false) {
                         self.target
                             .patch_user(id, &[PatchOp::replace("active", json!(false))])
@@ -750,7 +755,17 @@ impl Worker {
             return Ok(applied);
         }
         let mut state = recorded.clone();
-        let mut joins = redo;
+        let mut joins = Vec::new();
+        // A pending join is made again with the group's current id: the one written down may
+        // be of a group deleted on the target since (then forgotten, and found or made anew).
+        for (idp_group, _) in redo {
+            let name = user.groups.get(&idp_group).cloned().unwrap_or_default();
+            let scim_group = self
+                .scim_group(&name, &mut applied.calls)
+                .await
+                .map_err(GroupsError::Work)?;
+            joins.push((idp_group, scim_group));
+        }
         for (idp_group, name) in planned.join {
             if state.groups_pending.contains_key(&idp_group) {
                 continue;
@@ -763,7 +778,7 @@ impl Worker {
         }
         let new_joins: Vec<_> = joins
             .iter()
-            .filter(|(g, _)| !state.groups_pending.contains_key(g))
+            .filter(|(g, s)| state.groups_pending.get(g) != Some(s))
             .cloned()
             .collect();
         if !new_joins.is_empty() {
@@ -841,6 +856,7 @@ impl Worker {
     async fn look_up_or_create(
         &self,
         user: &DesiredUser,
+        doubt: &Doubt<'_>,
     ) -> Result<(ScimRecord, u32, bool), WorkError> {
         if let Some(existing) = self.target.find_user(&user.user_name).await? {
             let calls = 1 + self.adopt(&existing, user).await?;
@@ -850,13 +866,23 @@ impl Worker {
             Ok(record) => Ok((record, 2, true)),
             Err(e) if e.failure == ScimFailure::Retryable => {
                 // Ambiguous (timeout, 5xx): the account may exist now. Look before the queue
-                // retries the create.
-                match self.target.find_user(&user.user_name).await? {
-                    Some(existing) => {
+                // retries the create; if the look-up fails too, write the doubt down first.
+                match self.target.find_user(&user.user_name).await {
+                    Ok(Some(existing)) => {
                         let calls = 3 + self.adopt(&existing, user).await?;
                         Ok((existing, calls, false))
                     }
-                    None => Err(e.into()),
+                    Ok(None) => Err(e.into()),
+                    Err(lookup) => {
+                        self.remember_create_in_doubt(
+                            doubt.key,
+                            doubt.recorded,
+                            user,
+                            doubt.processed,
+                        )
+                        .await;
+                        Err(lookup.into())
+                    }
                 }
             }
             Err(e) if e.failure == ScimFailure::Conflict => {

@@ -159,13 +159,25 @@ async fn handle(
     message: QueuedMessage,
 ) -> Option<CredentialHealth> {
     let mut learnt = None;
+    // Counted once the outcome is recorded (a failed record means the message is worked again).
+    let mut counted: Option<&AtomicU64> = None;
     let count = |c: &AtomicU64| {
         c.fetch_add(1, Ordering::Relaxed);
     };
-    let result = match worker.process(&message.body).await {
+    // Work that outlives its claim is abandoned (as a crash would be): the message may be
+    // another worker's by then.
+    let budget = retry.lease.mul_f32(0.9);
+    let processed = match tokio::time::timeout(budget, worker.process(&message.body)).await {
+        Ok(result) => result,
+        Err(_) => Err(WorkError::Retryable {
+            reason: format!("took longer than its {} s claim", retry.lease.as_secs()),
+            retry_after: None,
+        }),
+    };
+    let result = match processed {
         Ok(outcome) => {
             learnt = Some(CredentialHealth::Accepted);
-            let acked = db.ack(message.id).await;
+            let acked = db.ack(&message).await;
             if acked.is_ok() {
                 match outcome {
                     scim_relay::worker::Outcome::Duplicate => count(&stats.duplicates),
@@ -184,12 +196,12 @@ async fn handle(
             // Not an attempt of this message: it is put back as it was, never dead-lettered.
             let at =
                 Utc::now() + chrono::Duration::from_std(retry.credential_pause).unwrap_or_default();
-            db.postpone(message.id, at, &reason).await
+            db.postpone(&message, at, &reason).await
         }
         Err(WorkError::Permanent(reason)) => {
             tracing::error!(message = message.id, "dead-lettering: {reason}");
-            count(&stats.dead_lettered);
-            db.dead_letter(message.id, &reason).await
+            counted = Some(&stats.dead_lettered);
+            db.dead_letter(&message, &reason).await
         }
         Err(WorkError::Retryable {
             reason,
@@ -199,8 +211,8 @@ async fn handle(
             if attempts >= retry.max_attempts {
                 let reason = format!("gave up after {attempts} attempts: {reason}");
                 tracing::error!(message = message.id, "dead-lettering: {reason}");
-                count(&stats.dead_lettered);
-                db.dead_letter(message.id, &reason).await
+                counted = Some(&stats.dead_lettered);
+                db.dead_letter(&message, &reason).await
             } else {
                 let wait = retry.delay(message.attempts, retry_after);
                 tracing::warn!(
@@ -210,11 +222,14 @@ async fn handle(
                     "will retry: {reason}"
                 );
                 let at = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
-                count(&stats.retried);
-                db.retry_later(message.id, at, &reason).await
+                counted = Some(&stats.retried);
+                db.retry_later(&message, at, &reason).await
             }
         }
     };
+    if let (Ok(()), Some(counter)) = (&result, counted) {
+        count(counter);
+    }
     if let Err(e) = result {
         // The message stays in the queue and is worked again: nothing is lost.
         tracing::error!(message = message.id, "cannot record the outcome: {e}");

@@ -363,9 +363,11 @@ const SCOPE_EVENTS: [&str; 5] = [
 ];
 /// The log's largest page.
 const LOG_PAGE: usize = 1000;
-/// Events reach the System Log a little after they happen: each pass starts this far before
-/// the previous one ended.
-const LOG_OVERLAP_SECONDS: i64 = 120;
+/// Events reach the System Log a little after they happen, and clocks differ: each pass starts
+/// this far before the previous one ended (a re-read event only costs a re-check).
+const LOG_OVERLAP_SECONDS: i64 = 300;
+/// The System Log keeps 90 days: a position older than that reads from as far back as it can.
+const LOG_RETENTION_DAYS: i64 = 89;
 /// How far back the first pass reads.
 const LOG_FIRST_LOOKBACK_HOURS: i64 = 24;
 
@@ -408,7 +410,8 @@ impl ChangeFeed for OktaMembershipLog {
                 .map(|t| t.with_timezone(&Utc))
                 .map_err(|_| FeedError::CursorExpired)?,
             None => now - chrono::Duration::hours(LOG_FIRST_LOOKBACK_HOURS),
-        };
+        }
+        .max(now - chrono::Duration::days(LOG_RETENTION_DAYS));
         let filter = SCOPE_EVENTS
             .iter()
             .map(|t| format!("eventType eq \"{t}\""))
@@ -449,7 +452,7 @@ impl ChangeFeed for OktaMembershipLog {
             let page: Vec<LogEvent> = resp.json().await.map_err(|e| {
                 DirectoryError::Retryable(format!("Okta System Log page is not readable: {e}"))
             })?;
-            let full_page = page.len() >= LOG_PAGE;
+            let empty = page.is_empty();
             for event in page {
                 let failed = event
                     .outcome
@@ -467,7 +470,8 @@ impl ChangeFeed for OktaMembershipLog {
                 );
             }
             match next {
-                Some(next) if full_page && next.starts_with(&format!("{}/", dir.org_url)) => {
+                // Bounded by `until`, the pages end; an empty one ends them too.
+                Some(next) if !empty && next.starts_with(&format!("{}/", dir.org_url)) => {
                     url = next
                 }
                 _ => {

@@ -273,6 +273,10 @@ fn record(value: &Value) -> Option<ScimRecord> {
     Some(ScimRecord {
         id: value.get("id")?.as_str()?.to_string(),
         active: value.get("active").and_then(Value::as_bool),
+        external_id: value
+            .get("externalId")
+            .and_then(Value::as_str)
+            .map(str::to_string),
     })
 }
 

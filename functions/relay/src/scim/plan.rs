@@ -25,12 +25,23 @@ pub enum ScimPlan {
     Delete { scim_id: String },
 }
 
+/// A create whose answer was lost: no SCIM id, but the relay may have made an account.
+pub fn create_in_doubt(recorded: Option<&UserState>) -> Option<&UserState> {
+    recorded.filter(|r| r.scim_id.is_none() && r.active)
+}
+
 /// A user the IdP deleted for good, under the `delete` policy: remove the recorded account.
 pub fn plan_hard_delete(recorded: Option<&UserState>) -> ScimPlan {
     match recorded.and_then(|r| r.scim_id.clone()) {
         Some(scim_id) => ScimPlan::Delete { scim_id },
-        None => ScimPlan::Nothing {
-            reason: "hard-deleted user has no account on the target",
+        // The account is not known for sure: find it and switch it off (never delete a guess).
+        None => match create_in_doubt(recorded) {
+            Some(r) => ScimPlan::DeactivateUnrecorded {
+                user_name: r.user_name.clone(),
+            },
+            None => ScimPlan::Nothing {
+                reason: "hard-deleted user has no account on the target",
+            },
         },
     }
 }
@@ -49,7 +60,7 @@ pub fn plan(
         },
         // A create whose answer was lost, for a user who is gone since: the account may
         // exist; look it up by userName and switch it off.
-        (None, None) if recorded.is_some_and(|r| r.active) => ScimPlan::DeactivateUnrecorded {
+        (None, None) if create_in_doubt(recorded).is_some() => ScimPlan::DeactivateUnrecorded {
             user_name: recorded.map(|r| r.user_name.clone()).unwrap_or_default(),
         },
         (None, _) => ScimPlan::Nothing {
@@ -57,6 +68,13 @@ pub fn plan(
         },
         (Some(user), None) if user.active => ScimPlan::Create { user: user.clone() },
         (Some(user), None) => match recorded {
+            // A create in doubt for a user who is no longer to have an account (unassigned,
+            // deactivated, pending again): whatever it made is switched off.
+            Some(state) if create_in_doubt(Some(state)).is_some() => {
+                ScimPlan::DeactivateUnrecorded {
+                    user_name: state.user_name.clone(),
+                }
+            }
             // Already looked up and recorded as absent or inactive.
             Some(state) if !state.active => ScimPlan::Nothing {
                 reason: "user is inactive and has no active account",
@@ -247,6 +265,41 @@ mod tests {
     const P: TargetProfile = TargetProfile::Datadog;
 
     #[test]
+    fn a_create_in_doubt_is_looked_up_and_switched_off_unless_the_user_should_have_it() {
+        let mut doubt = applied(&user(true, None), None);
+        doubt.lifecycle = "create-in-doubt".into();
+        let off = ScimPlan::DeactivateUnrecorded {
+            user_name: "a@example.com".into(),
+        };
+        // Gone, deactivated, out of scope (pending), or hard-deleted: find it, switch it off.
+        assert_eq!(plan(TargetProfile::Generic, None, Some(&doubt)), off);
+        assert_eq!(
+            plan(
+                TargetProfile::Generic,
+                Some(&user(false, None)),
+                Some(&doubt)
+            ),
+            off
+        );
+        let mut unassigned = user(false, None);
+        unassigned.pending = true;
+        assert_eq!(
+            plan(TargetProfile::Generic, Some(&unassigned), Some(&doubt)),
+            off
+        );
+        assert_eq!(plan_hard_delete(Some(&doubt)), off);
+        // Still to have an account: look up first and adopt it (or create it).
+        assert!(matches!(
+            plan(
+                TargetProfile::Generic,
+                Some(&user(true, None)),
+                Some(&doubt)
+            ),
+            ScimPlan::Create { .. }
+        ));
+    }
+
+    #[test]
     fn group_plans_join_and_leave_one_by_one_and_only_with_an_active_account() {
         let mut u = user(true, None);
         u.groups = BTreeMap::from([
@@ -427,8 +480,9 @@ mod tests {
                 scim_id: "id1".into()
             }
         );
+        // Recorded as having no account (looked up, none found): nothing to delete.
         assert!(matches!(
-            plan_hard_delete(Some(&applied(&u, None))),
+            plan_hard_delete(Some(&applied(&user(false, None), None))),
             ScimPlan::Nothing { .. }
         ));
         assert!(matches!(plan_hard_delete(None), ScimPlan::Nothing { .. }));

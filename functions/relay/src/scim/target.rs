@@ -29,6 +29,8 @@ pub struct ListedUser {
 pub struct ScimRecord {
     pub id: String,
     pub active: Option<bool>,
+    /// The IdP's id the account was made for, where the target keeps `externalId`.
+    pub external_id: Option<String>,
 }
 
 #[async_trait]
@@ -109,6 +111,7 @@ impl ScimTarget for DryRunTarget {
         Ok(created.get(user_name).map(|id| ScimRecord {
             id: id.clone(),
             active: Some(true),
+            external_id: None,
         }))
     }
 
@@ -130,6 +133,7 @@ impl ScimTarget for DryRunTarget {
         Ok(ScimRecord {
             id,
             active: Some(true),
+            external_id: None,
         })
     }
 

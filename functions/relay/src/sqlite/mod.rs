@@ -20,7 +20,8 @@ CREATE TABLE IF NOT EXISTS queue (
     attempts    INTEGER NOT NULL DEFAULT 0,
     visible_at  INTEGER NOT NULL,
     enqueued_at INTEGER NOT NULL,
-    last_error  TEXT
+    last_error  TEXT,
+    claim       TEXT
 );
 CREATE INDEX IF NOT EXISTS queue_group ON queue (group_id, id);
 CREATE TABLE IF NOT EXISTS dead_letters (
@@ -104,6 +105,12 @@ impl SqliteDb {
                  WHERE json_extract(doc, '$.invite.expires_at') IS NOT NULL
                    AND json_extract(doc, '$.invite.outcome') IS NULL;",
             )?;
+        }
+        let has_claim = conn
+            .prepare("SELECT 1 FROM pragma_table_info('queue') WHERE name = 'claim'")?
+            .exists([])?;
+        if !has_claim {
+            conn.execute_batch("ALTER TABLE queue ADD COLUMN claim TEXT")?;
         }
         conn.execute_batch(INDEXES)?;
         Ok(Self {

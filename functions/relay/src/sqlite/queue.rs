@@ -15,6 +15,9 @@ pub struct QueuedMessage {
     pub body: String,
     /// Attempts before this one.
     pub attempts: u32,
+    /// This claim's token: an outcome recorded under an expired claim (the message was
+    /// claimed again meanwhile) changes nothing.
+    pub claim: String,
 }
 
 #[async_trait]
@@ -54,6 +57,7 @@ impl SqliteDb {
         lease: chrono::Duration,
     ) -> Result<Option<QueuedMessage>, SqliteError> {
         let (now, until) = (now.timestamp_millis(), (now + lease).timestamp_millis());
+        let claim = uuid::Uuid::new_v4().simple().to_string();
         self.run(move |conn| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let message = tx
@@ -68,14 +72,15 @@ impl SqliteDb {
                             id: row.get(0)?,
                             body: row.get(1)?,
                             attempts: row.get(2)?,
+                            claim: claim.clone(),
                         })
                     },
                 )
                 .optional()?;
             if let Some(m) = &message {
                 tx.execute(
-                    "UPDATE queue SET visible_at = ?2 WHERE id = ?1",
-                    params![m.id, until],
+                    "UPDATE queue SET visible_at = ?2, claim = ?3 WHERE id = ?1",
+                    params![m.id, until, m.claim],
                 )?;
             }
             tx.commit()?;
@@ -84,9 +89,13 @@ impl SqliteDb {
         .await
     }
 
-    pub async fn ack(&self, id: i64) -> Result<(), SqliteError> {
+    pub async fn ack(&self, m: &QueuedMessage) -> Result<(), SqliteError> {
+        let (id, claim) = (m.id, m.claim.clone());
         self.run(move |conn| {
-            conn.execute("DELETE FROM queue WHERE id = ?1", params![id])?;
+            conn.execute(
+                "DELETE FROM queue WHERE id = ?1 AND claim = ?2",
+                params![id, claim],
+            )?;
             Ok(())
         })
         .await
@@ -95,37 +104,39 @@ impl SqliteDb {
     /// Makes the message visible again at `visible_at`, counting the attempt.
     pub async fn retry_later(
         &self,
-        id: i64,
+        m: &QueuedMessage,
         visible_at: DateTime<Utc>,
         error: &str,
     ) -> Result<(), SqliteError> {
-        self.reschedule(id, visible_at, error, 1).await
+        self.reschedule(m, visible_at, error, 1).await
     }
 
     /// Makes the message visible again at `visible_at` without counting an attempt (the failure
     /// was not the message's: the target refused the relay's credential).
     pub async fn postpone(
         &self,
-        id: i64,
+        m: &QueuedMessage,
         visible_at: DateTime<Utc>,
         error: &str,
     ) -> Result<(), SqliteError> {
-        self.reschedule(id, visible_at, error, 0).await
+        self.reschedule(m, visible_at, error, 0).await
     }
 
     async fn reschedule(
         &self,
-        id: i64,
+        m: &QueuedMessage,
         visible_at: DateTime<Utc>,
         error: &str,
         attempts: u32,
     ) -> Result<(), SqliteError> {
         let at = visible_at.timestamp_millis();
         let error = error.to_string();
+        let (id, claim) = (m.id, m.claim.clone());
         self.run(move |conn| {
             conn.execute(
-                "UPDATE queue SET attempts = attempts + ?4, visible_at = ?2, last_error = ?3 WHERE id = ?1",
-                params![id, at, error, attempts],
+                "UPDATE queue SET attempts = attempts + ?4, visible_at = ?2, last_error = ?3
+                 WHERE id = ?1 AND claim = ?5",
+                params![id, at, error, attempts, claim],
             )?;
             Ok(())
         })
@@ -133,17 +144,18 @@ impl SqliteDb {
     }
 
     /// Moves the message to the dead letters with its reason, in one transaction.
-    pub async fn dead_letter(&self, id: i64, reason: &str) -> Result<(), SqliteError> {
+    pub async fn dead_letter(&self, m: &QueuedMessage, reason: &str) -> Result<(), SqliteError> {
         let reason = reason.to_string();
+        let (id, claim) = (m.id, m.claim.clone());
         let now = Utc::now().timestamp_millis();
         self.run(move |conn| {
             let tx = conn.transaction()?;
             tx.execute(
                 "INSERT INTO dead_letters (group_id, dedupe_id, body, reason, attempts, failed_at)
-                 SELECT group_id, dedupe_id, body, ?2, attempts + 1, ?3 FROM queue WHERE id = ?1",
-                params![id, reason, now],
+                 SELECT group_id, dedupe_id, body, ?2, attempts + 1, ?3 FROM queue WHERE id = ?1 AND claim = ?4",
+                params![id, reason, now, claim],
             )?;
-            tx.execute("DELETE FROM queue WHERE id = ?1", params![id])?;
+            tx.execute("DELETE FROM queue WHERE id = ?1 AND claim = ?2", params![id, claim])?;
             tx.commit()?;
             Ok(())
         })
@@ -240,13 +252,13 @@ mod tests {
         let now = Utc::now();
         let first = db.next_message(now, LEASE).await.unwrap().unwrap();
         assert_eq!(first.body, "a:1");
-        db.retry_later(first.id, now + chrono::Duration::seconds(60), "boom")
+        db.retry_later(&first, now + chrono::Duration::seconds(60), "boom")
             .await
             .unwrap();
         // a:2 must wait behind a:1; b:3 goes ahead.
         let next = db.next_message(now, LEASE).await.unwrap().unwrap();
         assert_eq!(next.body, "b:3");
-        db.ack(next.id).await.unwrap();
+        db.ack(&next).await.unwrap();
         assert_eq!(db.next_message(now, LEASE).await.unwrap(), None);
         // Once a:1 is visible again it comes back with its attempt counted.
         let later = db
@@ -256,7 +268,7 @@ mod tests {
             .unwrap();
         assert_eq!((later.body.as_str(), later.attempts), ("a:1", 1));
         // A postponement does not count as an attempt.
-        db.postpone(later.id, now, "credential").await.unwrap();
+        db.postpone(&later, now, "credential").await.unwrap();
         let again = db
             .next_message(now + chrono::Duration::seconds(61), LEASE)
             .await
@@ -282,6 +294,11 @@ mod tests {
         let after = now + LEASE + chrono::Duration::seconds(1);
         let again = db.next_message(after, LEASE).await.unwrap().unwrap();
         assert_eq!(again.body, "a:1");
+        // The first worker comes back late: its outcome, under the old claim, changes nothing.
+        db.ack(&first).await.unwrap();
+        assert_eq!(db.depth().await.unwrap(), (3, 0));
+        db.ack(&again).await.unwrap();
+        assert_eq!(db.depth().await.unwrap(), (2, 0));
         let _ = std::fs::remove_file(path);
     }
 
@@ -290,7 +307,7 @@ mod tests {
         let (db, path) = temp_db();
         db.enqueue(&[msg("a", "1")]).await.unwrap();
         let m = db.next_message(Utc::now(), LEASE).await.unwrap().unwrap();
-        db.dead_letter(m.id, "bad signature").await.unwrap();
+        db.dead_letter(&m, "bad signature").await.unwrap();
         assert_eq!(db.depth().await.unwrap(), (0, 1));
         assert_eq!(
             db.dead_letter_reasons().await.unwrap(),
