@@ -173,6 +173,20 @@ async fn receive(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<aws_sdk_sqs::types
         .unwrap_or_default()
 }
 
+/// Deletes received messages from the work queue, as the event source mapping does after a
+/// successful batch.
+async fn delete_all(aws: &Aws, messages: &[aws_sdk_sqs::types::Message]) {
+    for m in messages {
+        aws.sqs
+            .delete_message()
+            .queue_url(&aws.queues.url)
+            .receipt_handle(m.receipt_handle.clone().unwrap_or_default())
+            .send()
+            .await
+            .expect("delete message");
+    }
+}
+
 fn sqs_event(messages: &[aws_sdk_sqs::types::Message]) -> LambdaEvent<SqsEvent> {
     let mut event = SqsEvent::default();
     for m in messages {
@@ -286,13 +300,7 @@ async fn okta_delivery_flows_through_sqs_fifo_worker_and_dynamodb() {
     )
     .await;
     assert_eq!(status, 200);
-    aws.sqs
-        .delete_message()
-        .queue_url(&aws.queues.url)
-        .receipt_handle(messages[0].receipt_handle.clone().unwrap())
-        .send()
-        .await
-        .unwrap();
+    delete_all(&aws, &messages[..1]).await;
     assert!(receive(&aws.sqs, &aws.queues.url).await.is_empty());
 
     // Deactivation through the same path updates the version.
@@ -951,15 +959,7 @@ async fn the_sweeper_lambda_resends_expired_invitations_and_enqueues_reconciliat
         .unwrap()
         .batch_item_failures
         .is_empty());
-    for m in &messages {
-        aws.sqs
-            .delete_message()
-            .queue_url(&aws.queues.url)
-            .receipt_handle(m.receipt_handle.clone().unwrap())
-            .send()
-            .await
-            .unwrap();
-    }
+    delete_all(&aws, &messages).await;
 
     let sdk = moto_config().await;
     let lambda = sweeper::from_settings(&settings, &sdk).expect("sweeper builds");
@@ -1147,15 +1147,7 @@ async fn requests_per_applied_event_on_dynamodb_and_the_target() {
         ["GetItem", "GetItem", "GetItem", "TransactWriteItems"]
     );
     assert_eq!(scim, ["GET", "POST"], "look up, then create");
-    for m in &created {
-        aws.sqs
-            .delete_message()
-            .queue_url(&aws.queues.url)
-            .receipt_handle(m.receipt_handle.clone().unwrap())
-            .send()
-            .await
-            .unwrap();
-    }
+    delete_all(&aws, &created).await;
 
     idp.set_okta_user("00uCOUNT", "ACTIVE", Some(email), "Coun", "Ted", Some("B"));
     let updated = deliver_okta(

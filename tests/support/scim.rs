@@ -106,9 +106,9 @@ impl ScimTenant {
         )
     }
 
-    /// Deletes the group with this displayName on the target, as an admin would.
-    pub async fn delete_group(&self, display_name: &str) {
-        let list: Value = reqwest::Client::new()
+    /// `GET /Groups?filter=displayName eq "…"`.
+    async fn groups_by_name(&self, display_name: &str) -> Value {
+        reqwest::Client::new()
             .get(format!("{}/Groups", self.base_url))
             .bearer_auth(&self.token)
             .query(&[("filter", format!("displayName eq \"{display_name}\""))])
@@ -117,7 +117,12 @@ impl ScimTenant {
             .expect("scim2-server reachable")
             .json()
             .await
-            .expect("scim2-server answers JSON");
+            .expect("scim2-server answers JSON")
+    }
+
+    /// Deletes the group with this displayName on the target, as an admin would.
+    pub async fn delete_group(&self, display_name: &str) {
+        let list = self.groups_by_name(display_name).await;
         for group in list["Resources"].as_array().into_iter().flatten() {
             let id = group["id"].as_str().unwrap_or_default();
             reqwest::Client::new()
@@ -131,17 +136,9 @@ impl ScimTenant {
 
     /// How many groups on the target have this displayName.
     pub async fn groups_named(&self, display_name: &str) -> usize {
-        let list: Value = reqwest::Client::new()
-            .get(format!("{}/Groups", self.base_url))
-            .bearer_auth(&self.token)
-            .query(&[("filter", format!("displayName eq \"{display_name}\""))])
-            .send()
-            .await
-            .expect("scim2-server reachable")
-            .json()
-            .await
-            .expect("scim2-server answers JSON");
-        list["totalResults"].as_u64().unwrap_or_default() as usize
+        self.groups_by_name(display_name).await["totalResults"]
+            .as_u64()
+            .unwrap_or_default() as usize
     }
 
     pub async fn user_count(&self) -> usize {

@@ -560,17 +560,8 @@ impl Worker {
                         .as_deref()
                         .is_none_or(|id| id == doubt.key.user_id)
                 });
-                let mut calls = 1;
-                let mut writes = 0;
-                if let Some(ScimRecord { id, active, .. }) = &found {
-                    if *active != Some(false) {
-                        self.target
-                            .patch_user(id, &[PatchOp::replace("active", json!(false))])
-                            .await?;
-                        calls += 1;
-                        writes += 1;
-                    }
-                }
+                let writes = self.switch_off(found.as_ref()).await?;
+                let calls = 1 + writes;
                 let mut s = switched_off(recorded, now)?;
                 s.scim_id = found.map(|r| r.id);
                 s.lifecycle = "deleted".into();
@@ -585,17 +576,8 @@ impl Worker {
                     WorkError::Permanent("deactivation planned without a user".into())
                 })?;
                 let found = self.target.find_user(user_name).await?;
-                let mut calls = 1;
-                let mut writes = 0;
-                if let Some(ScimRecord { id, active, .. }) = &found {
-                    if *active != Some(false) {
-                        self.target
-                            .patch_user(id, &[PatchOp::replace("active", json!(false))])
-                            .await?;
-                        calls += 1;
-                        writes += 1;
-                    }
-                }
+                let writes = self.switch_off(found.as_ref()).await?;
+                let calls = 1 + writes;
                 // Attributes were not applied: recorded as empty so a reactivation sends them all.
                 let mut state = next(found.map(|r| r.id), user, false, false);
                 state.attributes.clear();
@@ -605,6 +587,19 @@ impl Worker {
                     writes,
                 })
             }
+        }
+    }
+
+    /// Deactivates an account found by look-up, unless it is inactive already; the writes made.
+    async fn switch_off(&self, found: Option<&ScimRecord>) -> Result<u32, WorkError> {
+        match found {
+            Some(ScimRecord { id, active, .. }) if *active != Some(false) => {
+                self.target
+                    .patch_user(id, &[PatchOp::replace("active", json!(false))])
+                    .await?;
+                Ok(1)
+            }
+            _ => Ok(0),
         }
     }
 

@@ -90,6 +90,58 @@ impl DynamoStateStore {
     }
 }
 
+type Item = HashMap<String, AttributeValue>;
+
+impl DynamoStateStore {
+    /// One item by key, read consistently.
+    async fn get(&self, pk: String, sk: &str) -> Result<Option<Item>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(pk))
+            .key("sk", s(sk))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(backend)?;
+        Ok(out.item)
+    }
+
+    /// Every item whose `pk` starts with `prefix` (and passes `extra`), page after page; only
+    /// the rare reads of the sweeper use it.
+    async fn scan_prefix(
+        &self,
+        prefix: &str,
+        extra: Option<(&str, &str, AttributeValue)>,
+        projection: &str,
+    ) -> Result<Vec<Item>, StoreError> {
+        let mut items = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let mut scan = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .expression_attribute_values(":prefix", s(prefix))
+                .projection_expression(projection)
+                .set_exclusive_start_key(start);
+            scan = match &extra {
+                Some((condition, name, value)) => scan
+                    .filter_expression(format!("begins_with(pk, :prefix) AND {condition}"))
+                    .expression_attribute_values(*name, value.clone()),
+                None => scan.filter_expression("begins_with(pk, :prefix)"),
+            };
+            let out = scan.send().await.map_err(backend)?;
+            items.extend(out.items().iter().cloned());
+            match out.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => return Ok(items),
+            }
+        }
+    }
+}
+
 /// The target-credential breaker: while open, the worker does not consume (Lambda cannot stop
 /// its own event source without a circular template, so it hands batches back unworked).
 const BREAKER_PK: &str = "BREAKER#target-credential";
@@ -100,18 +152,9 @@ impl DynamoStateStore {
         &self,
         now: DateTime<Utc>,
     ) -> Result<Option<DateTime<Utc>>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", s(BREAKER_PK))
-            .key("sk", s("BREAKER"))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(backend)?;
-        let until = out
-            .item
+        let until = self
+            .get(BREAKER_PK.to_string(), "BREAKER")
+            .await?
             .and_then(|i| {
                 i.get("open_until")
                     .and_then(|v| v.as_n().ok())
@@ -144,18 +187,9 @@ fn group_pk(name: &str) -> String {
 #[async_trait]
 impl StateStore for DynamoStateStore {
     async fn group_id(&self, name: &str) -> Result<Option<String>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", s(group_pk(name)))
-            .key("sk", s("GROUP"))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(backend)?;
-        Ok(out
-            .item
+        Ok(self
+            .get(group_pk(name), "GROUP")
+            .await?
             .and_then(|i| i.get("scim_id").and_then(|v| v.as_s().ok()).cloned()))
     }
 
@@ -210,33 +244,18 @@ impl StateStore for DynamoStateStore {
     }
 
     async fn load_user(&self, key: &UserKey) -> Result<Option<UserState>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", s(user_pk(key)))
-            .key("sk", s("STATE"))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(backend)?;
-        out.item.as_ref().map(state_doc).transpose()
+        self.get(user_pk(key), "STATE")
+            .await?
+            .as_ref()
+            .map(state_doc)
+            .transpose()
     }
 
     async fn event_seen(&self, event_key: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", s(event_pk(event_key)))
-            .key("sk", s("EVENT"))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(backend)?;
         // TTL deletion is lazy (up to days), so expiry is decided from the stored time.
-        Ok(out
-            .item
+        Ok(self
+            .get(event_pk(event_key), "EVENT")
+            .await?
             .and_then(|i| {
                 i.get("expires_at")
                     .and_then(|v| v.as_n().ok())
@@ -353,28 +372,11 @@ impl SweepStore for DynamoStateStore {
     }
 
     async fn known_user_names(&self) -> Result<std::collections::HashSet<String>, StoreError> {
-        let mut names = std::collections::HashSet::new();
-        let mut start: Option<HashMap<String, AttributeValue>> = None;
-        loop {
-            let out = self
-                .client
-                .scan()
-                .table_name(&self.table)
-                .filter_expression("begins_with(pk, :user)")
-                .expression_attribute_values(":user", s("USER#"))
-                .projection_expression("doc")
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(backend)?;
-            for item in out.items() {
-                names.insert(state_doc(item)?.user_name.to_lowercase());
-            }
-            match out.last_evaluated_key {
-                Some(key) if !key.is_empty() => start = Some(key),
-                _ => return Ok(names),
-            }
-        }
+        self.scan_prefix("USER#", None, "doc")
+            .await?
+            .iter()
+            .map(|item| Ok(state_doc(item)?.user_name.to_lowercase()))
+            .collect()
     }
 
     async fn active_user_ids(
@@ -383,50 +385,22 @@ impl SweepStore for DynamoStateStore {
         tenant: &str,
     ) -> Result<Vec<String>, StoreError> {
         let prefix = format!("USER#{source}#{tenant}#");
-        let mut ids = Vec::new();
-        let mut start: Option<HashMap<String, AttributeValue>> = None;
-        loop {
-            let out = self
-                .client
-                .scan()
-                .table_name(&self.table)
-                .filter_expression("begins_with(pk, :prefix) AND active = :active")
-                .expression_attribute_values(":prefix", s(prefix.clone()))
-                .expression_attribute_values(":active", AttributeValue::Bool(true))
-                .projection_expression("pk")
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(backend)?;
-            for item in out.items() {
-                let user = item
-                    .get("pk")
-                    .and_then(|v| v.as_s().ok())
-                    .and_then(|pk| pk.strip_prefix(&prefix));
-                if let Some(user) = user {
-                    ids.push(user.to_string());
-                }
-            }
-            match out.last_evaluated_key {
-                Some(key) if !key.is_empty() => start = Some(key),
-                _ => return Ok(ids),
-            }
-        }
+        let active = ("active = :active", ":active", AttributeValue::Bool(true));
+        Ok(self
+            .scan_prefix(&prefix, Some(active), "pk")
+            .await?
+            .iter()
+            .filter_map(|item| {
+                let pk = item.get("pk")?.as_s().ok()?;
+                pk.strip_prefix(&prefix).map(str::to_string)
+            })
+            .collect())
     }
 
     async fn load_cursor(&self, name: &str) -> Result<Option<String>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", s(format!("CURSOR#{name}")))
-            .key("sk", s("CURSOR"))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(backend)?;
-        Ok(out
-            .item
+        Ok(self
+            .get(format!("CURSOR#{name}"), "CURSOR")
+            .await?
             .and_then(|i| i.get("value").and_then(|v| v.as_s().ok()).cloned()))
     }
 
