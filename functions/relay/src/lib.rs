@@ -22,6 +22,17 @@ pub mod sqlite;
 #[cfg(feature = "outbound")]
 pub mod wiring;
 
+/// The HTTP client of the SCIM target's APIs: a whole-request timeout, and a user agent that
+/// names the relay in the target's logs.
+#[cfg(feature = "outbound")]
+pub(crate) fn target_http_client(timeout: std::time::Duration) -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .user_agent(concat!("scim-relay/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| e.to_string())
+}
+
 /// A transport error with its causes ("error sending request: connection refused"), without
 /// the URL (which may carry a user id or a token in a query).
 #[cfg(feature = "outbound")]

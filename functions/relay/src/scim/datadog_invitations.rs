@@ -84,11 +84,7 @@ impl DatadogInvitations {
                 "target.base_url {base} does not end in /api/v2/scim; cannot find Datadog's Users API"
             ))
         })?;
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .user_agent(concat!("scim-relay/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| ScimError::transport(e.to_string()))?;
+        let http = crate::target_http_client(timeout).map_err(ScimError::transport)?;
         Ok(Self {
             http,
             api_url: api_url.to_string(),

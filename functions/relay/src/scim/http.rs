@@ -46,11 +46,7 @@ impl HttpScimTarget {
         token: Secret,
         timeout: Duration,
     ) -> Result<Self, ScimError> {
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .user_agent(concat!("scim-relay/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| ScimError::transport(e.to_string()))?;
+        let http = crate::target_http_client(timeout).map_err(ScimError::transport)?;
         Ok(Self {
             http,
             base_url: base_url.trim_end_matches('/').to_string(),

@@ -271,7 +271,7 @@ impl Sweeper {
         let sub = api
             .renew(id, requested_expiry(self.p.clock.now()))
             .await
-            .map_err(work_error)?
+            .map_err(WorkError::from)?
             .ok_or_else(|| {
                 WorkError::Permanent(format!(
                     "Graph subscription {id} is gone; set entra.notification_url so the relay keeps its own, or create it again by hand"
@@ -303,7 +303,7 @@ impl Sweeper {
                 let (sub, kept) = self
                     .renew_or_create(owner, &resource, subscription_id)
                     .await
-                    .map_err(work_error)?;
+                    .map_err(WorkError::from)?;
                 let mut done = format!("subscription {} renewed", sub.id);
                 if kept == Kept::Created {
                     let caught = self.catch_up(&trigger.tenant, feed_kind(&resource)).await?;
@@ -313,7 +313,7 @@ impl Sweeper {
             }
             ("reauthorizationRequired", None) => self.renew_foreign(subscription_id).await,
             ("subscriptionRemoved", Some((owner, resource))) => {
-                let sub = self.create(owner, &resource).await.map_err(work_error)?;
+                let sub = self.create(owner, &resource).await.map_err(WorkError::from)?;
                 let caught = self.catch_up(&trigger.tenant, feed_kind(&resource)).await?;
                 Ok(format!("subscription {} created; {caught}", sub.id))
             }
@@ -339,16 +339,6 @@ enum Kept {
     Unchanged,
     Renewed,
     Created,
-}
-
-fn work_error(e: DirectoryError) -> WorkError {
-    match e {
-        DirectoryError::Retryable(reason) => WorkError::Retryable {
-            reason,
-            retry_after: None,
-        },
-        DirectoryError::Permanent(reason) => WorkError::Permanent(reason),
-    }
 }
 
 #[async_trait]
