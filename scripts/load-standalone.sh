@@ -14,7 +14,7 @@ CONNECTIONS="${CONNECTIONS:-16}"
 export USERS="${USERS:-1000}"
 command -v wrk >/dev/null || { echo "install wrk first (apt-get install wrk)" >&2; exit 1; }
 TARGET="${TARGET:-dry-run}"
-cargo build --release -q -p scim-relay
+cargo build --release -q --bin scim-relay
 if [ "$TARGET" = "scim2" ]; then
   # Starts scim2-server (and moto, unused here) from the test suite's .venv; stopped on exit.
   source scripts/test-servers.sh

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use scim_relay::envelope::Subject;
+use scim_relay_core::envelope::Subject;
 use scim_relay_fuzz::{handle, request, signer, OKTA_SECRET};
 
 fuzz_target!(|data: &[u8]| {

@@ -4,12 +4,12 @@
 use std::sync::{Arc, Mutex, OnceLock};
 
 use async_trait::async_trait;
-use scim_relay::clock::SystemClock;
-use scim_relay::config::Settings;
-use scim_relay::envelope::EnvelopeSigner;
-use scim_relay::ingress::{Ingress, IngressRequest, IngressResponse};
-use scim_relay::queue::{Queue, QueueError, QueueMessage};
-use scim_relay::secret::Secret;
+use scim_relay_core::clock::SystemClock;
+use scim_relay_core::config::Settings;
+use scim_relay_core::envelope::EnvelopeSigner;
+use scim_relay_core::ingress::{Ingress, IngressRequest, IngressResponse};
+use scim_relay_core::queue::{Queue, QueueError, QueueMessage};
+use scim_relay_core::secret::Secret;
 
 pub const OKTA_SECRET: &str = "fuzz-okta-shared-secret";
 pub const CLIENT_STATE: &str = "fuzz-graph-client-state";

@@ -7,20 +7,20 @@ use std::sync::Arc;
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use aws_sdk_sqs::types::MessageSystemAttributeName;
 use lambda_runtime::{Context, LambdaEvent};
-use scim_relay::clock::SystemClock;
-use scim_relay::config::{Settings, TargetProfile};
-use scim_relay::envelope::Source;
-use scim_relay::ingress::Ingress;
-use scim_relay::queue::sqs::SqsQueue;
-use scim_relay::secret::Secret;
-use scim_relay::state::dynamodb::DynamoStateStore;
-use scim_relay::state::{ProcessedEvent, StateStore, StoreError, UserKey, UserState};
-use scim_relay_e2e::aws::{create_fifo_queues, create_table, moto_config, unique, FifoQueues};
-use scim_relay_e2e::idp::{IdpFixture, GRAPH_CLIENT_ID, OKTA_TOKEN};
-use scim_relay_e2e::payloads::{apigw_v2_event, graph_notification, okta_delivery, GRAPH_TENANT};
-use scim_relay_e2e::scim::{ScimProxy, ScimTenant};
+use scim_relay_core::clock::SystemClock;
+use scim_relay_core::config::{Settings, TargetProfile};
+use scim_relay_core::envelope::Source;
+use scim_relay_core::ingress::Ingress;
+use scim_relay_core::queue::sqs::SqsQueue;
+use scim_relay_core::secret::Secret;
+use scim_relay_core::state::dynamodb::DynamoStateStore;
+use scim_relay_core::state::{ProcessedEvent, StateStore, StoreError, UserKey, UserState};
+use scim_relay_tests::aws::{create_fifo_queues, create_table, moto_config, unique, FifoQueues};
+use scim_relay_tests::idp::{IdpFixture, GRAPH_CLIENT_ID, OKTA_TOKEN};
+use scim_relay_tests::payloads::{apigw_v2_event, graph_notification, okta_delivery, GRAPH_TENANT};
+use scim_relay_tests::scim::{ScimProxy, ScimTenant};
 use serde_json::Value;
-use worker::WorkerLambda;
+use scim_relay_worker::WorkerLambda;
 
 const OKTA_SECRET: &str = "okta-shared-secret-for-lambda-tests";
 const CLIENT_STATE: &str = "graph-client-state-for-lambda-tests";
@@ -83,7 +83,7 @@ fn settings(aws: &Aws, idp: &IdpFixture, target: &ScimProxy, tenant: &ScimTenant
     s.okta.api_token = Secret::new(OKTA_TOKEN);
     s.entra.tenant_id = GRAPH_TENANT.into();
     s.entra.client_id = GRAPH_CLIENT_ID.into();
-    s.entra.client_secret = Secret::new(scim_relay_e2e::idp::GRAPH_CLIENT_SECRET);
+    s.entra.client_secret = Secret::new(scim_relay_tests::idp::GRAPH_CLIENT_SECRET);
     s.entra.client_state = Secret::new(CLIENT_STATE);
     s.entra.graph_url = idp.url.clone();
     s.entra.login_url = idp.url.clone();
@@ -101,7 +101,7 @@ fn ingress(aws: &Aws, settings: &Settings) -> Ingress {
 fn worker_lambda(aws: &Aws, settings: &Settings) -> WorkerLambda {
     let store = DynamoStateStore::new(aws.ddb.clone(), aws.table.clone());
     WorkerLambda {
-        worker: scim_relay::wiring::build_worker(
+        worker: scim_relay_core::wiring::build_worker(
             settings,
             Arc::new(store.clone()),
             Arc::new(SystemClock),
@@ -116,7 +116,7 @@ fn worker_lambda(aws: &Aws, settings: &Settings) -> WorkerLambda {
 async fn call_inbound(ingress: &Ingress, event: Value) -> (u16, String) {
     let req =
         lambda_http::request::from_str(&event.to_string()).expect("a valid API Gateway event");
-    let resp = inbound::handle(ingress, req)
+    let resp = scim_relay_inbound::handle(ingress, req)
         .await
         .expect("the handler never fails the invocation");
     let status = resp.status().as_u16();
@@ -266,7 +266,7 @@ async fn okta_delivery_flows_through_sqs_fifo_worker_and_dynamodb() {
 
     // Worker: the SQS event applies the user and records state.
     let lambda = worker_lambda(&aws, &settings);
-    let resp = worker::handle(&lambda, sqs_event(&messages)).await.unwrap();
+    let resp = scim_relay_worker::handle(&lambda, sqs_event(&messages)).await.unwrap();
     assert!(resp.batch_item_failures.is_empty());
     let user = tenant
         .user("lambda.user@example.com")
@@ -289,7 +289,7 @@ async fn okta_delivery_flows_through_sqs_fifo_worker_and_dynamodb() {
 
     // The same message delivered again (SQS is at-least-once): no SCIM call.
     let calls = proxy.calls().len();
-    let resp = worker::handle(&lambda, sqs_event(&messages)).await.unwrap();
+    let resp = scim_relay_worker::handle(&lambda, sqs_event(&messages)).await.unwrap();
     assert!(resp.batch_item_failures.is_empty());
     assert_eq!(proxy.calls().len(), calls);
 
@@ -319,7 +319,7 @@ async fn okta_delivery_flows_through_sqs_fifo_worker_and_dynamodb() {
         "lambda.user@example.com",
     );
     let messages = deliver_okta(&aws, &settings, &d).await;
-    assert!(worker::handle(&lambda, sqs_event(&messages))
+    assert!(scim_relay_worker::handle(&lambda, sqs_event(&messages))
         .await
         .unwrap()
         .batch_item_failures
@@ -458,7 +458,7 @@ async fn a_message_that_fails_verification_goes_to_the_dlq_with_its_reason() {
         .await
         .unwrap();
     let messages = receive(&aws.sqs, &aws.queues.url).await;
-    let resp = worker::handle(&worker_lambda(&aws, &settings), sqs_event(&messages))
+    let resp = scim_relay_worker::handle(&worker_lambda(&aws, &settings), sqs_event(&messages))
         .await
         .unwrap();
     assert!(resp.batch_item_failures.is_empty(), "parked, not retried");
@@ -530,7 +530,7 @@ async fn a_retryable_failure_holds_back_the_rest_of_the_batch() {
 
     // The worker's Graph credential is wrong: the Graph message is retryable.
     settings.entra.client_secret = Secret::new("rotated-away");
-    let resp = worker::handle(&worker_lambda(&aws, &settings), sqs_event(&messages))
+    let resp = scim_relay_worker::handle(&worker_lambda(&aws, &settings), sqs_event(&messages))
         .await
         .unwrap();
     let failed: Vec<_> = resp
@@ -623,7 +623,7 @@ async fn dynamodb_state_writes_are_conditional_on_the_version() {
 
     // What the sweeper reads: the names of recorded users (events and cursors are not users),
     // pending invitations through the index, and cursors.
-    use scim_relay::state::{InviteOutcome, InviteState, SweepStore};
+    use scim_relay_core::state::{InviteOutcome, InviteState, SweepStore};
     let invited = UserKey {
         user_id: "00uINVITED".into(),
         ..key.clone()
@@ -691,7 +691,7 @@ async fn dynamodb_state_writes_are_conditional_on_the_version() {
 
 #[tokio::test]
 async fn two_workers_racing_on_one_user_leave_one_account_and_one_state() {
-    use scim_relay::envelope::{EnvelopeSigner, Subject, Trigger, ENVELOPE_VERSION};
+    use scim_relay_core::envelope::{EnvelopeSigner, Subject, Trigger, ENVELOPE_VERSION};
 
     let World {
         aws,
@@ -792,7 +792,7 @@ async fn a_batch_is_handed_back_untouched_when_the_invocation_is_nearly_out_of_t
         .unwrap()
         .as_millis() as u64;
     event.context.deadline = now + 2_000;
-    let resp = worker::handle(&worker_lambda(&aws, &settings), event)
+    let resp = scim_relay_worker::handle(&worker_lambda(&aws, &settings), event)
         .await
         .unwrap();
     assert_eq!(
@@ -842,7 +842,7 @@ async fn a_rejected_credential_opens_the_breaker_and_later_batches_are_not_consu
     // First batch: the target answers 401; the message goes back, the breaker opens.
     let first = receive(&aws.sqs, &aws.queues.url).await;
     assert!(!first.is_empty());
-    let resp = worker::handle(&lambda, sqs_event(&first)).await.unwrap();
+    let resp = scim_relay_worker::handle(&lambda, sqs_event(&first)).await.unwrap();
     assert_eq!(resp.batch_item_failures.len(), first.len());
     let until = lambda
         .store
@@ -857,10 +857,10 @@ async fn a_rejected_credential_opens_the_breaker_and_later_batches_are_not_consu
     let reads = idp.total_reads();
     let later = receive(&aws.sqs, &aws.queues.url).await;
     if !later.is_empty() {
-        let resp = worker::handle(&lambda, sqs_event(&later)).await.unwrap();
+        let resp = scim_relay_worker::handle(&lambda, sqs_event(&later)).await.unwrap();
         assert_eq!(resp.batch_item_failures.len(), later.len());
     }
-    let replay = worker::handle(&lambda, sqs_event(&first)).await.unwrap();
+    let replay = scim_relay_worker::handle(&lambda, sqs_event(&first)).await.unwrap();
     assert_eq!(
         replay.batch_item_failures.len(),
         first.len(),
@@ -909,7 +909,7 @@ async fn a_rate_limited_message_waits_out_the_targets_reset_on_the_queue() {
         429,
         &[("X-RateLimit-Remaining", "0"), ("X-RateLimit-Reset", "30")],
     );
-    let resp = worker::handle(&worker_lambda(&aws, &settings), sqs_event(&messages))
+    let resp = scim_relay_worker::handle(&worker_lambda(&aws, &settings), sqs_event(&messages))
         .await
         .unwrap();
     assert_eq!(resp.batch_item_failures.len(), 1);
@@ -925,7 +925,7 @@ async fn a_rate_limited_message_waits_out_the_targets_reset_on_the_queue() {
 /// index and re-sends it, and puts reconciliation triggers on the queue the worker reads.
 #[tokio::test]
 async fn the_sweeper_lambda_resends_expired_invitations_and_enqueues_reconciliation() {
-    use scim_relay_e2e::datadog::{DatadogFixture, DATADOG_API_KEY, DATADOG_TOKEN};
+    use scim_relay_tests::datadog::{DatadogFixture, DATADOG_API_KEY, DATADOG_TOKEN};
     let World {
         aws,
         idp,
@@ -954,7 +954,7 @@ async fn the_sweeper_lambda_resends_expired_invitations_and_enqueues_reconciliat
     );
     let messages = deliver_okta(&aws, &settings, &delivery).await;
     let worker = worker_lambda(&aws, &settings);
-    assert!(worker::handle(&worker, sqs_event(&messages))
+    assert!(scim_relay_worker::handle(&worker, sqs_event(&messages))
         .await
         .unwrap()
         .batch_item_failures
@@ -962,10 +962,10 @@ async fn the_sweeper_lambda_resends_expired_invitations_and_enqueues_reconciliat
     delete_all(&aws, &messages).await;
 
     let sdk = moto_config().await;
-    let lambda = sweeper::from_settings(&settings, &sdk).expect("sweeper builds");
+    let lambda = scim_relay_sweeper::from_settings(&settings, &sdk).expect("sweeper builds");
     let expiry = chrono::Utc::now() + chrono::Duration::hours(48);
     dd.set_invitation_expiry(&expiry.to_rfc3339());
-    let report = sweeper::handle(
+    let report = scim_relay_sweeper::handle(
         &lambda,
         LambdaEvent::new(serde_json::json!({}), Context::default()),
     )
@@ -999,14 +999,14 @@ async fn the_sweeper_lambda_resends_expired_invitations_and_enqueues_reconciliat
     let queued = receive(&aws.sqs, &aws.queues.url).await;
     assert_eq!(queued.len(), 1);
     let calls = dd.requests("POST") + dd.requests("PATCH");
-    assert!(worker::handle(&worker, sqs_event(&queued))
+    assert!(scim_relay_worker::handle(&worker, sqs_event(&queued))
         .await
         .unwrap()
         .batch_item_failures
         .is_empty());
     assert_eq!(dd.requests("POST") + dd.requests("PATCH"), calls);
-    let sweep_report: scim_relay::sweeper::SweepReport = lambda.sweeper.run().await;
-    let metrics = sweeper::metrics(&sweep_report);
+    let sweep_report: scim_relay_core::sweeper::SweepReport = lambda.sweeper.run().await;
+    let metrics = scim_relay_sweeper::metrics(&sweep_report);
     assert!(
         metrics.contains(&("ReconciliationAborted", 1)),
         "{metrics:?}"
@@ -1021,8 +1021,8 @@ async fn a_rejected_probe_alarms_and_opens_the_workers_breaker() {
     } = world().await;
     settings.target.token = Secret::new("revoked-application-key");
     let sdk = moto_config().await;
-    let lambda = sweeper::from_settings(&settings, &sdk).expect("sweeper builds");
-    let report = sweeper::handle(
+    let lambda = scim_relay_sweeper::from_settings(&settings, &sdk).expect("sweeper builds");
+    let report = scim_relay_sweeper::handle(
         &lambda,
         LambdaEvent::new(serde_json::json!({}), Context::default()),
     )
@@ -1099,7 +1099,7 @@ async fn requests_per_applied_event_on_dynamodb_and_the_target() {
     );
     let store = DynamoStateStore::new(counted, aws.table.clone());
     let lambda = WorkerLambda {
-        worker: scim_relay::wiring::build_worker(
+        worker: scim_relay_core::wiring::build_worker(
             &settings,
             Arc::new(store.clone()),
             Arc::new(SystemClock),
@@ -1126,7 +1126,7 @@ async fn requests_per_applied_event_on_dynamodb_and_the_target() {
         let calls = calls.clone();
         let proxy = proxy.clone();
         async move {
-            let resp = worker::handle(lambda, sqs_event(&messages)).await.unwrap();
+            let resp = scim_relay_worker::handle(lambda, sqs_event(&messages)).await.unwrap();
             assert!(resp.batch_item_failures.is_empty());
             (calls.since(d), proxy.calls()[s..].to_vec())
         }

@@ -14,9 +14,9 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use scim_relay::config::{host_of, Settings};
-use scim_relay::state::StateStore;
-use scim_relay_e2e::scim::{ScimProxy, ScimTenant};
+use scim_relay_core::config::{host_of, Settings};
+use scim_relay_core::state::StateStore;
+use scim_relay_tests::scim::{ScimProxy, ScimTenant};
 
 use super::*;
 
@@ -244,8 +244,8 @@ async fn under_chaos_every_user_converges_and_every_trigger_is_accounted_for() {
     // Two relays on one database, the target failing a fifth of all calls.
     proxy.chaos(0.20, seed, Duration::from_millis(1500));
     let settings = chaos_settings(&idp, &proxy, &tenant, &db_path);
-    let clock: Arc<dyn scim_relay::clock::Clock> = Arc::new(scim_relay::clock::SystemClock);
-    let start = || standalone::start_with_clock(settings.clone(), patient(), clock.clone());
+    let clock: Arc<dyn scim_relay_core::clock::Clock> = Arc::new(scim_relay_core::clock::SystemClock);
+    let start = || scim_relay_server::start_with_clock(settings.clone(), patient(), clock.clone());
     let mut a = Some(start().await.expect("relay A starts"));
     let b = start().await.expect("relay B starts");
     let mut counts = Vec::new();
@@ -323,7 +323,7 @@ async fn under_chaos_every_user_converges_and_every_trigger_is_accounted_for() {
         report
             .reconciliation
             .iter()
-            .all(|f| matches!(f.outcome, scim_relay::sweeper::FeedOutcome::Enqueued { .. })),
+            .all(|f| matches!(f.outcome, scim_relay_core::sweeper::FeedOutcome::Enqueued { .. })),
         "{report:?}"
     );
     assert!(b.wait_idle(DRAIN).await, "the catch-up drains");

@@ -4,11 +4,11 @@
 
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use lambda_runtime::{Context, LambdaEvent};
-use scim_relay_e2e::aws::{create_fifo_queues, create_table, moto_config, unique};
-use scim_relay_e2e::idp::{IdpFixture, OKTA_TOKEN};
-use scim_relay_e2e::payloads::{apigw_v2_event, okta_delivery};
-use scim_relay_e2e::required_env;
-use scim_relay_e2e::scim::ScimTenant;
+use scim_relay_tests::aws::{create_fifo_queues, create_table, moto_config, unique};
+use scim_relay_tests::idp::{IdpFixture, OKTA_TOKEN};
+use scim_relay_tests::payloads::{apigw_v2_event, okta_delivery};
+use scim_relay_tests::required_env;
+use scim_relay_tests::scim::ScimTenant;
 
 #[tokio::test]
 async fn lambdas_start_from_the_environment_with_secrets_from_arns() {
@@ -94,7 +94,7 @@ async fn lambdas_start_from_the_environment_with_secrets_from_arns() {
         unsafe { std::env::set_var(k, v) };
     }
 
-    let ingress = inbound::init()
+    let ingress = scim_relay_inbound::init()
         .await
         .expect("inbound starts from the environment");
     let delivery = okta_delivery(
@@ -112,7 +112,7 @@ async fn lambdas_start_from_the_environment_with_secrets_from_arns() {
         Some(&body),
         false,
     );
-    let resp = inbound::handle(
+    let resp = scim_relay_inbound::handle(
         &ingress,
         lambda_http::request::from_str(&event.to_string()).unwrap(),
     )
@@ -120,7 +120,7 @@ async fn lambdas_start_from_the_environment_with_secrets_from_arns() {
     .unwrap();
     assert_eq!(resp.status(), 200, "the SSM-held secret is the one checked");
 
-    let lambda = worker::init()
+    let lambda = scim_relay_worker::init()
         .await
         .expect("worker starts from the environment");
     let received = sqs
@@ -140,7 +140,7 @@ async fn lambdas_start_from_the_environment_with_secrets_from_arns() {
     record.receipt_handle = received[0].receipt_handle.clone();
     record.body = received[0].body.clone();
     event.records.push(record);
-    let resp = worker::handle(&lambda, LambdaEvent::new(event, Context::default()))
+    let resp = scim_relay_worker::handle(&lambda, LambdaEvent::new(event, Context::default()))
         .await
         .unwrap();
     assert!(resp.batch_item_failures.is_empty());
@@ -159,10 +159,10 @@ async fn lambdas_start_from_the_environment_with_secrets_from_arns() {
 
     // The sweeper starts from the same environment: the key is accepted, and Okta's full
     // pass puts the one user back on the queue.
-    let sweeper = sweeper::init()
+    let sweeper = scim_relay_sweeper::init()
         .await
         .expect("sweeper starts from the environment");
-    let report = sweeper::handle(
+    let report = scim_relay_sweeper::handle(
         &sweeper,
         LambdaEvent::new(serde_json::json!({}), Context::default()),
     )
@@ -173,7 +173,7 @@ async fn lambdas_start_from_the_environment_with_secrets_from_arns() {
 
     // A missing required setting stops start-up with a message naming it.
     unsafe { std::env::remove_var("SCIM_RELAY_STORE__TABLE") };
-    let err = worker::init()
+    let err = scim_relay_worker::init()
         .await
         .err()
         .expect("start-up must fail")

@@ -3,13 +3,13 @@
 
 use std::time::Duration;
 
-use scim_relay::config::{Settings, TargetProfile};
-use scim_relay::secret::Secret;
-use scim_relay_e2e::idp::{IdpFixture, GRAPH_CLIENT_ID, GRAPH_CLIENT_SECRET, OKTA_TOKEN};
-use scim_relay_e2e::payloads::{graph_notification, okta_delivery, GRAPH_TENANT};
-use scim_relay_e2e::scim::{ScimProxy, ScimTenant};
+use scim_relay_core::config::{Settings, TargetProfile};
+use scim_relay_core::secret::Secret;
+use scim_relay_tests::idp::{IdpFixture, GRAPH_CLIENT_ID, GRAPH_CLIENT_SECRET, OKTA_TOKEN};
+use scim_relay_tests::payloads::{graph_notification, okta_delivery, GRAPH_TENANT};
+use scim_relay_tests::scim::{ScimProxy, ScimTenant};
 use serde_json::Value;
-use standalone::{RetryPolicy, RunningRelay};
+use scim_relay_server::{RetryPolicy, RunningRelay};
 
 const OKTA_SECRET: &str = "okta-shared-secret-for-tests";
 const CLIENT_STATE: &str = "graph-client-state-for-tests";
@@ -83,7 +83,7 @@ async fn harness(profile: TargetProfile) -> Harness {
 async fn harness_with(profile: TargetProfile, customize: impl FnOnce(&mut Settings)) -> Harness {
     harness_on_clock(
         profile,
-        std::sync::Arc::new(scim_relay::clock::SystemClock),
+        std::sync::Arc::new(scim_relay_core::clock::SystemClock),
         customize,
     )
     .await
@@ -92,7 +92,7 @@ async fn harness_with(profile: TargetProfile, customize: impl FnOnce(&mut Settin
 /// [`harness_with`] on a clock the test controls.
 async fn harness_on_clock(
     profile: TargetProfile,
-    clock: std::sync::Arc<dyn scim_relay::clock::Clock>,
+    clock: std::sync::Arc<dyn scim_relay_core::clock::Clock>,
     customize: impl FnOnce(&mut Settings),
 ) -> Harness {
     let idp = IdpFixture::start().await;
@@ -101,7 +101,7 @@ async fn harness_on_clock(
     let db_path = std::env::temp_dir().join(format!("scim-relay-e2e-{}.db", uuid::Uuid::new_v4()));
     let mut s = settings(&idp, &proxy.url, &tenant.token, profile, &db_path);
     customize(&mut s);
-    let relay = standalone::start_with_clock(s, fast_retries(), clock)
+    let relay = scim_relay_server::start_with_clock(s, fast_retries(), clock)
         .await
         .expect("relay starts");
     Harness {
@@ -128,7 +128,7 @@ async fn restart_and_drain(
         TargetProfile::Datadog,
         db,
     );
-    let relay = standalone::start(up, fast_retries())
+    let relay = scim_relay_server::start(up, fast_retries())
         .await
         .expect("relay restarts");
     assert!(
@@ -606,7 +606,7 @@ async fn an_accepted_event_survives_a_restart_while_the_target_is_down() {
         TargetProfile::Datadog,
         &db_path,
     );
-    let relay = standalone::start(down, patient).await.unwrap();
+    let relay = scim_relay_server::start(down, patient).await.unwrap();
     let resp = reqwest::Client::new()
         .post(format!("http://{}/okta", relay.addr))
         .header("Authorization", OKTA_SECRET)
@@ -732,7 +732,7 @@ async fn a_rejected_target_credential_pauses_the_worker_and_keeps_the_messages()
         TargetProfile::Datadog,
         &db_path,
     );
-    let relay = standalone::start(revoked, fast_retries()).await.unwrap();
+    let relay = scim_relay_server::start(revoked, fast_retries()).await.unwrap();
     let http = reqwest::Client::new();
     for n in 0..2 {
         let resp = http
@@ -749,8 +749,8 @@ async fn a_rejected_target_credential_pauses_the_worker_and_keeps_the_messages()
             .unwrap();
         assert_eq!(resp.status(), 200, "ingress keeps accepting");
     }
-    let rejected = scim_relay_e2e::eventually(WAIT, || async {
-        relay.credential_health() == standalone::CredentialHealth::Rejected
+    let rejected = scim_relay_tests::eventually(WAIT, || async {
+        relay.credential_health() == scim_relay_server::CredentialHealth::Rejected
     })
     .await;
     assert!(rejected);
@@ -776,7 +776,7 @@ async fn a_rejected_target_credential_pauses_the_worker_and_keeps_the_messages()
     );
     assert_eq!(
         relay.credential_health(),
-        standalone::CredentialHealth::Accepted
+        scim_relay_server::CredentialHealth::Accepted
     );
     assert_eq!(relay.db.depth().await.unwrap(), (0, 0));
     relay.stop().await;
@@ -882,7 +882,7 @@ async fn a_failed_patch_is_retried_until_it_lands() {
 #[tokio::test]
 async fn entra_soft_delete_deactivates_and_hard_delete_follows_the_policy() {
     let h = harness_with(TargetProfile::Generic, |s| {
-        s.entra.hard_delete = scim_relay::config::HardDeletePolicy::Delete;
+        s.entra.hard_delete = scim_relay_core::config::HardDeletePolicy::Delete;
     })
     .await;
     h.idp
@@ -919,8 +919,8 @@ async fn entra_soft_delete_deactivates_and_hard_delete_follows_the_policy() {
 #[tokio::test]
 async fn a_lifecycle_event_for_a_subscription_graph_no_longer_has_is_parked_with_instructions() {
     let h = harness(TargetProfile::Generic).await;
-    let lifecycle = scim_relay_e2e::payloads::graph_lifecycle(
-        scim_relay_e2e::payloads::GRAPH_SUBSCRIPTION,
+    let lifecycle = scim_relay_tests::payloads::graph_lifecycle(
+        scim_relay_tests::payloads::GRAPH_SUBSCRIPTION,
         CLIENT_STATE,
         "reauthorizationRequired",
     );
@@ -947,7 +947,7 @@ async fn okta_suspension_follows_the_suspend_policy() {
     for keep in [false, true] {
         let h = harness_with(TargetProfile::Datadog, |s| {
             if keep {
-                s.okta.suspended = scim_relay::config::SuspendPolicy::Keep;
+                s.okta.suspended = scim_relay_core::config::SuspendPolicy::Keep;
             }
         })
         .await;
@@ -1349,12 +1349,12 @@ async fn entra_group_memberships_are_mirrored_with_the_groups_display_names() {
 
 #[tokio::test]
 async fn the_datadog_profile_against_a_target_that_behaves_as_datadog_documents() {
-    use scim_relay_e2e::datadog::{DatadogFixture, DATADOG_TOKEN};
+    use scim_relay_tests::datadog::{DatadogFixture, DATADOG_TOKEN};
     let dd = DatadogFixture::start().await;
     let h = harness_with(TargetProfile::Datadog, |s| {
         s.target.base_url = dd.base_url.clone();
         s.target.token = Secret::new(DATADOG_TOKEN);
-        s.entra.hard_delete = scim_relay::config::HardDeletePolicy::Delete;
+        s.entra.hard_delete = scim_relay_core::config::HardDeletePolicy::Delete;
     })
     .await;
 
@@ -1470,8 +1470,8 @@ async fn the_datadog_profile_against_a_target_that_behaves_as_datadog_documents(
 
 #[tokio::test]
 async fn roles_are_sent_and_without_a_directory_an_older_event_changes_nothing() {
-    use scim_relay_e2e::datadog::{DatadogFixture, DATADOG_TOKEN};
-    use scim_relay_e2e::payloads::okta_delivery_at;
+    use scim_relay_tests::datadog::{DatadogFixture, DATADOG_TOKEN};
+    use scim_relay_tests::payloads::okta_delivery_at;
     let dd = DatadogFixture::start().await;
     let h = harness_with(TargetProfile::Datadog, |s| {
         s.target.base_url = dd.base_url.clone();
@@ -1661,7 +1661,7 @@ async fn a_misspelt_scope_parks_triggers_and_deactivates_nobody() {
         TargetProfile::Datadog,
         &db_path,
     );
-    let relay = standalone::start(open, fast_retries()).await.unwrap();
+    let relay = scim_relay_server::start(open, fast_retries()).await.unwrap();
     let post = |relay: &RunningRelay, uuid: &str| {
         let url = format!("http://{}/okta", relay.addr);
         let body = okta_delivery(
@@ -1698,7 +1698,7 @@ async fn a_misspelt_scope_parks_triggers_and_deactivates_nobody() {
         &db_path,
     );
     typo.okta.app_id = "0oaMISSING".into();
-    let relay = standalone::start(typo, fast_retries()).await.unwrap();
+    let relay = scim_relay_server::start(typo, fast_retries()).await.unwrap();
     post(&relay, "ms-2").await;
     assert!(relay.wait_idle(WAIT).await);
     assert_eq!(
@@ -1773,7 +1773,7 @@ async fn a_recreated_account_rejoins_its_groups() {
 
 #[tokio::test]
 async fn a_group_failure_parks_the_groups_but_keeps_the_user_change() {
-    use scim_relay_e2e::datadog::{DatadogFixture, DATADOG_TOKEN};
+    use scim_relay_tests::datadog::{DatadogFixture, DATADOG_TOKEN};
     // This Datadog org has no SCIM Groups (Teams not enabled): /Groups answers 404.
     let dd = DatadogFixture::start().await;
     let h = harness_with(TargetProfile::Datadog, |s| {

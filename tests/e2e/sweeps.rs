@@ -5,16 +5,16 @@
 use std::sync::Arc;
 
 use chrono::Duration as Days;
-use scim_relay::clock::{Clock, ManualClock};
-use scim_relay::config::{host_of, TargetProfile};
-use scim_relay::envelope::Source;
-use scim_relay::secret::Secret;
-use scim_relay::state::{InviteOutcome, StateStore, UserKey, UserState};
-use scim_relay::sweeper::{
+use scim_relay_core::clock::{Clock, ManualClock};
+use scim_relay_core::config::{host_of, TargetProfile};
+use scim_relay_core::envelope::Source;
+use scim_relay_core::secret::Secret;
+use scim_relay_core::state::{InviteOutcome, StateStore, UserKey, UserState};
+use scim_relay_core::sweeper::{
     CredentialCheck, FeedKind, FeedOutcome, SubscriptionAction, SweepReport,
 };
-use scim_relay_e2e::datadog::{DatadogFixture, DATADOG_API_KEY, DATADOG_TOKEN};
-use scim_relay_e2e::payloads::{graph_lifecycle, graph_notification};
+use scim_relay_tests::datadog::{DatadogFixture, DATADOG_API_KEY, DATADOG_TOKEN};
+use scim_relay_tests::payloads::{graph_lifecycle, graph_notification};
 use serde_json::Value;
 
 use super::*;
@@ -511,7 +511,7 @@ async fn a_rotated_client_state_gets_a_new_subscription_and_the_old_one_is_delet
     rotated.entra.previous_client_state = Secret::new(CLIENT_STATE);
     let Harness { relay, idp, .. } = h;
     relay.stop().await;
-    let relay = standalone::start(rotated, fast_retries())
+    let relay = scim_relay_server::start(rotated, fast_retries())
         .await
         .expect("relay restarts");
     let report = relay.sweep().await;
@@ -533,7 +533,7 @@ async fn the_credential_probe_raises_the_alarm_within_one_sweep() {
     .await;
     assert_eq!(
         h.relay.credential_health(),
-        standalone::CredentialHealth::Unknown
+        scim_relay_server::CredentialHealth::Unknown
     );
     let report = h.relay.sweep().await;
     assert!(
@@ -542,7 +542,7 @@ async fn the_credential_probe_raises_the_alarm_within_one_sweep() {
     );
     assert_eq!(
         h.relay.credential_health(),
-        standalone::CredentialHealth::Rejected
+        scim_relay_server::CredentialHealth::Rejected
     );
     let health: Value = h
         .http
@@ -569,7 +569,7 @@ async fn target_users_the_relay_never_provisioned_are_reported_and_deactivated_o
             s.sweep.drift_interval_hours = 0;
             s.target.credential_owner = "owner@contoso.com".into();
             if deactivate {
-                s.sweep.drift = scim_relay::config::DriftPolicy::Deactivate;
+                s.sweep.drift = scim_relay_core::config::DriftPolicy::Deactivate;
             }
         })
         .await;

@@ -4,6 +4,7 @@
 
 pub mod aws;
 pub mod datadog;
+pub mod iam;
 pub mod idp;
 pub mod payloads;
 pub mod scim;

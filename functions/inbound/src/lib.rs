@@ -3,16 +3,16 @@
 use std::sync::Arc;
 
 use lambda_http::{Body, Error, Request, RequestExt, Response};
-use scim_relay::clock::SystemClock;
-use scim_relay::config::Settings;
-use scim_relay::ingress::{Ingress, IngressRequest, IngressResponse};
-use scim_relay::queue::sqs::SqsQueue;
+use scim_relay_core::clock::SystemClock;
+use scim_relay_core::config::Settings;
+use scim_relay_core::ingress::{Ingress, IngressRequest, IngressResponse};
+use scim_relay_core::queue::sqs::SqsQueue;
 
 /// Builds ingress from the environment: settings, secrets resolved from their ARNs, SQS.
 pub async fn init() -> Result<Ingress, Error> {
     let mut settings = Settings::from_env()?;
-    let sdk = scim_relay::aws::sdk_config().await;
-    scim_relay::aws::resolve_secrets(&mut settings, &sdk).await?;
+    let sdk = scim_relay_core::aws::sdk_config().await;
+    scim_relay_core::aws::resolve_secrets(&mut settings, &sdk).await?;
     settings.check_ingress()?;
     settings.check_aws()?;
     let queue = SqsQueue::new(aws_sdk_sqs(&sdk), settings.queue.url.clone());
@@ -23,8 +23,8 @@ pub async fn init() -> Result<Ingress, Error> {
     ))
 }
 
-fn aws_sdk_sqs(sdk: &scim_relay::aws::SdkConfig) -> scim_relay::aws::sqs::Client {
-    scim_relay::aws::sqs::Client::new(sdk)
+fn aws_sdk_sqs(sdk: &scim_relay_core::aws::SdkConfig) -> scim_relay_core::aws::sqs::Client {
+    scim_relay_core::aws::sqs::Client::new(sdk)
 }
 
 /// The handler: never fails the invocation for a bad request; every refusal is an HTTP answer.

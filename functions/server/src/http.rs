@@ -8,8 +8,8 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use scim_relay::ingress::{Ingress, IngressError, IngressRequest, MAX_BODY_BYTES};
-use scim_relay::sqlite::SqliteDb;
+use scim_relay_core::ingress::{Ingress, IngressError, IngressRequest, MAX_BODY_BYTES};
+use scim_relay_core::sqlite::SqliteDb;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify};
 
@@ -87,7 +87,7 @@ async fn relay(State(state): State<AppState>, req: Request) -> Response {
     reply(answer)
 }
 
-fn reply(answer: scim_relay::ingress::IngressResponse) -> Response {
+fn reply(answer: scim_relay_core::ingress::IngressResponse) -> Response {
     let mut resp = Response::new(Body::from(answer.body));
     *resp.status_mut() =
         StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);

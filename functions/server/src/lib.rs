@@ -8,12 +8,13 @@ mod worker_loop;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use scim_relay::clock::{Clock, SystemClock};
-use scim_relay::config::{ConfigError, Settings};
-use scim_relay::ingress::Ingress;
-use scim_relay::sqlite::SqliteDb;
-use scim_relay::sweeper::{SweepReport, Sweeper};
-use scim_relay::wiring;
+use scim_relay_core::claim_loop;
+use scim_relay_core::clock::{Clock, SystemClock};
+use scim_relay_core::config::{ConfigError, Settings};
+use scim_relay_core::ingress::Ingress;
+use scim_relay_core::sqlite::SqliteDb;
+use scim_relay_core::sweeper::{SweepReport, Sweeper};
+use scim_relay_core::wiring;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -110,18 +111,15 @@ pub async fn start_with_clock(
         path: settings.database.clone(),
         reason: e.0,
     })?;
-    let outbound = wiring::outbound(&settings)?;
-    let sweeper = Arc::new(wiring::build_sweeper(
+    let engine = wiring::engine(
         &settings,
-        &outbound,
+        &wiring::outbound(&settings)?,
         Arc::new(db.clone()),
         Arc::new(db.clone()),
         clock.clone(),
-    )?);
-    let worker = Arc::new(
-        wiring::worker_from(&settings, &outbound, Arc::new(db.clone()), clock.clone())
-            .with_tenant_events(sweeper.clone()),
-    );
+        retry.consumer(),
+    )?;
+    let (consumer, sweeper) = (Arc::new(engine.consumer), engine.sweeper);
     let ingress = Ingress::from_settings(&settings, Arc::new(db.clone()), clock);
     let listener = TcpListener::bind(&settings.listen)
         .await
@@ -150,14 +148,26 @@ pub async fn start_with_clock(
     let stats = Arc::new(worker_loop::WorkerStats::default());
     let mut tasks = vec![server];
     for _ in 0..settings.queue.workers.max(1) {
-        tasks.push(tokio::spawn(worker_loop::run(
-            worker.clone(),
-            db.clone(),
-            stats.clone(),
-            retry,
+        let (stats, health) = (stats.clone(), health_tx.clone());
+        tasks.push(tokio::spawn(claim_loop::run(
+            consumer.clone(),
+            Arc::new(db.clone()),
+            retry.timing(),
             wake.clone(),
-            health_tx.clone(),
             stopped.clone(),
+            move |consumed| match worker_loop::record(consumed, &stats) {
+                Some(CredentialHealth::Rejected) => {
+                    health.send_replace(CredentialHealth::Rejected);
+                }
+                Some(CredentialHealth::Accepted) => {
+                    health.send_if_modified(|h| {
+                        let changed = *h != CredentialHealth::Accepted;
+                        *h = CredentialHealth::Accepted;
+                        changed
+                    });
+                }
+                _ => {}
+            },
         )));
     }
     if settings.sweep.interval_minutes > 0 {

@@ -1,7 +1,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use scim_relay::config::Settings;
+use scim_relay_core::config::Settings;
 
 const USAGE: &str = "scim-relay — keeps a SCIM target's users in sync with Okta and Entra ID
 
@@ -81,8 +81,8 @@ fn config_path(args: &[String]) -> Result<Option<PathBuf>, String> {
 }
 
 async fn serve(settings: Settings) -> ExitCode {
-    let retry = standalone::RetryPolicy::from_settings(&settings);
-    let relay = match standalone::start(settings, retry).await {
+    let retry = scim_relay_server::RetryPolicy::from_settings(&settings);
+    let relay = match scim_relay_server::start(settings, retry).await {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e}");
@@ -96,7 +96,7 @@ async fn serve(settings: Settings) -> ExitCode {
 }
 
 async fn redrive(settings: &Settings) -> ExitCode {
-    let db = match scim_relay::sqlite::SqliteDb::open(&settings.database) {
+    let db = match scim_relay_core::sqlite::SqliteDb::open(&settings.database) {
         Ok(db) => db,
         Err(e) => {
             eprintln!("error: cannot open {}: {e}", settings.database);

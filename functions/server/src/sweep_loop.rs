@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use scim_relay::sweeper::{CredentialCheck, SweepReport, Sweeper};
+use scim_relay_core::sweeper::{CredentialCheck, SweepReport, Sweeper};
 use tokio::sync::{watch, Notify};
 
 use crate::worker_loop::CredentialHealth;

@@ -6,26 +6,22 @@
 use std::sync::Arc;
 
 use lambda_runtime::{Error, LambdaEvent};
-use scim_relay::clock::SystemClock;
-use scim_relay::config::Settings;
-use scim_relay::queue::sqs::SqsQueue;
-use scim_relay::state::dynamodb::DynamoStateStore;
-use scim_relay::sweeper::{CredentialCheck, FeedOutcome, SubscriptionAction, SweepReport, Sweeper};
-use scim_relay::wiring;
-
-/// After a rejected probe the worker stops consuming for this long (the same breaker the
-/// worker opens on a 401/403), so the queue is not burnt through.
-const BREAKER_SECONDS: i64 = 300;
+use scim_relay_core::clock::SystemClock;
+use scim_relay_core::config::Settings;
+use scim_relay_core::consumer::ConsumerPolicy;
+use scim_relay_core::queue::sqs::SqsQueue;
+use scim_relay_core::state::dynamodb::DynamoStateStore;
+use scim_relay_core::sweeper::{CredentialCheck, FeedOutcome, SubscriptionAction, SweepReport, Sweeper};
+use scim_relay_core::wiring;
 
 pub struct SweeperLambda {
-    pub sweeper: Sweeper,
-    pub store: DynamoStateStore,
+    pub sweeper: Arc<Sweeper>,
 }
 
 pub async fn init() -> Result<SweeperLambda, Error> {
     let mut settings = Settings::from_env()?;
-    let sdk = scim_relay::aws::sdk_config().await;
-    scim_relay::aws::resolve_secrets(&mut settings, &sdk).await?;
+    let sdk = scim_relay_core::aws::sdk_config().await;
+    scim_relay_core::aws::resolve_secrets(&mut settings, &sdk).await?;
     settings.check_aws()?;
     Ok(from_settings(&settings, &sdk)?)
 }
@@ -33,25 +29,28 @@ pub async fn init() -> Result<SweeperLambda, Error> {
 /// Builds the sweeper on DynamoDB and SQS from resolved settings.
 pub fn from_settings(
     settings: &Settings,
-    sdk: &scim_relay::aws::SdkConfig,
-) -> Result<SweeperLambda, scim_relay::config::ConfigError> {
-    let store = DynamoStateStore::new(
-        scim_relay::aws::dynamodb::Client::new(sdk),
+    sdk: &scim_relay_core::aws::SdkConfig,
+) -> Result<SweeperLambda, scim_relay_core::config::ConfigError> {
+    let store = Arc::new(DynamoStateStore::new(
+        scim_relay_core::aws::dynamodb::Client::new(sdk),
         settings.store.table.clone(),
-    );
+    ));
     let queue = SqsQueue::new(
-        scim_relay::aws::sqs::Client::new(sdk),
+        scim_relay_core::aws::sqs::Client::new(sdk),
         settings.queue.url.clone(),
     );
-    let outbound = wiring::outbound(settings)?;
-    let sweeper = wiring::build_sweeper(
+    // A rejected probe opens the workers' breaker for as long as a worker's own 401 would.
+    let engine = wiring::engine(
         settings,
-        &outbound,
-        Arc::new(store.clone()),
+        &wiring::outbound(settings)?,
+        store,
         Arc::new(queue),
         Arc::new(SystemClock),
+        ConsumerPolicy::lambda(),
     )?;
-    Ok(SweeperLambda { sweeper, store })
+    Ok(SweeperLambda {
+        sweeper: engine.sweeper,
+    })
 }
 
 /// The metrics one run reports (all counts, zero included, so alarms see data every period).
@@ -85,15 +84,9 @@ pub async fn handle(
     _event: LambdaEvent<serde_json::Value>,
 ) -> Result<serde_json::Value, Error> {
     let report = lambda.sweeper.run().await;
-    if matches!(report.credential, CredentialCheck::Rejected { .. }) {
-        let until = chrono::Utc::now() + chrono::Duration::seconds(BREAKER_SECONDS);
-        if let Err(e) = lambda.store.open_breaker(until).await {
-            tracing::warn!("cannot open the credential breaker: {e}");
-        }
-    }
     println!(
         "{}",
-        scim_relay::metrics::emf_line(&metrics(&report), chrono::Utc::now().timestamp_millis())
+        scim_relay_core::metrics::emf_line(&metrics(&report), chrono::Utc::now().timestamp_millis())
     );
     Ok(serde_json::to_value(&report)?)
 }

@@ -146,9 +146,9 @@ impl DynamoStateStore {
 /// its own event source without a circular template, so it hands batches back unworked).
 const BREAKER_PK: &str = "BREAKER#target-credential";
 
-impl DynamoStateStore {
-    /// When the breaker closes again, if it is open at `now`.
-    pub async fn breaker_open_until(
+#[async_trait]
+impl crate::breaker::CredentialBreaker for DynamoStateStore {
+    async fn open_until(
         &self,
         now: DateTime<Utc>,
     ) -> Result<Option<DateTime<Utc>>, StoreError> {
@@ -164,8 +164,7 @@ impl DynamoStateStore {
         Ok(until.filter(|u| *u > now))
     }
 
-    /// Opens the breaker until `until` (the last writer wins; every writer saw the same 401).
-    pub async fn open_breaker(&self, until: DateTime<Utc>) -> Result<(), StoreError> {
+    async fn open(&self, until: DateTime<Utc>) -> Result<(), StoreError> {
         self.client
             .put_item()
             .table_name(&self.table)

@@ -1,6 +1,7 @@
 //! The standalone server's embedded store: one SQLite file holds the durable queue, the
 //! dead letters, the per-user state and the dedupe records.
 
+mod delivery;
 mod queue;
 mod store;
 

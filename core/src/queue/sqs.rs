@@ -2,9 +2,11 @@
 //! `MessageDeduplicationId` drops an IdP's redelivery within SQS's five-minute window.
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
 
 use super::{Queue, QueueError, QueueMessage};
+use crate::consumer::{Delivery, WorkQueue};
 
 /// SendMessageBatch takes at most ten entries.
 const BATCH: usize = 10;
@@ -115,5 +117,43 @@ impl Queue for SqsQueue {
             }
         }
         Ok(())
+    }
+}
+
+/// A received batch's messages as the consumer's port: a finished record is left for the event
+/// source mapping to delete (it is not reported as a failure), a waiting one is hidden until its
+/// time with `ChangeMessageVisibility`, a dead letter is sent to the DLQ with its reason.
+#[derive(Clone, Debug)]
+pub struct SqsDeliveries {
+    pub work: SqsQueue,
+    pub dead_letters: SqsQueue,
+}
+
+#[async_trait]
+impl WorkQueue for SqsDeliveries {
+    async fn ack(&self, _delivery: &Delivery) -> Result<(), QueueError> {
+        Ok(())
+    }
+
+    async fn retry_at(
+        &self,
+        delivery: &Delivery,
+        at: DateTime<Utc>,
+        _reason: &str,
+        _counted: bool,
+    ) -> Result<(), QueueError> {
+        // SQS counts every receive; whether this one was the message's own attempt is not ours
+        // to say.
+        let seconds = (at - Utc::now()).num_seconds().max(0) as u64;
+        self.work.delay(&delivery.handle, seconds).await
+    }
+
+    async fn dead_letter(&self, delivery: &Delivery, reason: &str) -> Result<(), QueueError> {
+        let message = QueueMessage {
+            group_id: delivery.group_id.clone(),
+            dedupe_id: delivery.id.clone(),
+            body: delivery.body.clone(),
+        };
+        self.dead_letters.dead_letter(&message, reason).await
     }
 }

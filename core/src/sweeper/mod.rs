@@ -10,7 +10,6 @@ mod subscriptions;
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use chrono::Duration;
 use serde::Serialize;
 use sha2::Digest;
@@ -18,16 +17,17 @@ use sha2::Digest;
 pub use drift::{unknown_users, DriftReport};
 pub use invites::{invite_step, InviteStep};
 
+use crate::breaker::CredentialBreaker;
 use crate::clock::Clock;
 use crate::config::DriftPolicy;
 use crate::directory::subscription::SubscriptionApi;
 use crate::directory::ChangeFeed;
-use crate::envelope::{EnvelopeSigner, Source, Trigger};
+use crate::envelope::{EnvelopeSigner, Source};
 use crate::queue::Queue;
 use crate::scim::{InvitationApi, ScimFailure, ScimTarget};
 use crate::secret::Secret;
 use crate::state::SweepStore;
-use crate::worker::WorkError;
+use crate::work::TenantEventHandler;
 
 /// What a change feed reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -101,6 +101,10 @@ pub struct SweeperParts {
     pub drift_interval: Duration,
     /// userName of the target credential's owner: never reported or deactivated as drift.
     pub owner: Option<String>,
+    /// The workers' breaker: a rejected probe opens it for `credential_pause`, as a rejected
+    /// call of a worker's would, so no deployment burns its queue on a revoked key.
+    pub breaker: Arc<dyn CredentialBreaker>,
+    pub credential_pause: Duration,
 }
 
 pub struct Sweeper {
@@ -150,6 +154,10 @@ pub enum FeedOutcome {
     },
     /// Nothing enqueued and the position kept: the next run tries again.
     Aborted { reason: String },
+    /// A catch-up asked for from the worker (a Graph lifecycle or group notification) that
+    /// needs a full pass: left to the next scheduled run, which reads every user one run at a
+    /// time, instead of a directory-wide read and a scan of the store inside a worker.
+    Deferred,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -208,6 +216,13 @@ impl Sweeper {
     /// One run. Never fails as a whole: each part reports its own failure.
     pub async fn run(&self) -> SweepReport {
         let credential = self.probe().await;
+        if matches!(credential, CredentialCheck::Rejected { .. }) {
+            // Wall time, as the queue's: the domain clock may be a test's, days ahead.
+            let until = chrono::Utc::now() + self.p.credential_pause;
+            if let Err(e) = self.p.breaker.open(until).await {
+                tracing::warn!("cannot open the credential breaker: {e}");
+            }
+        }
         let mut subscriptions = Vec::new();
         let mut created = Vec::new();
         if let Some(owner) = self.p.subscription.as_ref() {
@@ -232,7 +247,7 @@ impl Sweeper {
             let owed =
                 matches!(self.p.store.load_cursor(&flag).await, Ok(Some(v)) if v == "pending");
             if self.p.reconcile || owed {
-                let report = self.reconcile(feed).await;
+                let report = self.reconcile(feed, reconcile::Pass::Scheduled).await;
                 if owed && matches!(report.outcome, FeedOutcome::Enqueued { .. }) {
                     if let Err(e) = self.p.store.save_cursor(&flag, "").await {
                         tracing::warn!("catch-up done but not recorded: {e}");
@@ -290,12 +305,4 @@ impl Sweeper {
             .iter()
             .find(|f| f.source == source && f.tenant == tenant && f.kind == kind)
     }
-}
-
-/// What the worker hands tenant-level events to: Graph subscription lifecycle events, and
-/// group changes.
-#[async_trait]
-pub trait TenantEventHandler: Send + Sync {
-    /// Acts on one such trigger; returns what was done, for the log.
-    async fn on_tenant_event(&self, trigger: &Trigger) -> Result<String, WorkError>;
 }

@@ -8,11 +8,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use hmac::{Hmac, Mac};
-use scim_relay::clock::SystemClock;
-use scim_relay::config::Settings;
-use scim_relay::ingress::{Ingress, IngressRequest};
-use scim_relay::queue::{Queue, QueueError, QueueMessage};
-use scim_relay::secret::Secret;
+use scim_relay_core::clock::SystemClock;
+use scim_relay_core::config::Settings;
+use scim_relay_core::ingress::{Ingress, IngressRequest};
+use scim_relay_core::queue::{Queue, QueueError, QueueMessage};
+use scim_relay_core::secret::Secret;
 use serde_json::json;
 use sha2::Sha256;
 

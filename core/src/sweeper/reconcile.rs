@@ -9,9 +9,20 @@ use crate::envelope::{Subject, Trigger, ENVELOPE_VERSION};
 
 pub const RECONCILIATION_EVENT: &str = "scim-relay.reconciliation";
 
+/// What a reconciliation may read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Pass {
+    /// The scheduled run: the changes since the position, or every user when a full pass is
+    /// due or the position is lost.
+    Scheduled,
+    /// A catch-up inside a worker: only the changes since the position; what needs a full
+    /// pass is deferred to the scheduled run.
+    DeltaOnly,
+}
+
 impl Sweeper {
-    pub(super) async fn reconcile(&self, feed: &FeedSource) -> FeedReport {
-        let outcome = match self.reconcile_feed(feed).await {
+    pub(super) async fn reconcile(&self, feed: &FeedSource, pass: Pass) -> FeedReport {
+        let outcome = match self.reconcile_feed(feed, pass).await {
             Ok(outcome) => outcome,
             Err(reason) => {
                 tracing::warn!(source = %feed.source, tenant = %feed.tenant, "reconciliation aborted: {reason}");
@@ -26,7 +37,7 @@ impl Sweeper {
         }
     }
 
-    async fn reconcile_feed(&self, feed: &FeedSource) -> Result<FeedOutcome, String> {
+    async fn reconcile_feed(&self, feed: &FeedSource, pass: Pass) -> Result<FeedOutcome, String> {
         let name = feed.cursor_name();
         let cursor = self
             .p
@@ -48,8 +59,14 @@ impl Sweeper {
         let full_due = feed.kind == FeedKind::Users
             && last_full.is_none_or(|t| now - t >= self.p.full_pass_interval);
         let cursor = if full_due { None } else { cursor };
+        if pass == Pass::DeltaOnly && cursor.is_none() {
+            return Ok(FeedOutcome::Deferred);
+        }
         let (mut changes, full) = match feed.feed.changes_since(cursor.as_deref(), now).await {
             Ok(changes) => (changes, cursor.is_none()),
+            Err(FeedError::CursorExpired) if pass == Pass::DeltaOnly => {
+                return Ok(FeedOutcome::Deferred)
+            }
             Err(FeedError::CursorExpired) => {
                 tracing::info!(source = %feed.source, "stored position expired; reading every user");
                 let changes = feed

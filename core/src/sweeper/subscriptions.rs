@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::reconcile::Pass;
 use super::{
     FeedKind, FeedOutcome, SubscriptionAction, SubscriptionOwner, SubscriptionReport, Sweeper,
     TenantEventHandler,
@@ -17,7 +18,7 @@ use crate::directory::subscription::{
 use crate::directory::DirectoryError;
 use crate::envelope::{Source, Subject, Trigger};
 use crate::secret::Secret;
-use crate::worker::WorkError;
+use crate::work::WorkError;
 
 /// Which feed catches up on what a subscription to `resource` would have delivered.
 pub(super) fn feed_kind(resource: &str) -> FeedKind {
@@ -244,19 +245,27 @@ impl Sweeper {
         }
     }
 
-    /// A delta catch-up of one Entra feed of the tenant. An aborted pass is an error, so the
-    /// event that asked for it is tried again rather than recorded as done.
+    /// A delta catch-up of one Entra feed of the tenant, inside the worker. An aborted pass is
+    /// an error, so the event that asked for it is tried again rather than recorded as done; a
+    /// catch-up that needs a full pass is recorded as owed and left to the next scheduled run.
     async fn catch_up(&self, tenant: &str, kind: FeedKind) -> Result<String, WorkError> {
         let Some(feed) = self.feed(Source::Entra, tenant, kind) else {
             return Err(WorkError::Permanent(format!(
                 "no Entra {kind:?} feed for tenant {tenant} to catch up from"
             )));
         };
-        match self.reconcile(feed).await.outcome {
+        match self.reconcile(feed, Pass::DeltaOnly).await.outcome {
             FeedOutcome::Aborted { reason } => Err(WorkError::Retryable {
                 reason: format!("catch-up aborted: {reason}"),
                 retry_after: None,
             }),
+            FeedOutcome::Deferred => {
+                self.p
+                    .store
+                    .save_cursor(&catch_up_flag(&feed.cursor_name()), "pending")
+                    .await?;
+                Ok("a full pass is needed: owed to the next sweep".into())
+            }
             done => Ok(format!("{done:?}")),
         }
     }

@@ -4,7 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::breaker::CredentialBreaker;
 use crate::clock::Clock;
+use crate::consumer::{Consumer, ConsumerPolicy};
 use crate::config::{comma_list, ConfigError, Settings, SuspendPolicy, TargetProfile};
 use crate::directory::graph::{GraphDirectory, GraphGroupMembers};
 use crate::directory::okta::{OktaDirectory, OktaMembershipLog};
@@ -85,15 +87,46 @@ fn timeout(settings: &Settings) -> Duration {
     Duration::from_secs(settings.target.timeout_seconds.max(1))
 }
 
-pub fn build_worker(
-    settings: &Settings,
-    store: Arc<dyn StateStore>,
-    clock: Arc<dyn Clock>,
-) -> Result<Worker, ConfigError> {
-    Ok(worker_from(settings, &outbound(settings)?, store, clock))
+/// One deployment's engine: the consumer (a worker that hands tenant events to the sweeper)
+/// and the sweeper, on whatever store, breaker and queue the deployment has. Every entry point
+/// (the three Lambdas, the standalone server, the in-memory test backend) is built here, so
+/// they differ only in their adapters and their [`ConsumerPolicy`].
+pub struct Engine {
+    pub consumer: Consumer,
+    pub sweeper: Arc<Sweeper>,
 }
 
-pub fn worker_from(
+pub fn engine<S>(
+    settings: &Settings,
+    outbound: &Outbound,
+    store: Arc<S>,
+    queue: Arc<dyn Queue>,
+    clock: Arc<dyn Clock>,
+    policy: ConsumerPolicy,
+) -> Result<Engine, ConfigError>
+where
+    S: SweepStore + CredentialBreaker + 'static,
+{
+    let pause = chrono::Duration::from_std(policy.credential_pause)
+        .unwrap_or(chrono::Duration::minutes(5));
+    let sweeper = Arc::new(build_sweeper(
+        settings,
+        outbound,
+        store.clone(),
+        store.clone(),
+        pause,
+        queue,
+        clock.clone(),
+    )?);
+    let worker = worker_from(settings, outbound, store.clone(), clock.clone())
+        .with_tenant_events(sweeper.clone());
+    Ok(Engine {
+        consumer: Consumer::new(Arc::new(worker), store, policy),
+        sweeper,
+    })
+}
+
+fn worker_from(
     settings: &Settings,
     outbound: &Outbound,
     store: Arc<dyn StateStore>,
@@ -119,10 +152,12 @@ pub fn worker_from(
     })
 }
 
-pub fn build_sweeper(
+fn build_sweeper(
     settings: &Settings,
     outbound: &Outbound,
     store: Arc<dyn SweepStore>,
+    breaker: Arc<dyn CredentialBreaker>,
+    credential_pause: chrono::Duration,
     queue: Arc<dyn Queue>,
     clock: Arc<dyn Clock>,
 ) -> Result<Sweeper, ConfigError> {
@@ -232,6 +267,8 @@ pub fn build_sweeper(
             i64::try_from(settings.sweep.drift_interval_hours).unwrap_or(24),
         ),
         owner: Some(settings.target.credential_owner.trim().to_string()).filter(|o| !o.is_empty()),
+        breaker,
+        credential_pause,
     }))
 }
 

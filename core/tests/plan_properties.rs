@@ -5,9 +5,9 @@
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
-use scim_relay::config::TargetProfile;
-use scim_relay::scim::{plan, DesiredUser, PatchKind, PatchOp, ScimPlan};
-use scim_relay::state::{attributes_hash, UserState};
+use scim_relay_core::config::TargetProfile;
+use scim_relay_core::scim::{plan, DesiredUser, PatchKind, PatchOp, ScimPlan};
+use scim_relay_core::state::{attributes_hash, UserState};
 use serde_json::{json, Value};
 
 const ENTERPRISE_DEPARTMENT: &str =

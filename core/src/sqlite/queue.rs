@@ -12,6 +12,8 @@ use crate::queue::{Queue, QueueError, QueueMessage};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueuedMessage {
     pub id: i64,
+    /// The FIFO group (source/tenant/user).
+    pub group_id: String,
     pub body: String,
     /// Attempts before this one.
     pub attempts: u32,
@@ -62,7 +64,7 @@ impl SqliteDb {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let message = tx
                 .query_row(
-                    "SELECT id, body, attempts FROM queue q
+                    "SELECT id, group_id, body, attempts FROM queue q
                      WHERE visible_at <= ?1
                        AND id = (SELECT MIN(id) FROM queue WHERE group_id = q.group_id)
                      ORDER BY id LIMIT 1",
@@ -70,8 +72,9 @@ impl SqliteDb {
                     |row| {
                         Ok(QueuedMessage {
                             id: row.get(0)?,
-                            body: row.get(1)?,
-                            attempts: row.get(2)?,
+                            group_id: row.get(1)?,
+                            body: row.get(2)?,
+                            attempts: row.get(3)?,
                             claim: claim.clone(),
                         })
                     },

@@ -1,8 +1,11 @@
 //! scim-relay's core: verification, envelopes, mapping and planning as pure code, and the
 //! adapters (SQS, DynamoDB, SQLite, the IdP directories, SCIM over HTTP) behind small traits.
 
+pub mod breaker;
+pub mod claim_loop;
 pub mod clock;
 pub mod config;
+pub mod consumer;
 pub mod directory;
 pub mod envelope;
 pub mod ingress;
@@ -13,10 +16,13 @@ pub mod scim;
 pub mod secret;
 pub mod state;
 pub mod sweeper;
+pub mod work;
 pub mod worker;
 
 #[cfg(feature = "aws")]
 pub mod aws;
+#[cfg(feature = "memory")]
+pub mod memory;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 #[cfg(feature = "outbound")]

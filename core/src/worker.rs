@@ -14,7 +14,7 @@ use serde_json::json;
 use crate::clock::Clock;
 use crate::config::{HardDeletePolicy, TargetProfile};
 use crate::directory::{
-    user_from_event, Directory, DirectoryError, DirectoryRead, IdpStatus, Membership,
+    user_from_event, Directory, DirectoryRead, IdpStatus, Membership,
 };
 use crate::envelope::{EnvelopeSigner, Subject, Trigger};
 use crate::pii::fingerprint;
@@ -25,80 +25,13 @@ use crate::scim::{
 use crate::state::{
     attributes_hash, InviteState, ProcessedEvent, StateStore, StoreError, UserKey, UserState,
 };
-use crate::sweeper::TenantEventHandler;
+pub use crate::work::{Outcome, TenantEventHandler, WorkError};
 
 /// The lifecycle recorded for a create whose answer was lost (see [`ScimPlan`]'s planner).
 pub const CREATE_IN_DOUBT: &str = "create-in-doubt";
 
 /// How often a conflicting concurrent write makes the worker re-read and re-plan in-process.
 const PLAN_ATTEMPTS: usize = 3;
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// The target was changed with this many SCIM calls.
-    Applied { scim_calls: u32 },
-    /// The target already matched (zero or only read calls).
-    Unchanged { scim_calls: u32 },
-    /// The event was applied before.
-    Duplicate,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum WorkError {
-    /// Try again later (the queue's retry), after `retry_after` when the target said so.
-    #[error("retryable: {reason}")]
-    Retryable {
-        reason: String,
-        retry_after: Option<Duration>,
-    },
-    /// Can never succeed as it is: park it in the dead-letter queue with this reason.
-    #[error("permanent: {0}")]
-    Permanent(String),
-    /// The target rejected its credential (401/403). Every message would fail the same way:
-    /// stop consuming, keep the messages queued, alarm. Never dead-letter for this.
-    #[error("target credential rejected: {0}")]
-    CredentialRejected(String),
-}
-
-impl WorkError {
-    fn retry(reason: impl Into<String>) -> Self {
-        WorkError::Retryable {
-            reason: reason.into(),
-            retry_after: None,
-        }
-    }
-}
-
-impl From<StoreError> for WorkError {
-    fn from(e: StoreError) -> Self {
-        WorkError::retry(e.to_string())
-    }
-}
-
-impl From<DirectoryError> for WorkError {
-    fn from(e: DirectoryError) -> Self {
-        match e {
-            DirectoryError::Retryable(r) => WorkError::retry(r),
-            DirectoryError::Permanent(r) => WorkError::Permanent(r),
-        }
-    }
-}
-
-impl From<ScimError> for WorkError {
-    fn from(e: ScimError) -> Self {
-        match e.failure {
-            ScimFailure::Permanent | ScimFailure::NotFound => WorkError::Permanent(e.to_string()),
-            ScimFailure::Credential => WorkError::CredentialRejected(e.to_string()),
-            // A create's 409 is handled (look up and adopt) before it gets here; a 409 on
-            // anything else (a userName taken by another account) cannot heal by itself.
-            ScimFailure::Conflict => WorkError::Permanent(e.to_string()),
-            ScimFailure::Retryable => WorkError::Retryable {
-                reason: e.to_string(),
-                retry_after: e.retry_after,
-            },
-        }
-    }
-}
 
 pub struct Worker {
     signer: EnvelopeSigner,

@@ -1,0 +1,408 @@
+//! The one consumer: how every deployment turns a worked message into what happens to it on
+//! the queue. The SQS batch handler (Lambda) and the claim loop (standalone, in memory) are
+//! thin adapters of it, so a failure means the same thing everywhere:
+//!
+//! | outcome | disposition |
+//! |---|---|
+//! | applied, unchanged, duplicate | acked |
+//! | retryable | visible again after the backoff curve (or the target's own wait); past `max_attempts`, dead-lettered |
+//! | permanent | dead-lettered with its reason (a failed dead-letter send is retried instead) |
+//! | target credential rejected | the breaker opens; the message waits, not counted as an attempt |
+//!
+//! On a FIFO batch, once a record must wait every later one waits too, so a user's later event
+//! never overtakes an earlier one.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::breaker::CredentialBreaker;
+use crate::clock::{Clock, SystemClock};
+use crate::queue::QueueError;
+use crate::work::{Outcome, WorkError};
+use crate::worker::Worker;
+
+/// One message as the queue handed it over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// The queue's id for the message (SQS message id, SQLite row id).
+    pub id: String,
+    /// The FIFO group (source/tenant/user): dead letters keep it.
+    pub group_id: String,
+    pub body: String,
+    /// Which attempt this is, from 1 (SQS: the receive count).
+    pub attempt: u32,
+    /// What the queue needs to act on this delivery (SQS receipt handle, a claim token).
+    pub handle: String,
+}
+
+/// The delivery side of the work queue: what becomes of a message once it was worked.
+#[async_trait]
+pub trait WorkQueue: Send + Sync {
+    /// Finished with: removed from the queue.
+    async fn ack(&self, delivery: &Delivery) -> Result<(), QueueError>;
+
+    /// Visible again at `at`. `counted`: whether this was an attempt of the message's own (a
+    /// rejected credential or a hold-back is not).
+    async fn retry_at(
+        &self,
+        delivery: &Delivery,
+        at: DateTime<Utc>,
+        reason: &str,
+        counted: bool,
+    ) -> Result<(), QueueError>;
+
+    /// Moved to the dead-letter queue with its reason; an `Ok` means it is there and gone from
+    /// the work queue (or will be once the batch is reported).
+    async fn dead_letter(&self, delivery: &Delivery, reason: &str) -> Result<(), QueueError>;
+}
+
+/// A queue a worker pulls from (SQLite, memory): the next visible message that is first in its
+/// group, held by the caller for `lease`.
+#[async_trait]
+pub trait ClaimQueue: WorkQueue {
+    async fn claim(
+        &self,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<Option<Delivery>, QueueError>;
+}
+
+/// Exponential backoff with jitter: `base` after the first attempt, doubling, at most `max`,
+/// plus up to a fifth more so a burst of failures does not come back at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    pub base: Duration,
+    pub max: Duration,
+}
+
+impl Backoff {
+    /// The wait after attempt number `attempt` (from 1) failed.
+    pub fn after(&self, attempt: u32) -> Duration {
+        let doubling = attempt.saturating_sub(1).min(20);
+        let wait = self.base.saturating_mul(1u32 << doubling).min(self.max);
+        let millis = wait.as_millis().min(u128::from(u64::MAX)) as u64;
+        wait + Duration::from_millis(fastrand::u64(0..=millis / 5))
+    }
+}
+
+/// How a deployment's consumer retries, gives up and pauses. The values differ by queue (SQS
+/// counts visibility in seconds and redrives after its own `maxReceiveCount`); the rules do not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConsumerPolicy {
+    pub backoff: Backoff,
+    /// Attempts in all before a retryable failure is dead-lettered; `None` leaves it to the
+    /// queue's own redrive policy (SQS `maxReceiveCount`).
+    pub max_attempts: Option<u32>,
+    /// How long the breaker stays open after the target refused the credential: the next
+    /// message after it is the probe.
+    pub credential_pause: Duration,
+    /// How long a batch handed back unworked while the breaker is open waits (SQS: long, so
+    /// days of outage fit in `maxReceiveCount`).
+    pub breaker_hold: Duration,
+    /// Work on one message is abandoned (and retried) after this long (a claim's lease).
+    pub work_budget: Option<Duration>,
+}
+
+impl ConsumerPolicy {
+    /// The worker Lambda on SQS FIFO: 10 s doubling to 15 min; redrive after
+    /// `maxReceiveCount`; a probe every 5 minutes at most, batches held 15 minutes meanwhile.
+    pub fn lambda() -> Self {
+        Self {
+            backoff: Backoff {
+                base: Duration::from_secs(10),
+                max: Duration::from_secs(900),
+            },
+            max_attempts: None,
+            credential_pause: Duration::from_secs(300),
+            breaker_hold: Duration::from_secs(900),
+            work_budget: None,
+        }
+    }
+
+    /// The standalone claim loop: 1 s doubling to 5 min, `queue.max_attempts` in all, a probe
+    /// a minute, work bounded by 90 % of the claim's lease.
+    pub fn standalone(max_attempts: u32, lease: Duration) -> Self {
+        Self {
+            backoff: Backoff {
+                base: Duration::from_secs(1),
+                max: Duration::from_secs(300),
+            },
+            max_attempts: Some(max_attempts.max(1)),
+            credential_pause: Duration::from_secs(60),
+            breaker_hold: Duration::from_secs(60),
+            work_budget: Some(lease.mul_f32(0.9)),
+        }
+    }
+}
+
+/// What became of one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Disposition {
+    /// Applied, found unchanged, or recognised as a redelivery: acked.
+    Done(Outcome),
+    /// Back on the queue until `at`.
+    Retry { at: DateTime<Utc>, reason: String },
+    /// In the dead-letter queue.
+    DeadLettered { reason: String },
+    /// The target refused the credential: the breaker is open until `until`, the message waits.
+    CredentialRejected { until: DateTime<Utc>, reason: String },
+    /// Not worked: the breaker was open, or an earlier message of the batch must wait first.
+    HeldBack { until: DateTime<Utc> },
+}
+
+impl Disposition {
+    /// Whether the message left the queue for good (acked or dead-lettered).
+    pub fn finished(&self) -> bool {
+        matches!(self, Self::Done(_) | Self::DeadLettered { .. })
+    }
+
+    /// When a message that is not finished comes back.
+    fn until(&self) -> Option<DateTime<Utc>> {
+        match self {
+            Self::Retry { at, .. } => Some(*at),
+            Self::CredentialRejected { until, .. } | Self::HeldBack { until } => Some(*until),
+            Self::Done(_) | Self::DeadLettered { .. } => None,
+        }
+    }
+}
+
+/// A message's disposition, and whether the queue took it. When it did not, the message is
+/// still on the queue and comes back by itself: nothing is lost.
+#[derive(Debug)]
+pub struct Consumed {
+    pub disposition: Disposition,
+    pub settled: Result<(), QueueError>,
+}
+
+pub struct Consumer {
+    worker: Arc<Worker>,
+    breaker: Arc<dyn CredentialBreaker>,
+    /// Queue time is wall time (visibility, the breaker), whatever clock the worker's domain
+    /// runs on (tests move that one days ahead to expire invitations).
+    clock: SystemClock,
+    policy: ConsumerPolicy,
+}
+
+impl Consumer {
+    pub fn new(
+        worker: Arc<Worker>,
+        breaker: Arc<dyn CredentialBreaker>,
+        policy: ConsumerPolicy,
+    ) -> Self {
+        Self {
+            worker,
+            breaker,
+            clock: SystemClock,
+            policy,
+        }
+    }
+
+    pub fn policy(&self) -> &ConsumerPolicy {
+        &self.policy
+    }
+
+    /// Until when nothing should be consumed (the credential breaker is open). A breaker that
+    /// cannot be read does not stop work: the next 401 would open it again.
+    pub async fn paused_until(&self) -> Option<DateTime<Utc>> {
+        match self.breaker.open_until(self.clock.now()).await {
+            Ok(until) => until,
+            Err(e) => {
+                tracing::warn!("cannot read the credential breaker: {e}");
+                None
+            }
+        }
+    }
+
+    /// Works one message and settles it on `queue`.
+    pub async fn consume(&self, queue: &dyn WorkQueue, delivery: &Delivery) -> Consumed {
+        let result = match self.policy.work_budget {
+            Some(budget) => tokio::time::timeout(budget, self.worker.process(&delivery.body))
+                .await
+                .unwrap_or_else(|_| {
+                    // Work that outlives its claim is abandoned (as a crash would be): the
+                    // message may be another worker's by then.
+                    Err(WorkError::Retryable {
+                        reason: format!("took longer than its {} s budget", budget.as_secs()),
+                        retry_after: None,
+                    })
+                }),
+            None => self.worker.process(&delivery.body).await,
+        };
+        let disposition = self.dispose(delivery, result).await;
+        let settled = self.settle(queue, delivery, &disposition).await;
+        match settled {
+            Ok(()) => Consumed {
+                disposition,
+                settled: Ok(()),
+            },
+            // The dead-letter queue refused it: keep the message and try again later.
+            Err(e) if matches!(disposition, Disposition::DeadLettered { .. }) => {
+                tracing::error!(message = %delivery.id, "could not dead-letter, retrying instead: {e}");
+                let retry = Disposition::Retry {
+                    at: self.after(self.policy.backoff.after(delivery.attempt)),
+                    reason: format!("dead-letter queue unavailable: {e}"),
+                };
+                let settled = self.settle(queue, delivery, &retry).await;
+                Consumed {
+                    disposition: retry,
+                    settled,
+                }
+            }
+            Err(e) => {
+                tracing::error!(message = %delivery.id, "cannot record the outcome: {e}");
+                Consumed {
+                    disposition,
+                    settled: Err(e),
+                }
+            }
+        }
+    }
+
+    /// A FIFO batch (SQS): records in order; once one must wait, every later one waits as long
+    /// (handed back unworked), and so does the rest of the batch when less than `reserve` of
+    /// the invocation is left. Returns the ids of the records that are not finished.
+    pub async fn consume_batch(
+        &self,
+        queue: &dyn WorkQueue,
+        batch: &[Delivery],
+        time_left: impl Fn() -> Option<Duration>,
+        reserve: Duration,
+    ) -> Vec<String> {
+        let mut unfinished = Vec::new();
+        let mut held_until = self.paused_until().await.map(|_| {
+            tracing::warn!(
+                alarm = "target_credential",
+                "credential breaker open; not consuming"
+            );
+            self.after(self.policy.breaker_hold)
+        });
+        for delivery in batch {
+            if held_until.is_none() && time_left().is_some_and(|left| left < reserve) {
+                tracing::warn!(
+                    "not enough time left in this invocation; returning the rest of the batch"
+                );
+                held_until = Some(self.clock.now());
+            }
+            if let Some(until) = held_until {
+                let held = Disposition::HeldBack { until };
+                if let Err(e) = self.settle(queue, delivery, &held).await {
+                    tracing::warn!(message = %delivery.id, "could not delay the message: {e}");
+                }
+                unfinished.push(delivery.id.clone());
+                continue;
+            }
+            let consumed = self.consume(queue, delivery).await;
+            if !consumed.disposition.finished() || consumed.settled.is_err() {
+                held_until = Some(consumed.disposition.until().unwrap_or_else(|| {
+                    self.after(self.policy.backoff.after(delivery.attempt))
+                }));
+                unfinished.push(delivery.id.clone());
+            }
+        }
+        unfinished
+    }
+
+    /// The disposition of a worked message (opening the breaker on a rejected credential).
+    async fn dispose(
+        &self,
+        delivery: &Delivery,
+        result: Result<Outcome, WorkError>,
+    ) -> Disposition {
+        let id = delivery.id.as_str();
+        match result {
+            Ok(outcome) => Disposition::Done(outcome),
+            Err(WorkError::Permanent(reason)) => {
+                tracing::error!(message = id, "dead-lettering: {reason}");
+                Disposition::DeadLettered { reason }
+            }
+            Err(WorkError::CredentialRejected(reason)) => {
+                tracing::error!(
+                    message = id,
+                    alarm = "target_credential",
+                    "target credential rejected; pausing: {reason}"
+                );
+                let until = self.after(self.policy.credential_pause);
+                if let Err(e) = self.breaker.open(until).await {
+                    tracing::warn!("cannot open the credential breaker: {e}");
+                }
+                Disposition::CredentialRejected { until, reason }
+            }
+            Err(WorkError::Retryable {
+                reason,
+                retry_after,
+            }) => {
+                if let Some(max) = self.policy.max_attempts {
+                    if delivery.attempt >= max {
+                        let reason = format!("gave up after {} attempts: {reason}", delivery.attempt);
+                        tracing::error!(message = id, "dead-lettering: {reason}");
+                        return Disposition::DeadLettered { reason };
+                    }
+                }
+                // The target's own wait when it gave one, else the curve.
+                let wait = retry_after.map_or_else(
+                    || self.policy.backoff.after(delivery.attempt),
+                    |w| w.max(Duration::from_secs(1)),
+                );
+                tracing::warn!(
+                    message = id,
+                    attempt = delivery.attempt,
+                    wait_ms = wait.as_millis() as u64,
+                    "will retry: {reason}"
+                );
+                Disposition::Retry {
+                    at: self.after(wait),
+                    reason,
+                }
+            }
+        }
+    }
+
+    async fn settle(
+        &self,
+        queue: &dyn WorkQueue,
+        delivery: &Delivery,
+        disposition: &Disposition,
+    ) -> Result<(), QueueError> {
+        match disposition {
+            Disposition::Done(_) => queue.ack(delivery).await,
+            Disposition::DeadLettered { reason } => queue.dead_letter(delivery, reason).await,
+            Disposition::Retry { at, reason } => queue.retry_at(delivery, *at, reason, true).await,
+            Disposition::CredentialRejected { until, reason } => {
+                queue.retry_at(delivery, *until, reason, false).await
+            }
+            Disposition::HeldBack { until } => {
+                queue
+                    .retry_at(delivery, *until, "held behind an earlier message", false)
+                    .await
+            }
+        }
+    }
+
+    fn after(&self, wait: Duration) -> DateTime<Utc> {
+        self.clock.now() + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_backoff_curve_grows_doubling_and_is_capped() {
+        let lambda = ConsumerPolicy::lambda().backoff;
+        let within = |d: Duration, lo: u64, hi: u64| (lo..=hi).contains(&d.as_secs());
+        assert!(within(lambda.after(1), 10, 12));
+        assert!(within(lambda.after(2), 20, 24));
+        assert!(within(lambda.after(7), 640, 768));
+        assert!(within(lambda.after(50), 900, 1080));
+        assert!(within(lambda.after(0), 10, 12));
+        let standalone = ConsumerPolicy::standalone(8, Duration::from_secs(300)).backoff;
+        let first = standalone.after(1);
+        assert!(first >= Duration::from_secs(1) && first <= Duration::from_millis(1200));
+        assert!(standalone.after(4) >= Duration::from_secs(8));
+        assert!(standalone.after(40) <= Duration::from_secs(360));
+    }
+}

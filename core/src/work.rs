@@ -1,0 +1,88 @@
+//! What one unit of work ends in, shared by everything that does work (the worker, the
+//! sweeper's tenant events) and everything that disposes of it (the consumer). It sits below
+//! both, so neither imports the other for it.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::directory::DirectoryError;
+use crate::envelope::Trigger;
+use crate::scim::{ScimError, ScimFailure};
+use crate::state::StoreError;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The target was changed with this many SCIM calls.
+    Applied { scim_calls: u32 },
+    /// The target already matched (zero or only read calls).
+    Unchanged { scim_calls: u32 },
+    /// The event was applied before.
+    Duplicate,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WorkError {
+    /// Try again later (the queue's retry), after `retry_after` when the target said so.
+    #[error("retryable: {reason}")]
+    Retryable {
+        reason: String,
+        retry_after: Option<Duration>,
+    },
+    /// Can never succeed as it is: park it in the dead-letter queue with this reason.
+    #[error("permanent: {0}")]
+    Permanent(String),
+    /// The target rejected its credential (401/403). Every message would fail the same way:
+    /// stop consuming, keep the messages queued, alarm. Never dead-letter for this.
+    #[error("target credential rejected: {0}")]
+    CredentialRejected(String),
+}
+
+impl WorkError {
+    pub(crate) fn retry(reason: impl Into<String>) -> Self {
+        WorkError::Retryable {
+            reason: reason.into(),
+            retry_after: None,
+        }
+    }
+}
+
+impl From<StoreError> for WorkError {
+    fn from(e: StoreError) -> Self {
+        WorkError::retry(e.to_string())
+    }
+}
+
+impl From<DirectoryError> for WorkError {
+    fn from(e: DirectoryError) -> Self {
+        match e {
+            DirectoryError::Retryable(r) => WorkError::retry(r),
+            DirectoryError::Permanent(r) => WorkError::Permanent(r),
+        }
+    }
+}
+
+impl From<ScimError> for WorkError {
+    fn from(e: ScimError) -> Self {
+        match e.failure {
+            ScimFailure::Permanent | ScimFailure::NotFound => WorkError::Permanent(e.to_string()),
+            ScimFailure::Credential => WorkError::CredentialRejected(e.to_string()),
+            // A create's 409 is handled (look up and adopt) before it gets here; a 409 on
+            // anything else (a userName taken by another account) cannot heal by itself.
+            ScimFailure::Conflict => WorkError::Permanent(e.to_string()),
+            ScimFailure::Retryable => WorkError::Retryable {
+                reason: e.to_string(),
+                retry_after: e.retry_after,
+            },
+        }
+    }
+}
+
+
+/// Handles tenant-level triggers (Graph subscription lifecycle, group changes): the worker
+/// hands them to whoever owns subscriptions and catch-ups (the sweeper).
+#[async_trait]
+pub trait TenantEventHandler: Send + Sync {
+    /// Acts on one such trigger; returns what was done, for the log.
+    async fn on_tenant_event(&self, trigger: &Trigger) -> Result<String, WorkError>;
+}
