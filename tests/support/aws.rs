@@ -11,8 +11,13 @@ use aws_sdk_sqs::types::QueueAttributeName;
 use crate::required_env;
 
 pub async fn moto_config() -> SdkConfig {
+    config_for(&required_env("RELAY_TEST_MOTO_URL")).await
+}
+
+/// SDK configuration for an AWS endpoint on this machine (moto, or a recorder in front of it).
+pub async fn config_for(endpoint: &str) -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(required_env("RELAY_TEST_MOTO_URL"))
+        .endpoint_url(endpoint)
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new("test", "test", None, None, "moto"))
         .load()

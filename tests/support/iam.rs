@@ -403,7 +403,7 @@ fn percent_decode(s: &str) -> String {
             b'+' => out.push(b' '),
             b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
                 (Some(high), Some(low)) => {
-                    out.push(high << 4 | low);
+                    out.push((high << 4) | low);
                     i += 2;
                 }
                 _ => out.push(b'%'),
@@ -705,20 +705,18 @@ fn resource_ref(value: &Yaml) -> ResourceRef {
         return ResourceRef::Any;
     }
     let segments = segments(value);
-    match segments
-        .iter()
-        .position(|s| matches!(s, Segment::Ref { .. }))
-    {
-        Some(i) => match &segments[i] {
-            Segment::Ref {
-                logical_id,
-                attribute,
-            } => ResourceRef::Resource {
-                logical_id: logical_id.clone(),
-                attribute: attribute.clone(),
-                suffix: render(&segments[i + 1..]),
-            },
-            _ => ResourceRef::Literal(render(&segments)),
+    let named = segments.iter().enumerate().find_map(|(i, s)| match s {
+        Segment::Ref {
+            logical_id,
+            attribute,
+        } => Some((i, logical_id, attribute)),
+        _ => None,
+    });
+    match named {
+        Some((i, logical_id, attribute)) => ResourceRef::Resource {
+            logical_id: logical_id.clone(),
+            attribute: attribute.clone(),
+            suffix: render(&segments[i + 1..]),
         },
         None => ResourceRef::Literal(render(&segments)),
     }
@@ -921,36 +919,31 @@ pub fn check_granted(
             ));
             continue;
         }
-        let granted = match &c.resource {
-            None => grants
-                .iter()
-                .any(|g| grants_action(g, &c.action) && g.resources.contains(&ResourceRef::Any)),
-            Some(raw) => {
-                let Some((logical_id, below)) = names.resolve(raw) else {
+        // `None`: the call names no resource, so only `Resource: "*"` grants it.
+        let target = match &c.resource {
+            None => None,
+            Some(raw) => match names.resolve(raw) {
+                Some((logical_id, below)) => Some((raw.as_str(), logical_id, below)),
+                None => {
                     problems.insert(format!(
                         "{function} called {} on `{raw}`, which the test's ResourceNames does not \
                          map to a template resource",
                         c.action
                     ));
                     continue;
-                };
-                let granted = grants.iter().any(|g| {
-                    grants_action(g, &c.action)
-                        && g.resources
-                            .iter()
-                            .any(|r| covers(r, logical_id, &below, raw))
-                });
-                if !granted {
-                    problems.insert(format!(
-                        "{function} lacks {} on {logical_id}{below}",
-                        c.action
-                    ));
                 }
-                continue;
-            }
+            },
         };
+        let granted = grants.iter().any(|g| {
+            grants_action(g, &c.action)
+                && g.resources.iter().any(|r| match &target {
+                    None => *r == ResourceRef::Any,
+                    Some((raw, logical_id, below)) => covers(r, logical_id, below, raw),
+                })
+        });
         if !granted {
-            problems.insert(format!("{function} lacks {} on *", c.action));
+            let on = target.map_or("*".to_string(), |(_, id, below)| format!("{id}{below}"));
+            problems.insert(format!("{function} lacks {} on {on}", c.action));
         }
     }
     if problems.is_empty() {

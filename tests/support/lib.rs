@@ -3,11 +3,16 @@
 //! proxy in front of scim2-server, and payload builders.
 
 pub mod aws;
+#[cfg(feature = "servers")]
+pub mod aws_relay;
 pub mod datadog;
+pub mod deployment;
 pub mod iam;
 pub mod idp;
+pub mod memory_relay;
 pub mod payloads;
 pub mod scim;
+pub mod target;
 
 use std::time::Duration;
 

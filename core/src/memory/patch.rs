@@ -52,9 +52,9 @@ fn parse(path: &str, resource: &Value) -> Result<Path, Refusal> {
                 .as_array()
                 .is_some_and(|s| s.iter().any(|v| v.as_str() == Some(urn)))
     };
-    let (extension, rest) = if path.is_empty() {
+    let (extension, rest) = if path.is_empty() || path == USER_SCHEMA {
         (None, "")
-    } else if is_schema(path) && path != USER_SCHEMA {
+    } else if is_schema(path) {
         (Some(path.to_string()), "")
     } else if path.starts_with("urn:") {
         // `urn:…:User:department`: attribute names carry no colon (a filter value may).

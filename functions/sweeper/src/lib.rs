@@ -79,14 +79,19 @@ pub fn metrics(report: &SweepReport) -> Vec<(&'static str, u64)> {
     ]
 }
 
-pub async fn handle(
-    lambda: &SweeperLambda,
-    _event: LambdaEvent<serde_json::Value>,
-) -> Result<serde_json::Value, Error> {
+/// One sweep, its metrics printed for CloudWatch.
+pub async fn run(lambda: &SweeperLambda) -> SweepReport {
     let report = lambda.sweeper.run().await;
     println!(
         "{}",
         scim_relay_core::metrics::emf_line(&metrics(&report), chrono::Utc::now().timestamp_millis())
     );
-    Ok(serde_json::to_value(&report)?)
+    report
+}
+
+pub async fn handle(
+    lambda: &SweeperLambda,
+    _event: LambdaEvent<serde_json::Value>,
+) -> Result<serde_json::Value, Error> {
+    Ok(serde_json::to_value(run(lambda).await)?)
 }

@@ -1,0 +1,241 @@
+//! The work queue in memory, with the SQLite queue's semantics: FIFO per group (a user's later
+//! message waits while an earlier one is claimed or waiting for a retry), a redelivery still
+//! queued is dropped by its deduplication id, claims under a lease with a token, delayed
+//! retries, and dead letters with their reasons.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::consumer::{ClaimQueue, Delivery, WorkQueue};
+use crate::queue::{Queue, QueueError, QueueMessage};
+
+#[derive(Debug, Clone)]
+struct Queued {
+    id: u64,
+    message: QueueMessage,
+    visible_at: DateTime<Utc>,
+    attempts: u32,
+    claim: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    next_id: u64,
+    queued: Vec<Queued>,
+    dead: Vec<(QueueMessage, String)>,
+    /// Set by tests: the next enqueue fails (ingress must answer 503).
+    refuse_enqueue: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct MemoryQueue {
+    inner: Arc<Mutex<Inner>>,
+}
+
+impl MemoryQueue {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Messages waiting (claimed or delayed ones included) and dead letters.
+    pub fn depth(&self) -> (u64, u64) {
+        let inner = self.lock();
+        (inner.queued.len() as u64, inner.dead.len() as u64)
+    }
+
+    /// The dead letters' reasons, oldest first.
+    pub fn dead_letter_reasons(&self) -> Vec<String> {
+        self.lock().dead.iter().map(|(_, r)| r.clone()).collect()
+    }
+
+    /// Puts every dead letter back on the queue; returns how many.
+    pub fn redrive_dead_letters(&self) -> usize {
+        let mut inner = self.lock();
+        let dead = std::mem::take(&mut inner.dead);
+        let moved = dead.len();
+        for (message, _) in dead {
+            push(&mut inner, message);
+        }
+        moved
+    }
+
+    /// Makes every delayed message visible now: a test's way of letting retry waits pass.
+    pub fn release_delayed(&self) {
+        let now = Utc::now();
+        for q in self.lock().queued.iter_mut().filter(|q| q.claim.is_none()) {
+            q.visible_at = q.visible_at.min(now);
+        }
+    }
+
+    /// Whether the next enqueue is refused (an unavailable queue).
+    pub fn refuse_enqueue(&self, refuse: bool) {
+        self.lock().refuse_enqueue = refuse;
+    }
+
+    fn with_claimed<T>(
+        &self,
+        delivery: &Delivery,
+        f: impl FnOnce(&mut Inner, usize) -> T,
+    ) -> Result<Option<T>, QueueError> {
+        let id: u64 = delivery
+            .id
+            .parse()
+            .map_err(|_| QueueError(format!("not a memory queue id: {}", delivery.id)))?;
+        let mut inner = self.lock();
+        // An outcome recorded under an expired claim (claimed again meanwhile) changes nothing.
+        let at = inner
+            .queued
+            .iter()
+            .position(|q| q.id == id && q.claim.as_deref() == Some(delivery.handle.as_str()));
+        Ok(at.map(|i| f(&mut inner, i)))
+    }
+}
+
+fn push(inner: &mut Inner, message: QueueMessage) {
+    if inner
+        .queued
+        .iter()
+        .any(|q| q.message.dedupe_id == message.dedupe_id)
+    {
+        return;
+    }
+    inner.next_id += 1;
+    let id = inner.next_id;
+    inner.queued.push(Queued {
+        id,
+        message,
+        visible_at: Utc::now(),
+        attempts: 0,
+        claim: None,
+    });
+}
+
+#[async_trait]
+impl Queue for MemoryQueue {
+    async fn enqueue(&self, messages: &[QueueMessage]) -> Result<(), QueueError> {
+        let mut inner = self.lock();
+        if inner.refuse_enqueue {
+            return Err(QueueError("memory queue refuses messages (test)".into()));
+        }
+        for m in messages {
+            push(&mut inner, m.clone());
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ClaimQueue for MemoryQueue {
+    async fn claim(
+        &self,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<Option<Delivery>, QueueError> {
+        let mut inner = self.lock();
+        let mut heads = std::collections::HashSet::new();
+        let mut found = None;
+        for (i, q) in inner.queued.iter().enumerate() {
+            // Only the first message of its group may be worked.
+            if !heads.insert(q.message.group_id.clone()) {
+                continue;
+            }
+            if q.visible_at <= now {
+                found = Some(i);
+                break;
+            }
+        }
+        let Some(i) = found else { return Ok(None) };
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        let q = &mut inner.queued[i];
+        q.claim = Some(token.clone());
+        q.visible_at = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
+        Ok(Some(Delivery {
+            id: q.id.to_string(),
+            group_id: q.message.group_id.clone(),
+            body: q.message.body.clone(),
+            attempt: q.attempts + 1,
+            handle: token,
+        }))
+    }
+}
+
+#[async_trait]
+impl WorkQueue for MemoryQueue {
+    async fn ack(&self, delivery: &Delivery) -> Result<(), QueueError> {
+        self.with_claimed(delivery, |inner, i| {
+            inner.queued.remove(i);
+        })?;
+        Ok(())
+    }
+
+    async fn retry_at(
+        &self,
+        delivery: &Delivery,
+        at: DateTime<Utc>,
+        _reason: &str,
+        counted: bool,
+    ) -> Result<(), QueueError> {
+        self.with_claimed(delivery, |inner, i| {
+            let q = &mut inner.queued[i];
+            q.visible_at = at;
+            q.claim = None;
+            q.attempts += u32::from(counted);
+        })?;
+        Ok(())
+    }
+
+    async fn dead_letter(&self, delivery: &Delivery, reason: &str) -> Result<(), QueueError> {
+        self.with_claimed(delivery, |inner, i| {
+            let q = inner.queued.remove(i);
+            inner.dead.push((q.message, reason.to_string()));
+        })?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(group: &str, dedupe: &str) -> QueueMessage {
+        QueueMessage {
+            group_id: group.into(),
+            dedupe_id: dedupe.into(),
+            body: format!("{group}/{dedupe}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_users_later_message_waits_for_the_earlier_one() {
+        let q = MemoryQueue::default();
+        q.enqueue(&[message("u1", "a"), message("u1", "b"), message("u2", "c")])
+            .await
+            .unwrap();
+        q.enqueue(&[message("u1", "a")]).await.unwrap();
+        assert_eq!(q.depth(), (3, 0), "a queued redelivery is dropped");
+        let lease = Duration::from_secs(60);
+        let first = q.claim(Utc::now(), lease).await.unwrap().unwrap();
+        let second = q.claim(Utc::now(), lease).await.unwrap().unwrap();
+        assert_eq!(
+            (first.body.as_str(), second.body.as_str()),
+            ("u1/a", "u2/c")
+        );
+        assert!(q.claim(Utc::now(), lease).await.unwrap().is_none());
+        let later = Utc::now() + chrono::Duration::seconds(30);
+        q.retry_at(&first, later, "try again", true).await.unwrap();
+        assert!(q.claim(Utc::now(), lease).await.unwrap().is_none());
+        q.release_delayed();
+        let again = q.claim(Utc::now(), lease).await.unwrap().unwrap();
+        assert_eq!((again.body.as_str(), again.attempt), ("u1/a", 2));
+        // An outcome under a stale claim changes nothing.
+        q.ack(&first).await.unwrap();
+        assert_eq!(q.depth(), (3, 0));
+        q.dead_letter(&again, "broken").await.unwrap();
+        assert_eq!(q.dead_letter_reasons(), vec!["broken".to_string()]);
+        assert_eq!(q.redrive_dead_letters(), 1);
+        assert_eq!(q.depth(), (3, 0));
+    }
+}

@@ -1,0 +1,292 @@
+//! The AWS backend: the inbound, worker and sweeper Lambda handlers on moto (SQS FIFO and
+//! DynamoDB). The test plays API Gateway and the SQS event source mapping; each function talks
+//! to AWS through a recorder of its own, and [`AwsRelay::check_iam`] checks every call it made
+//! against that function's policy in `infra/template.yaml`.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
+use lambda_runtime::{Context, LambdaEvent};
+use scim_relay_core::config::Settings;
+use scim_relay_core::ingress::Ingress;
+use scim_relay_core::queue::sqs::SqsQueue;
+use scim_relay_core::state::dynamodb::DynamoStateStore;
+use scim_relay_core::sweeper::SweepReport;
+use scim_relay_sweeper::SweeperLambda;
+use scim_relay_worker::WorkerLambda;
+
+use crate::aws::{config_for, create_fifo_queues, create_table, moto_config, unique, FifoQueues};
+use crate::iam::{check_granted, AwsRecorder, ResourceNames};
+use crate::payloads::apigw_v2_event;
+use crate::required_env;
+
+pub struct AwsRelay {
+    sqs: aws_sdk_sqs::Client,
+    store: DynamoStateStore,
+    queues: FifoQueues,
+    table: String,
+    inbound: Ingress,
+    worker: WorkerLambda,
+    sweeper: SweeperLambda,
+    /// Each function's AWS calls, by its logical id in the template.
+    recorders: Vec<(&'static str, AwsRecorder)>,
+    /// Dead letters seen so far (a received message stays out of sight for a while).
+    dead: Mutex<BTreeMap<String, String>>,
+}
+
+impl AwsRelay {
+    pub async fn start(mut settings: Settings) -> Self {
+        let sdk = moto_config().await;
+        let sqs = aws_sdk_sqs::Client::new(&sdk);
+        let ddb = aws_sdk_dynamodb::Client::new(&sdk);
+        let queues = create_fifo_queues(&sqs, &unique("behaviour")).await;
+        let table = unique("behaviour-state");
+        create_table(&ddb, &table).await;
+        settings.queue.url = queues.url.clone();
+        settings.queue.dlq_url = queues.dlq_url.clone();
+        settings.store.table = table.clone();
+        let moto = required_env("RELAY_TEST_MOTO_URL");
+        let mut recorders = Vec::new();
+        let mut sdk_of = |function: &'static str| {
+            let moto = moto.clone();
+            async move {
+                let recorder = AwsRecorder::start(&moto).await;
+                let sdk = config_for(&recorder.url).await;
+                ((function, recorder), sdk)
+            }
+        };
+        let (rec, inbound_sdk) = sdk_of("InboundFunction").await;
+        recorders.push(rec);
+        let (rec, worker_sdk) = sdk_of("WorkerFunction").await;
+        recorders.push(rec);
+        let (rec, sweeper_sdk) = sdk_of("SweeperFunction").await;
+        recorders.push(rec);
+        let inbound = crate::deployment::ingress_on(
+            &settings,
+            Arc::new(SqsQueue::new(
+                aws_sdk_sqs::Client::new(&inbound_sdk),
+                settings.queue.url.clone(),
+            )),
+        );
+        let worker =
+            scim_relay_worker::from_settings(&settings, &worker_sdk).expect("worker builds");
+        let sweeper =
+            scim_relay_sweeper::from_settings(&settings, &sweeper_sdk).expect("sweeper builds");
+        Self {
+            sqs,
+            store: DynamoStateStore::new(ddb, table.clone()),
+            queues,
+            table,
+            inbound,
+            worker,
+            sweeper,
+            recorders,
+            dead: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// The state table, read directly (not as any function).
+    pub fn store(&self) -> &DynamoStateStore {
+        &self.store
+    }
+
+    /// One request through API Gateway's event shape into the inbound handler.
+    pub async fn inbound(
+        &self,
+        method: &str,
+        path: &str,
+        query: Option<&str>,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> (u16, String) {
+        let event = apigw_v2_event(
+            method,
+            path,
+            query.unwrap_or(""),
+            headers,
+            (!body.is_empty()).then_some(body),
+            true,
+        );
+        let req = lambda_http::request::from_str(&event.to_string())
+            .expect("a valid API Gateway event");
+        let resp = scim_relay_inbound::handle(&self.inbound, req)
+            .await
+            .expect("the handler never fails the invocation");
+        let status = resp.status().as_u16();
+        let body = match resp.into_body() {
+            lambda_http::Body::Text(t) => t,
+            lambda_http::Body::Binary(b) => String::from_utf8_lossy(&b).into_owned(),
+            _ => String::new(),
+        };
+        (status, body)
+    }
+
+    /// Plays the event source mapping until the work queue is empty: receives batches, calls
+    /// the worker handler, deletes what it finished; records it handed back become visible
+    /// again once the queue has nothing else (their wait is let pass).
+    pub async fn drain(&self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut handed_back: HashMap<String, String> = HashMap::new();
+        while tokio::time::Instant::now() < deadline {
+            let messages = self.receive(&self.queues.url, 0).await;
+            if messages.is_empty() {
+                if self.work_depth().await == 0 {
+                    return true;
+                }
+                for (_, receipt) in handed_back.drain() {
+                    let _ = self
+                        .sqs
+                        .change_message_visibility()
+                        .queue_url(&self.queues.url)
+                        .receipt_handle(receipt)
+                        .visibility_timeout(0)
+                        .send()
+                        .await;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+            let response = scim_relay_worker::handle(
+                &self.worker,
+                LambdaEvent::new(sqs_event(&messages), Context::default()),
+            )
+            .await
+            .expect("the worker never fails the invocation");
+            let failed: HashSet<String> = response
+                .batch_item_failures
+                .into_iter()
+                .map(|f| f.item_identifier)
+                .collect();
+            for m in messages {
+                let (id, receipt) = (
+                    m.message_id.unwrap_or_default(),
+                    m.receipt_handle.unwrap_or_default(),
+                );
+                if failed.contains(&id) {
+                    handed_back.insert(id, receipt);
+                } else {
+                    self.sqs
+                        .delete_message()
+                        .queue_url(&self.queues.url)
+                        .receipt_handle(receipt)
+                        .send()
+                        .await
+                        .expect("delete message");
+                }
+            }
+        }
+        false
+    }
+
+    async fn receive(&self, url: &str, wait: i32) -> Vec<aws_sdk_sqs::types::Message> {
+        self.sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(wait)
+            .message_system_attribute_names(MessageSystemAttributeName::All)
+            .message_attribute_names("All")
+            .send()
+            .await
+            .expect("receive")
+            .messages
+            .unwrap_or_default()
+    }
+
+    async fn queue_depth(&self, url: &str) -> u64 {
+        let attrs = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .expect("queue attributes")
+            .attributes
+            .unwrap_or_default();
+        [
+            QueueAttributeName::ApproximateNumberOfMessages,
+            QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+        ]
+        .iter()
+        .filter_map(|k| attrs.get(k).and_then(|v| v.parse::<u64>().ok()))
+        .sum()
+    }
+
+    async fn work_depth(&self) -> u64 {
+        self.queue_depth(&self.queues.url).await
+    }
+
+    pub async fn depth(&self) -> (u64, u64) {
+        let dead = self.dead_letters().await.len() as u64;
+        (self.work_depth().await, dead)
+    }
+
+    /// Every dead letter's reason (the `reason` attribute the worker sets; SQS's own redrive
+    /// after `maxReceiveCount` sets none).
+    pub async fn dead_letters(&self) -> Vec<String> {
+        for m in self.receive(&self.queues.dlq_url, 0).await {
+            let reason = m
+                .message_attributes
+                .as_ref()
+                .and_then(|a| a.get("reason"))
+                .and_then(|v| v.string_value.clone())
+                .unwrap_or_else(|| "redriven by SQS after maxReceiveCount".into());
+            self.dead
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(m.message_id.unwrap_or_default(), reason);
+        }
+        self.dead
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// One scheduled run of the sweeper Lambda.
+    pub async fn sweep(&self) -> SweepReport {
+        scim_relay_sweeper::run(&self.sweeper).await
+    }
+
+    /// Every AWS call each function made is granted to it by `infra/template.yaml`.
+    pub fn check_iam(&self) {
+        let template = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/template.yaml"));
+        let names = ResourceNames::new()
+            .with(self.table.clone(), "StateTable")
+            .with(self.queues.url.clone(), "WorkQueue")
+            .with(self.queues.dlq_url.clone(), "DeadLetterQueue");
+        let problems: Vec<String> = self
+            .recorders
+            .iter()
+            .filter_map(|(function, recorder)| {
+                check_granted(&template, function, &recorder.calls(), &names).err()
+            })
+            .collect();
+        assert!(problems.is_empty(), "{}", problems.join("\n"));
+    }
+}
+
+fn sqs_event(messages: &[aws_sdk_sqs::types::Message]) -> SqsEvent {
+    let mut event = SqsEvent::default();
+    for m in messages {
+        let mut record = SqsMessage::default();
+        record.message_id = m.message_id.clone();
+        record.receipt_handle = m.receipt_handle.clone();
+        record.body = m.body.clone();
+        record.event_source = Some("aws:sqs".into());
+        if let Some(attrs) = &m.attributes {
+            for (k, v) in attrs {
+                record.attributes.insert(k.as_str().to_string(), v.clone());
+            }
+        }
+        event.records.push(record);
+    }
+    event
+}

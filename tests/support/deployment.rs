@@ -1,0 +1,345 @@
+//! One relay deployment under test, whatever its backend, so one behaviour suite runs on all:
+//!
+//! - `Memory`: the core's engine on the in-memory queue, store and SCIM target, driven by the
+//!   same claim loop as the standalone server (no server of any kind; plain `cargo test`);
+//! - `Sqlite`: the standalone server (HTTP ingress, SQLite queue and store) against
+//!   scim2-server behind the counting proxy;
+//! - `Aws`: the three Lambda handlers on moto (SQS FIFO, DynamoDB) against scim2-server; the
+//!   test plays the event source mapping, and each function's AWS calls go through its own
+//!   recorder, checked against its policy in `infra/template.yaml` when the test finishes.
+//!
+//! The IdP is the in-process fixture server on every backend (Okta and Graph have no local
+//! server).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use scim_relay_core::config::{Settings, TargetProfile};
+use scim_relay_core::ingress::{Ingress, IngressRequest};
+use scim_relay_core::secret::Secret;
+use scim_relay_core::sweeper::SweepReport;
+use serde_json::Value;
+
+use crate::idp::{IdpFixture, GRAPH_CLIENT_ID, GRAPH_CLIENT_SECRET, OKTA_TOKEN};
+use crate::payloads::GRAPH_TENANT;
+use crate::target::Target;
+
+pub const OKTA_SECRET: &str = "okta-shared-secret-for-behaviour-tests";
+pub const CLIENT_STATE: &str = "graph-client-state-for-behaviour-tests";
+const WAIT: Duration = Duration::from_secs(20);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Memory,
+    #[cfg(feature = "servers")]
+    Sqlite,
+    #[cfg(feature = "servers")]
+    Aws,
+}
+
+/// A deployment's relay, by backend.
+enum Relay {
+    Memory(crate::memory_relay::MemoryRelay),
+    #[cfg(feature = "servers")]
+    Sqlite {
+        relay: Option<scim_relay_server::RunningRelay>,
+        db_path: std::path::PathBuf,
+        http: reqwest::Client,
+    },
+    #[cfg(feature = "servers")]
+    Aws(Box<crate::aws_relay::AwsRelay>),
+}
+
+pub struct Deployment {
+    pub backend: Backend,
+    pub idp: IdpFixture,
+    pub target: Target,
+    relay: Relay,
+}
+
+/// Settings every backend shares: the fixture IdP for both directories, a Datadog-profile
+/// target, the sweeper run by hand.
+fn base_settings(idp: &IdpFixture, target: &Target) -> Settings {
+    let mut s = Settings::default();
+    s.queue.signing_key = Secret::new("queue-signing-key-for-behaviour-tests");
+    s.okta.org_url = idp.url.clone();
+    s.okta.shared_secret = Secret::new(OKTA_SECRET);
+    s.okta.api_token = Secret::new(OKTA_TOKEN);
+    s.entra.tenant_id = GRAPH_TENANT.into();
+    s.entra.client_id = GRAPH_CLIENT_ID.into();
+    s.entra.client_secret = Secret::new(GRAPH_CLIENT_SECRET);
+    s.entra.client_state = Secret::new(CLIENT_STATE);
+    s.entra.graph_url = idp.url.clone();
+    s.entra.login_url = idp.url.clone();
+    s.target.profile = TargetProfile::Datadog;
+    s.target.base_url = target.url();
+    s.target.token = Secret::new(target.token());
+    s.target.timeout_seconds = 5;
+    s.sweep.interval_minutes = 0;
+    s
+}
+
+impl Deployment {
+    pub async fn start(backend: Backend) -> Self {
+        Self::start_with(backend, |_| {}).await
+    }
+
+    /// A fresh deployment; `customize` adjusts the settings first.
+    pub async fn start_with(backend: Backend, customize: impl FnOnce(&mut Settings)) -> Self {
+        let idp = IdpFixture::start().await;
+        let target = match backend {
+            Backend::Memory => Target::memory(),
+            #[cfg(feature = "servers")]
+            Backend::Sqlite | Backend::Aws => Target::scim2_server().await,
+        };
+        let mut settings = base_settings(&idp, &target);
+        customize(&mut settings);
+        let relay = match backend {
+            Backend::Memory => Relay::Memory(crate::memory_relay::MemoryRelay::start(
+                &settings,
+                target.memory_target(),
+            )),
+            #[cfg(feature = "servers")]
+            Backend::Sqlite => {
+                let db_path = std::env::temp_dir()
+                    .join(format!("scim-relay-behaviour-{}.db", uuid::Uuid::new_v4()));
+                settings.listen = "127.0.0.1:0".into();
+                settings.database = db_path.display().to_string();
+                let relay =
+                    scim_relay_server::start(settings.clone(), crate::memory_relay::fast_retries())
+                        .await
+                        .expect("relay starts");
+                Relay::Sqlite {
+                    relay: Some(relay),
+                    db_path,
+                    http: reqwest::Client::new(),
+                }
+            }
+            #[cfg(feature = "servers")]
+            Backend::Aws => Relay::Aws(Box::new(crate::aws_relay::AwsRelay::start(settings).await)),
+        };
+        Self {
+            backend,
+            idp,
+            target,
+            relay,
+        }
+    }
+
+    /// One HTTP request to the relay's ingress, as the IdP sends it; the answer's status and
+    /// body.
+    pub async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        query: Option<&str>,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> (u16, String) {
+        let req = IngressRequest {
+            method: method.into(),
+            path: path.into(),
+            query: query.map(str::to_string),
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()))
+                .collect(),
+            body: body.to_vec(),
+        };
+        match &self.relay {
+            Relay::Memory(m) => {
+                let answer = m.ingress().handle(req).await;
+                (answer.status, answer.body)
+            }
+            #[cfg(feature = "servers")]
+            Relay::Sqlite { relay, http, .. } => {
+                let relay = relay.as_ref().expect("relay running");
+                let mut url = format!("http://{}{path}", relay.addr);
+                if let Some(q) = query {
+                    url = format!("{url}?{q}");
+                }
+                let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+                let mut r = http.request(method, url).body(body.to_vec());
+                for (k, v) in headers {
+                    r = r.header(*k, *v);
+                }
+                let resp = r.send().await.expect("relay reachable");
+                let status = resp.status().as_u16();
+                (status, resp.text().await.unwrap_or_default())
+            }
+            #[cfg(feature = "servers")]
+            Relay::Aws(aws) => aws.inbound(method, path, query, headers, body).await,
+        }
+    }
+
+    /// Posts an Okta delivery with `secret`; the answer.
+    pub async fn post_okta(&self, body: &Value, secret: &str) -> (u16, String) {
+        let bytes = serde_json::to_vec(body).expect("json");
+        self.request(
+            "POST",
+            "/okta",
+            None,
+            &[
+                ("Authorization", secret),
+                ("Content-Type", "application/json"),
+            ],
+            &bytes,
+        )
+        .await
+    }
+
+    /// Posts an Okta delivery with the right secret, expects 200, and lets the worker finish.
+    pub async fn okta(&self, body: Value) {
+        let (status, answer) = self.post_okta(&body, OKTA_SECRET).await;
+        assert_eq!(status, 200, "{answer}");
+        self.settle().await;
+    }
+
+    /// Posts a Graph notification, expects 202, and lets the worker finish.
+    pub async fn entra(&self, notification: Value) {
+        let bytes = serde_json::to_vec(&notification).expect("json");
+        let (status, answer) = self
+            .request(
+                "POST",
+                "/entra",
+                None,
+                &[("Content-Type", "application/json")],
+                &bytes,
+            )
+            .await;
+        assert_eq!(status, 202, "{answer}");
+        self.settle().await;
+    }
+
+    /// Works the queue until it is empty, letting retry waits pass; fails the test when it
+    /// does not empty.
+    pub async fn settle(&self) {
+        assert!(self.drain(WAIT).await, "the queue did not drain");
+    }
+
+    /// Works the queue until it is empty or `timeout` passes; whether it emptied.
+    pub async fn drain(&self, timeout: Duration) -> bool {
+        match &self.relay {
+            Relay::Memory(m) => m.drain(timeout).await,
+            #[cfg(feature = "servers")]
+            Relay::Sqlite { relay, .. } => {
+                relay
+                    .as_ref()
+                    .expect("relay running")
+                    .wait_idle(timeout)
+                    .await
+            }
+            #[cfg(feature = "servers")]
+            Relay::Aws(aws) => aws.drain(timeout).await,
+        }
+    }
+
+    /// Messages waiting and dead letters.
+    pub async fn depth(&self) -> (u64, u64) {
+        match &self.relay {
+            Relay::Memory(m) => m.queue.depth(),
+            #[cfg(feature = "servers")]
+            Relay::Sqlite { relay, .. } => relay
+                .as_ref()
+                .expect("relay running")
+                .db
+                .depth()
+                .await
+                .expect("depth"),
+            #[cfg(feature = "servers")]
+            Relay::Aws(aws) => aws.depth().await,
+        }
+    }
+
+    /// The reasons of every dead letter so far.
+    pub async fn dead_letters(&self) -> Vec<String> {
+        match &self.relay {
+            Relay::Memory(m) => m.queue.dead_letter_reasons(),
+            #[cfg(feature = "servers")]
+            Relay::Sqlite { relay, .. } => relay
+                .as_ref()
+                .expect("relay running")
+                .db
+                .dead_letter_reasons()
+                .await
+                .expect("dead letters"),
+            #[cfg(feature = "servers")]
+            Relay::Aws(aws) => aws.dead_letters().await,
+        }
+    }
+
+    /// Runs the sweeper once (the schedule's run).
+    pub async fn sweep(&self) -> SweepReport {
+        match &self.relay {
+            Relay::Memory(m) => m.engine_sweep().await,
+            #[cfg(feature = "servers")]
+            Relay::Sqlite { relay, .. } => relay.as_ref().expect("relay running").sweep().await,
+            #[cfg(feature = "servers")]
+            Relay::Aws(aws) => aws.sweep().await,
+        }
+    }
+
+    /// The state the relay recorded for an Okta user: its SCIM id and whether it left the
+    /// account active.
+    pub async fn recorded(
+        &self,
+        source: scim_relay_core::envelope::Source,
+        tenant: &str,
+        user_id: &str,
+    ) -> Option<scim_relay_core::state::UserState> {
+        let key = scim_relay_core::state::UserKey {
+            source,
+            tenant: tenant.into(),
+            user_id: user_id.into(),
+        };
+        use scim_relay_core::state::StateStore;
+        match &self.relay {
+            Relay::Memory(m) => m.store.load_user(&key).await.expect("state"),
+            #[cfg(feature = "servers")]
+            Relay::Sqlite { relay, .. } => relay
+                .as_ref()
+                .expect("relay running")
+                .db
+                .load_user(&key)
+                .await
+                .expect("state"),
+            #[cfg(feature = "servers")]
+            Relay::Aws(aws) => aws.store().load_user(&key).await.expect("state"),
+        }
+    }
+
+    /// Stops the relay; on AWS, checks every AWS call each function made against its policy.
+    pub async fn finish(mut self) {
+        match &mut self.relay {
+            Relay::Memory(m) => m.stop().await,
+            #[cfg(feature = "servers")]
+            Relay::Sqlite { relay, db_path, .. } => {
+                if let Some(relay) = relay.take() {
+                    relay.stop().await;
+                }
+                let _ = std::fs::remove_file(&*db_path);
+            }
+            #[cfg(feature = "servers")]
+            Relay::Aws(aws) => aws.check_iam(),
+        }
+    }
+}
+
+/// The Okta tenant key the relay records users under (the fixture's host).
+pub fn okta_tenant(idp: &IdpFixture) -> String {
+    let mut s = Settings::default();
+    s.okta.org_url = idp.url.clone();
+    s.okta_tenant()
+}
+
+/// Builds the ingress every backend but the standalone server calls in-process.
+pub(crate) fn ingress_on(
+    settings: &Settings,
+    queue: Arc<dyn scim_relay_core::queue::Queue>,
+) -> Ingress {
+    Ingress::from_settings(
+        settings,
+        queue,
+        Arc::new(scim_relay_core::clock::SystemClock),
+    )
+}
