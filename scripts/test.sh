@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone: installs the Python stand-ins into .venv, starts
 # moto_server and scim2-server on 127.0.0.1, checks formatting, lints (clippy, cfn-lint on the
-# SAM template), runs every Rust test, then fuzzes ingress and envelope decoding for a minute a
+# SAM template), runs every Rust test (the behaviour suite on memory, SQLite and AWS), then fuzzes ingress and envelope decoding for a minute a
 # target (RELAY_FUZZ_SECONDS, 0 to skip). Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,14 +13,18 @@ cargo fmt --all -- --check
 echo "== cfn-lint infra/template.yaml" >&2
 "$VENV/bin/cfn-lint" infra/template.yaml
 echo "== cargo clippy" >&2
-cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 echo "== cargo test" >&2
 log="$ROOT/target/test-servers/cargo-test.log"
-cargo test --workspace --locked "$@" 2>&1 | tee "$log"
+# `servers`: the behaviour suite on SQLite and AWS (moto) besides memory, and the end-to-end tests.
+cargo test --workspace --locked --features scim-relay-tests/servers "$@" 2>&1 | tee "$log"
 # A minute per fuzz target (RELAY_FUZZ_SECONDS; 0 skips), before the closing line.
 if [ "${RELAY_FUZZ_SECONDS:-60}" != "0" ]; then
   scripts/fuzz.sh "${RELAY_FUZZ_SECONDS:-60}"
 fi
+# The behaviour suite's count per backend (each behaviour runs as memory::x, sqlite::x, aws::x).
+awk '/^test (memory|sqlite|aws)::[a-z0-9_]+ \.\.\. ok$/ { split($2, p, "::"); n[p[1]]++ }
+     END { printf "behaviour suite: memory %d passed, sqlite %d passed, aws %d passed\n", n["memory"], n["sqlite"], n["aws"] }' "$log"
 # One closing line for the whole run, summed over every test binary.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "tests: %d passed, %d failed\n", p, f; if (p == 0) exit 1 }' "$log"

@@ -148,7 +148,10 @@ pub enum Disposition {
     /// In the dead-letter queue.
     DeadLettered { reason: String },
     /// The target refused the credential: the breaker is open until `until`, the message waits.
-    CredentialRejected { until: DateTime<Utc>, reason: String },
+    CredentialRejected {
+        until: DateTime<Utc>,
+        reason: String,
+    },
     /// Not worked: the breaker was open, or an earlier message of the batch must wait first.
     HeldBack { until: DateTime<Utc> },
 }
@@ -198,6 +201,11 @@ impl Consumer {
             clock: SystemClock,
             policy,
         }
+    }
+
+    /// The worker behind the consumer (tests race two of them directly).
+    pub fn worker(&self) -> &Worker {
+        &self.worker
     }
 
     pub fn policy(&self) -> &ConsumerPolicy {
@@ -296,9 +304,10 @@ impl Consumer {
             }
             let consumed = self.consume(queue, delivery).await;
             if !consumed.disposition.finished() || consumed.settled.is_err() {
-                held_until = Some(consumed.disposition.until().unwrap_or_else(|| {
-                    self.after(self.policy.backoff.after(delivery.attempt))
-                }));
+                held_until =
+                    Some(consumed.disposition.until().unwrap_or_else(|| {
+                        self.after(self.policy.backoff.after(delivery.attempt))
+                    }));
                 unfinished.push(delivery.id.clone());
             }
         }
@@ -336,7 +345,8 @@ impl Consumer {
             }) => {
                 if let Some(max) = self.policy.max_attempts {
                     if delivery.attempt >= max {
-                        let reason = format!("gave up after {} attempts: {reason}", delivery.attempt);
+                        let reason =
+                            format!("gave up after {} attempts: {reason}", delivery.attempt);
                         tracing::error!(message = id, "dead-lettering: {reason}");
                         return Disposition::DeadLettered { reason };
                     }

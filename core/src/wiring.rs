@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use crate::breaker::CredentialBreaker;
 use crate::clock::Clock;
-use crate::consumer::{Consumer, ConsumerPolicy};
 use crate::config::{comma_list, ConfigError, Settings, SuspendPolicy, TargetProfile};
+use crate::consumer::{Consumer, ConsumerPolicy};
 use crate::directory::graph::{GraphDirectory, GraphGroupMembers};
 use crate::directory::okta::{OktaDirectory, OktaMembershipLog};
 use crate::directory::subscription::SubscriptionApi;
@@ -107,8 +107,8 @@ pub fn engine<S>(
 where
     S: SweepStore + CredentialBreaker + 'static,
 {
-    let pause = chrono::Duration::from_std(policy.credential_pause)
-        .unwrap_or(chrono::Duration::minutes(5));
+    let pause =
+        chrono::Duration::from_std(policy.credential_pause).unwrap_or(chrono::Duration::minutes(5));
     let sweeper = Arc::new(build_sweeper(
         settings,
         outbound,

@@ -78,7 +78,6 @@ impl From<ScimError> for WorkError {
     }
 }
 
-
 /// Handles tenant-level triggers (Graph subscription lifecycle, group changes): the worker
 /// hands them to whoever owns subscriptions and catch-ups (the sweeper).
 #[async_trait]

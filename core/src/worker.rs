@@ -13,9 +13,7 @@ use serde_json::json;
 
 use crate::clock::Clock;
 use crate::config::{HardDeletePolicy, TargetProfile};
-use crate::directory::{
-    user_from_event, Directory, DirectoryRead, IdpStatus, Membership,
-};
+use crate::directory::{user_from_event, Directory, DirectoryRead, IdpStatus, Membership};
 use crate::envelope::{EnvelopeSigner, Subject, Trigger};
 use crate::pii::fingerprint;
 use crate::scim::{

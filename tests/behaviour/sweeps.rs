@@ -16,7 +16,10 @@ fn feed(report: &SweepReport, source: Source, kind: FeedKind) -> FeedOutcome {
 }
 
 async fn active(d: &Deployment, user_name: &str) -> Option<bool> {
-    d.target.user(user_name).await.and_then(|u| u["active"].as_bool())
+    d.target
+        .user(user_name)
+        .await
+        .and_then(|u| u["active"].as_bool())
 }
 
 pub async fn a_lost_okta_event_is_caught_up_by_the_sweeper(b: Backend) {
@@ -36,7 +39,11 @@ pub async fn a_lost_okta_event_is_caught_up_by_the_sweeper(b: Backend) {
     assert!(
         matches!(
             feed(&report, Source::Okta, FeedKind::Users),
-            FeedOutcome::Enqueued { users: 3, full: true, .. }
+            FeedOutcome::Enqueued {
+                users: 3,
+                full: true,
+                ..
+            }
         ),
         "{report:?}"
     );
@@ -53,8 +60,16 @@ pub async fn a_lost_okta_event_is_caught_up_by_the_sweeper(b: Backend) {
         ),
         "{report:?}"
     );
-    assert_eq!(active(&d, "00up1@example.com").await, Some(false), "out of scope");
-    assert_eq!(active(&d, "00up2@example.com").await, Some(false), "deleted");
+    assert_eq!(
+        active(&d, "00up1@example.com").await,
+        Some(false),
+        "out of scope"
+    );
+    assert_eq!(
+        active(&d, "00up2@example.com").await,
+        Some(false),
+        "deleted"
+    );
     assert_eq!(active(&d, "00up3@example.com").await, Some(true));
     assert_eq!(d.target.count("DELETE"), 0);
     d.finish().await;
@@ -83,7 +98,11 @@ pub async fn a_missed_graph_lifecycle_event_catches_up_inside_the_worker(b: Back
 
     // No position yet: the worker reads nothing and owes a full pass to the sweeper.
     post(missed("2026-12-20T10:00:00Z")).await;
-    assert_eq!(d.idp.delta_requests(), 0, "no directory-wide read in the worker");
+    assert_eq!(
+        d.idp.delta_requests(),
+        0,
+        "no directory-wide read in the worker"
+    );
     assert_eq!(active(d, "m1@contoso.com").await, None);
     let report = d.sweep().await;
     d.settle().await;

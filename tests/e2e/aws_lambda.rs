@@ -7,6 +7,7 @@ use std::sync::Arc;
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use aws_sdk_sqs::types::MessageSystemAttributeName;
 use lambda_runtime::{Context, LambdaEvent};
+use scim_relay_core::breaker::CredentialBreaker;
 use scim_relay_core::clock::SystemClock;
 use scim_relay_core::config::{Settings, TargetProfile};
 use scim_relay_core::envelope::Source;
@@ -19,13 +20,14 @@ use scim_relay_tests::aws::{create_fifo_queues, create_table, moto_config, uniqu
 use scim_relay_tests::idp::{IdpFixture, GRAPH_CLIENT_ID, OKTA_TOKEN};
 use scim_relay_tests::payloads::{apigw_v2_event, graph_notification, okta_delivery, GRAPH_TENANT};
 use scim_relay_tests::scim::{ScimProxy, ScimTenant};
-use serde_json::Value;
 use scim_relay_worker::WorkerLambda;
+use serde_json::Value;
 
 const OKTA_SECRET: &str = "okta-shared-secret-for-lambda-tests";
 const CLIENT_STATE: &str = "graph-client-state-for-lambda-tests";
 
 struct Aws {
+    sdk: aws_config::SdkConfig,
     sqs: aws_sdk_sqs::Client,
     ddb: aws_sdk_dynamodb::Client,
     queues: FifoQueues,
@@ -40,6 +42,7 @@ async fn aws() -> Aws {
     let table = unique("relay-state");
     create_table(&ddb, &table).await;
     Aws {
+        sdk,
         sqs,
         ddb,
         queues,
@@ -99,18 +102,7 @@ fn ingress(aws: &Aws, settings: &Settings) -> Ingress {
 }
 
 fn worker_lambda(aws: &Aws, settings: &Settings) -> WorkerLambda {
-    let store = DynamoStateStore::new(aws.ddb.clone(), aws.table.clone());
-    WorkerLambda {
-        worker: scim_relay_core::wiring::build_worker(
-            settings,
-            Arc::new(store.clone()),
-            Arc::new(SystemClock),
-        )
-        .expect("worker builds"),
-        store,
-        queue: SqsQueue::new(aws.sqs.clone(), settings.queue.url.clone()),
-        dead_letters: SqsQueue::new(aws.sqs.clone(), settings.queue.dlq_url.clone()),
-    }
+    scim_relay_worker::from_settings(settings, &aws.sdk).expect("worker builds")
 }
 
 async fn call_inbound(ingress: &Ingress, event: Value) -> (u16, String) {
@@ -266,7 +258,9 @@ async fn okta_delivery_flows_through_sqs_fifo_worker_and_dynamodb() {
 
     // Worker: the SQS event applies the user and records state.
     let lambda = worker_lambda(&aws, &settings);
-    let resp = scim_relay_worker::handle(&lambda, sqs_event(&messages)).await.unwrap();
+    let resp = scim_relay_worker::handle(&lambda, sqs_event(&messages))
+        .await
+        .unwrap();
     assert!(resp.batch_item_failures.is_empty());
     let user = tenant
         .user("lambda.user@example.com")
@@ -289,7 +283,9 @@ async fn okta_delivery_flows_through_sqs_fifo_worker_and_dynamodb() {
 
     // The same message delivered again (SQS is at-least-once): no SCIM call.
     let calls = proxy.calls().len();
-    let resp = scim_relay_worker::handle(&lambda, sqs_event(&messages)).await.unwrap();
+    let resp = scim_relay_worker::handle(&lambda, sqs_event(&messages))
+        .await
+        .unwrap();
     assert!(resp.batch_item_failures.is_empty());
     assert_eq!(proxy.calls().len(), calls);
 
@@ -730,8 +726,8 @@ async fn two_workers_racing_on_one_user_leave_one_account_and_one_state() {
     let one = worker_lambda(&aws, &settings);
     let two = worker_lambda(&aws, &settings);
     let (a, b) = tokio::join!(
-        one.worker.process(&first.body),
-        two.worker.process(&second.body)
+        one.consumer.worker().process(&first.body),
+        two.consumer.worker().process(&second.body)
     );
     assert!(a.is_ok() && b.is_ok(), "{a:?} {b:?}");
 
@@ -842,11 +838,12 @@ async fn a_rejected_credential_opens_the_breaker_and_later_batches_are_not_consu
     // First batch: the target answers 401; the message goes back, the breaker opens.
     let first = receive(&aws.sqs, &aws.queues.url).await;
     assert!(!first.is_empty());
-    let resp = scim_relay_worker::handle(&lambda, sqs_event(&first)).await.unwrap();
+    let resp = scim_relay_worker::handle(&lambda, sqs_event(&first))
+        .await
+        .unwrap();
     assert_eq!(resp.batch_item_failures.len(), first.len());
-    let until = lambda
-        .store
-        .breaker_open_until(chrono::Utc::now())
+    let until = DynamoStateStore::new(aws.ddb.clone(), aws.table.clone())
+        .open_until(chrono::Utc::now())
         .await
         .unwrap();
     assert!(until.is_some(), "breaker open");
@@ -857,10 +854,14 @@ async fn a_rejected_credential_opens_the_breaker_and_later_batches_are_not_consu
     let reads = idp.total_reads();
     let later = receive(&aws.sqs, &aws.queues.url).await;
     if !later.is_empty() {
-        let resp = scim_relay_worker::handle(&lambda, sqs_event(&later)).await.unwrap();
+        let resp = scim_relay_worker::handle(&lambda, sqs_event(&later))
+            .await
+            .unwrap();
         assert_eq!(resp.batch_item_failures.len(), later.len());
     }
-    let replay = scim_relay_worker::handle(&lambda, sqs_event(&first)).await.unwrap();
+    let replay = scim_relay_worker::handle(&lambda, sqs_event(&first))
+        .await
+        .unwrap();
     assert_eq!(
         replay.batch_item_failures.len(),
         first.len(),
@@ -1032,7 +1033,7 @@ async fn a_rejected_probe_alarms_and_opens_the_workers_breaker() {
     let store = DynamoStateStore::new(aws.ddb.clone(), aws.table.clone());
     assert!(
         store
-            .breaker_open_until(chrono::Utc::now())
+            .open_until(chrono::Utc::now())
             .await
             .unwrap()
             .is_some(),
@@ -1098,17 +1099,8 @@ async fn requests_per_applied_event_on_dynamodb_and_the_target() {
             .build(),
     );
     let store = DynamoStateStore::new(counted, aws.table.clone());
-    let lambda = WorkerLambda {
-        worker: scim_relay_core::wiring::build_worker(
-            &settings,
-            Arc::new(store.clone()),
-            Arc::new(SystemClock),
-        )
-        .expect("worker builds"),
-        store,
-        queue: SqsQueue::new(aws.sqs.clone(), settings.queue.url.clone()),
-        dead_letters: SqsQueue::new(aws.sqs.clone(), settings.queue.dlq_url.clone()),
-    };
+    let lambda =
+        scim_relay_worker::from_clients(&settings, store, aws.sqs.clone()).expect("worker builds");
     let email = "counted@example.com";
     let mut figures = Vec::new();
     let mut measure = |name: &str, dynamo: Vec<String>, scim: Vec<(String, String)>| {
@@ -1126,7 +1118,9 @@ async fn requests_per_applied_event_on_dynamodb_and_the_target() {
         let calls = calls.clone();
         let proxy = proxy.clone();
         async move {
-            let resp = scim_relay_worker::handle(lambda, sqs_event(&messages)).await.unwrap();
+            let resp = scim_relay_worker::handle(lambda, sqs_event(&messages))
+                .await
+                .unwrap();
             assert!(resp.batch_item_failures.is_empty());
             (calls.since(d), proxy.calls()[s..].to_vec())
         }

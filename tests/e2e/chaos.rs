@@ -244,7 +244,8 @@ async fn under_chaos_every_user_converges_and_every_trigger_is_accounted_for() {
     // Two relays on one database, the target failing a fifth of all calls.
     proxy.chaos(0.20, seed, Duration::from_millis(1500));
     let settings = chaos_settings(&idp, &proxy, &tenant, &db_path);
-    let clock: Arc<dyn scim_relay_core::clock::Clock> = Arc::new(scim_relay_core::clock::SystemClock);
+    let clock: Arc<dyn scim_relay_core::clock::Clock> =
+        Arc::new(scim_relay_core::clock::SystemClock);
     let start = || scim_relay_server::start_with_clock(settings.clone(), patient(), clock.clone());
     let mut a = Some(start().await.expect("relay A starts"));
     let b = start().await.expect("relay B starts");
@@ -320,10 +321,10 @@ async fn under_chaos_every_user_converges_and_every_trigger_is_accounted_for() {
     // deletions from the System Log, and users no longer listed).
     let report = b.sweep().await;
     assert!(
-        report
-            .reconciliation
-            .iter()
-            .all(|f| matches!(f.outcome, scim_relay_core::sweeper::FeedOutcome::Enqueued { .. })),
+        report.reconciliation.iter().all(|f| matches!(
+            f.outcome,
+            scim_relay_core::sweeper::FeedOutcome::Enqueued { .. }
+        )),
         "{report:?}"
     );
     assert!(b.wait_idle(DRAIN).await, "the catch-up drains");

@@ -5,11 +5,11 @@ use std::time::Duration;
 
 use scim_relay_core::config::{Settings, TargetProfile};
 use scim_relay_core::secret::Secret;
+use scim_relay_server::{RetryPolicy, RunningRelay};
 use scim_relay_tests::idp::{IdpFixture, GRAPH_CLIENT_ID, GRAPH_CLIENT_SECRET, OKTA_TOKEN};
 use scim_relay_tests::payloads::{graph_notification, okta_delivery, GRAPH_TENANT};
 use scim_relay_tests::scim::{ScimProxy, ScimTenant};
 use serde_json::Value;
-use scim_relay_server::{RetryPolicy, RunningRelay};
 
 const OKTA_SECRET: &str = "okta-shared-secret-for-tests";
 const CLIENT_STATE: &str = "graph-client-state-for-tests";
@@ -732,7 +732,9 @@ async fn a_rejected_target_credential_pauses_the_worker_and_keeps_the_messages()
         TargetProfile::Datadog,
         &db_path,
     );
-    let relay = scim_relay_server::start(revoked, fast_retries()).await.unwrap();
+    let relay = scim_relay_server::start(revoked, fast_retries())
+        .await
+        .unwrap();
     let http = reqwest::Client::new();
     for n in 0..2 {
         let resp = http
@@ -1661,7 +1663,9 @@ async fn a_misspelt_scope_parks_triggers_and_deactivates_nobody() {
         TargetProfile::Datadog,
         &db_path,
     );
-    let relay = scim_relay_server::start(open, fast_retries()).await.unwrap();
+    let relay = scim_relay_server::start(open, fast_retries())
+        .await
+        .unwrap();
     let post = |relay: &RunningRelay, uuid: &str| {
         let url = format!("http://{}/okta", relay.addr);
         let body = okta_delivery(
@@ -1698,7 +1702,9 @@ async fn a_misspelt_scope_parks_triggers_and_deactivates_nobody() {
         &db_path,
     );
     typo.okta.app_id = "0oaMISSING".into();
-    let relay = scim_relay_server::start(typo, fast_retries()).await.unwrap();
+    let relay = scim_relay_server::start(typo, fast_retries())
+        .await
+        .unwrap();
     post(&relay, "ms-2").await;
     assert!(relay.wait_idle(WAIT).await);
     assert_eq!(

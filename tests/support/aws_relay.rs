@@ -51,7 +51,7 @@ impl AwsRelay {
         settings.store.table = table.clone();
         let moto = required_env("RELAY_TEST_MOTO_URL");
         let mut recorders = Vec::new();
-        let mut sdk_of = |function: &'static str| {
+        let sdk_of = |function: &'static str| {
             let moto = moto.clone();
             async move {
                 let recorder = AwsRecorder::start(&moto).await;
@@ -111,8 +111,8 @@ impl AwsRelay {
             (!body.is_empty()).then_some(body),
             true,
         );
-        let req = lambda_http::request::from_str(&event.to_string())
-            .expect("a valid API Gateway event");
+        let req =
+            lambda_http::request::from_str(&event.to_string()).expect("a valid API Gateway event");
         let resp = scim_relay_inbound::handle(&self.inbound, req)
             .await
             .expect("the handler never fails the invocation");
@@ -257,7 +257,10 @@ impl AwsRelay {
 
     /// Every AWS call each function made is granted to it by `infra/template.yaml`.
     pub fn check_iam(&self) {
-        let template = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/template.yaml"));
+        let template = PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../infra/template.yaml"
+        ));
         let names = ResourceNames::new()
             .with(self.table.clone(), "StateTable")
             .with(self.queues.url.clone(), "WorkQueue")

@@ -2,8 +2,8 @@
 //! `MessageDeduplicationId` drops an IdP's redelivery within SQS's five-minute window.
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
+use chrono::{DateTime, Utc};
 
 use super::{Queue, QueueError, QueueMessage};
 use crate::consumer::{Delivery, WorkQueue};

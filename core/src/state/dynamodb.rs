@@ -148,10 +148,7 @@ const BREAKER_PK: &str = "BREAKER#target-credential";
 
 #[async_trait]
 impl crate::breaker::CredentialBreaker for DynamoStateStore {
-    async fn open_until(
-        &self,
-        now: DateTime<Utc>,
-    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+    async fn open_until(&self, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, StoreError> {
         let until = self
             .get(BREAKER_PK.to_string(), "BREAKER")
             .await?

@@ -11,7 +11,9 @@ use scim_relay_core::config::Settings;
 use scim_relay_core::consumer::ConsumerPolicy;
 use scim_relay_core::queue::sqs::SqsQueue;
 use scim_relay_core::state::dynamodb::DynamoStateStore;
-use scim_relay_core::sweeper::{CredentialCheck, FeedOutcome, SubscriptionAction, SweepReport, Sweeper};
+use scim_relay_core::sweeper::{
+    CredentialCheck, FeedOutcome, SubscriptionAction, SweepReport, Sweeper,
+};
 use scim_relay_core::wiring;
 
 pub struct SweeperLambda {
@@ -84,7 +86,10 @@ pub async fn run(lambda: &SweeperLambda) -> SweepReport {
     let report = lambda.sweeper.run().await;
     println!(
         "{}",
-        scim_relay_core::metrics::emf_line(&metrics(&report), chrono::Utc::now().timestamp_millis())
+        scim_relay_core::metrics::emf_line(
+            &metrics(&report),
+            chrono::Utc::now().timestamp_millis()
+        )
     );
     report
 }

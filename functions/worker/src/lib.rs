@@ -37,11 +37,20 @@ pub fn from_settings(
     settings: &Settings,
     sdk: &scim_relay_core::aws::SdkConfig,
 ) -> Result<WorkerLambda, scim_relay_core::config::ConfigError> {
-    let store = Arc::new(DynamoStateStore::new(
+    let store = DynamoStateStore::new(
         scim_relay_core::aws::dynamodb::Client::new(sdk),
         settings.store.table.clone(),
-    ));
-    let sqs = scim_relay_core::aws::sqs::Client::new(sdk);
+    );
+    from_clients(settings, store, scim_relay_core::aws::sqs::Client::new(sdk))
+}
+
+/// Builds the worker on a given state store and SQS client.
+pub fn from_clients(
+    settings: &Settings,
+    store: DynamoStateStore,
+    sqs: scim_relay_core::aws::sqs::Client,
+) -> Result<WorkerLambda, scim_relay_core::config::ConfigError> {
+    let store = Arc::new(store);
     let work = SqsQueue::new(sqs.clone(), settings.queue.url.clone());
     let engine = wiring::engine(
         settings,
