@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use aws_lambda_events::event::sqs::SqsEvent;
 use aws_sdk_sqs::types::MessageSystemAttributeName;
 use lambda_runtime::{Context, LambdaEvent};
 use scim_relay_core::breaker::CredentialBreaker;
@@ -180,21 +180,10 @@ async fn delete_all(aws: &Aws, messages: &[aws_sdk_sqs::types::Message]) {
 }
 
 fn sqs_event(messages: &[aws_sdk_sqs::types::Message]) -> LambdaEvent<SqsEvent> {
-    let mut event = SqsEvent::default();
-    for m in messages {
-        let mut record = SqsMessage::default();
-        record.message_id = m.message_id.clone();
-        record.receipt_handle = m.receipt_handle.clone();
-        record.body = m.body.clone();
-        record.event_source = Some("aws:sqs".into());
-        if let Some(attrs) = &m.attributes {
-            for (k, v) in attrs {
-                record.attributes.insert(k.as_str().to_string(), v.clone());
-            }
-        }
-        event.records.push(record);
-    }
-    LambdaEvent::new(event, Context::default())
+    LambdaEvent::new(
+        scim_relay_tests::aws_relay::sqs_event(messages),
+        Context::default(),
+    )
 }
 
 async fn state_item(

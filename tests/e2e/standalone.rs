@@ -15,6 +15,9 @@ const OKTA_SECRET: &str = "okta-shared-secret-for-tests";
 const CLIENT_STATE: &str = "graph-client-state-for-tests";
 const WAIT: Duration = Duration::from_secs(15);
 
+// Moved to the behaviour suite (tests/behaviour/, every backend): the Okta lifecycle, an
+// unmappable user, a user deleted from the directory, the credential owner, a lost create answer.
+
 /// The sweeper's tests share this file's harness.
 #[path = "sweeps.rs"]
 mod sweeps;
@@ -181,126 +184,6 @@ impl Harness {
         self.relay.stop().await;
         let _ = std::fs::remove_file(&self.db_path);
     }
-}
-
-#[tokio::test]
-async fn okta_lifecycle_creates_updates_deactivates_and_ignores_duplicates() {
-    let h = harness(TargetProfile::Datadog).await;
-    let email = "Jane.Doe@Example.com";
-    h.idp.set_okta_user(
-        "00uJANE",
-        "ACTIVE",
-        Some(email),
-        "Jane",
-        "Doe",
-        Some("Engineer"),
-    );
-
-    // Create.
-    let create = okta_delivery("ev-create-1", "user.lifecycle.create", "00uJANE", email);
-    let resp = h.post_okta(&create, OKTA_SECRET).await;
-    assert_eq!(resp.status(), 200);
-    assert_eq!(resp.json::<Value>().await.unwrap()["accepted"], 1);
-    h.settle().await;
-    let user = h
-        .tenant
-        .user("jane.doe@example.com")
-        .await
-        .expect("user created on the target");
-    assert_eq!(user["active"], true);
-    assert_eq!(user["name"]["formatted"], "Jane Doe");
-    assert_eq!(user["title"], "Engineer");
-    assert_eq!(user["emails"][0]["value"], "jane.doe@example.com");
-    assert_eq!(
-        (h.proxy.count("GET"), h.proxy.count("POST")),
-        (1, 1),
-        "look-up first, then create: {:?}",
-        h.proxy.calls()
-    );
-
-    // A profile change is one PATCH of the changed attribute.
-    h.idp.set_okta_user(
-        "00uJANE",
-        "ACTIVE",
-        Some(email),
-        "Jane",
-        "Doe",
-        Some("Staff Engineer"),
-    );
-    h.post_okta(
-        &okta_delivery(
-            "ev-update-1",
-            "user.account.update_profile",
-            "00uJANE",
-            email,
-        ),
-        OKTA_SECRET,
-    )
-    .await;
-    h.settle().await;
-    let user = h.tenant.user("jane.doe@example.com").await.unwrap();
-    assert_eq!(user["title"], "Staff Engineer");
-    assert_eq!(h.proxy.count("PATCH"), 1, "{:?}", h.proxy.calls());
-    assert_eq!(h.proxy.count("POST"), 1, "never re-created");
-
-    // The same delivery again: no directory read, no SCIM call.
-    let calls_before = h.proxy.calls().len();
-    let reads_before = h.idp.reads("okta:00uJANE");
-    let resp = h.post_okta(&create, OKTA_SECRET).await;
-    assert_eq!(resp.status(), 200);
-    h.settle().await;
-    assert_eq!(
-        h.proxy.calls().len(),
-        calls_before,
-        "a duplicate made SCIM calls: {:?}",
-        h.proxy.calls()
-    );
-    assert_eq!(
-        h.idp.reads("okta:00uJANE"),
-        reads_before,
-        "a duplicate re-read the directory"
-    );
-
-    // A new event with nothing changed: the directory is read, the target is not touched.
-    h.post_okta(
-        &okta_delivery("ev-activate-1", "user.lifecycle.activate", "00uJANE", email),
-        OKTA_SECRET,
-    )
-    .await;
-    h.settle().await;
-    assert_eq!(h.idp.reads("okta:00uJANE"), reads_before + 1);
-    assert_eq!(
-        h.proxy.calls().len(),
-        calls_before,
-        "an unchanged user made SCIM calls"
-    );
-
-    // Deactivation is PATCH active=false.
-    h.idp.set_okta_user(
-        "00uJANE",
-        "DEPROVISIONED",
-        Some(email),
-        "Jane",
-        "Doe",
-        Some("Staff Engineer"),
-    );
-    h.post_okta(
-        &okta_delivery(
-            "ev-deactivate-1",
-            "user.lifecycle.deactivate",
-            "00uJANE",
-            email,
-        ),
-        OKTA_SECRET,
-    )
-    .await;
-    h.settle().await;
-    let user = h.tenant.user("jane.doe@example.com").await.unwrap();
-    assert_eq!(user["active"], false);
-    assert_eq!(h.proxy.count("PATCH"), 2);
-    assert_eq!(h.proxy.count("DELETE"), 0, "never deletes");
-    assert_eq!(h.relay.db.depth().await.unwrap(), (0, 0));
-    h.finish().await;
 }
 
 #[tokio::test]
@@ -506,73 +389,6 @@ async fn malformed_and_oversized_bodies_are_refused_without_enqueueing() {
 }
 
 #[tokio::test]
-async fn an_unmappable_user_is_dead_lettered_with_its_reason() {
-    let h = harness(TargetProfile::Datadog).await;
-    h.idp
-        .set_okta_user("00uNOMAIL", "ACTIVE", None, "No", "Mail", None);
-    h.post_okta(
-        &okta_delivery("ev-nomail", "user.lifecycle.create", "00uNOMAIL", "nomail"),
-        OKTA_SECRET,
-    )
-    .await;
-    h.settle().await;
-    assert_eq!(h.relay.db.depth().await.unwrap(), (0, 1));
-    let reasons = h.relay.db.dead_letter_reasons().await.unwrap();
-    assert!(reasons[0].contains("no email address"), "{reasons:?}");
-    assert!(
-        h.proxy.calls().is_empty(),
-        "nothing sent for an unmappable user"
-    );
-    h.finish().await;
-}
-
-#[tokio::test]
-async fn a_user_deleted_from_the_directory_is_deactivated_from_recorded_state() {
-    let h = harness(TargetProfile::Datadog).await;
-    h.idp.set_okta_user(
-        "00uGONE",
-        "ACTIVE",
-        Some("gone@example.com"),
-        "Go",
-        "Ne",
-        None,
-    );
-    h.post_okta(
-        &okta_delivery(
-            "ev-g1",
-            "user.lifecycle.create",
-            "00uGONE",
-            "gone@example.com",
-        ),
-        OKTA_SECRET,
-    )
-    .await;
-    h.settle().await;
-    assert_eq!(
-        h.tenant.user("gone@example.com").await.unwrap()["active"],
-        true
-    );
-    h.idp.remove_okta_user("00uGONE");
-    h.post_okta(
-        &okta_delivery(
-            "ev-g2",
-            "user.lifecycle.delete.initiated",
-            "00uGONE",
-            "gone@example.com",
-        ),
-        OKTA_SECRET,
-    )
-    .await;
-    h.settle().await;
-    assert_eq!(
-        h.tenant.user("gone@example.com").await.unwrap()["active"],
-        false
-    );
-    assert_eq!(h.relay.db.depth().await.unwrap(), (0, 0));
-    h.finish().await;
-}
-
-#[tokio::test]
 async fn an_accepted_event_survives_a_restart_while_the_target_is_down() {
     let idp = IdpFixture::start().await;
     let tenant = ScimTenant::fresh();
@@ -638,76 +454,6 @@ async fn an_accepted_event_survives_a_restart_while_the_target_is_down() {
     assert_eq!(tenant.user_count().await, 1);
     relay.stop().await;
     let _ = std::fs::remove_file(&db_path);
-}
-
-#[tokio::test]
-async fn the_owner_of_the_target_credential_is_never_deactivated() {
-    let h = harness_with(TargetProfile::Datadog, |s| {
-        s.target.credential_owner = "SCIM-Service@Example.com".into();
-    })
-    .await;
-    let owner =
-        |uuid, event_type| okta_delivery(uuid, event_type, "00uOWNER", "scim-service@example.com");
-    h.idp.set_okta_user(
-        "00uOWNER",
-        "ACTIVE",
-        Some("scim-service@example.com"),
-        "Scim",
-        "Service",
-        None,
-    );
-    h.okta(owner("ev-o1", "user.lifecycle.create")).await;
-    assert_eq!(
-        h.tenant.user("scim-service@example.com").await.unwrap()["active"],
-        true
-    );
-
-    // Someone offboards the key's owner in the IdP: the relay refuses to follow.
-    h.idp.set_okta_user(
-        "00uOWNER",
-        "DEPROVISIONED",
-        Some("scim-service@example.com"),
-        "Scim",
-        "Service",
-        None,
-    );
-    h.okta(owner("ev-o2", "user.lifecycle.deactivate")).await;
-    assert_eq!(
-        h.tenant.user("scim-service@example.com").await.unwrap()["active"],
-        true
-    );
-    assert_eq!(h.proxy.count("PATCH"), 0, "{:?}", h.proxy.calls());
-    assert_eq!(
-        h.relay.db.depth().await.unwrap(),
-        (0, 0),
-        "handled, not retried or dead-lettered"
-    );
-
-    // Anyone else is deactivated as usual.
-    let other = |uuid, event_type| okta_delivery(uuid, event_type, "00uOTHER", "other@example.com");
-    h.idp.set_okta_user(
-        "00uOTHER",
-        "ACTIVE",
-        Some("other@example.com"),
-        "Ot",
-        "Her",
-        None,
-    );
-    h.okta(other("ev-o3", "user.lifecycle.create")).await;
-    h.idp.set_okta_user(
-        "00uOTHER",
-        "DEPROVISIONED",
-        Some("other@example.com"),
-        "Ot",
-        "Her",
-        None,
-    );
-    h.okta(other("ev-o4", "user.lifecycle.deactivate")).await;
-    assert_eq!(
-        h.tenant.user("other@example.com").await.unwrap()["active"],
-        false
-    );
-    h.finish().await;
 }
 
 #[tokio::test]
@@ -783,45 +529,6 @@ async fn a_rejected_target_credential_pauses_the_worker_and_keeps_the_messages()
     assert_eq!(relay.db.depth().await.unwrap(), (0, 0));
     relay.stop().await;
     let _ = std::fs::remove_file(&db_path);
-}
-
-#[tokio::test]
-async fn a_create_whose_answer_is_lost_is_looked_up_not_repeated() {
-    let h = harness(TargetProfile::Datadog).await;
-    h.idp.set_okta_user(
-        "00uLOST",
-        "ACTIVE",
-        Some("lost.answer@example.com"),
-        "Lost",
-        "Answer",
-        None,
-    );
-    // The target creates the user, but the relay sees a 502.
-    h.proxy.lose_next_response("POST", 502);
-    h.post_okta(
-        &okta_delivery(
-            "ev-lost",
-            "user.lifecycle.create",
-            "00uLOST",
-            "lost.answer@example.com",
-        ),
-        OKTA_SECRET,
-    )
-    .await;
-    h.settle().await;
-    assert_eq!(h.tenant.user_count().await, 1);
-    assert_eq!(
-        h.proxy.count("POST"),
-        1,
-        "never re-POSTed: {:?}",
-        h.proxy.calls()
-    );
-    assert_eq!(
-        h.tenant.user("lost.answer@example.com").await.unwrap()["name"]["formatted"],
-        "Lost Answer"
-    );
-    assert_eq!(h.relay.db.depth().await.unwrap(), (0, 0));
-    h.finish().await;
 }
 
 #[tokio::test]

@@ -276,7 +276,8 @@ impl AwsRelay {
     }
 }
 
-fn sqs_event(messages: &[aws_sdk_sqs::types::Message]) -> SqsEvent {
+/// Received messages as the event source mapping hands them to the worker.
+pub fn sqs_event(messages: &[aws_sdk_sqs::types::Message]) -> SqsEvent {
     let mut event = SqsEvent::default();
     for m in messages {
         let mut record = SqsMessage::default();
