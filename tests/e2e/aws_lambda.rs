@@ -17,6 +17,7 @@ use scim_relay_core::secret::Secret;
 use scim_relay_core::state::dynamodb::DynamoStateStore;
 use scim_relay_core::state::{ProcessedEvent, StateStore, StoreError, UserKey, UserState};
 use scim_relay_tests::aws::{create_fifo_queues, create_table, moto_config, unique, FifoQueues};
+use scim_relay_tests::aws_relay::call_inbound;
 use scim_relay_tests::idp::{IdpFixture, GRAPH_CLIENT_ID, OKTA_TOKEN};
 use scim_relay_tests::payloads::{apigw_v2_event, graph_notification, okta_delivery, GRAPH_TENANT};
 use scim_relay_tests::scim::{ScimProxy, ScimTenant};
@@ -103,21 +104,6 @@ fn ingress(aws: &Aws, settings: &Settings) -> Ingress {
 
 fn worker_lambda(aws: &Aws, settings: &Settings) -> WorkerLambda {
     scim_relay_worker::from_settings(settings, &aws.sdk).expect("worker builds")
-}
-
-async fn call_inbound(ingress: &Ingress, event: Value) -> (u16, String) {
-    let req =
-        lambda_http::request::from_str(&event.to_string()).expect("a valid API Gateway event");
-    let resp = scim_relay_inbound::handle(ingress, req)
-        .await
-        .expect("the handler never fails the invocation");
-    let status = resp.status().as_u16();
-    let body = match resp.into_body() {
-        lambda_http::Body::Text(t) => t,
-        lambda_http::Body::Binary(b) => String::from_utf8_lossy(&b).into_owned(),
-        _ => String::new(),
-    };
-    (status, body)
 }
 
 fn okta_event(body: &Value, secret: &str) -> Value {

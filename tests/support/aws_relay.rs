@@ -111,18 +111,7 @@ impl AwsRelay {
             (!body.is_empty()).then_some(body),
             true,
         );
-        let req =
-            lambda_http::request::from_str(&event.to_string()).expect("a valid API Gateway event");
-        let resp = scim_relay_inbound::handle(&self.inbound, req)
-            .await
-            .expect("the handler never fails the invocation");
-        let status = resp.status().as_u16();
-        let body = match resp.into_body() {
-            lambda_http::Body::Text(t) => t,
-            lambda_http::Body::Binary(b) => String::from_utf8_lossy(&b).into_owned(),
-            _ => String::new(),
-        };
-        (status, body)
+        call_inbound(&self.inbound, event).await
     }
 
     /// Plays the event source mapping until the work queue is empty: receives batches, calls
@@ -274,6 +263,22 @@ impl AwsRelay {
             .collect();
         assert!(problems.is_empty(), "{}", problems.join("\n"));
     }
+}
+
+/// One API Gateway event through the inbound handler: the answer's status and body.
+pub async fn call_inbound(ingress: &Ingress, event: serde_json::Value) -> (u16, String) {
+    let req =
+        lambda_http::request::from_str(&event.to_string()).expect("a valid API Gateway event");
+    let resp = scim_relay_inbound::handle(ingress, req)
+        .await
+        .expect("the handler never fails the invocation");
+    let status = resp.status().as_u16();
+    let body = match resp.into_body() {
+        lambda_http::Body::Text(t) => t,
+        lambda_http::Body::Binary(b) => String::from_utf8_lossy(&b).into_owned(),
+        _ => String::new(),
+    };
+    (status, body)
 }
 
 /// Received messages as the event source mapping hands them to the worker.
