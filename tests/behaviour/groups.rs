@@ -1,8 +1,8 @@
 //! Group sync: memberships of the configured groups mirrored as SCIM Groups, on every backend.
 
 use scim_relay_core::config::TargetProfile;
-use scim_relay_tests::deployment::{Backend, Deployment};
-use scim_relay_tests::payloads::okta_delivery;
+use scim_relay_tests::deployment::{Backend, Deployment, CLIENT_STATE};
+use scim_relay_tests::payloads::{graph_notification, okta_delivery};
 
 pub async fn okta_group_memberships_are_mirrored_and_a_deleted_group_is_made_again(b: Backend) {
     let d = Deployment::start_with(b, |s| {
@@ -60,6 +60,22 @@ pub async fn okta_group_memberships_are_mirrored_and_a_deleted_group_is_made_aga
         Some(vec![]),
         "left, group kept"
     );
+    assert_eq!(
+        d.target.group_members("00gOPS").await,
+        Some(vec![uid.clone()])
+    );
+    assert_eq!(
+        d.target.user("grouped@example.com").await.unwrap()["active"],
+        true,
+        "still in scope through 00gOPS"
+    );
+    let group_puts = d
+        .target
+        .calls()
+        .iter()
+        .filter(|(m, p)| m == "PUT" && p.contains("/Groups"))
+        .count();
+    assert_eq!(group_puts, 0, "member lists are never replaced");
 
     // An admin deletes a group on the target: the relay forgets its stale record and makes
     // the group again for the next join (on AWS: a DeleteItem the worker must be granted).
@@ -72,5 +88,100 @@ pub async fn okta_group_memberships_are_mirrored_and_a_deleted_group_is_made_aga
         Some(vec![uid.clone()])
     );
     assert_eq!(d.depth().await, (0, 0), "nothing parked");
+    d.finish().await;
+}
+
+pub async fn entra_group_memberships_are_mirrored_with_the_groups_display_names(b: Backend) {
+    let d = Deployment::start_with(b, |s| {
+        s.target.profile = TargetProfile::Generic;
+        s.entra.group_ids = "grp-a,grp-b".into();
+        s.target.sync_groups = true;
+    })
+    .await;
+    d.idp
+        .set_graph_user("e-grp", "Member@contoso.com", true, "Mem Ber", None);
+    d.idp.set_graph_groups("e-grp", &["grp-b"]);
+    d.entra(graph_notification("e-grp", CLIENT_STATE, 1)).await;
+    let uid = d.target.id_of("member@contoso.com").await;
+    assert_eq!(d.target.group_members("Entra grp-b").await, Some(vec![uid]));
+    assert_eq!(d.target.group_members("Entra grp-a").await, None);
+    d.finish().await;
+}
+
+pub async fn a_recreated_account_rejoins_its_groups(b: Backend) {
+    let d = Deployment::start_with(b, |s| {
+        s.okta.group_ids = "00gENG".into();
+        s.target.sync_groups = true;
+    })
+    .await;
+    let event = |uuid, event_type| okta_delivery(uuid, event_type, "00uRE", "rejoin@example.com");
+    let rejoin = |title| {
+        d.idp.set_okta_user(
+            "00uRE",
+            "ACTIVE",
+            Some("rejoin@example.com"),
+            "Re",
+            "Join",
+            Some(title),
+        )
+    };
+    rejoin("v1");
+    d.idp.set_okta_groups("00uRE", &["00gENG"]);
+    d.okta(event("rj-1", "user.lifecycle.create")).await;
+    let first = d.target.id_of("rejoin@example.com").await;
+    assert_eq!(
+        d.target.group_members("00gENG").await,
+        Some(vec![first.clone()])
+    );
+
+    // The account disappears from the target; the next change re-creates it.
+    d.target.delete_user_by_hand(&first).await;
+    rejoin("v2");
+    d.okta(event("rj-2", "user.account.update_profile")).await;
+    let second = d.target.id_of("rejoin@example.com").await;
+    assert_ne!(first, second);
+    let members = d.target.group_members("00gENG").await.unwrap_or_default();
+    assert!(
+        members.contains(&second),
+        "the new account rejoined: {members:?}"
+    );
+    d.finish().await;
+}
+
+pub async fn a_group_failure_parks_the_groups_but_keeps_the_user_change(b: Backend) {
+    // This Datadog org has no SCIM Groups (Teams not enabled): /Groups answers 404.
+    let d = Deployment::options(b)
+        .datadog()
+        .start(|s| {
+            s.okta.group_ids = "00gENG".into();
+            s.target.sync_groups = true;
+        })
+        .await;
+    d.idp.set_okta_user(
+        "00uNOTEAM",
+        "ACTIVE",
+        Some("noteam@example.com"),
+        "No",
+        "Team",
+        None,
+    );
+    d.idp.set_okta_groups("00uNOTEAM", &["00gENG"]);
+    d.okta(okta_delivery(
+        "nt-1",
+        "user.lifecycle.create",
+        "00uNOTEAM",
+        "noteam@example.com",
+    ))
+    .await;
+    assert_eq!(
+        d.target
+            .user("noteam@example.com")
+            .await
+            .expect("the user part landed")["active"],
+        true
+    );
+    let reasons = d.dead_letters().await;
+    assert_eq!(reasons.len(), 1, "{reasons:?}");
+    assert_eq!(d.target.count("POST"), 1, "created once");
     d.finish().await;
 }

@@ -2,7 +2,7 @@
 
 use scim_relay_core::envelope::Source;
 use scim_relay_tests::deployment::{okta_tenant, Backend, Deployment, OKTA_SECRET};
-use scim_relay_tests::payloads::{graph_notification, okta_delivery};
+use scim_relay_tests::payloads::okta_delivery;
 
 fn jane(d: &Deployment, status: &str, title: &str) {
     d.idp.set_okta_user(
@@ -106,58 +106,6 @@ pub async fn okta_lifecycle_creates_updates_deactivates_and_ignores_duplicates(b
     );
     assert_eq!(d.target.count("PATCH"), 2);
     assert_eq!(d.target.count("DELETE"), 0, "never deletes");
-    assert_eq!(d.depth().await, (0, 0));
-    d.finish().await;
-}
-
-pub async fn a_wrong_secret_is_401_and_enqueues_nothing(b: Backend) {
-    let d = Deployment::start(b).await;
-    d.idp
-        .set_okta_user("00uX", "ACTIVE", Some("x@example.com"), "X", "Y", None);
-    let delivery = okta_delivery("ev-x", "user.lifecycle.create", "00uX", "x@example.com");
-    for secret in ["wrong-secret", ""] {
-        let (status, _) = d.post_okta(&delivery, secret).await;
-        assert_eq!(status, 401);
-    }
-    let (status, _) = d.request("POST", "/okta", None, &[], b"{not json").await;
-    assert_eq!(status, 401, "no secret is checked before the body");
-    d.settle().await;
-    assert_eq!(d.depth().await, (0, 0), "nothing enqueued");
-    assert!(d.target.calls().is_empty());
-    assert_eq!(d.idp.reads("okta:00uX"), 0);
-    d.finish().await;
-}
-
-pub async fn a_graph_notification_creates_the_user(b: Backend) {
-    let d = Deployment::start(b).await;
-    d.idp.set_graph_user(
-        "11111111-2222-3333-4444-555555555555",
-        "ada@example.com",
-        true,
-        "Ada Lovelace",
-        None,
-    );
-    d.entra(graph_notification(
-        "11111111-2222-3333-4444-555555555555",
-        scim_relay_tests::deployment::CLIENT_STATE,
-        1,
-    ))
-    .await;
-    let user = d.target.user("ada@example.com").await.expect("created");
-    assert_eq!(user["active"], true);
-    assert_eq!(user["name"]["formatted"], "Ada Lovelace");
-    // A notification with the wrong clientState is refused and changes nothing.
-    let forged = graph_notification("11111111-2222-3333-4444-555555555555", "forged", 2);
-    let (status, _) = d
-        .request(
-            "POST",
-            "/entra",
-            None,
-            &[("Content-Type", "application/json")],
-            &serde_json::to_vec(&forged).unwrap(),
-        )
-        .await;
-    assert_eq!(status, 401);
     assert_eq!(d.depth().await, (0, 0));
     d.finish().await;
 }

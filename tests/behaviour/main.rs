@@ -4,8 +4,13 @@
 //! AWS, each test also checks that every AWS call a function made is granted to it by
 //! `infra/template.yaml`.
 
+mod datadog;
+mod entra;
+mod failures;
 mod groups;
+mod ingress;
 mod lifecycle;
+mod scope;
 mod sweeps;
 
 use scim_relay_tests::deployment::Backend;
@@ -45,15 +50,45 @@ macro_rules! on_every_backend {
 
 on_every_backend!(
     lifecycle::okta_lifecycle_creates_updates_deactivates_and_ignores_duplicates,
-    lifecycle::a_wrong_secret_is_401_and_enqueues_nothing,
-    lifecycle::a_graph_notification_creates_the_user,
     lifecycle::an_unmappable_user_is_dead_lettered_with_its_reason,
     lifecycle::a_user_deleted_from_the_directory_is_deactivated_from_recorded_state,
     lifecycle::the_owner_of_the_target_credential_is_never_deactivated,
     lifecycle::a_create_whose_answer_is_lost_is_looked_up_not_repeated,
     lifecycle::a_failed_patch_is_retried_until_it_lands,
     lifecycle::a_permanent_target_error_is_dead_lettered_with_its_reason,
+    ingress::a_wrong_secret_is_401_and_enqueues_nothing,
+    ingress::the_graph_handshake_echoes_the_token_as_plain_text,
+    ingress::malformed_and_oversized_bodies_are_refused_without_enqueueing,
+    entra::a_graph_notification_creates_disables_and_a_forged_one_changes_nothing,
+    entra::entra_soft_delete_deactivates_and_hard_delete_follows_the_policy,
+    entra::entra_scope_follows_group_membership,
+    entra::a_lifecycle_event_for_a_subscription_graph_no_longer_has_is_parked_with_instructions,
+    scope::okta_suspension_follows_the_suspend_policy,
+    scope::a_staged_user_leaves_an_existing_account_alone_until_activated,
+    scope::okta_scope_follows_the_app_assignment_and_groups_read_from_the_directory,
+    scope::a_misspelt_scope_parks_triggers_and_deactivates_nobody,
+    scope::the_attribute_map_sends_custom_idp_attributes,
+    failures::an_accepted_event_survives_a_restart_while_the_target_is_down,
+    failures::a_rejected_target_credential_pauses_the_workers_and_keeps_the_messages,
+    failures::the_failure_table_end_to_end,
     groups::okta_group_memberships_are_mirrored_and_a_deleted_group_is_made_again,
+    groups::entra_group_memberships_are_mirrored_with_the_groups_display_names,
+    groups::a_recreated_account_rejoins_its_groups,
+    groups::a_group_failure_parks_the_groups_but_keeps_the_user_change,
+    datadog::the_datadog_profile_against_a_target_that_behaves_as_datadog_documents,
+    datadog::roles_are_sent_and_without_a_directory_an_older_event_changes_nothing,
     sweeps::a_lost_okta_event_is_caught_up_by_the_sweeper,
     sweeps::a_missed_graph_lifecycle_event_catches_up_inside_the_worker,
+    sweeps::expired_invitations_are_resent_until_accepted_and_reported_when_never_accepted,
+    sweeps::without_the_datadog_api_key_expired_invitations_are_reported_unchecked,
+    sweeps::graph_delta_reconciliation_pages_catches_removals_and_restarts_after_410,
+    sweeps::a_read_that_breaks_off_or_comes_back_empty_enqueues_nothing_and_deactivates_nobody,
+    sweeps::okta_reconciliation_reads_users_changed_since_its_cursor,
+    sweeps::the_relay_creates_renews_and_recreates_its_graph_subscription,
+    sweeps::a_rotated_client_state_gets_a_new_subscription_and_the_old_one_is_deleted,
+    sweeps::the_credential_probe_raises_the_alarm_and_pauses_the_workers_within_one_sweep,
+    sweeps::target_users_the_relay_never_provisioned_are_reported_and_deactivated_only_if_asked,
+    sweeps::joining_or_leaving_a_scoped_entra_group_is_caught_from_the_groups_delta_and_notifications,
+    sweeps::a_lost_unassignment_or_deletion_in_okta_is_read_from_the_system_log,
+    sweeps::the_drift_report_runs_once_an_interval_and_never_beside_a_full_pass,
 );

@@ -3,15 +3,18 @@
 //! to AWS through a recorder of its own, and [`AwsRelay::check_iam`] checks every call it made
 //! against that function's policy in `infra/template.yaml`.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use aws_config::SdkConfig;
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
 use lambda_runtime::{Context, LambdaEvent};
+use scim_relay_core::clock::Clock;
 use scim_relay_core::config::Settings;
+use scim_relay_core::consumer::ConsumerPolicy;
 use scim_relay_core::ingress::Ingress;
 use scim_relay_core::queue::sqs::SqsQueue;
 use scim_relay_core::state::dynamodb::DynamoStateStore;
@@ -29,9 +32,11 @@ pub struct AwsRelay {
     store: DynamoStateStore,
     queues: FifoQueues,
     table: String,
-    inbound: Ingress,
-    worker: WorkerLambda,
-    sweeper: SweeperLambda,
+    functions: Functions,
+    /// Each function's SDK configuration, through its recorder: inbound, worker, sweeper.
+    sdks: [SdkConfig; 3],
+    clock: Arc<dyn Clock>,
+    policy: ConsumerPolicy,
     /// Each function's AWS calls, by its logical id in the template.
     recorders: Vec<(&'static str, AwsRecorder)>,
     /// Dead letters seen so far (a received message stays out of sight for a while).
@@ -39,7 +44,13 @@ pub struct AwsRelay {
 }
 
 impl AwsRelay {
-    pub async fn start(mut settings: Settings) -> Self {
+    /// Fresh queues and table; the three functions built from `settings` on `clock`, the
+    /// worker consuming with `policy`.
+    pub async fn start(
+        mut settings: Settings,
+        clock: Arc<dyn Clock>,
+        policy: ConsumerPolicy,
+    ) -> Self {
         let sdk = moto_config().await;
         let sqs = aws_sdk_sqs::Client::new(&sdk);
         let ddb = aws_sdk_dynamodb::Client::new(&sdk);
@@ -51,42 +62,42 @@ impl AwsRelay {
         settings.store.table = table.clone();
         let moto = required_env("RELAY_TEST_MOTO_URL");
         let mut recorders = Vec::new();
-        let sdk_of = |function: &'static str| {
-            let moto = moto.clone();
-            async move {
-                let recorder = AwsRecorder::start(&moto).await;
-                let sdk = config_for(&recorder.url).await;
-                ((function, recorder), sdk)
-            }
-        };
-        let (rec, inbound_sdk) = sdk_of("InboundFunction").await;
-        recorders.push(rec);
-        let (rec, worker_sdk) = sdk_of("WorkerFunction").await;
-        recorders.push(rec);
-        let (rec, sweeper_sdk) = sdk_of("SweeperFunction").await;
-        recorders.push(rec);
-        let inbound = crate::deployment::ingress_on(
+        let mut sdks = Vec::new();
+        for function in ["InboundFunction", "WorkerFunction", "SweeperFunction"] {
+            let recorder = AwsRecorder::start(&moto).await;
+            sdks.push(config_for(&recorder.url).await);
+            recorders.push((function, recorder));
+        }
+        let [inbound_sdk, worker_sdk, sweeper_sdk]: [SdkConfig; 3] =
+            sdks.try_into().expect("three functions");
+        let functions = Functions::build(
             &settings,
-            Arc::new(SqsQueue::new(
-                aws_sdk_sqs::Client::new(&inbound_sdk),
-                settings.queue.url.clone(),
-            )),
+            [&inbound_sdk, &worker_sdk, &sweeper_sdk],
+            clock.clone(),
+            policy,
         );
-        let worker =
-            scim_relay_worker::from_settings(&settings, &worker_sdk).expect("worker builds");
-        let sweeper =
-            scim_relay_sweeper::from_settings(&settings, &sweeper_sdk).expect("sweeper builds");
         Self {
             sqs,
             store: DynamoStateStore::new(ddb, table.clone()),
             queues,
             table,
-            inbound,
-            worker,
-            sweeper,
+            functions,
+            sdks: [inbound_sdk, worker_sdk, sweeper_sdk],
+            clock,
+            policy,
             recorders,
             dead: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// New containers for all three functions, on the same queues and table, with `settings`
+    /// (a deploy, or a cold start after a configuration change).
+    pub fn restart(&mut self, mut settings: Settings) {
+        settings.queue.url = self.queues.url.clone();
+        settings.queue.dlq_url = self.queues.dlq_url.clone();
+        settings.store.table = self.table.clone();
+        let [a, b, c] = &self.sdks;
+        self.functions = Functions::build(&settings, [a, b, c], self.clock.clone(), self.policy);
     }
 
     /// The state table, read directly (not as any function).
@@ -102,7 +113,7 @@ impl AwsRelay {
         query: Option<&str>,
         headers: &[(&str, &str)],
         body: &[u8],
-    ) -> (u16, String) {
+    ) -> (u16, String, Vec<(String, String)>) {
         let event = apigw_v2_event(
             method,
             path,
@@ -111,36 +122,25 @@ impl AwsRelay {
             (!body.is_empty()).then_some(body),
             true,
         );
-        call_inbound(&self.inbound, event).await
+        call_inbound_with_headers(&self.functions.inbound, event).await
     }
 
     /// Plays the event source mapping until the work queue is empty: receives batches, calls
-    /// the worker handler, deletes what it finished; records it handed back become visible
-    /// again once the queue has nothing else (their wait is let pass).
+    /// the worker handler, deletes what it finished. Records it handed back come back when the
+    /// visibility the worker gave them runs out, in real time, as on AWS.
     pub async fn drain(&self, timeout: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
-        let mut handed_back: HashMap<String, String> = HashMap::new();
         while tokio::time::Instant::now() < deadline {
             let messages = self.receive(&self.queues.url, 0).await;
             if messages.is_empty() {
                 if self.work_depth().await == 0 {
                     return true;
                 }
-                for (_, receipt) in handed_back.drain() {
-                    let _ = self
-                        .sqs
-                        .change_message_visibility()
-                        .queue_url(&self.queues.url)
-                        .receipt_handle(receipt)
-                        .visibility_timeout(0)
-                        .send()
-                        .await;
-                }
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
             let response = scim_relay_worker::handle(
-                &self.worker,
+                &self.functions.worker,
                 LambdaEvent::new(sqs_event(&messages), Context::default()),
             )
             .await
@@ -151,17 +151,12 @@ impl AwsRelay {
                 .map(|f| f.item_identifier)
                 .collect();
             for m in messages {
-                let (id, receipt) = (
-                    m.message_id.unwrap_or_default(),
-                    m.receipt_handle.unwrap_or_default(),
-                );
-                if failed.contains(&id) {
-                    handed_back.insert(id, receipt);
-                } else {
+                let id = m.message_id.unwrap_or_default();
+                if !failed.contains(&id) {
                     self.sqs
                         .delete_message()
                         .queue_url(&self.queues.url)
-                        .receipt_handle(receipt)
+                        .receipt_handle(m.receipt_handle.unwrap_or_default())
                         .send()
                         .await
                         .expect("delete message");
@@ -241,7 +236,7 @@ impl AwsRelay {
 
     /// One scheduled run of the sweeper Lambda.
     pub async fn sweep(&self) -> SweepReport {
-        scim_relay_sweeper::run(&self.sweeper).await
+        scim_relay_sweeper::run(&self.functions.sweeper).await
     }
 
     /// Every AWS call each function made is granted to it by `infra/template.yaml`.
@@ -265,20 +260,80 @@ impl AwsRelay {
     }
 }
 
+/// The three handlers as one deployment of them builds them.
+struct Functions {
+    inbound: Ingress,
+    worker: WorkerLambda,
+    sweeper: SweeperLambda,
+}
+
+impl Functions {
+    fn build(
+        settings: &Settings,
+        [inbound, worker, sweeper]: [&SdkConfig; 3],
+        clock: Arc<dyn Clock>,
+        policy: ConsumerPolicy,
+    ) -> Self {
+        let store = DynamoStateStore::new(
+            aws_sdk_dynamodb::Client::new(worker),
+            settings.store.table.clone(),
+        );
+        Self {
+            inbound: crate::deployment::ingress_on(
+                settings,
+                Arc::new(SqsQueue::new(
+                    aws_sdk_sqs::Client::new(inbound),
+                    settings.queue.url.clone(),
+                )),
+                clock.clone(),
+            ),
+            worker: scim_relay_worker::from_parts(
+                settings,
+                store,
+                aws_sdk_sqs::Client::new(worker),
+                clock.clone(),
+                policy,
+            )
+            .expect("worker builds"),
+            sweeper: scim_relay_sweeper::from_settings_on(settings, sweeper, clock, policy)
+                .expect("sweeper builds"),
+        }
+    }
+}
+
 /// One API Gateway event through the inbound handler: the answer's status and body.
 pub async fn call_inbound(ingress: &Ingress, event: serde_json::Value) -> (u16, String) {
+    let answer = call_inbound_with_headers(ingress, event).await;
+    (answer.0, answer.1)
+}
+
+/// [`call_inbound`], with the answer's headers (names lowercased).
+pub async fn call_inbound_with_headers(
+    ingress: &Ingress,
+    event: serde_json::Value,
+) -> (u16, String, Vec<(String, String)>) {
     let req =
         lambda_http::request::from_str(&event.to_string()).expect("a valid API Gateway event");
     let resp = scim_relay_inbound::handle(ingress, req)
         .await
         .expect("the handler never fails the invocation");
     let status = resp.status().as_u16();
+    let headers = resp
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_ascii_lowercase(),
+                v.to_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
     let body = match resp.into_body() {
         lambda_http::Body::Text(t) => t,
         lambda_http::Body::Binary(b) => String::from_utf8_lossy(&b).into_owned(),
         _ => String::new(),
     };
-    (status, body)
+    (status, body, headers)
 }
 
 /// Received messages as the event source mapping hands them to the worker.

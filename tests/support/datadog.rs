@@ -134,6 +134,29 @@ impl DatadogFixture {
         self.org.lock().expect("lock").users.len()
     }
 
+    /// Every request, as (method, path), in order.
+    pub fn calls(&self) -> Vec<(String, String)> {
+        self.org.lock().expect("lock").log.clone()
+    }
+
+    /// Creates a user as an admin would by hand (the SCIM API, not a relay call); its id.
+    pub async fn create_user_by_hand(&self, user_name: &str) -> String {
+        let made = reqwest::Client::new()
+            .post(format!("{}/Users", self.base_url))
+            .bearer_auth(DATADOG_TOKEN)
+            .json(&json!({
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                "userName": user_name,
+                "active": true
+            }))
+            .send()
+            .await
+            .expect("datadog fixture reachable");
+        assert_eq!(made.status(), 201);
+        let body: Value = made.json().await.expect("json");
+        body["id"].as_str().unwrap_or_default().to_string()
+    }
+
     pub fn requests(&self, method: &str) -> usize {
         self.org
             .lock()

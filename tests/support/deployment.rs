@@ -14,7 +14,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use scim_relay_core::clock::{Clock, SystemClock};
 use scim_relay_core::config::{Settings, TargetProfile};
+#[cfg(feature = "servers")]
+use scim_relay_core::consumer::ConsumerPolicy;
 use scim_relay_core::ingress::{Ingress, IngressRequest};
 use scim_relay_core::secret::Secret;
 use scim_relay_core::sweeper::SweepReport;
@@ -22,7 +25,8 @@ use serde_json::Value;
 
 use crate::idp::{IdpFixture, GRAPH_CLIENT_ID, GRAPH_CLIENT_SECRET, OKTA_TOKEN};
 use crate::payloads::GRAPH_TENANT;
-use crate::target::Target;
+use crate::target::{Target, TargetKind};
+use scim_relay_server::RetryPolicy;
 
 pub const OKTA_SECRET: &str = "okta-shared-secret-for-behaviour-tests";
 pub const CLIENT_STATE: &str = "graph-client-state-for-behaviour-tests";
@@ -45,15 +49,36 @@ enum Relay {
         relay: Option<scim_relay_server::RunningRelay>,
         db_path: std::path::PathBuf,
         http: reqwest::Client,
+        clock: Arc<dyn Clock>,
+        retry: RetryPolicy,
     },
     #[cfg(feature = "servers")]
     Aws(Box<crate::aws_relay::AwsRelay>),
+}
+
+/// An answer of the ingress.
+pub struct Answer {
+    pub status: u16,
+    pub body: String,
+    /// Names lowercased.
+    pub headers: Vec<(String, String)>,
+}
+
+impl Answer {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 pub struct Deployment {
     pub backend: Backend,
     pub idp: IdpFixture,
     pub target: Target,
+    /// The settings the relay runs with (a restart may change them).
+    pub settings: Settings,
     relay: Relay,
 }
 
@@ -79,25 +104,51 @@ fn base_settings(idp: &IdpFixture, target: &Target) -> Settings {
     s
 }
 
-impl Deployment {
-    pub async fn start(backend: Backend) -> Self {
-        Self::start_with(backend, |_| {}).await
+/// How a deployment starts, beyond its settings: which target, on which clock, how patient.
+pub struct Options {
+    backend: Backend,
+    target: TargetKind,
+    clock: Arc<dyn Clock>,
+    retry: RetryPolicy,
+}
+
+impl Options {
+    /// Against the fixture that behaves as Datadog documents its SCIM API.
+    pub fn datadog(mut self) -> Self {
+        self.target = TargetKind::Datadog;
+        self
     }
 
-    /// A fresh deployment; `customize` adjusts the settings first.
-    pub async fn start_with(backend: Backend, customize: impl FnOnce(&mut Settings)) -> Self {
+    /// On a clock the test moves (invitation expiry, subscription renewal, cursors). Retry
+    /// waits and leases keep real time.
+    pub fn on_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Retries without end (standalone: `queue.max_attempts` out of reach), for outages the
+    /// test waits out.
+    pub fn patient(mut self) -> Self {
+        self.retry.max_attempts = 10_000;
+        self
+    }
+
+    pub async fn start(self, customize: impl FnOnce(&mut Settings)) -> Deployment {
         let idp = IdpFixture::start().await;
-        let target = match backend {
-            Backend::Memory => Target::memory(),
+        let target = match (self.backend, self.target) {
+            (_, TargetKind::Datadog) => Target::datadog().await,
+            (Backend::Memory, TargetKind::Scim) => Target::memory(),
             #[cfg(feature = "servers")]
-            Backend::Sqlite | Backend::Aws => Target::scim2_server().await,
+            (Backend::Sqlite | Backend::Aws, TargetKind::Scim) => Target::scim2_server().await,
         };
         let mut settings = base_settings(&idp, &target);
         customize(&mut settings);
-        let relay = match backend {
+        let relay = match self.backend {
             Backend::Memory => Relay::Memory(crate::memory_relay::MemoryRelay::start(
                 &settings,
                 target.memory_target(),
+                self.clock,
+                self.retry,
             )),
             #[cfg(feature = "servers")]
             Backend::Sqlite => {
@@ -105,24 +156,141 @@ impl Deployment {
                     .join(format!("scim-relay-behaviour-{}.db", uuid::Uuid::new_v4()));
                 settings.listen = "127.0.0.1:0".into();
                 settings.database = db_path.display().to_string();
-                let relay =
-                    scim_relay_server::start(settings.clone(), crate::memory_relay::fast_retries())
-                        .await
-                        .expect("relay starts");
+                let relay = scim_relay_server::start_with_clock(
+                    settings.clone(),
+                    self.retry,
+                    self.clock.clone(),
+                )
+                .await
+                .expect("relay starts");
                 Relay::Sqlite {
                     relay: Some(relay),
                     db_path,
                     http: reqwest::Client::new(),
+                    clock: self.clock,
+                    retry: self.retry,
                 }
             }
             #[cfg(feature = "servers")]
-            Backend::Aws => Relay::Aws(Box::new(crate::aws_relay::AwsRelay::start(settings).await)),
+            Backend::Aws => Relay::Aws(Box::new(
+                crate::aws_relay::AwsRelay::start(
+                    settings.clone(),
+                    self.clock,
+                    aws_test_policy(&self.retry),
+                )
+                .await,
+            )),
         };
-        Self {
-            backend,
+        Deployment {
+            backend: self.backend,
             idp,
             target,
+            settings,
             relay,
+        }
+    }
+}
+
+/// The Lambda consumer's rules with a test's waits: milliseconds of backoff (SQS rounds a
+/// visibility up to whole seconds) and of credential pause; redrive left to the queue.
+#[cfg(feature = "servers")]
+fn aws_test_policy(retry: &RetryPolicy) -> ConsumerPolicy {
+    ConsumerPolicy {
+        credential_pause: retry.credential_pause,
+        breaker_hold: retry.credential_pause,
+        ..ConsumerPolicy {
+            backoff: retry.consumer().backoff,
+            ..ConsumerPolicy::lambda()
+        }
+    }
+}
+
+impl Deployment {
+    pub async fn start(backend: Backend) -> Self {
+        Self::start_with(backend, |_| {}).await
+    }
+
+    /// A fresh deployment; `customize` adjusts the settings first.
+    pub async fn start_with(backend: Backend, customize: impl FnOnce(&mut Settings)) -> Self {
+        Self::options(backend).start(customize).await
+    }
+
+    /// A deployment with more than settings to choose: see [`Options`].
+    pub fn options(backend: Backend) -> Options {
+        Options {
+            backend,
+            target: TargetKind::Scim,
+            clock: Arc::new(SystemClock),
+            retry: crate::memory_relay::fast_retries(),
+        }
+    }
+
+    /// Stops the relay and starts it again on the same queue and state (standalone: a new
+    /// process on the same file; AWS: new containers), with settings `change`d.
+    pub async fn restart(&mut self, change: impl FnOnce(&mut Settings)) {
+        change(&mut self.settings);
+        match &mut self.relay {
+            Relay::Memory(m) => m.restart(&self.settings).await,
+            #[cfg(feature = "servers")]
+            Relay::Sqlite {
+                relay,
+                clock,
+                retry,
+                ..
+            } => {
+                if let Some(old) = relay.take() {
+                    old.stop().await;
+                }
+                *relay = Some(
+                    scim_relay_server::start_with_clock(
+                        self.settings.clone(),
+                        *retry,
+                        clock.clone(),
+                    )
+                    .await
+                    .expect("relay restarts"),
+                );
+            }
+            #[cfg(feature = "servers")]
+            Relay::Aws(aws) => aws.restart(self.settings.clone()),
+        }
+    }
+
+    /// Whether the target-credential breaker holds the workers back at `at` (a time before
+    /// a short test pause ran out tells whether it was opened at all).
+    pub async fn breaker_open_at(&self, at: chrono::DateTime<chrono::Utc>) -> bool {
+        use scim_relay_core::breaker::CredentialBreaker;
+        let until = match &self.relay {
+            Relay::Memory(m) => m.store.open_until(at).await,
+            #[cfg(feature = "servers")]
+            Relay::Sqlite { relay, .. } => {
+                relay
+                    .as_ref()
+                    .expect("relay running")
+                    .db
+                    .open_until(at)
+                    .await
+            }
+            #[cfg(feature = "servers")]
+            Relay::Aws(aws) => aws.store().open_until(at).await,
+        };
+        until.expect("breaker readable").is_some()
+    }
+
+    /// The standalone server's `/healthz` answer; `None` on the backends that have none.
+    pub async fn health(&self) -> Option<Value> {
+        match &self.relay {
+            #[cfg(feature = "servers")]
+            Relay::Sqlite { relay, http, .. } => {
+                let relay = relay.as_ref().expect("relay running");
+                let resp = http
+                    .get(format!("http://{}/healthz", relay.addr))
+                    .send()
+                    .await
+                    .expect("relay reachable");
+                Some(resp.json().await.expect("health is JSON"))
+            }
+            _ => None,
         }
     }
 
@@ -136,6 +304,21 @@ impl Deployment {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> (u16, String) {
+        let answer = self
+            .request_with_headers(method, path, query, headers, body)
+            .await;
+        (answer.status, answer.body)
+    }
+
+    /// [`request`](Self::request), with the answer's headers.
+    pub async fn request_with_headers(
+        &self,
+        method: &str,
+        path: &str,
+        query: Option<&str>,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Answer {
         let req = IngressRequest {
             method: method.into(),
             path: path.into(),
@@ -148,8 +331,13 @@ impl Deployment {
         };
         match &self.relay {
             Relay::Memory(m) => {
+                // No HTTP front in memory: the ingress's own answer.
                 let answer = m.ingress().handle(req).await;
-                (answer.status, answer.body)
+                Answer {
+                    status: answer.status,
+                    body: answer.body,
+                    headers: vec![("content-type".into(), answer.content_type.into())],
+                }
             }
             #[cfg(feature = "servers")]
             Relay::Sqlite { relay, http, .. } => {
@@ -165,10 +353,31 @@ impl Deployment {
                 }
                 let resp = r.send().await.expect("relay reachable");
                 let status = resp.status().as_u16();
-                (status, resp.text().await.unwrap_or_default())
+                let headers = resp
+                    .headers()
+                    .iter()
+                    .map(|(k, v)| {
+                        (
+                            k.as_str().to_ascii_lowercase(),
+                            v.to_str().unwrap_or_default().to_string(),
+                        )
+                    })
+                    .collect();
+                Answer {
+                    status,
+                    body: resp.text().await.unwrap_or_default(),
+                    headers,
+                }
             }
             #[cfg(feature = "servers")]
-            Relay::Aws(aws) => aws.inbound(method, path, query, headers, body).await,
+            Relay::Aws(aws) => {
+                let (status, body, headers) = aws.inbound(method, path, query, headers, body).await;
+                Answer {
+                    status,
+                    body,
+                    headers,
+                }
+            }
         }
     }
 
@@ -336,10 +545,7 @@ pub fn okta_tenant(idp: &IdpFixture) -> String {
 pub(crate) fn ingress_on(
     settings: &Settings,
     queue: Arc<dyn scim_relay_core::queue::Queue>,
+    clock: Arc<dyn Clock>,
 ) -> Ingress {
-    Ingress::from_settings(
-        settings,
-        queue,
-        Arc::new(scim_relay_core::clock::SystemClock),
-    )
+    Ingress::from_settings(settings, queue, clock)
 }

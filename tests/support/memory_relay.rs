@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use scim_relay_core::claim_loop;
+use scim_relay_core::clock::Clock;
 use scim_relay_core::config::Settings;
 use scim_relay_core::ingress::Ingress;
 use scim_relay_core::memory::{MemoryQueue, MemoryStore, MemoryTarget};
@@ -29,6 +30,10 @@ pub fn fast_retries() -> RetryPolicy {
 pub struct MemoryRelay {
     pub queue: MemoryQueue,
     pub store: MemoryStore,
+    /// The in-process target; `None` when the settings name one reached over HTTP.
+    target: Option<MemoryTarget>,
+    clock: Arc<dyn Clock>,
+    retry: RetryPolicy,
     ingress: Ingress,
     sweeper: Arc<Sweeper>,
     wake: Arc<Notify>,
@@ -37,18 +42,41 @@ pub struct MemoryRelay {
 }
 
 impl MemoryRelay {
-    pub fn start(settings: &Settings, target: MemoryTarget) -> Self {
-        let queue = MemoryQueue::default();
-        let store = MemoryStore::new();
+    pub fn start(
+        settings: &Settings,
+        target: Option<MemoryTarget>,
+        clock: Arc<dyn Clock>,
+        retry: RetryPolicy,
+    ) -> Self {
+        Self::on(
+            settings,
+            target,
+            clock,
+            retry,
+            MemoryQueue::default(),
+            MemoryStore::new(),
+        )
+    }
+
+    /// The engine and two claim loops on an existing queue and store.
+    fn on(
+        settings: &Settings,
+        target: Option<MemoryTarget>,
+        clock: Arc<dyn Clock>,
+        retry: RetryPolicy,
+        queue: MemoryQueue,
+        store: MemoryStore,
+    ) -> Self {
         let mut outbound = wiring::outbound(settings).expect("outbound clients");
-        outbound.target = Arc::new(target);
-        let retry = fast_retries();
+        if let Some(target) = &target {
+            outbound.target = Arc::new(target.clone());
+        }
         let engine = wiring::engine(
             settings,
             &outbound,
             Arc::new(store.clone()),
             Arc::new(queue.clone()),
-            Arc::new(scim_relay_core::clock::SystemClock),
+            clock.clone(),
             retry.consumer(),
         )
         .expect("engine builds");
@@ -68,14 +96,34 @@ impl MemoryRelay {
             })
             .collect();
         Self {
-            ingress: crate::deployment::ingress_on(settings, Arc::new(queue.clone())),
+            ingress: crate::deployment::ingress_on(
+                settings,
+                Arc::new(queue.clone()),
+                clock.clone(),
+            ),
             queue,
             store,
+            target,
+            clock,
+            retry,
             sweeper: engine.sweeper,
             wake,
             stop,
             tasks,
         }
+    }
+
+    /// A new process on the same queue and store, with `settings`.
+    pub async fn restart(&mut self, settings: &Settings) {
+        self.stop().await;
+        *self = Self::on(
+            settings,
+            self.target.clone(),
+            self.clock.clone(),
+            self.retry,
+            self.queue.clone(),
+            self.store.clone(),
+        );
     }
 
     pub fn ingress(&self) -> &Ingress {

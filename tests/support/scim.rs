@@ -73,6 +73,17 @@ impl ScimTenant {
             .to_string()
     }
 
+    /// Deletes a user on the target directly, as an admin would by hand.
+    pub async fn delete_user(&self, id: &str) {
+        let deleted = reqwest::Client::new()
+            .delete(format!("{}/Users/{id}", self.base_url))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .expect("scim2-server reachable");
+        assert_eq!(deleted.status(), 204);
+    }
+
     /// The user with this userName, as the target holds it.
     pub async fn user(&self, user_name: &str) -> Option<Value> {
         let list = self
@@ -157,6 +168,7 @@ pub struct ScimProxy {
     faults: Arc<Mutex<Vec<Fault>>>,
     chaos: Arc<Mutex<Option<Chaos>>>,
     created: Arc<Mutex<Vec<String>>>,
+    standing: Arc<Mutex<Option<u16>>>,
 }
 
 /// Random failures on a share of all requests (the chaos test): 429 with `Retry-After`, 503,
@@ -201,6 +213,8 @@ struct ProxyState {
     /// The userName of every user the target really created (201 to `POST /Users`), whether
     /// or not the relay saw the answer.
     created: Arc<Mutex<Vec<String>>>,
+    /// While set, every request is answered with this status and never forwarded.
+    standing: Arc<Mutex<Option<u16>>>,
 }
 
 impl ScimProxy {
@@ -209,6 +223,7 @@ impl ScimProxy {
         let faults = Arc::new(Mutex::new(Vec::new()));
         let chaos = Arc::new(Mutex::new(None));
         let created = Arc::new(Mutex::new(Vec::new()));
+        let standing = Arc::new(Mutex::new(None));
         let state = ProxyState {
             upstream: tenant.base_url.clone(),
             http: reqwest::Client::new(),
@@ -216,6 +231,7 @@ impl ScimProxy {
             faults: faults.clone(),
             chaos: chaos.clone(),
             created: created.clone(),
+            standing: standing.clone(),
         };
         let app = Router::new().fallback(forward).with_state(state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -231,7 +247,14 @@ impl ScimProxy {
             faults,
             chaos,
             created,
+            standing,
         }
+    }
+
+    /// While `Some`, every request is answered with this status and never reaches the target
+    /// (401: a revoked credential; 503: the target is down).
+    pub fn answer_every(&self, status: Option<u16>) {
+        *self.standing.lock().expect("lock") = status;
     }
 
     /// From now on a `rate` share of requests fails at random (seeded, so a run repeats).
@@ -331,45 +354,53 @@ async fn forward(State(state): State<ProxyState>, req: Request) -> Response {
             .map(str::to_string),
         at: std::time::Instant::now(),
     });
+    let standing = *state.standing.lock().expect("lock");
     let mut stall = None;
-    let fault = {
-        let mut faults = state.faults.lock().expect("lock");
-        let at = faults
-            .iter()
-            .position(|f| f.method == parts.method.as_str());
-        at.map(|i| faults.remove(i))
-    }
-    .or_else(|| {
-        let mut chaos = state.chaos.lock().expect("lock");
-        let chaos = chaos.as_mut()?;
-        if chaos.rng.f64() >= chaos.rate {
-            return None;
-        }
-        chaos.injected += 1;
-        if parts.method != axum::http::Method::GET {
-            chaos.injected_writes += 1;
-        }
-        let kind = chaos.rng.u8(0..100);
-        let fault = |status: u16, headers: &[(&str, &str)], after_forwarding| Fault {
+    let fault = standing
+        .map(|status| Fault {
             method: parts.method.to_string(),
             status,
-            headers: headers
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            after_forwarding,
-        };
-        Some(match kind {
-            0..30 => fault(429, &[("retry-after", "1")], false),
-            30..60 => fault(503, &[], false),
-            60..85 => fault(500, &[], true),
-            _ => {
-                // Forwarded, answered only after the relay has given up waiting.
-                stall = Some(chaos.stall);
-                fault(504, &[], true)
-            }
+            headers: Vec::new(),
+            after_forwarding: false,
         })
-    });
+        .or_else(|| {
+            let mut faults = state.faults.lock().expect("lock");
+            let at = faults
+                .iter()
+                .position(|f| f.method == parts.method.as_str());
+            at.map(|i| faults.remove(i))
+        })
+        .or_else(|| {
+            let mut chaos = state.chaos.lock().expect("lock");
+            let chaos = chaos.as_mut()?;
+            if chaos.rng.f64() >= chaos.rate {
+                return None;
+            }
+            chaos.injected += 1;
+            if parts.method != axum::http::Method::GET {
+                chaos.injected_writes += 1;
+            }
+            let kind = chaos.rng.u8(0..100);
+            let fault = |status: u16, headers: &[(&str, &str)], after_forwarding| Fault {
+                method: parts.method.to_string(),
+                status,
+                headers: headers
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                after_forwarding,
+            };
+            Some(match kind {
+                0..30 => fault(429, &[("retry-after", "1")], false),
+                30..60 => fault(503, &[], false),
+                60..85 => fault(500, &[], true),
+                _ => {
+                    // Forwarded, answered only after the relay has given up waiting.
+                    stall = Some(chaos.stall);
+                    fault(504, &[], true)
+                }
+            })
+        });
     let injected = |f: &Fault| {
         let mut r = Response::new(Body::from(r#"{"errors":["injected by the test proxy"]}"#));
         *r.status_mut() = StatusCode::from_u16(f.status).unwrap_or(StatusCode::BAD_GATEWAY);

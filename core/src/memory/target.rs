@@ -56,7 +56,10 @@ struct Provider {
     faults: Vec<Fault>,
     /// The lowercased userName of every `POST /Users` that reached the provider.
     created: Vec<String>,
-    rejecting_credential: bool,
+    /// When each request arrived, in order (a retry's wait shows between two of them).
+    call_times: Vec<(String, std::time::Instant)>,
+    /// While set, every request is answered with this (401: a revoked credential; 503: down).
+    standing_answer: Option<ScimError>,
     /// Bumped by every write; a resource's version is the revision of its last write.
     revision: u64,
 }
@@ -242,6 +245,9 @@ impl MemoryTarget {
     ) -> Result<T, ScimError> {
         let mut provider = self.provider();
         provider.calls.push((method.to_string(), path));
+        provider
+            .call_times
+            .push((method.to_string(), std::time::Instant::now()));
         let fault = provider
             .faults
             .iter()
@@ -253,10 +259,9 @@ impl MemoryTarget {
         if let Some(user_name) = creating {
             provider.created.push(user_name.to_lowercase());
         }
-        let served = if provider.rejecting_credential {
-            Err(answer(401, None, "the bearer token is not accepted"))
-        } else {
-            serve(&mut provider)
+        let served = match &provider.standing_answer {
+            Some(standing) => Err(standing.clone()),
+            None => serve(&mut provider),
         };
         match fault {
             Some(f) => Err(f.answer),
@@ -305,7 +310,19 @@ impl MemoryTarget {
 
     /// While set, every request is answered 401 (a revoked credential).
     pub fn reject_credential(&self, rejecting: bool) {
-        self.provider().rejecting_credential = rejecting;
+        self.provider().standing_answer =
+            rejecting.then(|| answer(401, None, "the bearer token is not accepted"));
+    }
+
+    /// While set, every request is answered 503 (the provider is down).
+    pub fn unavailable(&self, down: bool) {
+        self.provider().standing_answer =
+            down.then(|| answer(503, None, "the service is unavailable"));
+    }
+
+    /// When each request arrived, as (method, instant), in order.
+    pub fn call_times(&self) -> Vec<(String, std::time::Instant)> {
+        self.provider().call_times.clone()
     }
 
     /// Every request sent, as (method, path and query) with the HTTP client's encoding:

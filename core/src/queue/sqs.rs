@@ -144,7 +144,9 @@ impl WorkQueue for SqsDeliveries {
     ) -> Result<(), QueueError> {
         // SQS counts every receive; whether this one was the message's own attempt is not ours
         // to say.
-        let seconds = (at - Utc::now()).num_seconds().max(0) as u64;
+        // Rounded up: a target's "reset in 1 s" must not come back after 0.9 s.
+        let millis = (at - Utc::now()).num_milliseconds().max(0) as u64;
+        let seconds = millis.div_ceil(1000);
         self.work.delay(&delivery.handle, seconds).await
     }
 

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use lambda_runtime::{Error, LambdaEvent};
-use scim_relay_core::clock::SystemClock;
+use scim_relay_core::clock::{Clock, SystemClock};
 use scim_relay_core::config::Settings;
 use scim_relay_core::consumer::ConsumerPolicy;
 use scim_relay_core::queue::sqs::SqsQueue;
@@ -33,6 +33,22 @@ pub fn from_settings(
     settings: &Settings,
     sdk: &scim_relay_core::aws::SdkConfig,
 ) -> Result<SweeperLambda, scim_relay_core::config::ConfigError> {
+    from_settings_on(
+        settings,
+        sdk,
+        Arc::new(SystemClock),
+        ConsumerPolicy::lambda(),
+    )
+}
+
+/// [`from_settings`] on a given clock, pausing the workers for `policy`'s credential pause
+/// when a probe is refused (tests: a manual clock, a pause of milliseconds).
+pub fn from_settings_on(
+    settings: &Settings,
+    sdk: &scim_relay_core::aws::SdkConfig,
+    clock: Arc<dyn Clock>,
+    policy: ConsumerPolicy,
+) -> Result<SweeperLambda, scim_relay_core::config::ConfigError> {
     let store = Arc::new(DynamoStateStore::new(
         scim_relay_core::aws::dynamodb::Client::new(sdk),
         settings.store.table.clone(),
@@ -47,8 +63,8 @@ pub fn from_settings(
         &wiring::outbound(settings)?,
         store,
         Arc::new(queue),
-        Arc::new(SystemClock),
-        ConsumerPolicy::lambda(),
+        clock,
+        policy,
     )?;
     Ok(SweeperLambda {
         sweeper: engine.sweeper,

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use lambda_runtime::{Error, LambdaEvent};
-use scim_relay_core::clock::SystemClock;
+use scim_relay_core::clock::{Clock, SystemClock};
 use scim_relay_core::config::Settings;
 use scim_relay_core::consumer::{Consumer, ConsumerPolicy, Delivery};
 use scim_relay_core::queue::sqs::{SqsDeliveries, SqsQueue};
@@ -50,6 +50,24 @@ pub fn from_clients(
     store: DynamoStateStore,
     sqs: scim_relay_core::aws::sqs::Client,
 ) -> Result<WorkerLambda, scim_relay_core::config::ConfigError> {
+    from_parts(
+        settings,
+        store,
+        sqs,
+        Arc::new(SystemClock),
+        ConsumerPolicy::lambda(),
+    )
+}
+
+/// [`from_clients`] on a given clock and consumer policy (tests: a manual clock, waits of
+/// milliseconds).
+pub fn from_parts(
+    settings: &Settings,
+    store: DynamoStateStore,
+    sqs: scim_relay_core::aws::sqs::Client,
+    clock: Arc<dyn Clock>,
+    policy: ConsumerPolicy,
+) -> Result<WorkerLambda, scim_relay_core::config::ConfigError> {
     let store = Arc::new(store);
     let work = SqsQueue::new(sqs.clone(), settings.queue.url.clone());
     let engine = wiring::engine(
@@ -57,8 +75,8 @@ pub fn from_clients(
         &wiring::outbound(settings)?,
         store,
         Arc::new(work.clone()),
-        Arc::new(SystemClock),
-        ConsumerPolicy::lambda(),
+        clock,
+        policy,
     )?;
     Ok(WorkerLambda {
         consumer: engine.consumer,

@@ -1,0 +1,153 @@
+//! Microsoft Entra ID through Graph change notifications, on every backend: a user created,
+//! disabled, soft- and hard-deleted; scope by group; a lifecycle notification the relay cannot
+//! act on.
+
+use scim_relay_core::config::{HardDeletePolicy, TargetProfile};
+use scim_relay_tests::deployment::{Backend, Deployment, CLIENT_STATE};
+use scim_relay_tests::payloads::{graph_lifecycle, graph_notification, GRAPH_SUBSCRIPTION};
+
+const ALEX: &str = "5b3f0a2e-9c1d-4e8b-a6f7-1d2c3b4a5e6f";
+
+pub async fn a_graph_notification_creates_disables_and_a_forged_one_changes_nothing(b: Backend) {
+    let d = Deployment::start_with(b, |s| s.target.profile = TargetProfile::Generic).await;
+    let alex = |enabled| {
+        d.idp.set_graph_user(
+            ALEX,
+            "Alex.Wilber@contoso.com",
+            enabled,
+            "Alex Wilber",
+            Some("Marketing Lead"),
+        )
+    };
+    alex(true);
+    d.entra(graph_notification(ALEX, CLIENT_STATE, 1)).await;
+    let user = d
+        .target
+        .user("alex.wilber@contoso.com")
+        .await
+        .expect("user created from Graph");
+    assert_eq!(user["active"], true);
+    assert_eq!(user["externalId"], ALEX);
+    assert_eq!(user["name"]["givenName"], "Alex");
+    assert_eq!(user["title"], "Marketing Lead");
+    assert_eq!(d.idp.token_requests(), 1);
+
+    // Disabled in Entra: deactivated on the target.
+    alex(false);
+    d.entra(graph_notification(ALEX, CLIENT_STATE, 2)).await;
+    assert_eq!(
+        d.target.user("alex.wilber@contoso.com").await.unwrap()["active"],
+        false
+    );
+    assert_eq!(d.idp.token_requests(), 1, "the app token is cached");
+
+    // A forged clientState: 401, nothing enqueued, nothing read.
+    let reads = d.idp.total_reads();
+    let forged = serde_json::to_vec(&graph_notification(ALEX, "forged", 3)).unwrap();
+    let (status, _) = d
+        .request(
+            "POST",
+            "/entra",
+            None,
+            &[("Content-Type", "application/json")],
+            &forged,
+        )
+        .await;
+    assert_eq!(status, 401);
+    d.settle().await;
+    assert_eq!(d.idp.total_reads(), reads);
+    assert_eq!(d.depth().await, (0, 0));
+    d.finish().await;
+}
+
+pub async fn entra_soft_delete_deactivates_and_hard_delete_follows_the_policy(b: Backend) {
+    let d = Deployment::start_with(b, |s| {
+        s.target.profile = TargetProfile::Generic;
+        s.entra.hard_delete = HardDeletePolicy::Delete;
+    })
+    .await;
+    d.idp
+        .set_graph_user("e-del-1", "Leaver@contoso.com", true, "Lea Ver", None);
+    d.entra(graph_notification("e-del-1", CLIENT_STATE, 1))
+        .await;
+    assert_eq!(
+        d.target.user("leaver@contoso.com").await.unwrap()["active"],
+        true
+    );
+
+    // Soft delete (restorable for 30 days): deactivated, not deleted.
+    d.idp.soft_delete_graph_user("e-del-1");
+    d.entra(graph_notification("e-del-1", CLIENT_STATE, 2))
+        .await;
+    assert_eq!(
+        d.target.user("leaver@contoso.com").await.unwrap()["active"],
+        false
+    );
+    assert_eq!(
+        d.idp.reads("graph-deleted:e-del-1"),
+        1,
+        "deletedItems told soft from hard"
+    );
+    assert_eq!(d.target.count("DELETE"), 0);
+
+    // Hard delete, under the `delete` policy: the account is removed.
+    d.idp.hard_delete_graph_user("e-del-1");
+    d.entra(graph_notification("e-del-1", CLIENT_STATE, 3))
+        .await;
+    assert_eq!(d.target.count("DELETE"), 1, "{:?}", d.target.calls());
+    assert!(d.target.user("leaver@contoso.com").await.is_none());
+    assert_eq!(d.depth().await, (0, 0));
+    d.finish().await;
+}
+
+pub async fn entra_scope_follows_group_membership(b: Backend) {
+    let d = Deployment::start_with(b, |s| {
+        s.target.profile = TargetProfile::Generic;
+        s.entra.group_ids = "grp-datadog-users".into();
+    })
+    .await;
+    d.idp
+        .set_graph_user("e-scope", "In.Scope@contoso.com", true, "In Scope", None);
+    d.entra(graph_notification("e-scope", CLIENT_STATE, 1))
+        .await;
+    assert!(
+        d.target.user("in.scope@contoso.com").await.is_none(),
+        "not a member yet"
+    );
+
+    d.idp.set_graph_groups("e-scope", &["grp-datadog-users"]);
+    d.entra(graph_notification("e-scope", CLIENT_STATE, 2))
+        .await;
+    assert_eq!(
+        d.target.user("in.scope@contoso.com").await.unwrap()["active"],
+        true
+    );
+
+    d.idp.set_graph_groups("e-scope", &[]);
+    d.entra(graph_notification("e-scope", CLIENT_STATE, 3))
+        .await;
+    assert_eq!(
+        d.target.user("in.scope@contoso.com").await.unwrap()["active"],
+        false
+    );
+    d.finish().await;
+}
+
+pub async fn a_lifecycle_event_for_a_subscription_graph_no_longer_has_is_parked_with_instructions(
+    b: Backend,
+) {
+    let d = Deployment::start_with(b, |s| s.target.profile = TargetProfile::Generic).await;
+    d.entra(graph_lifecycle(
+        GRAPH_SUBSCRIPTION,
+        CLIENT_STATE,
+        "reauthorizationRequired",
+    ))
+    .await;
+    assert_eq!(d.depth().await, (0, 1));
+    let reasons = d.dead_letters().await;
+    // The relay tried to renew it (that reauthorizes too); Graph does not have it, and the
+    // relay does not own subscriptions without `entra.notification_url`.
+    assert_eq!(d.idp.subscription_renewals().len(), 1);
+    assert!(reasons[0].contains("entra.notification_url"), "{reasons:?}");
+    d.finish().await;
+}

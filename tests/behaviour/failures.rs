@@ -1,0 +1,172 @@
+//! The failure table, on every backend: a target that is down, refuses the credential, rate
+//! limits, refuses a request, or lost an account; what becomes of each trigger.
+
+use std::time::Duration;
+
+use scim_relay_tests::deployment::{Backend, Deployment, OKTA_SECRET};
+use scim_relay_tests::payloads::okta_delivery;
+
+pub async fn an_accepted_event_survives_a_restart_while_the_target_is_down(b: Backend) {
+    let mut d = Deployment::options(b).patient().start(|_| {}).await;
+    d.idp.set_okta_user(
+        "00uDUR",
+        "ACTIVE",
+        Some("durable@example.com"),
+        "Du",
+        "Rable",
+        None,
+    );
+    d.target.unavailable(true);
+    let (status, _) = d
+        .post_okta(
+            &okta_delivery(
+                "ev-dur",
+                "user.lifecycle.create",
+                "00uDUR",
+                "durable@example.com",
+            ),
+            OKTA_SECRET,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert!(
+        !d.drain(Duration::from_millis(1500)).await,
+        "nothing can drain while the target is down"
+    );
+    assert!(d.target.count("GET") >= 1, "it was tried");
+    assert_eq!(d.depth().await, (1, 0), "the event waits in the queue");
+
+    // A new process (new containers) on the same queue and state, with the target back.
+    d.target.unavailable(false);
+    d.restart(|_| {}).await;
+    d.settle().await;
+    let user = d
+        .target
+        .user("durable@example.com")
+        .await
+        .expect("created after the restart");
+    assert_eq!(user["active"], true);
+    assert_eq!(d.target.user_count().await, 1);
+    assert_eq!(d.depth().await, (0, 0));
+    d.finish().await;
+}
+
+pub async fn a_rejected_target_credential_pauses_the_workers_and_keeps_the_messages(b: Backend) {
+    let d = Deployment::start(b).await;
+    d.idp.set_okta_user(
+        "00uKEY",
+        "ACTIVE",
+        Some("key.user@example.com"),
+        "Key",
+        "User",
+        None,
+    );
+    // A revoked key: the target answers 401 to every call.
+    d.target.reject_credential(true);
+    for n in 0..2 {
+        let (status, _) = d
+            .post_okta(
+                &okta_delivery(
+                    &format!("ev-key-{n}"),
+                    "user.lifecycle.create",
+                    "00uKEY",
+                    "key.user@example.com",
+                ),
+                OKTA_SECRET,
+            )
+            .await;
+        assert_eq!(status, 200, "ingress keeps accepting");
+    }
+    // Many pause periods (50 ms each) later: nothing dead-lettered, nothing dropped, though
+    // a retryable failure is dead-lettered after three attempts here: a refused credential
+    // is not the message's fault and costs it no attempt.
+    assert!(!d.drain(Duration::from_millis(1500)).await);
+    assert!(d.target.count("GET") >= 2, "probed more than once");
+    assert_eq!(d.depth().await, (2, 0));
+    if let Some(health) = d.health().await {
+        assert_eq!(health["target_credential"], "rejected");
+    }
+
+    // The operator fixes the key: the same queue drains into the target.
+    d.target.reject_credential(false);
+    d.settle().await;
+    assert_eq!(
+        d.target.user("key.user@example.com").await.unwrap()["active"],
+        true
+    );
+    assert_eq!(d.depth().await, (0, 0));
+    if let Some(health) = d.health().await {
+        assert_eq!(health["target_credential"], "accepted");
+    }
+    d.finish().await;
+}
+
+pub async fn the_failure_table_end_to_end(b: Backend) {
+    let d = Deployment::start(b).await;
+    let email = "table@example.com";
+    let table = |title| {
+        d.idp
+            .set_okta_user("00uTABLE", "ACTIVE", Some(email), "Ta", "Ble", Some(title))
+    };
+    let update = |uuid| okta_delivery(uuid, "user.account.update_profile", "00uTABLE", email);
+    table("v1");
+    d.okta(okta_delivery(
+        "ft-1",
+        "user.lifecycle.create",
+        "00uTABLE",
+        email,
+    ))
+    .await;
+    let first_id = d.target.id_of(email).await;
+
+    // 429 with Datadog's X-RateLimit-Reset: the retry waits that long.
+    table("v2");
+    d.target.fail_next_with(
+        "PATCH",
+        429,
+        &[
+            ("X-RateLimit-Limit", "100"),
+            ("X-RateLimit-Period", "60"),
+            ("X-RateLimit-Remaining", "0"),
+            ("X-RateLimit-Reset", "1"),
+        ],
+    );
+    d.okta(update("ft-2")).await;
+    assert_eq!(d.target.user(email).await.unwrap()["title"], "v2");
+    let patches: Vec<_> = d
+        .target
+        .call_times()
+        .into_iter()
+        .filter(|(m, _)| m == "PATCH")
+        .map(|(_, t)| t)
+        .collect();
+    assert_eq!(patches.len(), 2, "one refused, one retried");
+    assert!(
+        patches[1].duration_since(patches[0]) >= Duration::from_millis(900),
+        "the reset was honoured: {:?}",
+        patches[1].duration_since(patches[0])
+    );
+
+    // 400: parked in the dead letters with the target's reason, not retried.
+    table("v3");
+    d.target.fail_next("PATCH", 400);
+    d.okta(update("ft-3")).await;
+    let reasons = d.dead_letters().await;
+    assert_eq!(reasons.len(), 1);
+    assert!(
+        reasons[0].contains("400") && reasons[0].contains("injected"),
+        "{reasons:?}"
+    );
+    assert_eq!(d.target.count("PATCH"), 3);
+
+    // 404 on PATCH: the account vanished from the target; the user should have one, so it is
+    // looked up and created again.
+    d.target.delete_user_by_hand(&first_id).await;
+    table("v4");
+    d.okta(update("ft-4")).await;
+    let again = d.target.user(email).await.expect("re-created");
+    assert_eq!(again["title"], "v4");
+    assert_ne!(again["id"].as_str().unwrap(), first_id);
+    assert_eq!(d.target.user_count().await, 1);
+    d.finish().await;
+}
