@@ -16,130 +16,13 @@ use std::time::{Duration, Instant};
 
 use scim_relay_core::config::{host_of, Settings};
 use scim_relay_core::state::StateStore;
+use scim_relay_tests::chaos::{
+    differing_on, env_number, ChaosDirectory, ChaosScript, Person, ENG, STAFF,
+};
 use scim_relay_tests::scim::{ScimProxy, ScimTenant};
+use scim_relay_tests::target::Target;
 
 use super::*;
-
-const STAFF: &str = "00gSTAFF";
-const ENG: &str = "00gENG";
-
-fn env_number(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// What the directory holds for one user, as the script leaves it.
-#[derive(Debug, Clone, Default)]
-struct Person {
-    status: Option<&'static str>,
-    deleted: bool,
-    title: u32,
-    eng: bool,
-}
-
-impl Person {
-    fn email(i: usize) -> String {
-        format!("chaos.{i:05}@example.com")
-    }
-
-    fn id(i: usize) -> String {
-        format!("00uCHAOS{i:05}")
-    }
-}
-
-struct Directory {
-    idp: IdpFixture,
-    /// The model: each user as the whole script leaves them.
-    people: Vec<Person>,
-    /// Changes decided but not yet written to the fixture, oldest first.
-    pending: Vec<(usize, Person)>,
-}
-
-impl Directory {
-    fn write_state(&self, i: usize, p: &Person) {
-        let (id, email) = (Person::id(i), Person::email(i));
-        if p.deleted {
-            self.idp.remove_okta_user(&id);
-            return;
-        }
-        let title = format!("Title {}", p.title);
-        self.idp.set_okta_user(
-            &id,
-            p.status.unwrap_or("ACTIVE"),
-            Some(&email),
-            "Chaos",
-            &format!("User{i}"),
-            Some(&title),
-        );
-        let groups: &[&str] = if p.eng { &[STAFF, ENG] } else { &[STAFF] };
-        self.idp.set_okta_groups(&id, groups);
-    }
-
-    /// One random change to user `i` in the model (the fixture is written by [`Self::apply`]
-    /// when the change's round comes); the event Okta would send.
-    fn change_later(&mut self, i: usize, rng: &mut fastrand::Rng) -> Option<&'static str> {
-        let p = self.people[i].clone();
-        let event = match (p.status, p.deleted) {
-            (_, true) => return None,
-            (None, _) => {
-                self.people[i].status = Some("ACTIVE");
-                "user.lifecycle.create"
-            }
-            (Some("ACTIVE"), _) => match rng.u8(0..10) {
-                0..=3 => {
-                    self.people[i].title += 1;
-                    "user.account.update_profile"
-                }
-                4..=5 => {
-                    self.people[i].eng = !p.eng;
-                    if p.eng {
-                        "group.user_membership.remove"
-                    } else {
-                        "group.user_membership.add"
-                    }
-                }
-                6..=7 => {
-                    self.people[i].status = Some("SUSPENDED");
-                    "user.lifecycle.suspend"
-                }
-                _ => {
-                    self.people[i].status = Some("DEPROVISIONED");
-                    "user.lifecycle.deactivate"
-                }
-            },
-            (Some("SUSPENDED"), _) => {
-                if rng.bool() {
-                    self.people[i].status = Some("ACTIVE");
-                    "user.lifecycle.unsuspend"
-                } else {
-                    self.people[i].status = Some("DEPROVISIONED");
-                    "user.lifecycle.deactivate"
-                }
-            }
-            (Some(_), _) => {
-                if rng.bool() {
-                    self.people[i].status = Some("ACTIVE");
-                    "user.lifecycle.activate"
-                } else {
-                    self.people[i].deleted = true;
-                    "user.lifecycle.delete.initiated"
-                }
-            }
-        };
-        self.pending.push((i, self.people[i].clone()));
-        Some(event)
-    }
-
-    /// Writes the oldest unwritten change of user `i` to the fixture.
-    fn apply(&mut self, i: usize) {
-        if let Some(at) = self.pending.iter().position(|(u, _)| *u == i) {
-            let (_, state) = self.pending.remove(at);
-            self.write_state(i, &state);
-        }
-    }
-}
 
 fn chaos_settings(
     idp: &IdpFixture,
@@ -188,57 +71,14 @@ async fn under_chaos_every_user_converges_and_every_trigger_is_accounted_for() {
         ..
     } = harness(TargetProfile::Generic).await;
     relay.stop().await;
-    let mut dir = Directory {
-        idp: idp.clone(),
-        people: vec![Person::default(); users],
-        pending: Vec::new(),
-    };
-
-    // The script: every user is created, then random changes, in rounds of eight. Each round
-    // changes the directory, then its events arrive shuffled; each event is dropped (10%) or
-    // sent twice (25%), and a tenth are sent once more at the very end, long after.
-    // A round: the users it changes (in order), and the events that arrive.
-    type Round = (Vec<usize>, Vec<(String, &'static str, usize)>);
-    let mut rounds: Vec<Round> = Vec::new();
-    let mut real_changes = 0usize;
-    let mut dropped = 0usize;
-    let mut late = Vec::new();
-    // Users with at least one event never delivered: only reconciliation can bring them right.
-    let mut lost: HashSet<usize> = HashSet::new();
-    let order: Vec<usize> = (0..users)
-        .chain((0..steps - users).map(|_| rng.usize(0..users)))
-        .collect();
-    let (mut changed, mut round) = (Vec::new(), Vec::new());
-    for (n, i) in order.into_iter().enumerate() {
-        let before = dir.people[i].clone();
-        let Some(event) = dir.change_later(i, &mut rng) else {
-            continue;
-        };
-        // A deletion after deactivation changes nothing on the target.
-        if !(before.status == Some("DEPROVISIONED") && dir.people[i].deleted) {
-            real_changes += 1;
-        }
-        changed.push(i);
-        let uuid = format!("chaos-{seed}-{n}");
-        if rng.f64() < 0.10 {
-            dropped += 1;
-            lost.insert(i);
-        } else {
-            round.push((uuid.clone(), event, i));
-            if rng.f64() < 0.25 {
-                round.push((uuid.clone(), event, i));
-            }
-            if rng.f64() < 0.10 {
-                late.push((uuid, event, i));
-            }
-        }
-        if changed.len() >= 8 {
-            rng.shuffle(&mut round);
-            rounds.push((std::mem::take(&mut changed), std::mem::take(&mut round)));
-        }
-    }
-    rng.shuffle(&mut round);
-    rounds.push((changed, round));
+    let mut dir = ChaosDirectory::new(idp.clone(), users);
+    let ChaosScript {
+        rounds,
+        real_changes,
+        dropped,
+        late,
+        lost,
+    } = ChaosScript::generate(&mut dir, steps, seed, &mut rng);
     let deliveries: usize = rounds.iter().map(|(_, d)| d.len()).sum();
 
     // Two relays on one database, the target failing a fifth of all calls.
@@ -297,7 +137,11 @@ async fn under_chaos_every_user_converges_and_every_trigger_is_accounted_for() {
     assert!(b.wait_idle(DRAIN).await, "the queue drains under chaos");
 
     // Through the event path alone, every user none of whose events was lost is right already.
-    let wrong = differing(&tenant, &dir.people, |i| !lost.contains(&i)).await;
+    let target = Target::Scim {
+        tenant,
+        proxy: proxy.clone(),
+    };
+    let wrong = differing_on(&target, &dir.people, |i| !lost.contains(&i)).await;
     assert!(
         wrong.is_empty(),
         "{} users differ before any reconciliation: {wrong:#?}",
@@ -334,11 +178,11 @@ async fn under_chaos_every_user_converges_and_every_trigger_is_accounted_for() {
     counts.push(b.worker_counts());
 
     // 1. Every user on the target is what the directory says.
-    let wrong = differing(&tenant, &dir.people, |_| true).await;
+    let wrong = differing_on(&target, &dir.people, |_| true).await;
     assert!(wrong.is_empty(), "{} users differ: {wrong:#?}", wrong.len());
     for group in [STAFF, ENG] {
         assert_eq!(
-            tenant.groups_named(group).await,
+            target.groups_named(group).await,
             1,
             "one SCIM group {group}"
         );
@@ -413,39 +257,4 @@ async fn under_chaos_every_user_converges_and_every_trigger_is_accounted_for() {
     a.stop().await;
     b.stop().await;
     let _ = std::fs::remove_file(&db_path);
-}
-
-/// The users (among those `which` selects) whose account on the target is not what the
-/// directory says: active flag, title, and membership of ENG.
-async fn differing(
-    tenant: &ScimTenant,
-    people: &[Person],
-    which: impl Fn(usize) -> bool,
-) -> Vec<String> {
-    let eng_members: HashSet<String> = tenant
-        .group_members(ENG)
-        .await
-        .unwrap_or_default()
-        .into_iter()
-        .collect();
-    let mut wrong = Vec::new();
-    for (i, p) in people.iter().enumerate().filter(|(i, _)| which(*i)) {
-        let on_target = tenant.user(&Person::email(i)).await;
-        let should_be_active = !p.deleted && p.status == Some("ACTIVE");
-        let ok = match (&on_target, should_be_active) {
-            (None, false) => true,
-            (None, true) => false,
-            (Some(u), false) => u["active"] == false,
-            (Some(u), true) => {
-                let id = u["id"].as_str().unwrap_or_default();
-                u["active"] == true
-                    && u["title"] == format!("Title {}", p.title)
-                    && eng_members.contains(id) == p.eng
-            }
-        };
-        if !ok {
-            wrong.push(format!("{i}: {p:?} vs {on_target:?}"));
-        }
-    }
-    wrong
 }

@@ -37,6 +37,20 @@ pub struct FifoQueues {
     pub dlq_url: String,
 }
 
+/// The work queue's `maxReceiveCount` as `infra/template.yaml` deploys it, so the tests' queues
+/// redrive as production's do.
+pub fn template_max_receive_count() -> u64 {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/template.yaml");
+    let text = std::fs::read_to_string(path).expect("infra/template.yaml readable");
+    let yaml: serde_yaml::Value = serde_yaml::from_str(&text).expect("template is YAML");
+    yaml["Resources"]["WorkQueue"]["Properties"]["RedrivePolicy"]["maxReceiveCount"]
+        .as_u64()
+        .expect("WorkQueue has a RedrivePolicy.maxReceiveCount")
+}
+
+/// A FIFO work queue and its dead-letter queue. The work queue's visibility is 2 s (the
+/// template's is 360 s, the worker's timeout plus margin): what a test hands back or loses
+/// comes back in seconds.
 pub async fn create_fifo_queues(sqs: &aws_sdk_sqs::Client, name: &str) -> FifoQueues {
     let dlq_url = sqs
         .create_queue()
@@ -64,7 +78,11 @@ pub async fn create_fifo_queues(sqs: &aws_sdk_sqs::Client, name: &str) -> FifoQu
         .attributes(QueueAttributeName::VisibilityTimeout, "2")
         .attributes(
             QueueAttributeName::RedrivePolicy,
-            serde_json::json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 5}).to_string(),
+            serde_json::json!({
+                "deadLetterTargetArn": dlq_arn,
+                "maxReceiveCount": template_max_receive_count(),
+            })
+            .to_string(),
         )
         .send()
         .await

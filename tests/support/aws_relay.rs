@@ -166,6 +166,29 @@ impl AwsRelay {
         false
     }
 
+    /// [`drain`](Self::drain) with two event-source pollers at once, as Lambda scales out: two
+    /// batches of different message groups worked concurrently.
+    pub async fn drain_with_two_pollers(&self, timeout: Duration) -> bool {
+        let (a, b) = tokio::join!(self.drain(timeout), self.drain(timeout));
+        a && b
+    }
+
+    /// A worker container that dies mid-batch: it works the first half of a batch, then the
+    /// invocation is lost, so the event source mapping deletes nothing and the whole batch
+    /// comes back after the visibility timeout. How many messages it had received.
+    pub async fn crash_mid_batch(&self) -> usize {
+        let messages = self.receive(&self.queues.url, 0).await;
+        let worked = &messages[..messages.len() / 2];
+        if !worked.is_empty() {
+            let _ = scim_relay_worker::handle(
+                &self.functions.worker,
+                LambdaEvent::new(sqs_event(worked), Context::default()),
+            )
+            .await;
+        }
+        messages.len()
+    }
+
     async fn receive(&self, url: &str, wait: i32) -> Vec<aws_sdk_sqs::types::Message> {
         self.sqs
             .receive_message()

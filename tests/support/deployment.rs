@@ -277,6 +277,36 @@ impl Deployment {
         until.expect("breaker readable").is_some()
     }
 
+    /// Whether the relay recorded this event (by its dedupe key) as applied.
+    pub async fn event_seen(&self, event_key: &str) -> bool {
+        use scim_relay_core::state::StateStore;
+        let now = chrono::Utc::now();
+        let seen = match &self.relay {
+            Relay::Memory(m) => m.store.event_seen(event_key, now).await,
+            #[cfg(feature = "servers")]
+            Relay::Sqlite { relay, .. } => {
+                relay
+                    .as_ref()
+                    .expect("relay running")
+                    .db
+                    .event_seen(event_key, now)
+                    .await
+            }
+            #[cfg(feature = "servers")]
+            Relay::Aws(aws) => aws.store().event_seen(event_key, now).await,
+        };
+        seen.expect("store readable")
+    }
+
+    /// The AWS backend's own controls (concurrent pollers, a crashed invocation).
+    #[cfg(feature = "servers")]
+    pub fn aws(&self) -> &crate::aws_relay::AwsRelay {
+        match &self.relay {
+            Relay::Aws(aws) => aws,
+            _ => panic!("not the AWS backend"),
+        }
+    }
+
     /// The standalone server's `/healthz` answer; `None` on the backends that have none.
     pub async fn health(&self) -> Option<Value> {
         match &self.relay {

@@ -5,6 +5,7 @@
 pub mod aws;
 #[cfg(feature = "servers")]
 pub mod aws_relay;
+pub mod chaos;
 pub mod datadog;
 pub mod deployment;
 pub mod iam;

@@ -226,6 +226,25 @@ impl Target {
         }
     }
 
+    /// From now on a `rate` share of calls fails at random, seeded (scim2-server's proxy only).
+    pub fn chaos(&self, rate: f64, seed: u64, stall: std::time::Duration) {
+        let _ = (rate, seed, stall);
+        match self {
+            #[cfg(feature = "servers")]
+            Self::Scim { proxy, .. } => proxy.chaos(rate, seed, stall),
+            _ => unimplemented!("chaos is the proxy's"),
+        }
+    }
+
+    /// Stops the chaos; how many failures it injected, in all and on writes.
+    pub fn calm(&self) -> (usize, usize) {
+        match self {
+            #[cfg(feature = "servers")]
+            Self::Scim { proxy, .. } => proxy.calm(),
+            _ => (0, 0),
+        }
+    }
+
     /// userNames the target really created (whether or not the relay saw the answer).
     pub fn created(&self) -> Vec<String> {
         match self {
