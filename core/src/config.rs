@@ -461,8 +461,13 @@ impl Settings {
     }
 
     /// What the Lambdas need on top: the queue and the table.
+    /// The inbound Lambda only enqueues: it is given no table (see the template).
+    pub fn check_aws_ingress(&self) -> Result<(), ConfigError> {
+        require(&self.queue.url, "queue.url")
+    }
+
     pub fn check_aws(&self) -> Result<(), ConfigError> {
-        require(&self.queue.url, "queue.url")?;
+        self.check_aws_ingress()?;
         require(&self.store.table, "store.table")
     }
 

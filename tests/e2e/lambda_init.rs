@@ -1,10 +1,15 @@
 //! The Lambdas' start-up as deployed: settings from the environment, secrets given as Secrets
-//! Manager and SSM ARNs resolved against moto_server, then one request through each handler.
-//! One test in its own binary, because it sets process environment variables.
+//! Manager ARNs (as the template makes them) resolved against moto_server, then one request
+//! through each handler. Each function reaches AWS through a recorder of its own, and every
+//! call it made at start-up and after — secrets included — must be granted by its policy in
+//! `infra/template.yaml`. SSM parameter ARNs, which the code also resolves for deployments of
+//! one's own, are checked at the end. One test in its own binary: it sets process environment
+//! variables.
 
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use lambda_runtime::{Context, LambdaEvent};
 use scim_relay_tests::aws::{create_fifo_queues, create_table, moto_config, unique};
+use scim_relay_tests::iam::{check_granted, AwsRecorder, ResourceNames};
 use scim_relay_tests::idp::{IdpFixture, OKTA_TOKEN};
 use scim_relay_tests::payloads::{apigw_v2_event, okta_delivery};
 use scim_relay_tests::required_env;
@@ -50,28 +55,42 @@ async fn lambdas_start_from_the_environment_with_secrets_from_arns() {
         .unwrap()
         .arn
         .unwrap();
-    let ssm = aws_sdk_ssm::Client::new(&sdk);
-    let parameter = format!("/scim-relay/{}/okta-secret", unique("p"));
-    ssm.put_parameter()
-        .name(&parameter)
-        .value("okta-secret-from-ssm")
-        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+    let okta_secret = sm
+        .create_secret()
+        .name(unique("okta"))
+        .secret_string("okta-secret-from-secrets-manager")
         .send()
         .await
+        .unwrap()
+        .arn
         .unwrap();
-    let parameter_arn = format!("arn:aws:ssm:us-east-1:123456789012:parameter{parameter}");
+    let names = ResourceNames::new()
+        .with(table.clone(), "StateTable")
+        .with(queues.url.clone(), "WorkQueue")
+        .with(queues.dlq_url.clone(), "DeadLetterQueue")
+        .with(signing.clone(), "QueueSigningKey")
+        .with(okta_secret.clone(), "OktaSharedSecret")
+        .with(worker_credentials.clone(), "WorkerCredentials");
+    let moto = required_env("RELAY_TEST_MOTO_URL");
+    let (inbound_calls, worker_calls, sweeper_calls) = (
+        AwsRecorder::start(&moto).await,
+        AwsRecorder::start(&moto).await,
+        AwsRecorder::start(&moto).await,
+    );
 
-    let vars = [
-        ("AWS_ENDPOINT_URL", required_env("RELAY_TEST_MOTO_URL")),
+    // The environment each function gets from the template: the globals, then its own.
+    let globals = [
         ("AWS_REGION", "us-east-1".to_string()),
         ("AWS_ACCESS_KEY_ID", "test".to_string()),
         ("AWS_SECRET_ACCESS_KEY", "test".to_string()),
         ("SCIM_RELAY_QUEUE__URL", queues.url.clone()),
-        ("SCIM_RELAY_QUEUE__DLQ_URL", queues.dlq_url.clone()),
-        ("SCIM_RELAY_QUEUE__SIGNING_KEY", signing),
-        ("SCIM_RELAY_STORE__TABLE", table),
+        ("SCIM_RELAY_QUEUE__SIGNING_KEY", signing.clone()),
         ("SCIM_RELAY_OKTA__ORG_URL", idp.url.clone()),
-        ("SCIM_RELAY_OKTA__SHARED_SECRET", parameter_arn),
+    ];
+    let inbound_env = vec![("SCIM_RELAY_OKTA__SHARED_SECRET", okta_secret.clone())];
+    let worker_env = vec![
+        ("SCIM_RELAY_QUEUE__DLQ_URL", queues.dlq_url.clone()),
+        ("SCIM_RELAY_STORE__TABLE", table.clone()),
         (
             "SCIM_RELAY_OKTA__API_TOKEN",
             format!("{worker_credentials}#okta_api_token"),
@@ -82,18 +101,30 @@ async fn lambdas_start_from_the_environment_with_secrets_from_arns() {
             "SCIM_RELAY_TARGET__TOKEN",
             format!("{worker_credentials}#target_token"),
         ),
-        // Not in the secret (an optional key added after deployment): read as empty.
-        (
-            "SCIM_RELAY_TARGET__API_KEY",
-            format!("{worker_credentials}#datadog_api_key"),
-        ),
     ];
-    for (k, v) in &vars {
+    let mut sweeper_env = worker_env.clone();
+    sweeper_env.retain(|(k, _)| *k != "SCIM_RELAY_QUEUE__DLQ_URL");
+    // Not in the secret (an optional key added after deployment): read as empty.
+    sweeper_env.push((
+        "SCIM_RELAY_TARGET__API_KEY",
+        format!("{worker_credentials}#datadog_api_key"),
+    ));
+    let start_as = |own: &[(&str, String)], recorder: &AwsRecorder| {
         // SAFETY: this binary has a single test, and nothing else reads the environment
         // concurrently.
-        unsafe { std::env::set_var(k, v) };
-    }
+        unsafe {
+            for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("SCIM_RELAY_")) {
+                std::env::remove_var(k);
+            }
+            for (k, v) in globals.iter().chain(own) {
+                std::env::set_var(k, v);
+            }
+            // Each function's SDK is built at its start from AWS_ENDPOINT_URL: its recorder.
+            std::env::set_var("AWS_ENDPOINT_URL", &recorder.url);
+        }
+    };
 
+    start_as(&inbound_env, &inbound_calls);
     let ingress = scim_relay_inbound::init()
         .await
         .expect("inbound starts from the environment");
@@ -108,7 +139,7 @@ async fn lambdas_start_from_the_environment_with_secrets_from_arns() {
         "POST",
         "/okta",
         "",
-        &[("authorization", "okta-secret-from-ssm")],
+        &[("authorization", "okta-secret-from-secrets-manager")],
         Some(&body),
         false,
     );
@@ -118,8 +149,13 @@ async fn lambdas_start_from_the_environment_with_secrets_from_arns() {
     )
     .await
     .unwrap();
-    assert_eq!(resp.status(), 200, "the SSM-held secret is the one checked");
+    assert_eq!(
+        resp.status(),
+        200,
+        "the secret held in Secrets Manager is checked"
+    );
 
+    start_as(&worker_env, &worker_calls);
     let lambda = scim_relay_worker::init()
         .await
         .expect("worker starts from the environment");
@@ -159,6 +195,7 @@ async fn lambdas_start_from_the_environment_with_secrets_from_arns() {
 
     // The sweeper starts from the same environment: the key is accepted, and Okta's full
     // pass puts the one user back on the queue.
+    start_as(&sweeper_env, &sweeper_calls);
     let sweeper = scim_relay_sweeper::init()
         .await
         .expect("sweeper starts from the environment");
@@ -171,7 +208,66 @@ async fn lambdas_start_from_the_environment_with_secrets_from_arns() {
     assert_eq!(report["credential"]["status"], "accepted", "{report}");
     assert_eq!(report["reconciliation"][0]["users"], 1, "{report}");
 
+    // Every AWS call each function made, its secrets included, is granted to it.
+    let template = std::path::PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../infra/template.yaml"
+    ));
+    let problems: Vec<String> = [
+        ("InboundFunction", &inbound_calls),
+        ("WorkerFunction", &worker_calls),
+        ("SweeperFunction", &sweeper_calls),
+    ]
+    .iter()
+    .filter_map(|(function, recorder)| {
+        let calls = recorder.calls();
+        assert!(
+            calls
+                .iter()
+                .any(|c| c.action == "secretsmanager:GetSecretValue"),
+            "{function} read its secrets through its recorder: {calls:?}"
+        );
+        check_granted(&template, function, &calls, &names).err()
+    })
+    .collect();
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+
+    // A deployment of one's own may hold a secret in SSM Parameter Store (SecureString): its
+    // ARN is resolved, decrypted, the same way.
+    let ssm = aws_sdk_ssm::Client::new(&sdk);
+    let parameter = format!("/scim-relay/{}/okta-secret", unique("p"));
+    ssm.put_parameter()
+        .name(&parameter)
+        .value("okta-secret-from-ssm")
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .send()
+        .await
+        .unwrap();
+    let parameter_arn = format!("arn:aws:ssm:us-east-1:123456789012:parameter{parameter}");
+
+    start_as(&inbound_env, &inbound_calls);
+    unsafe { std::env::set_var("SCIM_RELAY_OKTA__SHARED_SECRET", &parameter_arn) };
+    let ingress = scim_relay_inbound::init()
+        .await
+        .expect("inbound starts with an SSM parameter");
+    let event = apigw_v2_event(
+        "POST",
+        "/okta",
+        "",
+        &[("authorization", "okta-secret-from-ssm")],
+        Some(&body),
+        false,
+    );
+    let resp = scim_relay_inbound::handle(
+        &ingress,
+        lambda_http::request::from_str(&event.to_string()).unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 200, "the SSM-held secret is the one checked");
+
     // A missing required setting stops start-up with a message naming it.
+    start_as(&worker_env, &worker_calls);
     unsafe { std::env::remove_var("SCIM_RELAY_STORE__TABLE") };
     let err = scim_relay_worker::init()
         .await

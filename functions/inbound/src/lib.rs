@@ -14,7 +14,7 @@ pub async fn init() -> Result<Ingress, Error> {
     let sdk = scim_relay_core::aws::sdk_config().await;
     scim_relay_core::aws::resolve_secrets(&mut settings, &sdk).await?;
     settings.check_ingress()?;
-    settings.check_aws()?;
+    settings.check_aws_ingress()?;
     let queue = SqsQueue::new(aws_sdk_sqs(&sdk), settings.queue.url.clone());
     Ok(Ingress::from_settings(
         &settings,
