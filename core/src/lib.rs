@@ -28,13 +28,19 @@ pub mod sqlite;
 #[cfg(feature = "outbound")]
 pub mod wiring;
 
-/// The HTTP client of the SCIM target's APIs: a whole-request timeout, and a user agent that
-/// names the relay in the target's logs.
+/// The HTTP client of every API the relay calls with a credential (the SCIM target, Datadog's
+/// Users API, Okta, Graph): a whole-request timeout, a user agent that names the relay in the
+/// other side's logs, and no redirects. A redirect is answered as the status it is: following
+/// it would send the credential to wherever the answer points (reqwest drops `Authorization`
+/// across hosts, but not Datadog's `DD-API-KEY` / `DD-APPLICATION-KEY`).
 #[cfg(feature = "outbound")]
-pub(crate) fn target_http_client(timeout: std::time::Duration) -> Result<reqwest::Client, String> {
+pub(crate) fn credentialed_http_client(
+    timeout: std::time::Duration,
+) -> Result<reqwest::Client, String> {
     reqwest::Client::builder()
         .timeout(timeout)
         .user_agent(concat!("scim-relay/", env!("CARGO_PKG_VERSION")))
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|e| e.to_string())
 }
@@ -52,4 +58,54 @@ pub(crate) fn transport_error(e: reqwest::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(all(test, feature = "outbound"))]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn a_credentialed_client_does_not_follow_a_redirect_elsewhere() {
+        // Where a hostile or compromised endpoint would send the credential.
+        let elsewhere = TcpListener::bind("127.0.0.1:0").unwrap();
+        let elsewhere_addr = elsewhere.local_addr().unwrap();
+        let reached = Arc::new(AtomicUsize::new(0));
+        let counter = reached.clone();
+        std::thread::spawn(move || {
+            for _ in elsewhere.incoming() {
+                counter.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+        let redirecting = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/scim/v2/Users", redirecting.local_addr().unwrap());
+        std::thread::spawn(move || {
+            if let Ok((mut socket, _)) = redirecting.accept() {
+                let mut request = [0u8; 4096];
+                let _ = socket.read(&mut request);
+                let answer = format!(
+                    "HTTP/1.1 302 Found\r\nLocation: http://{elsewhere_addr}/steal\r\n\
+                     Content-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+                let _ = socket.write_all(answer.as_bytes());
+            }
+        });
+        let client = super::credentialed_http_client(Duration::from_secs(5)).unwrap();
+        let answer = client
+            .get(&url)
+            .header("DD-API-KEY", "a-key-that-must-stay-home")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status().as_u16(), 302, "answered as it is");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(
+            reached.load(Ordering::SeqCst),
+            0,
+            "the redirect was followed"
+        );
+    }
 }

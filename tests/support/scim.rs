@@ -169,6 +169,7 @@ pub struct ScimProxy {
     chaos: Arc<Mutex<Option<Chaos>>>,
     created: Arc<Mutex<Vec<String>>>,
     standing: Arc<Mutex<Option<u16>>>,
+    ignoring_filters: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Random failures on a share of all requests (the chaos test): 429 with `Retry-After`, 503,
@@ -215,6 +216,8 @@ struct ProxyState {
     created: Arc<Mutex<Vec<String>>>,
     /// While set, every request is answered with this status and never forwarded.
     standing: Arc<Mutex<Option<u16>>>,
+    /// While set, `filter` is dropped from a list's query before it is forwarded.
+    ignoring_filters: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl ScimProxy {
@@ -224,6 +227,7 @@ impl ScimProxy {
         let chaos = Arc::new(Mutex::new(None));
         let created = Arc::new(Mutex::new(Vec::new()));
         let standing = Arc::new(Mutex::new(None));
+        let ignoring_filters = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let state = ProxyState {
             upstream: tenant.base_url.clone(),
             http: reqwest::Client::new(),
@@ -232,6 +236,7 @@ impl ScimProxy {
             chaos: chaos.clone(),
             created: created.clone(),
             standing: standing.clone(),
+            ignoring_filters: ignoring_filters.clone(),
         };
         let app = Router::new().fallback(forward).with_state(state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -248,7 +253,15 @@ impl ScimProxy {
             chaos,
             created,
             standing,
+            ignoring_filters,
         }
+    }
+
+    /// While set, the target sees list requests without their `filter`, as a provider that
+    /// does not support filtering answers: with everyone.
+    pub fn ignore_filters(&self, ignoring: bool) {
+        self.ignoring_filters
+            .store(ignoring, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// While `Some`, every request is answered with this status and never reaches the target
@@ -420,9 +433,17 @@ async fn forward(State(state): State<ProxyState>, req: Request) -> Response {
         }
     }
     let body = to_bytes(body, 4 << 20).await.unwrap_or_default();
+    let forwarded = if state
+        .ignoring_filters
+        .load(std::sync::atomic::Ordering::SeqCst)
+    {
+        without_filter(&path_and_query)
+    } else {
+        path_and_query.clone()
+    };
     let mut upstream = state.http.request(
         parts.method.clone(),
-        format!("{}{}", state.upstream, path_and_query),
+        format!("{}{}", state.upstream, forwarded),
     );
     for name in ["authorization", "content-type", "accept", "if-match"] {
         if let Some(v) = parts.headers.get(name) {
@@ -463,4 +484,20 @@ async fn forward(State(state): State<ProxyState>, req: Request) -> Response {
         out.headers_mut().insert("content-type", ct);
     }
     out
+}
+
+/// `/Users?filter=…&startIndex=1&count=2` -> `/Users?startIndex=1&count=2`.
+fn without_filter(path_and_query: &str) -> String {
+    let Some((path, query)) = path_and_query.split_once('?') else {
+        return path_and_query.to_string();
+    };
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|p| !p.starts_with("filter="))
+        .collect();
+    if kept.is_empty() {
+        path.to_string()
+    } else {
+        format!("{path}?{}", kept.join("&"))
+    }
 }

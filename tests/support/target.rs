@@ -216,6 +216,17 @@ impl Target {
         }
     }
 
+    /// While set, the target answers a filtered look-up with whoever comes first, as a
+    /// provider without filter support does.
+    pub fn ignore_filters(&self, ignoring: bool) {
+        match self {
+            Self::Memory(t) => t.ignore_filters(ignoring),
+            #[cfg(feature = "servers")]
+            Self::Scim { proxy, .. } => proxy.ignore_filters(ignoring),
+            Self::Datadog(_) => unimplemented!("use the Scim target"),
+        }
+    }
+
     /// While set, every call is answered 503: the target is down.
     pub fn unavailable(&self, down: bool) {
         match self {

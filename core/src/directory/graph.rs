@@ -89,10 +89,7 @@ impl GraphDirectory {
         client_secret: Secret,
         timeout: Duration,
     ) -> Result<Self, DirectoryError> {
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .build()
-            .map_err(|e| DirectoryError::Permanent(e.to_string()))?;
+        let http = crate::credentialed_http_client(timeout).map_err(DirectoryError::Permanent)?;
         Ok(Self {
             http,
             graph_url: graph_url.trim_end_matches('/').to_string(),

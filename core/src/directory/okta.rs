@@ -85,10 +85,7 @@ pub fn okta_status(status: &str) -> IdpStatus {
 
 impl OktaDirectory {
     pub fn new(org_url: &str, token: Secret, timeout: Duration) -> Result<Self, DirectoryError> {
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .build()
-            .map_err(|e| DirectoryError::Permanent(e.to_string()))?;
+        let http = crate::credentialed_http_client(timeout).map_err(DirectoryError::Permanent)?;
         Ok(Self {
             http,
             org_url: org_url.trim_end_matches('/').to_string(),

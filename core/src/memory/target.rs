@@ -56,6 +56,9 @@ struct Provider {
     faults: Vec<Fault>,
     /// The lowercased userName of every `POST /Users` that reached the provider.
     created: Vec<String>,
+    /// While set, a filtered list answers with the first users, whatever the filter says (a
+    /// provider that does not support filtering).
+    ignoring_filters: bool,
     /// When each request arrived, in order (a retry's wait shows between two of them).
     call_times: Vec<(String, std::time::Instant)>,
     /// While set, every request is answered with this (401: a revoked credential; 503: down).
@@ -103,17 +106,6 @@ fn search(endpoint: &str, attribute: &str, value: &str) -> String {
 
 fn resource_path(endpoint: &str, id: &str) -> String {
     format!("{endpoint}/{}", utf8_percent_encode(id, PATH_SEGMENT))
-}
-
-fn record(resource: &Value) -> Option<ScimRecord> {
-    Some(ScimRecord {
-        id: resource.get("id")?.as_str()?.to_string(),
-        active: resource.get("active").and_then(Value::as_bool),
-        external_id: resource
-            .get("externalId")
-            .and_then(Value::as_str)
-            .map(str::to_string),
-    })
 }
 
 fn text<'a>(resource: &'a Value, attribute: &str) -> Option<&'a str> {
@@ -314,6 +306,11 @@ impl MemoryTarget {
             rejecting.then(|| answer(401, None, "the bearer token is not accepted"));
     }
 
+    /// While set, filtered lists ignore their filter.
+    pub fn ignore_filters(&self, ignoring: bool) {
+        self.provider().ignoring_filters = ignoring;
+    }
+
     /// While set, every request is answered 503 (the provider is down).
     pub fn unavailable(&self, down: bool) {
         self.provider().standing_answer =
@@ -414,7 +411,14 @@ impl ScimTarget for MemoryTarget {
     async fn find_user(&self, user_name: &str) -> Result<Option<ScimRecord>, ScimError> {
         let path = search("/Users", "userName", user_name);
         self.exchange("GET", path, None, |p| {
-            Ok(p.user_named(user_name).and_then(record))
+            // At most two, as the look-up asks (`count=2`); all of them when the filter is
+            // ignored.
+            let answered: Vec<Value> = if p.ignoring_filters {
+                p.users.iter().take(2).cloned().collect()
+            } else {
+                p.user_named(user_name).into_iter().cloned().collect()
+            };
+            crate::scim::target::matching_user(&answered, user_name)
         })
     }
 
@@ -422,7 +426,8 @@ impl ScimTarget for MemoryTarget {
         let user_name = text(resource, "userName");
         self.exchange("POST", "/Users".into(), user_name, |p| {
             let user = p.create_user(resource)?;
-            record(&user).ok_or_else(|| ScimError::transport("create answered without an id"))
+            ScimRecord::from_resource(&user)
+                .ok_or_else(|| ScimError::transport("create answered without an id"))
         })
     }
 

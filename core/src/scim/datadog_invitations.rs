@@ -84,7 +84,7 @@ impl DatadogInvitations {
                 "target.base_url {base} does not end in /api/v2/scim; cannot find Datadog's Users API"
             ))
         })?;
-        let http = crate::target_http_client(timeout).map_err(ScimError::transport)?;
+        let http = crate::credentialed_http_client(timeout).map_err(ScimError::transport)?;
         Ok(Self {
             http,
             api_url: api_url.to_string(),

@@ -46,7 +46,7 @@ impl HttpScimTarget {
         token: Secret,
         timeout: Duration,
     ) -> Result<Self, ScimError> {
-        let http = crate::target_http_client(timeout).map_err(ScimError::transport)?;
+        let http = crate::credentialed_http_client(timeout).map_err(ScimError::transport)?;
         Ok(Self {
             http,
             base_url: base_url.trim_end_matches('/').to_string(),
@@ -249,31 +249,8 @@ fn quote(value: &str) -> String {
 }
 
 /// The one match, none, or a permanent error: the relay never picks among several.
-fn at_most_one<T>(found: Vec<T>, what: &str) -> Result<Option<T>, ScimError> {
-    match found.len() {
-        0 | 1 => Ok(found.into_iter().next()),
-        n => Err(ScimError {
-            failure: super::ScimFailure::Permanent,
-            status: None,
-            detail: format!("{n} {what}; refusing to pick one"),
-            retry_after: None,
-        }),
-    }
-}
-
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
-}
-
-fn record(value: &Value) -> Option<ScimRecord> {
-    Some(ScimRecord {
-        id: value.get("id")?.as_str()?.to_string(),
-        active: value.get("active").and_then(Value::as_bool),
-        external_id: value
-            .get("externalId")
-            .and_then(Value::as_str)
-            .map(str::to_string),
-    })
 }
 
 fn parse(text: &str) -> Result<Value, ScimError> {
@@ -330,17 +307,15 @@ impl ScimTarget for HttpScimTarget {
 
     async fn find_user(&self, user_name: &str) -> Result<Option<ScimRecord>, ScimError> {
         let found = self.find_by("/Users", "userName", user_name).await?;
-        at_most_one(
-            found.iter().filter_map(record).collect(),
-            "target users share one userName",
-        )
+        super::target::matching_user(&found, user_name)
     }
 
     async fn create_user(&self, resource: &Value) -> Result<ScimRecord, ScimError> {
         let (_, text) = self
             .send(reqwest::Method::POST, "/Users", &[], Some(resource))
             .await?;
-        record(&parse(&text)?).ok_or_else(|| ScimError::transport("create answered without an id"))
+        ScimRecord::from_resource(&parse(&text)?)
+            .ok_or_else(|| ScimError::transport("create answered without an id"))
     }
 
     async fn find_group(&self, display_name: &str) -> Result<Option<String>, ScimError> {

@@ -33,6 +33,51 @@ pub struct ScimRecord {
     pub external_id: Option<String>,
 }
 
+impl ScimRecord {
+    /// The record of a SCIM User resource; `None` without an id.
+    pub fn from_resource(resource: &Value) -> Option<Self> {
+        Some(Self {
+            id: resource.get("id")?.as_str()?.to_string(),
+            active: resource.get("active").and_then(Value::as_bool),
+            external_id: resource
+                .get("externalId")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+        })
+    }
+}
+
+/// The account a `userName eq` look-up found, from the resources the target answered. Only a
+/// resource whose userName is the one asked for counts (not case-exact, RFC 7643 §4.1.1): a
+/// provider that ignores or misreads the filter answers with other people's accounts, and the
+/// relay must never adopt, change or deactivate one of those. Two that match are refused.
+pub fn matching_user(
+    candidates: &[Value],
+    user_name: &str,
+) -> Result<Option<ScimRecord>, ScimError> {
+    let matching: Vec<ScimRecord> = candidates
+        .iter()
+        .filter(|u| {
+            u.get("userName")
+                .and_then(Value::as_str)
+                .is_some_and(|n| n.to_lowercase() == user_name.to_lowercase())
+        })
+        .filter_map(ScimRecord::from_resource)
+        .collect();
+    if matching.len() > 1 {
+        return Err(ScimError {
+            failure: super::ScimFailure::Permanent,
+            status: None,
+            detail: format!(
+                "{} target users share one userName; refusing to pick one",
+                matching.len()
+            ),
+            retry_after: None,
+        });
+    }
+    Ok(matching.into_iter().next())
+}
+
 #[async_trait]
 pub trait ScimTarget: Send + Sync {
     /// `GET /Users?filter=userName eq "…"`.
