@@ -7,7 +7,7 @@ use scim_relay_tests::payloads::okta_delivery;
 pub async fn okta_group_memberships_are_mirrored_and_a_deleted_group_is_made_again(b: Backend) {
     let d = Deployment::start_with(b, |s| {
         s.target.profile = TargetProfile::Generic;
-        s.okta.group_ids = "00gENG,00gOPS".into();
+        s.okta.group_ids = vec!["00gENG".into(), "00gOPS".into()];
         s.target.sync_groups = true;
     })
     .await;

@@ -25,7 +25,7 @@ async fn active(d: &Deployment, user_name: &str) -> Option<bool> {
 pub async fn a_lost_okta_event_is_caught_up_by_the_sweeper(b: Backend) {
     let d = Deployment::start_with(b, |s| {
         s.target.profile = TargetProfile::Generic;
-        s.okta.app_id = "0oaAPP".into();
+        s.okta.app_id = Some("0oaAPP".into());
     })
     .await;
     for id in ["00uP1", "00uP2", "00uP3"] {

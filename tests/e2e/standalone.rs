@@ -59,21 +59,21 @@ fn settings(
         ..Settings::default()
     };
     s.queue.signing_key = Secret::new("queue-signing-key-for-tests");
-    s.okta.org_url = idp.url.clone();
+    s.okta.org_url = Some(idp.url.clone());
     s.okta.shared_secret = Secret::new(OKTA_SECRET);
     s.okta.api_token = Secret::new(OKTA_TOKEN);
-    s.entra.tenant_id = GRAPH_TENANT.into();
-    s.entra.client_id = GRAPH_CLIENT_ID.into();
+    s.entra.tenant_id = Some(GRAPH_TENANT.into());
+    s.entra.client_id = Some(GRAPH_CLIENT_ID.into());
     s.entra.client_secret = Secret::new(GRAPH_CLIENT_SECRET);
     s.entra.client_state = Secret::new(CLIENT_STATE);
     s.entra.graph_url = idp.url.clone();
     s.entra.login_url = idp.url.clone();
     s.target.profile = profile;
-    s.target.base_url = target_url.into();
+    s.target.base_url = Some(target_url.into());
     s.target.token = Secret::new(token);
-    s.target.timeout_seconds = 5;
+    s.target.timeout = std::time::Duration::from_secs(5);
     // The tests run the sweeper when they mean to (`RunningRelay::sweep`).
-    s.sweep.interval_minutes = 0;
+    s.sweep.interval = None;
     s
 }
 
@@ -783,8 +783,8 @@ async fn a_staged_user_leaves_an_existing_account_alone_until_activated() {
 #[tokio::test]
 async fn okta_scope_follows_the_app_assignment_and_groups_read_from_the_directory() {
     let h = harness_with(TargetProfile::Datadog, |s| {
-        s.okta.app_id = "0oaDATADOG".into();
-        s.okta.group_ids = "00gENG, 00gOPS".into();
+        s.okta.app_id = Some("0oaDATADOG".into());
+        s.okta.group_ids = vec!["00gENG".into(), "00gOPS".into()];
     })
     .await;
     let event =
@@ -836,7 +836,7 @@ async fn okta_scope_follows_the_app_assignment_and_groups_read_from_the_director
 #[tokio::test]
 async fn entra_scope_follows_group_membership() {
     let h = harness_with(TargetProfile::Generic, |s| {
-        s.entra.group_ids = "grp-datadog-users".into()
+        s.entra.group_ids = vec!["grp-datadog-users".into()];
     })
     .await;
     h.idp
@@ -958,7 +958,7 @@ async fn the_failure_table_end_to_end() {
 #[tokio::test]
 async fn okta_group_memberships_are_mirrored_one_member_at_a_time() {
     let h = harness_with(TargetProfile::Datadog, |s| {
-        s.okta.group_ids = "00gENG,00gOPS".into();
+        s.okta.group_ids = vec!["00gENG".into(), "00gOPS".into()];
         s.target.sync_groups = true;
     })
     .await;
@@ -1039,7 +1039,7 @@ async fn okta_group_memberships_are_mirrored_one_member_at_a_time() {
 #[tokio::test]
 async fn entra_group_memberships_are_mirrored_with_the_groups_display_names() {
     let h = harness_with(TargetProfile::Generic, |s| {
-        s.entra.group_ids = "grp-a,grp-b".into();
+        s.entra.group_ids = vec!["grp-a".into(), "grp-b".into()];
         s.target.sync_groups = true;
     })
     .await;
@@ -1061,7 +1061,7 @@ async fn the_datadog_profile_against_a_target_that_behaves_as_datadog_documents(
     use scim_relay_tests::datadog::{DatadogFixture, DATADOG_TOKEN};
     let dd = DatadogFixture::start().await;
     let h = harness_with(TargetProfile::Datadog, |s| {
-        s.target.base_url = dd.base_url.clone();
+        s.target.base_url = Some(dd.base_url.clone());
         s.target.token = Secret::new(DATADOG_TOKEN);
         s.entra.hard_delete = scim_relay_core::config::HardDeletePolicy::Delete;
     })
@@ -1183,9 +1183,9 @@ async fn roles_are_sent_and_without_a_directory_an_older_event_changes_nothing()
     use scim_relay_tests::payloads::okta_delivery_at;
     let dd = DatadogFixture::start().await;
     let h = harness_with(TargetProfile::Datadog, |s| {
-        s.target.base_url = dd.base_url.clone();
+        s.target.base_url = Some(dd.base_url.clone());
         s.target.token = Secret::new(DATADOG_TOKEN);
-        s.target.role_ids = "role-uuid-1, role-uuid-2".into();
+        s.target.role_ids = vec!["role-uuid-1".into(), "role-uuid-2".into()];
         s.okta.api_token = Secret::default();
         s.okta.use_event_content = true;
     })
@@ -1408,7 +1408,7 @@ async fn a_misspelt_scope_parks_triggers_and_deactivates_nobody() {
         TargetProfile::Datadog,
         &db_path,
     );
-    typo.okta.app_id = "0oaMISSING".into();
+    typo.okta.app_id = Some("0oaMISSING".into());
     let relay = scim_relay_server::start(typo, fast_retries())
         .await
         .unwrap();
@@ -1430,7 +1430,7 @@ async fn a_misspelt_scope_parks_triggers_and_deactivates_nobody() {
 #[tokio::test]
 async fn a_recreated_account_rejoins_its_groups() {
     let h = harness_with(TargetProfile::Datadog, |s| {
-        s.okta.group_ids = "00gENG".into();
+        s.okta.group_ids = vec!["00gENG".into()];
         s.target.sync_groups = true;
     })
     .await;
@@ -1490,9 +1490,9 @@ async fn a_group_failure_parks_the_groups_but_keeps_the_user_change() {
     // This Datadog org has no SCIM Groups (Teams not enabled): /Groups answers 404.
     let dd = DatadogFixture::start().await;
     let h = harness_with(TargetProfile::Datadog, |s| {
-        s.target.base_url = dd.base_url.clone();
+        s.target.base_url = Some(dd.base_url.clone());
         s.target.token = Secret::new(DATADOG_TOKEN);
-        s.okta.group_ids = "00gENG".into();
+        s.okta.group_ids = vec!["00gENG".into()];
         s.target.sync_groups = true;
     })
     .await;
@@ -1525,7 +1525,7 @@ async fn a_group_failure_parks_the_groups_but_keeps_the_user_change() {
 #[tokio::test]
 async fn a_scim_group_deleted_on_the_target_is_made_again_for_the_next_join() {
     let h = harness_with(TargetProfile::Generic, |s| {
-        s.okta.group_ids = "00gTEAM".into();
+        s.okta.group_ids = vec!["00gTEAM".into()];
         s.target.sync_groups = true;
     })
     .await;

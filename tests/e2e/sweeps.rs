@@ -84,7 +84,7 @@ async fn expired_invitations_are_resent_until_accepted_and_reported_when_never_a
     let dd = DatadogFixture::start().await;
     let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
     let h = harness_on_clock(TargetProfile::Datadog, clock.clone(), |s| {
-        s.target.base_url = dd.base_url.clone();
+        s.target.base_url = Some(dd.base_url.clone());
         s.target.token = Secret::new(DATADOG_TOKEN);
         s.target.api_key = Secret::new(DATADOG_API_KEY);
         s.sweep.invite_attempts = 2;
@@ -169,7 +169,7 @@ async fn without_the_datadog_api_key_expired_invitations_are_reported_unchecked(
     let dd = DatadogFixture::start().await;
     let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
     let h = harness_on_clock(TargetProfile::Datadog, clock.clone(), |s| {
-        s.target.base_url = dd.base_url.clone();
+        s.target.base_url = Some(dd.base_url.clone());
         s.target.token = Secret::new(DATADOG_TOKEN);
     })
     .await;
@@ -372,7 +372,7 @@ async fn okta_reconciliation_reads_users_changed_since_its_cursor() {
 async fn the_relay_creates_renews_and_recreates_its_graph_subscription() {
     let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
     let h = harness_on_clock(TargetProfile::Generic, clock.clone(), |s| {
-        s.entra.notification_url = "https://relay.example.com/entra".into();
+        s.entra.notification_url = Some("https://relay.example.com/entra".into());
         s.sweep.reconcile = false;
     })
     .await;
@@ -490,7 +490,7 @@ async fn the_relay_creates_renews_and_recreates_its_graph_subscription() {
 async fn a_rotated_client_state_gets_a_new_subscription_and_the_old_one_is_deleted() {
     let url = "https://relay.example.com/entra";
     let h = harness_with(TargetProfile::Generic, |s| {
-        s.entra.notification_url = url.into();
+        s.entra.notification_url = Some(url.into());
     })
     .await;
     h.idp
@@ -506,7 +506,7 @@ async fn a_rotated_client_state_gets_a_new_subscription_and_the_old_one_is_delet
         TargetProfile::Generic,
         &h.db_path,
     );
-    rotated.entra.notification_url = url.into();
+    rotated.entra.notification_url = Some(url.into());
     rotated.entra.client_state = Secret::new("rotated-client-state");
     rotated.entra.previous_client_state = Secret::new(CLIENT_STATE);
     let Harness { relay, idp, .. } = h;
@@ -563,11 +563,11 @@ async fn target_users_the_relay_never_provisioned_are_reported_and_deactivated_o
     for deactivate in [false, true] {
         let h = harness_with(TargetProfile::Generic, |s| {
             // Entra only: its feed is the one whose users the relay must know.
-            s.okta.org_url.clear();
+            s.okta.org_url = None;
             s.okta.shared_secret = Secret::default();
             s.okta.api_token = Secret::default();
-            s.sweep.drift_interval_hours = 0;
-            s.target.credential_owner = "owner@contoso.com".into();
+            s.sweep.drift_interval = std::time::Duration::ZERO;
+            s.target.credential_owner = Some("owner@contoso.com".into());
             if deactivate {
                 s.sweep.drift = scim_relay_core::config::DriftPolicy::Deactivate;
             }
@@ -611,8 +611,8 @@ async fn target_users_the_relay_never_provisioned_are_reported_and_deactivated_o
 async fn joining_or_leaving_a_scoped_entra_group_is_caught_from_the_groups_delta_and_notifications()
 {
     let h = harness_with(TargetProfile::Generic, |s| {
-        s.entra.group_ids = "grp-eng".into();
-        s.entra.notification_url = "https://relay.example.com/entra".into();
+        s.entra.group_ids = vec!["grp-eng".into()];
+        s.entra.notification_url = Some("https://relay.example.com/entra".into());
     })
     .await;
     h.idp
@@ -670,7 +670,7 @@ async fn joining_or_leaving_a_scoped_entra_group_is_caught_from_the_groups_delta
 #[tokio::test]
 async fn a_lost_unassignment_or_deletion_in_okta_is_read_from_the_system_log() {
     let h = harness_with(TargetProfile::Generic, |s| {
-        s.okta.app_id = "0oaAPP".into();
+        s.okta.app_id = Some("0oaAPP".into());
     })
     .await;
     for id in ["00uP1", "00uP2", "00uP3"] {
@@ -719,7 +719,7 @@ async fn a_lost_unassignment_or_deletion_in_okta_is_read_from_the_system_log() {
 async fn the_drift_report_runs_once_an_interval_and_never_beside_a_full_pass() {
     let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
     let h = harness_on_clock(TargetProfile::Generic, clock.clone(), |s| {
-        s.okta.org_url.clear();
+        s.okta.org_url = None;
         s.okta.shared_secret = Secret::default();
         s.okta.api_token = Secret::default();
     })

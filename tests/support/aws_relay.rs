@@ -46,9 +46,9 @@ impl AwsRelay {
         let queues = create_fifo_queues(&sqs, &unique("behaviour")).await;
         let table = unique("behaviour-state");
         create_table(&ddb, &table).await;
-        settings.queue.url = queues.url.clone();
-        settings.queue.dlq_url = queues.dlq_url.clone();
-        settings.store.table = table.clone();
+        settings.queue.url = Some(queues.url.clone());
+        settings.queue.dlq_url = Some(queues.dlq_url.clone());
+        settings.store.table = Some(table.clone());
         let moto = required_env("RELAY_TEST_MOTO_URL");
         let mut recorders = Vec::new();
         let sdk_of = |function: &'static str| {
@@ -69,7 +69,7 @@ impl AwsRelay {
             &settings,
             Arc::new(SqsQueue::new(
                 aws_sdk_sqs::Client::new(&inbound_sdk),
-                settings.queue.url.clone(),
+                queues.url.clone(),
             )),
         );
         let worker =
