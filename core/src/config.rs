@@ -1,8 +1,14 @@
 //! The configuration contract: one TOML file, every key overridable by an environment variable
 //! `SCIM_RELAY_<SECTION>__<KEY>` (top-level keys: `SCIM_RELAY_<KEY>`). The Lambdas use the same
 //! keys from their environment only.
+//!
+//! Values are parsed into their types at load: comma lists into `Vec`s, settings left unset (or
+//! set empty, as a template passes an unused parameter) into `None`, counts of hours, minutes
+//! and seconds into [`Duration`]s under their unit-named keys. The defaults are the sections'
+//! `Default` impls and nowhere else.
 
 use std::path::Path;
+use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
@@ -11,6 +17,9 @@ use crate::secret::{Secret, SecretSet};
 const ENV_PREFIX: &str = "SCIM_RELAY_";
 /// Environment variables with our prefix that are not settings.
 const ENV_NOT_SETTINGS: &[&str] = &["SCIM_RELAY_CONFIG", "SCIM_RELAY_LOG"];
+
+const MINUTE: Duration = Duration::from_secs(60);
+const HOUR: Duration = Duration::from_secs(3600);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -80,10 +89,10 @@ pub struct Settings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SweepSettings {
-    /// Standalone: minutes between sweeps; 0 turns the sweeper off. (Lambda: the template's
-    /// `SweepSchedule`.)
-    #[serde(deserialize_with = "number")]
-    pub interval_minutes: u64,
+    /// `interval_minutes`, standalone: time between sweeps; `None` (0) turns the sweeper off.
+    /// (Lambda: the template's `SweepSchedule`.)
+    #[serde(rename = "interval_minutes", deserialize_with = "minutes_or_off")]
+    pub interval: Option<Duration>,
     /// Invitations sent in all (the one on create included) before a user who never signed in
     /// is reported instead of invited again.
     #[serde(deserialize_with = "number")]
@@ -91,19 +100,19 @@ pub struct SweepSettings {
     /// Read each directory's changes since the last sweep and re-check those users.
     #[serde(deserialize_with = "boolean")]
     pub reconcile: bool,
-    /// How often reconciliation reads every user instead of the changes: the only way to see
-    /// users deleted outright while their events were lost.
-    #[serde(deserialize_with = "number")]
-    pub full_pass_hours: u64,
-    /// Renew the Graph subscription when less than this is left of it.
-    #[serde(deserialize_with = "number")]
-    pub renew_before_hours: u64,
+    /// `full_pass_hours`: how often reconciliation reads every user instead of the changes: the
+    /// only way to see users deleted outright while their events were lost.
+    #[serde(rename = "full_pass_hours", deserialize_with = "hours")]
+    pub full_pass_interval: Duration,
+    /// `renew_before_hours`: renew the Graph subscription when less than this is left of it.
+    #[serde(rename = "renew_before_hours", deserialize_with = "hours")]
+    pub renew_before: Duration,
     /// Target users the relay has no record of (not provisioned from the IdP): `report` them,
     /// `deactivate` them too, or `off`.
     pub drift: DriftPolicy,
-    /// How often the drift report runs (it lists every target user).
-    #[serde(deserialize_with = "number")]
-    pub drift_interval_hours: u64,
+    /// `drift_interval_hours`: how often the drift report runs (it lists every target user).
+    #[serde(rename = "drift_interval_hours", deserialize_with = "hours")]
+    pub drift_interval: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -117,13 +126,13 @@ pub enum DriftPolicy {
 impl Default for SweepSettings {
     fn default() -> Self {
         Self {
-            interval_minutes: 15,
+            interval: Some(MINUTE * 15),
             invite_attempts: 3,
             reconcile: true,
-            full_pass_hours: 24,
-            renew_before_hours: 72,
+            full_pass_interval: HOUR * 24,
+            renew_before: HOUR * 72,
             drift: DriftPolicy::Report,
-            drift_interval_hours: 24,
+            drift_interval: HOUR * 24,
         }
     }
 }
@@ -134,9 +143,11 @@ pub struct QueueSettings {
     /// HMAC-SHA256 key with which ingress signs queue messages and the worker checks them.
     pub signing_key: Secret,
     /// SQS FIFO queue URL (Lambda).
-    pub url: String,
+    #[serde(deserialize_with = "optional")]
+    pub url: Option<String>,
     /// SQS FIFO dead-letter queue URL (Lambda): where the worker parks what it cannot apply.
-    pub dlq_url: String,
+    #[serde(deserialize_with = "optional")]
+    pub dlq_url: Option<String>,
     /// Standalone: attempts before a retryable failure is dead-lettered.
     #[serde(deserialize_with = "number")]
     pub max_attempts: u64,
@@ -149,17 +160,19 @@ pub struct QueueSettings {
 #[serde(default, deny_unknown_fields)]
 pub struct StoreSettings {
     /// DynamoDB table (Lambda).
-    pub table: String,
-    /// How long a processed event id is remembered for deduplication.
-    #[serde(deserialize_with = "number")]
-    pub dedupe_ttl_hours: u64,
+    #[serde(deserialize_with = "optional")]
+    pub table: Option<String>,
+    /// `dedupe_ttl_hours`: how long a processed event id is remembered for deduplication.
+    #[serde(rename = "dedupe_ttl_hours", deserialize_with = "hours")]
+    pub dedupe_ttl: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct OktaSettings {
     /// `https://example.okta.com`: where users are re-read, and the tenant name in state keys.
-    pub org_url: String,
+    #[serde(deserialize_with = "optional")]
+    pub org_url: Option<String>,
     /// Header that carries the event hook's shared secret.
     pub auth_header: String,
     pub shared_secret: Secret,
@@ -175,31 +188,39 @@ pub struct OktaSettings {
     /// What a suspended Okta user becomes on the target.
     pub suspended: SuspendPolicy,
     /// Provision only users assigned to this Okta app (its `0oa…` id)…
-    pub app_id: String,
-    /// …or members of one of these Okta groups (comma-separated `00g…` ids).
-    pub group_ids: String,
+    #[serde(deserialize_with = "optional")]
+    pub app_id: Option<String>,
+    /// …or members of one of these Okta groups (`00g…` ids).
+    #[serde(deserialize_with = "list")]
+    pub group_ids: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EntraSettings {
-    pub tenant_id: String,
-    pub client_id: String,
+    #[serde(deserialize_with = "optional")]
+    pub tenant_id: Option<String>,
+    /// The app that reads users from Graph; unset, Entra users are not read.
+    #[serde(deserialize_with = "optional")]
+    pub client_id: Option<String>,
     pub client_secret: Secret,
     /// The `clientState` given when the Graph subscription was created.
     pub client_state: Secret,
     pub previous_client_state: Secret,
-    /// Comma-separated subscription ids to accept; empty accepts any with a valid clientState.
-    pub subscription_ids: String,
+    /// Subscription ids to accept; empty accepts any with a valid clientState.
+    #[serde(deserialize_with = "list")]
+    pub subscription_ids: Vec<String>,
     pub graph_url: String,
     pub login_url: String,
     /// What a hard-deleted Entra user becomes on the target.
     pub hard_delete: HardDeletePolicy,
-    /// Provision only (transitive) members of these Entra groups (comma-separated object ids).
-    pub group_ids: String,
+    /// Provision only (transitive) members of these Entra groups (object ids).
+    #[serde(deserialize_with = "list")]
+    pub group_ids: Vec<String>,
     /// The public HTTPS URL of the relay's `/entra` endpoint. When set, the sweeper creates and
     /// renews the Graph `/users` subscription itself, with `client_state` as its clientState.
-    pub notification_url: String,
+    #[serde(deserialize_with = "optional")]
+    pub notification_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -207,30 +228,33 @@ pub struct EntraSettings {
 pub struct TargetSettings {
     pub profile: TargetProfile,
     /// SCIM base URL, e.g. `https://api.datadoghq.com/api/v2/scim`.
-    pub base_url: String,
+    #[serde(deserialize_with = "optional")]
+    pub base_url: Option<String>,
     /// Bearer token (Datadog: an application key of a service account).
     pub token: Secret,
     /// userName (email) of the account that owns `token`. The relay never deactivates it.
-    pub credential_owner: String,
+    #[serde(deserialize_with = "optional")]
+    pub credential_owner: Option<String>,
     /// Mirror membership of the configured IdP groups (`okta.group_ids`, `entra.group_ids`) as
     /// SCIM Groups (Datadog: Teams, once Datadog support has enabled them).
     #[serde(deserialize_with = "boolean")]
     pub sync_groups: bool,
-    /// Datadog: role UUIDs given to every provisioned user (comma-separated). Empty: the org's
-    /// default role.
-    pub role_ids: String,
+    /// Datadog: role UUIDs given to every provisioned user. Empty: the org's default role.
+    #[serde(deserialize_with = "list")]
+    pub role_ids: Vec<String>,
     /// SCIM path → IdP attribute (Okta profile key, Graph property), over the profile's
     /// defaults: `[target.attributes]` in TOML, or `path=attribute,…` in the environment.
     #[serde(deserialize_with = "attribute_map")]
     pub attributes: std::collections::BTreeMap<String, String>,
-    /// How long an invitation sent on create stays valid (Datadog: 48 h).
-    #[serde(deserialize_with = "number")]
-    pub invite_ttl_hours: u64,
+    /// `invite_ttl_hours`: how long an invitation sent on create stays valid (Datadog: 48 h).
+    #[serde(rename = "invite_ttl_hours", deserialize_with = "hours")]
+    pub invite_ttl: Duration,
     /// Datadog API key. Datadog's Users API (invitation status and re-sends) wants it next to
     /// the application key in `token`; without it expired invitations are only reported.
     pub api_key: Secret,
-    #[serde(deserialize_with = "number")]
-    pub timeout_seconds: u64,
+    /// `timeout_seconds`: per-request timeout towards the IdPs and the target.
+    #[serde(rename = "timeout_seconds", deserialize_with = "seconds")]
+    pub timeout: Duration,
 }
 
 impl Default for Settings {
@@ -252,8 +276,8 @@ impl Default for QueueSettings {
     fn default() -> Self {
         Self {
             signing_key: Secret::default(),
-            url: String::new(),
-            dlq_url: String::new(),
+            url: None,
+            dlq_url: None,
             max_attempts: 8,
             workers: 4,
         }
@@ -263,8 +287,8 @@ impl Default for QueueSettings {
 impl Default for StoreSettings {
     fn default() -> Self {
         Self {
-            table: String::new(),
-            dedupe_ttl_hours: 72,
+            table: None,
+            dedupe_ttl: HOUR * 72,
         }
     }
 }
@@ -272,15 +296,15 @@ impl Default for StoreSettings {
 impl Default for OktaSettings {
     fn default() -> Self {
         Self {
-            org_url: String::new(),
+            org_url: None,
             auth_header: "authorization".into(),
             shared_secret: Secret::default(),
             previous_shared_secret: Secret::default(),
             api_token: Secret::default(),
             use_event_content: false,
             suspended: SuspendPolicy::Deactivate,
-            app_id: String::new(),
-            group_ids: String::new(),
+            app_id: None,
+            group_ids: Vec::new(),
         }
     }
 }
@@ -288,17 +312,17 @@ impl Default for OktaSettings {
 impl Default for EntraSettings {
     fn default() -> Self {
         Self {
-            tenant_id: String::new(),
-            client_id: String::new(),
+            tenant_id: None,
+            client_id: None,
             client_secret: Secret::default(),
             client_state: Secret::default(),
             previous_client_state: Secret::default(),
-            subscription_ids: String::new(),
+            subscription_ids: Vec::new(),
             graph_url: "https://graph.microsoft.com".into(),
             login_url: "https://login.microsoftonline.com".into(),
             hard_delete: HardDeletePolicy::Deactivate,
-            group_ids: String::new(),
-            notification_url: String::new(),
+            group_ids: Vec::new(),
+            notification_url: None,
         }
     }
 }
@@ -307,15 +331,15 @@ impl Default for TargetSettings {
     fn default() -> Self {
         Self {
             profile: TargetProfile::DryRun,
-            base_url: String::new(),
+            base_url: None,
             token: Secret::default(),
-            credential_owner: String::new(),
+            credential_owner: None,
             sync_groups: false,
-            role_ids: String::new(),
+            role_ids: Vec::new(),
             attributes: Default::default(),
-            invite_ttl_hours: 48,
+            invite_ttl: HOUR * 48,
             api_key: Secret::default(),
-            timeout_seconds: 10,
+            timeout: Duration::from_secs(10),
         }
     }
 }
@@ -393,14 +417,22 @@ impl Settings {
     }
 
     /// The tenant name used in state keys and queue groups for Entra: the tenant id as ingress
-    /// keys it (trimmed, lowercase), so the sweeper's triggers name the same users.
+    /// keys it (lowercase; empty when unset), so the sweeper's triggers name the same users.
     pub fn entra_tenant(&self) -> String {
-        self.entra.tenant_id.trim().to_ascii_lowercase()
+        self.entra
+            .tenant_id
+            .as_deref()
+            .unwrap_or_default()
+            .to_ascii_lowercase()
     }
 
     /// The tenant name used in state keys and queue groups for Okta: the org's host.
     pub fn okta_tenant(&self) -> String {
-        host_of(&self.okta.org_url).unwrap_or_else(|| "okta".to_string())
+        self.okta
+            .org_url
+            .as_deref()
+            .and_then(host_of)
+            .unwrap_or_else(|| "okta".to_string())
     }
 
     /// What ingress needs: a signing key and at least one IdP it can verify.
@@ -416,23 +448,23 @@ impl Settings {
     pub fn check_worker(&self) -> Result<(), ConfigError> {
         require_secret(&self.queue.signing_key, "queue.signing_key")?;
         if self.target.profile != TargetProfile::DryRun {
-            require(&self.target.base_url, "target.base_url")?;
+            required(&self.target.base_url, "target.base_url")?;
             require_secret(&self.target.token, "target.token")?;
         }
-        if !self.entra.client_id.is_empty() {
-            require(&self.entra.tenant_id, "entra.tenant_id")?;
+        if self.entra.client_id.is_some() {
+            required(&self.entra.tenant_id, "entra.tenant_id")?;
             require_secret(&self.entra.client_secret, "entra.client_secret")?;
         }
         if !self.okta.api_token.is_empty() {
-            require(&self.okta.org_url, "okta.org_url")?;
+            required(&self.okta.org_url, "okta.org_url")?;
         }
         // Deactivating unknown accounts must never reach the one that owns the relay's key.
         if self.sweep.drift == DriftPolicy::Deactivate {
-            require(&self.target.credential_owner, "target.credential_owner")?;
+            required(&self.target.credential_owner, "target.credential_owner")?;
         }
         // The relay owns the Graph subscription: it needs the app, and the clientState it gives.
-        if !self.entra.notification_url.trim().is_empty() {
-            require(&self.entra.client_id, "entra.client_id")?;
+        if self.entra.notification_url.is_some() {
+            required(&self.entra.client_id, "entra.client_id")?;
             require_secret(&self.entra.client_state, "entra.client_state")?;
         }
         // SCIM attribute names ignore case.
@@ -448,7 +480,7 @@ impl Settings {
         }
         // A real target gets users only from the directory: without directory credentials
         // the relay would trust whatever a holder of the Okta secret posts.
-        let okta_in_use = !self.okta.org_url.is_empty() || !self.okta.shared_secret.is_empty();
+        let okta_in_use = self.okta.org_url.is_some() || !self.okta.shared_secret.is_empty();
         if okta_in_use && !self.trusts_event_content() {
             require_secret(&self.okta.api_token, "okta.api_token")?;
         }
@@ -463,32 +495,141 @@ impl Settings {
     /// What the Lambdas need on top: the queue and the table.
     /// The inbound Lambda only enqueues: it is given no table (see the template).
     pub fn check_aws_ingress(&self) -> Result<(), ConfigError> {
-        require(&self.queue.url, "queue.url")
+        required(&self.queue.url, "queue.url")?;
+        Ok(())
     }
 
     pub fn check_aws(&self) -> Result<(), ConfigError> {
         self.check_aws_ingress()?;
-        require(&self.store.table, "store.table")
+        required(&self.store.table, "store.table")?;
+        Ok(())
     }
 
     pub fn check_aws_worker(&self) -> Result<(), ConfigError> {
         self.check_aws()?;
-        require(&self.queue.dlq_url, "queue.dlq_url")
+        required(&self.queue.dlq_url, "queue.dlq_url")?;
+        Ok(())
     }
 
-    /// Every secret field, for resolving ARNs into values at start-up.
-    pub fn secrets_mut(&mut self) -> [&mut Secret; 9] {
-        [
-            &mut self.queue.signing_key,
-            &mut self.okta.shared_secret,
-            &mut self.okta.previous_shared_secret,
-            &mut self.okta.api_token,
-            &mut self.entra.client_secret,
-            &mut self.entra.client_state,
-            &mut self.entra.previous_client_state,
-            &mut self.target.token,
-            &mut self.target.api_key,
-        ]
+    /// Every secret field, for resolving ARNs into values at start-up. Built from the types (see
+    /// `Secrets`): a new section or field does not compile until it is accounted for here.
+    pub fn secrets_mut(&mut self) -> Vec<&mut Secret> {
+        let Settings {
+            listen: _,
+            database: _,
+            queue,
+            store,
+            okta,
+            entra,
+            target,
+            sweep,
+        } = self;
+        let mut secrets = Vec::new();
+        queue.secrets(&mut secrets);
+        store.secrets(&mut secrets);
+        okta.secrets(&mut secrets);
+        entra.secrets(&mut secrets);
+        target.secrets(&mut secrets);
+        sweep.secrets(&mut secrets);
+        secrets
+    }
+}
+
+/// The secrets of one section. Each impl takes its section apart field by field, without `..`:
+/// a field added to a section does not compile until it is named here, so a new secret cannot
+/// be left out of ARN resolution by someone who never heard of this list. (A derive would do the
+/// same with more machinery; the sections are few.)
+trait Secrets {
+    fn secrets<'a>(&'a mut self, into: &mut Vec<&'a mut Secret>);
+}
+
+impl Secrets for QueueSettings {
+    fn secrets<'a>(&'a mut self, into: &mut Vec<&'a mut Secret>) {
+        let QueueSettings {
+            signing_key,
+            url: _,
+            dlq_url: _,
+            max_attempts: _,
+            workers: _,
+        } = self;
+        into.push(signing_key);
+    }
+}
+
+impl Secrets for StoreSettings {
+    fn secrets<'a>(&'a mut self, _: &mut Vec<&'a mut Secret>) {
+        let StoreSettings {
+            table: _,
+            dedupe_ttl: _,
+        } = self;
+    }
+}
+
+impl Secrets for OktaSettings {
+    fn secrets<'a>(&'a mut self, into: &mut Vec<&'a mut Secret>) {
+        let OktaSettings {
+            org_url: _,
+            auth_header: _,
+            shared_secret,
+            previous_shared_secret,
+            api_token,
+            use_event_content: _,
+            suspended: _,
+            app_id: _,
+            group_ids: _,
+        } = self;
+        into.extend([shared_secret, previous_shared_secret, api_token]);
+    }
+}
+
+impl Secrets for EntraSettings {
+    fn secrets<'a>(&'a mut self, into: &mut Vec<&'a mut Secret>) {
+        let EntraSettings {
+            tenant_id: _,
+            client_id: _,
+            client_secret,
+            client_state,
+            previous_client_state,
+            subscription_ids: _,
+            graph_url: _,
+            login_url: _,
+            hard_delete: _,
+            group_ids: _,
+            notification_url: _,
+        } = self;
+        into.extend([client_secret, client_state, previous_client_state]);
+    }
+}
+
+impl Secrets for TargetSettings {
+    fn secrets<'a>(&'a mut self, into: &mut Vec<&'a mut Secret>) {
+        let TargetSettings {
+            profile: _,
+            base_url: _,
+            token,
+            credential_owner: _,
+            sync_groups: _,
+            role_ids: _,
+            attributes: _,
+            invite_ttl: _,
+            api_key,
+            timeout: _,
+        } = self;
+        into.extend([token, api_key]);
+    }
+}
+
+impl Secrets for SweepSettings {
+    fn secrets<'a>(&'a mut self, _: &mut Vec<&'a mut Secret>) {
+        let SweepSettings {
+            interval: _,
+            invite_attempts: _,
+            reconcile: _,
+            full_pass_interval: _,
+            renew_before: _,
+            drift: _,
+            drift_interval: _,
+        } = self;
     }
 }
 
@@ -507,12 +648,9 @@ fn missing(key: &'static str) -> ConfigError {
     }
 }
 
-fn require(value: &str, key: &'static str) -> Result<(), ConfigError> {
-    if value.trim().is_empty() {
-        Err(missing(key))
-    } else {
-        Ok(())
-    }
+/// A setting the caller cannot do without, or the error that names it and its variable.
+pub fn required<'a>(value: &'a Option<String>, key: &'static str) -> Result<&'a str, ConfigError> {
+    value.as_deref().ok_or_else(|| missing(key))
 }
 
 fn require_secret(value: &Secret, key: &'static str) -> Result<(), ConfigError> {
@@ -523,8 +661,8 @@ fn require_secret(value: &Secret, key: &'static str) -> Result<(), ConfigError> 
     }
 }
 
-/// `"a, b,,c"` → `["a", "b", "c"]`: the form of every id-list setting.
-pub fn comma_list(value: &str) -> Vec<String> {
+/// `"a, b,,c"` → `["a", "b", "c"]`: the form of every id-list setting in the environment.
+fn comma_list(value: &str) -> Vec<String> {
     value
         .split(',')
         .map(str::trim)
@@ -564,6 +702,56 @@ fn attribute_map<'de, D: Deserializer<'de>>(
             })
             .collect(),
     }
+}
+
+/// A list from a TOML array, or from a comma-separated string (the environment's only form).
+fn list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum List {
+        Items(Vec<String>),
+        Text(String),
+    }
+    Ok(match List::deserialize(d)? {
+        List::Items(items) => items
+            .iter()
+            .map(|i| i.trim())
+            .filter(|i| !i.is_empty())
+            .map(str::to_string)
+            .collect(),
+        List::Text(s) => comma_list(&s),
+    })
+}
+
+/// Unset and set-but-blank are one: `None` (templates pass an unused parameter as `""`).
+fn optional<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let s = String::deserialize(d)?;
+    let s = s.trim();
+    Ok((!s.is_empty()).then(|| s.to_string()))
+}
+
+/// A whole number of `unit`s (from TOML or the environment). Refused when the clock could not
+/// add it to a date: better at load than as a panic deep in a sweep.
+fn duration<'de, D: Deserializer<'de>>(d: D, unit: Duration) -> Result<Duration, D::Error> {
+    let n = number(d)?;
+    unit.as_secs()
+        .checked_mul(n)
+        .map(Duration::from_secs)
+        .filter(|d| chrono::Duration::from_std(*d).is_ok())
+        .ok_or_else(|| serde::de::Error::custom(format!("`{n}` is too long a time")))
+}
+
+fn hours<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    duration(d, HOUR)
+}
+
+fn seconds<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    duration(d, Duration::from_secs(1))
+}
+
+/// Minutes, where 0 means "never".
+fn minutes_or_off<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    duration(d, MINUTE).map(|m| (!m.is_zero()).then_some(m))
 }
 
 /// Booleans may come from TOML (`true`) or from the environment (`"true"`, `"1"`, …).
@@ -620,7 +808,9 @@ mod tests {
         assert_eq!(s.listen, "127.0.0.1:8080");
         assert_eq!(s.okta.auth_header, "authorization");
         assert_eq!(s.target.profile, TargetProfile::DryRun);
-        assert_eq!(s.target.invite_ttl_hours, 48);
+        assert_eq!(s.target.invite_ttl, HOUR * 48);
+        assert_eq!(s.okta.app_id, None);
+        assert!(s.okta.group_ids.is_empty());
     }
 
     #[test]
@@ -640,7 +830,7 @@ mod tests {
         .unwrap();
         assert!(s.okta.shared_secret.matches(b"from-env"));
         assert_eq!(s.listen, "127.0.0.1:1");
-        assert_eq!(s.target.invite_ttl_hours, 12);
+        assert_eq!(s.target.invite_ttl, HOUR * 12);
         assert_eq!(s.target.profile, TargetProfile::Generic);
     }
 
@@ -659,14 +849,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            (
-                s.sweep.invite_attempts,
-                s.sweep.interval_minutes,
-                s.sweep.reconcile
-            ),
-            (5, 60, false)
+            (s.sweep.invite_attempts, s.sweep.interval, s.sweep.reconcile),
+            (5, Some(HOUR), false)
         );
-        assert_eq!(s.sweep.renew_before_hours, 72);
+        assert_eq!(s.sweep.renew_before, HOUR * 72);
         let err = s.check_worker().unwrap_err().to_string();
         assert!(err.contains("entra.client_id"), "{err}");
     }
@@ -774,9 +960,105 @@ mod tests {
     }
 
     #[test]
+    fn lists_come_from_a_toml_array_or_a_comma_separated_string() {
+        let s = Settings::from_toml_and_env(
+            "[okta]\ngroup_ids = [\"00gENG\", \" 00gOPS \", \"\"]\n[target]\nrole_ids = \"r1, r2,,\"\n",
+            env(&[("SCIM_RELAY_ENTRA__GROUP_IDS", "grp-a, grp-b")]),
+        )
+        .unwrap();
+        assert_eq!(s.okta.group_ids, ["00gENG", "00gOPS"]);
+        assert_eq!(s.target.role_ids, ["r1", "r2"]);
+        assert_eq!(s.entra.group_ids, ["grp-a", "grp-b"]);
+        let s = Settings::from_toml_and_env(
+            "[entra]\nsubscription_ids = [\"sub-1\"]\n",
+            env(&[("SCIM_RELAY_ENTRA__SUBSCRIPTION_IDS", "sub-2,sub-3")]),
+        )
+        .unwrap();
+        assert_eq!(s.entra.subscription_ids, ["sub-2", "sub-3"], "env wins");
+    }
+
+    #[test]
+    fn a_blank_setting_is_unset() {
+        let s = Settings::from_toml_and_env(
+            "[okta]\napp_id = \"\"\n[target]\ncredential_owner = \" owner@example.com \"\n",
+            env(&[
+                ("SCIM_RELAY_QUEUE__URL", ""),
+                ("SCIM_RELAY_ENTRA__NOTIFICATION_URL", "  "),
+                ("SCIM_RELAY_ENTRA__CLIENT_ID", ""),
+                ("SCIM_RELAY_OKTA__GROUP_IDS", ""),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.okta.app_id, None);
+        assert_eq!(s.queue.url, None);
+        assert_eq!(s.entra.notification_url, None);
+        assert_eq!(s.entra.client_id, None);
+        assert!(s.okta.group_ids.is_empty());
+        assert_eq!(
+            s.target.credential_owner.as_deref(),
+            Some("owner@example.com")
+        );
+        let err = s.check_aws().unwrap_err().to_string();
+        assert!(err.contains("SCIM_RELAY_QUEUE__URL"), "{err}");
+    }
+
+    #[test]
+    fn durations_keep_their_unit_named_keys() {
+        let s = Settings::from_toml_and_env(
+            "[store]\ndedupe_ttl_hours = 1\n[target]\ntimeout_seconds = 3\n[sweep]\ninterval_minutes = 0\n",
+            env(&[("SCIM_RELAY_SWEEP__DRIFT_INTERVAL_HOURS", "0")]),
+        )
+        .unwrap();
+        assert_eq!(s.store.dedupe_ttl, HOUR);
+        assert_eq!(s.target.timeout, Duration::from_secs(3));
+        assert_eq!(s.sweep.interval, None, "0 turns the sweeper off");
+        assert_eq!(s.sweep.drift_interval, Duration::ZERO);
+        assert_eq!(s.sweep.full_pass_interval, HOUR * 24);
+        let err = Settings::from_toml_and_env(
+            "",
+            env(&[("SCIM_RELAY_SWEEP__FULL_PASS_HOURS", "18446744073709551615")]),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("too long"), "{err}");
+        // The Rust field names are not keys.
+        assert!(Settings::from_toml_and_env("[store]\ndedupe_ttl = 1\n", env(&[])).is_err());
+    }
+
+    #[test]
+    fn an_unknown_key_in_the_file_is_an_error() {
+        let err =
+            Settings::from_toml_and_env("[target]\nrole_id = \"r1\"\n", env(&[])).unwrap_err();
+        assert!(err.to_string().contains("role_id"), "{err}");
+    }
+
+    #[test]
+    fn the_example_config_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/scim-relay.example.toml");
+        let s = Settings::load(Some(&path), env(&[])).unwrap();
+        assert_eq!(s.okta.org_url.as_deref(), Some("https://example.okta.com"));
+        assert_eq!(s.okta_tenant(), "example.okta.com");
+        assert_eq!(s.sweep.interval, Some(MINUTE * 15));
+        assert!(s.check_ingress().is_ok());
+        assert!(s.check_worker().is_ok());
+    }
+
+    #[test]
+    fn every_secret_is_enumerated() {
+        let mut s = Settings::default();
+        for (i, secret) in s.secrets_mut().into_iter().enumerate() {
+            *secret = Secret::new(format!("arn:{i}"));
+        }
+        assert_eq!(s.secrets_mut().len(), 9);
+        assert!(s.queue.signing_key.matches(b"arn:0"));
+        assert!(s.target.api_key.matches(b"arn:8"));
+        assert!(!s.okta_secrets().is_empty() && !s.entra_client_states().is_empty());
+    }
+
+    #[test]
     fn okta_tenant_is_the_org_host() {
         let mut s = Settings::default();
-        s.okta.org_url = "https://Example.okta.com/".into();
+        assert_eq!(s.okta_tenant(), "okta");
+        s.okta.org_url = Some("https://Example.okta.com/".into());
         assert_eq!(s.okta_tenant(), "example.okta.com");
         assert_eq!(
             host_of("http://127.0.0.1:9000/x"),

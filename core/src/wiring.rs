@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::breaker::CredentialBreaker;
 use crate::clock::Clock;
-use crate::config::{comma_list, ConfigError, Settings, SuspendPolicy, TargetProfile};
+use crate::config::{required, ConfigError, Settings, SuspendPolicy, TargetProfile};
 use crate::consumer::{Consumer, ConsumerPolicy};
 use crate::directory::graph::{GraphDirectory, GraphGroupMembers};
 use crate::directory::okta::{OktaDirectory, OktaMembershipLog};
@@ -38,7 +38,7 @@ pub fn outbound(settings: &Settings) -> Result<Outbound, ConfigError> {
         profile => Arc::new(
             HttpScimTarget::new(
                 profile,
-                &settings.target.base_url,
+                required(&settings.target.base_url, "target.base_url")?,
                 settings.target.token.clone(),
                 timeout,
             )
@@ -50,31 +50,33 @@ pub fn outbound(settings: &Settings) -> Result<Outbound, ConfigError> {
     } else {
         Some(Arc::new(
             OktaDirectory::new(
-                &settings.okta.org_url,
+                required(&settings.okta.org_url, "okta.org_url")?,
                 settings.okta.api_token.clone(),
                 timeout,
             )
             .map_err(|e| ConfigError::Invalid(e.to_string()))?
-            .with_scope(Scope::new(&settings.okta.app_id, &settings.okta.group_ids)),
+            .with_scope(Scope::new(
+                settings.okta.app_id.clone(),
+                settings.okta.group_ids.clone(),
+            )),
         ))
     };
-    let entra = if settings.entra.client_id.is_empty() {
-        None
-    } else {
-        let e = &settings.entra;
-        Some(Arc::new(
+    let e = &settings.entra;
+    let entra = match &e.client_id {
+        None => None,
+        Some(client_id) => Some(Arc::new(
             GraphDirectory::new(
                 &e.graph_url,
                 &e.login_url,
-                &e.tenant_id,
-                &e.client_id,
+                required(&e.tenant_id, "entra.tenant_id")?,
+                client_id,
                 e.client_secret.clone(),
                 timeout,
             )
             .map_err(|e| ConfigError::Invalid(e.to_string()))?
-            .with_groups(comma_list(&e.group_ids))
+            .with_groups(e.group_ids.clone())
             .with_extra_properties(&graph_properties(&settings.target.attributes)),
-        ))
+        )),
     };
     Ok(Outbound {
         target,
@@ -84,7 +86,8 @@ pub fn outbound(settings: &Settings) -> Result<Outbound, ConfigError> {
 }
 
 fn timeout(settings: &Settings) -> Duration {
-    Duration::from_secs(settings.target.timeout_seconds.max(1))
+    // A zero timeout would fail every request.
+    settings.target.timeout.max(Duration::from_secs(1))
 }
 
 /// One deployment's engine: the consumer (a worker that hands tenant events to the sweeper)
@@ -140,14 +143,14 @@ fn worker_from(
         entra: outbound.entra.clone().map(|d| d as Arc<dyn Directory>),
         profile: settings.target.profile,
         clock,
-        dedupe_ttl: Duration::from_secs(settings.store.dedupe_ttl_hours * 3600),
-        invite_ttl: Duration::from_secs(settings.target.invite_ttl_hours * 3600),
-        owner: Some(settings.target.credential_owner.clone()),
+        dedupe_ttl: settings.store.dedupe_ttl,
+        invite_ttl: settings.target.invite_ttl,
+        owner: settings.target.credential_owner.clone(),
         hard_delete: settings.entra.hard_delete,
         trust_event_content: settings.trusts_event_content(),
         keep_suspended: settings.okta.suspended == SuspendPolicy::Keep,
         sync_groups: settings.target.sync_groups,
-        role_ids: comma_list(&settings.target.role_ids),
+        role_ids: settings.target.role_ids.clone(),
         attribute_map: settings.target.attributes.clone(),
     })
 }
@@ -165,7 +168,7 @@ fn build_sweeper(
     let invitations: Option<Arc<dyn InvitationApi>> =
         if datadog && !settings.target.api_key.is_empty() {
             match DatadogInvitations::new(
-                &settings.target.base_url,
+                required(&settings.target.base_url, "target.base_url")?,
                 settings.target.api_key.clone(),
                 settings.target.token.clone(),
                 timeout(settings),
@@ -181,21 +184,25 @@ fn build_sweeper(
             None
         };
     let e = &settings.entra;
-    let entra_groups = comma_list(&e.group_ids);
+    let okta_scope = format!(
+        "{}|{}",
+        settings.okta.app_id.as_deref().unwrap_or_default(),
+        scope_key(&settings.okta.group_ids)
+    );
     let mut feeds = Vec::new();
     if let Some(okta) = &outbound.okta {
         feeds.push(FeedSource {
             source: Source::Okta,
             tenant: settings.okta_tenant(),
             kind: FeedKind::Users,
-            scope: format!("{}|{}", settings.okta.app_id, settings.okta.group_ids),
+            scope: okta_scope.clone(),
             feed: okta.clone(),
         });
         feeds.push(FeedSource {
             source: Source::Okta,
             tenant: settings.okta_tenant(),
             kind: FeedKind::Memberships,
-            scope: format!("{}|{}", settings.okta.app_id, settings.okta.group_ids),
+            scope: okta_scope,
             feed: Arc::new(OktaMembershipLog(okta.clone())),
         });
     }
@@ -207,35 +214,33 @@ fn build_sweeper(
             // The $select (from target.attributes) decides which changes Graph reports.
             scope: format!(
                 "{}|{:?}",
-                e.group_ids,
+                scope_key(&e.group_ids),
                 graph_properties(&settings.target.attributes)
             ),
             feed: entra.clone(),
         });
-        if !entra_groups.is_empty() {
+        if !e.group_ids.is_empty() {
             feeds.push(FeedSource {
                 source: Source::Entra,
                 tenant: settings.entra_tenant(),
                 kind: FeedKind::Memberships,
-                scope: e.group_ids.clone(),
+                scope: scope_key(&e.group_ids),
                 feed: Arc::new(GraphGroupMembers(entra.clone())),
             });
         }
     }
-    let subscription = match &outbound.entra {
-        Some(api) if !e.notification_url.trim().is_empty() => Some(SubscriptionOwner {
+    let subscription = match (&outbound.entra, &e.notification_url) {
+        (Some(api), Some(notification_url)) => Some(SubscriptionOwner {
             api: api.clone(),
             tenant: settings.entra_tenant(),
-            resources: if entra_groups.is_empty() {
+            resources: if e.group_ids.is_empty() {
                 vec!["users".into()]
             } else {
                 vec!["users".into(), "groups".into()]
             },
-            notification_url: e.notification_url.trim().to_string(),
+            notification_url: notification_url.clone(),
             client_state: e.client_state.clone(),
-            renew_before: chrono::Duration::hours(
-                i64::try_from(settings.sweep.renew_before_hours).unwrap_or(72),
-            ),
+            renew_before: on_clock(settings.sweep.renew_before),
         }),
         _ => None,
     };
@@ -252,24 +257,30 @@ fn build_sweeper(
             .entra
             .clone()
             .map(|d| d as Arc<dyn SubscriptionApi>),
-        entra_group_ids: entra_groups,
+        entra_group_ids: e.group_ids.clone(),
         clock,
-        invite_ttl: chrono::Duration::hours(
-            i64::try_from(settings.target.invite_ttl_hours).unwrap_or(48),
-        ),
+        invite_ttl: on_clock(settings.target.invite_ttl),
         invite_attempts: settings.sweep.invite_attempts.clamp(1, 100) as u32,
         reconcile: settings.sweep.reconcile,
-        full_pass_interval: chrono::Duration::hours(
-            i64::try_from(settings.sweep.full_pass_hours).unwrap_or(24),
-        ),
+        full_pass_interval: on_clock(settings.sweep.full_pass_interval),
         drift: settings.sweep.drift,
-        drift_interval: chrono::Duration::hours(
-            i64::try_from(settings.sweep.drift_interval_hours).unwrap_or(24),
-        ),
-        owner: Some(settings.target.credential_owner.trim().to_string()).filter(|o| !o.is_empty()),
+        drift_interval: on_clock(settings.sweep.drift_interval),
+        owner: settings.target.credential_owner.clone(),
         breaker,
         credential_pause,
     }))
+}
+
+/// A feed's scope names its cursor (hashed), so it is written as the comma list the setting
+/// used to be: a deployment whose scope did not change keeps its cursors.
+fn scope_key(ids: &[String]) -> String {
+    ids.join(",")
+}
+
+/// A duration setting on the clock's scale. Loading refuses what the clock cannot count, so
+/// the ceiling only matters for settings built in code.
+fn on_clock(d: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
 }
 
 /// The Graph properties `target.attributes` reads: Entra's and unprefixed names, and only plain

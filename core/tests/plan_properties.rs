@@ -132,7 +132,7 @@ fn record(
         invite: None,
         groups: BTreeMap::new(),
         groups_pending: BTreeMap::new(),
-        version: previous.map_or(1, |p| p.version + 1),
+        version: UserState::version_after(previous),
         last_event_at: None,
         updated_at: chrono::Utc::now(),
     }
@@ -161,9 +161,9 @@ fn apply(
             }
             match desired {
                 Some(u) if u.active => Some(record(u.attributes.clone(), true, state.as_ref())),
-                _ => state.map(|mut s| {
+                _ => state.map(|s| {
+                    let mut s = s.successor(s.updated_at);
                     s.active = false;
-                    s.version += 1;
                     s
                 }),
             }

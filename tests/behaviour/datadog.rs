@@ -118,7 +118,7 @@ pub async fn roles_are_sent_and_without_a_directory_an_older_event_changes_nothi
     let d = Deployment::options(b)
         .datadog()
         .start(|s| {
-            s.target.role_ids = "role-uuid-1, role-uuid-2".into();
+            s.target.role_ids = vec!["role-uuid-1".into(), "role-uuid-2".into()];
             s.okta.api_token = Secret::default();
             s.okta.use_event_content = true;
         })

@@ -103,7 +103,7 @@ pub async fn entra_soft_delete_deactivates_and_hard_delete_follows_the_policy(b:
 pub async fn entra_scope_follows_group_membership(b: Backend) {
     let d = Deployment::start_with(b, |s| {
         s.target.profile = TargetProfile::Generic;
-        s.entra.group_ids = "grp-datadog-users".into();
+        s.entra.group_ids = vec!["grp-datadog-users".into()];
     })
     .await;
     d.idp

@@ -7,7 +7,7 @@ use scim_relay_tests::payloads::{graph_notification, okta_delivery};
 pub async fn okta_group_memberships_are_mirrored_and_a_deleted_group_is_made_again(b: Backend) {
     let d = Deployment::start_with(b, |s| {
         s.target.profile = TargetProfile::Generic;
-        s.okta.group_ids = "00gENG,00gOPS".into();
+        s.okta.group_ids = vec!["00gENG".into(), "00gOPS".into()];
         s.target.sync_groups = true;
     })
     .await;
@@ -94,7 +94,7 @@ pub async fn okta_group_memberships_are_mirrored_and_a_deleted_group_is_made_aga
 pub async fn entra_group_memberships_are_mirrored_with_the_groups_display_names(b: Backend) {
     let d = Deployment::start_with(b, |s| {
         s.target.profile = TargetProfile::Generic;
-        s.entra.group_ids = "grp-a,grp-b".into();
+        s.entra.group_ids = vec!["grp-a".into(), "grp-b".into()];
         s.target.sync_groups = true;
     })
     .await;
@@ -110,7 +110,7 @@ pub async fn entra_group_memberships_are_mirrored_with_the_groups_display_names(
 
 pub async fn a_recreated_account_rejoins_its_groups(b: Backend) {
     let d = Deployment::start_with(b, |s| {
-        s.okta.group_ids = "00gENG".into();
+        s.okta.group_ids = vec!["00gENG".into()];
         s.target.sync_groups = true;
     })
     .await;
@@ -153,7 +153,7 @@ pub async fn a_group_failure_parks_the_groups_but_keeps_the_user_change(b: Backe
     let d = Deployment::options(b)
         .datadog()
         .start(|s| {
-            s.okta.group_ids = "00gENG".into();
+            s.okta.group_ids = vec!["00gENG".into()];
             s.target.sync_groups = true;
         })
         .await;

@@ -171,7 +171,7 @@ pub async fn a_user_deleted_from_the_directory_is_deactivated_from_recorded_stat
 
 pub async fn the_owner_of_the_target_credential_is_never_deactivated(b: Backend) {
     let d = Deployment::start_with(b, |s| {
-        s.target.credential_owner = "SCIM-Service@Example.com".into();
+        s.target.credential_owner = Some("SCIM-Service@Example.com".into());
     })
     .await;
     let set = |id: &str, status: &str, email: &str| {

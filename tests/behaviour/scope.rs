@@ -97,8 +97,8 @@ pub async fn a_staged_user_leaves_an_existing_account_alone_until_activated(b: B
 
 pub async fn okta_scope_follows_the_app_assignment_and_groups_read_from_the_directory(b: Backend) {
     let d = Deployment::start_with(b, |s| {
-        s.okta.app_id = "0oaDATADOG".into();
-        s.okta.group_ids = "00gENG, 00gOPS".into();
+        s.okta.app_id = Some("0oaDATADOG".into());
+        s.okta.group_ids = vec!["00gENG".into(), "00gOPS".into()];
     })
     .await;
     let event =
@@ -172,7 +172,8 @@ pub async fn a_misspelt_scope_parks_triggers_and_deactivates_nobody(b: Backend) 
     );
 
     // The operator scopes to an app, with a typo: nobody may be deactivated for it.
-    d.restart(|s| s.okta.app_id = "0oaMISSING".into()).await;
+    d.restart(|s| s.okta.app_id = Some("0oaMISSING".into()))
+        .await;
     d.okta(update("ms-2")).await;
     assert_eq!(
         d.target.user("kept@example.com").await.unwrap()["active"],

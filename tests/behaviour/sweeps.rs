@@ -76,7 +76,7 @@ async fn active(d: &Deployment, user_name: &str) -> Option<bool> {
 pub async fn a_lost_okta_event_is_caught_up_by_the_sweeper(b: Backend) {
     let d = Deployment::start_with(b, |s| {
         s.target.profile = TargetProfile::Generic;
-        s.okta.app_id = "0oaAPP".into();
+        s.okta.app_id = Some("0oaAPP".into());
     })
     .await;
     for id in ["00uP1", "00uP2", "00uP3"] {
@@ -476,7 +476,7 @@ pub async fn the_relay_creates_renews_and_recreates_its_graph_subscription(b: Ba
         .on_clock(clock.clone())
         .start(|s| {
             s.target.profile = TargetProfile::Generic;
-            s.entra.notification_url = "https://relay.example.com/entra".into();
+            s.entra.notification_url = Some("https://relay.example.com/entra".into());
             s.sweep.reconcile = false;
         })
         .await;
@@ -589,7 +589,7 @@ pub async fn a_rotated_client_state_gets_a_new_subscription_and_the_old_one_is_d
     let url = "https://relay.example.com/entra";
     let mut d = Deployment::start_with(b, |s| {
         s.target.profile = TargetProfile::Generic;
-        s.entra.notification_url = url.into();
+        s.entra.notification_url = Some(url.into());
     })
     .await;
     d.idp
@@ -650,11 +650,11 @@ pub async fn target_users_the_relay_never_provisioned_are_reported_and_deactivat
         let d = Deployment::start_with(b, |s| {
             s.target.profile = TargetProfile::Generic;
             // Entra only: its feed is the one whose users the relay must know.
-            s.okta.org_url.clear();
+            s.okta.org_url = None;
             s.okta.shared_secret = Secret::default();
             s.okta.api_token = Secret::default();
-            s.sweep.drift_interval_hours = 0;
-            s.target.credential_owner = "owner@contoso.com".into();
+            s.sweep.drift_interval = std::time::Duration::ZERO;
+            s.target.credential_owner = Some("owner@contoso.com".into());
             if deactivate {
                 s.sweep.drift = scim_relay_core::config::DriftPolicy::Deactivate;
             }
@@ -702,8 +702,8 @@ pub async fn joining_or_leaving_a_scoped_entra_group_is_caught_from_the_groups_d
 ) {
     let d = Deployment::start_with(b, |s| {
         s.target.profile = TargetProfile::Generic;
-        s.entra.group_ids = "grp-eng".into();
-        s.entra.notification_url = "https://relay.example.com/entra".into();
+        s.entra.group_ids = vec!["grp-eng".into()];
+        s.entra.notification_url = Some("https://relay.example.com/entra".into());
     })
     .await;
     d.idp
@@ -753,7 +753,7 @@ pub async fn joining_or_leaving_a_scoped_entra_group_is_caught_from_the_groups_d
 pub async fn a_lost_unassignment_or_deletion_in_okta_is_read_from_the_system_log(b: Backend) {
     let d = Deployment::start_with(b, |s| {
         s.target.profile = TargetProfile::Generic;
-        s.okta.app_id = "0oaAPP".into();
+        s.okta.app_id = Some("0oaAPP".into());
     })
     .await;
     for id in ["00uP1", "00uP2", "00uP3"] {
@@ -808,7 +808,7 @@ pub async fn the_drift_report_runs_once_an_interval_and_never_beside_a_full_pass
         .on_clock(clock.clone())
         .start(|s| {
             s.target.profile = TargetProfile::Generic;
-            s.okta.org_url.clear();
+            s.okta.org_url = None;
             s.okta.shared_secret = Secret::default();
             s.okta.api_token = Secret::default();
         })

@@ -79,26 +79,27 @@ async fn world() -> World {
 fn settings(aws: &Aws, idp: &IdpFixture, target: &ScimProxy, tenant: &ScimTenant) -> Settings {
     let mut s = Settings::default();
     s.queue.signing_key = Secret::new("lambda-queue-signing-key");
-    s.queue.url = aws.queues.url.clone();
-    s.queue.dlq_url = aws.queues.dlq_url.clone();
-    s.store.table = aws.table.clone();
-    s.okta.org_url = idp.url.clone();
+    s.queue.url = Some(aws.queues.url.clone());
+    s.queue.dlq_url = Some(aws.queues.dlq_url.clone());
+    s.store.table = Some(aws.table.clone());
+    s.okta.org_url = Some(idp.url.clone());
     s.okta.shared_secret = Secret::new(OKTA_SECRET);
     s.okta.api_token = Secret::new(OKTA_TOKEN);
-    s.entra.tenant_id = GRAPH_TENANT.into();
-    s.entra.client_id = GRAPH_CLIENT_ID.into();
+    s.entra.tenant_id = Some(GRAPH_TENANT.into());
+    s.entra.client_id = Some(GRAPH_CLIENT_ID.into());
     s.entra.client_secret = Secret::new(scim_relay_tests::idp::GRAPH_CLIENT_SECRET);
     s.entra.client_state = Secret::new(CLIENT_STATE);
     s.entra.graph_url = idp.url.clone();
     s.entra.login_url = idp.url.clone();
     s.target.profile = TargetProfile::Datadog;
-    s.target.base_url = target.url.clone();
+    s.target.base_url = Some(target.url.clone());
     s.target.token = Secret::new(tenant.token.clone());
     s
 }
 
 fn ingress(aws: &Aws, settings: &Settings) -> Ingress {
-    let queue = SqsQueue::new(aws.sqs.clone(), settings.queue.url.clone());
+    let url = settings.queue.url.clone().expect("queue.url is set");
+    let queue = SqsQueue::new(aws.sqs.clone(), url);
     Ingress::from_settings(settings, Arc::new(queue), Arc::new(SystemClock))
 }
 
@@ -399,7 +400,10 @@ async fn an_enqueue_failure_is_a_503_so_the_idp_retries() {
     let World {
         aws, mut settings, ..
     } = world().await;
-    settings.queue.url = format!("{}-missing", aws.queues.url.trim_end_matches(".fifo"));
+    settings.queue.url = Some(format!(
+        "{}-missing",
+        aws.queues.url.trim_end_matches(".fifo")
+    ));
     let delivery = okta_delivery("ev-503", "user.lifecycle.create", "00u503", "x@example.com");
     let (status, _) = call_inbound(
         &ingress(&aws, &settings),
@@ -909,11 +913,11 @@ async fn the_sweeper_lambda_resends_expired_invitations_and_enqueues_reconciliat
         ..
     } = world().await;
     let dd = DatadogFixture::start().await;
-    settings.target.base_url = dd.base_url.clone();
+    settings.target.base_url = Some(dd.base_url.clone());
     settings.target.token = Secret::new(DATADOG_TOKEN);
     settings.target.api_key = Secret::new(DATADOG_API_KEY);
     // Invitations expire at once, so a real clock can see one lapse.
-    settings.target.invite_ttl_hours = 0;
+    settings.target.invite_ttl = std::time::Duration::ZERO;
     idp.set_okta_user(
         "00uSWEEP",
         "ACTIVE",

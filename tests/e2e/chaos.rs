@@ -32,10 +32,10 @@ fn chaos_settings(
 ) -> Settings {
     let mut s = settings(idp, &proxy.url, &tenant.token, TargetProfile::Generic, db);
     // Okta only: the script is an Okta directory.
-    s.entra.client_id.clear();
-    s.okta.group_ids = format!("{STAFF},{ENG}");
+    s.entra.client_id = None;
+    s.okta.group_ids = vec![STAFF.into(), ENG.into()];
     s.target.sync_groups = true;
-    s.target.timeout_seconds = 1;
+    s.target.timeout = std::time::Duration::from_secs(1);
     s.queue.workers = 2;
     s
 }

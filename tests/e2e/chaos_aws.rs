@@ -30,10 +30,10 @@ async fn under_chaos_on_aws_every_user_converges_and_every_trigger_is_accounted_
         .start(|s| {
             s.target.profile = TargetProfile::Generic;
             // Okta only: the script is an Okta directory.
-            s.entra.client_id.clear();
-            s.okta.group_ids = format!("{STAFF},{ENG}");
+            s.entra.client_id = None;
+            s.okta.group_ids = vec![STAFF.into(), ENG.into()];
             s.target.sync_groups = true;
-            s.target.timeout_seconds = 1;
+            s.target.timeout = std::time::Duration::from_secs(1);
         })
         .await;
     let aws = d.aws();

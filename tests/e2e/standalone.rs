@@ -57,21 +57,21 @@ fn settings(
         ..Settings::default()
     };
     s.queue.signing_key = Secret::new("queue-signing-key-for-tests");
-    s.okta.org_url = idp.url.clone();
+    s.okta.org_url = Some(idp.url.clone());
     s.okta.shared_secret = Secret::new(OKTA_SECRET);
     s.okta.api_token = Secret::new(OKTA_TOKEN);
-    s.entra.tenant_id = GRAPH_TENANT.into();
-    s.entra.client_id = GRAPH_CLIENT_ID.into();
+    s.entra.tenant_id = Some(GRAPH_TENANT.into());
+    s.entra.client_id = Some(GRAPH_CLIENT_ID.into());
     s.entra.client_secret = Secret::new(GRAPH_CLIENT_SECRET);
     s.entra.client_state = Secret::new(CLIENT_STATE);
     s.entra.graph_url = idp.url.clone();
     s.entra.login_url = idp.url.clone();
     s.target.profile = profile;
-    s.target.base_url = target_url.into();
+    s.target.base_url = Some(target_url.into());
     s.target.token = Secret::new(token);
-    s.target.timeout_seconds = 5;
+    s.target.timeout = std::time::Duration::from_secs(5);
     // The tests run the sweeper when they mean to (`RunningRelay::sweep`).
-    s.sweep.interval_minutes = 0;
+    s.sweep.interval = None;
     s
 }
 

@@ -57,9 +57,9 @@ impl AwsRelay {
         let queues = create_fifo_queues(&sqs, &unique("behaviour")).await;
         let table = unique("behaviour-state");
         create_table(&ddb, &table).await;
-        settings.queue.url = queues.url.clone();
-        settings.queue.dlq_url = queues.dlq_url.clone();
-        settings.store.table = table.clone();
+        settings.queue.url = Some(queues.url.clone());
+        settings.queue.dlq_url = Some(queues.dlq_url.clone());
+        settings.store.table = Some(table.clone());
         let moto = required_env("RELAY_TEST_MOTO_URL");
         let mut recorders = Vec::new();
         let mut sdks = Vec::new();
@@ -93,9 +93,9 @@ impl AwsRelay {
     /// New containers for all three functions, on the same queues and table, with `settings`
     /// (a deploy, or a cold start after a configuration change).
     pub fn restart(&mut self, mut settings: Settings) {
-        settings.queue.url = self.queues.url.clone();
-        settings.queue.dlq_url = self.queues.dlq_url.clone();
-        settings.store.table = self.table.clone();
+        settings.queue.url = Some(self.queues.url.clone());
+        settings.queue.dlq_url = Some(self.queues.dlq_url.clone());
+        settings.store.table = Some(self.table.clone());
         let [a, b, c] = &self.sdks;
         self.functions = Functions::build(&settings, [a, b, c], self.clock.clone(), self.policy);
     }
@@ -299,14 +299,14 @@ impl Functions {
     ) -> Self {
         let store = DynamoStateStore::new(
             aws_sdk_dynamodb::Client::new(worker),
-            settings.store.table.clone(),
+            settings.store.table.clone().expect("table set"),
         );
         Self {
             inbound: crate::deployment::ingress_on(
                 settings,
                 Arc::new(SqsQueue::new(
                     aws_sdk_sqs::Client::new(inbound),
-                    settings.queue.url.clone(),
+                    settings.queue.url.clone().expect("queue set"),
                 )),
                 clock.clone(),
             ),

@@ -87,20 +87,20 @@ pub struct Deployment {
 fn base_settings(idp: &IdpFixture, target: &Target) -> Settings {
     let mut s = Settings::default();
     s.queue.signing_key = Secret::new("queue-signing-key-for-behaviour-tests");
-    s.okta.org_url = idp.url.clone();
+    s.okta.org_url = Some(idp.url.clone());
     s.okta.shared_secret = Secret::new(OKTA_SECRET);
     s.okta.api_token = Secret::new(OKTA_TOKEN);
-    s.entra.tenant_id = GRAPH_TENANT.into();
-    s.entra.client_id = GRAPH_CLIENT_ID.into();
+    s.entra.tenant_id = Some(GRAPH_TENANT.into());
+    s.entra.client_id = Some(GRAPH_CLIENT_ID.into());
     s.entra.client_secret = Secret::new(GRAPH_CLIENT_SECRET);
     s.entra.client_state = Secret::new(CLIENT_STATE);
     s.entra.graph_url = idp.url.clone();
     s.entra.login_url = idp.url.clone();
     s.target.profile = TargetProfile::Datadog;
-    s.target.base_url = target.url();
+    s.target.base_url = Some(target.url());
     s.target.token = Secret::new(target.token());
-    s.target.timeout_seconds = 5;
-    s.sweep.interval_minutes = 0;
+    s.target.timeout = std::time::Duration::from_secs(5);
+    s.sweep.interval = None;
     s
 }
 
@@ -567,7 +567,7 @@ impl Deployment {
 /// The Okta tenant key the relay records users under (the fixture's host).
 pub fn okta_tenant(idp: &IdpFixture) -> String {
     let mut s = Settings::default();
-    s.okta.org_url = idp.url.clone();
+    s.okta.org_url = Some(idp.url.clone());
     s.okta_tenant()
 }
 

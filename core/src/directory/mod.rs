@@ -188,12 +188,8 @@ pub struct Scope {
 }
 
 impl Scope {
-    pub fn new(app_id: &str, group_ids: &str) -> Self {
-        let app_id = app_id.trim();
-        Self {
-            app_id: (!app_id.is_empty()).then(|| app_id.to_string()),
-            group_ids: crate::config::comma_list(group_ids),
-        }
+    pub fn new(app_id: Option<String>, group_ids: Vec<String>) -> Self {
+        Self { app_id, group_ids }
     }
 
     pub fn is_everyone(&self) -> bool {
@@ -268,12 +264,10 @@ mod tests {
     }
 
     #[test]
-    fn scope_is_parsed_from_settings() {
-        assert!(Scope::new("", " ").is_everyone());
-        let s = Scope::new(" 0oa1 ", "00g1, 00g2,,");
-        assert_eq!(s.app_id.as_deref(), Some("0oa1"));
-        assert_eq!(s.group_ids, vec!["00g1".to_string(), "00g2".to_string()]);
-        assert!(!Scope::new("", "g").is_everyone());
+    fn no_app_and_no_groups_is_everyone() {
+        assert!(Scope::new(None, Vec::new()).is_everyone());
+        assert!(!Scope::new(Some("0oa1".into()), Vec::new()).is_everyone());
+        assert!(!Scope::new(None, vec!["g".into()]).is_everyone());
     }
 
     #[test]

@@ -81,15 +81,13 @@ impl EntraIngress {
     /// `None` when no clientState is configured: the Graph route then answers 404.
     pub fn from_settings(settings: &Settings) -> Option<Self> {
         let states = settings.entra_client_states();
-        let subscription_ids = crate::config::comma_list(&settings.entra.subscription_ids);
-        let tenant = settings.entra_tenant();
-        (!states.is_empty()).then(|| {
-            Self::new(
-                states,
-                subscription_ids,
-                (!tenant.is_empty()).then_some(tenant),
-            )
-        })
+        let tenant = settings
+            .entra
+            .tenant_id
+            .is_some()
+            .then(|| settings.entra_tenant());
+        (!states.is_empty())
+            .then(|| Self::new(states, settings.entra.subscription_ids.clone(), tenant))
     }
 
     /// A request with `validationToken` in the query is the subscription handshake, whatever

@@ -102,6 +102,24 @@ pub struct UserState {
     pub updated_at: DateTime<Utc>,
 }
 
+impl UserState {
+    /// The version of the write that follows `previous` (`None`: the user's first write). Every
+    /// write is conditional on the version it was planned from, so this is the one place the
+    /// version moves.
+    pub fn version_after(previous: Option<&UserState>) -> u64 {
+        previous.map_or(1, |p| p.version + 1)
+    }
+
+    /// This state as the write that follows it, made at `now`; the caller changes the rest.
+    pub fn successor(&self, now: DateTime<Utc>) -> UserState {
+        UserState {
+            version: Self::version_after(Some(self)),
+            updated_at: now,
+            ..self.clone()
+        }
+    }
+}
+
 /// A stable digest of an attribute set, to tell "nothing changed" without comparing fields.
 pub fn attributes_hash(attributes: &BTreeMap<String, serde_json::Value>) -> String {
     let json = serde_json::to_string(attributes).unwrap_or_default();

@@ -141,10 +141,8 @@ impl Sweeper {
         invite: InviteState,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let mut next = state.clone();
+        let mut next = state.successor(now);
         next.invite = Some(invite);
-        next.version += 1;
-        next.updated_at = now;
         let marker = ProcessedEvent {
             key: format!(
                 "{}:{}:sweep-invite:{}:{}",

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use lambda_http::{Body, Error, Request, RequestExt, Response};
 use scim_relay_core::clock::SystemClock;
-use scim_relay_core::config::Settings;
+use scim_relay_core::config::{required, Settings};
 use scim_relay_core::ingress::{Ingress, IngressRequest, IngressResponse};
 use scim_relay_core::queue::sqs::SqsQueue;
 
@@ -15,7 +15,8 @@ pub async fn init() -> Result<Ingress, Error> {
     scim_relay_core::aws::resolve_secrets(&mut settings, &sdk).await?;
     settings.check_ingress()?;
     settings.check_aws_ingress()?;
-    let queue = SqsQueue::new(aws_sdk_sqs(&sdk), settings.queue.url.clone());
+    let url = required(&settings.queue.url, "queue.url")?.to_string();
+    let queue = SqsQueue::new(aws_sdk_sqs(&sdk), url);
     Ok(Ingress::from_settings(
         &settings,
         Arc::new(queue),

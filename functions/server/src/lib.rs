@@ -170,10 +170,10 @@ pub async fn start_with_clock(
             },
         )));
     }
-    if settings.sweep.interval_minutes > 0 {
+    if let Some(interval) = settings.sweep.interval {
         tasks.push(tokio::spawn(sweep_loop::run(
             sweeper.clone(),
-            std::time::Duration::from_secs(settings.sweep.interval_minutes.saturating_mul(60)),
+            interval,
             health_tx.clone(),
             wake.clone(),
             stopped,

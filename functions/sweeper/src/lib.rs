@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use lambda_runtime::{Error, LambdaEvent};
 use scim_relay_core::clock::{Clock, SystemClock};
-use scim_relay_core::config::Settings;
+use scim_relay_core::config::{required, Settings};
 use scim_relay_core::consumer::ConsumerPolicy;
 use scim_relay_core::queue::sqs::SqsQueue;
 use scim_relay_core::state::dynamodb::DynamoStateStore;
@@ -51,11 +51,11 @@ pub fn from_settings_on(
 ) -> Result<SweeperLambda, scim_relay_core::config::ConfigError> {
     let store = Arc::new(DynamoStateStore::new(
         scim_relay_core::aws::dynamodb::Client::new(sdk),
-        settings.store.table.clone(),
+        required(&settings.store.table, "store.table")?.to_string(),
     ));
     let queue = SqsQueue::new(
         scim_relay_core::aws::sqs::Client::new(sdk),
-        settings.queue.url.clone(),
+        required(&settings.queue.url, "queue.url")?.to_string(),
     );
     // A rejected probe opens the workers' breaker for as long as a worker's own 401 would.
     let engine = wiring::engine(

@@ -8,7 +8,7 @@ use std::time::Duration;
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use lambda_runtime::{Error, LambdaEvent};
 use scim_relay_core::clock::{Clock, SystemClock};
-use scim_relay_core::config::Settings;
+use scim_relay_core::config::{required, Settings};
 use scim_relay_core::consumer::{Consumer, ConsumerPolicy, Delivery};
 use scim_relay_core::queue::sqs::{SqsDeliveries, SqsQueue};
 use scim_relay_core::state::dynamodb::DynamoStateStore;
@@ -39,7 +39,7 @@ pub fn from_settings(
 ) -> Result<WorkerLambda, scim_relay_core::config::ConfigError> {
     let store = DynamoStateStore::new(
         scim_relay_core::aws::dynamodb::Client::new(sdk),
-        settings.store.table.clone(),
+        required(&settings.store.table, "store.table")?.to_string(),
     );
     from_clients(settings, store, scim_relay_core::aws::sqs::Client::new(sdk))
 }
@@ -69,7 +69,10 @@ pub fn from_parts(
     policy: ConsumerPolicy,
 ) -> Result<WorkerLambda, scim_relay_core::config::ConfigError> {
     let store = Arc::new(store);
-    let work = SqsQueue::new(sqs.clone(), settings.queue.url.clone());
+    let work = SqsQueue::new(
+        sqs.clone(),
+        required(&settings.queue.url, "queue.url")?.to_string(),
+    );
     let engine = wiring::engine(
         settings,
         &wiring::outbound(settings)?,
@@ -82,7 +85,10 @@ pub fn from_parts(
         consumer: engine.consumer,
         deliveries: SqsDeliveries {
             work,
-            dead_letters: SqsQueue::new(sqs, settings.queue.dlq_url.clone()),
+            dead_letters: SqsQueue::new(
+                sqs,
+                required(&settings.queue.dlq_url, "queue.dlq_url")?.to_string(),
+            ),
         },
     })
 }

@@ -1,0 +1,263 @@
+//! Applying a plan: the SCIM calls that converge the account, and the state they leave.
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+
+use super::doubt::Doubt;
+use super::{latest, Worker};
+use crate::config::TargetProfile;
+use crate::envelope::Trigger;
+use crate::scim::{DesiredUser, PatchOp, ScimFailure, ScimPlan, ScimRecord};
+use crate::state::{attributes_hash, InviteState, UserState};
+use crate::work::WorkError;
+
+/// What applying a plan produced: the state to record (if it changed) and the calls made.
+pub(super) struct Applied {
+    pub state: Option<UserState>,
+    pub calls: u32,
+    pub writes: u32,
+}
+
+impl Worker {
+    /// Makes the plan's SCIM calls, and works out the state they leave for the caller to commit.
+    pub(super) async fn apply(
+        &self,
+        plan: &ScimPlan,
+        desired: Option<&DesiredUser>,
+        doubt: &Doubt<'_>,
+        trigger: &Trigger,
+    ) -> Result<Applied, WorkError> {
+        let recorded = doubt.recorded;
+        let now = self.clock.now();
+        let next = |scim_id: Option<String>,
+                    user: &DesiredUser,
+                    attributes_applied: bool,
+                    active: bool| UserState {
+            // Memberships belong to the account: a new account starts with none.
+            groups: recorded
+                .filter(|r| r.scim_id.is_some() && r.scim_id == scim_id)
+                .map(|r| r.groups.clone())
+                .unwrap_or_default(),
+            groups_pending: recorded
+                .filter(|r| r.scim_id.is_some() && r.scim_id == scim_id)
+                .map(|r| r.groups_pending.clone())
+                .unwrap_or_default(),
+            scim_id,
+            user_name: user.user_name.clone(),
+            attributes: if attributes_applied {
+                user.attributes.clone()
+            } else {
+                recorded.map(|r| r.attributes.clone()).unwrap_or_default()
+            },
+            attributes_hash: String::new(),
+            active,
+            lifecycle: user.lifecycle.clone(),
+            invite: recorded.and_then(|r| r.invite.clone()),
+            version: UserState::version_after(recorded),
+            last_event_at: latest(recorded.and_then(|r| r.last_event_at), trigger.published),
+            updated_at: now,
+        };
+        let finish = |mut s: UserState| {
+            s.attributes_hash = attributes_hash(&s.attributes);
+            s
+        };
+        match plan {
+            ScimPlan::Nothing { .. } => Ok(Applied {
+                state: None,
+                calls: 0,
+                writes: 0,
+            }),
+            ScimPlan::Create { user } => {
+                let (record, calls, created) = self.look_up_or_create(user, doubt).await?;
+                let mut state = finish(next(Some(record.id), user, true, true));
+                if created && self.profile == TargetProfile::Datadog {
+                    // Datadog mails an invitation on create; its link dies after 48 h.
+                    state.invite = Some(InviteState {
+                        sent_at: now,
+                        expires_at: now + self.invite_ttl,
+                        count: 1,
+                        outcome: None,
+                    });
+                }
+                Ok(Applied {
+                    state: Some(state),
+                    calls,
+                    writes: 1,
+                })
+            }
+            ScimPlan::Update { scim_id, ops } => match self.target.patch_user(scim_id, ops).await {
+                Ok(()) => {
+                    let state = match desired {
+                        Some(user) => {
+                            finish(next(Some(scim_id.clone()), user, user.active, user.active))
+                        }
+                        None => {
+                            // Gone from the directory: keep what we knew, switched off.
+                            let mut s = switched_off(recorded, now)?;
+                            s.lifecycle = "deleted".into();
+                            s
+                        }
+                    };
+                    Ok(Applied {
+                        state: Some(state),
+                        calls: 1,
+                        writes: 1,
+                    })
+                }
+                Err(e) if e.failure == ScimFailure::NotFound => {
+                    // The account vanished from the target. Re-create it if the user should
+                    // have one; otherwise there is nothing left to switch off.
+                    tracing::warn!(scim_id = %scim_id, "target no longer has the user");
+                    match desired.filter(|u| u.active) {
+                        Some(user) => {
+                            let (record, calls, _) = self.look_up_or_create(user, doubt).await?;
+                            Ok(Applied {
+                                state: Some(finish(next(Some(record.id), user, true, true))),
+                                calls: calls + 1,
+                                writes: 1,
+                            })
+                        }
+                        None => {
+                            let mut s = switched_off(recorded, now)?;
+                            s.scim_id = None;
+                            s.groups.clear();
+                            Ok(Applied {
+                                state: Some(s),
+                                calls: 1,
+                                writes: 0,
+                            })
+                        }
+                    }
+                }
+                Err(e) => Err(e.into()),
+            },
+            ScimPlan::Delete { scim_id } => {
+                self.target.delete_user(scim_id).await?;
+                let mut s = switched_off(recorded, now)?;
+                s.scim_id = None;
+                s.groups.clear();
+                s.lifecycle = "hard-deleted".into();
+                Ok(Applied {
+                    state: Some(s),
+                    calls: 1,
+                    writes: 1,
+                })
+            }
+            ScimPlan::DeactivateUnrecorded { user_name } if desired.is_none() => {
+                // A create in doubt for a user the directory no longer has. Where the target
+                // keeps externalId, only an account made for this user is touched: the same
+                // login may belong to someone else by now.
+                let found = self.target.find_user(user_name).await?.filter(|r| {
+                    r.external_id
+                        .as_deref()
+                        .is_none_or(|id| id == doubt.key.user_id)
+                });
+                let writes = self.switch_off(found.as_ref()).await?;
+                let calls = 1 + writes;
+                let mut s = switched_off(recorded, now)?;
+                s.scim_id = found.map(|r| r.id);
+                s.lifecycle = "deleted".into();
+                Ok(Applied {
+                    state: Some(s),
+                    calls,
+                    writes,
+                })
+            }
+            ScimPlan::DeactivateUnrecorded { user_name } => {
+                let user = desired.ok_or_else(|| {
+                    WorkError::Permanent("deactivation planned without a user".into())
+                })?;
+                let found = self.target.find_user(user_name).await?;
+                let writes = self.switch_off(found.as_ref()).await?;
+                let calls = 1 + writes;
+                // Attributes were not applied: recorded as empty so a reactivation sends them all.
+                let mut state = next(found.map(|r| r.id), user, false, false);
+                state.attributes.clear();
+                Ok(Applied {
+                    state: Some(finish(state)),
+                    calls,
+                    writes,
+                })
+            }
+        }
+    }
+
+    /// Deactivates an account found by look-up, unless it is inactive already; the writes made.
+    async fn switch_off(&self, found: Option<&ScimRecord>) -> Result<u32, WorkError> {
+        match found {
+            Some(ScimRecord { id, active, .. }) if *active != Some(false) => {
+                self.target
+                    .patch_user(id, &[PatchOp::replace("active", json!(false))])
+                    .await?;
+                Ok(1)
+            }
+            _ => Ok(0),
+        }
+    }
+
+    /// Look-up-first create: adopt an existing account (by userName), create otherwise, and
+    /// adopt on a 409 (a create that raced, or one whose answer we lost). Returns the record,
+    /// the calls made, and whether this call created the account.
+    async fn look_up_or_create(
+        &self,
+        user: &DesiredUser,
+        doubt: &Doubt<'_>,
+    ) -> Result<(ScimRecord, u32, bool), WorkError> {
+        if let Some(existing) = self.target.find_user(&user.user_name).await? {
+            let calls = 1 + self.adopt(&existing, user).await?;
+            return Ok((existing, calls, false));
+        }
+        match self.target.create_user(&user.to_resource()).await {
+            Ok(record) => Ok((record, 2, true)),
+            Err(e) if e.failure == ScimFailure::Retryable => {
+                // Ambiguous (timeout, 5xx): the account may exist now. Look before the queue
+                // retries the create; if the look-up fails too, write the doubt down first.
+                match self.target.find_user(&user.user_name).await {
+                    Ok(Some(existing)) => {
+                        let calls = 3 + self.adopt(&existing, user).await?;
+                        Ok((existing, calls, false))
+                    }
+                    Ok(None) => Err(e.into()),
+                    Err(lookup) => {
+                        self.remember_create_in_doubt(doubt, user).await;
+                        Err(lookup.into())
+                    }
+                }
+            }
+            Err(e) if e.failure == ScimFailure::Conflict => {
+                let existing = self
+                    .target
+                    .find_user(&user.user_name)
+                    .await?
+                    .ok_or_else(|| {
+                        WorkError::retry("create answered 409 but the user is not found")
+                    })?;
+                let calls = 3 + self.adopt(&existing, user).await?;
+                Ok((existing, calls, false))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Brings an adopted account to the desired attributes: we do not know what it holds.
+    async fn adopt(&self, existing: &ScimRecord, user: &DesiredUser) -> Result<u32, WorkError> {
+        let mut ops: Vec<PatchOp> = user
+            .attributes
+            .iter()
+            .filter(|(path, _)| path.as_str() != "userName")
+            .map(|(path, value)| PatchOp::replace(path.clone(), value.clone()))
+            .collect();
+        ops.push(PatchOp::replace("active", json!(user.active)));
+        self.target.patch_user(&existing.id, &ops).await?;
+        Ok(1)
+    }
+}
+
+/// The recorded state, switched off, as the next version.
+fn switched_off(recorded: Option<&UserState>, now: DateTime<Utc>) -> Result<UserState, WorkError> {
+    let mut s = recorded
+        .ok_or_else(|| WorkError::Permanent("update planned without state".into()))?
+        .successor(now);
+    s.active = false;
+    Ok(s)
+}

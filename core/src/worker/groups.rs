@@ -1,0 +1,195 @@
+//! Group mirroring: the user's memberships of the configured IdP groups, as SCIM Groups.
+
+use super::apply::Applied;
+use super::{Worker, PLAN_ATTEMPTS};
+use crate::scim::{plan_groups, DesiredUser, ScimError, ScimFailure};
+use crate::state::{ProcessedEvent, StoreError, UserKey, UserState};
+use crate::work::WorkError;
+
+/// Why a groups step stopped: someone else wrote the user (re-read and go again), or a failure.
+enum GroupsError {
+    Conflict,
+    Work(WorkError),
+}
+
+impl From<WorkError> for GroupsError {
+    fn from(e: WorkError) -> Self {
+        GroupsError::Work(e)
+    }
+}
+
+/// A 403 from a Groups endpoint is not the broken credential that stops everything: Datadog
+/// answers it while Teams are not enabled for the org, or when the key lacks the scope.
+fn group_error(e: ScimError) -> WorkError {
+    if e.failure == ScimFailure::Credential && e.status == Some(403) {
+        WorkError::Permanent(format!(
+            "the target refused a Groups call ({e}); are SCIM Groups (Datadog Teams) enabled for this key?"
+        ))
+    } else {
+        e.into()
+    }
+}
+
+impl Worker {
+    /// The second step of a trigger with group sync: converge the memberships from the state
+    /// just committed, and record the event as done.
+    pub(super) async fn groups_phase(
+        &self,
+        key: &UserKey,
+        user: &DesiredUser,
+        processed: &ProcessedEvent,
+    ) -> Result<Applied, WorkError> {
+        for _ in 0..PLAN_ATTEMPTS {
+            match self.apply_groups(key, user, processed).await {
+                Err(GroupsError::Conflict) => continue,
+                Err(GroupsError::Work(e)) => return Err(e),
+                Ok(applied) => return Ok(applied),
+            }
+        }
+        Err(WorkError::retry(
+            "state of the user kept changing concurrently",
+        ))
+    }
+
+    /// Mirrors the user's memberships of the configured groups: joins only with an active
+    /// account (creating the SCIM group when absent), leaves one membership at a time. Joins
+    /// are written down as pending before they are made, so a worker that dies between the
+    /// call and the record leaves a trace: the next run adds or removes them again.
+    async fn apply_groups(
+        &self,
+        key: &UserKey,
+        user: &DesiredUser,
+        processed: &ProcessedEvent,
+    ) -> Result<Applied, GroupsError> {
+        let mut applied = Applied {
+            state: None,
+            calls: 0,
+            writes: 0,
+        };
+        let recorded = self.store.load_user(key).await.map_err(WorkError::from)?;
+        let commit = |state: Option<UserState>, expected: Option<u64>, event: ProcessedEvent| async move {
+            match self
+                .store
+                .commit(key, state.as_ref(), expected, &event)
+                .await
+            {
+                Ok(()) => Ok(()),
+                Err(StoreError::Conflict) => Err(GroupsError::Conflict),
+                Err(e) => Err(GroupsError::Work(e.into())),
+            }
+        };
+        let Some(recorded) = recorded else {
+            commit(None, None, processed.clone()).await?;
+            return Ok(applied);
+        };
+        let Some(member) = recorded.scim_id.clone() else {
+            commit(None, Some(recorded.version), processed.clone()).await?;
+            return Ok(applied);
+        };
+        let planned = plan_groups(user, &recorded.groups, recorded.active);
+        // Pending joins: the desired ones are added again, the others removed.
+        let (redo, undo): (Vec<_>, Vec<_>) = recorded
+            .groups_pending
+            .iter()
+            .map(|(g, s)| (g.clone(), s.clone()))
+            .partition(|(g, _)| recorded.active && user.groups.contains_key(g));
+        if planned.is_empty() && redo.is_empty() && undo.is_empty() {
+            commit(None, Some(recorded.version), processed.clone()).await?;
+            return Ok(applied);
+        }
+        let mut state = recorded.clone();
+        let mut joins = Vec::new();
+        // A pending join is made again with the group's current id: the one written down may
+        // be of a group deleted on the target since (then forgotten, and found or made anew).
+        for (idp_group, _) in redo {
+            let name = user.groups.get(&idp_group).cloned().unwrap_or_default();
+            let scim_group = self
+                .scim_group(&name, &mut applied.calls)
+                .await
+                .map_err(GroupsError::Work)?;
+            joins.push((idp_group, scim_group));
+        }
+        for (idp_group, name) in planned.join {
+            if state.groups_pending.contains_key(&idp_group) {
+                continue;
+            }
+            let scim_group = self
+                .scim_group(&name, &mut applied.calls)
+                .await
+                .map_err(GroupsError::Work)?;
+            joins.push((idp_group, scim_group));
+        }
+        let new_joins: Vec<_> = joins
+            .iter()
+            .filter(|(g, s)| state.groups_pending.get(g) != Some(s))
+            .cloned()
+            .collect();
+        if !new_joins.is_empty() {
+            state.groups_pending.extend(new_joins);
+            state = state.successor(self.clock.now());
+            let ahead = ProcessedEvent {
+                key: format!("{}#groups-ahead", processed.key),
+                expires_at: processed.expires_at,
+            };
+            commit(Some(state.clone()), Some(recorded.version), ahead).await?;
+        }
+        let written = state.version;
+        for (idp_group, scim_group) in joins {
+            match self.target.add_member(&scim_group, &member).await {
+                Ok(()) => {}
+                Err(e) if e.failure == ScimFailure::NotFound => {
+                    // Deleted on the target since: forget it, and find or create it again.
+                    let name = user.groups.get(&idp_group).cloned().unwrap_or_default();
+                    self.store
+                        .forget_group(&name, &scim_group)
+                        .await
+                        .map_err(WorkError::from)?;
+                    return Err(GroupsError::Work(WorkError::retry(format!(
+                        "SCIM group for {name} is gone from the target"
+                    ))));
+                }
+                Err(e) => return Err(GroupsError::Work(group_error(e))),
+            }
+            applied.calls += 1;
+            state.groups_pending.remove(&idp_group);
+            state.groups.insert(idp_group, scim_group);
+        }
+        let leaves = planned.leave.into_iter().chain(undo);
+        for (idp_group, scim_group) in leaves {
+            self.target
+                .remove_member(&scim_group, &member)
+                .await
+                .map_err(|e| GroupsError::Work(group_error(e)))?;
+            applied.calls += 1;
+            state.groups.remove(&idp_group);
+            state.groups_pending.remove(&idp_group);
+        }
+        state = state.successor(self.clock.now());
+        commit(Some(state.clone()), Some(written), processed.clone()).await?;
+        applied.writes += 1;
+        applied.state = Some(state);
+        Ok(applied)
+    }
+
+    /// The target's id for the group mirroring `name`: recorded, found, or created. A group two
+    /// workers created at once is recorded once; the loser deletes its own (empty) copy.
+    async fn scim_group(&self, name: &str, calls: &mut u32) -> Result<String, WorkError> {
+        if let Some(id) = self.store.group_id(name).await? {
+            return Ok(id);
+        }
+        *calls += 1;
+        if let Some(found) = self.target.find_group(name).await.map_err(group_error)? {
+            return Ok(self.store.record_group(name, &found).await?);
+        }
+        *calls += 1;
+        let mine = self.target.create_group(name).await.map_err(group_error)?;
+        let recorded = self.store.record_group(name, &mine).await?;
+        if recorded != mine {
+            *calls += 1;
+            if let Err(e) = self.target.delete_group(&mine).await {
+                tracing::warn!(group = %mine, "duplicate SCIM group not deleted: {e}");
+            }
+        }
+        Ok(recorded)
+    }
+}

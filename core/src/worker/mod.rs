@@ -1,0 +1,351 @@
+//! The worker: one trigger in, the target converged to the directory's truth, state recorded.
+//!
+//! Per trigger: check the envelope's signature, skip an event already applied, re-read the
+//! user from the directory, map, plan against the recorded state, apply only the difference,
+//! and record the result with a conditional write. Entry points (Lambda, standalone) decide
+//! what to do with the error classes: retry later, or park in the dead-letter queue.
+
+mod apply;
+mod doubt;
+mod groups;
+mod read;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::clock::Clock;
+use crate::config::{HardDeletePolicy, TargetProfile};
+use crate::directory::Directory;
+use crate::envelope::{EnvelopeSigner, Subject, Trigger};
+use crate::pii::fingerprint;
+use crate::scim::{guard_owner, plan, plan_hard_delete, ScimPlan, ScimTarget};
+use crate::state::{ProcessedEvent, StateStore, StoreError, UserKey};
+pub use crate::work::{Outcome, TenantEventHandler, WorkError};
+
+use doubt::Doubt;
+use read::Truth;
+
+/// The lifecycle recorded for a create whose answer was lost (see [`ScimPlan`]'s planner).
+pub const CREATE_IN_DOUBT: &str = "create-in-doubt";
+
+/// How often a conflicting concurrent write makes the worker re-read and re-plan in-process.
+const PLAN_ATTEMPTS: usize = 3;
+
+pub struct Worker {
+    signer: EnvelopeSigner,
+    store: Arc<dyn StateStore>,
+    target: Arc<dyn ScimTarget>,
+    okta: Option<Arc<dyn Directory>>,
+    entra: Option<Arc<dyn Directory>>,
+    profile: TargetProfile,
+    clock: Arc<dyn Clock>,
+    dedupe_ttl: chrono::Duration,
+    invite_ttl: chrono::Duration,
+    owner: Option<String>,
+    hard_delete: HardDeletePolicy,
+    trust_event_content: bool,
+    keep_suspended: bool,
+    sync_groups: bool,
+    role_ids: Vec<String>,
+    attribute_map: std::collections::BTreeMap<String, String>,
+    tenant_events: Option<Arc<dyn TenantEventHandler>>,
+}
+
+/// Everything a worker is built from.
+pub struct WorkerParts {
+    pub signer: EnvelopeSigner,
+    pub store: Arc<dyn StateStore>,
+    pub target: Arc<dyn ScimTarget>,
+    pub okta: Option<Arc<dyn Directory>>,
+    pub entra: Option<Arc<dyn Directory>>,
+    pub profile: TargetProfile,
+    pub clock: Arc<dyn Clock>,
+    pub dedupe_ttl: Duration,
+    pub invite_ttl: Duration,
+    /// userName of the account that owns the target credential: never deactivated.
+    pub owner: Option<String>,
+    /// What a hard-deleted Entra user becomes on the target.
+    pub hard_delete: HardDeletePolicy,
+    /// Whether an event's own content may stand in for a directory read (demo only).
+    pub trust_event_content: bool,
+    /// Leave a suspended user's account as it is instead of deactivating it.
+    pub keep_suspended: bool,
+    /// Mirror memberships of the configured groups as SCIM Groups.
+    pub sync_groups: bool,
+    /// Datadog role UUIDs every provisioned user gets.
+    pub role_ids: Vec<String>,
+    /// `target.attributes`: SCIM path → IdP attribute, over the profile's defaults.
+    pub attribute_map: std::collections::BTreeMap<String, String>,
+}
+
+impl Worker {
+    pub fn new(p: WorkerParts) -> Self {
+        Self {
+            signer: p.signer,
+            store: p.store,
+            target: p.target,
+            okta: p.okta,
+            entra: p.entra,
+            profile: p.profile,
+            clock: p.clock,
+            dedupe_ttl: chrono::Duration::from_std(p.dedupe_ttl)
+                .unwrap_or(chrono::Duration::hours(72)),
+            invite_ttl: chrono::Duration::from_std(p.invite_ttl)
+                .unwrap_or(chrono::Duration::hours(48)),
+            owner: p.owner.filter(|o| !o.trim().is_empty()),
+            hard_delete: p.hard_delete,
+            trust_event_content: p.trust_event_content,
+            keep_suspended: p.keep_suspended,
+            sync_groups: p.sync_groups,
+            role_ids: p.role_ids,
+            attribute_map: p.attribute_map,
+            tenant_events: None,
+        }
+    }
+
+    /// Hands tenant-level events (Graph subscription lifecycle, group changes) to the sweeper
+    /// instead of parking them.
+    pub fn with_tenant_events(mut self, handler: Arc<dyn TenantEventHandler>) -> Self {
+        self.tenant_events = Some(handler);
+        self
+    }
+
+    /// Processes one queue message body.
+    pub async fn process(&self, body: &str) -> Result<Outcome, WorkError> {
+        let trigger = self
+            .signer
+            .open(body)
+            .map_err(|e| WorkError::Permanent(format!("rejected message: {e}")))?;
+        let user_id = match &trigger.subject {
+            Subject::User { user_id } => user_id.clone(),
+            Subject::Subscription { subscription_id } => {
+                if let Some(handler) = &self.tenant_events {
+                    return self.tenant_event(handler.as_ref(), &trigger).await;
+                }
+                // Without a Graph app to act with, park the event where an operator sees it.
+                tracing::error!(
+                    alarm = "graph_subscription",
+                    subscription = %subscription_id,
+                    event_type = %trigger.event_type,
+                    "Graph subscription lifecycle event needs an operator"
+                );
+                return Err(WorkError::Permanent(format!(
+                    "Graph subscription {subscription_id} sent `{}`: renew or recreate the subscription \
+                     (PATCH or POST /v1.0/subscriptions) and let reconciliation catch up",
+                    trigger.event_type
+                )));
+            }
+            Subject::Group { group_id } => {
+                if let Some(handler) = &self.tenant_events {
+                    return self.tenant_event(handler.as_ref(), &trigger).await;
+                }
+                return Err(WorkError::Permanent(format!(
+                    "Graph group {group_id} changed, and no Entra app is configured to read its members"
+                )));
+            }
+        };
+        let now = self.clock.now();
+        let event_key = trigger.dedupe_key();
+        if self.store.event_seen(&event_key, now).await? {
+            tracing::info!(source = %trigger.source, user = %user_id, event = %trigger.event_id, "duplicate event skipped");
+            return Ok(Outcome::Duplicate);
+        }
+        let key = UserKey {
+            source: trigger.source,
+            tenant: trigger.tenant.clone(),
+            user_id: user_id.clone(),
+        };
+        // Whether the event's own content stands in for the directory (the demo's fallback).
+        let from_event_content = self.directory(trigger.source).is_none();
+        let processed = ProcessedEvent {
+            key: event_key,
+            expires_at: now + self.dedupe_ttl,
+        };
+        let (desired, hard_deleted) = match self.read_desired(&trigger, &user_id).await? {
+            Truth::Present(user) => (Some(user), false),
+            Truth::Deleted => (None, false),
+            Truth::HardDeleted => (None, true),
+            Truth::LeaveAsIs => {
+                tracing::info!(user = %user_id, "suspended user left as is (okta.suspended = keep)");
+                self.store.commit(&key, None, None, &processed).await?;
+                return Ok(Outcome::Unchanged { scim_calls: 0 });
+            }
+        };
+        for _ in 0..PLAN_ATTEMPTS {
+            let recorded = self.store.load_user(&key).await?;
+            let stale = from_event_content
+                && is_older(
+                    trigger.published,
+                    recorded.as_ref().and_then(|r| r.last_event_at),
+                );
+            let planned = if stale {
+                // Without a directory the event is the only truth, so its age matters: an event
+                // older than the state last applied changes nothing.
+                ScimPlan::Nothing {
+                    reason: "event is older than the state last applied",
+                }
+            } else if hard_deleted && self.hard_delete == HardDeletePolicy::Delete {
+                plan_hard_delete(recorded.as_ref())
+            } else {
+                plan(self.profile, desired.as_ref(), recorded.as_ref())
+            };
+            let user_name = desired
+                .as_ref()
+                .map(|d| d.user_name.as_str())
+                .or(recorded.as_ref().map(|r| r.user_name.as_str()));
+            let plan = guard_owner(planned.clone(), user_name, self.owner.as_deref());
+            if plan != planned {
+                tracing::error!(
+                    alarm = "credential_owner_protected",
+                    user = %user_id,
+                    "the IdP deactivated the owner of the target credential; the account is left active. \
+                     Move the credential to a service account."
+                );
+            }
+            let doubt = Doubt {
+                key: &key,
+                recorded: recorded.as_ref(),
+                processed: &processed,
+            };
+            let mut applied = self
+                .apply(&plan, desired.as_ref(), &doubt, &trigger)
+                .await?;
+            if let Some(state) = applied.state.as_mut() {
+                state.last_event_at = latest(state.last_event_at, trigger.published);
+            } else if let (true, Some(r)) = (from_event_content, recorded.as_ref()) {
+                // When events are the only truth, even one that changed nothing moves the
+                // clock, so an older event arriving later cannot undo it.
+                if latest(r.last_event_at, trigger.published) != r.last_event_at {
+                    let mut s = r.successor(now);
+                    s.last_event_at = latest(r.last_event_at, trigger.published);
+                    applied.state = Some(s);
+                }
+            }
+            let expected = recorded.as_ref().map(|r| r.version);
+            // With group sync the event is only done once the groups are too: the user's part is
+            // committed under its own marker, so a failed group call retries the groups (the
+            // user's plan is then empty) instead of losing them to the dedupe record.
+            let group_user = desired.as_ref().filter(|_| self.sync_groups);
+            let user_done = match group_user {
+                Some(_) => ProcessedEvent {
+                    key: format!("{}#user", processed.key),
+                    expires_at: processed.expires_at,
+                },
+                None => processed.clone(),
+            };
+            match self
+                .store
+                .commit(&key, applied.state.as_ref(), expected, &user_done)
+                .await
+            {
+                Ok(()) => {
+                    let mut applied = applied;
+                    if let Some(user) = group_user {
+                        let groups = self.groups_phase(&key, user, &processed).await?;
+                        applied.calls += groups.calls;
+                        applied.writes += groups.writes;
+                    }
+                    tracing::info!(
+                        source = %trigger.source,
+                        user = %user_id,
+                        event_type = %trigger.event_type,
+                        user_name = %desired.as_ref().map(|d| fingerprint(&d.user_name)).unwrap_or_default(),
+                        plan = plan_name(&plan),
+                        scim_calls = applied.calls,
+                        "trigger applied"
+                    );
+                    return Ok(if applied.writes > 0 {
+                        Outcome::Applied {
+                            scim_calls: applied.calls,
+                        }
+                    } else {
+                        Outcome::Unchanged {
+                            scim_calls: applied.calls,
+                        }
+                    });
+                }
+                Err(StoreError::Conflict) => {
+                    tracing::info!(user = %user_id, "state changed concurrently; re-planning");
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(WorkError::retry(
+            "state of the user kept changing concurrently",
+        ))
+    }
+
+    /// A tenant-level event, once: handed to the sweeper, then recorded as done.
+    async fn tenant_event(
+        &self,
+        handler: &dyn TenantEventHandler,
+        trigger: &Trigger,
+    ) -> Result<Outcome, WorkError> {
+        let now = self.clock.now();
+        let event_key = trigger.dedupe_key();
+        if self.store.event_seen(&event_key, now).await? {
+            return Ok(Outcome::Duplicate);
+        }
+        let done = handler.on_tenant_event(trigger).await?;
+        tracing::info!(event_type = %trigger.event_type, "tenant event handled: {done}");
+        let key = UserKey {
+            source: trigger.source,
+            tenant: trigger.tenant.clone(),
+            user_id: String::new(),
+        };
+        let processed = ProcessedEvent {
+            key: event_key,
+            expires_at: now + self.dedupe_ttl,
+        };
+        self.store.commit(&key, None, None, &processed).await?;
+        Ok(Outcome::Unchanged { scim_calls: 0 })
+    }
+
+    /// The directory users of `source` are read from, if its credentials are configured.
+    fn directory(&self, source: crate::envelope::Source) -> Option<&Arc<dyn Directory>> {
+        match source {
+            crate::envelope::Source::Okta => self.okta.as_ref(),
+            crate::envelope::Source::Entra => self.entra.as_ref(),
+        }
+    }
+}
+
+/// True when the event was published before the last applied one.
+fn is_older(event: Option<DateTime<Utc>>, last_applied: Option<DateTime<Utc>>) -> bool {
+    matches!((event, last_applied), (Some(e), Some(last)) if e < last)
+}
+
+fn latest(a: Option<DateTime<Utc>>, b: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+fn plan_name(plan: &ScimPlan) -> &'static str {
+    match plan {
+        ScimPlan::Nothing { .. } => "nothing",
+        ScimPlan::Create { .. } => "create",
+        ScimPlan::Update { .. } => "update",
+        ScimPlan::DeactivateUnrecorded { .. } => "deactivate-unrecorded",
+        ScimPlan::Delete { .. } => "delete",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_an_event_published_before_the_last_applied_one_is_older() {
+        let t = |s: i64| DateTime::from_timestamp(s, 0);
+        assert!(is_older(t(10), t(20)));
+        assert!(!is_older(t(20), t(20)));
+        assert!(!is_older(t(30), t(20)));
+        assert!(!is_older(None, t(20)), "no time, no verdict");
+        assert!(!is_older(t(10), None));
+    }
+}

@@ -1,0 +1,100 @@
+//! The directory read: what the IdP says of the user, mapped onto the target.
+
+use serde_json::json;
+
+use super::Worker;
+use crate::config::TargetProfile;
+use crate::directory::{user_from_event, DirectoryRead, IdpStatus, Membership};
+use crate::envelope::Trigger;
+use crate::scim::{apply_attribute_map, desired_user, DesiredUser};
+use crate::work::WorkError;
+
+/// What the directory says of the user.
+pub(super) enum Truth {
+    Present(DesiredUser),
+    /// Not returned any more (deleted, perhaps restorable).
+    Deleted,
+    /// Gone for good.
+    HardDeleted,
+    /// Suspended, and the policy is to leave the target as it is.
+    LeaveAsIs,
+}
+
+impl Worker {
+    /// The directory's truth about the user, mapped to the target.
+    pub(super) async fn read_desired(
+        &self,
+        trigger: &Trigger,
+        user_id: &str,
+    ) -> Result<Truth, WorkError> {
+        let (user, membership) = match self.directory(trigger.source) {
+            Some(d) => match d.read_user(user_id).await? {
+                DirectoryRead::Found(u) => (*u, d.membership(user_id).await?),
+                DirectoryRead::NotFound => return Ok(Truth::Deleted),
+                DirectoryRead::HardDeleted => return Ok(Truth::HardDeleted),
+            },
+            None if !self.trust_event_content => {
+                return Err(WorkError::Permanent(format!(
+                    "no {} directory credentials are configured, and event content is not trusted",
+                    trigger.source
+                )))
+            }
+            None => {
+                tracing::warn!(
+                    source = %trigger.source,
+                    "no directory credentials configured: using what the event itself carries"
+                );
+                let user = user_from_event(trigger, user_id).ok_or_else(|| {
+                    WorkError::Permanent(format!(
+                        "no {} directory credentials are configured and the event does not describe the user",
+                        trigger.source
+                    ))
+                })?;
+                (user, Membership::everyone())
+            }
+        };
+        let mut desired =
+            desired_user(self.profile, &user).map_err(|e| WorkError::Permanent(e.to_string()))?;
+        apply_attribute_map(&mut desired, &self.attribute_map, trigger.source, &user);
+        if self.profile == TargetProfile::Datadog && !self.role_ids.is_empty() {
+            desired
+                .attributes
+                .insert("roles".into(), roles(&self.role_ids));
+        }
+        if self.sync_groups {
+            desired.groups = membership
+                .groups
+                .into_iter()
+                .map(|g| (g.id, g.name))
+                .collect();
+        }
+        if !membership.in_scope {
+            // Out of scope is not "not yet": a recorded account is deactivated, and an account
+            // the relay never recorded is someone else's business.
+            desired.active = false;
+            desired.pending = true;
+            desired.lifecycle = format!("{} (out of scope)", desired.lifecycle);
+        } else if self.keep_suspended && user.status == Some(IdpStatus::Suspended) {
+            return Ok(Truth::LeaveAsIs);
+        }
+        Ok(Truth::Present(desired))
+    }
+}
+
+/// Datadog's `roles` attribute: role objects by UUID.
+fn roles(role_ids: &[String]) -> serde_json::Value {
+    serde_json::Value::Array(role_ids.iter().map(|id| json!({ "value": id })).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn datadog_roles_are_role_objects_by_uuid() {
+        assert_eq!(
+            roles(&["r1".to_string(), "r2".to_string()]),
+            json!([{ "value": "r1" }, { "value": "r2" }])
+        );
+    }
+}
