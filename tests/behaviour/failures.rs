@@ -170,3 +170,44 @@ pub async fn the_failure_table_end_to_end(b: Backend) {
     assert_eq!(d.target.user_count().await, 1);
     d.finish().await;
 }
+
+pub async fn an_account_created_but_not_recorded_is_still_reached_by_a_later_deletion(b: Backend) {
+    let d = Deployment::options(b)
+        .patient()
+        .retry_after(Duration::from_secs(1))
+        .start(|_| {})
+        .await;
+    let email = "orphan@example.com";
+    d.idp
+        .set_okta_user("00uORPHAN", "ACTIVE", Some(email), "Or", "Phan", None);
+    // The target creates the account; the relay cannot write down that it did (it crashed,
+    // or its store failed, in that window).
+    d.fail_account_commits(true).await;
+    let (status, _) = d
+        .post_okta(
+            &okta_delivery("ev-orphan-1", "user.lifecycle.create", "00uORPHAN", email),
+            OKTA_SECRET,
+        )
+        .await;
+    assert_eq!(status, 200);
+    // One attempt (on AWS the test plays the event source mapping); its retry is a second off.
+    assert!(!d.drain(Duration::from_millis(500)).await);
+    let created = scim_relay_tests::eventually(Duration::from_secs(10), || async {
+        d.target.user(email).await.is_some()
+    })
+    .await;
+    assert!(created, "the target created the account");
+    // Before the retry, the user is deleted in Okta (and that event is lost).
+    d.idp.remove_okta_user("00uORPHAN");
+    d.fail_account_commits(false).await;
+    d.settle().await;
+    assert_eq!(
+        d.target.user(email).await.expect("account")["active"],
+        false,
+        "the create was written down before it was sent, so the retry found it in doubt, \
+         looked the account up and switched it off"
+    );
+    assert_eq!(d.target.count("POST"), 1, "{:?}", d.target.calls());
+    assert_eq!(d.depth().await, (0, 0));
+    d.finish().await;
+}

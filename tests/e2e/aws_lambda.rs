@@ -247,7 +247,8 @@ async fn okta_delivery_flows_through_sqs_fifo_worker_and_dynamodb() {
     let item = state_item(&aws, &pk)
         .await
         .expect("state recorded in DynamoDB");
-    assert_eq!(item["version"].as_n().unwrap(), "1");
+    // Version 1 was the create written ahead, version 2 the account recorded.
+    assert_eq!(item["version"].as_n().unwrap(), "2");
     assert_eq!(
         item["scim_id"].as_s().unwrap(),
         user["id"].as_str().unwrap()
@@ -304,7 +305,8 @@ async fn okta_delivery_flows_through_sqs_fifo_worker_and_dynamodb() {
         state_item(&aws, &pk).await.unwrap()["version"]
             .as_n()
             .unwrap(),
-        "2"
+        "3",
+        "one version more than the create's"
     );
 }
 
@@ -1114,10 +1116,17 @@ async fn requests_per_applied_event_on_dynamodb_and_the_target() {
     .await;
     let (dynamo, scim) = run(created.clone()).await;
     let (dynamo, scim) = measure("create", dynamo, scim);
-    // Breaker, dedupe record, state; then state and dedupe record in one transaction.
+    // Breaker, dedupe record, state; the create written ahead; then state and dedupe record
+    // in one transaction.
     assert_eq!(
         dynamo,
-        ["GetItem", "GetItem", "GetItem", "TransactWriteItems"]
+        [
+            "GetItem",
+            "GetItem",
+            "GetItem",
+            "TransactWriteItems",
+            "TransactWriteItems"
+        ]
     );
     assert_eq!(scim, ["GET", "POST"], "look up, then create");
     delete_all(&aws, &created).await;

@@ -179,6 +179,7 @@ async fn under_chaos_every_user_converges_and_every_trigger_is_accounted_for() {
 
     // 1. Every user on the target is what the directory says.
     let wrong = differing_on(&target, &dir.people, |_| true).await;
+
     assert!(wrong.is_empty(), "{} users differ: {wrong:#?}", wrong.len());
     for group in [STAFF, ENG] {
         assert_eq!(

@@ -166,6 +166,21 @@ impl AwsRelay {
         false
     }
 
+    /// While set, the worker's DynamoDB writes that record a target account fail.
+    pub fn fail_account_commits(&self, failing: bool) {
+        let worker = &self
+            .recorders
+            .iter()
+            .find(|(f, _)| *f == "WorkerFunction")
+            .expect("worker recorder")
+            .1;
+        if failing {
+            worker.fail_while("dynamodb:PutItem", "\"scim_id\"");
+        } else {
+            worker.heal();
+        }
+    }
+
     /// [`drain`](Self::drain) with two event-source pollers at once, as Lambda scales out: two
     /// batches of different message groups worked concurrently.
     pub async fn drain_with_two_pollers(&self, timeout: Duration) -> bool {

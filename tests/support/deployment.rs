@@ -133,6 +133,14 @@ impl Options {
         self
     }
 
+    /// Retries `wait` apart (SQS: whole seconds), so a test can change the world between two
+    /// attempts of one message.
+    pub fn retry_after(mut self, wait: Duration) -> Self {
+        self.retry.base_delay = wait;
+        self.retry.max_delay = wait;
+        self
+    }
+
     pub async fn start(self, customize: impl FnOnce(&mut Settings)) -> Deployment {
         let idp = IdpFixture::start().await;
         let target = match (self.backend, self.target) {
@@ -296,6 +304,32 @@ impl Deployment {
             Relay::Aws(aws) => aws.store().event_seen(event_key, now).await,
         };
         seen.expect("store readable")
+    }
+
+    /// While set, the relay's writes that record a target account fail: the target has acted,
+    /// the relay cannot write down what it did (a crash in that window, or a store outage).
+    pub async fn fail_account_commits(&self, failing: bool) {
+        match &self.relay {
+            Relay::Memory(m) => m.store.fail_account_commits(failing),
+            #[cfg(feature = "servers")]
+            Relay::Sqlite { db_path, .. } => {
+                let db = rusqlite::Connection::open(db_path).expect("open the relay's database");
+                let sql = if failing {
+                    "CREATE TRIGGER IF NOT EXISTS test_fail_account_insert BEFORE INSERT ON users \
+                     WHEN json_extract(NEW.doc, '$.scim_id') IS NOT NULL \
+                     BEGIN SELECT RAISE(ABORT, 'injected commit failure'); END; \
+                     CREATE TRIGGER IF NOT EXISTS test_fail_account_update BEFORE UPDATE ON users \
+                     WHEN json_extract(NEW.doc, '$.scim_id') IS NOT NULL \
+                     BEGIN SELECT RAISE(ABORT, 'injected commit failure'); END;"
+                } else {
+                    "DROP TRIGGER IF EXISTS test_fail_account_insert; \
+                     DROP TRIGGER IF EXISTS test_fail_account_update;"
+                };
+                db.execute_batch(sql).expect("fault trigger");
+            }
+            #[cfg(feature = "servers")]
+            Relay::Aws(aws) => aws.fail_account_commits(failing),
+        }
     }
 
     /// The AWS backend's own controls (concurrent pollers, a crashed invocation).

@@ -40,13 +40,18 @@ pub struct AwsRecorder {
     /// Where to point the SDK (`SdkConfig` endpoint URL).
     pub url: String,
     calls: Arc<Mutex<Vec<AwsCall>>>,
+    faults: Faults,
 }
+
+/// Requests refused while set: (IAM action, text the body contains).
+type Faults = Arc<Mutex<Vec<(String, String)>>>;
 
 #[derive(Clone)]
 struct RecorderState {
     upstream: String,
     http: reqwest::Client,
     calls: Arc<Mutex<Vec<AwsCall>>>,
+    faults: Faults,
 }
 
 /// AWS request bodies are small; this only bounds a runaway one.
@@ -82,10 +87,12 @@ impl AwsRecorder {
             .timeout(std::time::Duration::from_secs(120))
             .build()
             .expect("build the recorder's HTTP client");
+        let faults = Arc::new(Mutex::new(Vec::new()));
         let state = RecorderState {
             upstream: upstream.trim_end_matches('/').to_string(),
             http,
             calls: calls.clone(),
+            faults: faults.clone(),
         };
         let app = Router::new().fallback(forward).with_state(state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -98,7 +105,24 @@ impl AwsRecorder {
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        AwsRecorder { url, calls }
+        AwsRecorder { url, calls, faults }
+    }
+
+    /// Until [`heal`](Self::heal), every request for `action` whose body contains `needle` is
+    /// answered 500 (a DynamoDB `InternalServerError`, which the SDK retries, and fails again)
+    /// without reaching moto; recorded all the same.
+    pub fn fail_while(&self, action: &str, needle: &str) {
+        self.faults
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push((action.to_string(), needle.to_string()));
+    }
+
+    pub fn heal(&self) {
+        self.faults
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clear();
     }
 
     /// Every operation recorded so far, in order (repeats included).
@@ -128,11 +152,32 @@ async fn forward(State(state): State<RecorderState>, request: Request) -> Respon
         }
     };
     let recorded = record_request(&parts.method, &parts.uri, &parts.headers, &body);
+    let injected = {
+        let faults = state
+            .faults
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let text = String::from_utf8_lossy(&body);
+        faults.iter().any(|(action, needle)| {
+            recorded.iter().any(|c| &c.action == action) && text.contains(needle.as_str())
+        })
+    };
     state
         .calls
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
         .extend(recorded);
+    if injected {
+        let mut response = Response::new(Body::from(
+            r#"{"__type":"com.amazonaws.dynamodb.v20120810#InternalServerError","message":"injected by the recorder"}"#,
+        ));
+        *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+        response.headers_mut().insert(
+            "content-type",
+            axum::http::HeaderValue::from_static("application/x-amz-json-1.0"),
+        );
+        return response;
+    }
 
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let mut headers = HeaderMap::new();

@@ -31,6 +31,8 @@ struct Tables {
     breaker_until: Option<i64>,
     /// Commits still to fail with a backend error (a test's outage).
     failing_commits: usize,
+    /// While set, commits recording a target account (a SCIM id) fail.
+    failing_account_commits: bool,
 }
 
 impl MemoryStore {
@@ -59,6 +61,12 @@ impl MemoryStore {
     /// The next `n` commits fail with [`StoreError::Backend`] and write nothing.
     pub fn fail_next_commits(&self, n: usize) {
         self.tables().failing_commits = n;
+    }
+
+    /// While set, commits that record a target account fail: the window between the target
+    /// acting and the relay writing down what it did (a crash, a store outage).
+    pub fn fail_account_commits(&self, failing: bool) {
+        self.tables().failing_account_commits = failing;
     }
 }
 
@@ -111,6 +119,9 @@ impl StateStore for MemoryStore {
         let mut tables = self.tables();
         if tables.failing_commits > 0 {
             tables.failing_commits -= 1;
+            return Err(StoreError::Backend("injected commit failure".into()));
+        }
+        if tables.failing_account_commits && state.is_some_and(|s| s.scim_id.is_some()) {
             return Err(StoreError::Backend("injected commit failure".into()));
         }
         if let Some(state) = state {

@@ -207,21 +207,18 @@ impl Worker {
             let calls = 1 + self.adopt(&existing, user).await?;
             return Ok((existing, calls, false));
         }
+        self.write_create_ahead(doubt, user).await?;
         match self.target.create_user(&user.to_resource()).await {
             Ok(record) => Ok((record, 2, true)),
             Err(e) if e.failure == ScimFailure::Retryable => {
                 // Ambiguous (timeout, 5xx): the account may exist now. Look before the queue
-                // retries the create; if the look-up fails too, write the doubt down first.
-                match self.target.find_user(&user.user_name).await {
-                    Ok(Some(existing)) => {
+                // retries the create (which, failing that, finds the create in doubt).
+                match self.target.find_user(&user.user_name).await? {
+                    Some(existing) => {
                         let calls = 3 + self.adopt(&existing, user).await?;
                         Ok((existing, calls, false))
                     }
-                    Ok(None) => Err(e.into()),
-                    Err(lookup) => {
-                        self.remember_create_in_doubt(doubt, user).await;
-                        Err(lookup.into())
-                    }
+                    None => Err(e.into()),
                 }
             }
             Err(e) if e.failure == ScimFailure::Conflict => {

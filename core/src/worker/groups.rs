@@ -185,9 +185,22 @@ impl Worker {
         let mine = self.target.create_group(name).await.map_err(group_error)?;
         let recorded = self.store.record_group(name, &mine).await?;
         if recorded != mine {
-            *calls += 1;
-            if let Err(e) = self.target.delete_group(&mine).await {
-                tracing::warn!(group = %mine, "duplicate SCIM group not deleted: {e}");
+            // Lost the race: the twin is ours to delete. Nothing revisits a group once one is
+            // recorded, so a failed delete would leave the twin for good: tried a few times.
+            for attempt in 1..=3u32 {
+                *calls += 1;
+                match self.target.delete_group(&mine).await {
+                    Ok(()) => break,
+                    Err(e) if attempt == 3 => {
+                        tracing::warn!(group = %mine, "duplicate SCIM group not deleted: {e}");
+                    }
+                    Err(_) => {
+                        tokio::time::sleep(std::time::Duration::from_millis(
+                            200 * u64::from(attempt),
+                        ))
+                        .await;
+                    }
+                }
             }
         }
         Ok(recorded)

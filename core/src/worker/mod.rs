@@ -208,10 +208,17 @@ impl Worker {
                 key: &key,
                 recorded: recorded.as_ref(),
                 processed: &processed,
+                written: Default::default(),
+                raced: Default::default(),
             };
-            let mut applied = self
-                .apply(&plan, desired.as_ref(), &doubt, &trigger)
-                .await?;
+            let mut applied = match self.apply(&plan, desired.as_ref(), &doubt, &trigger).await {
+                Ok(applied) => applied,
+                Err(_) if doubt.raced() => {
+                    tracing::info!(user = %user_id, "state changed before the create; re-planning");
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             if let Some(state) = applied.state.as_mut() {
                 state.last_event_at = latest(state.last_event_at, trigger.published);
             } else if let (true, Some(r)) = (from_event_content, recorded.as_ref()) {
@@ -223,7 +230,16 @@ impl Worker {
                     applied.state = Some(s);
                 }
             }
-            let expected = recorded.as_ref().map(|r| r.version);
+            // A create written ahead moved the stored version on: the commit follows it.
+            let expected = match doubt.written_version() {
+                Some(written) => {
+                    if let Some(state) = applied.state.as_mut() {
+                        state.version = written + 1;
+                    }
+                    Some(written)
+                }
+                None => recorded.as_ref().map(|r| r.version),
+            };
             // With group sync the event is only done once the groups are too: the user's part is
             // committed under its own marker, so a failed group call retries the groups (the
             // user's plan is then empty) instead of losing them to the dedupe record.
