@@ -173,36 +173,110 @@ impl Worker {
 
     /// The target's id for the group mirroring `name`: recorded, found, or created. A group two
     /// workers created at once is recorded once; the loser deletes its own (empty) copy.
+    /// The SCIM group mirroring `name`: recorded, found by displayName (and recorded), or
+    /// created. A create is reserved in the store first (a placeholder record), so two workers
+    /// never both create the group, and a worker that dies between the target's create and
+    /// the record leaves a trace: the next one finds the group by name and records it,
+    /// instead of making a twin.
     async fn scim_group(&self, name: &str, calls: &mut u32) -> Result<String, WorkError> {
-        if let Some(id) = self.store.group_id(name).await? {
-            return Ok(id);
-        }
-        *calls += 1;
-        if let Some(found) = self.target.find_group(name).await.map_err(group_error)? {
-            return Ok(self.store.record_group(name, &found).await?);
-        }
-        *calls += 1;
-        let mine = self.target.create_group(name).await.map_err(group_error)?;
-        let recorded = self.store.record_group(name, &mine).await?;
-        if recorded != mine {
-            // Lost the race: the twin is ours to delete. Nothing revisits a group once one is
-            // recorded, so a failed delete would leave the twin for good: tried a few times.
-            for attempt in 1..=3u32 {
-                *calls += 1;
-                match self.target.delete_group(&mine).await {
-                    Ok(()) => break,
-                    Err(e) if attempt == 3 => {
-                        tracing::warn!(group = %mine, "duplicate SCIM group not deleted: {e}");
+        for _ in 0..PLAN_ATTEMPTS {
+            match self.store.group_id(name).await? {
+                Some(id) if !GroupReservation::is(&id) => return Ok(id),
+                Some(reserved) => {
+                    *calls += 1;
+                    if let Some(found) = self.target.find_group(name).await.map_err(group_error)? {
+                        // Made by the reserving worker, which did not live to record it (or
+                        // is about to): either way, the group on the target is the one.
+                        self.store.forget_group(name, &reserved).await?;
+                        let recorded = self.store.record_group(name, &found).await?;
+                        if !GroupReservation::is(&recorded) {
+                            return Ok(recorded);
+                        }
+                        continue;
                     }
-                    Err(_) => {
-                        tokio::time::sleep(std::time::Duration::from_millis(
-                            200 * u64::from(attempt),
-                        ))
-                        .await;
+                    if GroupReservation::stale(&reserved, self.clock.now()) {
+                        // Its worker died before creating: the reservation lapses.
+                        self.store.forget_group(name, &reserved).await?;
+                        continue;
                     }
+                    return Err(WorkError::Retryable {
+                        reason: "another worker is creating the SCIM group".into(),
+                        retry_after: Some(std::time::Duration::from_secs(2)),
+                    });
+                }
+                None => {
+                    *calls += 1;
+                    if let Some(found) = self.target.find_group(name).await.map_err(group_error)? {
+                        let recorded = self.store.record_group(name, &found).await?;
+                        if !GroupReservation::is(&recorded) {
+                            return Ok(recorded);
+                        }
+                        continue;
+                    }
+                    let reservation = GroupReservation::make(self.clock.now());
+                    if self.store.record_group(name, &reservation).await? != reservation {
+                        continue;
+                    }
+                    *calls += 1;
+                    let mine = self.target.create_group(name).await.map_err(group_error)?;
+                    self.store.forget_group(name, &reservation).await?;
+                    // Between the two, another worker may have found this group and recorded
+                    // it: the same id either way.
+                    let recorded = self.store.record_group(name, &mine).await?;
+                    return Ok(if GroupReservation::is(&recorded) {
+                        mine
+                    } else {
+                        recorded
+                    });
                 }
             }
         }
-        Ok(recorded)
+        Err(WorkError::retry(
+            "the SCIM group's record kept changing concurrently",
+        ))
+    }
+}
+
+/// A group create in progress, recorded in the group's place until the target answers:
+/// `reserved:<unix seconds>:<random>`, never a SCIM id.
+struct GroupReservation;
+
+impl GroupReservation {
+    const PREFIX: &'static str = "reserved:";
+    /// Longer than any create takes (the target's timeout and retries included).
+    const LAPSES_AFTER_SECONDS: i64 = 120;
+
+    fn make(now: chrono::DateTime<chrono::Utc>) -> String {
+        format!("{}{}:{}", Self::PREFIX, now.timestamp(), fastrand::u64(..))
+    }
+
+    fn is(id: &str) -> bool {
+        id.starts_with(Self::PREFIX)
+    }
+
+    fn stale(id: &str, now: chrono::DateTime<chrono::Utc>) -> bool {
+        id.strip_prefix(Self::PREFIX)
+            .and_then(|rest| rest.split(':').next())
+            .and_then(|secs| secs.parse::<i64>().ok())
+            .is_none_or(|at| now.timestamp() - at > Self::LAPSES_AFTER_SECONDS)
+    }
+}
+
+#[cfg(test)]
+mod reservation_tests {
+    use super::GroupReservation;
+
+    #[test]
+    fn a_reservation_is_told_from_an_id_and_lapses() {
+        let now = chrono::Utc::now();
+        let r = GroupReservation::make(now);
+        assert!(GroupReservation::is(&r));
+        assert!(!GroupReservation::is("9f1c0b2e"));
+        assert!(!GroupReservation::stale(&r, now));
+        assert!(GroupReservation::stale(
+            &r,
+            now + chrono::Duration::seconds(121)
+        ));
+        assert!(GroupReservation::stale("reserved:garbage", now));
     }
 }
