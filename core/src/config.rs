@@ -371,7 +371,7 @@ impl Settings {
     ) -> Result<Self, ConfigError> {
         let mut table: toml::Table = text
             .parse()
-            .map_err(|e: toml::de::Error| ConfigError::Invalid(e.to_string()))?;
+            .map_err(|e: toml::de::Error| ConfigError::Invalid(syntax_error(text, &e)))?;
         for (name, value) in env {
             let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
                 continue;
@@ -633,6 +633,23 @@ impl Secrets for SweepSettings {
     }
 }
 
+/// A TOML syntax error as its position and message. Not the error's own rendering: that quotes
+/// the offending line, which may be a secret's.
+fn syntax_error(text: &str, e: &toml::de::Error) -> String {
+    match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            format!(
+                "TOML syntax error at line {line}, column {column}: {}",
+                e.message()
+            )
+        }
+        None => format!("TOML syntax error: {}", e.message()),
+    }
+}
+
 fn env_name(key: &str) -> String {
     let key = key.to_ascii_uppercase();
     match key.split_once('.') {
@@ -862,6 +879,16 @@ mod tests {
         let err = Settings::from_toml_and_env("", env(&[("SCIM_RELAY_OKTA__SHARED_SECRT", "x")]))
             .unwrap_err();
         assert!(err.to_string().contains("shared_secrt"), "{err}");
+    }
+
+    #[test]
+    fn a_syntax_error_names_its_line_but_never_quotes_it() {
+        let text = "[target]\ntoken = \"s3cret-application-key\nbase_url = \"x\"\n";
+        let err = Settings::from_toml_and_env(text, env(&[]))
+            .expect_err("a syntax error")
+            .to_string();
+        assert!(err.contains("line 2"), "{err}");
+        assert!(!err.contains("s3cret"), "the secret was echoed: {err}");
     }
 
     #[test]

@@ -204,6 +204,23 @@ pub async fn the_owner_of_the_target_credential_is_never_deactivated(b: Backend)
         (0, 0),
         "handled, not retried or dead-lettered"
     );
+    // Renamed and deactivated in one change: still the owner's account.
+    set("00uOWNER", "DEPROVISIONED", "renamed.service@example.com");
+    d.okta(okta_delivery(
+        "ev-o2b",
+        "user.account.update_profile",
+        "00uOWNER",
+        "o",
+    ))
+    .await;
+    assert_eq!(
+        d.target
+            .user("scim-service@example.com")
+            .await
+            .expect("not renamed")["active"],
+        true
+    );
+    assert_eq!(d.target.count("PATCH"), 0, "{:?}", d.target.calls());
     // Anyone else is deactivated as usual.
     set("00uOTHER", "ACTIVE", "other@example.com");
     d.okta(okta_delivery(

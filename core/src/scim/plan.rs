@@ -167,13 +167,17 @@ pub const OWNER_PROTECTED: &str = "the owner of the target's credential is never
 /// The account that owns the target's credential is never switched off, whatever the IdP says:
 /// Datadog revokes a disabled user's application keys, which would stop provisioning for
 /// everyone (and nobody could re-enable the account through the relay).
-pub fn guard_owner(plan: ScimPlan, user_name: Option<&str>, owner: Option<&str>) -> ScimPlan {
-    let is_owner = match (user_name, owner) {
-        (Some(user), Some(owner)) => {
-            !owner.trim().is_empty() && user.trim().eq_ignore_ascii_case(owner.trim())
-        }
-        _ => false,
-    };
+/// `user_names`: every name the account goes by in this plan — the one recorded and the one the
+/// directory gives now — so a rename in the same change cannot slip the owner through.
+pub fn guard_owner(plan: ScimPlan, user_names: &[&str], owner: Option<&str>) -> ScimPlan {
+    let is_owner = owner
+        .map(str::trim)
+        .filter(|owner| !owner.is_empty())
+        .is_some_and(|owner| {
+            user_names
+                .iter()
+                .any(|user| user.trim().eq_ignore_ascii_case(owner))
+        });
     if !is_owner {
         return plan;
     }
@@ -423,7 +427,7 @@ mod tests {
         let deactivation = plan(P, Some(&after), Some(&state));
         let guarded = guard_owner(
             deactivation.clone(),
-            Some("A@Example.com"),
+            &["A@Example.com"],
             Some(" a@example.com "),
         );
         assert_eq!(
@@ -436,37 +440,42 @@ mod tests {
         assert_eq!(
             guard_owner(
                 deactivation.clone(),
-                Some("b@example.com"),
+                &["b@example.com"],
                 Some("a@example.com")
             ),
             deactivation
         );
         assert_eq!(
-            guard_owner(deactivation.clone(), Some("a@example.com"), None),
+            guard_owner(deactivation.clone(), &["a@example.com"], None),
             deactivation
         );
         assert_eq!(
-            guard_owner(deactivation.clone(), Some("a@example.com"), Some("")),
+            guard_owner(deactivation.clone(), &["a@example.com"], Some("")),
             deactivation
         );
         let retitle = plan(P, Some(&user(true, Some("Boss"))), Some(&state));
         assert_eq!(
-            guard_owner(
-                retitle.clone(),
-                Some("a@example.com"),
-                Some("a@example.com")
-            ),
+            guard_owner(retitle.clone(), &["a@example.com"], Some("a@example.com")),
             retitle
         );
         let unrecorded = plan(P, Some(&after), None);
         assert!(matches!(
-            guard_owner(unrecorded, Some("a@example.com"), Some("a@example.com")),
+            guard_owner(unrecorded, &["a@example.com"], Some("a@example.com")),
+            ScimPlan::Nothing { .. }
+        ));
+        // Renamed in the same change: the recorded name still counts.
+        assert!(matches!(
+            guard_owner(
+                deactivation.clone(),
+                &["renamed@example.com", "a@example.com"],
+                Some("a@example.com")
+            ),
             ScimPlan::Nothing { .. }
         ));
         // Gone from the directory: still protected.
         let gone = plan(P, None, Some(&state));
         assert!(matches!(
-            guard_owner(gone, Some("a@example.com"), Some("a@example.com")),
+            guard_owner(gone, &["a@example.com"], Some("a@example.com")),
             ScimPlan::Nothing { .. }
         ));
     }
@@ -488,7 +497,7 @@ mod tests {
         assert!(matches!(plan_hard_delete(None), ScimPlan::Nothing { .. }));
         let delete = plan_hard_delete(Some(&applied(&u, Some("id1"))));
         assert!(matches!(
-            guard_owner(delete, Some("a@example.com"), Some("a@example.com")),
+            guard_owner(delete, &["a@example.com"], Some("a@example.com")),
             ScimPlan::Nothing { .. }
         ));
     }

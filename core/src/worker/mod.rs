@@ -191,11 +191,13 @@ impl Worker {
             } else {
                 plan(self.profile, desired.as_ref(), recorded.as_ref())
             };
-            let user_name = desired
+            let user_names: Vec<&str> = desired
                 .as_ref()
                 .map(|d| d.user_name.as_str())
-                .or(recorded.as_ref().map(|r| r.user_name.as_str()));
-            let plan = guard_owner(planned.clone(), user_name, self.owner.as_deref());
+                .into_iter()
+                .chain(recorded.as_ref().map(|r| r.user_name.as_str()))
+                .collect();
+            let plan = guard_owner(planned.clone(), &user_names, self.owner.as_deref());
             if plan != planned {
                 tracing::error!(
                     alarm = "credential_owner_protected",
