@@ -218,7 +218,15 @@ impl Worker {
                         continue;
                     }
                     *calls += 1;
-                    let mine = self.target.create_group(name).await.map_err(group_error)?;
+                    let mine = match self.target.create_group(name).await {
+                        Ok(mine) => mine,
+                        Err(e) => {
+                            // Lift the reservation: whoever comes next looks the group up
+                            // first, so a create that did land despite the error is found.
+                            self.store.forget_group(name, &reservation).await?;
+                            return Err(group_error(e));
+                        }
+                    };
                     self.store.forget_group(name, &reservation).await?;
                     // Between the two, another worker may have found this group and recorded
                     // it: the same id either way.
@@ -243,8 +251,9 @@ struct GroupReservation;
 
 impl GroupReservation {
     const PREFIX: &'static str = "reserved:";
-    /// Longer than any create takes (the target's timeout and retries included).
-    const LAPSES_AFTER_SECONDS: i64 = 120;
+    /// Longer than one create takes (the target's timeout); only a worker that died holding
+    /// it leaves one this old.
+    const LAPSES_AFTER_SECONDS: i64 = 60;
 
     fn make(now: chrono::DateTime<chrono::Utc>) -> String {
         format!("{}{}:{}", Self::PREFIX, now.timestamp(), fastrand::u64(..))
