@@ -356,16 +356,7 @@ pub async fn call_inbound_with_headers(
         .await
         .expect("the handler never fails the invocation");
     let status = resp.status().as_u16();
-    let headers = resp
-        .headers()
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.as_str().to_ascii_lowercase(),
-                v.to_str().unwrap_or_default().to_string(),
-            )
-        })
-        .collect();
+    let headers = crate::header_pairs(resp.headers());
     let body = match resp.into_body() {
         lambda_http::Body::Text(t) => t,
         lambda_http::Body::Binary(b) => String::from_utf8_lossy(&b).into_owned(),

@@ -417,16 +417,7 @@ impl Deployment {
                 }
                 let resp = r.send().await.expect("relay reachable");
                 let status = resp.status().as_u16();
-                let headers = resp
-                    .headers()
-                    .iter()
-                    .map(|(k, v)| {
-                        (
-                            k.as_str().to_ascii_lowercase(),
-                            v.to_str().unwrap_or_default().to_string(),
-                        )
-                    })
-                    .collect();
+                let headers = crate::header_pairs(resp.headers());
                 Answer {
                     status,
                     body: resp.text().await.unwrap_or_default(),
