@@ -57,9 +57,7 @@ impl AwsRelay {
         let queues = create_fifo_queues(&sqs, &unique("behaviour")).await;
         let table = unique("behaviour-state");
         create_table(&ddb, &table).await;
-        settings.queue.url = Some(queues.url.clone());
-        settings.queue.dlq_url = Some(queues.dlq_url.clone());
-        settings.store.table = Some(table.clone());
+        point_at(&mut settings, &queues, &table);
         let moto = required_env("RELAY_TEST_MOTO_URL");
         let mut recorders = Vec::new();
         let mut sdks = Vec::new();
@@ -93,9 +91,7 @@ impl AwsRelay {
     /// New containers for all three functions, on the same queues and table, with `settings`
     /// (a deploy, or a cold start after a configuration change).
     pub fn restart(&mut self, mut settings: Settings) {
-        settings.queue.url = Some(self.queues.url.clone());
-        settings.queue.dlq_url = Some(self.queues.dlq_url.clone());
-        settings.store.table = Some(self.table.clone());
+        point_at(&mut settings, &self.queues, &self.table);
         let [a, b, c] = &self.sdks;
         self.functions = Functions::build(&settings, [a, b, c], self.clock.clone(), self.policy);
     }
@@ -296,6 +292,13 @@ impl AwsRelay {
             .collect();
         assert!(problems.is_empty(), "{}", problems.join("\n"));
     }
+}
+
+/// The functions' settings name this deployment's queues and table.
+fn point_at(settings: &mut Settings, queues: &FifoQueues, table: &str) {
+    settings.queue.url = Some(queues.url.clone());
+    settings.queue.dlq_url = Some(queues.dlq_url.clone());
+    settings.store.table = Some(table.to_string());
 }
 
 /// The three handlers as one deployment of them builds them.

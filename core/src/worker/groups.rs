@@ -180,64 +180,52 @@ impl Worker {
     /// instead of making a twin.
     async fn scim_group(&self, name: &str, calls: &mut u32) -> Result<String, WorkError> {
         for _ in 0..PLAN_ATTEMPTS {
-            match self.store.group_id(name).await? {
+            let reserved = match self.store.group_id(name).await? {
                 Some(id) if !GroupReservation::is(&id) => return Ok(id),
-                Some(reserved) => {
-                    *calls += 1;
-                    if let Some(found) = self.target.find_group(name).await.map_err(group_error)? {
-                        // Made by the reserving worker, which did not live to record it (or
-                        // is about to): either way, the group on the target is the one.
-                        self.store.forget_group(name, &reserved).await?;
-                        let recorded = self.store.record_group(name, &found).await?;
-                        if !GroupReservation::is(&recorded) {
-                            return Ok(recorded);
-                        }
-                        continue;
-                    }
-                    if GroupReservation::stale(&reserved, self.clock.now()) {
-                        // Its worker died before creating: the reservation lapses.
-                        self.store.forget_group(name, &reserved).await?;
-                        continue;
-                    }
-                    return Err(WorkError::Retryable {
-                        reason: "another worker is creating the SCIM group".into(),
-                        retry_after: Some(std::time::Duration::from_secs(2)),
-                    });
+                other => other,
+            };
+            *calls += 1;
+            if let Some(found) = self.target.find_group(name).await.map_err(group_error)? {
+                // Already on the target (made by a reserving worker that did not live to
+                // record it, or is about to): that group is the one.
+                if let Some(reserved) = &reserved {
+                    self.store.forget_group(name, reserved).await?;
                 }
-                None => {
-                    *calls += 1;
-                    if let Some(found) = self.target.find_group(name).await.map_err(group_error)? {
-                        let recorded = self.store.record_group(name, &found).await?;
-                        if !GroupReservation::is(&recorded) {
-                            return Ok(recorded);
-                        }
-                        continue;
-                    }
-                    let reservation = GroupReservation::make(self.clock.now());
-                    if self.store.record_group(name, &reservation).await? != reservation {
-                        continue;
-                    }
-                    *calls += 1;
-                    let mine = match self.target.create_group(name).await {
-                        Ok(mine) => mine,
-                        Err(e) => {
-                            // Lift the reservation: whoever comes next looks the group up
-                            // first, so a create that did land despite the error is found.
-                            self.store.forget_group(name, &reservation).await?;
-                            return Err(group_error(e));
-                        }
-                    };
-                    self.store.forget_group(name, &reservation).await?;
-                    // Between the two, another worker may have found this group and recorded
-                    // it: the same id either way.
-                    let recorded = self.store.record_group(name, &mine).await?;
-                    return Ok(if GroupReservation::is(&recorded) {
-                        mine
-                    } else {
-                        recorded
-                    });
+                let recorded = self.store.record_group(name, &found).await?;
+                if !GroupReservation::is(&recorded) {
+                    return Ok(recorded);
                 }
+                continue;
             }
+            if let Some(reserved) = reserved {
+                if GroupReservation::stale(&reserved, self.clock.now()) {
+                    // Its worker died before creating: the reservation lapses.
+                    self.store.forget_group(name, &reserved).await?;
+                    continue;
+                }
+                return Err(WorkError::Retryable {
+                    reason: "another worker is creating the SCIM group".into(),
+                    retry_after: Some(std::time::Duration::from_secs(2)),
+                });
+            }
+            let reservation = GroupReservation::make(self.clock.now());
+            if self.store.record_group(name, &reservation).await? != reservation {
+                continue;
+            }
+            *calls += 1;
+            let created = self.target.create_group(name).await;
+            // Lifted whatever the answer: whoever comes next looks the group up first, so a
+            // create that did land despite an error is found.
+            self.store.forget_group(name, &reservation).await?;
+            let mine = created.map_err(group_error)?;
+            // Between the two, another worker may have found this group and recorded it: the
+            // same id either way.
+            let recorded = self.store.record_group(name, &mine).await?;
+            return Ok(if GroupReservation::is(&recorded) {
+                mine
+            } else {
+                recorded
+            });
         }
         Err(WorkError::retry(
             "the SCIM group's record kept changing concurrently",
