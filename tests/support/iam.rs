@@ -109,8 +109,9 @@ impl AwsRecorder {
     }
 
     /// Until [`heal`](Self::heal), every request for `action` whose body contains `needle` is
-    /// answered 500 (a DynamoDB `InternalServerError`, which the SDK retries, and fails again)
-    /// without reaching moto; recorded all the same.
+    /// answered 400 (a DynamoDB `ValidationException`: the SDK does not retry it, so the
+    /// failure reaches the worker at once, well inside the message's visibility) without
+    /// reaching moto; recorded all the same.
     pub fn fail_while(&self, action: &str, needle: &str) {
         self.faults
             .lock()
@@ -169,9 +170,9 @@ async fn forward(State(state): State<RecorderState>, request: Request) -> Respon
         .extend(recorded);
     if injected {
         let mut response = Response::new(Body::from(
-            r#"{"__type":"com.amazonaws.dynamodb.v20120810#InternalServerError","message":"injected by the recorder"}"#,
+            r#"{"__type":"com.amazon.coral.validate#ValidationException","message":"injected by the recorder"}"#,
         ));
-        *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+        *response.status_mut() = StatusCode::BAD_REQUEST;
         response.headers_mut().insert(
             "content-type",
             axum::http::HeaderValue::from_static("application/x-amz-json-1.0"),
