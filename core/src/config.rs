@@ -255,6 +255,21 @@ pub struct TargetSettings {
     /// `timeout_seconds`: per-request timeout towards the IdPs and the target.
     #[serde(rename = "timeout_seconds", deserialize_with = "seconds")]
     pub timeout: Duration,
+    /// userNames (emails) no path ever deactivates, deletes or changes: break-glass admins,
+    /// vendor accounts. Compared case-insensitively with the recorded and the new userName.
+    #[serde(deserialize_with = "list")]
+    pub protected_users: Vec<String>,
+    /// The deprovisioning breaker: deactivations and deletes allowed per rolling window, at
+    /// least. Beyond the larger of this and `deprovision_percent`, the rest are held for an
+    /// operator (`scim-relay held`).
+    #[serde(deserialize_with = "number")]
+    pub deprovision_limit: u64,
+    /// …or this share (per cent) of the accounts the relay keeps active, if larger.
+    #[serde(deserialize_with = "number")]
+    pub deprovision_percent: u64,
+    /// `deprovision_window_minutes`: the breaker's rolling window.
+    #[serde(rename = "deprovision_window_minutes", deserialize_with = "minutes")]
+    pub deprovision_window: Duration,
 }
 
 impl Default for Settings {
@@ -340,6 +355,10 @@ impl Default for TargetSettings {
             invite_ttl: HOUR * 48,
             api_key: Secret::default(),
             timeout: Duration::from_secs(10),
+            protected_users: Vec::new(),
+            deprovision_limit: 10,
+            deprovision_percent: 5,
+            deprovision_window: HOUR,
         }
     }
 }
@@ -478,6 +497,11 @@ impl Settings {
                 "target.attributes cannot map `active`: the IdP's status decides it".into(),
             ));
         }
+        if self.target.deprovision_window.is_zero() {
+            return Err(ConfigError::Invalid(
+                "target.deprovision_window_minutes must be at least 1".into(),
+            ));
+        }
         // A real target gets users only from the directory: without directory credentials
         // the relay would trust whatever a holder of the Okta secret posts.
         let okta_in_use = self.okta.org_url.is_some() || !self.okta.shared_secret.is_empty();
@@ -614,6 +638,10 @@ impl Secrets for TargetSettings {
             invite_ttl: _,
             api_key,
             timeout: _,
+            protected_users: _,
+            deprovision_limit: _,
+            deprovision_percent: _,
+            deprovision_window: _,
         } = self;
         into.extend([token, api_key]);
     }
@@ -764,6 +792,10 @@ fn hours<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
 
 fn seconds<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     duration(d, Duration::from_secs(1))
+}
+
+fn minutes<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    duration(d, MINUTE)
 }
 
 /// Minutes, where 0 means "never".

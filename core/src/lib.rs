@@ -6,6 +6,7 @@ pub mod claim_loop;
 pub mod clock;
 pub mod config;
 pub mod consumer;
+pub mod deprovision;
 pub mod directory;
 pub mod envelope;
 pub mod ingress;

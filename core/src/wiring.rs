@@ -152,6 +152,8 @@ fn worker_from(
         sync_groups: settings.target.sync_groups,
         role_ids: settings.target.role_ids.clone(),
         attribute_map: settings.target.attributes.clone(),
+        protected: settings.target.protected_users.clone(),
+        deprovision: crate::deprovision::DeprovisionLimit::from_settings(settings),
     })
 }
 
@@ -266,6 +268,8 @@ fn build_sweeper(
         drift: settings.sweep.drift,
         drift_interval: on_clock(settings.sweep.drift_interval),
         owner: settings.target.credential_owner.clone(),
+        protected: settings.target.protected_users.clone(),
+        deprovision: crate::deprovision::DeprovisionLimit::from_settings(settings),
         breaker,
         credential_pause,
     }))

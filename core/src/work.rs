@@ -19,6 +19,8 @@ pub enum Outcome {
     Unchanged { scim_calls: u32 },
     /// The event was applied before.
     Duplicate,
+    /// A deactivation or delete the deprovisioning breaker holds for an operator.
+    Held,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

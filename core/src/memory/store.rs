@@ -27,6 +27,8 @@ struct Tables {
     /// Group name → the target's id for it.
     groups: HashMap<String, String>,
     cursors: HashMap<String, String>,
+    /// Named documents and their versions.
+    documents: HashMap<String, (String, u64)>,
     /// When the credential breaker closes, in epoch seconds (as DynamoDB stores it).
     breaker_until: Option<i64>,
     /// Commits still to fail with a backend error (a test's outage).
@@ -109,6 +111,28 @@ impl StateStore for MemoryStore {
             .is_some_and(|expires| *expires > now.timestamp()))
     }
 
+    async fn load_document(&self, name: &str) -> Result<Option<(String, u64)>, StoreError> {
+        Ok(self.tables().documents.get(name).cloned())
+    }
+
+    async fn save_document(
+        &self,
+        name: &str,
+        value: &str,
+        expected: Option<u64>,
+    ) -> Result<(), StoreError> {
+        let mut tables = self.tables();
+        let stored = tables.documents.get(name).map(|(_, v)| *v);
+        if stored != expected {
+            return Err(StoreError::Conflict);
+        }
+        tables.documents.insert(
+            name.to_string(),
+            (value.to_string(), expected.map_or(1, |v| v + 1)),
+        );
+        Ok(())
+    }
+
     async fn commit(
         &self,
         key: &UserKey,
@@ -169,6 +193,25 @@ impl SweepStore for MemoryStore {
 
     async fn load_cursor(&self, name: &str) -> Result<Option<String>, StoreError> {
         Ok(self.tables().cursors.get(name).cloned())
+    }
+
+    async fn active_account_count(&self) -> Result<u64, StoreError> {
+        Ok(self
+            .tables()
+            .users
+            .values()
+            .filter(|(_, state)| state.active)
+            .count() as u64)
+    }
+
+    async fn held_users(&self) -> Result<Vec<(UserKey, UserState)>, StoreError> {
+        Ok(self
+            .tables()
+            .users
+            .values()
+            .filter(|(_, state)| state.held.is_some())
+            .cloned()
+            .collect())
     }
 
     async fn known_user_names(&self) -> Result<HashSet<String>, StoreError> {
@@ -246,6 +289,7 @@ mod tests {
             invite: None,
             groups: BTreeMap::new(),
             groups_pending: BTreeMap::new(),
+            held: None,
             version,
             last_event_at: None,
             updated_at: Utc::now(),

@@ -170,30 +170,53 @@ pub const OWNER_PROTECTED: &str = "the owner of the target's credential is never
 /// `user_names`: every name the account goes by in this plan — the one recorded and the one the
 /// directory gives now — so a rename in the same change cannot slip the owner through.
 pub fn guard_owner(plan: ScimPlan, user_names: &[&str], owner: Option<&str>) -> ScimPlan {
-    let is_owner = owner
-        .map(str::trim)
-        .filter(|owner| !owner.is_empty())
-        .is_some_and(|owner| {
-            user_names
-                .iter()
-                .any(|user| user.trim().eq_ignore_ascii_case(owner))
-        });
-    if !is_owner {
-        return plan;
-    }
-    let deactivates = match &plan {
-        ScimPlan::Update { ops, .. } => ops
-            .iter()
-            .any(|op| op.path == "active" && op.value == Some(json!(false))),
-        ScimPlan::DeactivateUnrecorded { .. } | ScimPlan::Delete { .. } => true,
-        ScimPlan::Nothing { .. } | ScimPlan::Create { .. } => false,
-    };
-    if deactivates {
+    let owner: Vec<String> = owner.map(str::to_string).into_iter().collect();
+    if plan.deprovisions() && any_named(user_names, &owner) {
         ScimPlan::Nothing {
             reason: OWNER_PROTECTED,
         }
     } else {
         plan
+    }
+}
+
+/// Why a plan was dropped by [`guard_protected`].
+pub const PROTECTED: &str = "the account is in target.protected_users: the relay never touches it";
+
+/// A protected account (break-glass admin, vendor account) is left entirely alone: no create,
+/// adoption, change, deactivation or delete, whichever of its names (`user_names`: the recorded
+/// and the directory's) is on the list.
+pub fn guard_protected(plan: ScimPlan, user_names: &[&str], protected: &[String]) -> ScimPlan {
+    match plan {
+        ScimPlan::Nothing { .. } => plan,
+        _ if any_named(user_names, protected) => ScimPlan::Nothing { reason: PROTECTED },
+        _ => plan,
+    }
+}
+
+/// True when any of `user_names` is on `list` (userNames compare case-insensitively).
+pub fn any_named(user_names: &[&str], list: &[String]) -> bool {
+    list.iter()
+        .map(|name| name.trim())
+        .filter(|name| !name.is_empty())
+        .any(|name| {
+            user_names
+                .iter()
+                .any(|user| user.trim().eq_ignore_ascii_case(name))
+        })
+}
+
+impl ScimPlan {
+    /// Whether the plan switches an account off or deletes it: what the owner guard and the
+    /// deprovisioning breaker watch.
+    pub fn deprovisions(&self) -> bool {
+        match self {
+            ScimPlan::Update { ops, .. } => ops
+                .iter()
+                .any(|op| op.path == "active" && op.value == Some(json!(false))),
+            ScimPlan::DeactivateUnrecorded { .. } | ScimPlan::Delete { .. } => true,
+            ScimPlan::Nothing { .. } | ScimPlan::Create { .. } => false,
+        }
     }
 }
 
@@ -260,6 +283,7 @@ mod tests {
             invite: None,
             groups: Default::default(),
             groups_pending: Default::default(),
+            held: None,
             version: 1,
             last_event_at: None,
             updated_at: Utc::now(),

@@ -49,6 +49,11 @@ CREATE TABLE IF NOT EXISTS groups (
     name    TEXT PRIMARY KEY,
     scim_id TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS documents (
+    name    TEXT    PRIMARY KEY,
+    value   TEXT    NOT NULL,
+    version INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS cursors (
     name       TEXT    PRIMARY KEY,
     value      TEXT    NOT NULL,

@@ -101,6 +101,49 @@ impl StateStore for SqliteDb {
             .await?)
     }
 
+    async fn load_document(&self, name: &str) -> Result<Option<(String, u64)>, StoreError> {
+        let name = name.to_string();
+        Ok(self
+            .run(move |conn| {
+                Ok(conn
+                    .query_row(
+                        "SELECT value, version FROM documents WHERE name = ?1",
+                        params![name],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )
+                    .optional()?)
+            })
+            .await?)
+    }
+
+    async fn save_document(
+        &self,
+        name: &str,
+        value: &str,
+        expected: Option<u64>,
+    ) -> Result<(), StoreError> {
+        let (name, value) = (name.to_string(), value.to_string());
+        let changed = self
+            .run(move |conn| {
+                Ok(match expected {
+                    None => conn.execute(
+                        "INSERT INTO documents (name, value, version) VALUES (?1, ?2, 1)
+                         ON CONFLICT (name) DO NOTHING",
+                        params![name, value],
+                    )?,
+                    Some(v) => conn.execute(
+                        "UPDATE documents SET value = ?2, version = ?3 WHERE name = ?1 AND version = ?4",
+                        params![name, value, v + 1, v],
+                    )?,
+                })
+            })
+            .await?;
+        if changed == 0 {
+            return Err(StoreError::Conflict);
+        }
+        Ok(())
+    }
+
     async fn commit(
         &self,
         key: &UserKey,
@@ -176,6 +219,42 @@ impl SweepStore for SqliteDb {
                 )?;
                 let rows = stmt
                     .query_map(params![now, limit], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(rows)
+            })
+            .await?;
+        rows.into_iter()
+            .map(|(id, doc)| {
+                let key = UserKey::from_storage_id(&id)
+                    .ok_or_else(|| StoreError::Backend(format!("unreadable user key {id}")))?;
+                let state = serde_json::from_str(&doc)
+                    .map_err(|e| StoreError::Backend(format!("state record unreadable: {e}")))?;
+                Ok((key, state))
+            })
+            .collect()
+    }
+
+    async fn active_account_count(&self) -> Result<u64, StoreError> {
+        Ok(self
+            .run(|conn| {
+                Ok(conn.query_row(
+                    "SELECT count(*) FROM users WHERE json_extract(doc, '$.active')",
+                    [],
+                    |r| r.get::<_, i64>(0),
+                )?)
+            })
+            .await?
+            .unsigned_abs())
+    }
+
+    async fn held_users(&self) -> Result<Vec<(UserKey, UserState)>, StoreError> {
+        let rows: Vec<(String, String)> = self
+            .run(|conn| {
+                let mut stmt = conn.prepare(
+                    "SELECT id, doc FROM users WHERE json_extract(doc, '$.held') IS NOT NULL",
+                )?;
+                let rows = stmt
+                    .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
                     .collect::<Result<Vec<_>, _>>()?;
                 Ok(rows)
             })
@@ -292,6 +371,7 @@ mod tests {
             invite: None,
             groups: Default::default(),
             groups_pending: Default::default(),
+            held: None,
             version,
             last_event_at: None,
             updated_at: Utc::now(),

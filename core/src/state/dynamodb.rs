@@ -5,6 +5,7 @@
 //! | user state      | `USER#<source>#<tenant>#<user id>`  | `STATE` | `version`, `doc` (JSON), `invite_shard` + `invite_expires_at` (only while an invitation is pending) |
 //! | processed event | `EVENT#<dedupe key>`                | `EVENT` | `expires_at` (TTL, epoch seconds)       |
 //! | cursor          | `CURSOR#<name>`                     | `CURSOR`| `value`, `updated_at`                   |
+//! | document        | `DOC#<name>`                        | `DOC`   | `value`, `version` (the deprovisioning ledger) |
 //!
 //! The user write and the event record go in one transaction, conditional on the version read.
 //! The global secondary index [`INVITES_INDEX`] (`invite_shard`, `invite_expires_at`) is sparse:
@@ -81,6 +82,10 @@ impl DynamoStateStore {
         ]);
         if let Some(id) = &state.scim_id {
             item.insert("scim_id".into(), s(id.clone()));
+        }
+        // Operators list held users with a filtered scan on this.
+        if state.held.is_some() {
+            item.insert("held".into(), AttributeValue::Bool(true));
         }
         if let Some(due) = state.invite.as_ref().and_then(|i| i.due_at()) {
             item.insert("invite_shard".into(), s(INVITE_SHARD));
@@ -260,6 +265,54 @@ impl StateStore for DynamoStateStore {
             .is_some_and(|expires| expires > now.timestamp()))
     }
 
+    async fn load_document(&self, name: &str) -> Result<Option<(String, u64)>, StoreError> {
+        let Some(item) = self.get(format!("DOC#{name}"), "DOC").await? else {
+            return Ok(None);
+        };
+        let value = item.get("value").and_then(|v| v.as_s().ok()).cloned();
+        let version = item
+            .get("version")
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        match (value, version) {
+            (Some(value), Some(version)) => Ok(Some((value, version))),
+            _ => Err(StoreError::Backend(format!("document {name} is unreadable"))),
+        }
+    }
+
+    async fn save_document(
+        &self,
+        name: &str,
+        value: &str,
+        expected: Option<u64>,
+    ) -> Result<(), StoreError> {
+        let mut put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(format!("DOC#{name}")))
+            .item("sk", s("DOC"))
+            .item("value", s(value))
+            .item("version", n(expected.map_or(1, |v| v + 1)));
+        put = match expected {
+            None => put.condition_expression("attribute_not_exists(pk)"),
+            Some(v) => put
+                .condition_expression("#v = :expected")
+                .expression_attribute_names("#v", "version")
+                .expression_attribute_values(":expected", n(v)),
+        };
+        match put.send().await {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Err(StoreError::Conflict)
+            }
+            Err(e) => Err(backend(e)),
+        }
+    }
+
     async fn commit(
         &self,
         key: &UserKey,
@@ -358,6 +411,27 @@ impl SweepStore for DynamoStateStore {
                     .get("pk")
                     .and_then(|v| v.as_s().ok())
                     .map(String::as_str);
+                let key = pk
+                    .and_then(|pk| pk.strip_prefix("USER#"))
+                    .and_then(UserKey::from_storage_id)
+                    .ok_or_else(|| StoreError::Backend(format!("unreadable user key {pk:?}")))?;
+                Ok((key, state_doc(item)?))
+            })
+            .collect()
+    }
+
+    async fn active_account_count(&self) -> Result<u64, StoreError> {
+        let active = ("active = :active", ":active", AttributeValue::Bool(true));
+        Ok(self.scan_prefix("USER#", Some(active), "pk").await?.len() as u64)
+    }
+
+    async fn held_users(&self) -> Result<Vec<(UserKey, UserState)>, StoreError> {
+        let held = ("held = :held", ":held", AttributeValue::Bool(true));
+        self.scan_prefix("USER#", Some(held), "pk, doc")
+            .await?
+            .iter()
+            .map(|item| {
+                let pk = item.get("pk").and_then(|v| v.as_s().ok());
                 let key = pk
                     .and_then(|pk| pk.strip_prefix("USER#"))
                     .and_then(UserKey::from_storage_id)

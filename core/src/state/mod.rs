@@ -95,6 +95,9 @@ pub struct UserState {
     /// a trace, and the next one adds or removes them again (both are idempotent).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub groups_pending: BTreeMap<String, String>,
+    /// A deactivation or delete the deprovisioning breaker held, and the operator's decision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held: Option<crate::deprovision::Hold>,
     /// Incremented on every write; writes are conditional on the previous value.
     pub version: u64,
     #[serde(default)]
@@ -165,6 +168,13 @@ pub trait SweepStore: StateStore {
 
     async fn load_cursor(&self, name: &str) -> Result<Option<String>, StoreError>;
 
+    /// How many accounts the relay keeps active (the deprovisioning breaker's share is of them;
+    /// a scan, once a sweep).
+    async fn active_account_count(&self) -> Result<u64, StoreError>;
+
+    /// Every user whose record carries a held deprovision (operators list them; a scan).
+    async fn held_users(&self) -> Result<Vec<(UserKey, UserState)>, StoreError>;
+
     /// The userName of every user the relay has a record of, lowercased (the drift report's
     /// "known" side; read rarely, so a scan is acceptable).
     async fn known_user_names(&self) -> Result<std::collections::HashSet<String>, StoreError>;
@@ -196,6 +206,18 @@ pub trait StateStore: Send + Sync {
 
     /// True if this event was applied and its dedupe record has not expired at `now`.
     async fn event_seen(&self, event_key: &str, now: DateTime<Utc>) -> Result<bool, StoreError>;
+
+    /// A small named document (the deprovisioning ledger) and its version.
+    async fn load_document(&self, name: &str) -> Result<Option<(String, u64)>, StoreError>;
+
+    /// Writes document `name` if its stored version is still `expected` (`None`: no document
+    /// yet), as the next version; [`StoreError::Conflict`] if someone wrote it since.
+    async fn save_document(
+        &self,
+        name: &str,
+        value: &str,
+        expected: Option<u64>,
+    ) -> Result<(), StoreError>;
 
     /// Atomically: writes `state` (when given) if the stored version is still `expected_version`
     /// (`None`: no record yet), and records the event as processed.

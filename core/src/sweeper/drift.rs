@@ -9,7 +9,8 @@ use serde::Serialize;
 
 use super::{FeedOutcome, FeedReport, Sweeper};
 use crate::config::DriftPolicy;
-use crate::scim::{ListedUser, PatchOp};
+use crate::deprovision::{take_slot, Slot};
+use crate::scim::{any_named, ListedUser, PatchOp};
 
 const CURSOR: &str = "drift/last-run";
 /// The unknown ids of the previous report: only those found again are deactivated.
@@ -35,18 +36,19 @@ pub struct DriftReport {
     pub note: Option<String>,
 }
 
-/// The active target users whose userName the relay does not know, never the owner's.
+/// The active target users whose userName the relay does not know, never the owner's nor a
+/// protected account (`spared`: both).
 pub fn unknown_users<'a>(
     target: &'a [ListedUser],
     known: &std::collections::HashSet<String>,
-    owner: Option<&str>,
+    spared: &[String],
 ) -> Vec<&'a ListedUser> {
     target
         .iter()
         .filter(|u| u.active != Some(false))
         .filter(|u| {
-            let name = u.user_name.to_lowercase();
-            !known.contains(&name) && owner.is_none_or(|o| !o.eq_ignore_ascii_case(&name))
+            !known.contains(&u.user_name.to_lowercase())
+                && !any_named(&[u.user_name.as_str()], spared)
         })
         .collect()
 }
@@ -136,7 +138,14 @@ impl Sweeper {
             .known_user_names()
             .await
             .map_err(|e| e.to_string())?;
-        let unknown = unknown_users(&target, &known, self.p.owner.as_deref());
+        let spared: Vec<String> = self
+            .p
+            .owner
+            .iter()
+            .chain(&self.p.protected)
+            .cloned()
+            .collect();
+        let unknown = unknown_users(&target, &known, &spared);
         let mut report = DriftReport {
             target_users: target.len() as u32,
             unknown: unknown.len() as u32,
@@ -185,6 +194,27 @@ impl Sweeper {
             return Ok(report);
         }
         for user in unknown {
+            let now = self.p.clock.now();
+            let slot = take_slot(
+                self.p.store.as_ref(),
+                &format!("drift#{}", user.id),
+                now,
+                &self.p.deprovision,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            if let Slot::Refused { taken, allowed } = slot {
+                tracing::error!(
+                    alarm = "deprovision_held",
+                    taken,
+                    allowed,
+                    "deprovisioning breaker: drift deactivations stopped for this run"
+                );
+                report.note = Some(format!(
+                    "deprovisioning breaker: {taken} deprovisions in the window reached the limit of {allowed}; the rest are left active until a later run"
+                ));
+                break;
+            }
             match self
                 .p
                 .target
@@ -224,7 +254,7 @@ mod tests {
             user("5", "no-active-field@example.com", None),
         ];
         let known = ["known@example.com".to_string()].into_iter().collect();
-        let ids: Vec<&str> = unknown_users(&target, &known, Some("Owner@example.com"))
+        let ids: Vec<&str> = unknown_users(&target, &known, &["Owner@example.com".into()])
             .iter()
             .map(|u| u.id.as_str())
             .collect();

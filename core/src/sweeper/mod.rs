@@ -20,6 +20,7 @@ pub use invites::{invite_step, InviteStep};
 use crate::breaker::CredentialBreaker;
 use crate::clock::Clock;
 use crate::config::DriftPolicy;
+use crate::deprovision::{held_users, record_population, window_use, DeprovisionLimit, HoldState};
 use crate::directory::subscription::SubscriptionApi;
 use crate::directory::ChangeFeed;
 use crate::envelope::{EnvelopeSigner, Source};
@@ -101,6 +102,11 @@ pub struct SweeperParts {
     pub drift_interval: Duration,
     /// userName of the target credential's owner: never reported or deactivated as drift.
     pub owner: Option<String>,
+    /// `target.protected_users`: never reported or deactivated as drift either.
+    pub protected: Vec<String>,
+    /// The deprovisioning breaker: drift deactivations take their slots in its window, and
+    /// each run counts the population its share is of.
+    pub deprovision: DeprovisionLimit,
     /// The workers' breaker: a rejected probe opens it for `credential_pause`, as a rejected
     /// call of a worker's would, so no deployment burns its queue on a revoked key.
     pub breaker: Arc<dyn CredentialBreaker>,
@@ -206,6 +212,21 @@ pub struct SweepReport {
     pub invites: InviteReport,
     /// Present on the runs that made one (once a `sweep.drift_interval_hours`).
     pub drift: Option<DriftReport>,
+    pub deprovisions: DeprovisionReport,
+}
+
+/// The deprovisioning breaker as a run found it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct DeprovisionReport {
+    /// Accounts the relay keeps active (the limit's share is of them).
+    pub active_accounts: u64,
+    /// Deprovisions in the current window, and how many it allows.
+    pub in_window: u64,
+    pub allowed: u64,
+    /// Held deprovisions waiting for an operator.
+    pub held_pending: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 impl Sweeper {
@@ -223,6 +244,7 @@ impl Sweeper {
                 tracing::warn!("cannot open the credential breaker: {e}");
             }
         }
+        let deprovisions = self.census().await;
         let mut subscriptions = Vec::new();
         let mut created = Vec::new();
         if let Some(owner) = self.p.subscription.as_ref() {
@@ -273,9 +295,53 @@ impl Sweeper {
             reconciliation,
             invites,
             drift,
+            deprovisions,
         };
         tracing::info!(report = %serde_json::to_string(&report).unwrap_or_default(), "sweep finished");
         report
+    }
+
+    /// Counts the accounts the breaker's share is of, and raises the alarm while held
+    /// deprovisions wait for an operator.
+    async fn census(&self) -> DeprovisionReport {
+        let store = self.p.store.as_ref();
+        let counted = async {
+            let active_accounts = store.active_account_count().await?;
+            record_population(store, active_accounts).await?;
+            let (in_window, allowed) =
+                window_use(store, self.p.clock.now(), &self.p.deprovision).await?;
+            let held_pending = held_users(store)
+                .await?
+                .iter()
+                .filter(|h| h.hold.state == HoldState::Pending)
+                .count() as u64;
+            Ok::<_, crate::state::StoreError>(DeprovisionReport {
+                active_accounts,
+                in_window,
+                allowed,
+                held_pending,
+                error: None,
+            })
+        };
+        match counted.await {
+            Ok(report) => {
+                if report.held_pending > 0 {
+                    tracing::error!(
+                        alarm = "deprovisions_waiting",
+                        held = report.held_pending,
+                        "held deprovisions wait for an operator: scim-relay held list, then approve or reject"
+                    );
+                }
+                report
+            }
+            Err(e) => {
+                tracing::warn!("deprovisioning census failed: {e}");
+                DeprovisionReport {
+                    error: Some(e.to_string()),
+                    ..Default::default()
+                }
+            }
+        }
     }
 
     async fn probe(&self) -> CredentialCheck {

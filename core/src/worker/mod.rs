@@ -8,6 +8,7 @@
 mod apply;
 mod doubt;
 mod groups;
+mod hold;
 mod read;
 
 use std::sync::Arc;
@@ -17,14 +18,18 @@ use chrono::{DateTime, Utc};
 
 use crate::clock::Clock;
 use crate::config::{HardDeletePolicy, TargetProfile};
+use crate::deprovision::DeprovisionLimit;
 use crate::directory::Directory;
 use crate::envelope::{EnvelopeSigner, Subject, Trigger};
 use crate::pii::fingerprint;
-use crate::scim::{guard_owner, plan, plan_hard_delete, ScimPlan, ScimTarget};
+use crate::scim::{
+    any_named, guard_owner, guard_protected, plan, plan_hard_delete, ScimPlan, ScimTarget,
+};
 use crate::state::{ProcessedEvent, StateStore, StoreError, UserKey};
 pub use crate::work::{Outcome, TenantEventHandler, WorkError};
 
 use doubt::Doubt;
+use hold::Gate;
 use read::Truth;
 
 /// The lifecycle recorded for a create whose answer was lost (see [`ScimPlan`]'s planner).
@@ -50,6 +55,8 @@ pub struct Worker {
     sync_groups: bool,
     role_ids: Vec<String>,
     attribute_map: std::collections::BTreeMap<String, String>,
+    protected: Vec<String>,
+    deprovision: DeprovisionLimit,
     tenant_events: Option<Arc<dyn TenantEventHandler>>,
 }
 
@@ -78,6 +85,10 @@ pub struct WorkerParts {
     pub role_ids: Vec<String>,
     /// `target.attributes`: SCIM path → IdP attribute, over the profile's defaults.
     pub attribute_map: std::collections::BTreeMap<String, String>,
+    /// `target.protected_users`: accounts no path touches.
+    pub protected: Vec<String>,
+    /// The deprovisioning breaker's window and limit.
+    pub deprovision: DeprovisionLimit,
 }
 
 impl Worker {
@@ -101,6 +112,8 @@ impl Worker {
             sync_groups: p.sync_groups,
             role_ids: p.role_ids,
             attribute_map: p.attribute_map,
+            protected: p.protected,
+            deprovision: p.deprovision,
             tenant_events: None,
         }
     }
@@ -206,6 +219,27 @@ impl Worker {
                      Move the credential to a service account."
                 );
             }
+            let protected = any_named(&user_names, &self.protected);
+            let plan = guard_protected(plan, &user_names, &self.protected);
+            if protected && planned.deprovisions() {
+                tracing::warn!(user = %user_id, "protected account left as it is (target.protected_users)");
+            }
+            match self.gate(&key, &plan, recorded.as_ref(), &trigger).await? {
+                Gate::Go => {}
+                Gate::Hold(state) => {
+                    let expected = recorded.as_ref().map(|r| r.version);
+                    match self.store.commit(&key, Some(&state), expected, &processed).await {
+                        Ok(()) => return Ok(Outcome::Held),
+                        Err(StoreError::Conflict) => continue,
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                Gate::Keep(why) => {
+                    tracing::info!(user = %user_id, "deprovision not applied: {why}");
+                    self.store.commit(&key, None, None, &processed).await?;
+                    return Ok(Outcome::Held);
+                }
+            }
             let doubt = Doubt {
                 key: &key,
                 recorded: recorded.as_ref(),
@@ -221,6 +255,11 @@ impl Worker {
                 }
                 Err(e) => return Err(e),
             };
+            if let Some(r) = recorded.as_ref().filter(|r| r.held.is_some()) {
+                // Applied as approved, or no longer asked for: either way the hold is done.
+                tracing::info!(user = %user_id, plan = plan_name(&plan), "held deprovision settled");
+                applied.state.get_or_insert_with(|| r.successor(now)).held = None;
+            }
             if let Some(state) = applied.state.as_mut() {
                 state.last_event_at = latest(state.last_event_at, trigger.published);
             } else if let (true, Some(r)) = (from_event_content, recorded.as_ref()) {
@@ -245,7 +284,7 @@ impl Worker {
             // With group sync the event is only done once the groups are too: the user's part is
             // committed under its own marker, so a failed group call retries the groups (the
             // user's plan is then empty) instead of losing them to the dedupe record.
-            let group_user = desired.as_ref().filter(|_| self.sync_groups);
+            let group_user = desired.as_ref().filter(|_| self.sync_groups && !protected);
             let user_done = match group_user {
                 Some(_) => ProcessedEvent {
                     key: format!("{}#user", processed.key),

@@ -1,0 +1,169 @@
+//! A held deprovision on the user's record, and the operator's decision on it.
+//!
+//! A hold stays on the record until the directory stops asking for it (the user is back in
+//! scope: the hold lapses) or an operator decides. Approving re-enqueues the user, so the
+//! deactivation goes through the normal worker path with a fresh directory read; rejecting
+//! leaves the account as it is until the directory shows the user active again.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::envelope::{EnvelopeSigner, Subject, Trigger, ENVELOPE_VERSION};
+use crate::queue::{Queue, QueueError};
+use crate::state::{ProcessedEvent, StateStore, StoreError, SweepStore, UserKey};
+
+/// The event type of the trigger an approval enqueues.
+pub const APPROVED_EVENT: &str = "relay.hold.approved";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hold {
+    /// What was held: `deactivate` or `delete`.
+    pub action: String,
+    /// Why: the breaker's count when it refused.
+    pub reason: String,
+    pub held_at: DateTime<Utc>,
+    /// The trigger that asked for it: `<event type> <event id>`.
+    pub asked_by: String,
+    #[serde(default)]
+    pub state: HoldState,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "decision", rename_all = "snake_case")]
+pub enum HoldState {
+    /// Waiting for an operator; the account is left as it is.
+    #[default]
+    Pending,
+    /// Apply it on the next trigger for the user (one is enqueued with the approval).
+    Approved { at: DateTime<Utc> },
+    /// Leave the account as it is until the directory shows the user active again.
+    Rejected { at: DateTime<Utc> },
+}
+
+impl HoldState {
+    pub fn name(&self) -> &'static str {
+        match self {
+            HoldState::Pending => "pending",
+            HoldState::Approved { .. } => "approved",
+            HoldState::Rejected { .. } => "rejected",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Approve,
+    Reject,
+}
+
+/// A user whose deprovision is held, as an operator lists them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeldUser {
+    pub key: UserKey,
+    pub user_name: String,
+    pub hold: Hold,
+}
+
+impl HeldUser {
+    /// Whether an operator's `who` names this user: the IdP's user id, the relay's key, or
+    /// the userName (case-insensitive).
+    pub fn is_named(&self, who: &str) -> bool {
+        let who = who.trim();
+        self.key.user_id == who
+            || self.key.storage_id() == who
+            || self.user_name.eq_ignore_ascii_case(who)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DecisionError {
+    #[error("no held deprovision for {0}")]
+    NotHeld(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the decision is recorded, but the user could not be enqueued ({0}); run it again")]
+    Queue(#[from] QueueError),
+}
+
+/// Every user with a hold on record, oldest hold first.
+pub async fn held_users(store: &dyn SweepStore) -> Result<Vec<HeldUser>, StoreError> {
+    let mut held: Vec<HeldUser> = store
+        .held_users()
+        .await?
+        .into_iter()
+        .filter_map(|(key, state)| {
+            Some(HeldUser {
+                key,
+                hold: state.held?,
+                user_name: state.user_name,
+            })
+        })
+        .collect();
+    held.sort_by(|a, b| a.hold.held_at.cmp(&b.hold.held_at));
+    Ok(held)
+}
+
+/// Records an operator's decision on `key`'s hold; an approval enqueues the user, so the
+/// worker re-reads the directory and applies what it still asks for.
+pub async fn decide(
+    store: &dyn StateStore,
+    queue: &dyn Queue,
+    signer: &EnvelopeSigner,
+    now: DateTime<Utc>,
+    key: &UserKey,
+    decision: Decision,
+) -> Result<HoldState, DecisionError> {
+    let not_held = || DecisionError::NotHeld(key.user_id.clone());
+    let mut decided = None;
+    for _ in 0..3 {
+        let recorded = store.load_user(key).await?.ok_or_else(not_held)?;
+        let hold = recorded.held.clone().ok_or_else(not_held)?;
+        let state = match decision {
+            Decision::Approve => HoldState::Approved { at: now },
+            Decision::Reject => HoldState::Rejected { at: now },
+        };
+        let mut next = recorded.successor(now);
+        next.held = Some(Hold {
+            state: state.clone(),
+            ..hold
+        });
+        // The store writes state together with an event record: this one marks the decision.
+        let marker = ProcessedEvent {
+            key: format!(
+                "hold-decision:{}:{}",
+                key.storage_id(),
+                uuid::Uuid::new_v4().simple()
+            ),
+            expires_at: now + chrono::Duration::days(1),
+        };
+        match store
+            .commit(key, Some(&next), Some(recorded.version), &marker)
+            .await
+        {
+            Ok(()) => {
+                decided = Some(state);
+                break;
+            }
+            Err(StoreError::Conflict) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let state = decided.ok_or(StoreError::Conflict)?;
+    if decision == Decision::Approve {
+        let trigger = Trigger {
+            v: ENVELOPE_VERSION,
+            source: key.source,
+            tenant: key.tenant.clone(),
+            subject: Subject::User {
+                user_id: key.user_id.clone(),
+            },
+            event_id: format!("hold-{}", uuid::Uuid::new_v4().simple()),
+            event_type: APPROVED_EVENT.into(),
+            published: None,
+            received: now,
+            hint: None,
+        };
+        queue.enqueue(&[signer.seal(&trigger)]).await?;
+    }
+    Ok(state)
+}

@@ -1,0 +1,108 @@
+//! The worker's side of the deprovisioning breaker: before a plan that switches an account off
+//! or deletes it, take a slot in the window or hold the plan on the user's record.
+
+use chrono::{DateTime, Utc};
+
+use super::Worker;
+use crate::deprovision::{take_slot, user_slot, Hold, HoldState, Slot};
+use crate::envelope::Trigger;
+use crate::scim::ScimPlan;
+use crate::state::{UserKey, UserState};
+use crate::work::WorkError;
+
+/// What becomes of a plan at the breaker.
+pub(super) enum Gate {
+    /// Apply it.
+    Go,
+    /// Do not apply it: record this state (the hold on it) instead.
+    Hold(Box<UserState>),
+    /// Do not apply it; the record already says why (a pending or rejected hold).
+    Keep(&'static str),
+}
+
+impl Worker {
+    pub(super) async fn gate(
+        &self,
+        key: &UserKey,
+        plan: &ScimPlan,
+        recorded: Option<&UserState>,
+        trigger: &Trigger,
+    ) -> Result<Gate, WorkError> {
+        if !plan.deprovisions() {
+            return Ok(Gate::Go);
+        }
+        match recorded.and_then(|r| r.held.as_ref()).map(|h| &h.state) {
+            Some(HoldState::Approved { .. }) => return Ok(Gate::Go),
+            Some(HoldState::Pending) => return Ok(Gate::Keep("held for an operator")),
+            Some(HoldState::Rejected { .. }) => {
+                return Ok(Gate::Keep("an operator rejected this deprovision"))
+            }
+            None => {}
+        }
+        let now = self.clock.now();
+        let slot = take_slot(self.store.as_ref(), &user_slot(key), now, &self.deprovision).await?;
+        let (taken, allowed) = match slot {
+            Slot::Taken => return Ok(Gate::Go),
+            Slot::Refused { taken, allowed } => (taken, allowed),
+        };
+        let window = self.deprovision.window.as_secs() / 60;
+        let hold = Hold {
+            action: match plan {
+                ScimPlan::Delete { .. } => "delete",
+                _ => "deactivate",
+            }
+            .into(),
+            reason: format!(
+                "{taken} deprovisions in the last {window} minutes reached the limit of {allowed}"
+            ),
+            held_at: now,
+            asked_by: format!("{} {}", trigger.event_type, trigger.event_id),
+            state: HoldState::Pending,
+        };
+        // The metric filter in infra/template.yaml counts these lines (DeprovisionsHeld).
+        tracing::error!(
+            alarm = "deprovision_held",
+            source = %key.source,
+            user = %key.user_id,
+            action = %hold.action,
+            taken,
+            allowed,
+            "deprovisioning breaker: held for an operator (scim-relay held list)"
+        );
+        Ok(Gate::Hold(Box::new(held_record(recorded, plan, hold, now))))
+    }
+}
+
+/// The record that carries a hold. A user the relay never recorded (an account made before it
+/// ran) is recorded as a create in doubt: no SCIM id, active, so the planner keeps asking to
+/// look the account up and switch it off once the hold is approved.
+fn held_record(
+    recorded: Option<&UserState>,
+    plan: &ScimPlan,
+    hold: Hold,
+    now: DateTime<Utc>,
+) -> UserState {
+    let mut state = match recorded {
+        Some(r) => r.successor(now),
+        None => UserState {
+            scim_id: None,
+            user_name: match plan {
+                ScimPlan::DeactivateUnrecorded { user_name } => user_name.clone(),
+                _ => String::new(),
+            },
+            attributes: Default::default(),
+            attributes_hash: String::new(),
+            active: true,
+            lifecycle: "held".into(),
+            invite: None,
+            groups: Default::default(),
+            groups_pending: Default::default(),
+            held: None,
+            version: UserState::version_after(None),
+            last_event_at: None,
+            updated_at: now,
+        },
+    };
+    state.held = Some(hold);
+    state
+}
