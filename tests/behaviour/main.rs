@@ -5,6 +5,7 @@
 //! `infra/template.yaml`.
 
 mod datadog;
+mod deprovision;
 mod entra;
 mod failures;
 mod groups;
@@ -50,6 +51,8 @@ macro_rules! on_every_backend {
 }
 
 on_every_backend!(
+    deprovision::a_scope_change_deactivating_50_of_200_deactivates_the_limit_and_holds_the_rest,
+    deprovision::the_breaker_window_rolls_and_held_users_stay_held_until_decided,
     lifecycle::okta_lifecycle_creates_updates_deactivates_and_ignores_duplicates,
     lifecycle::an_unmappable_user_is_dead_lettered_with_its_reason,
     lifecycle::a_user_deleted_from_the_directory_is_deactivated_from_recorded_state,

@@ -96,6 +96,11 @@ impl AwsRelay {
         self.functions = Functions::build(&settings, [a, b, c], self.clock.clone(), self.policy);
     }
 
+    /// The work queue, written directly (not as any function: an operator's command).
+    pub fn work_queue(&self) -> SqsQueue {
+        SqsQueue::new(self.sqs.clone(), self.queues.url.clone())
+    }
+
     /// The state table, read directly (not as any function).
     pub fn store(&self) -> &DynamoStateStore {
         &self.store

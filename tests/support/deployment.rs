@@ -18,8 +18,12 @@ use scim_relay_core::clock::{Clock, SystemClock};
 use scim_relay_core::config::{Settings, TargetProfile};
 #[cfg(feature = "servers")]
 use scim_relay_core::consumer::ConsumerPolicy;
+use scim_relay_core::deprovision::{decide, held_users, Decision, HeldUser, HoldState};
+use scim_relay_core::envelope::EnvelopeSigner;
 use scim_relay_core::ingress::{Ingress, IngressRequest};
+use scim_relay_core::queue::Queue;
 use scim_relay_core::secret::Secret;
+use scim_relay_core::state::SweepStore;
 use scim_relay_core::sweeper::SweepReport;
 use serde_json::Value;
 
@@ -287,23 +291,59 @@ impl Deployment {
 
     /// Whether the relay recorded this event (by its dedupe key) as applied.
     pub async fn event_seen(&self, event_key: &str) -> bool {
-        use scim_relay_core::state::StateStore;
-        let now = chrono::Utc::now();
-        let seen = match &self.relay {
-            Relay::Memory(m) => m.store.event_seen(event_key, now).await,
+        self.store()
+            .event_seen(event_key, chrono::Utc::now())
+            .await
+            .expect("store readable")
+    }
+
+    /// The relay's state store, as an operator's command reads it (not as any function).
+    pub fn store(&self) -> Arc<dyn SweepStore> {
+        match &self.relay {
+            Relay::Memory(m) => Arc::new(m.store.clone()),
             #[cfg(feature = "servers")]
             Relay::Sqlite { relay, .. } => {
-                relay
-                    .as_ref()
-                    .expect("relay running")
-                    .db
-                    .event_seen(event_key, now)
-                    .await
+                Arc::new(relay.as_ref().expect("relay running").db.clone())
             }
             #[cfg(feature = "servers")]
-            Relay::Aws(aws) => aws.store().event_seen(event_key, now).await,
-        };
-        seen.expect("store readable")
+            Relay::Aws(aws) => Arc::new(aws.store().clone()),
+        }
+    }
+
+    /// The work queue, as an operator's command writes to it.
+    pub fn work_queue(&self) -> Arc<dyn Queue> {
+        match &self.relay {
+            Relay::Memory(m) => Arc::new(m.queue.clone()),
+            #[cfg(feature = "servers")]
+            Relay::Sqlite { relay, .. } => {
+                Arc::new(relay.as_ref().expect("relay running").db.clone())
+            }
+            #[cfg(feature = "servers")]
+            Relay::Aws(aws) => Arc::new(aws.work_queue()),
+        }
+    }
+
+    /// Every held deprovision (`scim-relay held list`).
+    pub async fn held(&self) -> Vec<HeldUser> {
+        held_users(self.store().as_ref()).await.expect("held users")
+    }
+
+    /// An operator's decision on the hold of the one held user `who` names (`scim-relay held
+    /// approve|reject`).
+    pub async fn decide(&self, who: &str, decision: Decision) -> HoldState {
+        let held = self.held().await;
+        let named: Vec<&HeldUser> = held.iter().filter(|h| h.is_named(who)).collect();
+        assert_eq!(named.len(), 1, "{who} names one held user: {named:?}");
+        decide(
+            self.store().as_ref(),
+            self.work_queue().as_ref(),
+            &EnvelopeSigner::new(self.settings.queue.signing_key.clone()),
+            chrono::Utc::now(),
+            &named[0].key,
+            decision,
+        )
+        .await
+        .expect("decision recorded")
     }
 
     /// While set, the relay's writes that record a target account fail: the target has acted,
@@ -556,20 +596,7 @@ impl Deployment {
             tenant: tenant.into(),
             user_id: user_id.into(),
         };
-        use scim_relay_core::state::StateStore;
-        match &self.relay {
-            Relay::Memory(m) => m.store.load_user(&key).await.expect("state"),
-            #[cfg(feature = "servers")]
-            Relay::Sqlite { relay, .. } => relay
-                .as_ref()
-                .expect("relay running")
-                .db
-                .load_user(&key)
-                .await
-                .expect("state"),
-            #[cfg(feature = "servers")]
-            Relay::Aws(aws) => aws.store().load_user(&key).await.expect("state"),
-        }
+        self.store().load_user(&key).await.expect("state")
     }
 
     /// Stops the relay; on AWS, checks every AWS call each function made against its policy.

@@ -276,7 +276,9 @@ impl StateStore for DynamoStateStore {
             .and_then(|v| v.parse::<u64>().ok());
         match (value, version) {
             (Some(value), Some(version)) => Ok(Some((value, version))),
-            _ => Err(StoreError::Backend(format!("document {name} is unreadable"))),
+            _ => Err(StoreError::Backend(format!(
+                "document {name} is unreadable"
+            ))),
         }
     }
 

@@ -228,7 +228,11 @@ impl Worker {
                 Gate::Go => {}
                 Gate::Hold(state) => {
                     let expected = recorded.as_ref().map(|r| r.version);
-                    match self.store.commit(&key, Some(&state), expected, &processed).await {
+                    match self
+                        .store
+                        .commit(&key, Some(&state), expected, &processed)
+                        .await
+                    {
                         Ok(()) => return Ok(Outcome::Held),
                         Err(StoreError::Conflict) => continue,
                         Err(e) => return Err(e.into()),

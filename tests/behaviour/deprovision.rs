@@ -1,0 +1,228 @@
+//! The deprovisioning breaker, on every backend: a mass deactivation stops at the limit and
+//! the rest wait, held, for an operator; creates and updates go on; approve, reject and a
+//! user back in scope each settle a hold; the window rolls.
+
+use std::sync::Arc;
+
+use scim_relay_core::clock::ManualClock;
+use scim_relay_core::config::TargetProfile;
+use scim_relay_core::deprovision::{Decision, HoldState};
+use scim_relay_core::sweeper::SweepReport;
+use scim_relay_tests::deployment::{Backend, Deployment};
+use scim_relay_tests::payloads::okta_delivery;
+
+const APP: &str = "0oaAPP";
+
+fn email(n: usize) -> String {
+    format!("user{n:03}@example.com")
+}
+
+fn okta_id(n: usize) -> String {
+    format!("00uD{n:03}")
+}
+
+/// Sweeps a few minutes on (the System Log is read up to the relay's clock, and the fixture
+/// logs at wall time), then works what the sweep enqueued.
+async fn sweep_and_settle(d: &Deployment, clock: &ManualClock) -> SweepReport {
+    clock.advance(chrono::Duration::minutes(5));
+    let report = d.sweep().await;
+    // Two hundred users on the Lambda handlers take longer than a test's usual wait.
+    assert!(
+        d.drain(std::time::Duration::from_secs(300)).await,
+        "the queue drains"
+    );
+    report
+}
+
+async fn active(d: &Deployment, n: usize) -> Option<bool> {
+    d.target
+        .user(&email(n))
+        .await
+        .and_then(|u| u["active"].as_bool())
+}
+
+/// A deployment whose Okta scope is the app assignment, with `users` assigned and provisioned.
+async fn provisioned(b: Backend, clock: Arc<ManualClock>, users: usize) -> Deployment {
+    let d = Deployment::options(b)
+        .on_clock(clock.clone())
+        .start(|s| {
+            s.target.profile = TargetProfile::Generic;
+            s.okta.app_id = Some(APP.into());
+        })
+        .await;
+    for n in 0..users {
+        d.idp
+            .set_okta_user(&okta_id(n), "ACTIVE", Some(&email(n)), "De", "Pro", None);
+        d.idp.assign_okta_app(APP, &okta_id(n), true);
+    }
+    sweep_and_settle(&d, &clock).await;
+    d
+}
+
+pub async fn a_scope_change_deactivating_50_of_200_deactivates_the_limit_and_holds_the_rest(
+    b: Backend,
+) {
+    let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
+    let d = provisioned(b, clock.clone(), 200).await;
+    assert_eq!(d.target.count("POST"), 200);
+    let census = d.sweep().await.deprovisions;
+    assert_eq!(
+        (census.active_accounts, census.allowed, census.held_pending),
+        (200, 10, 0),
+        "5% of 200 is the floor of 10: {census:?}"
+    );
+
+    // The app's group loses 50 people by mistake: the System Log says so, reconciliation
+    // enqueues them all.
+    for n in 0..50 {
+        d.idp.assign_okta_app(APP, &okta_id(n), false);
+    }
+    let patches_before = d.target.count("PATCH");
+    sweep_and_settle(&d, &clock).await;
+    assert_eq!(
+        d.target.count("PATCH") - patches_before,
+        10,
+        "only the limit is deactivated"
+    );
+    let mut deactivated = 0;
+    for n in 0..50 {
+        if active(&d, n).await == Some(false) {
+            deactivated += 1;
+        }
+    }
+    assert_eq!(deactivated, 10);
+    assert_eq!(active(&d, 100).await, Some(true), "in scope: untouched");
+    let held = d.held().await;
+    assert_eq!(held.len(), 40, "the rest are held, not lost: {held:?}");
+    assert!(held.iter().all(|h| h.hold.state == HoldState::Pending
+        && h.hold.action == "deactivate"
+        && h.hold.reason.contains("limit of 10")));
+    assert_eq!(d.depth().await, (0, 0), "held work is finished work");
+    assert!(d.dead_letters().await.is_empty());
+    let census = d.sweep().await.deprovisions;
+    assert_eq!((census.held_pending, census.in_window), (40, 10));
+
+    // Creates and updates go on while it holds.
+    d.idp.set_okta_user(
+        "00uNEW",
+        "ACTIVE",
+        Some("new.hire@example.com"),
+        "New",
+        "Hire",
+        None,
+    );
+    d.idp.assign_okta_app(APP, "00uNEW", true);
+    d.okta(okta_delivery(
+        "dp-new",
+        "application.user_membership.add",
+        "00uNEW",
+        "new.hire@example.com",
+    ))
+    .await;
+    assert_eq!(
+        d.target.user("new.hire@example.com").await.unwrap()["active"],
+        true
+    );
+
+    // The operator approves one (named by email), rejects one; one comes back into scope.
+    let still_held = |n: usize| held.iter().any(|h| h.user_name == email(n));
+    let mut waiting = (0..50).filter(|n| still_held(*n));
+    let (approved, rejected, returning) = (
+        waiting.next().unwrap(),
+        waiting.next().unwrap(),
+        waiting.next().unwrap(),
+    );
+    assert!(matches!(
+        d.decide(&email(approved), Decision::Approve).await,
+        HoldState::Approved { .. }
+    ));
+    d.settle().await;
+    assert_eq!(active(&d, approved).await, Some(false), "approved: applied");
+    assert!(matches!(
+        d.decide(&okta_id(rejected), Decision::Reject).await,
+        HoldState::Rejected { .. }
+    ));
+    d.idp.assign_okta_app(APP, &okta_id(returning), true);
+    d.okta(okta_delivery(
+        "dp-back",
+        "application.user_membership.add",
+        &okta_id(returning),
+        &email(returning),
+    ))
+    .await;
+    // A later trigger for the rejected user (a replayed removal) leaves the account alone.
+    d.okta(okta_delivery(
+        "dp-again",
+        "application.user_membership.remove",
+        &okta_id(rejected),
+        &email(rejected),
+    ))
+    .await;
+    assert_eq!(
+        active(&d, rejected).await,
+        Some(true),
+        "rejected: left active"
+    );
+    assert_eq!(active(&d, returning).await, Some(true), "back in scope");
+
+    let held = d.held().await;
+    assert_eq!(held.len(), 38, "approved and returning holds are settled");
+    assert!(!held
+        .iter()
+        .any(|h| h.user_name == email(approved) || h.user_name == email(returning)));
+    let rejected_hold = held
+        .iter()
+        .find(|h| h.user_name == email(rejected))
+        .expect("a rejected hold stays on record");
+    assert!(matches!(
+        rejected_hold.hold.state,
+        HoldState::Rejected { .. }
+    ));
+    assert_eq!(d.depth().await, (0, 0));
+    assert!(d.dead_letters().await.is_empty());
+    d.finish().await;
+}
+
+pub async fn the_breaker_window_rolls_and_held_users_stay_held_until_decided(b: Backend) {
+    let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
+    let d = provisioned(b, clock.clone(), 14).await;
+    for n in 0..12 {
+        d.idp.assign_okta_app(APP, &okta_id(n), false);
+    }
+    sweep_and_settle(&d, &clock).await;
+    assert_eq!(
+        d.held().await.len(),
+        2,
+        "12 asked for, the floor of 10 applied"
+    );
+
+    // An hour later the window is empty again: a new deprovision applies at once, while the
+    // two held ones stay held (a full pass asks for them again, and is refused again).
+    clock.advance(chrono::Duration::minutes(61));
+    d.idp.assign_okta_app(APP, &okta_id(12), false);
+    d.okta(okta_delivery(
+        "dp-roll",
+        "application.user_membership.remove",
+        &okta_id(12),
+        &email(12),
+    ))
+    .await;
+    assert_eq!(active(&d, 12).await, Some(false));
+    for h in d.held().await {
+        d.okta(okta_delivery(
+            &format!("dp-replay-{}", h.key.user_id),
+            "application.user_membership.remove",
+            &h.key.user_id,
+            &h.user_name,
+        ))
+        .await;
+        assert_eq!(
+            d.target.user(&h.user_name).await.unwrap()["active"],
+            true,
+            "still held"
+        );
+    }
+    assert_eq!(d.held().await.len(), 2);
+    assert_eq!(d.sweep().await.deprovisions.in_window, 1);
+    d.finish().await;
+}
