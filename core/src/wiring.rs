@@ -135,6 +135,15 @@ fn worker_from(
     store: Arc<dyn StateStore>,
     clock: Arc<dyn Clock>,
 ) -> Worker {
+    if settings.target.profile != TargetProfile::DryRun
+        && settings.target.credential_owner.is_none()
+    {
+        tracing::warn!(
+            "target.credential_owner is not set: if the IdP deactivates the person whose key the \
+             relay uses, the relay switches its own key off. Name the key's owner, or use a \
+             service account's key."
+        );
+    }
     Worker::new(WorkerParts {
         signer: EnvelopeSigner::new(settings.queue.signing_key.clone()),
         store,

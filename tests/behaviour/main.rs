@@ -61,6 +61,7 @@ on_every_backend!(
     lifecycle::a_failed_patch_is_retried_until_it_lands,
     lifecycle::a_permanent_target_error_is_dead_lettered_with_its_reason,
     ownership::a_target_that_ignores_the_filter_never_gets_someone_elses_account_touched,
+    ownership::protected_accounts_are_never_adopted_changed_or_deactivated,
     ingress::a_wrong_secret_is_401_and_enqueues_nothing,
     ingress::the_graph_handshake_echoes_the_token_as_plain_text,
     ingress::malformed_and_oversized_bodies_are_refused_without_enqueueing,

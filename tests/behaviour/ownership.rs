@@ -72,3 +72,74 @@ pub async fn a_target_that_ignores_the_filter_never_gets_someone_elses_account_t
     assert_eq!(d.depth().await, (0, 0));
     d.finish().await;
 }
+
+pub async fn protected_accounts_are_never_adopted_changed_or_deactivated(b: Backend) {
+    let mut d = Deployment::start(b).await;
+    // Provisioned by the relay, later made a break-glass admin.
+    let admin = |d: &Deployment, status, email: &str, title: Option<&str>| {
+        d.idp
+            .set_okta_user("00uADM", status, Some(email), "Ad", "Min", title)
+    };
+    admin(&d, "ACTIVE", "admin@example.com", None);
+    d.okta(okta_delivery(
+        "pr-1",
+        "user.lifecycle.create",
+        "00uADM",
+        "admin@example.com",
+    ))
+    .await;
+    assert_eq!(d.target.count("POST"), 1);
+    d.restart(|s| {
+        s.target.protected_users = vec!["Admin@Example.com".into(), "vendor@example.com".into()];
+    })
+    .await;
+    // A vendor's account, made on the target by hand.
+    d.target.create_user_by_hand("vendor@example.com").await;
+    let before = d.target.calls().len();
+
+    // A change of attributes: not sent.
+    admin(&d, "ACTIVE", "admin@example.com", Some("Break glass"));
+    d.okta(okta_delivery(
+        "pr-2",
+        "user.account.update_profile",
+        "00uADM",
+        "admin@example.com",
+    ))
+    .await;
+    // Renamed and deactivated in one change: the recorded name still protects it.
+    admin(&d, "DEPROVISIONED", "admin.renamed@example.com", None);
+    d.okta(okta_delivery(
+        "pr-3",
+        "user.lifecycle.deactivate",
+        "00uADM",
+        "admin.renamed@example.com",
+    ))
+    .await;
+    // A directory user with the vendor's address does not adopt its account.
+    d.idp.set_okta_user(
+        "00uVEN",
+        "ACTIVE",
+        Some("vendor@example.com"),
+        "Ven",
+        "Dor",
+        Some("Contractor"),
+    );
+    d.okta(okta_delivery(
+        "pr-4",
+        "user.lifecycle.create",
+        "00uVEN",
+        "vendor@example.com",
+    ))
+    .await;
+
+    let calls = d.target.calls();
+    assert_eq!(calls.len(), before, "the relay made no call: {calls:?}");
+    let admin = d.target.user("admin@example.com").await.expect("kept");
+    assert_eq!(admin["active"], true);
+    assert!(admin.get("title").is_none_or(|t| t != "Break glass"));
+    let vendor = d.target.user("vendor@example.com").await.expect("kept");
+    assert!(vendor.get("title").is_none_or(|t| t != "Contractor"));
+    assert_eq!(d.depth().await, (0, 0));
+    assert!(d.dead_letters().await.is_empty());
+    d.finish().await;
+}

@@ -557,4 +557,32 @@ mod tests {
             ScimPlan::Nothing { .. }
         ));
     }
+
+    #[test]
+    fn a_protected_account_is_left_alone_whichever_name_is_on_the_list() {
+        let protected = vec![" Admin@Example.com ".to_string()];
+        let update = ScimPlan::Update {
+            scim_id: "s1".into(),
+            ops: vec![PatchOp::replace("title", json!("x"))],
+        };
+        for names in [
+            vec!["admin@example.com"],
+            vec!["renamed@example.com", "ADMIN@example.com"],
+        ] {
+            assert_eq!(
+                guard_protected(update.clone(), &names, &protected),
+                ScimPlan::Nothing { reason: PROTECTED },
+                "{names:?}"
+            );
+        }
+        assert_eq!(
+            guard_protected(update.clone(), &["someone@example.com"], &protected),
+            update
+        );
+        assert_eq!(
+            guard_protected(update.clone(), &["admin@example.com"], &["".into()]),
+            update,
+            "a blank entry protects nobody"
+        );
+    }
 }

@@ -252,9 +252,11 @@ mod tests {
             user("3", "gone@example.com", Some(false)),
             user("4", "owner@example.com", None),
             user("5", "no-active-field@example.com", None),
+            user("6", "break.glass@example.com", Some(true)),
         ];
         let known = ["known@example.com".to_string()].into_iter().collect();
-        let ids: Vec<&str> = unknown_users(&target, &known, &["Owner@example.com".into()])
+        let spared = ["Owner@example.com".into(), "BREAK.GLASS@example.com".into()];
+        let ids: Vec<&str> = unknown_users(&target, &known, &spared)
             .iter()
             .map(|u| u.id.as_str())
             .collect();
