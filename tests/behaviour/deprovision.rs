@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use scim_relay_core::clock::ManualClock;
 use scim_relay_core::config::TargetProfile;
-use scim_relay_core::deprovision::{Decision, HoldState};
+use scim_relay_core::deprovision::HoldState;
 use scim_relay_core::sweeper::SweepReport;
 use scim_relay_tests::deployment::{Backend, Deployment};
 use scim_relay_tests::payloads::okta_delivery;
@@ -101,6 +101,23 @@ pub async fn a_scope_change_deactivating_50_of_200_deactivates_the_limit_and_hol
     assert!(d.dead_letters().await.is_empty());
     let census = d.sweep().await.deprovisions;
     assert_eq!((census.held_pending, census.in_window), (40, 10));
+    let listing = d.held_command(&["held"]).await.expect("held lists");
+    let lines: Vec<&str> = listing.lines().collect();
+    assert_eq!(
+        lines.len(),
+        41,
+        "a header and one line per hold:\n{listing}"
+    );
+    assert!(lines[0].starts_with("USER") && lines[0].contains("REASON"));
+    assert!(lines[1..]
+        .iter()
+        .all(|l| l.contains("deactivate") && l.contains("pending")));
+    assert!(
+        lines[1..]
+            .iter()
+            .all(|l| held.iter().any(|h| l.starts_with(&h.user_name))),
+        "each line names its user"
+    );
 
     // Creates and updates go on while it holds.
     d.idp.set_okta_user(
@@ -132,16 +149,32 @@ pub async fn a_scope_change_deactivating_50_of_200_deactivates_the_limit_and_hol
         waiting.next().unwrap(),
         waiting.next().unwrap(),
     );
-    assert!(matches!(
-        d.decide(&email(approved), Decision::Approve).await,
-        HoldState::Approved { .. }
-    ));
+    assert_eq!(
+        d.held_command(&["held", "approve", &email(approved).to_uppercase()])
+            .await,
+        Ok(format!(
+            "{} {}: approved\n",
+            email(approved),
+            okta_id(approved)
+        ))
+    );
     d.settle().await;
     assert_eq!(active(&d, approved).await, Some(false), "approved: applied");
-    assert!(matches!(
-        d.decide(&okta_id(rejected), Decision::Reject).await,
-        HoldState::Rejected { .. }
-    ));
+    assert_eq!(
+        d.held_command(&["held", "reject", &okta_id(rejected)])
+            .await,
+        Ok(format!(
+            "{} {}: rejected\n",
+            email(rejected),
+            okta_id(rejected)
+        ))
+    );
+    assert_eq!(
+        d.held_command(&["held", "approve", "nobody@example.com"])
+            .await,
+        Err("no held deprovision for nobody@example.com".into())
+    );
+    assert!(d.held_command(&["held", "approve"]).await.is_err(), "whom?");
     d.idp.assign_okta_app(APP, &okta_id(returning), true);
     d.okta(okta_delivery(
         "dp-back",

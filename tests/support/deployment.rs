@@ -18,8 +18,7 @@ use scim_relay_core::clock::{Clock, SystemClock};
 use scim_relay_core::config::{Settings, TargetProfile};
 #[cfg(feature = "servers")]
 use scim_relay_core::consumer::ConsumerPolicy;
-use scim_relay_core::deprovision::{decide, held_users, Decision, HeldUser, HoldState};
-use scim_relay_core::envelope::EnvelopeSigner;
+use scim_relay_core::deprovision::{held_users, HeldUser};
 use scim_relay_core::ingress::{Ingress, IngressRequest};
 use scim_relay_core::queue::Queue;
 use scim_relay_core::secret::Secret;
@@ -328,22 +327,23 @@ impl Deployment {
         held_users(self.store().as_ref()).await.expect("held users")
     }
 
-    /// An operator's decision on the hold of the one held user `who` names (`scim-relay held
-    /// approve|reject`).
-    pub async fn decide(&self, who: &str, decision: Decision) -> HoldState {
-        let held = self.held().await;
-        let named: Vec<&HeldUser> = held.iter().filter(|h| h.is_named(who)).collect();
-        assert_eq!(named.len(), 1, "{who} names one held user: {named:?}");
-        decide(
-            self.store().as_ref(),
-            self.work_queue().as_ref(),
-            &EnvelopeSigner::new(self.settings.queue.signing_key.clone()),
-            chrono::Utc::now(),
-            &named[0].key,
-            decision,
-        )
-        .await
-        .expect("decision recorded")
+    /// Runs `scim-relay held …` (the words after the binary's name) as an operator would:
+    /// standalone, on the server's SQLite file; elsewhere on the deployment's store and queue.
+    /// Its output, or its error.
+    pub async fn held_command(&self, words: &[&str]) -> Result<String, String> {
+        use scim_relay_server::held::{parse, run, Console};
+        let args = parse(words).map_err(|e| e.to_string())?;
+        let console = match self.backend {
+            #[cfg(feature = "servers")]
+            Backend::Sqlite => Console::sqlite(&self.settings)?,
+            _ => Console {
+                store: self.store(),
+                queue: self.work_queue(),
+            },
+        };
+        let mut out = Vec::new();
+        run(&console, &self.settings, args, &mut out).await?;
+        Ok(String::from_utf8_lossy(&out).into_owned())
     }
 
     /// While set, the relay's writes that record a target account fail: the target has acted,

@@ -103,6 +103,31 @@ pub async fn held_users(store: &dyn SweepStore) -> Result<Vec<HeldUser>, StoreEr
     Ok(held)
 }
 
+/// The operator's listing: one line per held user, oldest first. Names appear here (an
+/// operator's console, not a log).
+pub fn render_held(held: &[HeldUser]) -> String {
+    if held.is_empty() {
+        return "no held deprovisions\n".into();
+    }
+    let mut out = format!(
+        "{:<32} {:<6} {:<24} {:<10} {:<20} {:<9} REASON\n",
+        "USER", "IDP", "IDP USER ID", "ACTION", "HELD AT (UTC)", "STATE"
+    );
+    for h in held {
+        out.push_str(&format!(
+            "{:<32} {:<6} {:<24} {:<10} {:<20} {:<9} {}\n",
+            h.user_name,
+            h.key.source.as_str(),
+            h.key.user_id,
+            h.hold.action,
+            h.hold.held_at.format("%Y-%m-%d %H:%M:%S"),
+            h.hold.state.name(),
+            h.hold.reason
+        ));
+    }
+    out
+}
+
 /// Records an operator's decision on `key`'s hold; an approval enqueues the user, so the
 /// worker re-reads the directory and applies what it still asks for.
 pub async fn decide(

@@ -19,7 +19,10 @@ use sha2::{Digest, Sha256};
 
 use crate::state::{StateStore, StoreError, UserKey};
 
-pub use hold::{decide, held_users, Decision, DecisionError, HeldUser, Hold, HoldState};
+pub use hold::{
+    decide, held_users, render_held, Decision, DecisionError, HeldUser, Hold, HoldState,
+    APPROVED_EVENT,
+};
 
 /// The store document the window lives in.
 const LEDGER: &str = "deprovision-ledger";

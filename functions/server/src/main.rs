@@ -1,18 +1,39 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use clap::{Parser, Subcommand};
 use scim_relay_core::config::Settings;
 
-const USAGE: &str = "scim-relay — keeps a SCIM target's users in sync with Okta and Entra ID
+/// scim-relay keeps a SCIM target's users in sync with Okta and Entra ID.
+#[derive(Parser)]
+#[command(
+    name = "scim-relay",
+    version,
+    arg_required_else_help = true,
+    after_help = "Every setting can be overridden by an environment variable \
+SCIM_RELAY_<SECTION>__<KEY>, e.g. SCIM_RELAY_OKTA__SHARED_SECRET."
+)]
+struct Cli {
+    /// The configuration file (TOML); default: $SCIM_RELAY_CONFIG, else settings from the
+    /// environment alone.
+    #[arg(long, short, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
 
-USAGE:
-    scim-relay serve [--config FILE]         run ingress, worker and sweeper on an embedded SQLite store
-    scim-relay check-config [--config FILE]  validate the configuration and exit
-    scim-relay redrive [--config FILE]       put every dead letter back on the queue (after fixing
-                                             their cause; applied triggers are skipped)
-
-The config file may also be given as SCIM_RELAY_CONFIG. Every key can be overridden by an
-environment variable SCIM_RELAY_<SECTION>__<KEY>, e.g. SCIM_RELAY_OKTA__SHARED_SECRET.";
+#[derive(Subcommand)]
+enum Command {
+    /// Run ingress, worker and sweeper on an embedded SQLite store.
+    Serve,
+    /// Validate the configuration and exit.
+    CheckConfig,
+    /// Put every dead letter back on the queue (after fixing their cause; applied triggers
+    /// are skipped).
+    Redrive,
+    /// Deactivations and deletes the deprovisioning breaker holds: list, approve, reject.
+    Held(scim_relay_server::held::HeldArgs),
+}
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -21,24 +42,12 @@ async fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_env("SCIM_RELAY_LOG")
                 .unwrap_or_else(|_| "info".into()),
         )
+        .with_writer(std::io::stderr)
         .init();
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let command = args.first().map(String::as_str).unwrap_or("--help");
-    if matches!(command, "--help" | "-h" | "help") {
-        println!("{USAGE}");
-        return ExitCode::SUCCESS;
-    }
-    if matches!(command, "--version" | "-V") {
-        println!("scim-relay {}", env!("CARGO_PKG_VERSION"));
-        return ExitCode::SUCCESS;
-    }
-    let config = match config_path(&args[1..]) {
-        Ok(path) => path,
-        Err(message) => {
-            eprintln!("error: {message}\n\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
+    let cli = Cli::parse();
+    let config = cli
+        .config
+        .or_else(|| std::env::var_os("SCIM_RELAY_CONFIG").map(PathBuf::from));
     let settings = match Settings::load(config.as_deref(), std::env::vars()) {
         Ok(s) => s,
         Err(e) => {
@@ -46,8 +55,8 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match command {
-        "check-config" => match settings
+    match cli.command {
+        Command::CheckConfig => match settings
             .check_ingress()
             .and_then(|()| settings.check_worker())
         {
@@ -63,20 +72,29 @@ async fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        "serve" => serve(settings).await,
-        "redrive" => redrive(&settings).await,
-        other => {
-            eprintln!("error: unknown command `{other}`\n\n{USAGE}");
-            ExitCode::from(2)
-        }
+        Command::Serve => serve(settings).await,
+        Command::Redrive => redrive(&settings).await,
+        Command::Held(args) => held(settings, args).await,
     }
 }
 
-fn config_path(args: &[String]) -> Result<Option<PathBuf>, String> {
-    match args {
-        [] => Ok(std::env::var_os("SCIM_RELAY_CONFIG").map(PathBuf::from)),
-        [flag, path] if flag == "--config" || flag == "-c" => Ok(Some(PathBuf::from(path))),
-        _ => Err(format!("unexpected arguments: {}", args.join(" "))),
+async fn held(mut settings: Settings, args: scim_relay_server::held::HeldArgs) -> ExitCode {
+    use scim_relay_server::held::{run, Console};
+    let console = if args.aws {
+        Console::aws(&mut settings).await
+    } else {
+        Console::sqlite(&settings)
+    };
+    let outcome = match console {
+        Ok(console) => run(&console, &settings, args, &mut std::io::stdout().lock()).await,
+        Err(e) => Err(e),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
     }
 }
 
