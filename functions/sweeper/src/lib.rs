@@ -94,6 +94,7 @@ pub fn metrics(report: &SweepReport) -> Vec<(&'static str, u64)> {
             "DriftUsers",
             report.drift.as_ref().map_or(0, |d| u64::from(d.unknown)),
         ),
+        ("DeprovisionsWaiting", report.deprovisions.held_pending),
     ]
 }
 
