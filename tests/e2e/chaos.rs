@@ -17,25 +17,21 @@ use std::time::{Duration, Instant};
 use scim_relay_core::config::{host_of, Settings};
 use scim_relay_core::state::StateStore;
 use scim_relay_tests::chaos::{
-    differing_on, env_number, ChaosDirectory, ChaosScript, Person, ENG, STAFF,
+    chaos_settings, differing_on, env_number, ChaosDirectory, ChaosScript, Person, ENG, STAFF,
 };
 use scim_relay_tests::scim::{ScimProxy, ScimTenant};
 use scim_relay_tests::target::Target;
 
 use super::*;
 
-fn chaos_settings(
+fn standalone_chaos_settings(
     idp: &IdpFixture,
     proxy: &ScimProxy,
     tenant: &ScimTenant,
     db: &std::path::Path,
 ) -> Settings {
     let mut s = settings(idp, &proxy.url, &tenant.token, TargetProfile::Generic, db);
-    // Okta only: the script is an Okta directory.
-    s.entra.client_id = None;
-    s.okta.group_ids = vec![STAFF.into(), ENG.into()];
-    s.target.sync_groups = true;
-    s.target.timeout = std::time::Duration::from_secs(1);
+    chaos_settings(&mut s);
     s.queue.workers = 2;
     s
 }
@@ -83,7 +79,7 @@ async fn under_chaos_every_user_converges_and_every_trigger_is_accounted_for() {
 
     // Two relays on one database, the target failing a fifth of all calls.
     proxy.chaos(0.20, seed, Duration::from_millis(1500));
-    let settings = chaos_settings(&idp, &proxy, &tenant, &db_path);
+    let settings = standalone_chaos_settings(&idp, &proxy, &tenant, &db_path);
     let clock: Arc<dyn scim_relay_core::clock::Clock> =
         Arc::new(scim_relay_core::clock::SystemClock);
     let start = || scim_relay_server::start_with_clock(settings.clone(), patient(), clock.clone());

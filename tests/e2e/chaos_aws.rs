@@ -11,10 +11,9 @@
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
-use scim_relay_core::config::TargetProfile;
 use scim_relay_core::sweeper::FeedOutcome;
 use scim_relay_tests::chaos::{
-    differing_on, env_number, ChaosDirectory, ChaosScript, Person, ENG, STAFF,
+    chaos_settings, differing_on, env_number, ChaosDirectory, ChaosScript, Person, ENG, STAFF,
 };
 use scim_relay_tests::deployment::{okta_tenant, Backend, Deployment, OKTA_SECRET};
 use scim_relay_tests::payloads::okta_delivery;
@@ -27,14 +26,7 @@ async fn under_chaos_on_aws_every_user_converges_and_every_trigger_is_accounted_
     let mut rng = fastrand::Rng::with_seed(seed);
     let d = Deployment::options(Backend::Aws)
         .patient()
-        .start(|s| {
-            s.target.profile = TargetProfile::Generic;
-            // Okta only: the script is an Okta directory.
-            s.entra.client_id = None;
-            s.okta.group_ids = vec![STAFF.into(), ENG.into()];
-            s.target.sync_groups = true;
-            s.target.timeout = std::time::Duration::from_secs(1);
-        })
+        .start(chaos_settings)
         .await;
     let aws = d.aws();
     let mut dir = ChaosDirectory::new(d.idp.clone(), users);

@@ -13,6 +13,19 @@ use crate::idp::IdpFixture;
 pub const STAFF: &str = "00gSTAFF";
 pub const ENG: &str = "00gENG";
 
+/// What every chaos run sets, whatever its backend: an Okta directory scoped by two groups and
+/// mirrored as SCIM groups, a short target timeout (so lost answers happen), and the
+/// deprovisioning breaker out of the way: a chaos script deactivates far more than 10 users an
+/// hour, and the property checked here is convergence (the breaker has its own behaviours).
+pub fn chaos_settings(s: &mut scim_relay_core::config::Settings) {
+    s.target.profile = scim_relay_core::config::TargetProfile::Generic;
+    s.entra.client_id = None;
+    s.okta.group_ids = vec![STAFF.into(), ENG.into()];
+    s.target.sync_groups = true;
+    s.target.timeout = std::time::Duration::from_secs(1);
+    s.target.deprovision_limit = 1_000_000;
+}
+
 pub fn env_number(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()

@@ -99,7 +99,7 @@ pub async fn held_users(store: &dyn SweepStore) -> Result<Vec<HeldUser>, StoreEr
             })
         })
         .collect();
-    held.sort_by(|a, b| a.hold.held_at.cmp(&b.hold.held_at));
+    held.sort_by_key(|h| h.hold.held_at);
     Ok(held)
 }
 
