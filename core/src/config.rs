@@ -214,6 +214,11 @@ pub struct EntraSettings {
     pub login_url: String,
     /// What a hard-deleted Entra user becomes on the target.
     pub hard_delete: HardDeletePolicy,
+    /// `hard_delete_confirm_minutes`: under `delete`, how long after the first read that found
+    /// the user gone for good a second read must find the same before the account is deleted
+    /// (replication right after a delete can answer 404 twice); deactivated meanwhile.
+    #[serde(rename = "hard_delete_confirm_minutes", deserialize_with = "minutes")]
+    pub hard_delete_confirm: Duration,
     /// Provision only (transitive) members of these Entra groups (object ids).
     #[serde(deserialize_with = "list")]
     pub group_ids: Vec<String>,
@@ -336,6 +341,7 @@ impl Default for EntraSettings {
             graph_url: "https://graph.microsoft.com".into(),
             login_url: "https://login.microsoftonline.com".into(),
             hard_delete: HardDeletePolicy::Deactivate,
+            hard_delete_confirm: MINUTE * 10,
             group_ids: Vec::new(),
             notification_url: None,
         }
@@ -618,6 +624,7 @@ impl Secrets for EntraSettings {
             graph_url: _,
             login_url: _,
             hard_delete: _,
+            hard_delete_confirm: _,
             group_ids: _,
             notification_url: _,
         } = self;

@@ -156,6 +156,7 @@ fn worker_from(
         invite_ttl: settings.target.invite_ttl,
         owner: settings.target.credential_owner.clone(),
         hard_delete: settings.entra.hard_delete,
+        hard_delete_confirm: settings.entra.hard_delete_confirm,
         trust_event_content: settings.trusts_event_content(),
         keep_suspended: settings.okta.suspended == SuspendPolicy::Keep,
         sync_groups: settings.target.sync_groups,

@@ -64,6 +64,7 @@ pub async fn entra_soft_delete_deactivates_and_hard_delete_follows_the_policy(b:
     let d = Deployment::start_with(b, |s| {
         s.target.profile = TargetProfile::Generic;
         s.entra.hard_delete = HardDeletePolicy::Delete;
+        s.entra.hard_delete_confirm = std::time::Duration::from_secs(1);
     })
     .await;
     d.idp
@@ -90,14 +91,54 @@ pub async fn entra_soft_delete_deactivates_and_hard_delete_follows_the_policy(b:
     );
     assert_eq!(d.target.count("DELETE"), 0);
 
-    // Hard delete, under the `delete` policy: the account is removed.
+    // Hard delete, under the `delete` policy: the account is removed once a second read, a
+    // second later here, finds the user gone for good too.
     d.idp.hard_delete_graph_user("e-del-1");
+    let reads = d.idp.reads("graph:e-del-1");
     d.entra(graph_notification("e-del-1", CLIENT_STATE, 3))
         .await;
     assert_eq!(d.target.count("DELETE"), 1, "{:?}", d.target.calls());
+    assert_eq!(d.idp.reads("graph:e-del-1") - reads, 2, "read twice");
     assert!(d.target.user("leaver@contoso.com").await.is_none());
     assert_eq!(d.depth().await, (0, 0));
     d.finish().await;
+}
+
+pub async fn a_hard_delete_seen_once_deactivates_and_deletes_only_when_a_later_read_confirms(
+    b: Backend,
+) {
+    let d = Deployment::start_with(b, |s| {
+        s.target.profile = TargetProfile::Generic;
+        s.entra.hard_delete = HardDeletePolicy::Delete;
+        s.entra.hard_delete_confirm = std::time::Duration::from_secs(1);
+    })
+    .await;
+    d.idp
+        .set_graph_user("e-lag", "Lag@contoso.com", true, "Lag Gard", None);
+    d.entra(graph_notification("e-lag", CLIENT_STATE, 1)).await;
+    assert_eq!(active(&d.target).await, true);
+    let patches = d.target.count("PATCH");
+
+    // Right after a change, replication answers 404 from both /users and deletedItems for a
+    // user who exists: one read looks like a hard delete. The account is switched off, not
+    // deleted, and the second read a moment later finds the user and switches it back on.
+    d.idp.lag_graph_user("e-lag", 1);
+    d.entra(graph_notification("e-lag", CLIENT_STATE, 2)).await;
+    assert_eq!(d.idp.reads("graph:e-lag"), 3, "created, then read twice");
+    assert_eq!(d.target.count("DELETE"), 0, "{:?}", d.target.calls());
+    assert_eq!(active(&d.target).await, true);
+    assert_eq!(
+        d.target.count("PATCH") - patches,
+        2,
+        "off on the first read, on again on the second"
+    );
+    assert_eq!(d.depth().await, (0, 0));
+    assert!(d.dead_letters().await.is_empty());
+    d.finish().await;
+}
+
+async fn active(target: &scim_relay_tests::target::Target) -> serde_json::Value {
+    target.user("lag@contoso.com").await.expect("account")["active"].clone()
 }
 
 pub async fn entra_scope_follows_group_membership(b: Backend) {

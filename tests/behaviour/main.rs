@@ -67,6 +67,7 @@ on_every_backend!(
     ingress::malformed_and_oversized_bodies_are_refused_without_enqueueing,
     entra::a_graph_notification_creates_disables_and_a_forged_one_changes_nothing,
     entra::entra_soft_delete_deactivates_and_hard_delete_follows_the_policy,
+    entra::a_hard_delete_seen_once_deactivates_and_deletes_only_when_a_later_read_confirms,
     entra::entra_scope_follows_group_membership,
     entra::a_lifecycle_event_for_a_subscription_graph_no_longer_has_is_parked_with_instructions,
     scope::okta_suspension_follows_the_suspend_policy,

@@ -25,6 +25,9 @@ struct Directory {
     graph: HashMap<String, Value>,
     /// Soft-deleted Graph users (`/directory/deletedItems`).
     graph_deleted: HashMap<String, Value>,
+    /// Graph users whose next reads answer 404 from `/users` and `deletedItems` though they
+    /// exist (replication lag): id → reads left.
+    graph_lagging: HashMap<String, usize>,
     /// Okta app assignments, as (app id, user id).
     okta_assignments: Vec<(String, String)>,
     /// Group ids per user, for Okta and for Graph.
@@ -207,6 +210,16 @@ impl IdpFixture {
             dir.graph_deleted.insert(id.to_string(), user);
         }
         dir.graph_changed_now(id);
+    }
+
+    /// The next `reads` reads of this Graph user answer 404 from `/users` and from
+    /// `deletedItems` alike, as replication can right after a change: it looks hard-deleted.
+    pub fn lag_graph_user(&self, id: &str, reads: usize) {
+        self.dir
+            .lock()
+            .expect("lock")
+            .graph_lagging
+            .insert(id.to_string(), reads);
     }
 
     /// Hard delete: gone from both.
@@ -394,7 +407,14 @@ async fn graph_user(
     }
     let mut dir = dir.lock().expect("lock");
     dir.reads.push(format!("graph:{id}"));
-    let Some(user) = dir.graph.get(&id).cloned() else {
+    let lagging = match dir.graph_lagging.get_mut(&id) {
+        Some(left) if *left > 0 => {
+            *left -= 1;
+            true
+        }
+        _ => false,
+    };
+    let Some(user) = dir.graph.get(&id).cloned().filter(|_| !lagging) else {
         return (
             StatusCode::NOT_FOUND,
             Json(json!({"error": {"code": "Request_ResourceNotFound"}})),

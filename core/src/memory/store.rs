@@ -289,6 +289,7 @@ mod tests {
             invite: None,
             groups: BTreeMap::new(),
             groups_pending: BTreeMap::new(),
+            hard_delete_seen: None,
             held: None,
             version,
             last_event_at: None,

@@ -283,6 +283,7 @@ mod tests {
             invite: None,
             groups: Default::default(),
             groups_pending: Default::default(),
+            hard_delete_seen: None,
             held: None,
             version: 1,
             last_event_at: None,

@@ -371,6 +371,7 @@ mod tests {
             invite: None,
             groups: Default::default(),
             groups_pending: Default::default(),
+            hard_delete_seen: None,
             held: None,
             version,
             last_event_at: None,

@@ -95,6 +95,10 @@ pub struct UserState {
     /// a trace, and the next one adds or removes them again (both are idempotent).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub groups_pending: BTreeMap<String, String>,
+    /// When a directory read first found the user deleted for good, while the `delete` policy
+    /// waits for a second read to confirm it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hard_delete_seen: Option<DateTime<Utc>>,
     /// A deactivation or delete the deprovisioning breaker held, and the operator's decision.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub held: Option<crate::deprovision::Hold>,

@@ -53,6 +53,7 @@ impl Worker {
             active,
             lifecycle: user.lifecycle.clone(),
             invite: recorded.and_then(|r| r.invite.clone()),
+            hard_delete_seen: None,
             held: None,
             version: UserState::version_after(recorded),
             last_event_at: latest(recorded.and_then(|r| r.last_event_at), trigger.published),

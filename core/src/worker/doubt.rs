@@ -63,6 +63,7 @@ impl Worker {
             invite: None,
             groups: Default::default(),
             groups_pending: Default::default(),
+            hard_delete_seen: None,
             held: None,
             version: UserState::version_after(recorded),
             last_event_at: recorded.and_then(|r| r.last_event_at),

@@ -97,6 +97,7 @@ fn held_record(
             invite: None,
             groups: Default::default(),
             groups_pending: Default::default(),
+            hard_delete_seen: None,
             held: None,
             version: UserState::version_after(None),
             last_event_at: None,

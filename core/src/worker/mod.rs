@@ -50,6 +50,7 @@ pub struct Worker {
     invite_ttl: chrono::Duration,
     owner: Option<String>,
     hard_delete: HardDeletePolicy,
+    hard_delete_confirm: chrono::Duration,
     trust_event_content: bool,
     keep_suspended: bool,
     sync_groups: bool,
@@ -75,6 +76,8 @@ pub struct WorkerParts {
     pub owner: Option<String>,
     /// What a hard-deleted Entra user becomes on the target.
     pub hard_delete: HardDeletePolicy,
+    /// Under `delete`: how long a second read waits to confirm the user is gone for good.
+    pub hard_delete_confirm: Duration,
     /// Whether an event's own content may stand in for a directory read (demo only).
     pub trust_event_content: bool,
     /// Leave a suspended user's account as it is instead of deactivating it.
@@ -107,6 +110,8 @@ impl Worker {
                 .unwrap_or(chrono::Duration::hours(48)),
             owner: p.owner.filter(|o| !o.trim().is_empty()),
             hard_delete: p.hard_delete,
+            hard_delete_confirm: chrono::Duration::from_std(p.hard_delete_confirm)
+                .unwrap_or(chrono::Duration::minutes(10)),
             trust_event_content: p.trust_event_content,
             keep_suspended: p.keep_suspended,
             sync_groups: p.sync_groups,
@@ -188,6 +193,20 @@ impl Worker {
         };
         for _ in 0..PLAN_ATTEMPTS {
             let recorded = self.store.load_user(&key).await?;
+            // Under `delete`, a hard delete is acted on only when a second read, some minutes
+            // after the first, finds the same: until then, when to look again.
+            let delete_unconfirmed = recorded
+                .as_ref()
+                .filter(|r| {
+                    hard_deleted
+                        && self.hard_delete == HardDeletePolicy::Delete
+                        && r.scim_id.is_some()
+                })
+                .and_then(|r| {
+                    let seen = r.hard_delete_seen.unwrap_or(now);
+                    let confirmed_at = seen + self.hard_delete_confirm;
+                    (confirmed_at > now).then(|| (seen, confirmed_at - now))
+                });
             let stale = from_event_content
                 && is_older(
                     trigger.published,
@@ -199,6 +218,9 @@ impl Worker {
                 ScimPlan::Nothing {
                     reason: "event is older than the state last applied",
                 }
+            } else if delete_unconfirmed.is_some() {
+                // Not yet confirmed: switched off as a soft delete would be, deleted later.
+                plan(self.profile, None, recorded.as_ref())
             } else if hard_deleted && self.hard_delete == HardDeletePolicy::Delete {
                 plan_hard_delete(recorded.as_ref())
             } else {
@@ -264,6 +286,15 @@ impl Worker {
                 tracing::info!(user = %user_id, plan = plan_name(&plan), "held deprovision settled");
                 applied.state.get_or_insert_with(|| r.successor(now)).held = None;
             }
+            if let Some(r) = recorded.as_ref() {
+                let seen = delete_unconfirmed.map(|(seen, _)| seen);
+                if r.hard_delete_seen != seen {
+                    applied
+                        .state
+                        .get_or_insert_with(|| r.successor(now))
+                        .hard_delete_seen = seen;
+                }
+            }
             if let Some(state) = applied.state.as_mut() {
                 state.last_event_at = latest(state.last_event_at, trigger.published);
             } else if let (true, Some(r)) = (from_event_content, recorded.as_ref()) {
@@ -289,12 +320,17 @@ impl Worker {
             // committed under its own marker, so a failed group call retries the groups (the
             // user's plan is then empty) instead of losing them to the dedupe record.
             let group_user = desired.as_ref().filter(|_| self.sync_groups && !protected);
-            let user_done = match group_user {
-                Some(_) => ProcessedEvent {
+            let user_done = match (group_user, delete_unconfirmed) {
+                (Some(_), _) => ProcessedEvent {
                     key: format!("{}#user", processed.key),
                     expires_at: processed.expires_at,
                 },
-                None => processed.clone(),
+                // The event comes back for the confirming read: not recorded as done yet.
+                (None, Some(_)) => ProcessedEvent {
+                    key: format!("{}#delete-unconfirmed", processed.key),
+                    expires_at: processed.expires_at,
+                },
+                (None, None) => processed.clone(),
             };
             match self
                 .store
@@ -302,6 +338,13 @@ impl Worker {
                 .await
             {
                 Ok(()) => {
+                    if let Some((_, wait)) = delete_unconfirmed {
+                        tracing::info!(user = %user_id, "gone for good at the first read: deactivated; deleted once a second read confirms");
+                        return Err(WorkError::Retryable {
+                            reason: "hard delete to be confirmed by a second read".into(),
+                            retry_after: wait.to_std().ok(),
+                        });
+                    }
                     let mut applied = applied;
                     if let Some(user) = group_user {
                         let groups = self.groups_phase(&key, user, &processed).await?;
