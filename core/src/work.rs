@@ -51,7 +51,11 @@ impl WorkError {
 
 impl From<StoreError> for WorkError {
     fn from(e: StoreError) -> Self {
-        WorkError::retry(e.to_string())
+        match e {
+            // Waiting changes nothing: an operator must see it.
+            StoreError::Claimed { .. } => WorkError::Permanent(e.to_string()),
+            _ => WorkError::retry(e.to_string()),
+        }
     }
 }
 

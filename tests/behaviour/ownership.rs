@@ -143,3 +143,82 @@ pub async fn protected_accounts_are_never_adopted_changed_or_deactivated(b: Back
     assert!(d.dead_letters().await.is_empty());
     d.finish().await;
 }
+
+pub async fn two_idp_users_with_one_email_never_share_or_switch_off_one_account(b: Backend) {
+    let d = Deployment::start(b).await;
+    // Okta emails are not unique: B has the account.
+    d.idp.set_okta_user(
+        "00uJANEBBBBBBBBBBBBB",
+        "ACTIVE",
+        Some("jane@example.com"),
+        "Jane",
+        "B",
+        None,
+    );
+    d.okta(okta_delivery(
+        "sh-1",
+        "user.lifecycle.create",
+        "00uJANEBBBBBBBBBBBBB",
+        "jane@example.com",
+    ))
+    .await;
+    assert_eq!(d.target.count("POST"), 1);
+    let calls = d.target.calls().len();
+
+    // A, deactivated and never provisioned, shares the address: the look-up finds B's account,
+    // which A's deactivation must not switch off.
+    d.idp.set_okta_user(
+        "00uJANEAAAAAAAAAAAAA",
+        "DEPROVISIONED",
+        Some("jane@example.com"),
+        "Jane",
+        "A",
+        None,
+    );
+    d.okta(okta_delivery(
+        "sh-2",
+        "user.lifecycle.deactivate",
+        "00uJANEAAAAAAAAAAAAA",
+        "jane@example.com",
+    ))
+    .await;
+    // Reactivated, A must not adopt B's account either.
+    d.idp.set_okta_user(
+        "00uJANEAAAAAAAAAAAAA",
+        "ACTIVE",
+        Some("jane@example.com"),
+        "Jane",
+        "A",
+        Some("Imposter"),
+    );
+    d.okta(okta_delivery(
+        "sh-3",
+        "user.lifecycle.activate",
+        "00uJANEAAAAAAAAAAAAA",
+        "jane@example.com",
+    ))
+    .await;
+
+    let account = d
+        .target
+        .user("jane@example.com")
+        .await
+        .expect("B's account");
+    assert_eq!(account["active"], true, "B's account stays on");
+    assert!(account.get("title").is_none_or(|t| t != "Imposter"));
+    assert_eq!(
+        d.target.count("PATCH"),
+        0,
+        "nothing written to B's account: {:?}",
+        &d.target.calls()[calls..]
+    );
+    let dead = d.dead_letters().await;
+    assert_eq!(dead.len(), 2, "both reported: {dead:?}");
+    assert!(
+        dead.iter().all(|r| r.contains("ownership conflict")
+            && r.contains("00uJANEBBBBBBBBBBBBB")
+            && !r.contains("jane@")),
+        "{dead:?}"
+    );
+    d.finish().await;
+}

@@ -600,6 +600,25 @@ async fn dynamodb_state_writes_are_conditional_on_the_version() {
         .unwrap();
     assert!(store.event_seen("e5", now).await.unwrap());
 
+    // One account, one owner: another user's record cannot claim `scim-1`, and the failed
+    // write leaves nothing behind.
+    let twin = UserKey {
+        user_id: "00uTWIN".into(),
+        ..key.clone()
+    };
+    assert_eq!(store.claimant("scim-1").await.unwrap(), Some(key.clone()));
+    match store
+        .commit(&twin, Some(&state(1)), None, &event("e6"))
+        .await
+    {
+        Err(StoreError::Claimed { scim_id, owner }) => {
+            assert_eq!((scim_id.as_str(), owner), ("scim-1", key.storage_id()))
+        }
+        other => panic!("expected a claim conflict, got {other:?}"),
+    }
+    assert_eq!(store.load_user(&twin).await.unwrap(), None);
+    assert!(!store.event_seen("e6", now).await.unwrap());
+
     // What the sweeper reads: the names of recorded users (events and cursors are not users),
     // pending invitations through the index, and cursors.
     use scim_relay_core::state::{InviteOutcome, InviteState, SweepStore};
@@ -608,6 +627,7 @@ async fn dynamodb_state_writes_are_conditional_on_the_version() {
         ..key.clone()
     };
     let mut pending = state(1);
+    pending.scim_id = Some("scim-invited".into());
     pending.user_name = "Invited@Example.com".into();
     pending.invite = Some(InviteState {
         sent_at: now,
@@ -616,7 +636,7 @@ async fn dynamodb_state_writes_are_conditional_on_the_version() {
         outcome: None,
     });
     store
-        .commit(&invited, Some(&pending), None, &event("e6"))
+        .commit(&invited, Some(&pending), None, &event("e7"))
         .await
         .unwrap();
     store.save_cursor("reconcile/okta/x", "c1").await.unwrap();

@@ -27,6 +27,8 @@ struct Tables {
     /// Group name → the target's id for it.
     groups: HashMap<String, String>,
     cursors: HashMap<String, String>,
+    /// Target account (SCIM id) → the storage id of the user whose record claims it.
+    claims: HashMap<String, String>,
     /// Named documents and their versions.
     documents: HashMap<String, (String, u64)>,
     /// When the credential breaker closes, in epoch seconds (as DynamoDB stores it).
@@ -115,6 +117,14 @@ impl StateStore for MemoryStore {
         Ok(self.tables().documents.get(name).cloned())
     }
 
+    async fn claimant(&self, scim_id: &str) -> Result<Option<UserKey>, StoreError> {
+        Ok(self
+            .tables()
+            .claims
+            .get(scim_id)
+            .and_then(|owner| UserKey::from_storage_id(owner)))
+    }
+
     async fn save_document(
         &self,
         name: &str,
@@ -154,6 +164,19 @@ impl StateStore for MemoryStore {
             // As both adapters: no record expected and none there, or the version expected.
             if stored != expected_version {
                 return Err(StoreError::Conflict);
+            }
+            if let Some(scim_id) = &state.scim_id {
+                match tables.claims.get(scim_id) {
+                    Some(owner) if *owner != id => {
+                        return Err(StoreError::Claimed {
+                            scim_id: scim_id.clone(),
+                            owner: owner.clone(),
+                        })
+                    }
+                    _ => {
+                        tables.claims.insert(scim_id.clone(), id.clone());
+                    }
+                }
             }
             tables.users.insert(id, (key.clone(), state.clone()));
         }
@@ -506,5 +529,26 @@ mod tests {
             None,
             "closes by itself"
         );
+    }
+
+    #[tokio::test]
+    async fn one_account_is_claimed_by_one_user() {
+        let db = MemoryStore::default();
+        let later = Utc::now() + chrono::Duration::hours(1);
+        db.commit(&key("00u1"), Some(&state(1)), None, &event("c1", later))
+            .await
+            .unwrap();
+        assert_eq!(db.claimant("s1").await.unwrap(), Some(key("00u1")));
+        let twin = key("00uTWIN");
+        assert!(matches!(
+            db.commit(&twin, Some(&state(1)), None, &event("c2", later)).await,
+            Err(StoreError::Claimed { ref owner, .. }) if *owner == key("00u1").storage_id()
+        ));
+        assert_eq!(db.load_user(&twin).await.unwrap(), None);
+        assert!(!db.event_seen("c2", Utc::now()).await.unwrap());
+        // The owner writes on.
+        db.commit(&key("00u1"), Some(&state(2)), Some(1), &event("c3", later))
+            .await
+            .unwrap();
     }
 }

@@ -49,6 +49,10 @@ CREATE TABLE IF NOT EXISTS groups (
     name    TEXT PRIMARY KEY,
     scim_id TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS claims (
+    scim_id TEXT PRIMARY KEY,
+    owner   TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS documents (
     name    TEXT    PRIMARY KEY,
     value   TEXT    NOT NULL,

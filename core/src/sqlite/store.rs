@@ -16,6 +16,8 @@ impl From<SqliteError> for StoreError {
 
 /// Internal marker for a failed version check inside the blocking closure.
 const CONFLICT: &str = "\u{0}conflict";
+/// Marks a commit refused because another user's record claims the account (the owner follows).
+const CLAIMED: &str = "\u{0}claimed:";
 
 #[async_trait]
 impl StateStore for SqliteDb {
@@ -101,6 +103,22 @@ impl StateStore for SqliteDb {
             .await?)
     }
 
+    async fn claimant(&self, scim_id: &str) -> Result<Option<UserKey>, StoreError> {
+        let scim_id = scim_id.to_string();
+        let owner: Option<String> = self
+            .run(move |conn| {
+                Ok(conn
+                    .query_row(
+                        "SELECT owner FROM claims WHERE scim_id = ?1",
+                        params![scim_id],
+                        |r| r.get(0),
+                    )
+                    .optional()?)
+            })
+            .await?;
+        Ok(owner.and_then(|o| UserKey::from_storage_id(&o)))
+    }
+
     async fn load_document(&self, name: &str) -> Result<Option<(String, u64)>, StoreError> {
         let name = name.to_string();
         Ok(self
@@ -167,6 +185,8 @@ impl StateStore for SqliteDb {
             .map_err(|e| StoreError::Backend(e.to_string()))?;
         let event_key = event.key.clone();
         let event_expiry = event.expires_at.timestamp();
+        let scim_id = state.and_then(|s| s.scim_id.clone());
+        let claimed = scim_id.clone();
         let result = self
             .run(move |conn| {
                 let tx = conn.transaction()?;
@@ -185,6 +205,27 @@ impl StateStore for SqliteDb {
                     if changed == 0 {
                         return Err(SqliteError(CONFLICT.into()));
                     }
+                    if let Some(scim_id) = &scim_id {
+                        let owner: Option<String> = tx
+                            .query_row(
+                                "SELECT owner FROM claims WHERE scim_id = ?1",
+                                params![scim_id],
+                                |r| r.get(0),
+                            )
+                            .optional()?;
+                        match owner {
+                            Some(owner) if owner != id => {
+                                return Err(SqliteError(format!("{CLAIMED}{owner}")));
+                            }
+                            Some(_) => {}
+                            None => {
+                                tx.execute(
+                                    "INSERT INTO claims (scim_id, owner) VALUES (?1, ?2)",
+                                    params![scim_id, id],
+                                )?;
+                            }
+                        }
+                    }
                 }
                 tx.execute(
                     "INSERT INTO events (key, expires_at) VALUES (?1, ?2)
@@ -197,6 +238,10 @@ impl StateStore for SqliteDb {
             .await;
         match result {
             Err(SqliteError(m)) if m == CONFLICT => Err(StoreError::Conflict),
+            Err(SqliteError(m)) if m.starts_with(CLAIMED) => Err(StoreError::Claimed {
+                scim_id: claimed.unwrap_or_default(),
+                owner: m[CLAIMED.len()..].to_string(),
+            }),
             other => Ok(other?),
         }
     }
@@ -500,5 +545,30 @@ mod tests {
         db.save_cursor("c", "two").await.unwrap();
         assert_eq!(db.load_cursor("c").await.unwrap().as_deref(), Some("two"));
         let _ = std::fs::remove_file(path);
+    }
+
+    #[tokio::test]
+    async fn one_account_is_claimed_by_one_user() {
+        let path = std::env::temp_dir().join(format!("scim-relay-c-{}.db", uuid::Uuid::new_v4()));
+        let db = SqliteDb::open(&path).unwrap();
+        let later = Utc::now() + chrono::Duration::hours(1);
+        db.commit(&key(), Some(&state(1)), None, &event("c1", later))
+            .await
+            .unwrap();
+        assert_eq!(db.claimant("s1").await.unwrap(), Some(key()));
+        let twin = UserKey {
+            user_id: "00uTWIN".into(),
+            ..key()
+        };
+        assert!(matches!(
+            db.commit(&twin, Some(&state(1)), None, &event("c2", later)).await,
+            Err(StoreError::Claimed { ref owner, .. }) if *owner == key().storage_id()
+        ));
+        assert_eq!(db.load_user(&twin).await.unwrap(), None);
+        assert!(!db.event_seen("c2", Utc::now()).await.unwrap());
+        // The owner writes on.
+        db.commit(&key(), Some(&state(2)), Some(1), &event("c3", later))
+            .await
+            .unwrap();
     }
 }

@@ -5,6 +5,7 @@
 //! | user state      | `USER#<source>#<tenant>#<user id>`  | `STATE` | `version`, `doc` (JSON), `invite_shard` + `invite_expires_at` (only while an invitation is pending) |
 //! | processed event | `EVENT#<dedupe key>`                | `EVENT` | `expires_at` (TTL, epoch seconds)       |
 //! | cursor          | `CURSOR#<name>`                     | `CURSOR`| `value`, `updated_at`                   |
+//! | claim           | `CLAIM#<scim id>`                   | `CLAIM` | `owner` (user storage id): whose record claims the target account |
 //! | document        | `DOC#<name>`                        | `DOC`   | `value`, `version` (the deprovisioning ledger) |
 //!
 //! The user write and the event record go in one transaction, conditional on the version read.
@@ -181,6 +182,10 @@ impl crate::breaker::CredentialBreaker for DynamoStateStore {
     }
 }
 
+fn claim_pk(scim_id: &str) -> String {
+    format!("CLAIM#{scim_id}")
+}
+
 fn group_pk(name: &str) -> String {
     format!("GROUP#{name}")
 }
@@ -265,6 +270,14 @@ impl StateStore for DynamoStateStore {
             .is_some_and(|expires| expires > now.timestamp()))
     }
 
+    async fn claimant(&self, scim_id: &str) -> Result<Option<UserKey>, StoreError> {
+        Ok(self
+            .get(claim_pk(scim_id), "CLAIM")
+            .await?
+            .and_then(|i| i.get("owner").and_then(|v| v.as_s().ok()).cloned())
+            .and_then(|owner| UserKey::from_storage_id(&owner)))
+    }
+
     async fn load_document(&self, name: &str) -> Result<Option<(String, u64)>, StoreError> {
         let Some(item) = self.get(format!("DOC#{name}"), "DOC").await? else {
             return Ok(None);
@@ -347,7 +360,7 @@ impl StateStore for DynamoStateStore {
                 .expression_attribute_names("#v", "version")
                 .expression_attribute_values(":expected", n(v)),
         };
-        let result = self
+        let mut transaction = self
             .client
             .transact_write_items()
             .transact_items(
@@ -355,21 +368,48 @@ impl StateStore for DynamoStateStore {
                     .put(user_put.build().map_err(backend)?)
                     .build(),
             )
-            .transact_items(TransactWriteItem::builder().put(event_put).build())
-            .send()
-            .await;
+            .transact_items(TransactWriteItem::builder().put(event_put).build());
+        // The account is this user's, or no one's yet: never two records on one account.
+        if let Some(scim_id) = &state.scim_id {
+            let owner = key.storage_id();
+            let claim = Put::builder()
+                .table_name(&self.table)
+                .item("pk", s(claim_pk(scim_id)))
+                .item("sk", s("CLAIM"))
+                .item("owner", s(owner.clone()))
+                .condition_expression("attribute_not_exists(pk) OR #o = :owner")
+                .expression_attribute_names("#o", "owner")
+                .expression_attribute_values(":owner", s(owner))
+                .build()
+                .map_err(backend)?;
+            transaction =
+                transaction.transact_items(TransactWriteItem::builder().put(claim).build());
+        }
+        let result = transaction.send().await;
         match result {
             Ok(_) => Ok(()),
             Err(err) => {
                 let service = err.into_service_error();
                 if let aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(c) = &service {
-                    let lost_version = c
-                        .cancellation_reasons()
-                        .first()
-                        .and_then(|r| r.code())
-                        .is_some_and(|code| code == "ConditionalCheckFailed");
-                    if lost_version {
+                    let failed = |i: usize| {
+                        c.cancellation_reasons()
+                            .get(i)
+                            .and_then(|r| r.code())
+                            .is_some_and(|code| code == "ConditionalCheckFailed")
+                    };
+                    if failed(0) {
                         return Err(StoreError::Conflict);
+                    }
+                    if let (true, Some(scim_id)) = (failed(2), &state.scim_id) {
+                        let owner = self
+                            .claimant(scim_id)
+                            .await?
+                            .map(|k| k.storage_id())
+                            .unwrap_or_default();
+                        return Err(StoreError::Claimed {
+                            scim_id: scim_id.clone(),
+                            owner,
+                        });
                     }
                 }
                 Err(backend(service))

@@ -154,6 +154,10 @@ pub enum StoreError {
     /// Someone else wrote the user since we read it: re-read and re-plan.
     #[error("state of the user changed concurrently")]
     Conflict,
+    /// The target account is claimed by another IdP user's record: the relay never acts on
+    /// an account someone else owns.
+    #[error("target account {scim_id} belongs to another IdP user ({owner}); the relay leaves it alone. Resolve the duplicate in the IdP (two users with one userName?)")]
+    Claimed { scim_id: String, owner: String },
     #[error("state store: {0}")]
     Backend(String),
 }
@@ -223,8 +227,13 @@ pub trait StateStore: Send + Sync {
         expected: Option<u64>,
     ) -> Result<(), StoreError>;
 
+    /// The user whose record claims target account `scim_id` (every record written with a
+    /// SCIM id claims it), if any.
+    async fn claimant(&self, scim_id: &str) -> Result<Option<UserKey>, StoreError>;
+
     /// Atomically: writes `state` (when given) if the stored version is still `expected_version`
-    /// (`None`: no record yet), and records the event as processed.
+    /// (`None`: no record yet), claims its SCIM id unless another user's record has
+    /// ([`StoreError::Claimed`]), and records the event as processed.
     async fn commit(
         &self,
         key: &UserKey,

@@ -6,9 +6,9 @@ use serde_json::json;
 use super::doubt::Doubt;
 use super::{latest, Worker};
 use crate::config::TargetProfile;
-use crate::envelope::Trigger;
+use crate::envelope::{Source, Trigger};
 use crate::scim::{DesiredUser, PatchOp, ScimFailure, ScimPlan, ScimRecord};
-use crate::state::{attributes_hash, InviteState, UserState};
+use crate::state::{attributes_hash, InviteState, UserKey, UserState};
 use crate::work::WorkError;
 
 /// What applying a plan produced: the state to record (if it changed) and the calls made.
@@ -154,6 +154,9 @@ impl Worker {
                         .as_deref()
                         .is_none_or(|id| id == doubt.key.user_id)
                 });
+                if let Some(found) = &found {
+                    self.refuse_others_account(found, doubt.key).await?;
+                }
                 let writes = self.switch_off(found.as_ref()).await?;
                 let calls = 1 + writes;
                 let mut s = switched_off(recorded, now)?;
@@ -170,6 +173,9 @@ impl Worker {
                     WorkError::Permanent("deactivation planned without a user".into())
                 })?;
                 let found = self.target.find_user(user_name).await?;
+                if let Some(found) = &found {
+                    self.refuse_others_account(found, doubt.key).await?;
+                }
                 let writes = self.switch_off(found.as_ref()).await?;
                 let calls = 1 + writes;
                 // Attributes were not applied: recorded as empty so a reactivation sends them all.
@@ -206,6 +212,7 @@ impl Worker {
         doubt: &Doubt<'_>,
     ) -> Result<(ScimRecord, u32, bool), WorkError> {
         if let Some(existing) = self.target.find_user(&user.user_name).await? {
+            self.refuse_others_account(&existing, doubt.key).await?;
             let calls = 1 + self.adopt(&existing, user).await?;
             return Ok((existing, calls, false));
         }
@@ -217,6 +224,7 @@ impl Worker {
                 // retries the create (which, failing that, finds the create in doubt).
                 match self.target.find_user(&user.user_name).await? {
                     Some(existing) => {
+                        self.refuse_others_account(&existing, doubt.key).await?;
                         let calls = 3 + self.adopt(&existing, user).await?;
                         Ok((existing, calls, false))
                     }
@@ -231,11 +239,46 @@ impl Worker {
                     .ok_or_else(|| {
                         WorkError::retry("create answered 409 but the user is not found")
                     })?;
+                self.refuse_others_account(&existing, doubt.key).await?;
                 let calls = 3 + self.adopt(&existing, user).await?;
                 Ok((existing, calls, false))
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// An account found by userName is acted on only if it is not someone else's: no other
+    /// user's record claims it, and its externalId (when it holds an id of this IdP) names
+    /// this user. IdP userNames are not unique (Okta emails): two users may share one.
+    async fn refuse_others_account(
+        &self,
+        found: &ScimRecord,
+        key: &UserKey,
+    ) -> Result<(), WorkError> {
+        let other = match self.store.claimant(&found.id).await? {
+            Some(owner) if owner != *key => Some(owner.storage_id()),
+            _ => found
+                .external_id
+                .as_deref()
+                .filter(|ext| *ext != key.user_id && is_idp_user_id(key.source, ext))
+                .map(|ext| format!("{}#{}#{ext} (its externalId)", key.source, key.tenant)),
+        };
+        let Some(other) = other else {
+            return Ok(());
+        };
+        tracing::error!(
+            alarm = "ownership_conflict",
+            user = %key.user_id,
+            scim_id = %found.id,
+            owner = %other,
+            "the account found for this user belongs to another IdP user: left alone, dead-lettered"
+        );
+        Err(WorkError::Permanent(format!(
+            "ownership conflict: target account {} belongs to another IdP user ({other}), not {}; \
+             the relay leaves it alone. Two IdP users share one userName: resolve it in the IdP",
+            found.id,
+            key.storage_id()
+        )))
     }
 
     /// Brings an adopted account to the desired attributes: we do not know what it holds.
@@ -252,6 +295,24 @@ impl Worker {
     }
 }
 
+/// Whether `id` is in the IdP's own user id format (Okta `00u…`, Entra object GUIDs): only then
+/// does an externalId that differs name another user (a previous provisioning tool may have
+/// filled it with something else, such as a mail nickname).
+fn is_idp_user_id(source: Source, id: &str) -> bool {
+    match source {
+        Source::Okta => {
+            id.len() == 20 && id.starts_with("00u") && id.chars().all(|c| c.is_ascii_alphanumeric())
+        }
+        Source::Entra => {
+            id.len() == 36
+                && id.chars().enumerate().all(|(i, c)| match i {
+                    8 | 13 | 18 | 23 => c == '-',
+                    _ => c.is_ascii_hexdigit(),
+                })
+        }
+    }
+}
+
 /// The recorded state, switched off, as the next version.
 fn switched_off(recorded: Option<&UserState>, now: DateTime<Utc>) -> Result<UserState, WorkError> {
     let mut s = recorded
@@ -259,4 +320,25 @@ fn switched_off(recorded: Option<&UserState>, now: DateTime<Utc>) -> Result<User
         .successor(now);
     s.active = false;
     Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_ids_in_the_idps_own_format_name_another_user() {
+        assert!(is_idp_user_id(Source::Okta, "00u1a2b3c4d5e6f7g8h9"));
+        assert!(!is_idp_user_id(Source::Okta, "jane.doe"));
+        assert!(!is_idp_user_id(Source::Okta, "00u-short"));
+        assert!(is_idp_user_id(
+            Source::Entra,
+            "5b3f0a2e-9c1d-4e8b-a6f7-1d2c3b4a5e6f"
+        ));
+        assert!(!is_idp_user_id(Source::Entra, "alex.wilber"));
+        assert!(!is_idp_user_id(
+            Source::Entra,
+            "5b3f0a2e+9c1d-4e8b-a6f7-1d2c3b4a5e6f"
+        ));
+    }
 }
