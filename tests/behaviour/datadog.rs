@@ -9,7 +9,11 @@ use scim_relay_tests::payloads::{graph_notification, okta_delivery, okta_deliver
 pub async fn the_datadog_profile_against_a_target_that_behaves_as_datadog_documents(b: Backend) {
     let d = Deployment::options(b)
         .datadog()
-        .start(|s| s.entra.hard_delete = HardDeletePolicy::Delete)
+        .start(|s| {
+            s.entra.hard_delete = HardDeletePolicy::Delete;
+            // The confirming read a second after the first, not ten minutes.
+            s.entra.hard_delete_confirm = std::time::Duration::from_secs(1);
+        })
         .await;
     let dd = d.target.datadog_fixture();
     let email = "Dana.Dog@Example.com";

@@ -222,3 +222,66 @@ pub async fn two_idp_users_with_one_email_never_share_or_switch_off_one_account(
     );
     d.finish().await;
 }
+
+pub async fn without_a_directory_an_event_never_adopts_or_switches_off_an_unrecorded_account(
+    b: Backend,
+) {
+    let d = Deployment::start_with(b, |s| {
+        s.okta.api_token = scim_relay_core::secret::Secret::default();
+        s.okta.use_event_content = true;
+    })
+    .await;
+    // Accounts made on the target by hand, which the relay has no record of.
+    d.target.create_user_by_hand("ceo@example.com").await;
+    d.target.create_user_by_hand("cfo@example.com").await;
+
+    // Whoever holds the hook secret says "deactivate the CEO", then "create the CFO" (to take
+    // the account over with an event's profile): neither is acted on.
+    d.okta(okta_delivery(
+        "ec-1",
+        "user.lifecycle.deactivate",
+        "00uFORGEDCEO00000000",
+        "ceo@example.com",
+    ))
+    .await;
+    d.okta(okta_delivery(
+        "ec-2",
+        "user.lifecycle.create",
+        "00uFORGEDCFO00000000",
+        "cfo@example.com",
+    ))
+    .await;
+    assert_eq!(d.target.count("PATCH"), 0, "{:?}", d.target.calls());
+    assert_eq!(
+        d.target.user("ceo@example.com").await.unwrap()["active"],
+        true
+    );
+    assert_eq!(
+        d.target.user("cfo@example.com").await.unwrap()["active"],
+        true
+    );
+    let dead = d.dead_letters().await;
+    assert_eq!(dead.len(), 1, "the adoption is reported: {dead:?}");
+    assert!(dead[0].contains("not adopted"), "{dead:?}");
+
+    // What the relay made itself it still manages from events.
+    d.okta(okta_delivery(
+        "ec-3",
+        "user.lifecycle.create",
+        "00uNEWHIRE0000000000",
+        "new.hire@example.com",
+    ))
+    .await;
+    d.okta(okta_delivery(
+        "ec-4",
+        "user.lifecycle.deactivate",
+        "00uNEWHIRE0000000000",
+        "new.hire@example.com",
+    ))
+    .await;
+    assert_eq!(
+        d.target.user("new.hire@example.com").await.unwrap()["active"],
+        false
+    );
+    d.finish().await;
+}

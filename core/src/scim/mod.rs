@@ -20,8 +20,8 @@ pub use error::{ScimError, ScimFailure};
 pub use invitation::{InvitationApi, TargetUserStatus};
 pub use mapping::{apply_attribute_map, desired_user};
 pub use plan::{
-    any_named, guard_owner, guard_protected, plan, plan_groups, plan_hard_delete, GroupPlan,
-    ScimPlan, OWNER_PROTECTED, PROTECTED,
+    any_named, create_in_doubt, guard_owner, guard_protected, plan, plan_groups, plan_hard_delete,
+    GroupPlan, ScimPlan, OWNER_PROTECTED, PROTECTED,
 };
 pub use target::{DryRunTarget, ListedUser, ScimRecord, ScimTarget, UserPage};
 

@@ -7,7 +7,7 @@ use super::doubt::Doubt;
 use super::{latest, Worker};
 use crate::config::TargetProfile;
 use crate::envelope::{Source, Trigger};
-use crate::scim::{DesiredUser, PatchOp, ScimFailure, ScimPlan, ScimRecord};
+use crate::scim::{create_in_doubt, DesiredUser, PatchOp, ScimFailure, ScimPlan, ScimRecord};
 use crate::state::{attributes_hash, InviteState, UserKey, UserState};
 use crate::work::WorkError;
 
@@ -213,6 +213,7 @@ impl Worker {
     ) -> Result<(ScimRecord, u32, bool), WorkError> {
         if let Some(existing) = self.target.find_user(&user.user_name).await? {
             self.refuse_others_account(&existing, doubt.key).await?;
+            self.refuse_adoption_on_event_word(doubt)?;
             let calls = 1 + self.adopt(&existing, user).await?;
             return Ok((existing, calls, false));
         }
@@ -225,6 +226,7 @@ impl Worker {
                 match self.target.find_user(&user.user_name).await? {
                     Some(existing) => {
                         self.refuse_others_account(&existing, doubt.key).await?;
+                        self.refuse_adoption_on_event_word(doubt)?;
                         let calls = 3 + self.adopt(&existing, user).await?;
                         Ok((existing, calls, false))
                     }
@@ -240,6 +242,7 @@ impl Worker {
                         WorkError::retry("create answered 409 but the user is not found")
                     })?;
                 self.refuse_others_account(&existing, doubt.key).await?;
+                self.refuse_adoption_on_event_word(doubt)?;
                 let calls = 3 + self.adopt(&existing, user).await?;
                 Ok((existing, calls, false))
             }
@@ -278,6 +281,22 @@ impl Worker {
              the relay leaves it alone. Two IdP users share one userName: resolve it in the IdP",
             found.id,
             key.storage_id()
+        )))
+    }
+
+    /// Without a directory the event's word is all there is, and anyone holding the hook secret
+    /// can speak it: an existing account is adopted only when the relay made it (a create in
+    /// doubt it wrote), never one it has no record of.
+    fn refuse_adoption_on_event_word(&self, doubt: &Doubt<'_>) -> Result<(), WorkError> {
+        let ours = doubt.written_version().is_some() || create_in_doubt(doubt.recorded).is_some();
+        if self.directory(doubt.key.source).is_some() || ours {
+            return Ok(());
+        }
+        Err(WorkError::Permanent(format!(
+            "{} names an account that already exists on the target and that the relay has no \
+             record of; without a directory to confirm who it belongs to (event-content mode) \
+             it is not adopted",
+            doubt.key.storage_id()
         )))
     }
 

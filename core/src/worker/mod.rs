@@ -226,6 +226,19 @@ impl Worker {
             } else {
                 plan(self.profile, desired.as_ref(), recorded.as_ref())
             };
+            // Without a directory, an event is anyone's word who holds the hook secret: it may
+            // change accounts the relay made, never switch off one it has no record of.
+            let planned = match planned {
+                ScimPlan::DeactivateUnrecorded { .. }
+                    if from_event_content && recorded.is_none() =>
+                {
+                    ScimPlan::Nothing {
+                        reason:
+                            "event content never switches off an account the relay has no record of",
+                    }
+                }
+                planned => planned,
+            };
             let user_names: Vec<&str> = desired
                 .as_ref()
                 .map(|d| d.user_name.as_str())
