@@ -142,6 +142,9 @@ impl Default for SweepSettings {
 pub struct QueueSettings {
     /// HMAC-SHA256 key with which ingress signs queue messages and the worker checks them.
     pub signing_key: Secret,
+    /// The key before the last rotation: messages it signed (in flight, dead-lettered) still
+    /// open. Empty once the rotation is over.
+    pub previous_signing_key: Secret,
     /// SQS FIFO queue URL (Lambda).
     #[serde(deserialize_with = "optional")]
     pub url: Option<String>,
@@ -296,6 +299,7 @@ impl Default for QueueSettings {
     fn default() -> Self {
         Self {
             signing_key: Secret::default(),
+            previous_signing_key: Secret::default(),
             url: None,
             dlq_url: None,
             max_attempts: 8,
@@ -577,12 +581,13 @@ impl Secrets for QueueSettings {
     fn secrets<'a>(&'a mut self, into: &mut Vec<&'a mut Secret>) {
         let QueueSettings {
             signing_key,
+            previous_signing_key,
             url: _,
             dlq_url: _,
             max_attempts: _,
             workers: _,
         } = self;
-        into.push(signing_key);
+        into.extend([signing_key, previous_signing_key]);
     }
 }
 

@@ -131,8 +131,21 @@ pub enum EnvelopeError {
 #[derive(Serialize, Deserialize)]
 struct Sealed {
     v: u8,
+    /// Which key signed it ([`key_id`]): after a rotation, messages in flight and in the
+    /// dead-letter queue still name the previous one. Absent in messages from before key ids.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    kid: Option<String>,
     sig: String,
     trigger: String,
+}
+
+/// A short public name for a signing key: a MAC of a fixed label, so it tells keys apart
+/// without saying anything about them.
+pub fn key_id(key: &Secret) -> String {
+    let mut mac = HmacSha256::new_from_slice(key.expose().as_bytes())
+        .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+    mac.update(b"scim-relay queue key id");
+    hex::encode(&mac.finalize().into_bytes()[..4])
 }
 
 /// A message ready for the queue.
@@ -143,10 +156,12 @@ pub struct QueueMessage {
     pub body: String,
 }
 
-/// Signs and opens envelopes with the shared queue key.
+/// Signs envelopes with the shared queue key, and opens those signed with it or, during a
+/// rotation, with the previous one.
 #[derive(Clone)]
 pub struct EnvelopeSigner {
     key: Secret,
+    previous: Option<Secret>,
 }
 
 impl std::fmt::Debug for EnvelopeSigner {
@@ -159,23 +174,46 @@ type HmacSha256 = Hmac<Sha256>;
 
 impl EnvelopeSigner {
     pub fn new(key: Secret) -> Self {
-        Self { key }
+        Self {
+            key,
+            previous: None,
+        }
     }
 
-    fn mac(&self) -> HmacSha256 {
+    /// The deployment's signer: `queue.signing_key`, and `queue.previous_signing_key` while a
+    /// rotation is under way.
+    pub fn from_settings(settings: &crate::config::Settings) -> Self {
+        Self::new(settings.queue.signing_key.clone())
+            .with_previous(settings.queue.previous_signing_key.clone())
+    }
+
+    /// Also opens envelopes signed with `previous` (an empty key is none).
+    pub fn with_previous(mut self, previous: Secret) -> Self {
+        self.previous = (!previous.is_empty()).then_some(previous);
+        self
+    }
+
+    fn mac(key: &Secret) -> HmacSha256 {
         // HMAC accepts keys of any length, so this cannot fail.
-        HmacSha256::new_from_slice(self.key.expose().as_bytes())
+        HmacSha256::new_from_slice(key.expose().as_bytes())
             .unwrap_or_else(|_| unreachable!("HMAC takes any key length"))
+    }
+
+    fn verifies(key: &Secret, sealed: &Sealed, sig: &[u8]) -> bool {
+        let mut mac = Self::mac(key);
+        mac.update(sealed.trigger.as_bytes());
+        mac.verify_slice(sig).is_ok()
     }
 
     pub fn seal(&self, trigger: &Trigger) -> QueueMessage {
         // Serialising plain strings and timestamps cannot fail.
         let json = serde_json::to_string(trigger).unwrap_or_default();
-        let mut mac = self.mac();
+        let mut mac = Self::mac(&self.key);
         mac.update(json.as_bytes());
         let sig = hex::encode(mac.finalize().into_bytes());
         let sealed = Sealed {
             v: ENVELOPE_VERSION,
+            kid: Some(key_id(&self.key)),
             sig,
             trigger: json,
         };
@@ -193,10 +231,20 @@ impl EnvelopeSigner {
             return Err(EnvelopeError::Version(sealed.v));
         }
         let sig = hex::decode(&sealed.sig).map_err(|_| EnvelopeError::BadSignature)?;
-        let mut mac = self.mac();
-        mac.update(sealed.trigger.as_bytes());
-        mac.verify_slice(&sig)
-            .map_err(|_| EnvelopeError::BadSignature)?;
+        // Every configured key is tried (the key id only names the key; it is not trusted):
+        // each check is a constant-time compare.
+        let current = Self::verifies(&self.key, &sealed, &sig);
+        let previous = !current
+            && self
+                .previous
+                .as_ref()
+                .is_some_and(|p| Self::verifies(p, &sealed, &sig));
+        if !current && !previous {
+            return Err(EnvelopeError::BadSignature);
+        }
+        if previous {
+            tracing::info!(kid = ?sealed.kid, "envelope signed with the previous queue key");
+        }
         let trigger: Trigger = serde_json::from_str(&sealed.trigger)
             .map_err(|e| EnvelopeError::Malformed(e.to_string()))?;
         if trigger.v != ENVELOPE_VERSION {
@@ -246,6 +294,37 @@ mod tests {
             EnvelopeSigner::new(Secret::new("k")).open(&tampered),
             Err(EnvelopeError::BadSignature)
         );
+    }
+
+    #[test]
+    fn after_a_rotation_the_previous_key_still_opens_what_it_signed() {
+        let old = EnvelopeSigner::new(Secret::new("old"));
+        let in_flight = old.seal(&trigger());
+        let rotated = EnvelopeSigner::new(Secret::new("new")).with_previous(Secret::new("old"));
+        assert_eq!(rotated.open(&in_flight.body), Ok(trigger()));
+        let fresh = rotated.seal(&trigger());
+        assert_eq!(rotated.open(&fresh.body), Ok(trigger()));
+        assert_eq!(
+            old.open(&fresh.body),
+            Err(EnvelopeError::BadSignature),
+            "signed with the new key"
+        );
+        // Without the previous key, or once it is dropped, the old message no longer opens.
+        let done = EnvelopeSigner::new(Secret::new("new")).with_previous(Secret::default());
+        assert_eq!(done.open(&in_flight.body), Err(EnvelopeError::BadSignature));
+        // The key id names the key, without revealing it.
+        assert!(fresh.body.contains(&key_id(&Secret::new("new"))));
+        assert_ne!(key_id(&Secret::new("new")), key_id(&Secret::new("old")));
+        assert!(!fresh.body.contains("\"new\""));
+    }
+
+    #[test]
+    fn a_message_from_before_key_ids_still_opens() {
+        let signer = EnvelopeSigner::new(Secret::new("k"));
+        let mut sealed: serde_json::Value =
+            serde_json::from_str(&signer.seal(&trigger()).body).unwrap();
+        sealed.as_object_mut().unwrap().remove("kid");
+        assert_eq!(signer.open(&sealed.to_string()), Ok(trigger()));
     }
 
     #[test]

@@ -145,7 +145,7 @@ fn worker_from(
         );
     }
     Worker::new(WorkerParts {
-        signer: EnvelopeSigner::new(settings.queue.signing_key.clone()),
+        signer: EnvelopeSigner::from_settings(settings),
         store,
         target: outbound.target.clone(),
         okta: outbound.okta.clone().map(|d| d as Arc<dyn Directory>),
@@ -259,7 +259,7 @@ fn build_sweeper(
     Ok(Sweeper::new(SweeperParts {
         store,
         queue,
-        signer: EnvelopeSigner::new(settings.queue.signing_key.clone()),
+        signer: EnvelopeSigner::from_settings(settings),
         target: outbound.target.clone(),
         invitations,
         tracks_invitations: datadog,

@@ -211,3 +211,46 @@ pub async fn an_account_created_but_not_recorded_is_still_reached_by_a_later_del
     assert_eq!(d.depth().await, (0, 0));
     d.finish().await;
 }
+
+pub async fn a_rotated_queue_key_loses_nothing_signed_with_the_previous_one(b: Backend) {
+    let mut d = Deployment::options(b).patient().start(|_| {}).await;
+    let person = |d: &Deployment, id: &str, email: &str| {
+        d.idp
+            .set_okta_user(id, "ACTIVE", Some(email), "Ro", "Tated", None)
+    };
+    person(&d, "00uROT1", "before@example.com");
+    d.target.unavailable(true);
+    let delivery = |uuid, id, email| okta_delivery(uuid, "user.lifecycle.create", id, email);
+    let (status, _) = d
+        .post_okta(
+            &delivery("rot-1", "00uROT1", "before@example.com"),
+            OKTA_SECRET,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert!(!d.drain(Duration::from_millis(1000)).await);
+    assert_eq!(d.depth().await, (1, 0), "signed with the old key, waiting");
+
+    // The queue key is rotated: every process (every container) restarts with the new key,
+    // and the old one as the previous.
+    let old = d.settings.queue.signing_key.clone();
+    d.target.unavailable(false);
+    d.restart(|s| {
+        s.queue.signing_key = scim_relay_core::secret::Secret::new("a-new-queue-signing-key");
+        s.queue.previous_signing_key = old;
+    })
+    .await;
+    person(&d, "00uROT2", "after@example.com");
+    d.okta(delivery("rot-2", "00uROT2", "after@example.com"))
+        .await;
+    for email in ["before@example.com", "after@example.com"] {
+        assert_eq!(
+            d.target.user(email).await.expect("applied")["active"],
+            true,
+            "{email}"
+        );
+    }
+    assert_eq!(d.depth().await, (0, 0));
+    assert!(d.dead_letters().await.is_empty());
+    d.finish().await;
+}

@@ -192,7 +192,7 @@ impl Ingress {
         Self::new(
             OktaIngress::from_settings(settings),
             EntraIngress::from_settings(settings),
-            EnvelopeSigner::new(settings.queue.signing_key.clone()),
+            EnvelopeSigner::from_settings(settings),
             queue,
             clock,
         )

@@ -146,7 +146,7 @@ pub async fn run(
             }
         }
     }
-    let signer = EnvelopeSigner::new(settings.queue.signing_key.clone());
+    let signer = EnvelopeSigner::from_settings(settings);
     let now = chrono::Utc::now();
     let mut failures = 0;
     for h in chosen {
