@@ -189,6 +189,9 @@ impl Ingress {
         queue: Arc<dyn Queue>,
         clock: Arc<dyn Clock>,
     ) -> Self {
+        // Ingress logs no addresses today, but the inbound Lambda is a process of its own: any
+        // fingerprint it ever logs must match the worker's.
+        crate::pii::set_fingerprint_key(&settings.queue.signing_key);
         Self::new(
             OktaIngress::from_settings(settings),
             EntraIngress::from_settings(settings),
