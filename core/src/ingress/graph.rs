@@ -26,8 +26,8 @@ pub struct EntraIngress {
 
 /// The most notifications one request may carry. Microsoft documents no maximum for a
 /// `changeNotificationCollection`; the 1 MiB body limit alone lets a caller without the
-/// clientState make ingress parse and check hundreds of thousands of empty items (about 2,000
-/// real user notifications fit in 1 MiB). A request above this is refused whole (`413`) and
+/// clientState make ingress parse and check hundreds of thousands of empty items (about 1,500
+/// real user notifications fit in 1 MiB: ~690 bytes each with a 128-character clientState). A request above this is refused whole (`413`) and
 /// nothing is queued: should Graph ever batch more, it retries for four hours, then drops the
 /// batch, and reconciliation (delta) catches the changes up: a delay, never a loss.
 pub const MAX_NOTIFICATIONS_PER_REQUEST: usize = 1000;
