@@ -936,6 +936,31 @@ mod tests {
     }
 
     #[test]
+    fn a_secret_of_the_wrong_type_is_an_error_that_never_quotes_it() {
+        for text in [
+            "[target]\ntoken = 20240917133742\n",
+            "[okta]\nshared_secret = 3.14159265358979\n",
+            "[queue]\nsigning_key = [\"s3cret-in-a-list\"]\n",
+            "[entra]\nclient_secret = { value = \"s3cret-in-a-table\" }\n",
+        ] {
+            let err = Settings::from_toml_and_env(text, env(&[]))
+                .expect_err("a secret must be a string")
+                .to_string();
+            for secret in ["20240917133742", "3.14159", "s3cret"] {
+                assert!(!err.contains(secret), "the secret was echoed: {err}");
+            }
+            assert!(err.contains("secret must be a string"), "{err}");
+        }
+        // A secret's value is never part of a missing-setting error either.
+        let mut s = Settings::default();
+        s.target.profile = TargetProfile::Generic;
+        s.target.token = Secret::new("s3cret-target-token");
+        s.queue.signing_key = Secret::new("s3cret-signing-key");
+        let err = s.check_worker().expect_err("no base_url").to_string();
+        assert!(!err.contains("s3cret"), "{err}");
+    }
+
+    #[test]
     fn a_bad_number_is_an_error() {
         let err =
             Settings::from_toml_and_env("", env(&[("SCIM_RELAY_QUEUE__MAX_ATTEMPTS", "lots")]))

@@ -65,7 +65,8 @@ pub struct Trigger {
     pub source: Source,
     pub tenant: String,
     pub subject: Subject,
-    /// The IdP's id for the event (Okta: the LogEvent uuid; Graph: a digest of the notification).
+    /// The IdP's id for the event (Okta: the LogEvent uuid; Graph: the notification's own `id`
+    /// when it carries one, else one id per delivery, see `ingress::graph`).
     pub event_id: String,
     pub event_type: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]

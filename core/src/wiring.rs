@@ -32,6 +32,8 @@ pub struct Outbound {
 
 pub fn outbound(settings: &Settings) -> Result<Outbound, ConfigError> {
     settings.check_worker()?;
+    // Log fingerprints from here on are keyed for this deployment (see `pii`).
+    crate::pii::set_fingerprint_key(&settings.queue.signing_key);
     let timeout = timeout(settings);
     let target: Arc<dyn ScimTarget> = match settings.target.profile {
         TargetProfile::DryRun => Arc::new(DryRunTarget::default()),

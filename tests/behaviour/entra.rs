@@ -4,7 +4,9 @@
 
 use scim_relay_core::config::{HardDeletePolicy, TargetProfile};
 use scim_relay_tests::deployment::{Backend, Deployment, CLIENT_STATE};
-use scim_relay_tests::payloads::{graph_lifecycle, graph_notification, GRAPH_SUBSCRIPTION};
+use scim_relay_tests::payloads::{
+    graph_lifecycle, graph_notification, graph_notification_ids_only, GRAPH_SUBSCRIPTION,
+};
 
 const ALEX: &str = "5b3f0a2e-9c1d-4e8b-a6f7-1d2c3b4a5e6f";
 
@@ -57,6 +59,45 @@ pub async fn a_graph_notification_creates_disables_and_a_forged_one_changes_noth
     d.settle().await;
     assert_eq!(d.idp.total_reads(), reads);
     assert_eq!(d.depth().await, (0, 0));
+    d.finish().await;
+}
+
+/// Graph's user notifications carry only ids, so a re-enable and the disable right after it can
+/// arrive as the very same bytes, well inside the dedupe window. Each one is read: the second
+/// change is never skipped as a duplicate of the first.
+pub async fn byte_identical_graph_notifications_each_reach_the_target(b: Backend) {
+    const SAM: &str = "0c9d8e7f-6a5b-4c3d-2e1f-0a9b8c7d6e5f";
+    let d = Deployment::start_with(b, |s| s.target.profile = TargetProfile::Generic).await;
+    let sam = |enabled| {
+        d.idp
+            .set_graph_user(SAM, "Sam.Same@contoso.com", enabled, "Sam Same", None)
+    };
+    let notification = graph_notification_ids_only(SAM, CLIENT_STATE);
+    let active = || async {
+        d.target
+            .user("sam.same@contoso.com")
+            .await
+            .map(|u| u["active"].clone())
+    };
+
+    sam(true);
+    d.entra(notification.clone()).await;
+    assert_eq!(active().await, Some(true.into()));
+    sam(false);
+    d.entra(notification.clone()).await;
+    assert_eq!(
+        active().await,
+        Some(false.into()),
+        "the disable was skipped"
+    );
+    sam(true);
+    d.entra(notification.clone()).await;
+    assert_eq!(
+        active().await,
+        Some(true.into()),
+        "the re-enable was skipped"
+    );
+    assert!(d.dead_letters().await.is_empty());
     d.finish().await;
 }
 

@@ -1,8 +1,11 @@
 //! What the ingress accepts and refuses, on every backend: nothing unauthenticated or
 //! malformed is ever enqueued, and the IdPs' verification handshakes are answered.
 
+use chrono::{SecondsFormat, Utc};
+use scim_relay_core::config::TargetProfile;
+use scim_relay_core::secret::Secret;
 use scim_relay_tests::deployment::{Backend, Deployment, OKTA_SECRET};
-use scim_relay_tests::payloads::okta_delivery;
+use scim_relay_tests::payloads::{okta_delivery, okta_delivery_at};
 use serde_json::Value;
 
 pub async fn a_wrong_secret_is_401_and_enqueues_nothing(b: Backend) {
@@ -120,5 +123,77 @@ pub async fn malformed_and_oversized_bodies_are_refused_without_enqueueing(b: Ba
         assert_eq!(health["status"], "ok");
         assert_eq!(health["queued"], 0);
     }
+    d.finish().await;
+}
+
+/// With a directory to re-read, an Okta event's `alternateId` (an email) and `displayName` are
+/// of no use to the worker: the queued trigger carries ids only, so neither the queue nor the
+/// dead-letter queue (kept for days) holds them.
+pub async fn with_a_directory_the_queue_holds_no_email_or_name(b: Backend) {
+    let d = Deployment::start(b).await;
+    // Unmappable (no email in the directory): the trigger ends in the dead-letter queue as
+    // ingress queued it.
+    d.idp
+        .set_okta_user("00uPII", "ACTIVE", None, "Pat", "Private", None);
+    d.okta(okta_delivery(
+        "ev-pii",
+        "user.lifecycle.create",
+        "00uPII",
+        "pat.private@example.com",
+    ))
+    .await;
+    let bodies = d.dead_letter_bodies().await;
+    assert_eq!(bodies.len(), 1, "{:?}", d.dead_letters().await);
+    assert!(bodies[0].contains("00uPII"), "{}", bodies[0]);
+    for personal in ["pat.private", "example.com", "Someone"] {
+        assert!(
+            !bodies[0].contains(personal),
+            "{personal} was queued: {}",
+            bodies[0]
+        );
+    }
+    d.finish().await;
+}
+
+/// In event-content mode the event's own `published` orders changes. A forged event published
+/// far in the future must not freeze the user: its time counts as no later than its arrival,
+/// so the next real event still applies.
+pub async fn a_future_published_time_cannot_freeze_a_user_in_event_content_mode(b: Backend) {
+    let d = Deployment::start_with(b, |s| {
+        s.target.profile = TargetProfile::Generic;
+        s.okta.api_token = Secret::default();
+        s.okta.use_event_content = true;
+    })
+    .await;
+    let now = || Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
+    let event = |uuid: &str, event_type: &str, published: &str| {
+        okta_delivery_at(uuid, event_type, "00uFRZ", "frozen@example.com", published)
+    };
+    let active = || async {
+        d.target
+            .user("frozen@example.com")
+            .await
+            .map(|u| u["active"].clone())
+    };
+
+    d.okta(event("f-1", "user.lifecycle.create", &now())).await;
+    assert_eq!(active().await, Some(true.into()));
+    // Anyone holding the hook secret can post this one.
+    d.okta(event(
+        "f-2",
+        "user.lifecycle.deactivate",
+        "2099-01-01T00:00:00.000Z",
+    ))
+    .await;
+    assert_eq!(active().await, Some(false.into()));
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    d.okta(event("f-3", "user.lifecycle.reactivate", &now()))
+        .await;
+    assert_eq!(
+        active().await,
+        Some(true.into()),
+        "the real event after the forged one was taken as older"
+    );
+    assert_eq!(d.idp.total_reads(), 0, "no directory was read");
     d.finish().await;
 }

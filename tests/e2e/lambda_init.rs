@@ -87,7 +87,10 @@ async fn lambdas_start_from_the_environment_with_secrets_from_arns() {
         ("SCIM_RELAY_QUEUE__SIGNING_KEY", signing.clone()),
         ("SCIM_RELAY_OKTA__ORG_URL", idp.url.clone()),
     ];
-    let inbound_env = vec![("SCIM_RELAY_OKTA__SHARED_SECRET", okta_secret.clone())];
+    let inbound_env = vec![
+        ("SCIM_RELAY_OKTA__SHARED_SECRET", okta_secret.clone()),
+        ("SCIM_RELAY_TARGET__PROFILE", "datadog".to_string()),
+    ];
     let worker_env = vec![
         ("SCIM_RELAY_QUEUE__DLQ_URL", queues.dlq_url.clone()),
         ("SCIM_RELAY_STORE__TABLE", table.clone()),
@@ -170,6 +173,13 @@ async fn lambdas_start_from_the_environment_with_secrets_from_arns() {
         .messages
         .unwrap_or_default();
     assert_eq!(received.len(), 1);
+    // The worker re-reads the user: the inbound, as the template sets it up, queues no email.
+    let queued = received[0].body.as_deref().unwrap_or_default();
+    assert!(queued.contains("00uINIT"), "{queued}");
+    assert!(
+        !queued.contains("init.user@"),
+        "an email was queued: {queued}"
+    );
     let mut event = SqsEvent::default();
     let mut record = SqsMessage::default();
     record.message_id = received[0].message_id.clone();

@@ -40,7 +40,8 @@ pub struct AwsRelay {
     /// Each function's AWS calls, by its logical id in the template.
     recorders: Vec<(&'static str, AwsRecorder)>,
     /// Dead letters seen so far (a received message stays out of sight for a while).
-    dead: Mutex<BTreeMap<String, String>>,
+    /// Dead letters seen so far, by message id: their reason and body.
+    dead: Mutex<BTreeMap<String, (String, String)>>,
 }
 
 impl AwsRelay {
@@ -253,6 +254,28 @@ impl AwsRelay {
     /// Every dead letter's reason (the `reason` attribute the worker sets; SQS's own redrive
     /// after `maxReceiveCount` sets none).
     pub async fn dead_letters(&self) -> Vec<String> {
+        self.collect_dead_letters().await;
+        self.dead
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .map(|(reason, _)| reason.clone())
+            .collect()
+    }
+
+    /// Every dead letter's body, as the inbound queued it.
+    pub async fn dead_letter_bodies(&self) -> Vec<String> {
+        self.collect_dead_letters().await;
+        self.dead
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .map(|(_, body)| body.clone())
+            .collect()
+    }
+
+    /// Reads what the DLQ shows now (received messages stay hidden a while, so they are kept).
+    async fn collect_dead_letters(&self) {
         for m in self.receive(&self.queues.dlq_url, 0).await {
             let reason = m
                 .message_attributes
@@ -260,17 +283,12 @@ impl AwsRelay {
                 .and_then(|a| a.get("reason"))
                 .and_then(|v| v.string_value.clone())
                 .unwrap_or_else(|| "redriven by SQS after maxReceiveCount".into());
+            let body = m.body.clone().unwrap_or_default();
             self.dead
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .insert(m.message_id.unwrap_or_default(), reason);
+                .insert(m.message_id.unwrap_or_default(), (reason, body));
         }
-        self.dead
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .cloned()
-            .collect()
     }
 
     /// One scheduled run of the sweeper Lambda.

@@ -572,6 +572,26 @@ impl Deployment {
         }
     }
 
+    /// The body of every dead letter so far, as ingress queued it.
+    pub async fn dead_letter_bodies(&self) -> Vec<String> {
+        match &self.relay {
+            Relay::Memory(m) => m.queue.dead_letter_bodies(),
+            #[cfg(feature = "servers")]
+            Relay::Sqlite { db_path, .. } => {
+                let db = rusqlite::Connection::open(db_path).expect("open the relay's database");
+                let mut stmt = db
+                    .prepare("SELECT body FROM dead_letters ORDER BY id")
+                    .expect("dead letters");
+                let rows = stmt
+                    .query_map([], |r| r.get::<_, String>(0))
+                    .expect("dead letters");
+                rows.collect::<Result<_, _>>().expect("dead letters")
+            }
+            #[cfg(feature = "servers")]
+            Relay::Aws(aws) => aws.dead_letter_bodies().await,
+        }
+    }
+
     /// Runs the sweeper once (the schedule's run).
     pub async fn sweep(&self) -> SweepReport {
         match &self.relay {

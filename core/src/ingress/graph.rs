@@ -6,15 +6,16 @@
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 
-use super::{IngressError, IngressRequest, IngressResponse};
+use super::{clamp_published, IngressError, IngressRequest, IngressResponse};
 use crate::config::Settings;
 use crate::envelope::{Source, Subject, Trigger, ENVELOPE_VERSION};
 use crate::secret::SecretSet;
 
 /// Graph's tokens are about a hundred characters; anything this long is not one.
 const MAX_VALIDATION_TOKEN: usize = 4096;
+/// Graph's notification ids are GUIDs; a longer one is not used as a dedupe key.
+const MAX_NOTIFICATION_ID: usize = 128;
 
 #[derive(Debug, Clone)]
 pub struct EntraIngress {
@@ -23,18 +24,112 @@ pub struct EntraIngress {
     tenant_id: Option<String>,
 }
 
+/// The most notifications one request may carry. Microsoft documents no maximum for a
+/// `changeNotificationCollection`; the 1 MiB body limit alone lets a caller without the
+/// clientState make ingress parse and check hundreds of thousands of empty items (about 1,500
+/// real user notifications fit in 1 MiB: ~690 bytes each with a 128-character clientState). A request above this is refused whole (`413`) and
+/// nothing is queued: should Graph ever batch more, it retries for four hours, then drops the
+/// batch, and reconciliation (delta) catches the changes up: a delay, never a loss.
+pub const MAX_NOTIFICATIONS_PER_REQUEST: usize = 1000;
+
 #[derive(Debug, Default)]
 pub struct GraphSplit {
     pub triggers: Vec<Trigger>,
-    /// Items that failed verification (clientState, subscription, tenant).
-    pub rejected: usize,
+    /// Items that failed verification, by reason.
+    pub rejected: Rejections,
     /// Verified items that are not about a user (groups, for now).
     pub ignored: usize,
 }
 
+/// Why items of one request were dropped, counted: a request is logged in one line however
+/// many items it carries, and no item's own text (an attacker's) reaches the log.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Rejections {
+    pub not_an_object: usize,
+    pub client_state: usize,
+    pub subscription: usize,
+    pub tenant: usize,
+}
+
+impl Rejections {
+    pub fn total(&self) -> usize {
+        self.not_an_object + self.client_state + self.subscription + self.tenant
+    }
+
+    fn count(&mut self, reason: Rejection) {
+        match reason {
+            Rejection::NotAnObject => self.not_an_object += 1,
+            Rejection::ClientState => self.client_state += 1,
+            Rejection::Subscription => self.subscription += 1,
+            Rejection::Tenant => self.tenant += 1,
+        }
+    }
+}
+
+impl std::fmt::Display for Rejections {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "clientState {}, subscription {}, tenant {}, not an object {}",
+            self.client_state, self.subscription, self.tenant, self.not_an_object
+        )
+    }
+}
+
+/// Why one item was dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rejection {
+    NotAnObject,
+    ClientState,
+    Subscription,
+    Tenant,
+}
+
 #[derive(Deserialize)]
 struct NotificationCollection {
-    value: Vec<serde_json::Value>,
+    value: CappedItems,
+}
+
+/// A collection's items up to [`MAX_NOTIFICATIONS_PER_REQUEST`]; past it they are only
+/// counted, never kept, so an oversized request costs no memory per item.
+struct CappedItems {
+    items: Vec<serde_json::Value>,
+    total: usize,
+}
+
+impl<'de> Deserialize<'de> for CappedItems {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Items;
+        impl<'de> serde::de::Visitor<'de> for Items {
+            type Value = CappedItems;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an array of notifications")
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<CappedItems, A::Error> {
+                let mut items = Vec::new();
+                while items.len() < MAX_NOTIFICATIONS_PER_REQUEST {
+                    match seq.next_element::<serde_json::Value>()? {
+                        Some(item) => items.push(item),
+                        None => {
+                            let total = items.len();
+                            return Ok(CappedItems { items, total });
+                        }
+                    }
+                }
+                let mut total = items.len();
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
+                    total += 1;
+                }
+                Ok(CappedItems { items, total })
+            }
+        }
+        d.deserialize_seq(Items)
+    }
 }
 
 #[derive(Deserialize)]
@@ -109,16 +204,23 @@ impl EntraIngress {
     pub fn split(&self, body: &[u8], received: DateTime<Utc>) -> Result<GraphSplit, IngressError> {
         let collection: NotificationCollection = serde_json::from_slice(body)
             .map_err(|e| IngressError::malformed("a Graph notification collection", &e))?;
+        if collection.value.total > MAX_NOTIFICATIONS_PER_REQUEST {
+            return Err(IngressError::TooManyItems {
+                items: collection.value.total,
+            });
+        }
         let mut split = GraphSplit::default();
-        for raw in collection.value {
+        for raw in collection.value.items {
             let Ok(item) = serde_json::from_value::<ChangeNotification>(raw.clone()) else {
-                tracing::warn!("dropped a Graph notification item that is not an object");
-                split.rejected += 1;
+                split.rejected.count(Rejection::NotAnObject);
                 continue;
             };
-            let Some(tenant) = self.verify_item(&item) else {
-                split.rejected += 1;
-                continue;
+            let tenant = match self.verify_item(&item) {
+                Ok(tenant) => tenant,
+                Err(reason) => {
+                    split.rejected.count(reason);
+                    continue;
+                }
             };
             match self.trigger_for(&item, &raw, tenant, received) {
                 Some(trigger) => split.triggers.push(trigger),
@@ -128,41 +230,28 @@ impl EntraIngress {
         Ok(split)
     }
 
-    /// The tenant the item belongs to, if it verifies.
-    fn verify_item(&self, item: &ChangeNotification) -> Option<String> {
+    /// The tenant the item belongs to if it verifies, else why not. Nothing is logged per
+    /// item: the caller counts the reasons and logs the request once.
+    fn verify_item(&self, item: &ChangeNotification) -> Result<String, Rejection> {
         let state_ok = item
             .client_state
             .as_deref()
             .is_some_and(|s| self.client_states.matches(s.as_bytes()));
         if !state_ok {
-            tracing::warn!(
-                subscription = item.subscription_id.as_deref().unwrap_or("-"),
-                "dropped a Graph notification: clientState does not match"
-            );
-            return None;
+            return Err(Rejection::ClientState);
         }
         let subscription = item.subscription_id.as_deref().unwrap_or_default();
         if !self.subscription_ids.is_empty()
             && !self.subscription_ids.iter().any(|s| s == subscription)
         {
-            tracing::warn!(
-                subscription,
-                "dropped a Graph notification: unknown subscription"
-            );
-            return None;
+            return Err(Rejection::Subscription);
         }
         let item_tenant = item.tenant_id.as_deref().unwrap_or_default();
         match &self.tenant_id {
-            Some(ours) if !ours.eq_ignore_ascii_case(item_tenant) => {
-                tracing::warn!(
-                    tenant = item_tenant,
-                    "dropped a Graph notification: other tenant"
-                );
-                None
-            }
-            Some(ours) => Some(ours.to_ascii_lowercase()),
-            None if item_tenant.is_empty() => Some("entra".to_string()),
-            None => Some(item_tenant.to_ascii_lowercase()),
+            Some(ours) if !ours.eq_ignore_ascii_case(item_tenant) => Err(Rejection::Tenant),
+            Some(ours) => Ok(ours.to_ascii_lowercase()),
+            None if item_tenant.is_empty() => Ok("entra".to_string()),
+            None => Ok(item_tenant.to_ascii_lowercase()),
         }
     }
 
@@ -189,7 +278,7 @@ impl EntraIngress {
             .as_ref()
             .and_then(|d| d.event_time.as_deref())
             .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-            .map(|t| t.with_timezone(&Utc));
+            .map(|t| clamp_published(t.with_timezone(&Utc), received));
         Some(Trigger {
             v: ENVELOPE_VERSION,
             source: Source::Entra,
@@ -233,16 +322,20 @@ fn resource_id_of(item: &ChangeNotification, odata_type: &str, collection: &str)
     (kind.eq_ignore_ascii_case(collection) && !id.is_empty()).then(|| id.to_string())
 }
 
-/// Graph gives user notifications no id; a digest of the item (without its clientState, which
-/// rotates) lets a retried delivery be recognised as the same notification.
+/// The event id of one delivered notification item.
+///
+/// Graph documents no field in a user notification that tells one change from the next: two real
+/// changes of one user (a re-enable, then a disable) can arrive as byte-identical items. A
+/// digest of the item would call the second a duplicate and skip it. So every delivery gets its
+/// own id and its own re-read, which is idempotent (one directory read, no SCIM call when
+/// nothing changed). The only thing collapsed is what Graph itself marks as the same
+/// notification: its optional notification `id`, carried again when a delivery is retried.
+/// Without it, a retried delivery is simply read once more.
 fn notification_id(raw: &serde_json::Value) -> String {
-    let mut item = raw.clone();
-    if let Some(obj) = item.as_object_mut() {
-        obj.remove("clientState");
+    match raw.get("id").and_then(|id| id.as_str()).map(str::trim) {
+        Some(id) if !id.is_empty() && id.len() <= MAX_NOTIFICATION_ID => format!("graph:{id}"),
+        _ => format!("delivery:{}", uuid::Uuid::new_v4().simple()),
     }
-    // serde_json's map is ordered by key, so this serialisation is canonical.
-    let digest = Sha256::digest(item.to_string().as_bytes());
-    hex::encode(&digest[..16])
 }
 
 #[cfg(test)]
@@ -315,7 +408,7 @@ mod tests {
                 }
             ]
         );
-        assert_eq!(split.rejected, 1);
+        assert_eq!(split.rejected.client_state, 1);
         assert_eq!(split.triggers[0].tenant, TENANT);
         assert_eq!(split.triggers[0].event_type, "updated");
         assert!(split.triggers[0].published.is_some());
@@ -327,13 +420,13 @@ mod tests {
         let split = strict
             .split(&body(vec![item("state-now", "u1")]), Utc::now())
             .unwrap();
-        assert_eq!((split.triggers.len(), split.rejected), (0, 1));
+        assert_eq!((split.triggers.len(), split.rejected.total()), (0, 1));
 
         let strict = ingress(&[SUB], Some("another-tenant"));
         let split = strict
             .split(&body(vec![item("state-now", "u1")]), Utc::now())
             .unwrap();
-        assert_eq!((split.triggers.len(), split.rejected), (0, 1));
+        assert_eq!((split.triggers.len(), split.rejected.total()), (0, 1));
 
         let ok = ingress(&[SUB], Some(TENANT));
         assert_eq!(
@@ -385,18 +478,78 @@ mod tests {
     }
 
     #[test]
-    fn a_redelivery_has_the_same_event_id_even_after_clientstate_rotation() {
+    fn byte_identical_deliveries_get_distinct_event_ids() {
+        // Two real changes of one user can arrive as the very same bytes: each must be read.
+        let delivery = body(vec![item("state-now", "u1")]);
+        let a = ingress(&[], None).split(&delivery, Utc::now()).unwrap();
+        let b = ingress(&[], None).split(&delivery, Utc::now()).unwrap();
+        assert_ne!(a.triggers[0].dedupe_key(), b.triggers[0].dedupe_key());
+    }
+
+    #[test]
+    fn graphs_own_notification_id_marks_a_redelivery() {
+        let mut n = item("state-now", "u1");
+        n["id"] = "1b2e5e6c-0d1f-4f5e-9a3b-7c8d9e0f1a2b".into();
         let a = ingress(&[], None)
-            .split(&body(vec![item("state-now", "u1")]), Utc::now())
+            .split(&body(vec![n.clone()]), Utc::now())
             .unwrap();
+        n["clientState"] = "state-before".into();
         let b = ingress(&[], None)
-            .split(&body(vec![item("state-before", "u1")]), Utc::now())
+            .split(&body(vec![n]), Utc::now())
             .unwrap();
         assert_eq!(a.triggers[0].event_id, b.triggers[0].event_id);
-        let c = ingress(&[], None)
-            .split(&body(vec![item("state-now", "u2")]), Utc::now())
+    }
+
+    #[test]
+    fn rejections_are_counted_by_reason() {
+        let split = ingress(&[SUB], Some(TENANT))
+            .split(
+                &body(vec![
+                    item("forged", "u1"),
+                    item("forged", "u2"),
+                    serde_json::json!(7),
+                    {
+                        let mut other = item("state-now", "u3");
+                        other["subscriptionId"] = "not-ours".into();
+                        other
+                    },
+                    {
+                        let mut other = item("state-now", "u4");
+                        other["tenantId"] = "another-tenant".into();
+                        other
+                    },
+                ]),
+                Utc::now(),
+            )
             .unwrap();
-        assert_ne!(a.triggers[0].event_id, c.triggers[0].event_id);
+        assert_eq!(
+            split.rejected,
+            Rejections {
+                not_an_object: 1,
+                client_state: 2,
+                subscription: 1,
+                tenant: 1
+            }
+        );
+    }
+
+    #[test]
+    fn more_notifications_than_the_cap_are_refused_whole() {
+        let at_cap = body(vec![item("state-now", "u1"); MAX_NOTIFICATIONS_PER_REQUEST]);
+        let split = ingress(&[], None).split(&at_cap, Utc::now()).unwrap();
+        assert_eq!(split.triggers.len(), MAX_NOTIFICATIONS_PER_REQUEST);
+        let over = body(vec![
+            serde_json::json!({});
+            MAX_NOTIFICATIONS_PER_REQUEST + 1
+        ]);
+        let err = ingress(&[], None).split(&over, Utc::now()).unwrap_err();
+        assert_eq!(
+            err,
+            IngressError::TooManyItems {
+                items: MAX_NOTIFICATIONS_PER_REQUEST + 1
+            }
+        );
+        assert_eq!(err.status(), 413);
     }
 
     #[test]

@@ -10,12 +10,14 @@ pub mod okta;
 
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
+
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::envelope::{EnvelopeSigner, Trigger};
 use crate::queue::Queue;
 
-pub use graph::EntraIngress;
+pub use graph::{EntraIngress, MAX_NOTIFICATIONS_PER_REQUEST};
 pub use okta::OktaIngress;
 
 /// Larger bodies are refused with 413 before they are parsed.
@@ -120,6 +122,14 @@ pub enum IngressError {
     Unauthorized,
     #[error("body is larger than {MAX_BODY_BYTES} bytes")]
     TooLarge,
+    #[error(
+        "{items} notifications in one request; at most {MAX_NOTIFICATIONS_PER_REQUEST} are taken"
+    )]
+    TooManyItems { items: usize },
+    /// Not one Graph notification of the request verified: a forgery or a rotated clientState.
+    /// The reasons are logged; the caller is told no more than for a missing credential.
+    #[error("no notification verified (dropped: {0})")]
+    NotVerified(graph::Rejections),
     #[error("malformed request: {0}")]
     BadRequest(String),
     #[error("could not enqueue; retry later")]
@@ -143,17 +153,20 @@ impl IngressError {
             IngressError::NotFound => 404,
             IngressError::MethodNotAllowed => 405,
             IngressError::Unauthorized => 401,
-            IngressError::TooLarge => 413,
+            IngressError::TooLarge | IngressError::TooManyItems { .. } => 413,
+            IngressError::NotVerified(_) => 401,
             IngressError::BadRequest(_) => 400,
             IngressError::Unavailable => 503,
         }
     }
 
     pub fn into_response(self) -> IngressResponse {
-        IngressResponse::json(
-            self.status(),
-            serde_json::json!({ "error": self.to_string() }),
-        )
+        let status = self.status();
+        let message = match self {
+            IngressError::NotVerified(_) => IngressError::Unauthorized.to_string(),
+            other => other.to_string(),
+        };
+        IngressResponse::json(status, serde_json::json!({ "error": message }))
     }
 }
 
@@ -189,6 +202,9 @@ impl Ingress {
         queue: Arc<dyn Queue>,
         clock: Arc<dyn Clock>,
     ) -> Self {
+        // Ingress logs no addresses today, but the inbound Lambda is a process of its own: any
+        // fingerprint it ever logs must match the worker's.
+        crate::pii::set_fingerprint_key(&settings.queue.signing_key);
         Self::new(
             OktaIngress::from_settings(settings),
             EntraIngress::from_settings(settings),
@@ -244,15 +260,16 @@ impl Ingress {
                 }
                 check_size(req)?;
                 let split = entra.split(&req.body, self.clock.now())?;
-                if split.triggers.is_empty() && split.rejected > 0 {
+                if split.triggers.is_empty() && split.rejected.total() > 0 {
                     // Every item failed verification: a forgery or a rotated clientState.
-                    return Err(IngressError::Unauthorized);
+                    return Err(IngressError::NotVerified(split.rejected));
                 }
                 let accepted = self.enqueue(&split.triggers).await?;
                 tracing::info!(
                     source = "entra",
                     accepted,
-                    rejected = split.rejected,
+                    rejected = split.rejected.total(),
+                    reasons = %split.rejected,
                     ignored = split.ignored,
                     "notifications accepted"
                 );
@@ -279,6 +296,13 @@ impl Ingress {
     }
 }
 
+/// An event cannot have happened after it arrived. A `published` time in the future (a forged
+/// event, or an IdP clock far ahead) would make every real event after it look older, and in
+/// event-content mode an older event changes nothing: the user would be frozen until that time.
+fn clamp_published(published: DateTime<Utc>, received: DateTime<Utc>) -> DateTime<Utc> {
+    published.min(received)
+}
+
 fn check_size(req: &IngressRequest) -> Result<(), IngressError> {
     if req.body.len() > MAX_BODY_BYTES {
         Err(IngressError::TooLarge)
@@ -303,6 +327,118 @@ mod tests {
             "{message}"
         );
         assert!(message.contains("line 1"), "{message}");
+    }
+
+    /// Counts every event logged while it is the thread's subscriber.
+    struct CountLogLines(Arc<std::sync::atomic::AtomicUsize>);
+
+    impl tracing::Subscriber for CountLogLines {
+        fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+            true
+        }
+        fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+            tracing::span::Id::from_u64(1)
+        }
+        fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+        fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+        fn event(&self, _: &tracing::Event<'_>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        fn enter(&self, _: &tracing::span::Id) {}
+        fn exit(&self, _: &tracing::span::Id) {}
+    }
+
+    /// Keeps what ingress enqueues.
+    #[derive(Default)]
+    struct Kept(std::sync::Mutex<Vec<crate::queue::QueueMessage>>);
+
+    #[async_trait::async_trait]
+    impl Queue for Kept {
+        async fn enqueue(
+            &self,
+            messages: &[crate::queue::QueueMessage],
+        ) -> Result<(), crate::queue::QueueError> {
+            self.0
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend_from_slice(messages);
+            Ok(())
+        }
+    }
+
+    fn graph_ingress(queue: Arc<Kept>) -> Ingress {
+        use crate::secret::{Secret, SecretSet};
+        Ingress::new(
+            None,
+            Some(EntraIngress::new(
+                SecretSet::new([Secret::new("the-client-state")]),
+                vec![],
+                None,
+            )),
+            EnvelopeSigner::new(Secret::new("k")),
+            queue,
+            Arc::new(crate::clock::SystemClock),
+        )
+    }
+
+    fn notifications(states: &[&str]) -> Vec<u8> {
+        let items: Vec<_> = states
+            .iter()
+            .enumerate()
+            .map(|(i, state)| {
+                serde_json::json!({
+                    "subscriptionId": "sub", "changeType": "updated", "clientState": state,
+                    "resource": format!("Users/u{i}"), "tenantId": "t"
+                })
+            })
+            .collect();
+        serde_json::to_vec(&serde_json::json!({ "value": items })).unwrap()
+    }
+
+    fn post_entra(body: Vec<u8>) -> IngressRequest {
+        IngressRequest {
+            method: "POST".into(),
+            path: "/entra".into(),
+            body,
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_request_full_of_forged_notifications_is_one_log_line() {
+        let lines = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let _guard = tracing::subscriber::set_default(CountLogLines(lines.clone()));
+        let queue = Arc::new(Kept::default());
+        let ingress = graph_ingress(queue.clone());
+
+        let forged = notifications(&["forged"; 900]);
+        let answer = ingress.handle(post_entra(forged)).await;
+        assert_eq!(answer.status, 401);
+        assert!(
+            !answer.body.contains("clientState 900"),
+            "reasons stay in the log"
+        );
+        assert_eq!(lines.load(std::sync::atomic::Ordering::SeqCst), 1);
+
+        let mut mixed = vec!["forged"; 500];
+        mixed.push("the-client-state");
+        let answer = ingress.handle(post_entra(notifications(&mixed))).await;
+        assert_eq!(answer.status, 202);
+        assert_eq!(lines.load(std::sync::atomic::Ordering::SeqCst), 2);
+        assert_eq!(queue.0.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn too_many_notifications_in_one_request_enqueue_nothing() {
+        let queue = Arc::new(Kept::default());
+        let ingress = graph_ingress(queue.clone());
+        let over = notifications(&["the-client-state"; MAX_NOTIFICATIONS_PER_REQUEST + 1]);
+        let answer = ingress.handle(post_entra(over)).await;
+        assert_eq!(answer.status, 413, "{}", answer.body);
+        assert!(queue.0.lock().unwrap().is_empty());
+        let at_cap = notifications(&["the-client-state"; MAX_NOTIFICATIONS_PER_REQUEST]);
+        assert_eq!(ingress.handle(post_entra(at_cap)).await.status, 202);
+        assert_eq!(queue.0.lock().unwrap().len(), MAX_NOTIFICATIONS_PER_REQUEST);
     }
 
     #[test]

@@ -8,7 +8,7 @@
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
-use super::{IngressError, IngressRequest, IngressResponse};
+use super::{clamp_published, IngressError, IngressRequest, IngressResponse};
 use crate::config::Settings;
 use crate::envelope::{EventHint, Source, Subject, Trigger, ENVELOPE_VERSION};
 use crate::secret::SecretSet;
@@ -37,6 +37,19 @@ pub struct OktaIngress {
     auth_header: String,
     secrets: SecretSet,
     tenant: String,
+    profile: EventProfile,
+}
+
+/// Whether a queued trigger carries what the event said about the user (`alternateId`,
+/// `displayName`: an email and a name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventProfile {
+    /// Only ids: the worker re-reads the user from the directory, so an email or a name on the
+    /// queue (and in the dead-letter queue, for days) would be personal data kept for nothing.
+    IdsOnly,
+    /// Event-content mode (no directory to read): the event is the only description of the
+    /// user the worker will get.
+    Carried,
 }
 
 /// The outcome of splitting one delivery.
@@ -98,18 +111,33 @@ impl OktaIngress {
             auth_header: auth_header.into(),
             secrets,
             tenant: tenant.into(),
+            profile: EventProfile::IdsOnly,
         }
+    }
+
+    /// Keeps the event's description of the user on the trigger (event-content mode).
+    pub fn with_profile(mut self, profile: EventProfile) -> Self {
+        self.profile = profile;
+        self
     }
 
     /// `None` when no shared secret is configured: the Okta routes then answer 404.
     pub fn from_settings(settings: &Settings) -> Option<Self> {
         let secrets = settings.okta_secrets();
+        // The worker uses an event's content only when it has no Okta directory to read and
+        // is allowed to trust events (see `worker::read`).
+        let profile = if settings.okta.api_token.is_empty() && settings.trusts_event_content() {
+            EventProfile::Carried
+        } else {
+            EventProfile::IdsOnly
+        };
         (!secrets.is_empty()).then(|| {
             Self::new(
                 settings.okta.auth_header.clone(),
                 secrets,
                 settings.okta_tenant(),
             )
+            .with_profile(profile)
         })
     }
 
@@ -160,7 +188,7 @@ impl OktaIngress {
                 .published
                 .as_deref()
                 .and_then(|p| DateTime::parse_from_rfc3339(p).ok())
-                .map(|p| p.with_timezone(&Utc));
+                .map(|p| clamp_published(p.with_timezone(&Utc), received));
             let users: Vec<&OktaTarget> = event
                 .target
                 .iter()
@@ -184,7 +212,7 @@ impl OktaIngress {
                     event_type: event.event_type.clone(),
                     published,
                     received,
-                    hint: Some(EventHint {
+                    hint: (self.profile == EventProfile::Carried).then(|| EventHint {
                         login: target.alternate_id.clone(),
                         display_name: target.display_name.clone(),
                     }),
@@ -355,10 +383,65 @@ mod tests {
         assert_eq!(first.tenant, "example.okta.com");
         assert_eq!(first.event_type, "user.lifecycle.create");
         assert!(first.published.is_some());
+        assert_eq!(first.hint, None, "the directory is re-read: only ids");
+    }
+
+    #[test]
+    fn the_event_profile_is_queued_only_in_event_content_mode() {
+        let body = delivery(vec![event(
+            "e1",
+            "user.lifecycle.create",
+            "SUCCESS",
+            serde_json::json!([user("00u1")]),
+        )]);
+        let carried = ingress()
+            .with_profile(EventProfile::Carried)
+            .split(&body, Utc::now())
+            .unwrap();
         assert_eq!(
-            first.hint.as_ref().and_then(|h| h.login.as_deref()),
+            carried.triggers[0]
+                .hint
+                .as_ref()
+                .and_then(|h| h.login.as_deref()),
             Some("00u1@example.com")
         );
+
+        let mut settings = Settings::default();
+        settings.okta.shared_secret = Secret::new("current");
+        settings.target.profile = crate::config::TargetProfile::Generic;
+        settings.okta.api_token = Secret::new("ssws");
+        let with_directory = OktaIngress::from_settings(&settings).unwrap();
+        assert_eq!(with_directory.profile, EventProfile::IdsOnly);
+        settings.okta.api_token = Secret::default();
+        settings.okta.use_event_content = true;
+        let event_content = OktaIngress::from_settings(&settings).unwrap();
+        assert_eq!(event_content.profile, EventProfile::Carried);
+    }
+
+    #[test]
+    fn a_published_time_in_the_future_is_clamped_to_the_receive_time() {
+        let received = DateTime::parse_from_rfc3339("2026-08-20T14:05:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let at = |published: &str| {
+            let mut e = event(
+                "e1",
+                "user.lifecycle.deactivate",
+                "SUCCESS",
+                serde_json::json!([user("00u1")]),
+            );
+            e["published"] = published.into();
+            ingress()
+                .split(&delivery(vec![e]), received)
+                .unwrap()
+                .triggers[0]
+                .published
+        };
+        assert_eq!(at("2099-01-01T00:00:00Z"), Some(received));
+        let past = DateTime::parse_from_rfc3339("2026-08-20T14:02:09.870Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(at("2026-08-20T14:02:09.870Z"), Some(past));
     }
 
     #[test]

@@ -51,6 +51,15 @@ impl MemoryQueue {
         self.lock().dead.iter().map(|(_, r)| r.clone()).collect()
     }
 
+    /// The dead letters' bodies, oldest first.
+    pub fn dead_letter_bodies(&self) -> Vec<String> {
+        self.lock()
+            .dead
+            .iter()
+            .map(|(m, _)| m.body.clone())
+            .collect()
+    }
+
     /// Puts every dead letter back on the queue; returns how many.
     pub fn redrive_dead_letters(&self) -> usize {
         let mut inner = self.lock();

@@ -95,6 +95,8 @@ impl std::fmt::Debug for SqliteDb {
 
 impl SqliteDb {
     pub fn open(path: impl AsRef<Path>) -> Result<Self, SqliteError> {
+        let path = path.as_ref();
+        create_owner_only(path)?;
         let conn = Connection::open(path)?;
         // WAL keeps readers off the writer's back; synchronous=FULL makes every accepted
         // event survive a crash of the process or the machine once its commit returns.
@@ -143,5 +145,81 @@ impl SqliteDb {
         })
         .await
         .map_err(|e| SqliteError(format!("blocking task failed: {e}")))?
+    }
+}
+
+/// The file holds queued triggers, dead letters and every user's recorded state: it is created
+/// readable by its owner only (0600 on unix), before SQLite opens it. SQLite gives its `-wal`
+/// and `-shm` files the same mode as the database. A file that already exists keeps its mode
+/// (an operator may have chosen it); a warning says when others can read it.
+fn create_owner_only(path: &Path) -> Result<(), SqliteError> {
+    // `:memory:` and empty paths are SQLite's own databases, not files.
+    if path.as_os_str().is_empty() || path.as_os_str() == ":memory:" {
+        return Ok(());
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            warn_if_others_can_read(path);
+            Ok(())
+        }
+        Err(e) => Err(SqliteError(format!(
+            "cannot create {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
+#[cfg(unix)]
+fn warn_if_others_can_read(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(path) {
+        let mode = meta.permissions().mode();
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                path = %path.display(),
+                mode = format!("{:o}", mode & 0o777),
+                "the database file is readable by other users; it holds queued events and user state (chmod 600)"
+            );
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn warn_if_others_can_read(_: &Path) {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn the_database_file_is_created_readable_by_its_owner_only() {
+        use crate::queue::Queue;
+        use std::os::unix::fs::PermissionsExt;
+        let path =
+            std::env::temp_dir().join(format!("scim-relay-mode-{}.db", uuid::Uuid::new_v4()));
+        let db = SqliteDb::open(&path).unwrap();
+        // Write something, so the write-ahead log exists too.
+        db.enqueue(&[crate::queue::QueueMessage {
+            group_id: "g".into(),
+            dedupe_id: "d".into(),
+            body: "b".into(),
+        }])
+        .await
+        .unwrap();
+        let wal = path.with_extension("db-wal");
+        for file in [&path, &wal] {
+            let mode = std::fs::metadata(file).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{} is {mode:o}", file.display());
+        }
+        drop(db);
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
     }
 }

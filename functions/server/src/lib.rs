@@ -143,6 +143,7 @@ pub async fn start_with_clock(
             db: db.clone(),
             wake: wake.clone(),
             health: health.clone(),
+            read_timeout: http::REQUEST_READ_TIMEOUT,
         },
         stopped.clone(),
     ));
