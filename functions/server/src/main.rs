@@ -55,6 +55,8 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Fingerprints the commands print match the running relay's logs.
+    scim_relay_core::pii::set_fingerprint_key(&settings.queue.signing_key);
     match cli.command {
         Command::CheckConfig => match settings
             .check_ingress()
