@@ -1144,9 +1144,10 @@ mod tests {
         for (i, secret) in s.secrets_mut().into_iter().enumerate() {
             *secret = Secret::new(format!("arn:{i}"));
         }
-        assert_eq!(s.secrets_mut().len(), 9);
+        assert_eq!(s.secrets_mut().len(), 10);
         assert!(s.queue.signing_key.matches(b"arn:0"));
-        assert!(s.target.api_key.matches(b"arn:8"));
+        assert!(s.queue.previous_signing_key.matches(b"arn:1"));
+        assert!(s.target.api_key.matches(b"arn:9"));
         assert!(!s.okta_secrets().is_empty() && !s.entra_client_states().is_empty());
     }
 

@@ -451,8 +451,11 @@ mod tests {
             ("uninvited", state(1)),
         ];
         for (i, (user, s)) in users.iter().enumerate() {
+            // One account each: a SCIM id is claimed by one user.
+            let mut s = s.clone();
+            s.scim_id = Some(format!("s-{user}"));
             store
-                .commit(&key(user), Some(s), None, &event(&format!("i{i}"), later))
+                .commit(&key(user), Some(&s), None, &event(&format!("i{i}"), later))
                 .await
                 .expect("write");
         }
@@ -478,8 +481,11 @@ mod tests {
         let later = Utc::now() + Duration::hours(1);
         let mut inactive = state(1);
         inactive.active = false;
+        inactive.scim_id = Some("s2".into());
         let mut in_doubt = state(1);
         in_doubt.scim_id = None;
+        let mut elsewhere = state(1);
+        elsewhere.scim_id = Some("s4".into());
         let other_tenant = UserKey {
             tenant: "other.okta.com".into(),
             ..key("00u4")
@@ -497,7 +503,7 @@ mod tests {
             .await
             .expect("write");
         store
-            .commit(&other_tenant, Some(&state(1)), None, &event("c4", later))
+            .commit(&other_tenant, Some(&elsewhere), None, &event("c4", later))
             .await
             .expect("write");
         let active = store

@@ -481,6 +481,7 @@ mod tests {
         let later = now + chrono::Duration::hours(1);
         let with_invite = |user: &str, expires: DateTime<Utc>, outcome| {
             let mut s = state(1);
+            s.scim_id = Some(format!("s-{user}"));
             s.invite = Some(InviteState {
                 sent_at: now,
                 expires_at: expires,
