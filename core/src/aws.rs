@@ -19,9 +19,18 @@ pub async fn sdk_config() -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest()).load().await
 }
 
+/// After a Secrets Manager ARN (before any `#key`): the secret's previous value, as Secrets
+/// Manager keeps it on a rotation (`put-secret-value` moves the old one to `AWSPREVIOUS`).
+pub const PREVIOUS: &str = "@AWSPREVIOUS";
+
+/// How long after a rotation the previous value is still read: long enough for in-flight work
+/// and a redrive, short enough that a rotation also revokes the old value (a leaked one).
+const ROTATION_OVERLAP_SECONDS: i64 = 24 * 3600;
+
 /// Replaces every secret setting given as an ARN by its value:
 /// `arn:aws:secretsmanager:…:secret:name` (the whole SecretString), `…#key` (one key of a JSON
-/// secret), or `arn:aws:ssm:…:parameter/name` (decrypted). Each secret is fetched once.
+/// secret), `…@AWSPREVIOUS` (its value before the last rotation, for a day after it; empty when
+/// there is none), or `arn:aws:ssm:…:parameter/name` (decrypted). Each secret is fetched once.
 pub async fn resolve_secrets(settings: &mut Settings, sdk: &SdkConfig) -> Result<(), ConfigError> {
     let sm = aws_sdk_secretsmanager::Client::new(sdk);
     let ssm = aws_sdk_ssm::Client::new(sdk);
@@ -35,6 +44,12 @@ pub async fn resolve_secrets(settings: &mut Settings, sdk: &SdkConfig) -> Result
             Some((arn, key)) => (arn.to_string(), Some(key.to_string())),
             None => (value.clone(), None),
         };
+        if let Some(current) = arn.strip_suffix(PREVIOUS) {
+            if !fetched.contains_key(&arn) {
+                let text = previous_value(&sm, current).await?;
+                fetched.insert(arn.clone(), text);
+            }
+        }
         if !fetched.contains_key(&arn) {
             let text = if arn.contains(":secretsmanager:") {
                 sm.get_secret_value()
@@ -76,6 +91,8 @@ pub async fn resolve_secrets(settings: &mut Settings, sdk: &SdkConfig) -> Result
         let text = fetched.get(&arn).cloned().unwrap_or_default();
         let resolved = match json_key {
             None => text,
+            // No previous value: none of its keys either.
+            Some(_) if text.is_empty() && arn.ends_with(PREVIOUS) => text,
             Some(key) => {
                 let json = serde_json::from_str::<serde_json::Value>(&text).map_err(|_| {
                     ConfigError::Invalid(format!("secret {arn} is not a JSON object"))
@@ -99,4 +116,48 @@ pub async fn resolve_secrets(settings: &mut Settings, sdk: &SdkConfig) -> Result
         *secret = Secret::new(resolved);
     }
     Ok(())
+}
+
+/// A secret's value before its last rotation, while the rotation is under a day old; empty
+/// when it is older, or the secret was never rotated.
+async fn previous_value(
+    sm: &aws_sdk_secretsmanager::Client,
+    arn: &str,
+) -> Result<String, ConfigError> {
+    if !arn.contains(":secretsmanager:") {
+        return Err(ConfigError::Invalid(format!(
+            "{arn}{PREVIOUS}: only Secrets Manager secrets have a previous value"
+        )));
+    }
+    let unreadable = |e: String| ConfigError::Invalid(format!("cannot read secret {arn}: {e}"));
+    let current = sm
+        .get_secret_value()
+        .secret_id(arn)
+        .send()
+        .await
+        .map_err(|e| {
+            unreadable(aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string())
+        })?;
+    let rotated_at = current.created_date.map(|d| d.secs()).unwrap_or(0);
+    if chrono::Utc::now().timestamp() - rotated_at > ROTATION_OVERLAP_SECONDS {
+        return Ok(String::new());
+    }
+    match sm
+        .get_secret_value()
+        .secret_id(arn)
+        .version_stage("AWSPREVIOUS")
+        .send()
+        .await
+    {
+        Ok(previous) => Ok(previous.secret_string.unwrap_or_default()),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_resource_not_found_exception()) =>
+        {
+            Ok(String::new())
+        }
+        Err(e) => Err(unreadable(
+            aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string(),
+        )),
+    }
 }

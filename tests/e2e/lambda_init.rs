@@ -64,6 +64,13 @@ async fn lambdas_start_from_the_environment_with_secrets_from_arns() {
         .unwrap()
         .arn
         .unwrap();
+    // Rotated since: the hook in Okta still sends the old value until someone updates it.
+    sm.put_secret_value()
+        .secret_id(&okta_secret)
+        .secret_string("okta-secret-rotated")
+        .send()
+        .await
+        .unwrap();
     let names = ResourceNames::new()
         .with(table.clone(), "StateTable")
         .with(queues.url.clone(), "WorkQueue")
@@ -85,10 +92,19 @@ async fn lambdas_start_from_the_environment_with_secrets_from_arns() {
         ("AWS_SECRET_ACCESS_KEY", "test".to_string()),
         ("SCIM_RELAY_QUEUE__URL", queues.url.clone()),
         ("SCIM_RELAY_QUEUE__SIGNING_KEY", signing.clone()),
+        // Never rotated: no previous value, read as empty.
+        (
+            "SCIM_RELAY_QUEUE__PREVIOUS_SIGNING_KEY",
+            format!("{signing}@AWSPREVIOUS"),
+        ),
         ("SCIM_RELAY_OKTA__ORG_URL", idp.url.clone()),
     ];
     let inbound_env = vec![
         ("SCIM_RELAY_OKTA__SHARED_SECRET", okta_secret.clone()),
+        (
+            "SCIM_RELAY_OKTA__PREVIOUS_SHARED_SECRET",
+            format!("{okta_secret}@AWSPREVIOUS"),
+        ),
         ("SCIM_RELAY_TARGET__PROFILE", "datadog".to_string()),
     ];
     let worker_env = vec![
@@ -155,8 +171,25 @@ async fn lambdas_start_from_the_environment_with_secrets_from_arns() {
     assert_eq!(
         resp.status(),
         200,
-        "the secret held in Secrets Manager is checked"
+        "the secret's previous value still verifies, a day after its rotation"
     );
+    for (secret, status) in [("okta-secret-rotated", 200), ("not-the-secret", 401)] {
+        let event = apigw_v2_event(
+            "POST",
+            "/okta",
+            "",
+            &[("authorization", secret)],
+            Some(&body),
+            false,
+        );
+        let resp = scim_relay_inbound::handle(
+            &ingress,
+            lambda_http::request::from_str(&event.to_string()).unwrap(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(resp.status(), status, "{secret}");
+    }
 
     start_as(&worker_env, &worker_calls);
     let lambda = scim_relay_worker::init()
