@@ -13,6 +13,7 @@ pub mod ingress;
 pub mod metrics;
 pub mod pii;
 pub mod queue;
+pub mod refresh;
 pub mod scim;
 pub mod secret;
 pub mod state;

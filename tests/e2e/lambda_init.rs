@@ -251,6 +251,106 @@ async fn lambdas_start_from_the_environment_with_secrets_from_arns() {
     assert_eq!(report["credential"]["status"], "accepted", "{report}");
     assert_eq!(report["reconciliation"][0]["users"], 1, "{report}");
 
+    // A warm worker container heals from a key rotation: it started with a key the target no
+    // longer takes, the secret now holds the new one. The refusal makes it read its secrets
+    // again, and the next batch goes through, without a redeploy.
+    let credentials = |target_token: &str| {
+        serde_json::json!({"okta_api_token": OKTA_TOKEN, "entra_client_secret": "", "target_token": target_token})
+            .to_string()
+    };
+    sm.put_secret_value()
+        .secret_id(&worker_credentials)
+        .secret_string(credentials("a-revoked-key"))
+        .send()
+        .await
+        .unwrap();
+    start_as(&worker_env, &worker_calls);
+    let parts = scim_relay_worker::Refreshing::new(
+        scim_relay_worker::init().await.expect("worker starts"),
+        scim_relay_worker::SECRETS_TTL,
+    );
+    sm.put_secret_value()
+        .secret_id(&worker_credentials)
+        .secret_string(credentials(&tenant.token))
+        .send()
+        .await
+        .unwrap();
+    let batch_for = |user: &'static str| {
+        let sqs = sqs.clone();
+        let url = queues.url.clone();
+        let ingress = &ingress;
+        let idp = &idp;
+        async move {
+            let email = format!("{}@example.com", user.to_lowercase());
+            idp.set_okta_user(user, "ACTIVE", Some(&email), "He", "Al", None);
+            let body = serde_json::to_vec(&okta_delivery(
+                &format!("ev-{user}"),
+                "user.lifecycle.create",
+                user,
+                &email,
+            ))
+            .unwrap();
+            let request = apigw_v2_event(
+                "POST",
+                "/okta",
+                "",
+                &[("authorization", "okta-secret-rotated")],
+                Some(&body),
+                false,
+            );
+            let resp = scim_relay_inbound::handle(
+                ingress,
+                lambda_http::request::from_str(&request.to_string()).unwrap(),
+            )
+            .await
+            .unwrap();
+            assert_eq!(resp.status(), 200);
+            let received = sqs
+                .receive_message()
+                .queue_url(&url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(1)
+                .send()
+                .await
+                .unwrap()
+                .messages
+                .unwrap_or_default();
+            let mut event = SqsEvent::default();
+            for m in received {
+                let mut record = SqsMessage::default();
+                record.message_id = m.message_id.clone();
+                record.receipt_handle = m.receipt_handle.clone();
+                record.body = m.body.clone();
+                record
+                    .attributes
+                    .insert("MessageGroupId".into(), format!("okta/heal/{user}"));
+                event.records.push(record);
+            }
+            LambdaEvent::new(event, Context::default())
+        }
+    };
+    let refused = scim_relay_worker::handle_current(&parts, batch_for("00uHEAL1").await)
+        .await
+        .unwrap();
+    assert_eq!(
+        refused.batch_item_failures.len(),
+        1,
+        "the old key is refused"
+    );
+    // The credential pause runs out (as it would after its minutes).
+    let store = scim_relay_core::state::dynamodb::DynamoStateStore::new(ddb.clone(), table.clone());
+    scim_relay_core::breaker::CredentialBreaker::open(&store, chrono::Utc::now())
+        .await
+        .unwrap();
+    let healed = scim_relay_worker::handle_current(&parts, batch_for("00uHEAL2").await)
+        .await
+        .unwrap();
+    assert!(healed.batch_item_failures.is_empty(), "{healed:?}");
+    assert!(
+        tenant.user("00uheal2@example.com").await.is_some(),
+        "applied with the rotated key"
+    );
+
     // Every AWS call each function made, its secrets included, is granted to it.
     let template = std::path::PathBuf::from(concat!(
         env!("CARGO_MANIFEST_DIR"),

@@ -7,6 +7,7 @@ use scim_relay_core::clock::SystemClock;
 use scim_relay_core::config::{required, Settings};
 use scim_relay_core::ingress::{Ingress, IngressRequest, IngressResponse};
 use scim_relay_core::queue::sqs::SqsQueue;
+pub use scim_relay_core::refresh::{Refreshing, SECRETS_TTL};
 
 /// Builds ingress from the environment: settings, secrets resolved from their ARNs, SQS.
 pub async fn init() -> Result<Ingress, Error> {
@@ -26,6 +27,16 @@ pub async fn init() -> Result<Ingress, Error> {
 
 fn aws_sdk_sqs(sdk: &scim_relay_core::aws::SdkConfig) -> scim_relay_core::aws::sqs::Client {
     scim_relay_core::aws::sqs::Client::new(sdk)
+}
+
+/// The handler a container runs: ingress as [`init`] builds it, built again once its secrets
+/// (the Okta secret, the clientState, the queue key) are [`SECRETS_TTL`] old.
+pub async fn handle_current(
+    parts: &Refreshing<Ingress>,
+    req: Request,
+) -> Result<Response<Body>, Error> {
+    let ingress = parts.current(init).await;
+    handle(&ingress, req).await
 }
 
 /// The handler: never fails the invocation for a bad request; every refusal is an HTTP answer.

@@ -10,6 +10,7 @@ use scim_relay_core::clock::{Clock, SystemClock};
 use scim_relay_core::config::{required, Settings};
 use scim_relay_core::consumer::ConsumerPolicy;
 use scim_relay_core::queue::sqs::SqsQueue;
+pub use scim_relay_core::refresh::{Refreshing, SECRETS_TTL};
 use scim_relay_core::state::dynamodb::DynamoStateStore;
 use scim_relay_core::sweeper::{
     CredentialCheck, FeedOutcome, SubscriptionAction, SweepReport, Sweeper,
@@ -109,6 +110,16 @@ pub async fn run(lambda: &SweeperLambda) -> SweepReport {
         )
     );
     report
+}
+
+/// The handler a container runs: the sweeper as [`init`] builds it, built again once its
+/// secrets are [`SECRETS_TTL`] old (runs are further apart than that: each run reads them).
+pub async fn handle_current(
+    parts: &Refreshing<SweeperLambda>,
+    event: LambdaEvent<serde_json::Value>,
+) -> Result<serde_json::Value, Error> {
+    let lambda = parts.current(init).await;
+    handle(&lambda, event).await
 }
 
 pub async fn handle(

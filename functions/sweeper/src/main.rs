@@ -3,9 +3,12 @@ use lambda_runtime::{run, service_fn, tracing, Error};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     tracing::init_default_subscriber();
-    let lambda = scim_relay_sweeper::init().await?;
+    let parts = scim_relay_sweeper::Refreshing::new(
+        scim_relay_sweeper::init().await?,
+        scim_relay_sweeper::SECRETS_TTL,
+    );
     run(service_fn(|event| {
-        scim_relay_sweeper::handle(&lambda, event)
+        scim_relay_sweeper::handle_current(&parts, event)
     }))
     .await
 }

@@ -11,6 +11,7 @@ use scim_relay_core::clock::{Clock, SystemClock};
 use scim_relay_core::config::{required, Settings};
 use scim_relay_core::consumer::{Consumer, ConsumerPolicy, Delivery};
 use scim_relay_core::queue::sqs::{SqsDeliveries, SqsQueue};
+pub use scim_relay_core::refresh::{Refreshing, SECRETS_TTL};
 use scim_relay_core::state::dynamodb::DynamoStateStore;
 use scim_relay_core::wiring;
 
@@ -91,6 +92,21 @@ pub fn from_parts(
             ),
         },
     })
+}
+
+/// The handler a container runs: the worker as [`init`] builds it from the environment, built
+/// again once its secrets are [`SECRETS_TTL`] old or right after the target refused the
+/// credential, so a rotated key reaches a warm container without a redeploy.
+pub async fn handle_current(
+    parts: &Refreshing<WorkerLambda>,
+    event: LambdaEvent<SqsEvent>,
+) -> Result<SqsBatchResponse, Error> {
+    let lambda = parts.current(init).await;
+    let response = handle(&lambda, event).await?;
+    if !response.batch_item_failures.is_empty() && lambda.consumer.paused_until().await.is_some() {
+        parts.mark_stale();
+    }
+    Ok(response)
 }
 
 pub async fn handle(
