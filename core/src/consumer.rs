@@ -147,10 +147,12 @@ pub enum Disposition {
     Retry { at: DateTime<Utc>, reason: String },
     /// In the dead-letter queue.
     DeadLettered { reason: String },
-    /// The target refused the credential: the breaker is open until `until`, the message waits.
+    /// The target (or, `directory`, the IdP) refused the relay's credential: the breaker is
+    /// open until `until`, the message waits.
     CredentialRejected {
         until: DateTime<Utc>,
         reason: String,
+        directory: bool,
     },
     /// Not worked: the breaker was open, or an earlier message of the batch must wait first.
     HeldBack { until: DateTime<Utc> },
@@ -327,17 +329,31 @@ impl Consumer {
                 tracing::error!(message = id, "dead-lettering: {reason}");
                 Disposition::DeadLettered { reason }
             }
-            Err(WorkError::CredentialRejected(reason)) => {
+            Err(e @ (WorkError::CredentialRejected(_) | WorkError::DirectoryRefused(_))) => {
+                let directory = matches!(e, WorkError::DirectoryRefused(_));
+                let alarm = if directory {
+                    "directory_credential"
+                } else {
+                    "target_credential"
+                };
+                let reason = match e {
+                    WorkError::DirectoryRefused(r) | WorkError::CredentialRejected(r) => r,
+                    other => other.to_string(),
+                };
                 tracing::error!(
                     message = id,
-                    alarm = "target_credential",
-                    "target credential rejected; pausing: {reason}"
+                    alarm,
+                    "credential rejected; pausing: {reason}"
                 );
                 let until = self.after(self.policy.credential_pause);
                 if let Err(e) = self.breaker.open(until).await {
                     tracing::warn!("cannot open the credential breaker: {e}");
                 }
-                Disposition::CredentialRejected { until, reason }
+                Disposition::CredentialRejected {
+                    until,
+                    reason,
+                    directory,
+                }
             }
             Err(WorkError::Retryable {
                 reason,
@@ -380,7 +396,7 @@ impl Consumer {
             Disposition::Done(_) => queue.ack(delivery).await,
             Disposition::DeadLettered { reason } => queue.dead_letter(delivery, reason).await,
             Disposition::Retry { at, reason } => queue.retry_at(delivery, *at, reason, true).await,
-            Disposition::CredentialRejected { until, reason } => {
+            Disposition::CredentialRejected { until, reason, .. } => {
                 queue.retry_at(delivery, *until, reason, false).await
             }
             Disposition::HeldBack { until } => {

@@ -38,6 +38,10 @@ pub enum WorkError {
     /// stop consuming, keep the messages queued, alarm. Never dead-letter for this.
     #[error("target credential rejected: {0}")]
     CredentialRejected(String),
+    /// The directory (Okta, Graph) refused the relay's credential: the same pause as the
+    /// target's, never a dead letter.
+    #[error("directory credential rejected: {0}")]
+    DirectoryRefused(String),
 }
 
 impl WorkError {
@@ -64,6 +68,7 @@ impl From<DirectoryError> for WorkError {
         match e {
             DirectoryError::Retryable(r) => WorkError::retry(r),
             DirectoryError::Permanent(r) => WorkError::Permanent(r),
+            DirectoryError::Refused(r) => WorkError::DirectoryRefused(r),
         }
     }
 }

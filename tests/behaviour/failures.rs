@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use scim_relay_tests::deployment::{Backend, Deployment, OKTA_SECRET};
+use scim_relay_tests::idp::OKTA_TOKEN;
 use scim_relay_tests::payloads::okta_delivery;
 
 pub async fn an_accepted_event_survives_a_restart_while_the_target_is_down(b: Backend) {
@@ -252,5 +253,56 @@ pub async fn a_rotated_queue_key_loses_nothing_signed_with_the_previous_one(b: B
     }
     assert_eq!(d.depth().await, (0, 0));
     assert!(d.dead_letters().await.is_empty());
+    d.finish().await;
+}
+
+pub async fn a_refused_directory_credential_pauses_the_workers_and_dead_letters_nothing(
+    b: Backend,
+) {
+    let mut d = Deployment::start(b).await;
+    d.idp.set_okta_user(
+        "00uDIR",
+        "ACTIVE",
+        Some("dir.user@example.com"),
+        "Dir",
+        "User",
+        None,
+    );
+    // The Okta API token was revoked (or rotated in Okta and not yet in the relay).
+    d.restart(|s| s.okta.api_token = scim_relay_core::secret::Secret::new("a-revoked-token"))
+        .await;
+    let (status, _) = d
+        .post_okta(
+            &okta_delivery(
+                "ev-dir",
+                "user.lifecycle.create",
+                "00uDIR",
+                "dir.user@example.com",
+            ),
+            OKTA_SECRET,
+        )
+        .await;
+    assert_eq!(status, 200);
+    // Many pauses later (50 ms each here; three attempts dead-letter a retryable failure):
+    // the trigger waits, costing no attempt.
+    assert!(!d.drain(Duration::from_millis(1500)).await);
+    assert_eq!(d.depth().await, (1, 0), "waiting, not dead-lettered");
+    assert!(d.dead_letters().await.is_empty());
+    if let Some(health) = d.health().await {
+        assert_ne!(
+            health["target_credential"], "rejected",
+            "the directory's refusal is not the target's"
+        );
+    }
+
+    // The token is fixed: the same queue drains.
+    d.restart(|s| s.okta.api_token = scim_relay_core::secret::Secret::new(OKTA_TOKEN))
+        .await;
+    d.settle().await;
+    assert_eq!(
+        d.target.user("dir.user@example.com").await.unwrap()["active"],
+        true
+    );
+    assert_eq!(d.depth().await, (0, 0));
     d.finish().await;
 }

@@ -202,7 +202,7 @@ impl GraphDirectory {
                 )))
             }
             Answer::CredentialRejected => {
-                return Err(DirectoryError::Retryable(
+                return Err(DirectoryError::Refused(
                     "Graph refused to read a group; grant the app GroupMember.Read.All".into(),
                 ))
             }
@@ -233,7 +233,7 @@ impl GraphDirectory {
         match answer("Graph", resp.status().as_u16())? {
             Answer::Found => Ok(DirectoryRead::NotFound),
             Answer::NotFound => Ok(DirectoryRead::HardDeleted),
-            Answer::CredentialRejected => Err(DirectoryError::Retryable(
+            Answer::CredentialRejected => Err(DirectoryError::Refused(
                 "Graph refused to list deleted items; grant the app User.Read.All".into(),
             )),
         }
@@ -287,7 +287,7 @@ impl Directory for GraphDirectory {
                 }
                 Answer::CredentialRejected => {
                     *self.token.lock().await = None;
-                    return Err(DirectoryError::Retryable(
+                    return Err(DirectoryError::Refused(
                         "Graph refused checkMemberGroups; grant the app GroupMember.Read.All"
                             .into(),
                     ));
@@ -456,7 +456,7 @@ impl GraphDirectory {
                     .into())
                 }
                 Answer::CredentialRejected => {
-                    return Err(DirectoryError::Retryable(
+                    return Err(DirectoryError::Refused(
                         "Graph refused the delta query; grant the app User.Read.All (and GroupMember.Read.All for groups)".into(),
                     )
                     .into())
@@ -601,7 +601,7 @@ impl GraphDirectory {
                 Ok(Answer::Found) => {}
                 Ok(Answer::NotFound) => return Ok(None),
                 Ok(Answer::CredentialRejected) => {
-                    return Err(DirectoryError::Retryable(format!(
+                    return Err(DirectoryError::Refused(format!(
                         "Graph refused to {what}; grant the app User.Read.All"
                     )))
                 }

@@ -80,6 +80,10 @@ pub enum DirectoryError {
     Retryable(String),
     #[error("directory answer unusable: {0}")]
     Permanent(String),
+    /// 401/403: the directory refuses the relay's credential. Every read would fail alike, so
+    /// the workers pause (as for the target's) and the triggers wait, costing them no attempt.
+    #[error("directory refused the relay's credential: {0}")]
+    Refused(String),
 }
 
 /// What a directory API's status code says, before its body is read.

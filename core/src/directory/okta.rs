@@ -150,7 +150,7 @@ fn enc(id: &str) -> percent_encoding::PercentEncode<'_> {
 }
 
 fn rejected() -> DirectoryError {
-    DirectoryError::Retryable("Okta rejected the API token; fix okta.api_token".into())
+    DirectoryError::Refused("Okta rejected the API token; fix okta.api_token".into())
 }
 
 #[async_trait]

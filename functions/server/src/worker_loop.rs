@@ -122,15 +122,64 @@ pub fn record(consumed: &Consumed, stats: &WorkerStats) -> Option<CredentialHeal
         Disposition::Done(_) => count(&stats.applied),
         Disposition::DeadLettered { .. } => count(&stats.dead_lettered),
         Disposition::Retry { .. } => count(&stats.retried),
-        Disposition::CredentialRejected { .. } => return Some(CredentialHealth::Rejected),
+        // The directory refusing its token says nothing of the target's key.
+        Disposition::CredentialRejected {
+            directory: false, ..
+        } => return Some(CredentialHealth::Rejected),
+        Disposition::CredentialRejected { .. } => return None,
         Disposition::HeldBack { .. } => {}
     }
-    matches!(consumed.disposition, Disposition::Done(_)).then_some(CredentialHealth::Accepted)
+    // Only a call the target answered tells that it takes the credential: a duplicate, a
+    // held deactivation or a user with nothing to change made none, and must not turn a
+    // "rejected" the probe just saw back into "accepted".
+    match consumed.disposition {
+        Disposition::Done(Outcome::Applied { scim_calls } | Outcome::Unchanged { scim_calls })
+            if scim_calls > 0 =>
+        {
+            Some(CredentialHealth::Accepted)
+        }
+        _ => None,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_call_the_target_answered_says_the_credential_is_accepted() {
+        let done = |outcome| Consumed {
+            disposition: Disposition::Done(outcome),
+            settled: Ok(()),
+        };
+        let stats = WorkerStats::default();
+        for outcome in [
+            Outcome::Duplicate,
+            Outcome::Held,
+            Outcome::Unchanged { scim_calls: 0 },
+        ] {
+            assert_eq!(record(&done(outcome.clone()), &stats), None, "{outcome:?}");
+        }
+        for outcome in [
+            Outcome::Unchanged { scim_calls: 1 },
+            Outcome::Applied { scim_calls: 2 },
+        ] {
+            assert_eq!(
+                record(&done(outcome.clone()), &stats),
+                Some(CredentialHealth::Accepted),
+                "{outcome:?}"
+            );
+        }
+        let refused = Consumed {
+            disposition: Disposition::CredentialRejected {
+                until: chrono::Utc::now(),
+                reason: "401".into(),
+                directory: false,
+            },
+            settled: Ok(()),
+        };
+        assert_eq!(record(&refused, &stats), Some(CredentialHealth::Rejected));
+    }
 
     #[test]
     fn the_settings_become_the_consumers_curve_and_limit() {
