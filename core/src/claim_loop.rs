@@ -7,13 +7,14 @@ use std::time::Duration;
 
 use tokio::sync::{watch, Notify};
 
-use crate::consumer::{ClaimQueue, Consumed, Consumer};
+use crate::consumer::{ClaimQueue, Consumed, Consumer, Delivery};
 
 /// How a claim loop waits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClaimTiming {
-    /// How long a claimed message is this loop's alone: a loop that dies mid-work gives it up
-    /// when this runs out. Longer than any one message's work.
+    /// How long a claimed message is this loop's alone without renewal: the loop renews it
+    /// every third of this while it works, so a process killed mid-work (`kill -9`) gives its
+    /// messages up this long after, however long one message's work takes.
     pub lease: Duration,
     /// How often an idle loop looks for delayed messages that became visible.
     pub idle_poll: Duration,
@@ -49,7 +50,13 @@ pub async fn run(
         }
         match queue.claim(chrono::Utc::now(), timing.lease).await {
             Ok(Some(delivery)) => {
-                let consumed = consumer.consume(queue.as_ref(), &delivery).await;
+                let consumed = under_lease(
+                    queue.as_ref(),
+                    &delivery,
+                    timing.lease,
+                    consumer.consume(queue.as_ref(), &delivery),
+                )
+                .await;
                 if consumed.settled.is_err() {
                     // The message stays claimed and comes back when its lease runs out.
                     tokio::time::sleep(timing.idle_poll).await;
@@ -68,5 +75,74 @@ pub async fn run(
                 tokio::time::sleep(timing.idle_poll).await;
             }
         }
+    }
+}
+
+/// Runs `work` on a claimed message, renewing the claim every third of `lease` until it is
+/// done: a message may take longer than the lease to work, and only a worker that stopped
+/// (killed, stalled) gives it up.
+pub async fn under_lease<T>(
+    queue: &dyn ClaimQueue,
+    delivery: &Delivery,
+    lease: Duration,
+    work: impl std::future::Future<Output = T>,
+) -> T {
+    tokio::pin!(work);
+    let mut renewal = tokio::time::interval(lease / 3);
+    renewal.tick().await;
+    loop {
+        tokio::select! {
+            done = &mut work => return done,
+            _ = renewal.tick() => {
+                match queue.renew(delivery, chrono::Utc::now(), lease).await {
+                    Ok(true) => {}
+                    Ok(false) => tracing::warn!(message = %delivery.id, "claim lost while working (the process stalled past its lease)"),
+                    Err(e) => tracing::warn!(message = %delivery.id, "cannot renew the claim: {e}"),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(all(test, feature = "memory"))]
+mod tests {
+    use super::*;
+    use crate::memory::MemoryQueue;
+    use crate::queue::{Queue, QueueMessage};
+
+    #[tokio::test]
+    async fn work_longer_than_the_lease_keeps_its_claim_and_a_dead_worker_gives_it_up() {
+        let q = MemoryQueue::default();
+        q.enqueue(&[QueueMessage {
+            group_id: "u1".into(),
+            dedupe_id: "a".into(),
+            body: "a".into(),
+        }])
+        .await
+        .unwrap();
+        let lease = Duration::from_millis(300);
+        let delivery = q.claim(chrono::Utc::now(), lease).await.unwrap().unwrap();
+        // Work three leases long, while another worker keeps trying to claim.
+        let others = async {
+            let mut stolen = 0;
+            for _ in 0..9 {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                if q.claim(chrono::Utc::now(), lease).await.unwrap().is_some() {
+                    stolen += 1;
+                }
+            }
+            stolen
+        };
+        let work = under_lease(
+            &q,
+            &delivery,
+            lease,
+            tokio::time::sleep(Duration::from_millis(950)),
+        );
+        let ((), stolen) = tokio::join!(work, others);
+        assert_eq!(stolen, 0, "never two workers on one message");
+        // The worker is gone (no ack, no renewal): another gets it one lease later.
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        assert!(q.claim(chrono::Utc::now(), lease).await.unwrap().is_some());
     }
 }

@@ -68,6 +68,15 @@ pub trait ClaimQueue: WorkQueue {
         now: DateTime<Utc>,
         lease: Duration,
     ) -> Result<Option<Delivery>, QueueError>;
+
+    /// Extends a claim the worker still holds to `now + lease`; false when it holds it no
+    /// more (settled, or claimed again after it lapsed).
+    async fn renew(
+        &self,
+        delivery: &Delivery,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<bool, QueueError>;
 }
 
 /// Exponential backoff with jitter: `base` after the first attempt, doubling, at most `max`,

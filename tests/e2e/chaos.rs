@@ -43,7 +43,9 @@ fn patient() -> RetryPolicy {
         max_delay: Duration::from_millis(400),
         idle_poll: Duration::from_millis(20),
         credential_pause: Duration::from_millis(50),
-        lease: Duration::from_secs(10),
+        // Shorter than some messages' work here (1 s target timeouts, several calls): the
+        // claims must be renewed, or a second worker would take a user mid-work.
+        lease: Duration::from_secs(3),
     }
 }
 

@@ -169,6 +169,18 @@ impl ClaimQueue for MemoryQueue {
             handle: token,
         }))
     }
+
+    async fn renew(
+        &self,
+        delivery: &Delivery,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<bool, QueueError> {
+        let until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
+        Ok(self
+            .with_claimed(delivery, |inner, i| inner.queued[i].visible_at = until)?
+            .is_some())
+    }
 }
 
 #[async_trait]
@@ -246,5 +258,40 @@ mod tests {
         assert_eq!(q.dead_letter_reasons(), vec!["broken".to_string()]);
         assert_eq!(q.redrive_dead_letters(), 1);
         assert_eq!(q.depth(), (3, 0));
+    }
+
+    #[tokio::test]
+    async fn a_renewed_claim_stays_the_workers_and_a_lapsed_one_is_given_up() {
+        let q = MemoryQueue::default();
+        q.enqueue(&[message("u1", "a")]).await.unwrap();
+        let lease = std::time::Duration::from_secs(30);
+        let t0 = Utc::now();
+        let first = q.claim(t0, lease).await.unwrap().expect("claimed");
+        // Renewed before it lapses: nobody else gets it, at t0 + 50 s.
+        assert!(q
+            .renew(&first, t0 + chrono::Duration::seconds(20), lease)
+            .await
+            .unwrap());
+        assert!(q
+            .claim(t0 + chrono::Duration::seconds(45), lease)
+            .await
+            .unwrap()
+            .is_none());
+        // A worker killed mid-work renews no more: the message is worked again after the lease.
+        let second = q
+            .claim(t0 + chrono::Duration::seconds(51), lease)
+            .await
+            .unwrap()
+            .expect("given up 30 s after the last renewal");
+        assert!(
+            !q.renew(&first, t0 + chrono::Duration::seconds(52), lease)
+                .await
+                .unwrap(),
+            "the first claim is lost for good"
+        );
+        assert!(q
+            .renew(&second, t0 + chrono::Duration::seconds(52), lease)
+            .await
+            .unwrap());
     }
 }

@@ -81,6 +81,31 @@ impl ClaimQueue for SqliteDb {
             handle: m.claim,
         }))
     }
+
+    async fn renew(
+        &self,
+        delivery: &Delivery,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<bool, QueueError> {
+        let id: i64 = delivery
+            .id
+            .parse()
+            .map_err(|_| QueueError(format!("not a SQLite queue id: {}", delivery.id)))?;
+        let until = (now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX))
+            .timestamp_millis();
+        let claim = delivery.handle.clone();
+        let changed = self
+            .run(move |conn| {
+                Ok(conn.execute(
+                    "UPDATE queue SET visible_at = ?2 WHERE id = ?1 AND claim = ?3",
+                    rusqlite::params![id, until, claim],
+                )?)
+            })
+            .await
+            .map_err(queue_error)?;
+        Ok(changed == 1)
+    }
 }
 
 #[async_trait]

@@ -323,4 +323,37 @@ mod tests {
         assert_eq!(again.body, "a:1");
         let _ = std::fs::remove_file(path);
     }
+
+    #[tokio::test]
+    async fn a_renewed_claim_stays_the_workers_and_a_lapsed_one_is_given_up() {
+        use crate::consumer::ClaimQueue;
+        let (db, path) = temp_db();
+        db.enqueue(&[msg("g", "1")]).await.unwrap();
+        let lease = std::time::Duration::from_secs(30);
+        let t0 = Utc::now();
+        let first = db.claim(t0, lease).await.unwrap().expect("claimed");
+        assert!(db
+            .renew(&first, t0 + chrono::Duration::seconds(20), lease)
+            .await
+            .unwrap());
+        assert!(db
+            .claim(t0 + chrono::Duration::seconds(45), lease)
+            .await
+            .unwrap()
+            .is_none());
+        let second = db
+            .claim(t0 + chrono::Duration::seconds(51), lease)
+            .await
+            .unwrap()
+            .expect("given up 30 s after the last renewal");
+        assert!(!db
+            .renew(&first, t0 + chrono::Duration::seconds(52), lease)
+            .await
+            .unwrap());
+        assert!(db
+            .renew(&second, t0 + chrono::Duration::seconds(52), lease)
+            .await
+            .unwrap());
+        let _ = std::fs::remove_file(path);
+    }
 }

@@ -21,8 +21,8 @@ pub struct RetryPolicy {
     pub idle_poll: Duration,
     /// How long the worker stops consuming after the target rejected its credential.
     pub credential_pause: Duration,
-    /// How long a claimed message is a worker's alone: a worker that dies mid-work gives it up
-    /// when this runs out. Longer than any one message's work.
+    /// How long a claimed message is a worker's alone without renewal (renewed every third of
+    /// it while worked): a process killed mid-work gives its messages up this long after.
     pub lease: Duration,
 }
 
@@ -63,7 +63,7 @@ impl Default for RetryPolicy {
             max_delay: Duration::from_secs(300),
             idle_poll: Duration::from_millis(500),
             credential_pause: Duration::from_secs(60),
-            lease: Duration::from_secs(300),
+            lease: Duration::from_secs(30),
         }
     }
 }
