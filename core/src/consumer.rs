@@ -364,6 +364,20 @@ impl Consumer {
                     directory,
                 }
             }
+            Err(WorkError::DirectoryUnavailable(reason)) => {
+                let wait = self.policy.backoff.after(delivery.attempt);
+                tracing::warn!(
+                    message = id,
+                    attempt = delivery.attempt,
+                    wait_ms = wait.as_millis() as u64,
+                    alarm = "directory_unavailable",
+                    "directory unavailable; waiting it out: {reason}"
+                );
+                Disposition::Retry {
+                    at: self.after(wait),
+                    reason,
+                }
+            }
             Err(WorkError::Retryable {
                 reason,
                 retry_after,

@@ -38,6 +38,11 @@ pub enum WorkError {
     /// stop consuming, keep the messages queued, alarm. Never dead-letter for this.
     #[error("target credential rejected: {0}")]
     CredentialRejected(String),
+    /// The directory (Okta, Graph) is unavailable (timeouts, 5xx, 429): retried with backoff
+    /// like any retryable failure, but never dead-lettered for it: an IdP outage is waited
+    /// out, however long, and the message is not at fault.
+    #[error("directory unavailable: {0}")]
+    DirectoryUnavailable(String),
     /// The directory (Okta, Graph) refused the relay's credential: the same pause as the
     /// target's, never a dead letter.
     #[error("directory credential rejected: {0}")]
@@ -66,7 +71,7 @@ impl From<StoreError> for WorkError {
 impl From<DirectoryError> for WorkError {
     fn from(e: DirectoryError) -> Self {
         match e {
-            DirectoryError::Retryable(r) => WorkError::retry(r),
+            DirectoryError::Retryable(r) => WorkError::DirectoryUnavailable(r),
             DirectoryError::Permanent(r) => WorkError::Permanent(r),
             DirectoryError::Refused(r) => WorkError::DirectoryRefused(r),
         }

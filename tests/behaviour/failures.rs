@@ -306,3 +306,43 @@ pub async fn a_refused_directory_credential_pauses_the_workers_and_dead_letters_
     assert_eq!(d.depth().await, (0, 0));
     d.finish().await;
 }
+
+pub async fn an_idp_outage_is_waited_out_and_dead_letters_nothing(b: Backend) {
+    let d = Deployment::start(b).await;
+    d.idp.set_okta_user(
+        "00uOUT",
+        "ACTIVE",
+        Some("out.age@example.com"),
+        "Out",
+        "Age",
+        None,
+    );
+    d.idp.okta_outage(true);
+    let (status, _) = d
+        .post_okta(
+            &okta_delivery(
+                "ev-out",
+                "user.lifecycle.create",
+                "00uOUT",
+                "out.age@example.com",
+            ),
+            OKTA_SECRET,
+        )
+        .await;
+    assert_eq!(status, 200);
+    // Past the attempts after which a retryable failure is dead-lettered here (three): an
+    // outage of the directory is not the message's fault.
+    assert!(!d.drain(Duration::from_millis(2500)).await);
+    assert!(d.idp.reads("okta:00uOUT") >= 3, "read again and again");
+    assert_eq!(d.depth().await, (1, 0), "waiting, not dead-lettered");
+    assert!(d.dead_letters().await.is_empty());
+
+    d.idp.okta_outage(false);
+    d.settle().await;
+    assert_eq!(
+        d.target.user("out.age@example.com").await.unwrap()["active"],
+        true
+    );
+    assert_eq!(d.depth().await, (0, 0));
+    d.finish().await;
+}

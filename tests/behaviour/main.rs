@@ -86,6 +86,7 @@ on_every_backend!(
     failures::an_account_created_but_not_recorded_is_still_reached_by_a_later_deletion,
     failures::a_rotated_queue_key_loses_nothing_signed_with_the_previous_one,
     failures::a_refused_directory_credential_pauses_the_workers_and_dead_letters_nothing,
+    failures::an_idp_outage_is_waited_out_and_dead_letters_nothing,
     groups::okta_group_memberships_are_mirrored_and_a_deleted_group_is_made_again,
     groups::entra_group_memberships_are_mirrored_with_the_groups_display_names,
     groups::a_recreated_account_rejoins_its_groups,

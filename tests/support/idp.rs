@@ -28,6 +28,8 @@ struct Directory {
     /// Graph users whose next reads answer 404 from `/users` and `deletedItems` though they
     /// exist (replication lag): id → reads left.
     graph_lagging: HashMap<String, usize>,
+    /// While set, Okta's user reads answer 503 (an outage).
+    okta_down: bool,
     /// Okta app assignments, as (app id, user id).
     okta_assignments: Vec<(String, String)>,
     /// Group ids per user, for Okta and for Graph.
@@ -212,6 +214,11 @@ impl IdpFixture {
         dir.graph_changed_now(id);
     }
 
+    /// While `down`, Okta answers every user read with `503`.
+    pub fn okta_outage(&self, down: bool) {
+        self.dir.lock().expect("lock").okta_down = down;
+    }
+
     /// The next `reads` reads of this Graph user answer 404 from `/users` and from
     /// `deletedItems` alike, as replication can right after a change: it looks hard-deleted.
     pub fn lag_graph_user(&self, id: &str, reads: usize) {
@@ -370,6 +377,9 @@ async fn okta_user(State(dir): Dir, Path(id): Path<String>, headers: HeaderMap) 
     }
     let mut dir = dir.lock().expect("lock");
     dir.reads.push(format!("okta:{id}"));
+    if dir.okta_down {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "E0000009");
+    }
     match dir.okta.get(&id) {
         Some(user) => Json(user.clone()).into_response(),
         None => error(StatusCode::NOT_FOUND, "E0000007"),
