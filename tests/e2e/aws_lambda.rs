@@ -1165,7 +1165,9 @@ async fn requests_per_applied_event_on_dynamodb_and_the_target() {
         ),
     )
     .await;
-    let (dynamo, scim) = run(updated).await;
+    let (dynamo, scim) = run(updated.clone()).await;
+    // What the event source mapping does with a finished batch.
+    delete_all(&aws, &updated).await;
     let (dynamo, scim) = measure("profile change", dynamo, scim);
     assert_eq!(dynamo.len(), 4);
     assert_eq!(scim, ["PATCH"], "only the changed attribute");
@@ -1178,5 +1180,36 @@ async fn requests_per_applied_event_on_dynamodb_and_the_target() {
         "breaker and dedupe record only"
     );
     assert!(scim.is_empty());
+
+    idp.set_okta_user(
+        "00uCOUNT",
+        "DEPROVISIONED",
+        Some(email),
+        "Coun",
+        "Ted",
+        Some("B"),
+    );
+    let deactivated = deliver_okta(
+        &aws,
+        &settings,
+        &okta_delivery("ev-count-3", "user.lifecycle.deactivate", "00uCOUNT", email),
+    )
+    .await;
+    let (dynamo, scim) = run(deactivated).await;
+    let (dynamo, scim) = measure("deactivation", dynamo, scim);
+    // Breaker, dedupe record, state; the deprovisioning breaker's window read and written;
+    // then state and dedupe record.
+    assert_eq!(
+        dynamo,
+        [
+            "GetItem",
+            "GetItem",
+            "GetItem",
+            "GetItem",
+            "PutItem",
+            "TransactWriteItems"
+        ]
+    );
+    assert_eq!(scim, ["PATCH"]);
     println!("requests per applied event:\n{}", figures.join("\n"));
 }

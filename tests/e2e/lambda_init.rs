@@ -154,41 +154,13 @@ async fn lambdas_start_from_the_environment_with_secrets_from_arns() {
         "init.user@example.com",
     );
     let body = serde_json::to_vec(&delivery).unwrap();
-    let event = apigw_v2_event(
-        "POST",
-        "/okta",
-        "",
-        &[("authorization", "okta-secret-from-secrets-manager")],
-        Some(&body),
-        false,
-    );
-    let resp = scim_relay_inbound::handle(
-        &ingress,
-        lambda_http::request::from_str(&event.to_string()).unwrap(),
-    )
-    .await
-    .unwrap();
     assert_eq!(
-        resp.status(),
+        post_okta(&ingress, "okta-secret-from-secrets-manager", &body).await,
         200,
         "the secret's previous value still verifies, a day after its rotation"
     );
     for (secret, status) in [("okta-secret-rotated", 200), ("not-the-secret", 401)] {
-        let event = apigw_v2_event(
-            "POST",
-            "/okta",
-            "",
-            &[("authorization", secret)],
-            Some(&body),
-            false,
-        );
-        let resp = scim_relay_inbound::handle(
-            &ingress,
-            lambda_http::request::from_str(&event.to_string()).unwrap(),
-        )
-        .await
-        .unwrap();
-        assert_eq!(resp.status(), status, "{secret}");
+        assert_eq!(post_okta(&ingress, secret, &body).await, status, "{secret}");
     }
 
     start_as(&worker_env, &worker_calls);
@@ -290,21 +262,7 @@ async fn lambdas_start_from_the_environment_with_secrets_from_arns() {
                 &email,
             ))
             .unwrap();
-            let request = apigw_v2_event(
-                "POST",
-                "/okta",
-                "",
-                &[("authorization", "okta-secret-rotated")],
-                Some(&body),
-                false,
-            );
-            let resp = scim_relay_inbound::handle(
-                ingress,
-                lambda_http::request::from_str(&request.to_string()).unwrap(),
-            )
-            .await
-            .unwrap();
-            assert_eq!(resp.status(), 200);
+            assert_eq!(post_okta(ingress, "okta-secret-rotated", &body).await, 200);
             let received = sqs
                 .receive_message()
                 .queue_url(&url)
@@ -393,21 +351,11 @@ async fn lambdas_start_from_the_environment_with_secrets_from_arns() {
     let ingress = scim_relay_inbound::init()
         .await
         .expect("inbound starts with an SSM parameter");
-    let event = apigw_v2_event(
-        "POST",
-        "/okta",
-        "",
-        &[("authorization", "okta-secret-from-ssm")],
-        Some(&body),
-        false,
+    assert_eq!(
+        post_okta(&ingress, "okta-secret-from-ssm", &body).await,
+        200,
+        "the SSM-held secret is the one checked"
     );
-    let resp = scim_relay_inbound::handle(
-        &ingress,
-        lambda_http::request::from_str(&event.to_string()).unwrap(),
-    )
-    .await
-    .unwrap();
-    assert_eq!(resp.status(), 200, "the SSM-held secret is the one checked");
 
     // A missing required setting stops start-up with a message naming it.
     start_as(&worker_env, &worker_calls);
@@ -418,4 +366,24 @@ async fn lambdas_start_from_the_environment_with_secrets_from_arns() {
         .expect("start-up must fail")
         .to_string();
     assert!(err.contains("SCIM_RELAY_STORE__TABLE"), "{err}");
+}
+
+/// An Okta delivery through API Gateway's event shape into the inbound handler; its status.
+async fn post_okta(ingress: &scim_relay_core::ingress::Ingress, secret: &str, body: &[u8]) -> u16 {
+    let event = apigw_v2_event(
+        "POST",
+        "/okta",
+        "",
+        &[("authorization", secret)],
+        Some(body),
+        false,
+    );
+    scim_relay_inbound::handle(
+        ingress,
+        lambda_http::request::from_str(&event.to_string()).unwrap(),
+    )
+    .await
+    .unwrap()
+    .status()
+    .as_u16()
 }

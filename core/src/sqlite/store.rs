@@ -247,6 +247,19 @@ impl StateStore for SqliteDb {
     }
 }
 
+/// `(id, doc)` rows of the users table, read back.
+fn keyed_states(rows: Vec<(String, String)>) -> Result<Vec<(UserKey, UserState)>, StoreError> {
+    rows.into_iter()
+        .map(|(id, doc)| {
+            let key = UserKey::from_storage_id(&id)
+                .ok_or_else(|| StoreError::Backend(format!("unreadable user key {id}")))?;
+            let state = serde_json::from_str(&doc)
+                .map_err(|e| StoreError::Backend(format!("state record unreadable: {e}")))?;
+            Ok((key, state))
+        })
+        .collect()
+}
+
 #[async_trait]
 impl SweepStore for SqliteDb {
     async fn invites_due(
@@ -268,15 +281,7 @@ impl SweepStore for SqliteDb {
                 Ok(rows)
             })
             .await?;
-        rows.into_iter()
-            .map(|(id, doc)| {
-                let key = UserKey::from_storage_id(&id)
-                    .ok_or_else(|| StoreError::Backend(format!("unreadable user key {id}")))?;
-                let state = serde_json::from_str(&doc)
-                    .map_err(|e| StoreError::Backend(format!("state record unreadable: {e}")))?;
-                Ok((key, state))
-            })
-            .collect()
+        keyed_states(rows)
     }
 
     async fn active_account_count(&self) -> Result<u64, StoreError> {
@@ -304,15 +309,7 @@ impl SweepStore for SqliteDb {
                 Ok(rows)
             })
             .await?;
-        rows.into_iter()
-            .map(|(id, doc)| {
-                let key = UserKey::from_storage_id(&id)
-                    .ok_or_else(|| StoreError::Backend(format!("unreadable user key {id}")))?;
-                let state = serde_json::from_str(&doc)
-                    .map_err(|e| StoreError::Backend(format!("state record unreadable: {e}")))?;
-                Ok((key, state))
-            })
-            .collect()
+        keyed_states(rows)
     }
 
     async fn known_user_names(&self) -> Result<std::collections::HashSet<String>, StoreError> {

@@ -418,6 +418,16 @@ impl StateStore for DynamoStateStore {
     }
 }
 
+/// A user state item read back with its key.
+fn keyed_state(item: &HashMap<String, AttributeValue>) -> Result<(UserKey, UserState), StoreError> {
+    let pk = item.get("pk").and_then(|v| v.as_s().ok());
+    let key = pk
+        .and_then(|pk| pk.strip_prefix("USER#"))
+        .and_then(UserKey::from_storage_id)
+        .ok_or_else(|| StoreError::Backend(format!("unreadable user key {pk:?}")))?;
+    Ok((key, state_doc(item)?))
+}
+
 fn state_doc(item: &HashMap<String, AttributeValue>) -> Result<UserState, StoreError> {
     let doc = item
         .get("doc")
@@ -446,20 +456,7 @@ impl SweepStore for DynamoStateStore {
             .send()
             .await
             .map_err(backend)?;
-        out.items()
-            .iter()
-            .map(|item| {
-                let pk = item
-                    .get("pk")
-                    .and_then(|v| v.as_s().ok())
-                    .map(String::as_str);
-                let key = pk
-                    .and_then(|pk| pk.strip_prefix("USER#"))
-                    .and_then(UserKey::from_storage_id)
-                    .ok_or_else(|| StoreError::Backend(format!("unreadable user key {pk:?}")))?;
-                Ok((key, state_doc(item)?))
-            })
-            .collect()
+        out.items().iter().map(keyed_state).collect()
     }
 
     async fn active_account_count(&self) -> Result<u64, StoreError> {
@@ -472,14 +469,7 @@ impl SweepStore for DynamoStateStore {
         self.scan_prefix("USER#", Some(held), "pk, doc")
             .await?
             .iter()
-            .map(|item| {
-                let pk = item.get("pk").and_then(|v| v.as_s().ok());
-                let key = pk
-                    .and_then(|pk| pk.strip_prefix("USER#"))
-                    .and_then(UserKey::from_storage_id)
-                    .ok_or_else(|| StoreError::Backend(format!("unreadable user key {pk:?}")))?;
-                Ok((key, state_doc(item)?))
-            })
+            .map(keyed_state)
             .collect()
     }
 
