@@ -147,6 +147,58 @@ impl ConsumerPolicy {
     }
 }
 
+/// What a batch's records came to: the worker Lambda's metrics, and the records to hand back.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BatchReport {
+    /// Ids of the records not finished (`batchItemFailures`).
+    pub unfinished: Vec<String>,
+    /// The target was changed.
+    pub applied: u64,
+    /// Worked, and the target already matched.
+    pub unchanged: u64,
+    /// Recognised as already applied.
+    pub duplicates: u64,
+    /// Deactivations the deprovisioning breaker holds.
+    pub held: u64,
+    /// Failed, back on the queue for later.
+    pub retried: u64,
+    pub dead_lettered: u64,
+    /// A credential (the target's or a directory's) refused: the breaker opened.
+    pub credential_rejected: u64,
+    /// Handed back unworked (breaker open, an earlier record waiting, time running out).
+    pub handed_back: u64,
+}
+
+impl BatchReport {
+    fn count(&mut self, disposition: &Disposition) {
+        let counter = match disposition {
+            Disposition::Done(Outcome::Applied { .. }) => &mut self.applied,
+            Disposition::Done(Outcome::Unchanged { .. }) => &mut self.unchanged,
+            Disposition::Done(Outcome::Duplicate) => &mut self.duplicates,
+            Disposition::Done(Outcome::Held) => &mut self.held,
+            Disposition::Retry { .. } => &mut self.retried,
+            Disposition::DeadLettered { .. } => &mut self.dead_lettered,
+            Disposition::CredentialRejected { .. } => &mut self.credential_rejected,
+            Disposition::HeldBack { .. } => &mut self.handed_back,
+        };
+        *counter += 1;
+    }
+
+    /// As CloudWatch metrics (all of them, zeros included, so alarms see data).
+    pub fn metrics(&self) -> Vec<(&'static str, u64)> {
+        vec![
+            ("TriggersApplied", self.applied),
+            ("TriggersUnchanged", self.unchanged),
+            ("TriggersDuplicate", self.duplicates),
+            ("DeprovisionsHeldInBatch", self.held),
+            ("TriggersRetried", self.retried),
+            ("TriggersDeadLettered", self.dead_lettered),
+            ("CredentialRejections", self.credential_rejected),
+            ("TriggersHandedBack", self.handed_back),
+        ]
+    }
+}
+
 /// What became of one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Disposition {
@@ -282,14 +334,15 @@ impl Consumer {
 
     /// A FIFO batch (SQS): records in order; once one must wait, every later one waits as long
     /// (handed back unworked), and so does the rest of the batch when less than `reserve` of
-    /// the invocation is left. Returns the ids of the records that are not finished.
+    /// the invocation is left. Reports what each record came to, and which are not finished.
     pub async fn consume_batch(
         &self,
         queue: &dyn WorkQueue,
         batch: &[Delivery],
         time_left: impl Fn() -> Option<Duration>,
         reserve: Duration,
-    ) -> Vec<String> {
+    ) -> BatchReport {
+        let mut report = BatchReport::default();
         let mut unfinished = Vec::new();
         let mut held_until = self.paused_until().await.map(|_| {
             tracing::warn!(
@@ -310,10 +363,12 @@ impl Consumer {
                 if let Err(e) = self.settle(queue, delivery, &held).await {
                     tracing::warn!(message = %delivery.id, "could not delay the message: {e}");
                 }
+                report.count(&held);
                 unfinished.push(delivery.id.clone());
                 continue;
             }
             let consumed = self.consume(queue, delivery).await;
+            report.count(&consumed.disposition);
             if !consumed.disposition.finished() || consumed.settled.is_err() {
                 held_until =
                     Some(consumed.disposition.until().unwrap_or_else(|| {
@@ -322,7 +377,8 @@ impl Consumer {
                 unfinished.push(delivery.id.clone());
             }
         }
-        unfinished
+        report.unfinished = unfinished;
+        report
     }
 
     /// The disposition of a worked message (opening the breaker on a rejected credential).

@@ -1172,6 +1172,13 @@ async fn requests_per_applied_event_on_dynamodb_and_the_target() {
     assert_eq!(dynamo.len(), 4);
     assert_eq!(scim, ["PATCH"], "only the changed attribute");
 
+    // What the worker reports as metrics for a batch of one redelivery.
+    let report = scim_relay_worker::work_batch(&lambda, sqs_event(&created)).await;
+    assert_eq!(
+        (report.duplicates, report.applied, report.unfinished.len()),
+        (1, 0, 0)
+    );
+    assert!(report.metrics().contains(&("TriggersDuplicate", 1)));
     let (dynamo, scim) = run(created).await;
     let (dynamo, scim) = measure("redelivery", dynamo, scim);
     assert_eq!(
@@ -1212,4 +1219,66 @@ async fn requests_per_applied_event_on_dynamodb_and_the_target() {
     );
     assert_eq!(scim, ["PATCH"]);
     println!("requests per applied event:\n{}", figures.join("\n"));
+}
+
+/// Alarms that reach people: every alarm in the template notifies the alarm topic going off
+/// and clearing, and every alarm on a `scim-relay` metric watches one the relay emits (the
+/// worker's or the sweeper's EMF lines, or a metric filter on a log line).
+#[test]
+fn every_alarm_notifies_the_topic_and_watches_a_metric_the_relay_emits() {
+    use scim_relay_core::consumer::BatchReport;
+    use scim_relay_core::sweeper::{CredentialCheck, SweepReport};
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/template.yaml");
+    let text = std::fs::read_to_string(path).expect("template readable");
+    let yaml: serde_yaml::Value = serde_yaml::from_str(&text).expect("template is YAML");
+    let resources = yaml["Resources"].as_mapping().expect("resources");
+    let is_topic_ref = |v: &serde_yaml::Value| match v {
+        serde_yaml::Value::Tagged(t) => t.tag == "!Ref" && t.value.as_str() == Some("AlarmTopic"),
+        _ => false,
+    };
+    let report = SweepReport {
+        credential: CredentialCheck::Accepted,
+        subscriptions: Vec::new(),
+        reconciliation: Vec::new(),
+        invites: Default::default(),
+        drift: None,
+        deprovisions: Default::default(),
+    };
+    let mut emitted: std::collections::HashSet<String> = scim_relay_sweeper::metrics(&report)
+        .into_iter()
+        .chain(BatchReport::default().metrics())
+        .map(|(name, _)| name.to_string())
+        .collect();
+    for (_, resource) in resources {
+        if resource["Type"] == "AWS::Logs::MetricFilter" {
+            for t in resource["Properties"]["MetricTransformations"]
+                .as_sequence()
+                .expect("transformations")
+            {
+                emitted.insert(t["MetricName"].as_str().expect("name").to_string());
+            }
+        }
+    }
+    let mut alarms = 0;
+    for (name, resource) in resources {
+        if resource["Type"] != "AWS::CloudWatch::Alarm" {
+            continue;
+        }
+        alarms += 1;
+        let properties = &resource["Properties"];
+        for actions in ["AlarmActions", "OKActions"] {
+            let wired = properties[actions]
+                .as_sequence()
+                .is_some_and(|a| a.iter().any(is_topic_ref));
+            assert!(wired, "{name:?} has no {actions} on AlarmTopic");
+        }
+        if properties["Namespace"] == "scim-relay" {
+            let metric = properties["MetricName"].as_str().expect("metric name");
+            assert!(
+                emitted.contains(metric),
+                "{name:?} watches {metric}, which nothing emits ({emitted:?})"
+            );
+        }
+    }
+    assert!(alarms >= 10, "{alarms} alarms");
 }

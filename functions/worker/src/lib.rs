@@ -9,7 +9,7 @@ use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent
 use lambda_runtime::{Error, LambdaEvent};
 use scim_relay_core::clock::{Clock, SystemClock};
 use scim_relay_core::config::{required, Settings};
-use scim_relay_core::consumer::{Consumer, ConsumerPolicy, Delivery};
+use scim_relay_core::consumer::{BatchReport, Consumer, ConsumerPolicy, Delivery};
 use scim_relay_core::queue::sqs::{SqsDeliveries, SqsQueue};
 pub use scim_relay_core::refresh::{Refreshing, SECRETS_TTL};
 use scim_relay_core::state::dynamodb::DynamoStateStore;
@@ -113,6 +113,27 @@ pub async fn handle(
     lambda: &WorkerLambda,
     event: LambdaEvent<SqsEvent>,
 ) -> Result<SqsBatchResponse, Error> {
+    let report = work_batch(lambda, event).await;
+    // What the batch came to, as CloudWatch metrics (Embedded Metric Format on stdout).
+    println!(
+        "{}",
+        scim_relay_core::metrics::emf_line(
+            &report.metrics(),
+            chrono::Utc::now().timestamp_millis()
+        )
+    );
+    let mut response = SqsBatchResponse::default();
+    for id in report.unfinished {
+        let mut failure = BatchItemFailure::default();
+        failure.item_identifier = id;
+        response.batch_item_failures.push(failure);
+    }
+    Ok(response)
+}
+
+/// Works one SQS batch and reports what each record came to (the handler turns it into the
+/// batch response and the metrics line).
+pub async fn work_batch(lambda: &WorkerLambda, event: LambdaEvent<SqsEvent>) -> BatchReport {
     let deadline = event.context.deadline;
     let batch: Vec<Delivery> = event.payload.records.iter().map(delivery).collect();
     let time_left = || {
@@ -124,17 +145,10 @@ pub async fn handle(
             Duration::from_millis(deadline.saturating_sub(now))
         })
     };
-    let unfinished = lambda
+    lambda
         .consumer
         .consume_batch(&lambda.deliveries, &batch, time_left, RESERVE)
-        .await;
-    let mut response = SqsBatchResponse::default();
-    for id in unfinished {
-        let mut failure = BatchItemFailure::default();
-        failure.item_identifier = id;
-        response.batch_item_failures.push(failure);
-    }
-    Ok(response)
+        .await
 }
 
 fn delivery(record: &SqsMessage) -> Delivery {
