@@ -220,3 +220,62 @@ async fn the_generic_profile_writes_with_if_match_when_the_provider_advertises_e
     assert_eq!(h.relay.db.depth().await.unwrap(), (0, 0));
     h.finish().await;
 }
+
+#[tokio::test]
+async fn the_metrics_endpoint_counts_what_the_workers_did() {
+    let h = harness(TargetProfile::Generic).await;
+    h.idp.set_okta_user(
+        "00uMETRIC",
+        "ACTIVE",
+        Some("metric@example.com"),
+        "Me",
+        "Tric",
+        None,
+    );
+    let delivery = okta_delivery(
+        "me-1",
+        "user.lifecycle.create",
+        "00uMETRIC",
+        "metric@example.com",
+    );
+    h.post_okta(&delivery, OKTA_SECRET).await;
+    h.settle().await;
+    // Okta's retry of a delivery that was already applied.
+    h.idp.set_okta_user(
+        "00uMETRIC",
+        "ACTIVE",
+        Some("metric@example.com"),
+        "Me",
+        "Tric",
+        None,
+    );
+    let mut again = delivery.clone();
+    again["eventId"] = serde_json::json!("a-retry-of-the-same-delivery");
+    h.post_okta(&again, OKTA_SECRET).await;
+    h.settle().await;
+
+    let resp = h
+        .http
+        .get(h.url("/metrics"))
+        .send()
+        .await
+        .expect("relay reachable");
+    assert_eq!(resp.status(), 200);
+    assert!(resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/plain")));
+    let text = resp.text().await.unwrap();
+    for line in [
+        "scim_relay_triggers_total{outcome=\"applied\"} 1",
+        "scim_relay_triggers_total{outcome=\"duplicate\"} 1",
+        "scim_relay_queue_messages 0",
+        "scim_relay_dead_letters 0",
+        "scim_relay_deprovisions_held 0",
+        "scim_relay_target_credential_accepted 1",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} in:\n{text}");
+    }
+    h.finish().await;
+}

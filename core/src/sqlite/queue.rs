@@ -176,6 +176,17 @@ impl SqliteDb {
         .await
     }
 
+    /// How long the oldest message on the queue has waited at `now` (0 when it is empty).
+    pub async fn oldest_queued_age(&self, now: DateTime<Utc>) -> Result<u64, SqliteError> {
+        let now = now.timestamp_millis();
+        self.run(move |conn| {
+            let oldest: Option<i64> =
+                conn.query_row("SELECT MIN(enqueued_at) FROM queue", [], |r| r.get(0))?;
+            Ok(oldest.map_or(0, |t| (now.saturating_sub(t) / 1000).max(0) as u64))
+        })
+        .await
+    }
+
     /// Puts every dead letter back on the queue (once its cause is fixed); returns how many.
     /// Safe to repeat: the worker skips what was applied, and a message already queued again
     /// is not doubled.

@@ -20,7 +20,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 
-use crate::worker_loop::CredentialHealth;
+use crate::worker_loop::{CredentialHealth, WorkerStats};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -29,6 +29,7 @@ pub struct AppState {
     /// Wakes the worker when something was enqueued.
     pub wake: Arc<Notify>,
     pub health: watch::Receiver<CredentialHealth>,
+    pub stats: Arc<WorkerStats>,
     /// How long a client has to send a request's headers, and then its body.
     pub read_timeout: Duration,
 }
@@ -45,6 +46,7 @@ pub async fn serve(listener: TcpListener, state: AppState, mut stopped: watch::R
     let read_timeout = state.read_timeout;
     let app = Router::new()
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
         .fallback(relay)
         .with_state(state);
     let mut connections = JoinSet::new();
@@ -115,6 +117,37 @@ async fn healthz(State(state): State<AppState>) -> Response {
             Json(serde_json::json!({"status": "error", "error": e.to_string()})),
         )
             .into_response(),
+    }
+}
+
+/// The figures in the Prometheus text format, on the same address as the webhooks (keep it
+/// off the internet with the rest of the relay's non-webhook paths).
+async fn metrics(State(state): State<AppState>) -> Response {
+    let figures = async {
+        let (queued, dead_letters) = state.db.depth().await?;
+        let oldest_queued_seconds = state.db.oldest_queued_age(chrono::Utc::now()).await?;
+        let held_pending = scim_relay_core::deprovision::held_users(&state.db)
+            .await
+            .map_err(|e| scim_relay_core::sqlite::SqliteError(e.to_string()))?
+            .iter()
+            .filter(|h| h.hold.state == scim_relay_core::deprovision::HoldState::Pending)
+            .count() as u64;
+        Ok::<_, scim_relay_core::sqlite::SqliteError>(crate::metrics::Figures {
+            counts: state.stats.snapshot(),
+            queued,
+            dead_letters,
+            oldest_queued_seconds,
+            credential: *state.health.borrow(),
+            held_pending,
+        })
+    };
+    match figures.await {
+        Ok(f) => (
+            [("content-type", "text/plain; version=0.0.4")],
+            crate::metrics::render(&f),
+        )
+            .into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
     }
 }
 
@@ -193,6 +226,7 @@ mod tests {
             db,
             wake: Arc::new(Notify::new()),
             health,
+            stats: Default::default(),
             read_timeout: QUICK,
         };
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");

@@ -3,6 +3,7 @@
 
 pub mod held;
 mod http;
+mod metrics;
 mod sweep_loop;
 mod worker_loop;
 
@@ -136,6 +137,7 @@ pub async fn start_with_clock(
     let wake = Arc::new(tokio::sync::Notify::new());
     let (health_tx, health) = watch::channel(CredentialHealth::Unknown);
     let health_tx = Arc::new(health_tx);
+    let stats = Arc::new(worker_loop::WorkerStats::default());
     let server = tokio::spawn(http::serve(
         listener,
         http::AppState {
@@ -143,11 +145,11 @@ pub async fn start_with_clock(
             db: db.clone(),
             wake: wake.clone(),
             health: health.clone(),
+            stats: stats.clone(),
             read_timeout: http::REQUEST_READ_TIMEOUT,
         },
         stopped.clone(),
     ));
-    let stats = Arc::new(worker_loop::WorkerStats::default());
     let mut tasks = vec![server];
     for _ in 0..settings.queue.workers.max(1) {
         let (stats, health) = (stats.clone(), health_tx.clone());

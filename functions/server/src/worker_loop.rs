@@ -83,6 +83,8 @@ pub struct WorkerStats {
     pub applied: AtomicU64,
     /// Recognised as already applied (a redelivery).
     pub duplicates: AtomicU64,
+    /// Deactivations the deprovisioning breaker held.
+    pub held: AtomicU64,
     pub dead_lettered: AtomicU64,
     /// Attempts that failed and were put back for later (not final outcomes).
     pub retried: AtomicU64,
@@ -93,6 +95,7 @@ pub struct WorkerStats {
 pub struct WorkerCounts {
     pub applied: u64,
     pub duplicates: u64,
+    pub held: u64,
     pub dead_lettered: u64,
     pub retried: u64,
 }
@@ -102,6 +105,7 @@ impl WorkerStats {
         WorkerCounts {
             applied: self.applied.load(Ordering::Relaxed),
             duplicates: self.duplicates.load(Ordering::Relaxed),
+            held: self.held.load(Ordering::Relaxed),
             dead_lettered: self.dead_lettered.load(Ordering::Relaxed),
             retried: self.retried.load(Ordering::Relaxed),
         }
@@ -119,6 +123,7 @@ pub fn record(consumed: &Consumed, stats: &WorkerStats) -> Option<CredentialHeal
     }
     match &consumed.disposition {
         Disposition::Done(Outcome::Duplicate) => count(&stats.duplicates),
+        Disposition::Done(Outcome::Held) => count(&stats.held),
         Disposition::Done(_) => count(&stats.applied),
         Disposition::DeadLettered { .. } => count(&stats.dead_lettered),
         Disposition::Retry { .. } => count(&stats.retried),
