@@ -110,7 +110,7 @@ pub async fn okta_lifecycle_creates_updates_deactivates_and_ignores_duplicates(b
     d.finish().await;
 }
 
-pub async fn an_unmappable_user_is_dead_lettered_with_its_reason(b: Backend) {
+pub async fn an_unmappable_user_is_dead_lettered_with_its_reason_and_applied_once_redriven(b: Backend) {
     let d = Deployment::start(b).await;
     d.idp
         .set_okta_user("00uNOMAIL", "ACTIVE", None, "No", "Mail", None);
@@ -128,6 +128,27 @@ pub async fn an_unmappable_user_is_dead_lettered_with_its_reason(b: Backend) {
         d.target.calls().is_empty(),
         "nothing sent for an unmappable user"
     );
+
+    // The cause fixed in the IdP, the operator redrives: the trigger is applied.
+    d.idp.set_okta_user(
+        "00uNOMAIL",
+        "ACTIVE",
+        Some("now.mailed@example.com"),
+        "No",
+        "Mail",
+        None,
+    );
+    assert_eq!(d.redrive().await, 1);
+    d.settle().await;
+    assert_eq!(
+        d.target
+            .user("now.mailed@example.com")
+            .await
+            .expect("applied")["active"],
+        true
+    );
+    assert_eq!(d.depth().await, (0, 0));
+    assert!(d.dead_letters().await.is_empty());
     d.finish().await;
 }
 

@@ -54,7 +54,7 @@ on_every_backend!(
     deprovision::a_scope_change_deactivating_50_of_200_deactivates_the_limit_and_holds_the_rest,
     deprovision::the_breaker_window_rolls_and_held_users_stay_held_until_decided,
     lifecycle::okta_lifecycle_creates_updates_deactivates_and_ignores_duplicates,
-    lifecycle::an_unmappable_user_is_dead_lettered_with_its_reason,
+    lifecycle::an_unmappable_user_is_dead_lettered_with_its_reason_and_applied_once_redriven,
     lifecycle::a_user_deleted_from_the_directory_is_deactivated_from_recorded_state,
     lifecycle::the_owner_of_the_target_credential_is_never_deactivated,
     lifecycle::a_create_whose_answer_is_lost_is_looked_up_not_repeated,

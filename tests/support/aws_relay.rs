@@ -284,11 +284,31 @@ impl AwsRelay {
                 .and_then(|v| v.string_value.clone())
                 .unwrap_or_else(|| "redriven by SQS after maxReceiveCount".into());
             let body = m.body.clone().unwrap_or_default();
+            // Visible again at once: reading the DLQ must not hide it from a redrive.
+            if let Some(handle) = m.receipt_handle.as_deref() {
+                let _ = self
+                    .sqs
+                    .change_message_visibility()
+                    .queue_url(&self.queues.dlq_url)
+                    .receipt_handle(handle)
+                    .visibility_timeout(0)
+                    .send()
+                    .await;
+            }
             self.dead
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .insert(m.message_id.unwrap_or_default(), (reason, body));
         }
+    }
+
+    /// `scim-relay redrive --aws`: the DLQ back onto the work queue, as an operator (not any
+    /// function) does it.
+    pub async fn redrive(&self) -> usize {
+        let dlq = SqsQueue::new(self.sqs.clone(), self.queues.dlq_url.clone());
+        let moved = dlq.redrive_into(&self.work_queue()).await.expect("redrive");
+        self.dead.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        moved
     }
 
     /// One scheduled run of the sweeper Lambda.

@@ -592,6 +592,23 @@ impl Deployment {
         }
     }
 
+    /// `scim-relay redrive`: every dead letter back on the queue; how many.
+    pub async fn redrive(&self) -> usize {
+        match &self.relay {
+            Relay::Memory(m) => m.queue.redrive_dead_letters(),
+            #[cfg(feature = "servers")]
+            Relay::Sqlite { relay, .. } => relay
+                .as_ref()
+                .expect("relay running")
+                .db
+                .redrive_dead_letters()
+                .await
+                .expect("redrive"),
+            #[cfg(feature = "servers")]
+            Relay::Aws(aws) => aws.redrive().await,
+        }
+    }
+
     /// Runs the sweeper once (the schedule's run).
     pub async fn sweep(&self) -> SweepReport {
         match &self.relay {

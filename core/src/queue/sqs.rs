@@ -73,6 +73,71 @@ impl SqsQueue {
     }
 }
 
+impl SqsQueue {
+    /// Moves every message of this (dead-letter) queue back onto `work`, in its user's message
+    /// group, once its cause is fixed; how many. SQS's own DLQ redrive (a message move task)
+    /// does the same from the console; this one works where that is not offered. Safe to
+    /// repeat: the worker skips what was applied.
+    pub async fn redrive_into(&self, work: &SqsQueue) -> Result<usize, QueueError> {
+        let sqs_error = |e: String| QueueError(format!("dead-letter redrive: {e}"));
+        let mut moved = 0;
+        loop {
+            let received = self
+                .client
+                .receive_message()
+                .queue_url(&self.url)
+                .max_number_of_messages(10)
+                .visibility_timeout(60)
+                .message_system_attribute_names(
+                    aws_sdk_sqs::types::MessageSystemAttributeName::MessageGroupId,
+                )
+                .send()
+                .await
+                .map_err(|e| sqs_error(aws_sdk_sqs::error::DisplayErrorContext(e).to_string()))?
+                .messages
+                .unwrap_or_default();
+            if received.is_empty() {
+                return Ok(moved);
+            }
+            for m in received {
+                let group = m
+                    .attributes()
+                    .and_then(|a| {
+                        a.get(&aws_sdk_sqs::types::MessageSystemAttributeName::MessageGroupId)
+                    })
+                    .cloned()
+                    .unwrap_or_else(|| "dead-letter".into());
+                // A fresh deduplication id (SQS message ids are UUIDs): the original may still
+                // be inside SQS's five-minute window.
+                let dedupe = format!("redrive-{}", m.message_id().unwrap_or_default());
+                work.client
+                    .send_message()
+                    .queue_url(&work.url)
+                    .message_group_id(group)
+                    .message_deduplication_id(dedupe)
+                    .message_body(m.body().unwrap_or_default())
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        sqs_error(aws_sdk_sqs::error::DisplayErrorContext(e).to_string())
+                    })?;
+                if let Some(handle) = m.receipt_handle() {
+                    self.client
+                        .delete_message()
+                        .queue_url(&self.url)
+                        .receipt_handle(handle)
+                        .send()
+                        .await
+                        .map_err(|e| {
+                            sqs_error(aws_sdk_sqs::error::DisplayErrorContext(e).to_string())
+                        })?;
+                }
+                moved += 1;
+            }
+        }
+    }
+}
+
 fn truncate(s: &str, max: usize) -> String {
     s.chars().take(max).collect()
 }

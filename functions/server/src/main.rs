@@ -30,7 +30,12 @@ enum Command {
     CheckConfig,
     /// Put every dead letter back on the queue (after fixing their cause; applied triggers
     /// are skipped).
-    Redrive,
+    Redrive {
+        /// A Lambda deployment's DLQ onto its work queue (queue.dlq_url, queue.url; with your
+        /// own AWS credentials) instead of the standalone SQLite file.
+        #[arg(long)]
+        aws: bool,
+    },
     /// Deactivations and deletes the deprovisioning breaker holds: list, approve, reject.
     Held(scim_relay_server::held::HeldArgs),
 }
@@ -75,7 +80,17 @@ async fn main() -> ExitCode {
             }
         },
         Command::Serve => serve(settings).await,
-        Command::Redrive => redrive(&settings).await,
+        Command::Redrive { aws: false } => redrive(&settings).await,
+        Command::Redrive { aws: true } => match redrive_aws(&settings).await {
+            Ok(n) => {
+                println!("{n} dead letters back on the queue");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(1)
+            }
+        },
         Command::Held(args) => held(settings, args).await,
     }
 }
@@ -133,6 +148,25 @@ async fn redrive(settings: &Settings) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+#[cfg(feature = "aws")]
+async fn redrive_aws(settings: &Settings) -> Result<usize, String> {
+    use scim_relay_core::config::required;
+    use scim_relay_core::queue::sqs::SqsQueue;
+    let sdk = scim_relay_core::aws::sdk_config().await;
+    let sqs = scim_relay_core::aws::sqs::Client::new(&sdk);
+    let work = required(&settings.queue.url, "queue.url").map_err(|e| e.to_string())?;
+    let dlq = required(&settings.queue.dlq_url, "queue.dlq_url").map_err(|e| e.to_string())?;
+    SqsQueue::new(sqs.clone(), dlq)
+        .redrive_into(&SqsQueue::new(sqs, work))
+        .await
+        .map_err(|e| e.to_string())
+}
+
+#[cfg(not(feature = "aws"))]
+async fn redrive_aws(_: &Settings) -> Result<usize, String> {
+    Err("this scim-relay was built without AWS support: cargo install --features aws".into())
 }
 
 async fn shutdown_signal() {
