@@ -110,7 +110,9 @@ pub async fn okta_lifecycle_creates_updates_deactivates_and_ignores_duplicates(b
     d.finish().await;
 }
 
-pub async fn an_unmappable_user_is_dead_lettered_with_its_reason_and_applied_once_redriven(b: Backend) {
+pub async fn an_unmappable_user_is_dead_lettered_with_its_reason_and_applied_once_redriven(
+    b: Backend,
+) {
     let d = Deployment::start(b).await;
     d.idp
         .set_okta_user("00uNOMAIL", "ACTIVE", None, "No", "Mail", None);
