@@ -128,6 +128,23 @@ pub fn render_held(held: &[HeldUser]) -> String {
     out
 }
 
+/// The listing for scripts: one JSON object per held user, oldest first.
+pub fn held_json(held: &[HeldUser]) -> serde_json::Value {
+    serde_json::Value::Array(
+        held.iter()
+            .map(|h| {
+                serde_json::json!({
+                    "user_name": h.user_name,
+                    "source": h.key.source.as_str(),
+                    "tenant": h.key.tenant,
+                    "user_id": h.key.user_id,
+                    "hold": h.hold,
+                })
+            })
+            .collect(),
+    )
+}
+
 /// Records an operator's decision on `key`'s hold; an approval enqueues the user, so the
 /// worker re-reads the directory and applies what it still asks for.
 pub async fn decide(

@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 use crate::state::{StateStore, StoreError, UserKey};
 
 pub use hold::{
-    decide, held_users, render_held, Decision, DecisionError, HeldUser, Hold, HoldState,
+    decide, held_json, held_users, render_held, Decision, DecisionError, HeldUser, Hold, HoldState,
     APPROVED_EVENT,
 };
 

@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
 use scim_relay_core::config::Settings;
-use scim_relay_core::deprovision::{decide, held_users, render_held, Decision, HoldState};
+use scim_relay_core::deprovision::{
+    decide, held_json, held_users, render_held, Decision, HoldState,
+};
 use scim_relay_core::envelope::EnvelopeSigner;
 use scim_relay_core::queue::Queue;
 use scim_relay_core::state::SweepStore;
@@ -25,12 +27,22 @@ pub struct HeldArgs {
 #[derive(Subcommand, Debug)]
 enum HeldAction {
     /// List held deprovisions, oldest first (the default).
-    List,
+    List {
+        /// `json` for scripts: one object per held user.
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
     /// Apply held deprovisions: each user is re-read from the directory and deactivated (or
     /// deleted) only if the directory still asks for it.
     Approve(Choice),
     /// Leave the accounts as they are, until the directory shows the user active again.
     Reject(Choice),
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Output {
+    Text,
+    Json,
 }
 
 #[derive(Args, Debug)]
@@ -121,9 +133,20 @@ pub async fn run(
         .await
         .map_err(|e| e.to_string())?;
     // A closed pipe (`| head`) ends the output, not the process with a panic.
-    let (choice, decision) = match args.action.unwrap_or(HeldAction::List) {
-        HeldAction::List => {
+    let listing = HeldAction::List {
+        output: Output::Text,
+    };
+    let (choice, decision) = match args.action.unwrap_or(listing) {
+        HeldAction::List {
+            output: Output::Text,
+        } => {
             let _ = write!(out, "{}", render_held(&held));
+            return Ok(());
+        }
+        HeldAction::List {
+            output: Output::Json,
+        } => {
+            let _ = writeln!(out, "{}", held_json(&held));
             return Ok(());
         }
         HeldAction::Approve(c) => (c, Decision::Approve),
