@@ -364,13 +364,22 @@ impl Worker {
                         applied.calls += groups.calls;
                         applied.writes += groups.writes;
                     }
+                    // From the IdP's change (or, without its time, the relay's receipt) to the
+                    // target changed: the figure the relay exists for.
+                    let latency_ms = (self.clock.now()
+                        - trigger.published.unwrap_or(trigger.received))
+                    .num_milliseconds()
+                    .max(0);
                     tracing::info!(
                         source = %trigger.source,
                         user = %user_id,
                         event_type = %trigger.event_type,
+                        event = %trigger.event_id,
                         user_name = %desired.as_ref().map(|d| fingerprint(&d.user_name)).unwrap_or_default(),
                         plan = plan_name(&plan),
+                        changed = %changed_attributes(&plan),
                         scim_calls = applied.calls,
+                        latency_ms,
                         "trigger applied"
                     );
                     return Ok(if applied.writes > 0 {
@@ -442,6 +451,19 @@ fn latest(a: Option<DateTime<Utc>>, b: Option<DateTime<Utc>>) -> Option<DateTime
     }
 }
 
+/// The names (never the values) of the attributes an update sends: what a log line may say
+/// about a change.
+fn changed_attributes(plan: &ScimPlan) -> String {
+    match plan {
+        ScimPlan::Update { ops, .. } => ops
+            .iter()
+            .map(|op| op.path.as_str())
+            .collect::<Vec<_>>()
+            .join(","),
+        _ => String::new(),
+    }
+}
+
 fn plan_name(plan: &ScimPlan) -> &'static str {
     match plan {
         ScimPlan::Nothing { .. } => "nothing",
@@ -455,6 +477,19 @@ fn plan_name(plan: &ScimPlan) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_log_line_names_the_changed_attributes_never_their_values() {
+        let plan = ScimPlan::Update {
+            scim_id: "s1".into(),
+            ops: vec![
+                crate::scim::PatchOp::replace("title", serde_json::json!("Secret Project Lead")),
+                crate::scim::PatchOp::replace("active", serde_json::json!(false)),
+            ],
+        };
+        assert_eq!(changed_attributes(&plan), "title,active");
+        assert_eq!(changed_attributes(&ScimPlan::Nothing { reason: "x" }), "");
+    }
 
     #[test]
     fn only_an_event_published_before_the_last_applied_one_is_older() {
