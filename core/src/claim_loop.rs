@@ -120,13 +120,15 @@ mod tests {
         }])
         .await
         .unwrap();
-        let lease = Duration::from_millis(300);
+        // Wide margins: a stall of two thirds of a lease (a loaded CI machine) would be needed
+        // to lose the claim while renewing.
+        let lease = Duration::from_millis(900);
         let delivery = q.claim(chrono::Utc::now(), lease).await.unwrap().unwrap();
         // Work three leases long, while another worker keeps trying to claim.
         let others = async {
             let mut stolen = 0;
             for _ in 0..9 {
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                tokio::time::sleep(Duration::from_millis(300)).await;
                 if q.claim(chrono::Utc::now(), lease).await.unwrap().is_some() {
                     stolen += 1;
                 }
@@ -137,12 +139,12 @@ mod tests {
             &q,
             &delivery,
             lease,
-            tokio::time::sleep(Duration::from_millis(950)),
+            tokio::time::sleep(Duration::from_millis(2900)),
         );
         let ((), stolen) = tokio::join!(work, others);
         assert_eq!(stolen, 0, "never two workers on one message");
         // The worker is gone (no ack, no renewal): another gets it one lease later.
-        tokio::time::sleep(Duration::from_millis(350)).await;
+        tokio::time::sleep(Duration::from_millis(1000)).await;
         assert!(q.claim(chrono::Utc::now(), lease).await.unwrap().is_some());
     }
 }
