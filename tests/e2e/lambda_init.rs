@@ -6,9 +6,9 @@
 //! one's own, are checked at the end. One test in its own binary: it sets process environment
 //! variables.
 
-use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use lambda_runtime::{Context, LambdaEvent};
 use scim_relay_tests::aws::{create_fifo_queues, create_table, moto_config, unique};
+use scim_relay_tests::aws_relay::sqs_event;
 use scim_relay_tests::iam::{check_granted, AwsRecorder, ResourceNames};
 use scim_relay_tests::idp::{IdpFixture, OKTA_TOKEN};
 use scim_relay_tests::payloads::{apigw_v2_event, okta_delivery};
@@ -167,16 +167,7 @@ async fn lambdas_start_from_the_environment_with_secrets_from_arns() {
     let lambda = scim_relay_worker::init()
         .await
         .expect("worker starts from the environment");
-    let received = sqs
-        .receive_message()
-        .queue_url(&queues.url)
-        .max_number_of_messages(10)
-        .wait_time_seconds(1)
-        .send()
-        .await
-        .unwrap()
-        .messages
-        .unwrap_or_default();
+    let received = receive(&sqs, &queues.url).await;
     assert_eq!(received.len(), 1);
     // The worker re-reads the user: the inbound, as the template sets it up, queues no email.
     let queued = received[0].body.as_deref().unwrap_or_default();
@@ -185,12 +176,7 @@ async fn lambdas_start_from_the_environment_with_secrets_from_arns() {
         !queued.contains("init.user@"),
         "an email was queued: {queued}"
     );
-    let mut event = SqsEvent::default();
-    let mut record = SqsMessage::default();
-    record.message_id = received[0].message_id.clone();
-    record.receipt_handle = received[0].receipt_handle.clone();
-    record.body = received[0].body.clone();
-    event.records.push(record);
+    let event = sqs_event(&received);
     let resp = scim_relay_worker::handle(&lambda, LambdaEvent::new(event, Context::default()))
         .await
         .unwrap();
@@ -263,27 +249,8 @@ async fn lambdas_start_from_the_environment_with_secrets_from_arns() {
             ))
             .unwrap();
             assert_eq!(post_okta(ingress, "okta-secret-rotated", &body).await, 200);
-            let received = sqs
-                .receive_message()
-                .queue_url(&url)
-                .max_number_of_messages(10)
-                .wait_time_seconds(1)
-                .send()
-                .await
-                .unwrap()
-                .messages
-                .unwrap_or_default();
-            let mut event = SqsEvent::default();
-            for m in received {
-                let mut record = SqsMessage::default();
-                record.message_id = m.message_id.clone();
-                record.receipt_handle = m.receipt_handle.clone();
-                record.body = m.body.clone();
-                record
-                    .attributes
-                    .insert("MessageGroupId".into(), format!("okta/heal/{user}"));
-                event.records.push(record);
-            }
+            let received = receive(&sqs, &url).await;
+            let event = sqs_event(&received);
             LambdaEvent::new(event, Context::default())
         }
     };
@@ -386,4 +353,18 @@ async fn post_okta(ingress: &scim_relay_core::ingress::Ingress, secret: &str, bo
     .unwrap()
     .status()
     .as_u16()
+}
+
+/// What is on a queue now, with its FIFO attributes, as the event source mapping receives it.
+async fn receive(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<aws_sdk_sqs::types::Message> {
+    sqs.receive_message()
+        .queue_url(url)
+        .max_number_of_messages(10)
+        .wait_time_seconds(1)
+        .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+        .send()
+        .await
+        .unwrap()
+        .messages
+        .unwrap_or_default()
 }

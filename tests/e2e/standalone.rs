@@ -241,14 +241,6 @@ async fn the_metrics_endpoint_counts_what_the_workers_did() {
     h.post_okta(&delivery, OKTA_SECRET).await;
     h.settle().await;
     // Okta's retry of a delivery that was already applied.
-    h.idp.set_okta_user(
-        "00uMETRIC",
-        "ACTIVE",
-        Some("metric@example.com"),
-        "Me",
-        "Tric",
-        None,
-    );
     let mut again = delivery.clone();
     again["eventId"] = serde_json::json!("a-retry-of-the-same-delivery");
     h.post_okta(&again, OKTA_SECRET).await;
