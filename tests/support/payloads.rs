@@ -70,20 +70,12 @@ pub fn graph_notification(user_id: &str, client_state: &str, sequence: u64) -> V
 /// A Graph `updated` notification about one user carrying only the documented ids: nothing in
 /// it tells one change of the user from the next, so two changes can arrive byte-identical.
 pub fn graph_notification_ids_only(user_id: &str, client_state: &str) -> Value {
-    json!({"value": [{
-        "subscriptionId": GRAPH_SUBSCRIPTION,
-        "subscriptionExpirationDateTime": "2026-12-20T10:00:00.0000000+00:00",
-        "changeType": "updated",
-        "resource": format!("Users/{user_id}"),
-        "resourceData": {
-            "@odata.type": "#Microsoft.Graph.User",
-            "@odata.id": format!("Users/{user_id}"),
-            "id": user_id,
-            "organizationId": GRAPH_TENANT
-        },
-        "clientState": client_state,
-        "tenantId": GRAPH_TENANT
-    }]})
+    let mut notification = graph_notification(user_id, client_state, 0);
+    if let Some(data) = notification["value"][0]["resourceData"].as_object_mut() {
+        data.remove("eventTime");
+        data.remove("sequenceNumber");
+    }
+    notification
 }
 
 /// A Graph lifecycle notification (`reauthorizationRequired`, `subscriptionRemoved`, `missed`).

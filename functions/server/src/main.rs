@@ -80,17 +80,23 @@ async fn main() -> ExitCode {
             }
         },
         Command::Serve => serve(settings).await,
-        Command::Redrive { aws: false } => redrive(&settings).await,
-        Command::Redrive { aws: true } => match redrive_aws(&settings).await {
-            Ok(n) => {
-                println!("{n} dead letters back on the queue");
-                ExitCode::SUCCESS
+        Command::Redrive { aws } => {
+            let moved = if aws {
+                redrive_aws(&settings).await
+            } else {
+                redrive(&settings).await
+            };
+            match moved {
+                Ok(n) => {
+                    println!("{n} dead letters back on the queue");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(1)
+                }
             }
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::from(1)
-            }
-        },
+        }
         Command::Held(args) => held(settings, args).await,
     }
 }
@@ -130,24 +136,11 @@ async fn serve(settings: Settings) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-async fn redrive(settings: &Settings) -> ExitCode {
-    let db = match scim_relay_core::sqlite::SqliteDb::open(&settings.database) {
-        Ok(db) => db,
-        Err(e) => {
-            eprintln!("error: cannot open {}: {e}", settings.database);
-            return ExitCode::from(1);
-        }
-    };
-    match db.redrive_dead_letters().await {
-        Ok(n) => {
-            println!("{n} dead letters back on the queue");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(1)
-        }
-    }
+/// The standalone's dead letters back on its queue; how many.
+async fn redrive(settings: &Settings) -> Result<usize, String> {
+    let db = scim_relay_core::sqlite::SqliteDb::open(&settings.database)
+        .map_err(|e| format!("cannot open {}: {e}", settings.database))?;
+    db.redrive_dead_letters().await.map_err(|e| e.to_string())
 }
 
 #[cfg(feature = "aws")]
