@@ -101,7 +101,7 @@ pub async fn a_scope_change_deactivating_50_of_200_deactivates_the_limit_and_hol
     assert!(d.dead_letters().await.is_empty());
     let census = d.sweep().await.deprovisions;
     assert_eq!((census.held_pending, census.in_window), (40, 10));
-    let listing = d.held_command(&["held"]).await.expect("held lists");
+    let listing = d.command(&["held"]).await.expect("held lists");
     let lines: Vec<&str> = listing.lines().collect();
     assert_eq!(
         lines.len(),
@@ -150,7 +150,7 @@ pub async fn a_scope_change_deactivating_50_of_200_deactivates_the_limit_and_hol
         waiting.next().unwrap(),
     );
     assert_eq!(
-        d.held_command(&["held", "approve", &email(approved).to_uppercase()])
+        d.command(&["held", "approve", &email(approved).to_uppercase()])
             .await,
         Ok(format!(
             "{} {}: approved\n",
@@ -161,8 +161,7 @@ pub async fn a_scope_change_deactivating_50_of_200_deactivates_the_limit_and_hol
     d.settle().await;
     assert_eq!(active(&d, approved).await, Some(false), "approved: applied");
     assert_eq!(
-        d.held_command(&["held", "reject", &okta_id(rejected)])
-            .await,
+        d.command(&["held", "reject", &okta_id(rejected)]).await,
         Ok(format!(
             "{} {}: rejected\n",
             email(rejected),
@@ -170,11 +169,10 @@ pub async fn a_scope_change_deactivating_50_of_200_deactivates_the_limit_and_hol
         ))
     );
     assert_eq!(
-        d.held_command(&["held", "approve", "nobody@example.com"])
-            .await,
+        d.command(&["held", "approve", "nobody@example.com"]).await,
         Err("no held deprovision for nobody@example.com".into())
     );
-    assert!(d.held_command(&["held", "approve"]).await.is_err(), "whom?");
+    assert!(d.command(&["held", "approve"]).await.is_err(), "whom?");
     d.idp.assign_okta_app(APP, &okta_id(returning), true);
     d.okta(okta_delivery(
         "dp-back",

@@ -327,12 +327,12 @@ impl Deployment {
         held_users(self.store().as_ref()).await.expect("held users")
     }
 
-    /// Runs `scim-relay held …` (the words after the binary's name) as an operator would:
-    /// standalone, on the server's SQLite file; elsewhere on the deployment's store and queue.
-    /// Its output, or its error.
-    pub async fn held_command(&self, words: &[&str]) -> Result<String, String> {
-        use scim_relay_server::held::{parse, run, Console};
-        let args = parse(words).map_err(|e| e.to_string())?;
+    /// Runs an operator's command (the words after `scim-relay`: `held approve …`) as an
+    /// operator would: standalone, on the server's SQLite file; elsewhere on the deployment's
+    /// store and queue. Its output, or its error.
+    pub async fn command(&self, words: &[&str]) -> Result<String, String> {
+        use scim_relay_server::console::{parse, run, Console};
+        let command = parse(words).map_err(|e| e.to_string())?;
         let console = match self.backend {
             #[cfg(feature = "servers")]
             Backend::Sqlite => Console::sqlite(&self.settings)?,
@@ -342,7 +342,7 @@ impl Deployment {
             },
         };
         let mut out = Vec::new();
-        run(&console, &self.settings, args, &mut out).await?;
+        run(&console, &self.settings, command, &mut out).await?;
         Ok(String::from_utf8_lossy(&out).into_owned())
     }
 

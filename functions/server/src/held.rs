@@ -1,25 +1,18 @@
-//! `scim-relay held`: the operator's side of the deprovisioning breaker, on the standalone
-//! SQLite file or (built with `--features aws`, `--aws`) a Lambda deployment's table and queue.
-//! In the library, so the behaviour suite runs the very command on every backend.
+//! `scim-relay held`: the operator's side of the deprovisioning breaker.
 
 use std::io::Write;
-use std::sync::Arc;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Subcommand};
 use scim_relay_core::config::Settings;
 use scim_relay_core::deprovision::{
     decide, held_json, held_users, render_held, Decision, HoldState,
 };
 use scim_relay_core::envelope::EnvelopeSigner;
-use scim_relay_core::queue::Queue;
-use scim_relay_core::state::SweepStore;
+
+use crate::console::{Console, Output};
 
 #[derive(Args, Debug)]
 pub struct HeldArgs {
-    /// Act on a Lambda deployment (DynamoDB and SQS named by store.table and queue.url, with
-    /// your own AWS credentials) instead of the standalone SQLite file.
-    #[arg(long, global = true)]
-    pub aws: bool,
     #[command(subcommand)]
     action: Option<HeldAction>,
 }
@@ -39,12 +32,6 @@ enum HeldAction {
     Reject(Choice),
 }
 
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-enum Output {
-    Text,
-    Json,
-}
-
 #[derive(Args, Debug)]
 struct Choice {
     /// Users, by IdP user id or userName.
@@ -53,72 +40,6 @@ struct Choice {
     /// Every pending hold.
     #[arg(long)]
     all: bool,
-}
-
-/// `held …` on its own, as the suite gives it.
-#[derive(Parser, Debug)]
-#[command(name = "held")]
-struct HeldLine {
-    #[command(flatten)]
-    args: HeldArgs,
-}
-
-/// Parses the words after `scim-relay` (`held approve jane@example.com`).
-pub fn parse(words: &[&str]) -> Result<HeldArgs, clap::Error> {
-    HeldLine::try_parse_from(words).map(|line| line.args)
-}
-
-/// Where the command reads holds and enqueues approvals.
-pub struct Console {
-    pub store: Arc<dyn SweepStore>,
-    pub queue: Arc<dyn Queue>,
-}
-
-impl Console {
-    /// The standalone deployment's file; it must exist (a mistyped path is not a new, empty
-    /// relay).
-    pub fn sqlite(settings: &Settings) -> Result<Self, String> {
-        if !std::path::Path::new(&settings.database).exists() {
-            return Err(format!(
-                "no database at {} (set `database` as the server has it)",
-                settings.database
-            ));
-        }
-        let db = scim_relay_core::sqlite::SqliteDb::open(&settings.database)
-            .map_err(|e| format!("cannot open {}: {e}", settings.database))?;
-        Ok(Self {
-            store: Arc::new(db.clone()),
-            queue: Arc::new(db),
-        })
-    }
-
-    /// A Lambda deployment's table and queue, with the caller's AWS credentials. Secrets given
-    /// as ARNs (the queue signing key) are read with them too.
-    #[cfg(feature = "aws")]
-    pub async fn aws(settings: &mut Settings) -> Result<Self, String> {
-        use scim_relay_core::config::required;
-        let sdk = scim_relay_core::aws::sdk_config().await;
-        scim_relay_core::aws::resolve_secrets(settings, &sdk)
-            .await
-            .map_err(|e| e.to_string())?;
-        let table = required(&settings.store.table, "store.table").map_err(|e| e.to_string())?;
-        let url = required(&settings.queue.url, "queue.url").map_err(|e| e.to_string())?;
-        Ok(Self {
-            store: Arc::new(scim_relay_core::state::dynamodb::DynamoStateStore::new(
-                scim_relay_core::aws::dynamodb::Client::new(&sdk),
-                table.to_string(),
-            )),
-            queue: Arc::new(scim_relay_core::queue::sqs::SqsQueue::new(
-                scim_relay_core::aws::sqs::Client::new(&sdk),
-                url.to_string(),
-            )),
-        })
-    }
-
-    #[cfg(not(feature = "aws"))]
-    pub async fn aws(_: &mut Settings) -> Result<Self, String> {
-        Err("this scim-relay was built without AWS support: cargo install --features aws".into())
-    }
 }
 
 /// Runs `held …` against `console`, writing what an operator reads to `out`. An error is the

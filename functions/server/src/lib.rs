@@ -1,6 +1,7 @@
 //! The standalone scim-relay: the same ingress and worker as the Lambdas, in one process, on an
 //! embedded SQLite file (durable queue, dead letters, state).
 
+pub mod console;
 pub mod held;
 mod http;
 mod metrics;

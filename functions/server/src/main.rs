@@ -3,6 +3,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use scim_relay_core::config::Settings;
+use scim_relay_server::console::ConsoleCommand;
 
 /// scim-relay keeps a SCIM target's users in sync with Okta and Entra ID.
 #[derive(Parser)]
@@ -18,6 +19,10 @@ struct Cli {
     /// environment alone.
     #[arg(long, short, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Act on a Lambda deployment (DynamoDB and SQS named by store.table, queue.url and
+    /// queue.dlq_url, with your own AWS credentials) instead of the standalone SQLite file.
+    #[arg(long, global = true)]
+    aws: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -30,14 +35,9 @@ enum Command {
     CheckConfig,
     /// Put every dead letter back on the queue (after fixing their cause; applied triggers
     /// are skipped).
-    Redrive {
-        /// A Lambda deployment's DLQ onto its work queue (queue.dlq_url, queue.url; with your
-        /// own AWS credentials) instead of the standalone SQLite file.
-        #[arg(long)]
-        aws: bool,
-    },
-    /// Deactivations and deletes the deprovisioning breaker holds: list, approve, reject.
-    Held(scim_relay_server::held::HeldArgs),
+    Redrive,
+    #[command(flatten)]
+    Console(ConsoleCommand),
 }
 
 #[tokio::main]
@@ -80,8 +80,8 @@ async fn main() -> ExitCode {
             }
         },
         Command::Serve => serve(settings).await,
-        Command::Redrive { aws } => {
-            let moved = if aws {
+        Command::Redrive => {
+            let moved = if cli.aws {
                 redrive_aws(&settings).await
             } else {
                 redrive(&settings).await
@@ -97,19 +97,19 @@ async fn main() -> ExitCode {
                 }
             }
         }
-        Command::Held(args) => held(settings, args).await,
+        Command::Console(command) => console(settings, cli.aws, command).await,
     }
 }
 
-async fn held(mut settings: Settings, args: scim_relay_server::held::HeldArgs) -> ExitCode {
-    use scim_relay_server::held::{run, Console};
-    let console = if args.aws {
+async fn console(mut settings: Settings, aws: bool, command: ConsoleCommand) -> ExitCode {
+    use scim_relay_server::console::{run, Console};
+    let console = if aws {
         Console::aws(&mut settings).await
     } else {
         Console::sqlite(&settings)
     };
     let outcome = match console {
-        Ok(console) => run(&console, &settings, args, &mut std::io::stdout().lock()).await,
+        Ok(console) => run(&console, &settings, command, &mut std::io::stdout().lock()).await,
         Err(e) => Err(e),
     };
     match outcome {
