@@ -4,7 +4,7 @@ local counter = 0
 local secret = os.getenv("OKTA_SECRET") or "local-demo-okta-secret"
 -- Events name this many distinct users, round robin (USERS; default 1000).
 local users = tonumber(os.getenv("USERS") or "1000")
-local template = [[{"eventType":"com.okta.event_hook","eventId":"d-%d","data":{"events":[{"uuid":"load-%d-%d","published":"2026-08-20T14:02:09.870Z","eventType":"user.lifecycle.create","outcome":{"result":"SUCCESS"},"target":[{"id":"00uload%d","type":"User","alternateId":"load%d@example.com","displayName":"Load User"}]}]}}]]
+local template = [[{"eventType":"com.okta.event_hook","eventId":"d-%d","data":{"events":[{"uuid":"load-%d-%d","published":"%s","eventType":"user.lifecycle.create","outcome":{"result":"SUCCESS"},"target":[{"id":"00uload%d","type":"User","alternateId":"load%d@example.com","displayName":"Load User"}]}]}}]]
 local thread_id = 0
 
 function setup(thread)
@@ -14,7 +14,9 @@ end
 
 function request()
   counter = counter + 1
-  local body = string.format(template, counter, id, counter, counter % users, counter % users)
+  -- Published now (to the second), as Okta stamps it: the relay's apply latency is measured
+  -- from it.
+  local body = string.format(template, counter, id, counter, os.date("!%Y-%m-%dT%H:%M:%SZ"), counter % users, counter % users)
   return wrk.format("POST", "/okta", {["Authorization"] = secret, ["Content-Type"] = "application/json"}, body)
 end
 

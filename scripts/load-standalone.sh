@@ -42,3 +42,43 @@ end="$(date +%s.%N)"
 python3 -c "import sys; n,t=int(sys.argv[1]),float(sys.argv[3])-float(sys.argv[2]); print(f'drained {n} triggers in {t:.1f} s: {n/t:.0f} applied per second')" "$left" "$start" "$end"
 echo "dead letters: $(curl -s "http://127.0.0.1:$PORT/healthz" | python3 -c 'import json,sys; print(json.load(sys.stdin)["dead_letters"])')"
 echo "server peak RSS: $(grep VmHWM /proc/$PID/status | awk '{print $2, $3}')"
+# Apply latency, from each event's `published` to the target changed, as the history records it
+# (the figure scim_relay_apply_latency_seconds and the Lambdas' ApplyLatency report): first the
+# burst above (queueing behind the backlog included), then a paced trickle well under capacity,
+# the everyday case.
+latency() {
+  python3 - "$WORK/load.db" "$1" "$2" <<'PY'
+import sqlite3, sys
+db, prefix, label = sys.argv[1], sys.argv[2], sys.argv[3]
+rows = sqlite3.connect(db).execute(
+    "SELECT json_extract(entry, '$.latency_ms') FROM history "
+    "WHERE json_extract(entry, '$.outcome') = 'applied' AND json_extract(entry, '$.event_id') LIKE ?",
+    (prefix + "%",)).fetchall()
+ms = sorted(r[0] for r in rows if r[0] is not None)
+if not ms:
+    print(f"apply latency, {label}: no applied triggers"); sys.exit()
+pct = lambda p: ms[min(len(ms) - 1, int(round(p / 100 * (len(ms) - 1))))]
+print(f"apply latency, {label}: {len(ms)} applied, p50 {pct(50)} ms, p99 {pct(99)} ms, max {ms[-1]} ms")
+PY
+}
+latency "load-" "burst"
+PACED_RATE="${PACED_RATE:-20}" PACED_SECONDS="${PACED_SECONDS:-10}" OKTA_SECRET="${OKTA_SECRET:-local-demo-okta-secret}" \
+  python3 - "http://127.0.0.1:$PORT/okta" <<'PY'
+import datetime, json, os, sys, time, urllib.request
+url, rate, seconds = sys.argv[1], int(os.environ["PACED_RATE"]), int(os.environ["PACED_SECONDS"])
+start = time.monotonic()
+for i in range(rate * seconds):
+    now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    body = {"eventType": "com.okta.event_hook", "eventId": f"paced-d-{i}", "data": {"events": [{
+        "uuid": f"paced-{i}", "published": now, "eventType": "user.lifecycle.create",
+        "outcome": {"result": "SUCCESS"},
+        "target": [{"id": f"00upaced{i}", "type": "User", "alternateId": f"paced{i}@example.com",
+                    "displayName": "Paced User"}]}]}}
+    req = urllib.request.Request(url, json.dumps(body).encode(), {
+        "Authorization": os.environ["OKTA_SECRET"], "Content-Type": "application/json"})
+    urllib.request.urlopen(req, timeout=5).read()
+    time.sleep(max(0, start + (i + 1) / rate - time.monotonic()))
+PY
+for _ in $(seq 1 300); do [ "$(queued)" = "0" ] && break; sleep 0.1; done
+sleep 0.5
+latency "paced-" "paced at ${PACED_RATE:-20}/s"

@@ -168,6 +168,9 @@ pub struct StoreSettings {
     /// `dedupe_ttl_hours`: how long a processed event id is remembered for deduplication.
     #[serde(rename = "dedupe_ttl_hours", deserialize_with = "hours")]
     pub dedupe_ttl: Duration,
+    /// `history_days`: how long each user's per-trigger history is kept (`0`: none kept).
+    #[serde(rename = "history_days", deserialize_with = "days")]
+    pub history: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -313,6 +316,7 @@ impl Default for StoreSettings {
         Self {
             table: None,
             dedupe_ttl: HOUR * 72,
+            history: HOUR * 24 * 30,
         }
     }
 }
@@ -596,6 +600,7 @@ impl Secrets for StoreSettings {
         let StoreSettings {
             table: _,
             dedupe_ttl: _,
+            history: _,
         } = self;
     }
 }
@@ -800,6 +805,10 @@ fn duration<'de, D: Deserializer<'de>>(d: D, unit: Duration) -> Result<Duration,
 
 fn hours<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     duration(d, HOUR)
+}
+
+fn days<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    duration(d, HOUR * 24)
 }
 
 fn seconds<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
@@ -1101,11 +1110,12 @@ mod tests {
     #[test]
     fn durations_keep_their_unit_named_keys() {
         let s = Settings::from_toml_and_env(
-            "[store]\ndedupe_ttl_hours = 1\n[target]\ntimeout_seconds = 3\n[sweep]\ninterval_minutes = 0\n",
+            "[store]\ndedupe_ttl_hours = 1\nhistory_days = 7\n[target]\ntimeout_seconds = 3\n[sweep]\ninterval_minutes = 0\n",
             env(&[("SCIM_RELAY_SWEEP__DRIFT_INTERVAL_HOURS", "0")]),
         )
         .unwrap();
         assert_eq!(s.store.dedupe_ttl, HOUR);
+        assert_eq!(s.store.history, HOUR * 24 * 7);
         assert_eq!(s.target.timeout, Duration::from_secs(3));
         assert_eq!(s.sweep.interval, None, "0 turns the sweeper off");
         assert_eq!(s.sweep.drift_interval, Duration::ZERO);

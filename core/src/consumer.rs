@@ -20,6 +20,7 @@ use chrono::{DateTime, Utc};
 
 use crate::breaker::CredentialBreaker;
 use crate::clock::{Clock, SystemClock};
+use crate::history::{Finish, Trace};
 use crate::queue::QueueError;
 use crate::work::{Outcome, WorkError};
 use crate::worker::Worker;
@@ -167,6 +168,8 @@ pub struct BatchReport {
     pub credential_rejected: u64,
     /// Handed back unworked (breaker open, an earlier record waiting, time running out).
     pub handed_back: u64,
+    /// For each applied trigger: milliseconds from the IdP's change to the target changed.
+    pub apply_latencies_ms: Vec<u64>,
 }
 
 impl BatchReport {
@@ -196,6 +199,13 @@ impl BatchReport {
             ("CredentialRejections", self.credential_rejected),
             ("TriggersHandedBack", self.handed_back),
         ]
+    }
+
+    fn note(&mut self, consumed: &Consumed) {
+        self.count(&consumed.disposition);
+        if let Some(ms) = consumed.apply_latency_ms {
+            self.apply_latencies_ms.push(ms);
+        }
     }
 }
 
@@ -241,6 +251,8 @@ impl Disposition {
 pub struct Consumed {
     pub disposition: Disposition,
     pub settled: Result<(), QueueError>,
+    /// An applied trigger's latency, from the IdP's change to the target changed.
+    pub apply_latency_ms: Option<u64>,
 }
 
 pub struct Consumer {
@@ -287,10 +299,39 @@ impl Consumer {
         }
     }
 
-    /// Works one message and settles it on `queue`.
+    /// Works one message and settles it on `queue`; a finished one is written down (log line,
+    /// the user's history).
     pub async fn consume(&self, queue: &dyn WorkQueue, delivery: &Delivery) -> Consumed {
+        let mut trace = Trace::default();
+        let mut consumed = self.work_and_settle(queue, delivery, &mut trace).await;
+        if consumed.settled.is_ok() {
+            let finish = match &consumed.disposition {
+                Disposition::Done(outcome) => Some((Finish::of(outcome), None)),
+                Disposition::DeadLettered { reason } => {
+                    Some((Finish::DeadLettered, Some(reason.as_str())))
+                }
+                _ => None,
+            };
+            if let Some((finish, reason)) = finish {
+                let entry = self.worker.finished(&trace, finish, reason).await;
+                if finish == Finish::Applied {
+                    consumed.apply_latency_ms =
+                        entry.latency_ms.and_then(|ms| u64::try_from(ms).ok());
+                }
+            }
+        }
+        consumed
+    }
+
+    async fn work_and_settle(
+        &self,
+        queue: &dyn WorkQueue,
+        delivery: &Delivery,
+        trace: &mut Trace,
+    ) -> Consumed {
+        let work = self.worker.process_traced(&delivery.body, trace);
         let result = match self.policy.work_budget {
-            Some(budget) => tokio::time::timeout(budget, self.worker.process(&delivery.body))
+            Some(budget) => tokio::time::timeout(budget, work)
                 .await
                 .unwrap_or_else(|_| {
                     // Work that outlives its claim is abandoned (as a crash would be): the
@@ -300,7 +341,7 @@ impl Consumer {
                         retry_after: None,
                     })
                 }),
-            None => self.worker.process(&delivery.body).await,
+            None => work.await,
         };
         let disposition = self.dispose(delivery, result).await;
         let settled = self.settle(queue, delivery, &disposition).await;
@@ -308,6 +349,7 @@ impl Consumer {
             Ok(()) => Consumed {
                 disposition,
                 settled: Ok(()),
+                apply_latency_ms: None,
             },
             // The dead-letter queue refused it: keep the message and try again later.
             Err(e) if matches!(disposition, Disposition::DeadLettered { .. }) => {
@@ -320,6 +362,7 @@ impl Consumer {
                 Consumed {
                     disposition: retry,
                     settled,
+                    apply_latency_ms: None,
                 }
             }
             Err(e) => {
@@ -327,6 +370,7 @@ impl Consumer {
                 Consumed {
                     disposition,
                     settled: Err(e),
+                    apply_latency_ms: None,
                 }
             }
         }
@@ -368,7 +412,7 @@ impl Consumer {
                 continue;
             }
             let consumed = self.consume(queue, delivery).await;
-            report.count(&consumed.disposition);
+            report.note(&consumed);
             if !consumed.disposition.finished() || consumed.settled.is_err() {
                 held_until =
                     Some(consumed.disposition.until().unwrap_or_else(|| {

@@ -9,6 +9,7 @@ pub mod consumer;
 pub mod deprovision;
 pub mod directory;
 pub mod envelope;
+pub mod history;
 pub mod ingress;
 pub mod metrics;
 pub mod pii;

@@ -155,6 +155,7 @@ fn worker_from(
         profile: settings.target.profile,
         clock,
         dedupe_ttl: settings.store.dedupe_ttl,
+        history_ttl: settings.store.history,
         invite_ttl: settings.target.invite_ttl,
         owner: settings.target.credential_owner.clone(),
         hard_delete: settings.entra.hard_delete,

@@ -9,6 +9,7 @@ mod deprovision;
 mod entra;
 mod failures;
 mod groups;
+mod history;
 mod ingress;
 mod lifecycle;
 mod ownership;
@@ -51,6 +52,7 @@ macro_rules! on_every_backend {
 }
 
 on_every_backend!(
+    history::a_users_history_tells_each_finished_trigger_by_id_or_email_without_values,
     deprovision::a_scope_change_deactivating_50_of_200_deactivates_the_limit_and_holds_the_rest,
     deprovision::the_breaker_window_rolls_and_held_users_stay_held_until_decided,
     lifecycle::okta_lifecycle_creates_updates_deactivates_and_ignores_duplicates,

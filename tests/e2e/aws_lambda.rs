@@ -1139,7 +1139,7 @@ async fn requests_per_applied_event_on_dynamodb_and_the_target() {
     let (dynamo, scim) = run(created.clone()).await;
     let (dynamo, scim) = measure("create", dynamo, scim);
     // Breaker, dedupe record, state; the create written ahead; then state and dedupe record
-    // in one transaction.
+    // in one transaction; then the history entry (with the user's fingerprint).
     assert_eq!(
         dynamo,
         [
@@ -1147,7 +1147,8 @@ async fn requests_per_applied_event_on_dynamodb_and_the_target() {
             "GetItem",
             "GetItem",
             "TransactWriteItems",
-            "TransactWriteItems"
+            "TransactWriteItems",
+            "BatchWriteItem"
         ]
     );
     assert_eq!(scim, ["GET", "POST"], "look up, then create");
@@ -1169,7 +1170,7 @@ async fn requests_per_applied_event_on_dynamodb_and_the_target() {
     // What the event source mapping does with a finished batch.
     delete_all(&aws, &updated).await;
     let (dynamo, scim) = measure("profile change", dynamo, scim);
-    assert_eq!(dynamo.len(), 4);
+    assert_eq!(dynamo.len(), 5);
     assert_eq!(scim, ["PATCH"], "only the changed attribute");
 
     // What the worker reports as metrics for a batch of one redelivery.
@@ -1183,8 +1184,8 @@ async fn requests_per_applied_event_on_dynamodb_and_the_target() {
     let (dynamo, scim) = measure("redelivery", dynamo, scim);
     assert_eq!(
         dynamo,
-        ["GetItem", "GetItem"],
-        "breaker and dedupe record only"
+        ["GetItem", "GetItem", "BatchWriteItem"],
+        "breaker and dedupe record, then the duplicate's history entry"
     );
     assert!(scim.is_empty());
 
@@ -1205,7 +1206,7 @@ async fn requests_per_applied_event_on_dynamodb_and_the_target() {
     let (dynamo, scim) = run(deactivated).await;
     let (dynamo, scim) = measure("deactivation", dynamo, scim);
     // Breaker, dedupe record, state; the deprovisioning breaker's window read and written;
-    // then state and dedupe record.
+    // then state and dedupe record; then history.
     assert_eq!(
         dynamo,
         [
@@ -1214,7 +1215,8 @@ async fn requests_per_applied_event_on_dynamodb_and_the_target() {
             "GetItem",
             "GetItem",
             "PutItem",
-            "TransactWriteItems"
+            "TransactWriteItems",
+            "BatchWriteItem"
         ]
     );
     assert_eq!(scim, ["PATCH"]);
@@ -1246,9 +1248,21 @@ fn every_alarm_notifies_the_topic_and_watches_a_metric_the_relay_emits() {
     };
     let mut emitted: std::collections::HashSet<String> = scim_relay_sweeper::metrics(&report)
         .into_iter()
-        .chain(BatchReport::default().metrics())
         .map(|(name, _)| name.to_string())
         .collect();
+    // What the worker's EMF line declares, with a batch that applied something.
+    let worker_line: serde_json::Value = serde_json::from_str(&scim_relay_core::metrics::emf_line(
+        &BatchReport::default().metrics(),
+        &[1200],
+        0,
+    ))
+    .expect("EMF is JSON");
+    for declared in worker_line["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+        .as_array()
+        .expect("declared metrics")
+    {
+        emitted.insert(declared["Name"].as_str().expect("name").to_string());
+    }
     for (_, resource) in resources {
         if resource["Type"] == "AWS::Logs::MetricFilter" {
             for t in resource["Properties"]["MetricTransformations"]
@@ -1281,4 +1295,31 @@ fn every_alarm_notifies_the_topic_and_watches_a_metric_the_relay_emits() {
         }
     }
     assert!(alarms >= 10, "{alarms} alarms");
+
+    // The dashboard draws only metrics the relay emits ("." repeats the namespace before).
+    let body = match &resources["Dashboard"]["Properties"]["DashboardBody"] {
+        serde_yaml::Value::Tagged(t) => t.value[0].as_str().expect("body").to_string(),
+        other => panic!("dashboard body: {other:?}"),
+    };
+    let dashboard: serde_json::Value = serde_json::from_str(&body).expect("dashboard is JSON");
+    let mut drawn = Vec::new();
+    for widget in dashboard["widgets"].as_array().expect("widgets") {
+        let mut namespace = String::new();
+        for metric in widget["properties"]["metrics"].as_array().expect("metrics") {
+            match metric[0].as_str() {
+                Some(".") | None => {}
+                Some(ns) => namespace = ns.to_string(),
+            }
+            if namespace == "scim-relay" {
+                drawn.push(metric[1].as_str().expect("metric name").to_string());
+            }
+        }
+    }
+    assert!(drawn.iter().any(|m| m == "ApplyLatency"), "{drawn:?}");
+    for metric in &drawn {
+        assert!(
+            emitted.contains(metric),
+            "the dashboard draws {metric}, which nothing emits"
+        );
+    }
 }

@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 
 use crate::breaker::CredentialBreaker;
 use crate::envelope::Source;
+use crate::history::HistoryEntry;
 use crate::state::{ProcessedEvent, StateStore, StoreError, SweepStore, UserKey, UserState};
 
 /// A state store held in memory; clones share it (as handles on one database do).
@@ -33,6 +34,10 @@ struct Tables {
     documents: HashMap<String, (String, u64)>,
     /// When the credential breaker closes, in epoch seconds (as DynamoDB stores it).
     breaker_until: Option<i64>,
+    /// Storage id → finished triggers, oldest first, each with its expiry (epoch seconds).
+    history: HashMap<String, Vec<(HistoryEntry, i64)>>,
+    /// Fingerprint → storage ids filed under it, each with its expiry.
+    fingerprints: HashMap<String, BTreeMap<String, i64>>,
     /// Commits still to fail with a backend error (a test's outage).
     failing_commits: usize,
     /// While set, commits recording a target account (a SCIM id) fail.
@@ -76,6 +81,66 @@ impl MemoryStore {
 
 #[async_trait]
 impl StateStore for MemoryStore {
+    async fn record_history(
+        &self,
+        key: &UserKey,
+        fingerprint: Option<&str>,
+        entry: &HistoryEntry,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut t = self.tables();
+        let id = key.storage_id();
+        let expires = expires_at.timestamp();
+        t.history
+            .entry(id.clone())
+            .or_default()
+            .push((entry.clone(), expires));
+        if let Some(fp) = fingerprint {
+            t.fingerprints
+                .entry(fp.to_string())
+                .or_default()
+                .insert(id, expires);
+        }
+        Ok(())
+    }
+
+    async fn history(
+        &self,
+        key: &UserKey,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<HistoryEntry>, StoreError> {
+        let t = self.tables();
+        let mut entries: Vec<HistoryEntry> = t
+            .history
+            .get(&key.storage_id())
+            .into_iter()
+            .flatten()
+            .filter(|(_, expires)| *expires > now.timestamp())
+            .map(|(e, _)| e.clone())
+            .collect();
+        // Newest first; of two in one instant, the later written.
+        entries.reverse();
+        entries.sort_by_key(|e| std::cmp::Reverse(e.at));
+        entries.truncate(limit);
+        Ok(entries)
+    }
+
+    async fn users_by_fingerprint(
+        &self,
+        fingerprint: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<UserKey>, StoreError> {
+        let t = self.tables();
+        Ok(t.fingerprints
+            .get(fingerprint)
+            .into_iter()
+            .flatten()
+            .filter(|(_, expires)| **expires > now.timestamp())
+            .filter_map(|(id, _)| UserKey::from_storage_id(id))
+            .collect())
+    }
+
     async fn group_id(&self, name: &str) -> Result<Option<String>, StoreError> {
         Ok(self.tables().groups.get(name).cloned())
     }

@@ -63,12 +63,28 @@ CREATE TABLE IF NOT EXISTS cursors (
     value      TEXT    NOT NULL,
     updated_at INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS history (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    user       TEXT    NOT NULL,
+    at         INTEGER NOT NULL,
+    entry      TEXT    NOT NULL,
+    expires_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS history_user ON history (user, at);
+CREATE INDEX IF NOT EXISTS history_expiry ON history (expires_at);
+CREATE TABLE IF NOT EXISTS user_fingerprints (
+    fingerprint TEXT    NOT NULL,
+    user        TEXT    NOT NULL,
+    expires_at  INTEGER NOT NULL,
+    PRIMARY KEY (fingerprint, user)
+);
 ";
 
 /// Run after [`SCHEMA`], once the `invite_due` column exists in older files too: only pending
 /// invitations are in the index, so the sweeper's query never reads the whole table.
 const INDEXES: &str = "
 CREATE INDEX IF NOT EXISTS users_invite_due ON users (invite_due) WHERE invite_due IS NOT NULL;
+CREATE INDEX IF NOT EXISTS events_expiry ON events (expires_at);
 ";
 
 #[derive(Debug, thiserror::Error)]

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{params, OptionalExtension};
 
 use super::{SqliteDb, SqliteError};
+use crate::history::HistoryEntry;
 use crate::state::{ProcessedEvent, StateStore, StoreError, SweepStore, UserKey, UserState};
 
 impl From<SqliteError> for StoreError {
@@ -19,8 +20,110 @@ const CONFLICT: &str = "\u{0}conflict";
 /// Marks a commit refused because another user's record claims the account (the owner follows).
 const CLAIMED: &str = "\u{0}claimed:";
 
+/// Expired rows removed per history write: the file stays bounded by what is kept, and no
+/// write pays for a long backlog at once.
+const PURGE_BATCH: i64 = 20;
+
 #[async_trait]
 impl StateStore for SqliteDb {
+    async fn record_history(
+        &self,
+        key: &UserKey,
+        fingerprint: Option<&str>,
+        entry: &HistoryEntry,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let user = key.storage_id();
+        let fingerprint = fingerprint.map(str::to_string);
+        let doc = serde_json::to_string(entry)
+            .map_err(|e| StoreError::Backend(format!("history entry: {e}")))?;
+        let (at, expires, now) = (
+            entry.at.timestamp_millis(),
+            expires_at.timestamp(),
+            entry.at.timestamp(),
+        );
+        Ok(self
+            .run(move |conn| {
+                let tx = conn.transaction()?;
+                tx.execute(
+                    "INSERT INTO history (user, at, entry, expires_at) VALUES (?1, ?2, ?3, ?4)",
+                    params![user, at, doc, expires],
+                )?;
+                if let Some(fp) = fingerprint {
+                    tx.execute(
+                        "INSERT INTO user_fingerprints (fingerprint, user, expires_at) VALUES (?1, ?2, ?3) \
+                         ON CONFLICT (fingerprint, user) DO UPDATE SET expires_at = excluded.expires_at",
+                        params![fp, user, expires],
+                    )?;
+                }
+                // What expired goes, a little at a time (DynamoDB's TTL does this there).
+                for table in ["history", "user_fingerprints", "events"] {
+                    tx.execute(
+                        &format!(
+                            "DELETE FROM {table} WHERE rowid IN \
+                             (SELECT rowid FROM {table} WHERE expires_at <= ?1 LIMIT ?2)"
+                        ),
+                        params![now, PURGE_BATCH],
+                    )?;
+                }
+                tx.commit()?;
+                Ok(())
+            })
+            .await?)
+    }
+
+    async fn history(
+        &self,
+        key: &UserKey,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<HistoryEntry>, StoreError> {
+        let user = key.storage_id();
+        let (now, limit) = (now.timestamp(), limit as i64);
+        let docs: Vec<String> = self
+            .run(move |conn| {
+                let mut stmt = conn.prepare(
+                    "SELECT entry FROM history WHERE user = ?1 AND expires_at > ?2 \
+                     ORDER BY at DESC, id DESC LIMIT ?3",
+                )?;
+                let rows = stmt
+                    .query_map(params![user, now, limit], |r| r.get(0))?
+                    .collect::<Result<Vec<String>, _>>()?;
+                Ok(rows)
+            })
+            .await?;
+        docs.iter()
+            .map(|d| {
+                serde_json::from_str(d)
+                    .map_err(|e| StoreError::Backend(format!("history entry unreadable: {e}")))
+            })
+            .collect()
+    }
+
+    async fn users_by_fingerprint(
+        &self,
+        fingerprint: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<UserKey>, StoreError> {
+        let (fp, now) = (fingerprint.to_string(), now.timestamp());
+        let users: Vec<String> = self
+            .run(move |conn| {
+                let mut stmt = conn.prepare(
+                    "SELECT user FROM user_fingerprints WHERE fingerprint = ?1 AND expires_at > ?2 \
+                     ORDER BY user",
+                )?;
+                let rows = stmt
+                    .query_map(params![fp, now], |r| r.get(0))?
+                    .collect::<Result<Vec<String>, _>>()?;
+                Ok(rows)
+            })
+            .await?;
+        Ok(users
+            .iter()
+            .filter_map(|u| UserKey::from_storage_id(u))
+            .collect())
+    }
+
     async fn group_id(&self, name: &str) -> Result<Option<String>, StoreError> {
         let name = name.to_string();
         Ok(self

@@ -7,6 +7,8 @@
 //! | cursor          | `CURSOR#<name>`                     | `CURSOR`| `value`, `updated_at`                   |
 //! | claim           | `CLAIM#<scim id>`                   | `CLAIM` | `owner` (user storage id): whose record claims the target account |
 //! | document        | `DOC#<name>`                        | `DOC`   | `value`, `version` (the deprovisioning ledger) |
+//! | history entry   | `HIST#<source>#<tenant>#<user id>`  | `<epoch ms, 15 digits>#<event id>` | `doc` (JSON), `expires_at` (TTL) |
+//! | fingerprint     | `FP#<keyed fingerprint of userName>`| `<user storage id>` | `expires_at` (TTL): email → user for `scim-relay history` |
 //!
 //! The user write and the event record go in one transaction, conditional on the version read.
 //! The global secondary index [`INVITES_INDEX`] (`invite_shard`, `invite_expires_at`) is sparse:
@@ -15,7 +17,7 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{AttributeValue, Put, PutRequest, TransactWriteItem, WriteRequest};
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
 
@@ -46,6 +48,14 @@ fn backend(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
 
 fn user_pk(key: &UserKey) -> String {
     format!("USER#{}", key.storage_id())
+}
+
+fn history_pk(key: &UserKey) -> String {
+    format!("HIST#{}", key.storage_id())
+}
+
+fn fingerprint_pk(fingerprint: &str) -> String {
+    format!("FP#{fingerprint}")
 }
 
 fn event_pk(key: &str) -> String {
@@ -192,6 +202,117 @@ fn group_pk(name: &str) -> String {
 
 #[async_trait]
 impl StateStore for DynamoStateStore {
+    async fn record_history(
+        &self,
+        key: &UserKey,
+        fingerprint: Option<&str>,
+        entry: &crate::history::HistoryEntry,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let doc = serde_json::to_string(entry).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let put = |item: Item| -> Result<WriteRequest, StoreError> {
+            Ok(WriteRequest::builder()
+                .put_request(
+                    PutRequest::builder()
+                        .set_item(Some(item))
+                        .build()
+                        .map_err(backend)?,
+                )
+                .build())
+        };
+        // Sorted by time within the user's partition; the event id keeps two in one
+        // millisecond apart.
+        let sk = format!(
+            "{:015}#{}",
+            entry.at.timestamp_millis().max(0),
+            entry.event_id
+        );
+        let mut writes = vec![put(HashMap::from([
+            ("pk".to_string(), s(history_pk(key))),
+            ("sk".to_string(), s(sk)),
+            ("doc".to_string(), s(doc)),
+            ("expires_at".to_string(), n(expires_at.timestamp())),
+        ]))?];
+        if let Some(fp) = fingerprint {
+            writes.push(put(HashMap::from([
+                ("pk".to_string(), s(fingerprint_pk(fp))),
+                ("sk".to_string(), s(key.storage_id())),
+                ("expires_at".to_string(), n(expires_at.timestamp())),
+            ]))?);
+        }
+        // One request for both items.
+        let out = self
+            .client
+            .batch_write_item()
+            .request_items(&self.table, writes)
+            .send()
+            .await
+            .map_err(backend)?;
+        match out.unprocessed_items() {
+            Some(left) if left.values().any(|w| !w.is_empty()) => Err(StoreError::Backend(
+                "history write throttled; entry not recorded".into(),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    async fn history(
+        &self,
+        key: &UserKey,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<crate::history::HistoryEntry>, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk")
+            // TTL deletes within days, not at once: what has expired is not shown.
+            .filter_expression("expires_at > :now")
+            .expression_attribute_values(":pk", s(history_pk(key)))
+            .expression_attribute_values(":now", n(now.timestamp()))
+            .scan_index_forward(false)
+            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+            .send()
+            .await
+            .map_err(backend)?;
+        out.items()
+            .iter()
+            .map(|item| {
+                let doc = item
+                    .get("doc")
+                    .and_then(|v| v.as_s().ok())
+                    .ok_or_else(|| StoreError::Backend("history item without doc".into()))?;
+                serde_json::from_str(doc)
+                    .map_err(|e| StoreError::Backend(format!("history entry unreadable: {e}")))
+            })
+            .collect()
+    }
+
+    async fn users_by_fingerprint(
+        &self,
+        fingerprint: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<UserKey>, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk")
+            .filter_expression("expires_at > :now")
+            .expression_attribute_values(":pk", s(fingerprint_pk(fingerprint)))
+            .expression_attribute_values(":now", n(now.timestamp()))
+            .send()
+            .await
+            .map_err(backend)?;
+        Ok(out
+            .items()
+            .iter()
+            .filter_map(|item| item.get("sk").and_then(|v| v.as_s().ok()))
+            .filter_map(|id| UserKey::from_storage_id(id))
+            .collect())
+    }
+
     async fn group_id(&self, name: &str) -> Result<Option<String>, StoreError> {
         Ok(self
             .get(group_pk(name), "GROUP")

@@ -231,6 +231,32 @@ pub trait StateStore: Send + Sync {
     /// SCIM id claims it), if any.
     async fn claimant(&self, scim_id: &str) -> Result<Option<UserKey>, StoreError>;
 
+    /// Appends a finished trigger to the user's history, kept until `expires_at`, and files
+    /// the user under `fingerprint` (their userName's keyed fingerprint) as long. Separate from
+    /// the commit: history tells what happened, it never decides anything.
+    async fn record_history(
+        &self,
+        key: &UserKey,
+        fingerprint: Option<&str>,
+        entry: &crate::history::HistoryEntry,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// The user's history not expired at `now`, newest first, at most `limit` entries.
+    async fn history(
+        &self,
+        key: &UserKey,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<crate::history::HistoryEntry>, StoreError>;
+
+    /// The users filed under `fingerprint` whose filing has not expired at `now`.
+    async fn users_by_fingerprint(
+        &self,
+        fingerprint: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<UserKey>, StoreError>;
+
     /// Atomically: writes `state` (when given) if the stored version is still `expected_version`
     /// (`None`: no record yet), claims its SCIM id unless another user's record has
     /// ([`StoreError::Claimed`]), and records the event as processed.

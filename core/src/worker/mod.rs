@@ -21,6 +21,7 @@ use crate::config::{HardDeletePolicy, TargetProfile};
 use crate::deprovision::DeprovisionLimit;
 use crate::directory::Directory;
 use crate::envelope::{EnvelopeSigner, Subject, Trigger};
+use crate::history::{Finish, Trace};
 use crate::pii::fingerprint;
 use crate::scim::{
     any_named, guard_owner, guard_protected, plan, plan_hard_delete, ScimPlan, ScimTarget,
@@ -48,6 +49,7 @@ pub struct Worker {
     clock: Arc<dyn Clock>,
     dedupe_ttl: chrono::Duration,
     invite_ttl: chrono::Duration,
+    history_ttl: chrono::Duration,
     owner: Option<String>,
     hard_delete: HardDeletePolicy,
     hard_delete_confirm: chrono::Duration,
@@ -72,6 +74,8 @@ pub struct WorkerParts {
     pub clock: Arc<dyn Clock>,
     pub dedupe_ttl: Duration,
     pub invite_ttl: Duration,
+    /// How long per-user history is kept (zero: none).
+    pub history_ttl: Duration,
     /// userName of the account that owns the target credential: never deactivated.
     pub owner: Option<String>,
     /// What a hard-deleted Entra user becomes on the target.
@@ -108,6 +112,8 @@ impl Worker {
                 .unwrap_or(chrono::Duration::hours(72)),
             invite_ttl: chrono::Duration::from_std(p.invite_ttl)
                 .unwrap_or(chrono::Duration::hours(48)),
+            history_ttl: chrono::Duration::from_std(p.history_ttl)
+                .unwrap_or(chrono::Duration::days(30)),
             owner: p.owner.filter(|o| !o.trim().is_empty()),
             hard_delete: p.hard_delete,
             hard_delete_confirm: chrono::Duration::from_std(p.hard_delete_confirm)
@@ -132,6 +138,16 @@ impl Worker {
 
     /// Processes one queue message body.
     pub async fn process(&self, body: &str) -> Result<Outcome, WorkError> {
+        self.process_traced(body, &mut Trace::default()).await
+    }
+
+    /// Processes one queue message body, noting in `trace` what history needs (who, which
+    /// event, the plan and its calls) as it learns it.
+    pub async fn process_traced(
+        &self,
+        body: &str,
+        trace: &mut Trace,
+    ) -> Result<Outcome, WorkError> {
         let trigger = self
             .signer
             .open(body)
@@ -164,24 +180,28 @@ impl Worker {
                 )));
             }
         };
-        let now = self.clock.now();
-        let event_key = trigger.dedupe_key();
-        if self.store.event_seen(&event_key, now).await? {
-            tracing::info!(source = %trigger.source, user = %user_id, event = %trigger.event_id, "duplicate event skipped");
-            return Ok(Outcome::Duplicate);
-        }
         let key = UserKey {
             source: trigger.source,
             tenant: trigger.tenant.clone(),
             user_id: user_id.clone(),
         };
+        trace.opened(&trigger, Some(key.clone()));
+        let now = self.clock.now();
+        let event_key = trigger.dedupe_key();
+        if self.store.event_seen(&event_key, now).await? {
+            return Ok(Outcome::Duplicate);
+        }
         // Whether the event's own content stands in for the directory (the demo's fallback).
         let from_event_content = self.directory(trigger.source).is_none();
         let processed = ProcessedEvent {
             key: event_key,
             expires_at: now + self.dedupe_ttl,
         };
-        let (desired, hard_deleted) = match self.read_desired(&trigger, &user_id).await? {
+        let truth = self.read_desired(&trigger, &user_id).await?;
+        if let Truth::Present(user) = &truth {
+            trace.user_fingerprint = Some(fingerprint(&user.user_name));
+        }
+        let (desired, hard_deleted) = match truth {
             Truth::Present(user) => (Some(user), false),
             Truth::Deleted => (None, false),
             Truth::HardDeleted => (None, true),
@@ -193,6 +213,9 @@ impl Worker {
         };
         for _ in 0..PLAN_ATTEMPTS {
             let recorded = self.store.load_user(&key).await?;
+            if let (None, Some(r)) = (&trace.user_fingerprint, &recorded) {
+                trace.user_fingerprint = Some(fingerprint(&r.user_name));
+            }
             // Under `delete`, a hard delete is acted on only when a second read, some minutes
             // after the first, finds the same: until then, when to look again.
             let delete_unconfirmed = recorded
@@ -259,6 +282,8 @@ impl Worker {
             if protected && planned.deprovisions() {
                 tracing::warn!(user = %user_id, "protected account left as it is (target.protected_users)");
             }
+            trace.plan = plan_name(&plan).to_string();
+            trace.changed = changed_attributes(&plan);
             match self.gate(&key, &plan, recorded.as_ref(), &trigger).await? {
                 Gate::Go => {}
                 Gate::Hold(state) => {
@@ -359,29 +384,13 @@ impl Worker {
                         });
                     }
                     let mut applied = applied;
+                    trace.scim_calls = applied.calls;
                     if let Some(user) = group_user {
                         let groups = self.groups_phase(&key, user, &processed).await?;
                         applied.calls += groups.calls;
                         applied.writes += groups.writes;
+                        trace.scim_calls = applied.calls;
                     }
-                    // From the IdP's change (or, without its time, the relay's receipt) to the
-                    // target changed: the figure the relay exists for.
-                    let latency_ms = (self.clock.now()
-                        - trigger.published.unwrap_or(trigger.received))
-                    .num_milliseconds()
-                    .max(0);
-                    tracing::info!(
-                        source = %trigger.source,
-                        user = %user_id,
-                        event_type = %trigger.event_type,
-                        event = %trigger.event_id,
-                        user_name = %desired.as_ref().map(|d| fingerprint(&d.user_name)).unwrap_or_default(),
-                        plan = plan_name(&plan),
-                        changed = %changed_attributes(&plan),
-                        scim_calls = applied.calls,
-                        latency_ms,
-                        "trigger applied"
-                    );
                     return Ok(if applied.writes > 0 {
                         Outcome::Applied {
                             scim_calls: applied.calls,
@@ -402,6 +411,48 @@ impl Worker {
         Err(WorkError::retry(
             "state of the user kept changing concurrently",
         ))
+    }
+
+    /// Writes down a finished trigger: one line in the log (the line operators and log
+    /// metrics read) and, for a user's trigger, an entry in their history. History is told,
+    /// never relied on: a failed write is logged and the trigger stays finished.
+    pub async fn finished(
+        &self,
+        trace: &Trace,
+        finish: Finish,
+        reason: Option<&str>,
+    ) -> crate::history::HistoryEntry {
+        let entry = trace.entry(self.clock.now(), finish, reason);
+        let user = trace.key.as_ref().map(|k| k.user_id.as_str()).unwrap_or("");
+        tracing::info!(
+            source = %trace.key.as_ref().map(|k| k.source.to_string()).unwrap_or_default(),
+            user,
+            user_name = trace.user_fingerprint.as_deref().unwrap_or(""),
+            event_type = %entry.event_type,
+            event = %entry.event_id,
+            outcome = finish.name(),
+            plan = %entry.plan,
+            changed = %entry.changed.join(","),
+            scim_calls = entry.scim_calls,
+            latency_ms = entry.latency_ms.unwrap_or(0),
+            reason = reason.unwrap_or(""),
+            "trigger finished"
+        );
+        let Some(key) = trace.key.as_ref() else {
+            return entry;
+        };
+        if self.history_ttl <= chrono::Duration::zero() {
+            return entry;
+        }
+        let expires_at = entry.at + self.history_ttl;
+        if let Err(e) = self
+            .store
+            .record_history(key, trace.user_fingerprint.as_deref(), &entry, expires_at)
+            .await
+        {
+            tracing::warn!(user, "history entry not recorded: {e}");
+        }
+        entry
     }
 
     /// A tenant-level event, once: handed to the sweeper, then recorded as done.
@@ -451,16 +502,12 @@ fn latest(a: Option<DateTime<Utc>>, b: Option<DateTime<Utc>>) -> Option<DateTime
     }
 }
 
-/// The names (never the values) of the attributes an update sends: what a log line may say
-/// about a change.
-fn changed_attributes(plan: &ScimPlan) -> String {
+/// The names (never the values) of the attributes an update sends: what history and a log
+/// line may say about a change.
+fn changed_attributes(plan: &ScimPlan) -> Vec<String> {
     match plan {
-        ScimPlan::Update { ops, .. } => ops
-            .iter()
-            .map(|op| op.path.as_str())
-            .collect::<Vec<_>>()
-            .join(","),
-        _ => String::new(),
+        ScimPlan::Update { ops, .. } => ops.iter().map(|op| op.path.clone()).collect(),
+        _ => Vec::new(),
     }
 }
 
@@ -487,8 +534,8 @@ mod tests {
                 crate::scim::PatchOp::replace("active", serde_json::json!(false)),
             ],
         };
-        assert_eq!(changed_attributes(&plan), "title,active");
-        assert_eq!(changed_attributes(&ScimPlan::Nothing { reason: "x" }), "");
+        assert_eq!(changed_attributes(&plan), ["title", "active"]);
+        assert!(changed_attributes(&ScimPlan::Nothing { reason: "x" }).is_empty());
     }
 
     #[test]

@@ -139,6 +139,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
             oldest_queued_seconds,
             credential: *state.health.borrow(),
             held_pending,
+            apply_latency: state.stats.apply_latency.snapshot(),
         })
     };
     match figures.await {

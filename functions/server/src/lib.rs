@@ -3,7 +3,9 @@
 
 pub mod console;
 pub mod held;
+pub mod history;
 mod http;
+pub mod logging;
 mod metrics;
 mod sweep_loop;
 mod worker_loop;

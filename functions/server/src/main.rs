@@ -4,6 +4,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use scim_relay_core::config::Settings;
 use scim_relay_server::console::ConsoleCommand;
+use scim_relay_server::logging::{self, LogFormat};
 
 /// scim-relay keeps a SCIM target's users in sync with Okta and Entra ID.
 #[derive(Parser)]
@@ -23,6 +24,10 @@ struct Cli {
     /// queue.dlq_url, with your own AWS credentials) instead of the standalone SQLite file.
     #[arg(long, global = true)]
     aws: bool,
+    /// `json`: one JSON object per log line, for a log shipper (default: $SCIM_RELAY_LOG_FORMAT,
+    /// else text). Logs go to stderr.
+    #[arg(long, global = true, value_enum, value_name = "FORMAT")]
+    log_format: Option<LogFormat>,
     #[command(subcommand)]
     command: Command,
 }
@@ -42,14 +47,10 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SCIM_RELAY_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    let format = cli.log_format.unwrap_or_else(LogFormat::from_env);
+    // Nothing else has set one: this cannot fail.
+    let _ = tracing::subscriber::set_global_default(logging::subscriber(format, std::io::stderr));
     let config = cli
         .config
         .or_else(|| std::env::var_os("SCIM_RELAY_CONFIG").map(PathBuf::from));

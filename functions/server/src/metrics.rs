@@ -2,6 +2,8 @@
 //! the Lambdas emit as CloudWatch metrics: triggers by outcome, the queue, the credential, the
 //! deprovisioning breaker.
 
+use scim_relay_core::metrics::LatencySnapshot;
+
 use crate::worker_loop::{CredentialHealth, WorkerCounts};
 
 /// What one scrape reports.
@@ -12,6 +14,7 @@ pub struct Figures {
     pub oldest_queued_seconds: u64,
     pub credential: CredentialHealth,
     pub held_pending: u64,
+    pub apply_latency: LatencySnapshot,
 }
 
 pub fn render(f: &Figures) -> String {
@@ -77,6 +80,18 @@ pub fn render(f: &Figures) -> String {
             &[("", accepted)],
         );
     }
+    let name = "scim_relay_apply_latency_seconds";
+    out.push_str(&format!(
+        "# HELP {name} From the IdP's change (its published time) to the target changed, per applied trigger.\n# TYPE {name} histogram\n"
+    ));
+    for (bound, count) in &f.apply_latency.cumulative {
+        let le = bound.map_or_else(|| "+Inf".to_string(), |b| b.to_string());
+        out.push_str(&format!("{name}_bucket{{le=\"{le}\"}} {count}\n"));
+    }
+    out.push_str(&format!(
+        "{name}_sum {}\n{name}_count {}\n",
+        f.apply_latency.sum_seconds, f.apply_latency.count
+    ));
     out
 }
 
@@ -99,6 +114,12 @@ mod tests {
             oldest_queued_seconds: 7,
             credential: CredentialHealth::Unknown,
             held_pending: 2,
+            apply_latency: {
+                let h = scim_relay_core::metrics::LatencyHistogram::default();
+                h.observe(300);
+                h.observe(1500);
+                h.snapshot()
+            },
         };
         let text = render(&figures);
         assert!(text.contains("scim_relay_triggers_total{outcome=\"applied\"} 3\n"));
@@ -108,6 +129,13 @@ mod tests {
         );
         assert!(text.contains("scim_relay_deprovisions_held 2\n"));
         assert!(!text.contains("target_credential"));
+        assert!(text.contains("# TYPE scim_relay_apply_latency_seconds histogram\n"));
+        assert!(text.contains("scim_relay_apply_latency_seconds_bucket{le=\"0.25\"} 0\n"));
+        assert!(text.contains("scim_relay_apply_latency_seconds_bucket{le=\"0.5\"} 1\n"));
+        assert!(text.contains("scim_relay_apply_latency_seconds_bucket{le=\"+Inf\"} 2\n"));
+        assert!(text.contains(
+            "scim_relay_apply_latency_seconds_sum 1.8\nscim_relay_apply_latency_seconds_count 2\n"
+        ));
         let text = render(&Figures {
             credential: CredentialHealth::Rejected,
             ..figures

@@ -88,6 +88,8 @@ pub struct WorkerStats {
     pub dead_lettered: AtomicU64,
     /// Attempts that failed and were put back for later (not final outcomes).
     pub retried: AtomicU64,
+    /// From the IdP's change to the target changed, per applied trigger.
+    pub apply_latency: scim_relay_core::metrics::LatencyHistogram,
 }
 
 /// A snapshot of [`WorkerStats`].
@@ -120,6 +122,9 @@ pub fn record(consumed: &Consumed, stats: &WorkerStats) -> Option<CredentialHeal
     if consumed.settled.is_err() {
         // Not recorded: the message is worked again, and counted then.
         return None;
+    }
+    if let Some(ms) = consumed.apply_latency_ms {
+        stats.apply_latency.observe(ms);
     }
     match &consumed.disposition {
         Disposition::Done(Outcome::Duplicate) => count(&stats.duplicates),
@@ -156,6 +161,7 @@ mod tests {
         let done = |outcome| Consumed {
             disposition: Disposition::Done(outcome),
             settled: Ok(()),
+            apply_latency_ms: None,
         };
         let stats = WorkerStats::default();
         for outcome in [
@@ -182,6 +188,7 @@ mod tests {
                 directory: false,
             },
             settled: Ok(()),
+            apply_latency_ms: None,
         };
         assert_eq!(record(&refused, &stats), Some(CredentialHealth::Rejected));
     }

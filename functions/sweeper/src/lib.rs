@@ -106,6 +106,7 @@ pub async fn run(lambda: &SweeperLambda) -> SweepReport {
         "{}",
         scim_relay_core::metrics::emf_line(
             &metrics(&report),
+            &[],
             chrono::Utc::now().timestamp_millis()
         )
     );

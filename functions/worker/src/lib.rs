@@ -119,6 +119,7 @@ pub async fn handle(
         "{}",
         scim_relay_core::metrics::emf_line(
             &report.metrics(),
+            &report.apply_latencies_ms,
             chrono::Utc::now().timestamp_millis()
         )
     );

@@ -1,0 +1,302 @@
+//! Per-user history: one entry per trigger the relay finished (applied, found unchanged,
+//! recognised as a duplicate, held, or dead-lettered), so "why can't Jane log in?" has an
+//! answer without grepping logs. Entries hold names and ids, never attribute values or
+//! plaintext addresses; they expire after `store.history_days`.
+//!
+//! A user is found by IdP id, or by email/userName through its keyed fingerprint (the same one
+//! the logs carry): the store keeps a fingerprint → user index, never the address itself.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::envelope::{Source, Trigger};
+use crate::state::{UserKey, UserState};
+use crate::work::Outcome;
+
+/// What became of one trigger, as history and the finished-trigger log line tell it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Finish {
+    /// The target was changed.
+    Applied,
+    /// Worked; the target already matched.
+    Unchanged,
+    /// Recognised as a redelivery of an event already applied.
+    Duplicate,
+    /// A deactivation or delete the deprovisioning breaker holds for an operator.
+    Held,
+    /// Parked in the dead-letter queue; the entry's `reason` says why.
+    DeadLettered,
+}
+
+impl Finish {
+    pub fn of(outcome: &Outcome) -> Self {
+        match outcome {
+            Outcome::Applied { .. } => Self::Applied,
+            Outcome::Unchanged { .. } => Self::Unchanged,
+            Outcome::Duplicate => Self::Duplicate,
+            Outcome::Held => Self::Held,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Applied => "applied",
+            Self::Unchanged => "unchanged",
+            Self::Duplicate => "duplicate",
+            Self::Held => "held",
+            Self::DeadLettered => "dead-lettered",
+        }
+    }
+}
+
+/// One finished trigger of one user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    /// When the relay finished with it.
+    pub at: DateTime<Utc>,
+    pub event_type: String,
+    pub event_id: String,
+    /// The plan the worker applied (`create`, `update`, `deactivate-unrecorded`…); empty when
+    /// it never got that far (a duplicate, a dead letter before planning).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub plan: String,
+    #[serde(default)]
+    pub scim_calls: u32,
+    /// The SCIM paths an update changed: names only, never values.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changed: Vec<String>,
+    pub outcome: Finish,
+    /// Why it was dead-lettered (or held).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// From the IdP's `published` time (else the relay's receipt) to finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<i64>,
+}
+
+/// What the worker learns about a trigger as it works it: who and which event as soon as the
+/// envelope opens, the plan and its calls once applied. The consumer turns it, with the
+/// message's disposition, into a [`HistoryEntry`] and the finished-trigger log line.
+#[derive(Debug, Clone, Default)]
+pub struct Trace {
+    pub key: Option<UserKey>,
+    pub event_type: String,
+    pub event_id: String,
+    /// Keyed fingerprint of the user's userName (directory or record), for the email index.
+    pub user_fingerprint: Option<String>,
+    pub plan: String,
+    pub changed: Vec<String>,
+    pub scim_calls: u32,
+    /// The IdP's change time, else the relay's receipt.
+    pub since: Option<DateTime<Utc>>,
+}
+
+impl Trace {
+    /// Who and which event, from an opened envelope.
+    pub fn opened(&mut self, trigger: &Trigger, key: Option<UserKey>) {
+        self.key = key;
+        self.event_type = trigger.event_type.clone();
+        self.event_id = trigger.event_id.clone();
+        self.since = Some(trigger.published.unwrap_or(trigger.received));
+    }
+
+    /// The history entry of a trigger finished at `now` as `outcome`.
+    pub fn entry(&self, now: DateTime<Utc>, outcome: Finish, reason: Option<&str>) -> HistoryEntry {
+        HistoryEntry {
+            at: now,
+            event_type: self.event_type.clone(),
+            event_id: self.event_id.clone(),
+            plan: self.plan.clone(),
+            scim_calls: self.scim_calls,
+            changed: self.changed.clone(),
+            outcome,
+            reason: reason.map(str::to_string),
+            latency_ms: self
+                .since
+                .map(|since| (now - since).num_milliseconds().max(0)),
+        }
+    }
+}
+
+/// The users an operator's `who` may name: the fingerprint index's answer, then `who` as an
+/// IdP user id in each configured directory (`sources`: source and tenant).
+pub fn candidate_keys(
+    who: &str,
+    by_fingerprint: Vec<UserKey>,
+    sources: &[(Source, String)],
+) -> Vec<UserKey> {
+    let mut keys = by_fingerprint;
+    for (source, tenant) in sources {
+        let key = UserKey {
+            source: *source,
+            tenant: tenant.clone(),
+            user_id: who.trim().to_string(),
+        };
+        if !keys.contains(&key) {
+            keys.push(key);
+        }
+    }
+    keys
+}
+
+/// One user's timeline and current state, as `scim-relay history` prints it.
+#[derive(Debug, Clone, Serialize)]
+pub struct UserHistory {
+    pub source: Source,
+    pub tenant: String,
+    pub user_id: String,
+    /// The record the relay keeps (`None`: it has none).
+    pub state: Option<CurrentState>,
+    /// Newest first.
+    pub entries: Vec<HistoryEntry>,
+}
+
+/// The parts of a user's record an operator asks about.
+#[derive(Debug, Clone, Serialize)]
+pub struct CurrentState {
+    pub scim_id: Option<String>,
+    pub active: bool,
+    pub lifecycle: String,
+    /// Fingerprint of the recorded userName (never the address).
+    pub user_name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub invitation: Option<crate::state::InviteState>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held: Option<crate::deprovision::Hold>,
+    pub groups: usize,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl CurrentState {
+    pub fn of(state: &UserState) -> Self {
+        Self {
+            scim_id: state.scim_id.clone(),
+            active: state.active,
+            lifecycle: state.lifecycle.clone(),
+            user_name: crate::pii::fingerprint(&state.user_name),
+            invitation: state.invite.clone(),
+            held: state.held.clone(),
+            groups: state.groups.len(),
+            updated_at: state.updated_at,
+        }
+    }
+}
+
+/// The text `scim-relay history` prints for one user.
+pub fn render(history: &UserHistory) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{} user {} (tenant {})",
+        history.source, history.user_id, history.tenant
+    );
+    match &history.state {
+        None => out.push_str("  record:     none (the relay has not provisioned this user)\n"),
+        Some(s) => {
+            let _ = writeln!(
+                out,
+                "  account:    {} ({}; directory status {})",
+                s.scim_id.as_deref().unwrap_or("none on the target"),
+                if s.active { "active" } else { "inactive" },
+                s.lifecycle
+            );
+            let _ = writeln!(out, "  userName:   {}", s.user_name);
+            if let Some(invite) = &s.invitation {
+                let status = match invite.outcome {
+                    None => format!("pending, expires {}", invite.expires_at.to_rfc3339()),
+                    Some(crate::state::InviteOutcome::Accepted { at }) => {
+                        format!("accepted {}", at.to_rfc3339())
+                    }
+                    Some(crate::state::InviteOutcome::Unaccepted { at }) => {
+                        format!("expired unaccepted {}", at.to_rfc3339())
+                    }
+                    Some(crate::state::InviteOutcome::Withdrawn { at }) => {
+                        format!("withdrawn {}", at.to_rfc3339())
+                    }
+                };
+                let _ = writeln!(out, "  invitation: {status} ({} sent)", invite.count);
+            }
+            if let Some(hold) = &s.held {
+                let _ = writeln!(
+                    out,
+                    "  held:       {} {} since {}: {}",
+                    hold.action,
+                    hold.state.name(),
+                    hold.held_at.to_rfc3339(),
+                    hold.reason
+                );
+            }
+            let _ = writeln!(out, "  groups:     {}", s.groups);
+            let _ = writeln!(out, "  updated:    {}", s.updated_at.to_rfc3339());
+        }
+    }
+    if history.entries.is_empty() {
+        out.push_str("  no history (none kept, or older than store.history_days)\n");
+    }
+    for e in &history.entries {
+        let _ = write!(
+            out,
+            "  {}  {:<13} {:<28} {}",
+            e.at.format("%Y-%m-%dT%H:%M:%SZ"),
+            e.outcome.name(),
+            e.event_type,
+            e.event_id
+        );
+        if !e.plan.is_empty() {
+            let _ = write!(out, "  plan={} calls={}", e.plan, e.scim_calls);
+        }
+        if !e.changed.is_empty() {
+            let _ = write!(out, " changed={}", e.changed.join(","));
+        }
+        if let Some(ms) = e.latency_ms {
+            let _ = write!(out, " latency={ms}ms");
+        }
+        if let Some(reason) = &e.reason {
+            let _ = write!(out, "  reason: {reason}");
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_entry_measures_latency_from_the_idp_change_and_never_goes_negative() {
+        let t = |s: i64| DateTime::from_timestamp(s, 0).unwrap_or_default();
+        let mut trace = Trace {
+            since: Some(t(100)),
+            plan: "update".into(),
+            changed: vec!["title".into()],
+            ..Trace::default()
+        };
+        let e = trace.entry(t(103), Finish::Applied, None);
+        assert_eq!(e.latency_ms, Some(3000));
+        assert_eq!(e.changed, ["title"]);
+        trace.since = Some(t(200));
+        assert_eq!(
+            trace.entry(t(103), Finish::Applied, None).latency_ms,
+            Some(0)
+        );
+    }
+
+    #[test]
+    fn an_operator_names_a_user_by_fingerprint_match_or_by_id_in_each_directory() {
+        let okta = (Source::Okta, "acme.okta.com".to_string());
+        let entra = (Source::Entra, "t-1".to_string());
+        let found = UserKey {
+            source: Source::Okta,
+            tenant: "acme.okta.com".into(),
+            user_id: "00u1".into(),
+        };
+        let keys = candidate_keys(" 00u1 ", vec![found.clone()], &[okta, entra]);
+        assert_eq!(keys.len(), 2, "the match is not repeated: {keys:?}");
+        assert_eq!(keys[0], found);
+        assert_eq!(keys[1].source, Source::Entra);
+        assert_eq!(keys[1].user_id, "00u1");
+    }
+}
