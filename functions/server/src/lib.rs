@@ -3,6 +3,7 @@
 
 pub mod console;
 pub mod held;
+pub mod status;
 mod http;
 mod metrics;
 mod sweep_loop;
