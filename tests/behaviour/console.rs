@@ -174,15 +174,10 @@ pub async fn status_shows_queue_dead_letters_breaker_last_sweep_subscription_inv
     // The text says the same, a line per part.
     let text = d.command(&["status"]).await.expect("status reads");
     assert!(!text.contains('@'), "no email in the status:\n{text}");
-    assert!(
-        line(&text, "queue").starts_with("0 messages"),
-        "{text}"
-    );
+    assert!(line(&text, "queue").starts_with("0 messages"), "{text}");
     assert_eq!(line(&text, "dead letters"), "1", "{text}");
     assert!(
-        text.contains(
-            "   1  user <id> has no email address, which the target needs as userName"
-        ),
+        text.contains("   1  user <id> has no email address, which the target needs as userName"),
         "{text}"
     );
     assert_eq!(line(&text, "breaker"), "closed", "{text}");
@@ -194,8 +189,7 @@ pub async fn status_shows_queue_dead_letters_breaker_last_sweep_subscription_inv
         "{text}"
     );
     assert!(
-        line(&text, "subscriptions")
-            .starts_with(&format!("users  expires {}", utc(expires_at))),
+        line(&text, "subscriptions").starts_with(&format!("users  expires {}", utc(expires_at))),
         "{text}"
     );
     assert_eq!(

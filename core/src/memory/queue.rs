@@ -10,7 +10,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::consumer::{ClaimQueue, Delivery, WorkQueue};
-use crate::queue::{DeadLetterReasons, Queue, QueueError, QueueFigures, QueueMessage, QueueMonitor};
+use crate::queue::{
+    DeadLetterReasons, Queue, QueueError, QueueFigures, QueueMessage, QueueMonitor,
+};
 
 #[derive(Debug, Clone)]
 struct Queued {
@@ -351,11 +353,21 @@ mod tests {
         );
         assert!(figures.oldest_age_seconds.unwrap() >= 89, "{figures:?}");
         let now = q.figures(Utc::now()).await.unwrap();
-        assert_eq!((now.visible, now.not_visible), (1, 1), "one is being worked");
+        assert_eq!(
+            (now.visible, now.not_visible),
+            (1, 1),
+            "one is being worked"
+        );
         let dead = q.dead_letters(10).await.unwrap();
         assert_eq!(dead.total, 1);
-        assert_eq!(dead.reasons, [Some("user 00u2 has no email address".into())]);
-        assert_eq!(q.dead_letters(0).await.unwrap().reasons, Vec::<Option<String>>::new());
+        assert_eq!(
+            dead.reasons,
+            [Some("user 00u2 has no email address".into())]
+        );
+        assert_eq!(
+            q.dead_letters(0).await.unwrap().reasons,
+            Vec::<Option<String>>::new()
+        );
         assert!(q.ack(&worked).await.is_ok());
         assert_eq!(q.depth(), (1, 1), "reading took nothing");
     }

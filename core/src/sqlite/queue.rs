@@ -5,7 +5,9 @@ use chrono::{DateTime, Utc};
 use rusqlite::{params, OptionalExtension};
 
 use super::{SqliteDb, SqliteError};
-use crate::queue::{DeadLetterReasons, Queue, QueueError, QueueFigures, QueueMessage, QueueMonitor};
+use crate::queue::{
+    DeadLetterReasons, Queue, QueueError, QueueFigures, QueueMessage, QueueMonitor,
+};
 
 /// A message handed to the worker; it stays in the queue until acked, retried or dead-lettered,
 /// so a crash mid-work means it is simply worked again.
@@ -435,11 +437,18 @@ mod tests {
             .figures(Utc::now() + chrono::Duration::seconds(90))
             .await
             .unwrap();
-        assert_eq!((later.visible, later.not_visible), (2, 0), "its lease ran out");
+        assert_eq!(
+            (later.visible, later.not_visible),
+            (2, 0),
+            "its lease ran out"
+        );
         assert!(later.oldest_age_seconds.unwrap() >= 89, "{later:?}");
         let dead = db.dead_letters(10).await.unwrap();
         assert_eq!(dead.total, 1);
-        assert_eq!(dead.reasons, [Some("user 00u2 has no email address".into())]);
+        assert_eq!(
+            dead.reasons,
+            [Some("user 00u2 has no email address".into())]
+        );
         assert!(db.dead_letters(0).await.unwrap().reasons.is_empty());
         db.ack(&worked).await.unwrap();
         assert_eq!(db.depth().await.unwrap(), (1, 1), "reading took nothing");

@@ -95,11 +95,7 @@ fn short(reason: &str) -> String {
 }
 
 impl SweepSummary {
-    pub fn of(
-        report: &SweepReport,
-        started_at: DateTime<Utc>,
-        finished_at: DateTime<Utc>,
-    ) -> Self {
+    pub fn of(report: &SweepReport, started_at: DateTime<Utc>, finished_at: DateTime<Utc>) -> Self {
         let (credential, credential_reason) = match &report.credential {
             CredentialCheck::Accepted => ("accepted", None),
             CredentialCheck::Rejected { reason } => ("rejected", Some(short(reason))),
@@ -260,7 +256,10 @@ mod tests {
             "cut, with an ellipsis"
         );
         assert_eq!(
-            (read.reconciliation[0].outcome.as_str(), read.reconciliation[0].users),
+            (
+                read.reconciliation[0].outcome.as_str(),
+                read.reconciliation[0].users
+            ),
             ("enqueued", 3)
         );
         assert_eq!((read.invites.checked, read.invites.unaccepted), (2, 1));

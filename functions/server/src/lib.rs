@@ -3,9 +3,9 @@
 
 pub mod console;
 pub mod held;
-pub mod status;
 mod http;
 mod metrics;
+pub mod status;
 mod sweep_loop;
 mod worker_loop;
 

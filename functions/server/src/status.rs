@@ -173,11 +173,12 @@ pub async fn read(console: &Console, settings: &Settings, now: DateTime<Utc>) ->
             })
             .map_err(|e| e.to_string()),
     );
-    let last_sweep = keep.part(
-        "last sweep",
-        last_sweep(store).await.map_err(|e| e.to_string()),
-    )
-    .flatten();
+    let last_sweep = keep
+        .part(
+            "last sweep",
+            last_sweep(store).await.map_err(|e| e.to_string()),
+        )
+        .flatten();
     let tenant = settings.entra_tenant();
     let subscriptions = keep.part(
         "graph subscriptions",
@@ -202,7 +203,10 @@ pub async fn read(console: &Console, settings: &Settings, now: DateTime<Utc>) ->
     );
     let invitations = keep.part(
         "invitations",
-        store.invitation_counts(now).await.map_err(|e| e.to_string()),
+        store
+            .invitation_counts(now)
+            .await
+            .map_err(|e| e.to_string()),
     );
     let held = keep.part(
         "held deprovisions",
@@ -349,7 +353,10 @@ pub fn render(status: &Status) -> String {
         },
         None => line("breaker", unreadable),
     }
-    match (&status.last_sweep, status.errors.iter().any(|e| e.starts_with("last sweep"))) {
+    match (
+        &status.last_sweep,
+        status.errors.iter().any(|e| e.starts_with("last sweep")),
+    ) {
         (Some(s), _) => {
             let took = (s.finished_at - s.started_at).num_seconds().max(0);
             line(
@@ -380,11 +387,7 @@ pub fn render(status: &Status) -> String {
                 let label = if i == 0 { "subscriptions" } else { "" };
                 line(
                     label,
-                    &format!(
-                        "{:<7}expires {} ({when})",
-                        s.resource,
-                        utc(s.expires_at)
-                    ),
+                    &format!("{:<7}expires {} ({when})", s.resource, utc(s.expires_at)),
                 );
             }
         }
@@ -470,7 +473,9 @@ fn sweep_details(s: &SweepSummary) -> Vec<String> {
         i.checked, i.resent, i.accepted, i.withdrawn, i.unaccepted, i.unchecked
     ));
     if let Some(unknown) = s.drift_unknown {
-        lines.push(format!("drift: {unknown} target users unknown to the relay"));
+        lines.push(format!(
+            "drift: {unknown} target users unknown to the relay"
+        ));
     }
     let d = &s.deprovisions;
     lines.push(match &d.error {
@@ -515,8 +520,7 @@ mod tests {
         assert_eq!(
             grouped[0],
             ReasonCount {
-                reason: "user <id> has no email address, which the target needs as userName"
-                    .into(),
+                reason: "user <id> has no email address, which the target needs as userName".into(),
                 count: 2
             }
         );
