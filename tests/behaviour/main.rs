@@ -4,6 +4,7 @@
 //! AWS, each test also checks that every AWS call a function made is granted to it by
 //! `infra/template.yaml`.
 
+mod console;
 mod datadog;
 mod deprovision;
 mod entra;
@@ -53,6 +54,7 @@ macro_rules! on_every_backend {
 
 on_every_backend!(
     history::a_users_history_tells_each_finished_trigger_by_id_or_email_without_values,
+    console::status_shows_queue_dead_letters_breaker_last_sweep_subscription_invitations_and_holds,
     deprovision::a_scope_change_deactivating_50_of_200_deactivates_the_limit_and_holds_the_rest,
     deprovision::the_breaker_window_rolls_and_held_users_stay_held_until_decided,
     lifecycle::okta_lifecycle_creates_updates_deactivates_and_ignores_duplicates,

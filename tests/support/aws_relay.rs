@@ -16,7 +16,7 @@ use scim_relay_core::clock::Clock;
 use scim_relay_core::config::Settings;
 use scim_relay_core::consumer::ConsumerPolicy;
 use scim_relay_core::ingress::Ingress;
-use scim_relay_core::queue::sqs::SqsQueue;
+use scim_relay_core::queue::sqs::{SqsQueue, SqsQueueMonitor};
 use scim_relay_core::state::dynamodb::DynamoStateStore;
 use scim_relay_core::sweeper::SweepReport;
 use scim_relay_sweeper::SweeperLambda;
@@ -100,6 +100,15 @@ impl AwsRelay {
     /// The work queue, written directly (not as any function: an operator's command).
     pub fn work_queue(&self) -> SqsQueue {
         SqsQueue::new(self.sqs.clone(), self.queues.url.clone())
+    }
+
+    /// The work queue and the DLQ as `scim-relay status --aws` reads them (not as any
+    /// function: with the operator's credentials).
+    pub fn queue_monitor(&self) -> SqsQueueMonitor {
+        SqsQueueMonitor {
+            work: self.work_queue(),
+            dead_letters: Some(SqsQueue::new(self.sqs.clone(), self.queues.dlq_url.clone())),
+        }
     }
 
     /// The state table, read directly (not as any function).

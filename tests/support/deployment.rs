@@ -333,17 +333,42 @@ impl Deployment {
     pub async fn command(&self, words: &[&str]) -> Result<String, String> {
         use scim_relay_server::console::{parse, run, Console};
         let command = parse(words).map_err(|e| e.to_string())?;
-        let console = match self.backend {
+        let console = match &self.relay {
             #[cfg(feature = "servers")]
-            Backend::Sqlite => Console::sqlite(&self.settings)?,
-            _ => Console {
+            Relay::Sqlite { .. } => Console::sqlite(&self.settings)?,
+            Relay::Memory(m) => Console {
                 store: self.store(),
                 queue: self.work_queue(),
+                breaker: Arc::new(m.store.clone()),
+                queue_monitor: Arc::new(m.queue.clone()),
+            },
+            // The operator's credentials: none of these calls is a function's.
+            #[cfg(feature = "servers")]
+            Relay::Aws(aws) => Console {
+                store: self.store(),
+                queue: self.work_queue(),
+                breaker: Arc::new(aws.store().clone()),
+                queue_monitor: Arc::new(aws.queue_monitor()),
             },
         };
         let mut out = Vec::new();
         run(&console, &self.settings, command, &mut out).await?;
         Ok(String::from_utf8_lossy(&out).into_owned())
+    }
+
+    /// Opens the target-credential breaker until `until`, as a refused call would.
+    pub async fn open_breaker(&self, until: chrono::DateTime<chrono::Utc>) {
+        use scim_relay_core::breaker::CredentialBreaker;
+        let opened = match &self.relay {
+            Relay::Memory(m) => m.store.open(until).await,
+            #[cfg(feature = "servers")]
+            Relay::Sqlite { relay, .. } => {
+                relay.as_ref().expect("relay running").db.open(until).await
+            }
+            #[cfg(feature = "servers")]
+            Relay::Aws(aws) => aws.store().open(until).await,
+        };
+        opened.expect("breaker writable");
     }
 
     /// While set, the relay's writes that record a target account fail: the target has acted,

@@ -10,13 +10,17 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::consumer::{ClaimQueue, Delivery, WorkQueue};
-use crate::queue::{Queue, QueueError, QueueMessage};
+use crate::queue::{
+    DeadLetterReasons, Queue, QueueError, QueueFigures, QueueMessage, QueueMonitor,
+};
 
 #[derive(Debug, Clone)]
 struct Queued {
     id: u64,
     message: QueueMessage,
     visible_at: DateTime<Utc>,
+    /// When it was queued (the oldest message's wait is an operator's figure).
+    enqueued_at: DateTime<Utc>,
     attempts: u32,
     claim: Option<String>,
 }
@@ -113,10 +117,12 @@ fn push(inner: &mut Inner, message: QueueMessage) {
     }
     inner.next_id += 1;
     let id = inner.next_id;
+    let now = Utc::now();
     inner.queued.push(Queued {
         id,
         message,
-        visible_at: Utc::now(),
+        visible_at: now,
+        enqueued_at: now,
         attempts: 0,
         claim: None,
     });
@@ -217,6 +223,35 @@ impl WorkQueue for MemoryQueue {
     }
 }
 
+#[async_trait]
+impl QueueMonitor for MemoryQueue {
+    async fn figures(&self, now: DateTime<Utc>) -> Result<QueueFigures, QueueError> {
+        let inner = self.lock();
+        let visible = inner.queued.iter().filter(|q| q.visible_at <= now).count() as u64;
+        let oldest = inner.queued.iter().map(|q| q.enqueued_at).min();
+        Ok(QueueFigures {
+            messages: inner.queued.len() as u64,
+            visible,
+            not_visible: inner.queued.len() as u64 - visible,
+            delayed: None,
+            oldest_age_seconds: Some(oldest.map_or(0, |t| (now - t).num_seconds().max(0) as u64)),
+        })
+    }
+
+    async fn dead_letters(&self, limit: usize) -> Result<DeadLetterReasons, QueueError> {
+        let inner = self.lock();
+        Ok(DeadLetterReasons {
+            total: inner.dead.len() as u64,
+            reasons: inner
+                .dead
+                .iter()
+                .take(limit)
+                .map(|(_, reason)| Some(reason.clone()))
+                .collect(),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -293,5 +328,47 @@ mod tests {
             .renew(&second, t0 + chrono::Duration::seconds(52), lease)
             .await
             .unwrap());
+    }
+
+    #[tokio::test]
+    async fn an_operator_reads_depth_age_and_dead_letter_reasons_without_taking_work() {
+        let q = MemoryQueue::default();
+        let empty = q.figures(Utc::now()).await.unwrap();
+        assert_eq!((empty.messages, empty.oldest_age_seconds), (0, Some(0)));
+        q.enqueue(&[message("u1", "a"), message("u2", "b"), message("u3", "c")])
+            .await
+            .unwrap();
+        let lease = Duration::from_secs(60);
+        let worked = q.claim(Utc::now(), lease).await.unwrap().unwrap();
+        let failed = q.claim(Utc::now(), lease).await.unwrap().unwrap();
+        q.dead_letter(&failed, "user 00u2 has no email address")
+            .await
+            .unwrap();
+        let later = Utc::now() + chrono::Duration::seconds(90);
+        let figures = q.figures(later).await.unwrap();
+        assert_eq!(
+            (figures.messages, figures.visible, figures.not_visible),
+            (2, 2, 0),
+            "the claim's lease ran out by then"
+        );
+        assert!(figures.oldest_age_seconds.unwrap() >= 89, "{figures:?}");
+        let now = q.figures(Utc::now()).await.unwrap();
+        assert_eq!(
+            (now.visible, now.not_visible),
+            (1, 1),
+            "one is being worked"
+        );
+        let dead = q.dead_letters(10).await.unwrap();
+        assert_eq!(dead.total, 1);
+        assert_eq!(
+            dead.reasons,
+            [Some("user 00u2 has no email address".into())]
+        );
+        assert_eq!(
+            q.dead_letters(0).await.unwrap().reasons,
+            Vec::<Option<String>>::new()
+        );
+        assert!(q.ack(&worked).await.is_ok());
+        assert_eq!(q.depth(), (1, 1), "reading took nothing");
     }
 }

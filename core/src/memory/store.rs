@@ -10,7 +10,9 @@ use chrono::{DateTime, Utc};
 use crate::breaker::CredentialBreaker;
 use crate::envelope::Source;
 use crate::history::HistoryEntry;
-use crate::state::{ProcessedEvent, StateStore, StoreError, SweepStore, UserKey, UserState};
+use crate::state::{
+    InvitationCounts, ProcessedEvent, StateStore, StoreError, SweepStore, UserKey, UserState,
+};
 
 /// A state store held in memory; clones share it (as handles on one database do).
 #[derive(Clone, Debug, Default)]
@@ -332,6 +334,16 @@ impl SweepStore for MemoryStore {
             .cursors
             .insert(name.to_string(), value.to_string());
         Ok(())
+    }
+
+    async fn invitation_counts(&self, now: DateTime<Utc>) -> Result<InvitationCounts, StoreError> {
+        let mut counts = InvitationCounts::default();
+        for (_, state) in self.tables().users.values() {
+            if let Some(invite) = &state.invite {
+                counts.count(invite, now);
+            }
+        }
+        Ok(counts)
     }
 }
 

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
 use chrono::{DateTime, Utc};
 
-use super::{Queue, QueueError, QueueMessage};
+use super::{DeadLetterReasons, Queue, QueueError, QueueFigures, QueueMessage, QueueMonitor};
 use crate::consumer::{Delivery, WorkQueue};
 
 /// SendMessageBatch takes at most ten entries.
@@ -135,6 +135,162 @@ impl SqsQueue {
                 moved += 1;
             }
         }
+    }
+}
+
+fn sqs_error(context: &str, e: impl std::error::Error + Send + Sync + 'static) -> QueueError {
+    QueueError(format!(
+        "{context}: {}",
+        aws_sdk_sqs::error::DisplayErrorContext(e)
+    ))
+}
+
+/// A deployment's SQS queues as an operator reads them (`scim-relay status --aws`), with the
+/// operator's own credentials: `GetQueueAttributes` on both; on the dead-letter queue,
+/// `ReceiveMessage` and `ChangeMessageVisibility` to read reasons. The work queue is never
+/// received from: a receive counts towards a message's `maxReceiveCount`, and hides it from
+/// the worker.
+#[derive(Clone, Debug)]
+pub struct SqsQueueMonitor {
+    pub work: SqsQueue,
+    /// `None` when `queue.dlq_url` is not set: the dead letters cannot be read then.
+    pub dead_letters: Option<SqsQueue>,
+}
+
+/// How long received dead letters stay hidden if making them visible again fails (the reader
+/// died): short, so a redrive soon sees them again.
+const DEAD_LETTER_READ_VISIBILITY: i32 = 30;
+
+impl SqsQueue {
+    /// `ApproximateNumberOfMessages`, `…NotVisible` and `…Delayed`.
+    async fn counts(&self) -> Result<(u64, u64, u64), QueueError> {
+        use aws_sdk_sqs::types::QueueAttributeName as A;
+        let out = self
+            .client
+            .get_queue_attributes()
+            .queue_url(&self.url)
+            .attribute_names(A::ApproximateNumberOfMessages)
+            .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
+            .attribute_names(A::ApproximateNumberOfMessagesDelayed)
+            .send()
+            .await
+            .map_err(|e| sqs_error(&format!("GetQueueAttributes on {}", self.url), e))?;
+        let count = |name: A| -> u64 {
+            out.attributes()
+                .and_then(|a| a.get(&name))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        Ok((
+            count(A::ApproximateNumberOfMessages),
+            count(A::ApproximateNumberOfMessagesNotVisible),
+            count(A::ApproximateNumberOfMessagesDelayed),
+        ))
+    }
+
+    /// Makes received messages visible again at once.
+    async fn release(&self, handles: &[String]) -> Result<(), QueueError> {
+        use aws_sdk_sqs::types::ChangeMessageVisibilityBatchRequestEntry as Entry;
+        for chunk in handles.chunks(BATCH) {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, handle)| {
+                    Entry::builder()
+                        .id(format!("m{i}"))
+                        .receipt_handle(handle)
+                        .visibility_timeout(0)
+                        .build()
+                        .map_err(|e| QueueError(e.to_string()))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let out = self
+                .client
+                .change_message_visibility_batch()
+                .queue_url(&self.url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| sqs_error("ChangeMessageVisibilityBatch", e))?;
+            if let Some(failed) = out.failed().first() {
+                return Err(QueueError(format!(
+                    "{} dead letters stay hidden for up to {DEAD_LETTER_READ_VISIBILITY} s: {} {}",
+                    out.failed().len(),
+                    failed.code(),
+                    failed.message().unwrap_or_default()
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl QueueMonitor for SqsQueueMonitor {
+    async fn figures(&self, _now: DateTime<Utc>) -> Result<QueueFigures, QueueError> {
+        let (visible, not_visible, delayed) = self.work.counts().await?;
+        Ok(QueueFigures {
+            messages: visible + not_visible + delayed,
+            visible,
+            not_visible,
+            delayed: Some(delayed),
+            // Only a receive shows a message's age, and this never receives from the work
+            // queue: CloudWatch's `ApproximateAgeOfOldestMessage` (the QueueAgeAlarm) has it.
+            oldest_age_seconds: None,
+        })
+    }
+
+    /// Receives up to `limit` dead letters (the DLQ has no redrive policy, so a receive costs
+    /// nothing but a moment's invisibility) and makes them visible again at once. On FIFO the
+    /// messages behind a received one in its group wait until it is visible again, so fewer
+    /// may be read than there are; the total is SQS's count all the same.
+    async fn dead_letters(&self, limit: usize) -> Result<DeadLetterReasons, QueueError> {
+        let dlq = self.dead_letters.as_ref().ok_or_else(|| {
+            QueueError("queue.dlq_url is not set: the dead letters cannot be read".into())
+        })?;
+        let (visible, not_visible, delayed) = dlq.counts().await?;
+        let total = visible + not_visible + delayed;
+        let mut reasons = Vec::new();
+        let mut handles = Vec::new();
+        let mut failure = None;
+        while reasons.len() < limit && (reasons.len() as u64) < visible {
+            let wanted = (limit - reasons.len()).min(BATCH) as i32;
+            let received = dlq
+                .client
+                .receive_message()
+                .queue_url(&dlq.url)
+                .max_number_of_messages(wanted)
+                .visibility_timeout(DEAD_LETTER_READ_VISIBILITY)
+                .message_attribute_names("reason")
+                .send()
+                .await;
+            let messages = match received {
+                Ok(out) => out.messages.unwrap_or_default(),
+                Err(e) => {
+                    failure = Some(sqs_error("ReceiveMessage on the dead-letter queue", e));
+                    break;
+                }
+            };
+            if messages.is_empty() {
+                break;
+            }
+            for m in messages {
+                let reason = m
+                    .message_attributes()
+                    .and_then(|a| a.get("reason"))
+                    .and_then(|v| v.string_value())
+                    .map(str::to_string);
+                reasons.push(reason);
+                handles.extend(m.receipt_handle().map(str::to_string));
+            }
+        }
+        // Released even when a receive failed: what was read must not stay hidden.
+        let released = dlq.release(&handles).await;
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        released?;
+        Ok(DeadLetterReasons { total, reasons })
     }
 }
 

@@ -5,7 +5,9 @@ use chrono::{DateTime, Utc};
 use rusqlite::{params, OptionalExtension};
 
 use super::{SqliteDb, SqliteError};
-use crate::queue::{Queue, QueueError, QueueMessage};
+use crate::queue::{
+    DeadLetterReasons, Queue, QueueError, QueueFigures, QueueMessage, QueueMonitor,
+};
 
 /// A message handed to the worker; it stays in the queue until acked, retried or dead-lettered,
 /// so a crash mid-work means it is simply worked again.
@@ -218,6 +220,49 @@ impl SqliteDb {
     }
 }
 
+#[async_trait]
+impl QueueMonitor for SqliteDb {
+    async fn figures(&self, now: DateTime<Utc>) -> Result<QueueFigures, QueueError> {
+        let at = now.timestamp_millis();
+        let (messages, visible): (u64, u64) = self
+            .run(move |conn| {
+                Ok(conn.query_row(
+                    "SELECT COUNT(*), COALESCE(SUM(visible_at <= ?1), 0) FROM queue",
+                    params![at],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?)
+            })
+            .await
+            .map_err(|e| QueueError(e.0))?;
+        let oldest = self
+            .oldest_queued_age(now)
+            .await
+            .map_err(|e| QueueError(e.0))?;
+        Ok(QueueFigures {
+            messages,
+            visible,
+            not_visible: messages.saturating_sub(visible),
+            delayed: None,
+            oldest_age_seconds: Some(oldest),
+        })
+    }
+
+    async fn dead_letters(&self, limit: usize) -> Result<DeadLetterReasons, QueueError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.run(move |conn| {
+            let total: u64 =
+                conn.query_row("SELECT COUNT(*) FROM dead_letters", [], |r| r.get(0))?;
+            let mut stmt = conn.prepare("SELECT reason FROM dead_letters ORDER BY id LIMIT ?1")?;
+            let reasons = stmt
+                .query_map(params![limit], |r| r.get::<_, String>(0).map(Some))?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(DeadLetterReasons { total, reasons })
+        })
+        .await
+        .map_err(|e| QueueError(e.0))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -365,6 +410,48 @@ mod tests {
             .renew(&second, t0 + chrono::Duration::seconds(52), lease)
             .await
             .unwrap());
+        let _ = std::fs::remove_file(path);
+    }
+
+    #[tokio::test]
+    async fn an_operator_reads_depth_age_and_dead_letter_reasons_without_taking_work() {
+        let (db, path) = temp_db();
+        let empty = db.figures(Utc::now()).await.unwrap();
+        assert_eq!((empty.messages, empty.oldest_age_seconds), (0, Some(0)));
+        db.enqueue(&[msg("a", "1"), msg("b", "2"), msg("c", "3")])
+            .await
+            .unwrap();
+        let now = Utc::now();
+        let worked = db.next_message(now, LEASE).await.unwrap().unwrap();
+        let failed = db.next_message(now, LEASE).await.unwrap().unwrap();
+        db.dead_letter(&failed, "user 00u2 has no email address")
+            .await
+            .unwrap();
+        let figures = db.figures(Utc::now()).await.unwrap();
+        assert_eq!(
+            (figures.messages, figures.visible, figures.not_visible),
+            (2, 1, 1),
+            "one is being worked"
+        );
+        let later = db
+            .figures(Utc::now() + chrono::Duration::seconds(90))
+            .await
+            .unwrap();
+        assert_eq!(
+            (later.visible, later.not_visible),
+            (2, 0),
+            "its lease ran out"
+        );
+        assert!(later.oldest_age_seconds.unwrap() >= 89, "{later:?}");
+        let dead = db.dead_letters(10).await.unwrap();
+        assert_eq!(dead.total, 1);
+        assert_eq!(
+            dead.reasons,
+            [Some("user 00u2 has no email address".into())]
+        );
+        assert!(db.dead_letters(0).await.unwrap().reasons.is_empty());
+        db.ack(&worked).await.unwrap();
+        assert_eq!(db.depth().await.unwrap(), (1, 1), "reading took nothing");
         let _ = std::fs::remove_file(path);
     }
 }

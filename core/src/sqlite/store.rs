@@ -7,7 +7,10 @@ use rusqlite::{params, OptionalExtension};
 
 use super::{SqliteDb, SqliteError};
 use crate::history::HistoryEntry;
-use crate::state::{ProcessedEvent, StateStore, StoreError, SweepStore, UserKey, UserState};
+use crate::state::{
+    InvitationCounts, InviteState, ProcessedEvent, StateStore, StoreError, SweepStore, UserKey,
+    UserState,
+};
 
 impl From<SqliteError> for StoreError {
     fn from(e: SqliteError) -> Self {
@@ -487,6 +490,29 @@ impl SweepStore for SqliteDb {
                 Ok(())
             })
             .await?)
+    }
+
+    async fn invitation_counts(&self, now: DateTime<Utc>) -> Result<InvitationCounts, StoreError> {
+        // Not the invite_due index: it holds pending invitations only.
+        let invites: Vec<String> = self
+            .run(|conn| {
+                let mut stmt = conn.prepare(
+                    "SELECT json_extract(doc, '$.invite') FROM users
+                     WHERE json_type(doc, '$.invite') = 'object'",
+                )?;
+                let rows = stmt
+                    .query_map([], |r| r.get(0))?
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(rows)
+            })
+            .await?;
+        let mut counts = InvitationCounts::default();
+        for json in invites {
+            let invite: InviteState = serde_json::from_str(&json)
+                .map_err(|e| StoreError::Backend(format!("invitation unreadable: {e}")))?;
+            counts.count(&invite, now);
+        }
+        Ok(counts)
     }
 }
 

@@ -21,7 +21,9 @@ use aws_sdk_dynamodb::types::{AttributeValue, Put, PutRequest, TransactWriteItem
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
 
-use super::{ProcessedEvent, StateStore, StoreError, SweepStore, UserKey, UserState};
+use super::{
+    InvitationCounts, ProcessedEvent, StateStore, StoreError, SweepStore, UserKey, UserState,
+};
 
 /// The sparse index of pending invitations (`infra/template.yaml` creates it).
 pub const INVITES_INDEX: &str = "invites-due";
@@ -618,6 +620,17 @@ impl SweepStore for DynamoStateStore {
                 pk.strip_prefix(&prefix).map(str::to_string)
             })
             .collect())
+    }
+
+    async fn invitation_counts(&self, now: DateTime<Utc>) -> Result<InvitationCounts, StoreError> {
+        // The invites-due index holds pending invitations only; given-up ones need the scan.
+        let mut counts = InvitationCounts::default();
+        for item in self.scan_prefix("USER#", None, "doc").await? {
+            if let Some(invite) = &state_doc(&item)?.invite {
+                counts.count(invite, now);
+            }
+        }
+        Ok(counts)
     }
 
     async fn load_cursor(&self, name: &str) -> Result<Option<String>, StoreError> {

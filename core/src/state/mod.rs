@@ -74,6 +74,31 @@ impl InviteState {
     }
 }
 
+/// Invitations as an operator counts them (`scim-relay status`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct InvitationCounts {
+    /// Sent and not accepted yet: the sweeper still chases them.
+    pub pending: u64,
+    /// Of those, past their expiry: the sweeper's next run re-sends them or gives up.
+    pub past_expiry: u64,
+    /// Every allowed invitation expired unaccepted: reported, not re-sent.
+    pub unaccepted: u64,
+}
+
+impl InvitationCounts {
+    /// Counts one user's invitation as it stands at `now`.
+    pub fn count(&mut self, invite: &InviteState, now: DateTime<Utc>) {
+        match invite.outcome {
+            None => {
+                self.pending += 1;
+                self.past_expiry += u64::from(invite.expires_at <= now);
+            }
+            Some(InviteOutcome::Unaccepted { .. }) => self.unaccepted += 1,
+            Some(InviteOutcome::Accepted { .. } | InviteOutcome::Withdrawn { .. }) => {}
+        }
+    }
+}
+
 /// The last state the worker applied to the target for one user.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UserState {
@@ -196,6 +221,10 @@ pub trait SweepStore: StateStore {
     ) -> Result<Vec<String>, StoreError>;
 
     async fn save_cursor(&self, name: &str, value: &str) -> Result<(), StoreError>;
+
+    /// Invitations pending (and of those, past expiry at `now`) and given up on (an operator's
+    /// figure; a scan).
+    async fn invitation_counts(&self, now: DateTime<Utc>) -> Result<InvitationCounts, StoreError>;
 }
 
 #[async_trait]

@@ -7,6 +7,7 @@ mod drift;
 mod invites;
 mod reconcile;
 mod subscriptions;
+mod summary;
 
 use std::sync::Arc;
 
@@ -16,6 +17,11 @@ use sha2::Digest;
 
 pub use drift::{unknown_users, DriftReport};
 pub use invites::{invite_step, InviteStep};
+pub use subscriptions::recorded_subscriptions;
+pub use summary::{
+    last_sweep, record_last_sweep, DeprovisionSummary, FeedSummary, InviteSummary,
+    SubscriptionSummary, SweepSummary, LAST_SWEEP,
+};
 
 use crate::breaker::CredentialBreaker;
 use crate::clock::Clock;
@@ -236,6 +242,9 @@ impl Sweeper {
 
     /// One run. Never fails as a whole: each part reports its own failure.
     pub async fn run(&self) -> SweepReport {
+        // Wall time, for the operator's "when did it last run": the domain clock may be a
+        // test's, days ahead.
+        let started_at = chrono::Utc::now();
         let credential = self.probe().await;
         if matches!(credential, CredentialCheck::Rejected { .. }) {
             // Wall time, as the queue's: the domain clock may be a test's, days ahead.
@@ -298,6 +307,11 @@ impl Sweeper {
             deprovisions,
         };
         tracing::info!(report = %serde_json::to_string(&report).unwrap_or_default(), "sweep finished");
+        let summary = SweepSummary::of(&report, started_at, chrono::Utc::now());
+        if let Err(e) = record_last_sweep(self.p.store.as_ref(), &summary).await {
+            // The run itself is done; only `scim-relay status` shows an older one.
+            tracing::warn!("the sweep's summary was not recorded: {e}");
+        }
         report
     }
 

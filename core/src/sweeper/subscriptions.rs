@@ -54,6 +54,30 @@ struct OwnedSubscription {
     client_state: String,
 }
 
+/// The Graph subscriptions the relay made for `tenant` and keeps, as recorded (an operator's
+/// view: `scim-relay status`); none when it does not own any.
+pub async fn recorded_subscriptions(
+    store: &dyn crate::state::SweepStore,
+    tenant: &str,
+) -> Result<Vec<GraphSubscription>, crate::state::StoreError> {
+    let mut recorded = Vec::new();
+    // Every resource the sweeper may subscribe to (see `wiring`): `groups` only while Entra
+    // groups scope provisioning, but one left from before is worth seeing too.
+    for resource in ["users", "groups"] {
+        let json = store.load_cursor(&cursor_name(tenant, resource)).await?;
+        // An empty record is none, as the sweeper reads it.
+        if let Some(json) = json.filter(|j| !j.is_empty()) {
+            let owned: OwnedSubscription = serde_json::from_str(&json).map_err(|e| {
+                crate::state::StoreError::Backend(format!(
+                    "stored {resource} subscription unreadable: {e}"
+                ))
+            })?;
+            recorded.push(owned.sub);
+        }
+    }
+    Ok(recorded)
+}
+
 impl Sweeper {
     async fn stored_subscription(
         &self,

@@ -1,4 +1,4 @@
-//! The operator's commands (`held`, …) and where they act: the standalone SQLite file, or
+//! The operator's commands (`held`, `history`, `status`…) and where they act: the standalone SQLite file, or
 //! (built with `--features aws`, `--aws`) a Lambda deployment's table and queue with the
 //! operator's own AWS credentials. In the library, so the behaviour suite runs the very
 //! commands on every backend.
@@ -7,12 +7,14 @@ use std::io::Write;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
+use scim_relay_core::breaker::CredentialBreaker;
 use scim_relay_core::config::Settings;
-use scim_relay_core::queue::Queue;
+use scim_relay_core::queue::{Queue, QueueMonitor};
 use scim_relay_core::state::SweepStore;
 
 use crate::held::HeldArgs;
 use crate::history::HistoryArgs;
+use crate::status::StatusArgs;
 
 /// How a command prints what a script would read.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -29,6 +31,9 @@ pub enum ConsoleCommand {
     Held(HeldArgs),
     /// One user's timeline (every trigger finished for them) and the record the relay keeps.
     History(HistoryArgs),
+    /// The deployment at a glance: queue, dead letters by reason, the credential breaker, the
+    /// sweeper's last run, Graph subscriptions, invitations, held deprovisions.
+    Status(StatusArgs),
 }
 
 /// A console command on its own (the words after `scim-relay`), as the suite gives it.
@@ -57,6 +62,7 @@ pub async fn run(
     match command {
         ConsoleCommand::Held(args) => crate::held::run(console, settings, args, out).await,
         ConsoleCommand::History(args) => crate::history::run(console, settings, args, out).await,
+        ConsoleCommand::Status(args) => crate::status::run(console, settings, args, out).await,
     }
 }
 
@@ -64,6 +70,10 @@ pub async fn run(
 pub struct Console {
     pub store: Arc<dyn SweepStore>,
     pub queue: Arc<dyn Queue>,
+    /// The target-credential breaker (kept in the state store on every backend).
+    pub breaker: Arc<dyn CredentialBreaker>,
+    /// The work queue's figures and the dead letters, read without taking anything.
+    pub queue_monitor: Arc<dyn QueueMonitor>,
 }
 
 impl Console {
@@ -80,7 +90,9 @@ impl Console {
             .map_err(|e| format!("cannot open {}: {e}", settings.database))?;
         Ok(Self {
             store: Arc::new(db.clone()),
-            queue: Arc::new(db),
+            queue: Arc::new(db.clone()),
+            breaker: Arc::new(db.clone()),
+            queue_monitor: Arc::new(db),
         })
     }
 
@@ -93,17 +105,28 @@ impl Console {
         scim_relay_core::aws::resolve_secrets(settings, &sdk)
             .await
             .map_err(|e| e.to_string())?;
+        use scim_relay_core::queue::sqs::{SqsQueue, SqsQueueMonitor};
         let table = required(&settings.store.table, "store.table").map_err(|e| e.to_string())?;
         let url = required(&settings.queue.url, "queue.url").map_err(|e| e.to_string())?;
+        let store = scim_relay_core::state::dynamodb::DynamoStateStore::new(
+            scim_relay_core::aws::dynamodb::Client::new(&sdk),
+            table.to_string(),
+        );
+        let sqs = scim_relay_core::aws::sqs::Client::new(&sdk);
+        let work = SqsQueue::new(sqs.clone(), url.to_string());
+        // `held` needs no dead-letter queue: without `queue.dlq_url` only `status`'s dead
+        // letters are unreadable.
+        let dead_letters = settings
+            .queue
+            .dlq_url
+            .as_deref()
+            .filter(|u| !u.is_empty())
+            .map(|u| SqsQueue::new(sqs, u.to_string()));
         Ok(Self {
-            store: Arc::new(scim_relay_core::state::dynamodb::DynamoStateStore::new(
-                scim_relay_core::aws::dynamodb::Client::new(&sdk),
-                table.to_string(),
-            )),
-            queue: Arc::new(scim_relay_core::queue::sqs::SqsQueue::new(
-                scim_relay_core::aws::sqs::Client::new(&sdk),
-                url.to_string(),
-            )),
+            store: Arc::new(store.clone()),
+            queue: Arc::new(work.clone()),
+            breaker: Arc::new(store),
+            queue_monitor: Arc::new(SqsQueueMonitor { work, dead_letters }),
         })
     }
 

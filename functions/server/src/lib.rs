@@ -7,6 +7,7 @@ pub mod history;
 mod http;
 pub mod logging;
 mod metrics;
+pub mod status;
 mod sweep_loop;
 mod worker_loop;
 
