@@ -1,0 +1,110 @@
+//! The operator's commands (`held`, …) and where they act: the standalone SQLite file, or
+//! (built with `--features aws`, `--aws`) a Lambda deployment's table and queue with the
+//! operator's own AWS credentials. In the library, so the behaviour suite runs the very
+//! commands on every backend.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use scim_relay_core::config::Settings;
+use scim_relay_core::queue::Queue;
+use scim_relay_core::state::SweepStore;
+
+use crate::held::HeldArgs;
+
+/// How a command prints what a script would read.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Output {
+    #[default]
+    Text,
+    Json,
+}
+
+/// The commands that read or steer a deployment (as opposed to running one).
+#[derive(Subcommand, Debug)]
+pub enum ConsoleCommand {
+    /// Deactivations and deletes the deprovisioning breaker holds: list, approve, reject.
+    Held(HeldArgs),
+}
+
+/// A console command on its own (the words after `scim-relay`), as the suite gives it.
+#[derive(Parser, Debug)]
+#[command(name = "scim-relay")]
+struct ConsoleLine {
+    #[command(subcommand)]
+    command: ConsoleCommand,
+}
+
+/// Parses the words after `scim-relay` (`held approve jane@example.com`).
+pub fn parse(words: &[&str]) -> Result<ConsoleCommand, clap::Error> {
+    let words = std::iter::once("scim-relay").chain(words.iter().copied());
+    ConsoleLine::try_parse_from(words).map(|line| line.command)
+}
+
+/// Runs a console command against `console`, writing what an operator reads to `out`. An
+/// error is the message for stderr (exit status 1). A closed pipe (`| head`) ends the output,
+/// not the process.
+pub async fn run(
+    console: &Console,
+    settings: &Settings,
+    command: ConsoleCommand,
+    out: &mut dyn Write,
+) -> Result<(), String> {
+    match command {
+        ConsoleCommand::Held(args) => crate::held::run(console, settings, args, out).await,
+    }
+}
+
+/// Where a console command reads and acts: the deployment's state store and work queue.
+pub struct Console {
+    pub store: Arc<dyn SweepStore>,
+    pub queue: Arc<dyn Queue>,
+}
+
+impl Console {
+    /// The standalone deployment's file; it must exist (a mistyped path is not a new, empty
+    /// relay).
+    pub fn sqlite(settings: &Settings) -> Result<Self, String> {
+        if !std::path::Path::new(&settings.database).exists() {
+            return Err(format!(
+                "no database at {} (set `database` as the server has it)",
+                settings.database
+            ));
+        }
+        let db = scim_relay_core::sqlite::SqliteDb::open(&settings.database)
+            .map_err(|e| format!("cannot open {}: {e}", settings.database))?;
+        Ok(Self {
+            store: Arc::new(db.clone()),
+            queue: Arc::new(db),
+        })
+    }
+
+    /// A Lambda deployment's table and queue, with the caller's AWS credentials. Secrets given
+    /// as ARNs (the queue signing key) are read with them too.
+    #[cfg(feature = "aws")]
+    pub async fn aws(settings: &mut Settings) -> Result<Self, String> {
+        use scim_relay_core::config::required;
+        let sdk = scim_relay_core::aws::sdk_config().await;
+        scim_relay_core::aws::resolve_secrets(settings, &sdk)
+            .await
+            .map_err(|e| e.to_string())?;
+        let table = required(&settings.store.table, "store.table").map_err(|e| e.to_string())?;
+        let url = required(&settings.queue.url, "queue.url").map_err(|e| e.to_string())?;
+        Ok(Self {
+            store: Arc::new(scim_relay_core::state::dynamodb::DynamoStateStore::new(
+                scim_relay_core::aws::dynamodb::Client::new(&sdk),
+                table.to_string(),
+            )),
+            queue: Arc::new(scim_relay_core::queue::sqs::SqsQueue::new(
+                scim_relay_core::aws::sqs::Client::new(&sdk),
+                url.to_string(),
+            )),
+        })
+    }
+
+    #[cfg(not(feature = "aws"))]
+    pub async fn aws(_: &mut Settings) -> Result<Self, String> {
+        Err("this scim-relay was built without AWS support: cargo install --features aws".into())
+    }
+}
