@@ -333,13 +333,19 @@ impl Deployment {
     pub async fn command(&self, words: &[&str]) -> Result<String, String> {
         use scim_relay_server::console::{parse, run, Console};
         let command = parse(words).map_err(|e| e.to_string())?;
-        let console = match self.backend {
+        let console = match &self.relay {
+            Relay::Memory(m) => {
+                let console = Console::new(Arc::new(m.store.clone()), self.work_queue());
+                // The in-memory provider is reached in-process, never by the settings' URL.
+                match self.target.memory_target() {
+                    Some(target) => console.with_target(Arc::new(target)),
+                    None => console,
+                }
+            }
             #[cfg(feature = "servers")]
-            Backend::Sqlite => Console::sqlite(&self.settings)?,
-            _ => Console {
-                store: self.store(),
-                queue: self.work_queue(),
-            },
+            Relay::Sqlite { .. } => Console::sqlite(&self.settings)?,
+            #[cfg(feature = "servers")]
+            Relay::Aws(aws) => Console::new(Arc::new(aws.store().clone()), self.work_queue()),
         };
         let mut out = Vec::new();
         run(&console, &self.settings, command, &mut out).await?;

@@ -1,4 +1,4 @@
-//! The operator's commands (`held`, …) and where they act: the standalone SQLite file, or
+//! The operator's commands (`held`, `plan`, `sync`, …) and where they act: the standalone SQLite file, or
 //! (built with `--features aws`, `--aws`) a Lambda deployment's table and queue with the
 //! operator's own AWS credentials. In the library, so the behaviour suite runs the very
 //! commands on every backend.
@@ -9,9 +9,13 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 use scim_relay_core::config::Settings;
 use scim_relay_core::queue::Queue;
-use scim_relay_core::state::SweepStore;
+use scim_relay_core::scim::ScimTarget;
+use scim_relay_core::state::{StateStore, SweepStore};
+use scim_relay_core::wiring;
 
 use crate::held::HeldArgs;
+use crate::plan::PlanArgs;
+use crate::sync::SyncArgs;
 
 /// How a command prints what a script would read.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -26,6 +30,11 @@ pub enum Output {
 pub enum ConsoleCommand {
     /// Deactivations and deletes the deprovisioning breaker holds: list, approve, reject.
     Held(HeldArgs),
+    /// Preview what converging would do to every user in scope (adopt, create, update,
+    /// deactivate, conflicts, protected accounts), writing nothing anywhere.
+    Plan(PlanArgs),
+    /// Apply one user now, through the worker, and print what was done.
+    Sync(SyncArgs),
 }
 
 /// A console command on its own (the words after `scim-relay`), as the suite gives it.
@@ -53,16 +62,47 @@ pub async fn run(
 ) -> Result<(), String> {
     match command {
         ConsoleCommand::Held(args) => crate::held::run(console, settings, args, out).await,
+        ConsoleCommand::Plan(args) => crate::plan::run(console, settings, args, out).await,
+        ConsoleCommand::Sync(args) => crate::sync::run(console, settings, args, out).await,
     }
 }
 
-/// Where a console command reads and acts: the deployment's state store and work queue.
+/// Where a console command reads and acts: the deployment's state store and work queue, and
+/// the directories and target its settings name.
 pub struct Console {
     pub store: Arc<dyn SweepStore>,
+    /// The same store, as a worker takes it (`sync`).
+    pub worker_store: Arc<dyn StateStore>,
     pub queue: Arc<dyn Queue>,
+    /// A SCIM target to use instead of the one the settings name (the suite's in-memory
+    /// provider, which no URL reaches).
+    pub target: Option<Arc<dyn ScimTarget>>,
 }
 
 impl Console {
+    pub fn new<S: SweepStore + 'static>(store: Arc<S>, queue: Arc<dyn Queue>) -> Self {
+        Self {
+            store: store.clone(),
+            worker_store: store,
+            queue,
+            target: None,
+        }
+    }
+
+    pub fn with_target(mut self, target: Arc<dyn ScimTarget>) -> Self {
+        self.target = Some(target);
+        self
+    }
+
+    /// The directories and the target, as the worker builds them from the settings.
+    pub fn outbound(&self, settings: &Settings) -> Result<wiring::Outbound, String> {
+        let mut outbound = wiring::outbound(settings).map_err(|e| e.to_string())?;
+        if let Some(target) = &self.target {
+            outbound.target = target.clone();
+        }
+        Ok(outbound)
+    }
+
     /// The standalone deployment's file; it must exist (a mistyped path is not a new, empty
     /// relay).
     pub fn sqlite(settings: &Settings) -> Result<Self, String> {
@@ -74,10 +114,7 @@ impl Console {
         }
         let db = scim_relay_core::sqlite::SqliteDb::open(&settings.database)
             .map_err(|e| format!("cannot open {}: {e}", settings.database))?;
-        Ok(Self {
-            store: Arc::new(db.clone()),
-            queue: Arc::new(db),
-        })
+        Ok(Self::new(Arc::new(db.clone()), Arc::new(db)))
     }
 
     /// A Lambda deployment's table and queue, with the caller's AWS credentials. Secrets given
@@ -91,16 +128,16 @@ impl Console {
             .map_err(|e| e.to_string())?;
         let table = required(&settings.store.table, "store.table").map_err(|e| e.to_string())?;
         let url = required(&settings.queue.url, "queue.url").map_err(|e| e.to_string())?;
-        Ok(Self {
-            store: Arc::new(scim_relay_core::state::dynamodb::DynamoStateStore::new(
+        Ok(Self::new(
+            Arc::new(scim_relay_core::state::dynamodb::DynamoStateStore::new(
                 scim_relay_core::aws::dynamodb::Client::new(&sdk),
                 table.to_string(),
             )),
-            queue: Arc::new(scim_relay_core::queue::sqs::SqsQueue::new(
+            Arc::new(scim_relay_core::queue::sqs::SqsQueue::new(
                 scim_relay_core::aws::sqs::Client::new(&sdk),
                 url.to_string(),
             )),
-        })
+        ))
     }
 
     #[cfg(not(feature = "aws"))]

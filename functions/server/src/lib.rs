@@ -5,7 +5,9 @@ pub mod console;
 pub mod held;
 mod http;
 mod metrics;
+pub mod plan;
 mod sweep_loop;
+pub mod sync;
 mod worker_loop;
 
 use std::net::SocketAddr;
