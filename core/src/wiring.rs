@@ -123,7 +123,7 @@ where
         queue,
         clock.clone(),
     )?);
-    let worker = worker_from(settings, outbound, store.clone(), clock.clone())
+    let worker = worker(settings, outbound, store.clone(), clock.clone())
         .with_tenant_events(sweeper.clone());
     Ok(Engine {
         consumer: Consumer::new(Arc::new(worker), store, policy),
@@ -131,7 +131,25 @@ where
     })
 }
 
-fn worker_from(
+/// The directories whose users are provisioned, each with its full listing (the change feed read
+/// from no position, as the sweeper's full pass): source, tenant, feed.
+pub fn user_feeds(
+    settings: &Settings,
+    outbound: &Outbound,
+) -> Vec<(Source, String, Arc<dyn crate::directory::ChangeFeed>)> {
+    let mut feeds: Vec<(Source, String, Arc<dyn crate::directory::ChangeFeed>)> = Vec::new();
+    if let Some(okta) = &outbound.okta {
+        feeds.push((Source::Okta, settings.okta_tenant(), okta.clone()));
+    }
+    if let Some(entra) = &outbound.entra {
+        feeds.push((Source::Entra, settings.entra_tenant(), entra.clone()));
+    }
+    feeds
+}
+
+/// The worker of a deployment on `store` (the engine's, and the one `scim-relay plan` and
+/// `sync` use, so a preview and a sync decide as the running relay does).
+pub fn worker(
     settings: &Settings,
     outbound: &Outbound,
     store: Arc<dyn StateStore>,

@@ -14,6 +14,7 @@ mod history;
 mod ingress;
 mod lifecycle;
 mod ownership;
+mod preview;
 mod scope;
 mod sweeps;
 
@@ -68,6 +69,7 @@ on_every_backend!(
     ownership::protected_accounts_are_never_adopted_changed_or_deactivated,
     ownership::two_idp_users_with_one_email_never_share_or_switch_off_one_account,
     ownership::without_a_directory_an_event_never_adopts_or_switches_off_an_unrecorded_account,
+    preview::plan_previews_every_user_and_writes_nothing_then_sync_applies_one,
     ingress::a_wrong_secret_is_401_and_enqueues_nothing,
     ingress::the_graph_handshake_echoes_the_token_as_plain_text,
     ingress::malformed_and_oversized_bodies_are_refused_without_enqueueing,

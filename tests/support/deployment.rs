@@ -334,22 +334,27 @@ impl Deployment {
         use scim_relay_server::console::{parse, run, Console};
         let command = parse(words).map_err(|e| e.to_string())?;
         let console = match &self.relay {
+            Relay::Memory(m) => {
+                let console = Console::new(
+                    Arc::new(m.store.clone()),
+                    self.work_queue(),
+                    Arc::new(m.queue.clone()),
+                );
+                // The in-memory provider is reached in-process, never by the settings' URL.
+                match self.target.memory_target() {
+                    Some(target) => console.with_target(Arc::new(target)),
+                    None => console,
+                }
+            }
             #[cfg(feature = "servers")]
             Relay::Sqlite { .. } => Console::sqlite(&self.settings)?,
-            Relay::Memory(m) => Console {
-                store: self.store(),
-                queue: self.work_queue(),
-                breaker: Arc::new(m.store.clone()),
-                queue_monitor: Arc::new(m.queue.clone()),
-            },
             // The operator's credentials: none of these calls is a function's.
             #[cfg(feature = "servers")]
-            Relay::Aws(aws) => Console {
-                store: self.store(),
-                queue: self.work_queue(),
-                breaker: Arc::new(aws.store().clone()),
-                queue_monitor: Arc::new(aws.queue_monitor()),
-            },
+            Relay::Aws(aws) => Console::new(
+                Arc::new(aws.store().clone()),
+                self.work_queue(),
+                Arc::new(aws.queue_monitor()),
+            ),
         };
         let mut out = Vec::new();
         run(&console, &self.settings, command, &mut out).await?;

@@ -532,13 +532,7 @@ impl ScimTarget for MemoryTarget {
                 .iter()
                 .skip(skip)
                 .take(count as usize)
-                .filter_map(|u| {
-                    Some(ListedUser {
-                        id: id_of(u)?.to_string(),
-                        user_name: text(u, "userName")?.to_string(),
-                        active: u.get("active").and_then(Value::as_bool),
-                    })
-                })
+                .filter_map(ListedUser::from_resource)
                 .collect();
             Ok(UserPage {
                 users,

@@ -280,13 +280,7 @@ impl ScimTarget for HttpScimTarget {
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
-            .filter_map(|u| {
-                Some(ListedUser {
-                    id: u.get("id")?.as_str()?.to_string(),
-                    user_name: u.get("userName")?.as_str()?.to_string(),
-                    active: u.get("active").and_then(Value::as_bool),
-                })
-            })
+            .filter_map(ListedUser::from_resource)
             .collect();
         Ok(UserPage {
             users,

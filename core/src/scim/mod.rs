@@ -23,7 +23,7 @@ pub use plan::{
     any_named, create_in_doubt, guard_owner, guard_protected, plan, plan_groups, plan_hard_delete,
     GroupPlan, ScimPlan, OWNER_PROTECTED, PROTECTED,
 };
-pub use target::{DryRunTarget, ListedUser, ScimRecord, ScimTarget, UserPage};
+pub use target::{list_all_users, DryRunTarget, ListedUser, ScimRecord, ScimTarget, UserPage};
 
 pub const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 pub const ENTERPRISE_SCHEMA: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";

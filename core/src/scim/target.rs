@@ -22,6 +22,52 @@ pub struct ListedUser {
     pub id: String,
     pub user_name: String,
     pub active: Option<bool>,
+    /// The IdP's id the account was made for, where the target keeps `externalId`.
+    pub external_id: Option<String>,
+    /// The resource as listed, so a preview can tell which attributes an adoption would change.
+    pub resource: Value,
+}
+
+impl ListedUser {
+    /// The listed user of a SCIM User resource; `None` without an id or a userName.
+    pub fn from_resource(resource: &Value) -> Option<Self> {
+        let record = ScimRecord::from_resource(resource)?;
+        Some(Self {
+            id: record.id,
+            user_name: resource.get("userName")?.as_str()?.to_string(),
+            active: record.active,
+            external_id: record.external_id,
+            resource: resource.clone(),
+        })
+    }
+
+    /// The look-up's view of this account (what the worker acts on).
+    pub fn record(&self) -> ScimRecord {
+        ScimRecord {
+            id: self.id.clone(),
+            active: self.active,
+            external_id: self.external_id.clone(),
+        }
+    }
+}
+
+/// Every user the target has, page by page (`GET /Users?startIndex=…`): the drift report's and
+/// the plan's view of the target. Stops at an empty page or at `totalResults`.
+pub async fn list_all_users(target: &dyn ScimTarget) -> Result<Vec<ListedUser>, ScimError> {
+    const PAGE: u32 = 100;
+    const MAX_PAGES: u32 = 10_000;
+    let mut users = Vec::new();
+    let mut start = 1;
+    for _ in 0..MAX_PAGES {
+        let page = target.list_users(start, PAGE).await?;
+        let got = page.users.len() as u32;
+        users.extend(page.users);
+        start += got;
+        if got == 0 || start > page.total {
+            break;
+        }
+    }
+    Ok(users)
 }
 
 /// What the worker needs to know of an existing target user.

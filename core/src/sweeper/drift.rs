@@ -10,13 +10,11 @@ use serde::Serialize;
 use super::{FeedOutcome, FeedReport, Sweeper};
 use crate::config::DriftPolicy;
 use crate::deprovision::{take_slot, Slot};
-use crate::scim::{any_named, ListedUser, PatchOp};
+use crate::scim::{any_named, list_all_users, ListedUser, PatchOp};
 
 const CURSOR: &str = "drift/last-run";
 /// The unknown ids of the previous report: only those found again are deactivated.
 const CANDIDATES: &str = "drift/candidates";
-const PAGE: u32 = 100;
-const MAX_PAGES: u32 = 10_000;
 /// At most this many, or a tenth of the target's users if more, are deactivated in one run;
 /// above that the report says so and deactivates nobody (a bad read, not a real drift).
 const MIN_DEACTIVATION_CAP: usize = 5;
@@ -116,22 +114,9 @@ impl Sweeper {
     }
 
     async fn drift_now(&self) -> Result<DriftReport, String> {
-        let mut target = Vec::new();
-        let mut start = 1;
-        for _ in 0..MAX_PAGES {
-            let page = self
-                .p
-                .target
-                .list_users(start, PAGE)
-                .await
-                .map_err(|e| format!("cannot list target users: {e}"))?;
-            let got = page.users.len() as u32;
-            target.extend(page.users);
-            start += got;
-            if got == 0 || start > page.total {
-                break;
-            }
-        }
+        let target = list_all_users(self.p.target.as_ref())
+            .await
+            .map_err(|e| format!("cannot list target users: {e}"))?;
         let known = self
             .p
             .store
@@ -241,6 +226,8 @@ mod tests {
             id: id.into(),
             user_name: name.into(),
             active,
+            external_id: None,
+            resource: serde_json::Value::Null,
         }
     }
 

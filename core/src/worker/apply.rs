@@ -258,15 +258,7 @@ impl Worker {
         found: &ScimRecord,
         key: &UserKey,
     ) -> Result<(), WorkError> {
-        let other = match self.store.claimant(&found.id).await? {
-            Some(owner) if owner != *key => Some(owner.storage_id()),
-            _ => found
-                .external_id
-                .as_deref()
-                .filter(|ext| *ext != key.user_id && is_idp_user_id(key.source, ext))
-                .map(|ext| format!("{}#{}#{ext} (its externalId)", key.source, key.tenant)),
-        };
-        let Some(other) = other else {
+        let Some(other) = self.others_claim(found, key).await? else {
             return Ok(());
         };
         tracing::error!(
@@ -282,6 +274,24 @@ impl Worker {
             found.id,
             key.storage_id()
         )))
+    }
+
+    /// Who else the account found for `key` belongs to, if anyone: the user whose record
+    /// claims it, or the IdP user its externalId names. The rule [`Self::refuse_others_account`]
+    /// enforces and `plan` reports.
+    pub(super) async fn others_claim(
+        &self,
+        found: &ScimRecord,
+        key: &UserKey,
+    ) -> Result<Option<String>, WorkError> {
+        Ok(match self.store.claimant(&found.id).await? {
+            Some(owner) if owner != *key => Some(owner.storage_id()),
+            _ => found
+                .external_id
+                .as_deref()
+                .filter(|ext| *ext != key.user_id && is_idp_user_id(key.source, ext))
+                .map(|ext| format!("{}#{}#{ext} (its externalId)", key.source, key.tenant)),
+        })
     }
 
     /// Without a directory the event's word is all there is, and anyone holding the hook secret
@@ -302,16 +312,24 @@ impl Worker {
 
     /// Brings an adopted account to the desired attributes: we do not know what it holds.
     async fn adopt(&self, existing: &ScimRecord, user: &DesiredUser) -> Result<u32, WorkError> {
-        let mut ops: Vec<PatchOp> = user
-            .attributes
-            .iter()
-            .filter(|(path, _)| path.as_str() != "userName")
-            .map(|(path, value)| PatchOp::replace(path.clone(), value.clone()))
-            .collect();
-        ops.push(PatchOp::replace("active", json!(user.active)));
-        self.target.patch_user(&existing.id, &ops).await?;
+        self.target
+            .patch_user(&existing.id, &adoption_ops(user))
+            .await?;
         Ok(1)
     }
+}
+
+/// What adopting an account sends: every mapped attribute but userName (the look-up matched
+/// it), and `active`.
+pub(super) fn adoption_ops(user: &DesiredUser) -> Vec<PatchOp> {
+    let mut ops: Vec<PatchOp> = user
+        .attributes
+        .iter()
+        .filter(|(path, _)| path.as_str() != "userName")
+        .map(|(path, value)| PatchOp::replace(path.clone(), value.clone()))
+        .collect();
+    ops.push(PatchOp::replace("active", json!(user.active)));
+    ops
 }
 
 /// Whether `id` is in the IdP's own user id format (Okta `00u…`, Entra object GUIDs): only then

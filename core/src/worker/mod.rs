@@ -9,6 +9,7 @@ mod apply;
 mod doubt;
 mod groups;
 mod hold;
+mod preview;
 mod read;
 
 use std::sync::Arc;
@@ -24,10 +25,16 @@ use crate::envelope::{EnvelopeSigner, Subject, Trigger};
 use crate::history::{Finish, Trace};
 use crate::pii::fingerprint;
 use crate::scim::{
-    any_named, guard_owner, guard_protected, plan, plan_hard_delete, ScimPlan, ScimTarget,
+    any_named, guard_owner, guard_protected, plan, plan_hard_delete, DesiredUser, ScimPlan,
+    ScimTarget,
 };
-use crate::state::{ProcessedEvent, StateStore, StoreError, UserKey};
+use crate::state::{ProcessedEvent, StateStore, StoreError, UserKey, UserState};
 pub use crate::work::{Outcome, TenantEventHandler, WorkError};
+
+pub use preview::{
+    describe_plan, plan_report, Action, PlanReport, Step, TargetAccounts, UserPreview,
+    PREVIEW_EVENT,
+};
 
 use doubt::Doubt;
 use hold::Gate;
@@ -216,60 +223,21 @@ impl Worker {
             if let (None, Some(r)) = (&trace.user_fingerprint, &recorded) {
                 trace.user_fingerprint = Some(fingerprint(&r.user_name));
             }
-            // Under `delete`, a hard delete is acted on only when a second read, some minutes
-            // after the first, finds the same: until then, when to look again.
-            let delete_unconfirmed = recorded
-                .as_ref()
-                .filter(|r| {
-                    hard_deleted
-                        && self.hard_delete == HardDeletePolicy::Delete
-                        && r.scim_id.is_some()
-                })
-                .and_then(|r| {
-                    let seen = r.hard_delete_seen.unwrap_or(now);
-                    let confirmed_at = seen + self.hard_delete_confirm;
-                    (confirmed_at > now).then(|| (seen, confirmed_at - now))
-                });
-            let stale = from_event_content
-                && is_older(
-                    trigger.published,
-                    recorded.as_ref().and_then(|r| r.last_event_at),
-                );
-            let planned = if stale {
-                // Without a directory the event is the only truth, so its age matters: an event
-                // older than the state last applied changes nothing.
-                ScimPlan::Nothing {
-                    reason: "event is older than the state last applied",
-                }
-            } else if delete_unconfirmed.is_some() {
-                // Not yet confirmed: switched off as a soft delete would be, deleted later.
-                plan(self.profile, None, recorded.as_ref())
-            } else if hard_deleted && self.hard_delete == HardDeletePolicy::Delete {
-                plan_hard_delete(recorded.as_ref())
-            } else {
-                plan(self.profile, desired.as_ref(), recorded.as_ref())
-            };
-            // Without a directory, an event is anyone's word who holds the hook secret: it may
-            // change accounts the relay made, never switch off one it has no record of.
-            let planned = match planned {
-                ScimPlan::DeactivateUnrecorded { .. }
-                    if from_event_content && recorded.is_none() =>
-                {
-                    ScimPlan::Nothing {
-                        reason:
-                            "event content never switches off an account the relay has no record of",
-                    }
-                }
-                planned => planned,
-            };
-            let user_names: Vec<&str> = desired
-                .as_ref()
-                .map(|d| d.user_name.as_str())
-                .into_iter()
-                .chain(recorded.as_ref().map(|r| r.user_name.as_str()))
-                .collect();
-            let plan = guard_owner(planned.clone(), &user_names, self.owner.as_deref());
-            if plan != planned {
+            let Decision {
+                planned,
+                plan,
+                owner_kept,
+                protected,
+                delete_unconfirmed,
+            } = self.decide(
+                desired.as_ref(),
+                hard_deleted,
+                recorded.as_ref(),
+                from_event_content,
+                trigger.published,
+                now,
+            );
+            if owner_kept {
                 tracing::error!(
                     alarm = "credential_owner_protected",
                     user = %user_id,
@@ -277,8 +245,6 @@ impl Worker {
                      Move the credential to a service account."
                 );
             }
-            let protected = any_named(&user_names, &self.protected);
-            let plan = guard_protected(plan, &user_names, &self.protected);
             if protected && planned.deprovisions() {
                 tracing::warn!(user = %user_id, "protected account left as it is (target.protected_users)");
             }
@@ -455,6 +421,74 @@ impl Worker {
         entry
     }
 
+    /// The plan for one user from what the directory says (`desired`, or gone: `hard_deleted`
+    /// for good) and what the relay recorded, with the guards applied. Pure: the worker applies
+    /// its answer, `plan` prints it, so the preview cannot disagree with the worker.
+    pub(crate) fn decide(
+        &self,
+        desired: Option<&DesiredUser>,
+        hard_deleted: bool,
+        recorded: Option<&UserState>,
+        from_event_content: bool,
+        published: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Decision {
+        // Under `delete`, a hard delete is acted on only when a second read, some minutes
+        // after the first, finds the same: until then, when to look again.
+        let delete_unconfirmed = recorded
+            .filter(|r| {
+                hard_deleted && self.hard_delete == HardDeletePolicy::Delete && r.scim_id.is_some()
+            })
+            .and_then(|r| {
+                let seen = r.hard_delete_seen.unwrap_or(now);
+                let confirmed_at = seen + self.hard_delete_confirm;
+                (confirmed_at > now).then(|| (seen, confirmed_at - now))
+            });
+        let stale =
+            from_event_content && is_older(published, recorded.and_then(|r| r.last_event_at));
+        let planned = if stale {
+            // Without a directory the event is the only truth, so its age matters: an event
+            // older than the state last applied changes nothing.
+            ScimPlan::Nothing {
+                reason: "event is older than the state last applied",
+            }
+        } else if delete_unconfirmed.is_some() {
+            // Not yet confirmed: switched off as a soft delete would be, deleted later.
+            plan(self.profile, None, recorded)
+        } else if hard_deleted && self.hard_delete == HardDeletePolicy::Delete {
+            plan_hard_delete(recorded)
+        } else {
+            plan(self.profile, desired, recorded)
+        };
+        // Without a directory, an event is anyone's word who holds the hook secret: it may
+        // change accounts the relay made, never switch off one it has no record of.
+        let planned = match planned {
+            ScimPlan::DeactivateUnrecorded { .. } if from_event_content && recorded.is_none() => {
+                ScimPlan::Nothing {
+                    reason:
+                        "event content never switches off an account the relay has no record of",
+                }
+            }
+            planned => planned,
+        };
+        let user_names: Vec<&str> = desired
+            .map(|d| d.user_name.as_str())
+            .into_iter()
+            .chain(recorded.map(|r| r.user_name.as_str()))
+            .collect();
+        let guarded = guard_owner(planned.clone(), &user_names, self.owner.as_deref());
+        let owner_kept = guarded != planned;
+        let protected = any_named(&user_names, &self.protected);
+        let plan = guard_protected(guarded, &user_names, &self.protected);
+        Decision {
+            planned,
+            plan,
+            owner_kept,
+            protected,
+            delete_unconfirmed,
+        }
+    }
+
     /// A tenant-level event, once: handed to the sweeper, then recorded as done.
     async fn tenant_event(
         &self,
@@ -488,6 +522,21 @@ impl Worker {
             crate::envelope::Source::Entra => self.entra.as_ref(),
         }
     }
+}
+
+/// What the worker decided for one user, before anything is applied.
+pub(crate) struct Decision {
+    /// The planner's answer, before the guards.
+    pub planned: ScimPlan,
+    /// What the worker applies.
+    pub plan: ScimPlan,
+    /// The owner guard dropped a deprovision of the credential's owner.
+    pub owner_kept: bool,
+    /// The user is in `target.protected_users` (by any of its names).
+    pub protected: bool,
+    /// Under `delete`: when the hard delete was first seen, and how long until a second read
+    /// may confirm it.
+    pub delete_unconfirmed: Option<(DateTime<Utc>, chrono::Duration)>,
 }
 
 /// True when the event was published before the last applied one.

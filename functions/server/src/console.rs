@@ -1,4 +1,4 @@
-//! The operator's commands (`held`, `history`, `status`…) and where they act: the standalone SQLite file, or
+//! The operator's commands (`held`, `history`, `status`, `plan`, `sync`) and where they act: the standalone SQLite file, or
 //! (built with `--features aws`, `--aws`) a Lambda deployment's table and queue with the
 //! operator's own AWS credentials. In the library, so the behaviour suite runs the very
 //! commands on every backend.
@@ -10,11 +10,15 @@ use clap::{Parser, Subcommand};
 use scim_relay_core::breaker::CredentialBreaker;
 use scim_relay_core::config::Settings;
 use scim_relay_core::queue::{Queue, QueueMonitor};
-use scim_relay_core::state::SweepStore;
+use scim_relay_core::scim::ScimTarget;
+use scim_relay_core::state::{StateStore, SweepStore};
+use scim_relay_core::wiring;
 
 use crate::held::HeldArgs;
 use crate::history::HistoryArgs;
+use crate::plan::PlanArgs;
 use crate::status::StatusArgs;
+use crate::sync::SyncArgs;
 
 /// How a command prints what a script would read.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -34,6 +38,11 @@ pub enum ConsoleCommand {
     /// The deployment at a glance: queue, dead letters by reason, the credential breaker, the
     /// sweeper's last run, Graph subscriptions, invitations, held deprovisions.
     Status(StatusArgs),
+    /// Preview what converging would do to every user in scope (adopt, create, update,
+    /// deactivate, conflicts, protected accounts), writing nothing anywhere.
+    Plan(PlanArgs),
+    /// Apply one user now, through the worker, and print what was done.
+    Sync(SyncArgs),
 }
 
 /// A console command on its own (the words after `scim-relay`), as the suite gives it.
@@ -63,20 +72,57 @@ pub async fn run(
         ConsoleCommand::Held(args) => crate::held::run(console, settings, args, out).await,
         ConsoleCommand::History(args) => crate::history::run(console, settings, args, out).await,
         ConsoleCommand::Status(args) => crate::status::run(console, settings, args, out).await,
+        ConsoleCommand::Plan(args) => crate::plan::run(console, settings, args, out).await,
+        ConsoleCommand::Sync(args) => crate::sync::run(console, settings, args, out).await,
     }
 }
 
-/// Where a console command reads and acts: the deployment's state store and work queue.
+/// Where a console command reads and acts: the deployment's state store and work queue, and
+/// the directories and target its settings name.
 pub struct Console {
     pub store: Arc<dyn SweepStore>,
-    pub queue: Arc<dyn Queue>,
+    /// The same store, as a worker takes it (`sync`).
+    pub worker_store: Arc<dyn StateStore>,
     /// The target-credential breaker (kept in the state store on every backend).
     pub breaker: Arc<dyn CredentialBreaker>,
+    pub queue: Arc<dyn Queue>,
     /// The work queue's figures and the dead letters, read without taking anything.
     pub queue_monitor: Arc<dyn QueueMonitor>,
+    /// A SCIM target to use instead of the one the settings name (the suite's in-memory
+    /// provider, which no URL reaches).
+    pub target: Option<Arc<dyn ScimTarget>>,
 }
 
 impl Console {
+    pub fn new<S: SweepStore + CredentialBreaker + 'static>(
+        store: Arc<S>,
+        queue: Arc<dyn Queue>,
+        queue_monitor: Arc<dyn QueueMonitor>,
+    ) -> Self {
+        Self {
+            store: store.clone(),
+            worker_store: store.clone(),
+            breaker: store,
+            queue,
+            queue_monitor,
+            target: None,
+        }
+    }
+
+    pub fn with_target(mut self, target: Arc<dyn ScimTarget>) -> Self {
+        self.target = Some(target);
+        self
+    }
+
+    /// The directories and the target, as the worker builds them from the settings.
+    pub fn outbound(&self, settings: &Settings) -> Result<wiring::Outbound, String> {
+        let mut outbound = wiring::outbound(settings).map_err(|e| e.to_string())?;
+        if let Some(target) = &self.target {
+            outbound.target = target.clone();
+        }
+        Ok(outbound)
+    }
+
     /// The standalone deployment's file; it must exist (a mistyped path is not a new, empty
     /// relay).
     pub fn sqlite(settings: &Settings) -> Result<Self, String> {
@@ -88,12 +134,11 @@ impl Console {
         }
         let db = scim_relay_core::sqlite::SqliteDb::open(&settings.database)
             .map_err(|e| format!("cannot open {}: {e}", settings.database))?;
-        Ok(Self {
-            store: Arc::new(db.clone()),
-            queue: Arc::new(db.clone()),
-            breaker: Arc::new(db.clone()),
-            queue_monitor: Arc::new(db),
-        })
+        Ok(Self::new(
+            Arc::new(db.clone()),
+            Arc::new(db.clone()),
+            Arc::new(db),
+        ))
     }
 
     /// A Lambda deployment's table and queue, with the caller's AWS credentials. Secrets given
@@ -122,12 +167,11 @@ impl Console {
             .as_deref()
             .filter(|u| !u.is_empty())
             .map(|u| SqsQueue::new(sqs, u.to_string()));
-        Ok(Self {
-            store: Arc::new(store.clone()),
-            queue: Arc::new(work.clone()),
-            breaker: Arc::new(store),
-            queue_monitor: Arc::new(SqsQueueMonitor { work, dead_letters }),
-        })
+        Ok(Self::new(
+            Arc::new(store),
+            Arc::new(work.clone()),
+            Arc::new(SqsQueueMonitor { work, dead_letters }),
+        ))
     }
 
     #[cfg(not(feature = "aws"))]

@@ -7,8 +7,10 @@ pub mod history;
 mod http;
 pub mod logging;
 mod metrics;
+pub mod plan;
 pub mod status;
 mod sweep_loop;
+pub mod sync;
 mod worker_loop;
 
 use std::net::SocketAddr;

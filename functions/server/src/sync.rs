@@ -1,0 +1,346 @@
+//! `scim-relay sync --user X`: one user applied now, through the normal worker path — a signed
+//! trigger for the user, opened and worked by a worker built from the settings, exactly as the
+//! queue's consumer would (directory re-read, plan, guards, breaker, conditional record) — and
+//! what it did: the plan, the SCIM calls (methods, paths and attribute names, never values),
+//! the outcome.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use clap::Args;
+use scim_relay_core::clock::SystemClock;
+use scim_relay_core::config::Settings;
+use scim_relay_core::envelope::{EnvelopeSigner, Subject, Trigger, ENVELOPE_VERSION};
+use scim_relay_core::scim::{list_all_users, PatchOp, ScimError, ScimRecord, ScimTarget, UserPage};
+use scim_relay_core::state::UserKey;
+use scim_relay_core::wiring;
+use scim_relay_core::work::Outcome;
+use scim_relay_core::worker::{TargetAccounts, UserPreview};
+use serde_json::{json, Value};
+
+use crate::console::{Console, Output};
+
+/// The event type of a sync's trigger (in the worker's log line and the dedupe record).
+pub const SYNC_EVENT: &str = "scim-relay.sync";
+
+#[derive(Args, Debug)]
+pub struct SyncArgs {
+    /// The user, by IdP user id or userName.
+    #[arg(long, value_name = "USER")]
+    user: String,
+    /// `json` for scripts.
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    output: Output,
+}
+
+pub async fn run(
+    console: &Console,
+    settings: &Settings,
+    args: SyncArgs,
+    out: &mut dyn Write,
+) -> Result<(), String> {
+    let mut outbound = console.outbound(settings)?;
+    let worker = wiring::worker(
+        settings,
+        &outbound,
+        console.worker_store.clone(),
+        Arc::new(SystemClock),
+    );
+    let key = resolve(console, settings, &outbound, &worker, &args.user).await?;
+    // What the worker is about to decide, read first (the plan's line for this user).
+    let accounts = list_all_users(outbound.target.as_ref())
+        .await
+        .map(TargetAccounts::new)
+        .map_err(|e| format!("cannot list the target's users: {e}"))?;
+    let now = chrono::Utc::now();
+    let planned = worker.preview_user(&key, &accounts, now).await;
+    // The worker that applies it records its SCIM calls for the report.
+    let recorder = Arc::new(RecordingTarget {
+        inner: outbound.target.clone(),
+        calls: Mutex::default(),
+    });
+    outbound.target = recorder.clone();
+    let worker = wiring::worker(
+        settings,
+        &outbound,
+        console.worker_store.clone(),
+        Arc::new(SystemClock),
+    );
+    let trigger = Trigger {
+        v: ENVELOPE_VERSION,
+        source: key.source,
+        tenant: key.tenant.clone(),
+        subject: Subject::User {
+            user_id: key.user_id.clone(),
+        },
+        // Unique per run: a sync is never skipped as an event already applied.
+        event_id: format!("sync-{}-{:016x}", now.timestamp_millis(), fastrand::u64(..)),
+        event_type: SYNC_EVENT.into(),
+        published: None,
+        received: now,
+        hint: None,
+    };
+    let message = EnvelopeSigner::from_settings(settings).seal(&trigger);
+    let result = worker.process(&message.body).await;
+    let calls = recorder.calls();
+    let (outcome, error) = match &result {
+        Ok(o) => (outcome_name(o), None),
+        Err(e) => ("failed", Some(e.to_string())),
+    };
+    let scim_calls = match &result {
+        Ok(Outcome::Applied { scim_calls } | Outcome::Unchanged { scim_calls }) => *scim_calls,
+        _ => calls.len() as u32,
+    };
+    let _ = match args.output {
+        Output::Json => writeln!(
+            out,
+            "{}",
+            json!({
+                "user": key.storage_id(),
+                "user_name": planned.user_name,
+                "plan": planned,
+                "scim_calls": calls,
+                "outcome": outcome,
+                "error": error,
+            })
+        ),
+        Output::Text => write!(
+            out,
+            "{}",
+            render(
+                &key,
+                &planned,
+                &calls,
+                outcome,
+                scim_calls,
+                error.as_deref()
+            )
+        ),
+    };
+    match error {
+        None => Ok(()),
+        Some(e) => Err(format!(
+            "the worker did not apply {}: {e}",
+            key.storage_id()
+        )),
+    }
+}
+
+/// The one directory user `who` names.
+async fn resolve(
+    console: &Console,
+    settings: &Settings,
+    outbound: &wiring::Outbound,
+    worker: &scim_relay_core::worker::Worker,
+    who: &str,
+) -> Result<UserKey, String> {
+    let mut keys = crate::plan::read_directly(settings, outbound, who).await;
+    if keys.is_empty() {
+        let report = crate::plan::preview_all(console, settings, outbound, worker).await?;
+        keys = report
+            .users
+            .iter()
+            .filter(|line| line.is_named(who))
+            .filter_map(|line| {
+                Some(UserKey {
+                    source: line.source?,
+                    tenant: line.tenant.clone()?,
+                    user_id: line.user_id.clone()?,
+                })
+            })
+            .collect();
+    }
+    match keys.len() {
+        1 => Ok(keys.remove(0)),
+        0 => Err(format!(
+            "no directory user or record of the relay matches {who}"
+        )),
+        n => Err(format!("{who} names {n} users; use the IdP user id")),
+    }
+}
+
+fn outcome_name(outcome: &Outcome) -> &'static str {
+    match outcome {
+        Outcome::Applied { .. } => "applied",
+        Outcome::Unchanged { .. } => "unchanged",
+        Outcome::Duplicate => "duplicate",
+        Outcome::Held => "held",
+    }
+}
+
+fn render(
+    key: &UserKey,
+    planned: &UserPreview,
+    calls: &[String],
+    outcome: &str,
+    scim_calls: u32,
+    error: Option<&str>,
+) -> String {
+    let mut out = format!(
+        "sync {} ({})\n",
+        if planned.user_name.is_empty() {
+            "-"
+        } else {
+            &planned.user_name
+        },
+        key.storage_id()
+    );
+    let attributes = if planned.attributes.is_empty() {
+        String::new()
+    } else {
+        format!(" [{}]", planned.attributes.join(", "))
+    };
+    out.push_str(&format!(
+        "plan:    {}{attributes}: {}\n",
+        planned.action.as_str(),
+        planned.reason
+    ));
+    if calls.is_empty() {
+        out.push_str("SCIM:    no calls\n");
+    }
+    for call in calls {
+        out.push_str(&format!("SCIM:    {call}\n"));
+    }
+    out.push_str(&format!("outcome: {outcome} ({scim_calls} SCIM calls)\n"));
+    if let Some(e) = error {
+        out.push_str(&format!("error:   {e}\n"));
+    }
+    out
+}
+
+/// The target, with each call written down as the report shows it: method, path, attribute
+/// names; never a value.
+struct RecordingTarget {
+    inner: Arc<dyn ScimTarget>,
+    calls: Mutex<Vec<String>>,
+}
+
+impl RecordingTarget {
+    fn record(&self, call: String) {
+        if let Ok(mut calls) = self.calls.lock() {
+            calls.push(call);
+        }
+    }
+
+    fn calls(&self) -> Vec<String> {
+        self.calls.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+}
+
+fn paths(ops: &[PatchOp]) -> String {
+    ops.iter()
+        .map(|op| op.path.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A result's word for the report.
+fn answered<T>(result: &Result<T, ScimError>) -> String {
+    match result {
+        Ok(_) => "ok".into(),
+        Err(e) => format!("failed: {e}"),
+    }
+}
+
+#[async_trait]
+impl ScimTarget for RecordingTarget {
+    async fn find_user(&self, user_name: &str) -> Result<Option<ScimRecord>, ScimError> {
+        let result = self.inner.find_user(user_name).await;
+        let found = match &result {
+            Ok(Some(r)) => format!("found {}", r.id),
+            Ok(None) => "none".into(),
+            Err(e) => format!("failed: {e}"),
+        };
+        self.record(format!(
+            "GET /Users?filter=userName eq \"{user_name}\" -> {found}"
+        ));
+        result
+    }
+
+    async fn create_user(&self, resource: &Value) -> Result<ScimRecord, ScimError> {
+        let result = self.inner.create_user(resource).await;
+        let names: Vec<&str> = resource
+            .as_object()
+            .into_iter()
+            .flat_map(|o| o.keys())
+            .map(String::as_str)
+            .filter(|k| *k != "schemas")
+            .collect();
+        let created = match &result {
+            Ok(r) => format!("created {}", r.id),
+            Err(e) => format!("failed: {e}"),
+        };
+        self.record(format!("POST /Users ({}) -> {created}", names.join(", ")));
+        result
+    }
+
+    async fn patch_user(&self, id: &str, ops: &[PatchOp]) -> Result<(), ScimError> {
+        let result = self.inner.patch_user(id, ops).await;
+        self.record(format!(
+            "PATCH /Users/{id} ({}) -> {}",
+            paths(ops),
+            answered(&result)
+        ));
+        result
+    }
+
+    async fn delete_user(&self, id: &str) -> Result<(), ScimError> {
+        let result = self.inner.delete_user(id).await;
+        self.record(format!("DELETE /Users/{id} -> {}", answered(&result)));
+        result
+    }
+
+    async fn find_group(&self, display_name: &str) -> Result<Option<String>, ScimError> {
+        let result = self.inner.find_group(display_name).await;
+        self.record(format!(
+            "GET /Groups?filter=displayName eq \"{display_name}\" -> {}",
+            answered(&result)
+        ));
+        result
+    }
+
+    async fn create_group(&self, display_name: &str) -> Result<String, ScimError> {
+        let result = self.inner.create_group(display_name).await;
+        self.record(format!(
+            "POST /Groups ({display_name}) -> {}",
+            answered(&result)
+        ));
+        result
+    }
+
+    async fn delete_group(&self, group_id: &str) -> Result<(), ScimError> {
+        let result = self.inner.delete_group(group_id).await;
+        self.record(format!(
+            "DELETE /Groups/{group_id} -> {}",
+            answered(&result)
+        ));
+        result
+    }
+
+    async fn add_member(&self, group_id: &str, user_id: &str) -> Result<(), ScimError> {
+        let result = self.inner.add_member(group_id, user_id).await;
+        self.record(format!(
+            "PATCH /Groups/{group_id} (add member {user_id}) -> {}",
+            answered(&result)
+        ));
+        result
+    }
+
+    async fn remove_member(&self, group_id: &str, user_id: &str) -> Result<(), ScimError> {
+        let result = self.inner.remove_member(group_id, user_id).await;
+        self.record(format!(
+            "PATCH /Groups/{group_id} (remove member {user_id}) -> {}",
+            answered(&result)
+        ));
+        result
+    }
+
+    async fn probe(&self) -> Result<(), ScimError> {
+        self.inner.probe().await
+    }
+
+    async fn list_users(&self, start_index: u32, count: u32) -> Result<UserPage, ScimError> {
+        self.inner.list_users(start_index, count).await
+    }
+}
