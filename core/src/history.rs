@@ -183,6 +183,31 @@ impl CurrentState {
     }
 }
 
+/// One entry on one line: time, outcome, event, and what was done.
+pub fn render_entry(e: &HistoryEntry) -> String {
+    use std::fmt::Write;
+    let mut out = format!(
+        "{}  {:<13} {:<28} {}",
+        e.at.format("%Y-%m-%dT%H:%M:%SZ"),
+        e.outcome.name(),
+        e.event_type,
+        e.event_id
+    );
+    if !e.plan.is_empty() {
+        let _ = write!(out, "  plan={} calls={}", e.plan, e.scim_calls);
+    }
+    if !e.changed.is_empty() {
+        let _ = write!(out, " changed={}", e.changed.join(","));
+    }
+    if let Some(ms) = e.latency_ms {
+        let _ = write!(out, " latency={ms}ms");
+    }
+    if let Some(reason) = &e.reason {
+        let _ = write!(out, "  reason: {reason}");
+    }
+    out
+}
+
 /// The text `scim-relay history` prints for one user.
 pub fn render(history: &UserHistory) -> String {
     use std::fmt::Write;
@@ -236,27 +261,7 @@ pub fn render(history: &UserHistory) -> String {
         out.push_str("  no history (none kept, or older than store.history_days)\n");
     }
     for e in &history.entries {
-        let _ = write!(
-            out,
-            "  {}  {:<13} {:<28} {}",
-            e.at.format("%Y-%m-%dT%H:%M:%SZ"),
-            e.outcome.name(),
-            e.event_type,
-            e.event_id
-        );
-        if !e.plan.is_empty() {
-            let _ = write!(out, "  plan={} calls={}", e.plan, e.scim_calls);
-        }
-        if !e.changed.is_empty() {
-            let _ = write!(out, " changed={}", e.changed.join(","));
-        }
-        if let Some(ms) = e.latency_ms {
-            let _ = write!(out, " latency={ms}ms");
-        }
-        if let Some(reason) = &e.reason {
-            let _ = write!(out, "  reason: {reason}");
-        }
-        out.push('\n');
+        let _ = writeln!(out, "  {}", render_entry(e));
     }
     out
 }

@@ -282,6 +282,25 @@ pub async fn plan_previews_every_user_and_writes_nothing_then_sync_applies_one(b
         "{synced}"
     );
     assert!(!synced.contains("Principal Wizard"), "{synced}");
+    // It is finished like any trigger: its history entry, printed and kept.
+    let entry = synced
+        .lines()
+        .find(|l| l.starts_with("history: "))
+        .unwrap_or_else(|| panic!("no history entry in {synced}"));
+    assert!(
+        entry.contains("applied")
+            && entry.contains("scim-relay.sync")
+            && entry.contains("plan=update calls=1 changed=title"),
+        "{entry}"
+    );
+    let history = d
+        .command(&["history", "00uRETITLED"])
+        .await
+        .expect("history");
+    assert!(
+        history.contains(entry.trim_start_matches("history: ")),
+        "{history}"
+    );
     let account = d
         .target
         .user("retitled@example.com")

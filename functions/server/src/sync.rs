@@ -12,6 +12,7 @@ use clap::Args;
 use scim_relay_core::clock::SystemClock;
 use scim_relay_core::config::Settings;
 use scim_relay_core::envelope::{EnvelopeSigner, Subject, Trigger, ENVELOPE_VERSION};
+use scim_relay_core::history::{render_entry, Finish, HistoryEntry};
 use scim_relay_core::scim::{list_all_users, PatchOp, ScimError, ScimRecord, ScimTarget, UserPage};
 use scim_relay_core::state::UserKey;
 use scim_relay_core::wiring;
@@ -82,7 +83,13 @@ pub async fn run(
         hint: None,
     };
     let message = EnvelopeSigner::from_settings(settings).seal(&trigger);
-    let result = worker.process(&message.body).await;
+    let mut trace = scim_relay_core::history::Trace::default();
+    let result = worker.process_traced(&message.body, &mut trace).await;
+    // Finished like any trigger: the log line and the user's history entry, which is printed.
+    let entry = match &result {
+        Ok(o) => Some(worker.finished(&trace, Finish::of(o), None).await),
+        Err(_) => None,
+    };
     let calls = recorder.calls();
     let (outcome, error) = match &result {
         Ok(o) => (outcome_name(o), None),
@@ -103,6 +110,7 @@ pub async fn run(
                 "scim_calls": calls,
                 "outcome": outcome,
                 "error": error,
+                "history": entry,
             })
         ),
         Output::Text => write!(
@@ -114,7 +122,8 @@ pub async fn run(
                 &calls,
                 outcome,
                 scim_calls,
-                error.as_deref()
+                error.as_deref(),
+                entry.as_ref(),
             )
         ),
     };
@@ -176,6 +185,7 @@ fn render(
     outcome: &str,
     scim_calls: u32,
     error: Option<&str>,
+    entry: Option<&HistoryEntry>,
 ) -> String {
     let mut out = format!(
         "sync {} ({})\n",
@@ -205,6 +215,9 @@ fn render(
     out.push_str(&format!("outcome: {outcome} ({scim_calls} SCIM calls)\n"));
     if let Some(e) = error {
         out.push_str(&format!("error:   {e}\n"));
+    }
+    if let Some(entry) = entry {
+        out.push_str(&format!("history: {}\n", render_entry(entry)));
     }
     out
 }
