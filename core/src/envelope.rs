@@ -77,6 +77,29 @@ pub struct Trigger {
 }
 
 impl Trigger {
+    /// A trigger the relay makes itself for one user (an approved hold, `sync`, a preview):
+    /// no published time, received `now`, no hint, so the worker re-reads the directory.
+    pub fn for_user(
+        key: &crate::state::UserKey,
+        event_type: &str,
+        event_id: String,
+        now: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            v: ENVELOPE_VERSION,
+            source: key.source,
+            tenant: key.tenant.clone(),
+            subject: Subject::User {
+                user_id: key.user_id.clone(),
+            },
+            event_id,
+            event_type: event_type.into(),
+            published: None,
+            received: now,
+            hint: None,
+        }
+    }
+
     fn subject_id(&self) -> &str {
         match &self.subject {
             Subject::User { user_id } => user_id,

@@ -8,7 +8,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::envelope::{EnvelopeSigner, Subject, Trigger, ENVELOPE_VERSION};
+use crate::envelope::{EnvelopeSigner, Trigger};
 use crate::queue::{Queue, QueueError};
 use crate::state::{ProcessedEvent, StateStore, StoreError, SweepStore, UserKey};
 
@@ -192,19 +192,12 @@ pub async fn decide(
     }
     let state = decided.ok_or(StoreError::Conflict)?;
     if decision == Decision::Approve {
-        let trigger = Trigger {
-            v: ENVELOPE_VERSION,
-            source: key.source,
-            tenant: key.tenant.clone(),
-            subject: Subject::User {
-                user_id: key.user_id.clone(),
-            },
-            event_id: format!("hold-{}", uuid::Uuid::new_v4().simple()),
-            event_type: APPROVED_EVENT.into(),
-            published: None,
-            received: now,
-            hint: None,
-        };
+        let trigger = Trigger::for_user(
+            key,
+            APPROVED_EVENT,
+            format!("hold-{}", uuid::Uuid::new_v4().simple()),
+            now,
+        );
         queue.enqueue(&[signer.seal(&trigger)]).await?;
     }
     Ok(state)

@@ -13,7 +13,7 @@ use super::apply::adoption_ops;
 use super::read::Truth;
 use super::Worker;
 use crate::deprovision::HoldState;
-use crate::envelope::{Source, Subject, Trigger, ENVELOPE_VERSION};
+use crate::envelope::{Source, Trigger};
 use crate::scim::{any_named, DesiredUser, ListedUser, ScimPlan, ENTERPRISE_SCHEMA};
 use crate::state::{UserKey, UserState};
 
@@ -227,19 +227,7 @@ impl Worker {
             .as_ref()
             .map(|r| r.user_name.clone())
             .unwrap_or_default();
-        let trigger = Trigger {
-            v: ENVELOPE_VERSION,
-            source: key.source,
-            tenant: key.tenant.clone(),
-            subject: Subject::User {
-                user_id: key.user_id.clone(),
-            },
-            event_id: "plan".into(),
-            event_type: PREVIEW_EVENT.into(),
-            published: None,
-            received: now,
-            hint: None,
-        };
+        let trigger = Trigger::for_user(key, PREVIEW_EVENT, "plan".into(), now);
         let truth = match self.read_desired(&trigger, &key.user_id).await {
             Ok(truth) => truth,
             Err(e) => {

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use clap::Args;
 use scim_relay_core::clock::SystemClock;
 use scim_relay_core::config::Settings;
-use scim_relay_core::envelope::{EnvelopeSigner, Subject, Trigger, ENVELOPE_VERSION};
+use scim_relay_core::envelope::{EnvelopeSigner, Trigger};
 use scim_relay_core::history::{render_entry, Finish, HistoryEntry};
 use scim_relay_core::scim::{list_all_users, PatchOp, ScimError, ScimRecord, ScimTarget, UserPage};
 use scim_relay_core::state::UserKey;
@@ -68,20 +68,13 @@ pub async fn run(
         console.worker_store.clone(),
         Arc::new(SystemClock),
     );
-    let trigger = Trigger {
-        v: ENVELOPE_VERSION,
-        source: key.source,
-        tenant: key.tenant.clone(),
-        subject: Subject::User {
-            user_id: key.user_id.clone(),
-        },
+    let trigger = Trigger::for_user(
+        &key,
+        SYNC_EVENT,
         // Unique per run: a sync is never skipped as an event already applied.
-        event_id: format!("sync-{}-{:016x}", now.timestamp_millis(), fastrand::u64(..)),
-        event_type: SYNC_EVENT.into(),
-        published: None,
-        received: now,
-        hint: None,
-    };
+        format!("sync-{}-{:016x}", now.timestamp_millis(), fastrand::u64(..)),
+        now,
+    );
     let message = EnvelopeSigner::from_settings(settings).seal(&trigger);
     let mut trace = scim_relay_core::history::Trace::default();
     let result = worker.process_traced(&message.body, &mut trace).await;
