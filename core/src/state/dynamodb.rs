@@ -126,6 +126,36 @@ impl DynamoStateStore {
         Ok(out.item)
     }
 
+    /// The items of partition `pk` whose `expires_at` is still ahead of `now` (TTL deletes
+    /// within days, not at once: what has expired is not shown); with `newest`, at most that
+    /// many, latest sort key first.
+    async fn live_items(
+        &self,
+        pk: String,
+        now: DateTime<Utc>,
+        newest: Option<usize>,
+    ) -> Result<Vec<Item>, StoreError> {
+        let mut query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk")
+            .filter_expression("expires_at > :now")
+            .expression_attribute_values(":pk", s(pk))
+            .expression_attribute_values(":now", n(now.timestamp()));
+        if let Some(limit) = newest {
+            query = query
+                .scan_index_forward(false)
+                .limit(i32::try_from(limit).unwrap_or(i32::MAX));
+        }
+        Ok(query
+            .send()
+            .await
+            .map_err(backend)?
+            .items
+            .unwrap_or_default())
+    }
+
     /// Every item whose `pk` starts with `prefix` (and passes `extra`), page after page; only
     /// the rare reads of the sweeper use it.
     async fn scan_prefix(
@@ -264,21 +294,8 @@ impl StateStore for DynamoStateStore {
         now: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<crate::history::HistoryEntry>, StoreError> {
-        let out = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :pk")
-            // TTL deletes within days, not at once: what has expired is not shown.
-            .filter_expression("expires_at > :now")
-            .expression_attribute_values(":pk", s(history_pk(key)))
-            .expression_attribute_values(":now", n(now.timestamp()))
-            .scan_index_forward(false)
-            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
-            .send()
-            .await
-            .map_err(backend)?;
-        out.items()
+        let items = self.live_items(history_pk(key), now, Some(limit)).await?;
+        items
             .iter()
             .map(|item| {
                 let doc = item
@@ -296,19 +313,10 @@ impl StateStore for DynamoStateStore {
         fingerprint: &str,
         now: DateTime<Utc>,
     ) -> Result<Vec<UserKey>, StoreError> {
-        let out = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :pk")
-            .filter_expression("expires_at > :now")
-            .expression_attribute_values(":pk", s(fingerprint_pk(fingerprint)))
-            .expression_attribute_values(":now", n(now.timestamp()))
-            .send()
-            .await
-            .map_err(backend)?;
-        Ok(out
-            .items()
+        let items = self
+            .live_items(fingerprint_pk(fingerprint), now, None)
+            .await?;
+        Ok(items
             .iter()
             .filter_map(|item| item.get("sk").and_then(|v| v.as_s().ok()))
             .filter_map(|id| UserKey::from_storage_id(id))
