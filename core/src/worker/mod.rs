@@ -159,6 +159,8 @@ impl Worker {
             .signer
             .open(body)
             .map_err(|e| WorkError::Permanent(format!("rejected message: {e}")))?;
+        // Tenant events too are finished with their event named; only a user's has a key.
+        trace.opened(&trigger, None);
         let user_id = match &trigger.subject {
             Subject::User { user_id } => user_id.clone(),
             Subject::Subscription { subscription_id } => {
@@ -192,7 +194,7 @@ impl Worker {
             tenant: trigger.tenant.clone(),
             user_id: user_id.clone(),
         };
-        trace.opened(&trigger, Some(key.clone()));
+        trace.key = Some(key.clone());
         let now = self.clock.now();
         let event_key = trigger.dedupe_key();
         if self.store.event_seen(&event_key, now).await? {
