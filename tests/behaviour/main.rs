@@ -24,6 +24,9 @@ use scim_relay_tests::deployment::Backend;
 /// closing line can be counted per backend.
 macro_rules! on_every_backend {
     ($($module:ident :: $name:ident),* $(,)?) => {
+        /// Every behaviour's name, once: what the README's stated counts are checked against.
+        const BEHAVIOURS: &[&str] = &[$(stringify!($name)),*];
+
         mod memory {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -114,3 +117,27 @@ on_every_backend!(
     sweeps::a_lost_unassignment_or_deletion_in_okta_is_read_from_the_system_log,
     sweeps::the_drift_report_runs_once_an_interval_and_never_beside_a_full_pass,
 );
+
+/// The README tells a newcomer how many behaviours the suite runs and what `scripts/test.sh`
+/// prints for them; both are checked here against the suite itself, so they cannot drift again.
+#[test]
+fn the_readme_states_the_suites_own_counts() {
+    let readme = include_str!("../../README.md");
+    let n = BEHAVIOURS.len();
+    let covers = format!("({n} behaviours on each backend)");
+    assert!(
+        readme.contains(&covers),
+        "README.md should say `{covers}` where it lists what the suite covers"
+    );
+    // The sample closing line, as the test script prints it (the README may wrap it).
+    let flat = readme.split_whitespace().collect::<Vec<_>>().join(" ");
+    let sample = format!("behaviour suite: memory {n} passed, sqlite {n} passed, aws {n} passed");
+    assert!(
+        flat.contains(&sample),
+        "README.md should show the test script's line `{sample}`"
+    );
+    let mut unique = BEHAVIOURS.to_vec();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(unique.len(), n, "each behaviour is declared once");
+}
