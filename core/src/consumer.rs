@@ -8,6 +8,7 @@
 //! | retryable | visible again after the backoff curve (or the target's own wait); past `max_attempts`, dead-lettered |
 //! | permanent | dead-lettered with its reason (a failed dead-letter send is retried instead) |
 //! | target credential rejected | the breaker opens; the message waits, not counted as an attempt |
+//! | signed with a queue key not held | visible again after `key_wait` (the Lambda re-reads its secrets meanwhile); past `key_attempts`, dead-lettered |
 //!
 //! On a FIFO batch, once a record must wait every later one waits too, so a user's later event
 //! never overtakes an earlier one.
@@ -114,6 +115,11 @@ pub struct ConsumerPolicy {
     pub breaker_hold: Duration,
     /// Work on one message is abandoned (and retried) after this long (a claim's lease).
     pub work_budget: Option<Duration>,
+    /// How long a message signed with a queue key the worker does not hold waits before it is
+    /// tried again (a rotation: the worker re-reads its secrets meanwhile).
+    pub key_wait: Duration,
+    /// Attempts before such a message is taken for a forgery and dead-lettered.
+    pub key_attempts: u32,
 }
 
 impl ConsumerPolicy {
@@ -129,6 +135,10 @@ impl ConsumerPolicy {
             credential_pause: Duration::from_secs(300),
             breaker_hold: Duration::from_secs(900),
             work_budget: None,
+            // Longer than the pause between two forced secret reads of a container
+            // (`refresh::FORCED_REFRESH_INTERVAL`), so the second attempt finds the new key.
+            key_wait: Duration::from_secs(6),
+            key_attempts: 5,
         }
     }
 
@@ -144,6 +154,10 @@ impl ConsumerPolicy {
             credential_pause: Duration::from_secs(60),
             breaker_hold: Duration::from_secs(60),
             work_budget: Some(lease.mul_f32(0.9)),
+            // Standalone reads its keys at start: another process on the same database, restarted
+            // with the new key, may take the message meanwhile.
+            key_wait: Duration::from_secs(5),
+            key_attempts: 3,
         }
     }
 }
@@ -168,6 +182,8 @@ pub struct BatchReport {
     pub credential_rejected: u64,
     /// Handed back unworked (breaker open, an earlier record waiting, time running out).
     pub handed_back: u64,
+    /// Signed with a queue key not held (yet): the container should re-read its secrets.
+    pub key_not_held: u64,
     /// For each applied trigger: milliseconds from the IdP's change to the target changed.
     pub apply_latencies_ms: Vec<u64>,
 }
@@ -183,6 +199,7 @@ impl BatchReport {
             Disposition::DeadLettered { .. } => &mut self.dead_lettered,
             Disposition::CredentialRejected { .. } => &mut self.credential_rejected,
             Disposition::HeldBack { .. } => &mut self.handed_back,
+            Disposition::AwaitingKey { .. } => &mut self.key_not_held,
         };
         *counter += 1;
     }
@@ -198,6 +215,7 @@ impl BatchReport {
             ("TriggersDeadLettered", self.dead_lettered),
             ("CredentialRejections", self.credential_rejected),
             ("TriggersHandedBack", self.handed_back),
+            ("TriggersAwaitingQueueKey", self.key_not_held),
         ]
     }
 
@@ -227,6 +245,9 @@ pub enum Disposition {
     },
     /// Not worked: the breaker was open, or an earlier message of the batch must wait first.
     HeldBack { until: DateTime<Utc> },
+    /// Signed with a queue key the worker does not hold yet: back on the queue until `at`,
+    /// while the worker reads its secrets again.
+    AwaitingKey { at: DateTime<Utc>, reason: String },
 }
 
 impl Disposition {
@@ -238,7 +259,7 @@ impl Disposition {
     /// When a message that is not finished comes back.
     fn until(&self) -> Option<DateTime<Utc>> {
         match self {
-            Self::Retry { at, .. } => Some(*at),
+            Self::Retry { at, .. } | Self::AwaitingKey { at, .. } => Some(*at),
             Self::CredentialRejected { until, .. } | Self::HeldBack { until } => Some(*until),
             Self::Done(_) | Self::DeadLettered { .. } => None,
         }
@@ -464,6 +485,25 @@ impl Consumer {
                     directory,
                 }
             }
+            Err(WorkError::KeyNotHeld(reason)) => {
+                if delivery.attempt >= self.policy.key_attempts {
+                    let reason = format!(
+                        "{reason}, after {} attempts and a fresh read of the keys: not signed by this deployment's inbound",
+                        delivery.attempt
+                    );
+                    tracing::error!(message = id, "dead-lettering: {reason}");
+                    return Disposition::DeadLettered { reason };
+                }
+                tracing::warn!(
+                    message = id,
+                    attempt = delivery.attempt,
+                    "waiting for the queue key: {reason}"
+                );
+                Disposition::AwaitingKey {
+                    at: self.after(self.policy.key_wait),
+                    reason,
+                }
+            }
             Err(WorkError::DirectoryUnavailable(reason)) => {
                 let wait = self.policy.backoff.after(delivery.attempt);
                 tracing::warn!(
@@ -518,7 +558,9 @@ impl Consumer {
         match disposition {
             Disposition::Done(_) => queue.ack(delivery).await,
             Disposition::DeadLettered { reason } => queue.dead_letter(delivery, reason).await,
-            Disposition::Retry { at, reason } => queue.retry_at(delivery, *at, reason, true).await,
+            Disposition::Retry { at, reason } | Disposition::AwaitingKey { at, reason } => {
+                queue.retry_at(delivery, *at, reason, true).await
+            }
             Disposition::CredentialRejected { until, reason, .. } => {
                 queue.retry_at(delivery, *until, reason, false).await
             }

@@ -149,6 +149,11 @@ pub enum EnvelopeError {
     Version(u8),
     #[error("envelope signature does not verify")]
     BadSignature,
+    /// Signed, it says, with a queue key this process does not hold: after a rotation, the
+    /// inbound may sign with the new key before a warm worker has read it. Not trusted (the
+    /// key id is the sender's word), only a reason to re-read the secrets and try again.
+    #[error("envelope names queue key {kid}, which this process does not hold")]
+    UnknownKey { kid: String },
 }
 
 /// The wire form. The trigger travels as a JSON string so the signature covers exact bytes.
@@ -217,6 +222,13 @@ impl EnvelopeSigner {
         self
     }
 
+    /// Whether `kid` names the current key or the previous one.
+    fn holds(&self, kid: &str) -> bool {
+        std::iter::once(&self.key)
+            .chain(self.previous.as_ref())
+            .any(|key| key_id(key) == kid)
+    }
+
     fn mac(key: &Secret) -> HmacSha256 {
         // HMAC accepts keys of any length, so this cannot fail.
         HmacSha256::new_from_slice(key.expose().as_bytes())
@@ -264,7 +276,10 @@ impl EnvelopeSigner {
                 .as_ref()
                 .is_some_and(|p| Self::verifies(p, &sealed, &sig));
         if !current && !previous {
-            return Err(EnvelopeError::BadSignature);
+            return Err(match sealed.kid {
+                Some(kid) if !self.holds(&kid) => EnvelopeError::UnknownKey { kid },
+                _ => EnvelopeError::BadSignature,
+            });
         }
         if previous {
             tracing::info!(kid = ?sealed.kid, "envelope signed with the previous queue key");

@@ -10,9 +10,15 @@ use std::time::{Duration, Instant};
 /// How long a container keeps the secrets it resolved before reading them again.
 pub const SECRETS_TTL: Duration = Duration::from_secs(5 * 60);
 
+/// The least time between two reads forced by a refusal (a secret that may have just been
+/// rotated). Anyone can send a wrong secret or a message naming an unknown key: this bounds
+/// what they can make a container spend on Secrets Manager (one read per 5 s at most).
+pub const FORCED_REFRESH_INTERVAL: Duration = Duration::from_secs(5);
+
 pub struct Refreshing<T> {
     slot: tokio::sync::Mutex<(Arc<T>, Instant)>,
     ttl: Duration,
+    forced_interval: Duration,
     stale: AtomicBool,
 }
 
@@ -21,7 +27,41 @@ impl<T> Refreshing<T> {
         Self {
             slot: tokio::sync::Mutex::new((Arc::new(first), Instant::now())),
             ttl,
+            forced_interval: FORCED_REFRESH_INTERVAL,
             stale: AtomicBool::new(false),
+        }
+    }
+
+    /// Sets the least time between two forced reads ([`FORCED_REFRESH_INTERVAL`] by default).
+    pub fn with_forced_interval(mut self, interval: Duration) -> Self {
+        self.forced_interval = interval;
+        self
+    }
+
+    /// Rebuilds the parts now, because something just refused what they hold (a secret that
+    /// may have been rotated), unless they were built less than the forced interval ago.
+    /// Returns the fresh parts, or `None` when nothing was rebuilt (too soon, or the rebuild
+    /// failed: the parts in hand stay).
+    pub async fn refresh_now<F, Fut, E>(&self, build: F) -> Option<Arc<T>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        E: std::fmt::Display,
+    {
+        let mut slot = self.slot.lock().await;
+        if slot.1.elapsed() < self.forced_interval {
+            return None;
+        }
+        match build().await {
+            Ok(fresh) => {
+                *slot = (Arc::new(fresh), Instant::now());
+                Some(slot.0.clone())
+            }
+            Err(e) => {
+                tracing::warn!("secrets not re-read, keeping the ones in hand: {e}");
+                slot.1 = Instant::now();
+                None
+            }
         }
     }
 
@@ -76,5 +116,36 @@ mod tests {
 
         let short = Refreshing::new(1, Duration::ZERO);
         assert_eq!(*short.current(build(5)).await, 5, "past the TTL: rebuilt");
+    }
+
+    #[tokio::test]
+    async fn a_forced_read_happens_at_most_once_an_interval() {
+        let build = |v: i32| move || async move { Ok::<_, String>(v) };
+        let parts = Refreshing::new(1, Duration::from_secs(3600));
+        assert_eq!(
+            parts.refresh_now(build(2)).await,
+            None,
+            "just built: a refusal now cannot make it read again"
+        );
+        assert_eq!(*parts.current(build(2)).await, 1);
+
+        let parts = Refreshing::new(1, Duration::from_secs(3600))
+            .with_forced_interval(Duration::from_millis(30));
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        assert_eq!(parts.refresh_now(build(2)).await.as_deref(), Some(&2));
+        assert_eq!(
+            parts.refresh_now(build(3)).await,
+            None,
+            "a second refusal right after reads nothing"
+        );
+        assert_eq!(*parts.current(build(3)).await, 2);
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        let failing = || async { Err::<i32, _>("secret unreadable") };
+        assert_eq!(parts.refresh_now(failing).await, None);
+        assert_eq!(
+            *parts.current(build(4)).await,
+            2,
+            "a failed read keeps them"
+        );
     }
 }

@@ -47,6 +47,11 @@ pub enum WorkError {
     /// target's, never a dead letter.
     #[error("directory credential rejected: {0}")]
     DirectoryRefused(String),
+    /// The message names a queue key this worker does not hold (yet): a rotation reached the
+    /// inbound first. The worker re-reads its secrets and the message is tried again shortly;
+    /// only a key still unknown after `key_attempts` makes it a dead letter (a forgery).
+    #[error("queue key not held: {0}")]
+    KeyNotHeld(String),
 }
 
 impl WorkError {

@@ -256,6 +256,100 @@ pub async fn a_rotated_queue_key_loses_nothing_signed_with_the_previous_one(b: B
     d.finish().await;
 }
 
+/// A rotation reaches the inbound before a worker: the worker meets a message signed with a key
+/// it does not hold yet. It waits for the key (on Lambda the container reads its secrets again
+/// at once; standalone, another process restarted with it takes the message), never
+/// dead-letters it for that; a message whose key never turns up is a forgery, dead-lettered.
+pub async fn a_message_signed_with_a_key_not_yet_held_waits_for_it_and_a_forged_one_is_dead_lettered(
+    b: Backend,
+) {
+    use scim_relay_core::envelope::{EnvelopeSigner, Trigger};
+    use scim_relay_core::secret::Secret;
+    use scim_relay_core::state::UserKey;
+
+    let mut d = Deployment::options(b)
+        .retry_after(Duration::from_millis(300))
+        .start(|_| {})
+        .await;
+    let tenant = scim_relay_tests::deployment::okta_tenant(&d.idp);
+    let signed = |key: &str, user: &str, event: &str| {
+        let trigger = Trigger::for_user(
+            &UserKey {
+                source: scim_relay_core::envelope::Source::Okta,
+                tenant: tenant.clone(),
+                user_id: user.into(),
+            },
+            "user.lifecycle.create",
+            event.into(),
+            chrono::Utc::now(),
+        );
+        EnvelopeSigner::new(Secret::new(key)).seal(&trigger)
+    };
+    d.idp.set_okta_user(
+        "00uNEXT",
+        "ACTIVE",
+        Some("next.key@example.com"),
+        "Next",
+        "Key",
+        None,
+    );
+    // The inbound already signs with the next key; the workers hold only the current one.
+    d.work_queue()
+        .enqueue(&[signed("the-next-queue-key", "00uNEXT", "ev-next")])
+        .await
+        .expect("enqueued");
+    assert!(!d.drain(Duration::from_millis(600)).await, "it waits");
+    assert_eq!(
+        d.depth().await,
+        (1, 0),
+        "waiting for its key, not dead-lettered"
+    );
+    assert!(d.target.user("next.key@example.com").await.is_none());
+
+    let old = d.settings.queue.signing_key.clone();
+    d.restart(|s| {
+        s.queue.signing_key = Secret::new("the-next-queue-key");
+        s.queue.previous_signing_key = old;
+    })
+    .await;
+    d.settle().await;
+    assert_eq!(
+        d.target
+            .user("next.key@example.com")
+            .await
+            .expect("applied")["active"],
+        true
+    );
+    assert!(d.dead_letters().await.is_empty());
+
+    // A key nobody holds: tried a few times, then dead-lettered with the reason, the user's
+    // account untouched.
+    d.idp.set_okta_user(
+        "00uFORGED",
+        "ACTIVE",
+        Some("forged@example.com"),
+        "For",
+        "Ged",
+        None,
+    );
+    d.work_queue()
+        .enqueue(&[signed("a-key-nobody-holds", "00uFORGED", "ev-forged")])
+        .await
+        .expect("enqueued");
+    assert!(
+        d.drain(Duration::from_secs(30)).await,
+        "dead-lettered in the end"
+    );
+    let dead = d.dead_letters().await;
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert!(
+        dead[0].contains("does not hold") && dead[0].contains("not signed by this deployment"),
+        "{dead:?}"
+    );
+    assert!(d.target.user("forged@example.com").await.is_none());
+    d.finish().await;
+}
+
 pub async fn a_refused_directory_credential_pauses_the_workers_and_dead_letters_nothing(
     b: Backend,
 ) {

@@ -94,6 +94,7 @@ on_every_backend!(
     failures::the_failure_table_end_to_end,
     failures::an_account_created_but_not_recorded_is_still_reached_by_a_later_deletion,
     failures::a_rotated_queue_key_loses_nothing_signed_with_the_previous_one,
+    failures::a_message_signed_with_a_key_not_yet_held_waits_for_it_and_a_forged_one_is_dead_lettered,
     failures::a_refused_directory_credential_pauses_the_workers_and_dead_letters_nothing,
     failures::an_idp_outage_is_waited_out_and_dead_letters_nothing,
     groups::okta_group_memberships_are_mirrored_and_a_deleted_group_is_made_again,

@@ -3,8 +3,8 @@
 //! through each handler. Each function reaches AWS through a recorder of its own, and every
 //! call it made at start-up and after — secrets included — must be granted by its policy in
 //! `infra/template.yaml`. SSM parameter ARNs, which the code also resolves for deployments of
-//! one's own, are checked at the end. One test in its own binary: it sets process environment
-//! variables.
+//! one's own, are checked at the end. A binary of its own: its tests set process environment
+//! variables, one test at a time (`ENVIRONMENT`).
 
 use lambda_runtime::{Context, LambdaEvent};
 use scim_relay_tests::aws::{create_fifo_queues, create_table, moto_config, unique};
@@ -15,8 +15,28 @@ use scim_relay_tests::payloads::{apigw_v2_event, okta_delivery};
 use scim_relay_tests::required_env;
 use scim_relay_tests::scim::ScimTenant;
 
+/// The process environment is one for the binary: a test that sets it holds this.
+static ENVIRONMENT: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Sets the process environment to exactly `vars` (every `SCIM_RELAY_*` else removed), with
+/// the SDK pointed at `recorder` (each function's SDK is built at its start from
+/// AWS_ENDPOINT_URL).
+fn set_environment(vars: &[(&str, String)], recorder: &AwsRecorder) {
+    // SAFETY: the tests of this binary hold `ENVIRONMENT` while they set and read it.
+    unsafe {
+        for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("SCIM_RELAY_")) {
+            std::env::remove_var(k);
+        }
+        for (k, v) in vars {
+            std::env::set_var(k, v);
+        }
+        std::env::set_var("AWS_ENDPOINT_URL", &recorder.url);
+    }
+}
+
 #[tokio::test]
 async fn lambdas_start_from_the_environment_with_secrets_from_arns() {
+    let _environment = ENVIRONMENT.lock().await;
     let sdk = moto_config().await;
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     let ddb = aws_sdk_dynamodb::Client::new(&sdk);
@@ -129,18 +149,8 @@ async fn lambdas_start_from_the_environment_with_secrets_from_arns() {
         format!("{worker_credentials}#datadog_api_key"),
     ));
     let start_as = |own: &[(&str, String)], recorder: &AwsRecorder| {
-        // SAFETY: this binary has a single test, and nothing else reads the environment
-        // concurrently.
-        unsafe {
-            for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("SCIM_RELAY_")) {
-                std::env::remove_var(k);
-            }
-            for (k, v) in globals.iter().chain(own) {
-                std::env::set_var(k, v);
-            }
-            // Each function's SDK is built at its start from AWS_ENDPOINT_URL: its recorder.
-            std::env::set_var("AWS_ENDPOINT_URL", &recorder.url);
-        }
+        let vars: Vec<(&str, String)> = globals.iter().chain(own).cloned().collect();
+        set_environment(&vars, recorder);
     };
 
     start_as(&inbound_env, &inbound_calls);
@@ -333,6 +343,251 @@ async fn lambdas_start_from_the_environment_with_secrets_from_arns() {
         .expect("start-up must fail")
         .to_string();
     assert!(err.contains("SCIM_RELAY_STORE__TABLE"), "{err}");
+}
+
+/// A rotation with warm containers, as the README's runbook does it: `put-secret-value` on the
+/// queue key and the Okta secret while an inbound and a worker container hold the old values,
+/// events in flight. A fresh inbound container signs with the new key: the warm worker reads its
+/// secrets again at once and applies the message (nothing dead-lettered). Okta sends the new
+/// secret: the warm inbound, refused at first, reads its secrets again and accepts it (Okta does
+/// not retry a 401).
+#[tokio::test]
+async fn a_rotation_reaches_warm_containers_without_a_dead_letter_or_a_refused_delivery() {
+    let _environment = ENVIRONMENT.lock().await;
+    let sdk = moto_config().await;
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let ddb = aws_sdk_dynamodb::Client::new(&sdk);
+    let sm = aws_sdk_secretsmanager::Client::new(&sdk);
+    let queues = create_fifo_queues(&sqs, &unique("rot")).await;
+    let table = unique("rot-state");
+    create_table(&ddb, &table).await;
+    let tenant = ScimTenant::fresh();
+    let idp = IdpFixture::start().await;
+    let secret = |name: &str, value: String| {
+        let sm = sm.clone();
+        let name = unique(name);
+        async move {
+            sm.create_secret()
+                .name(name)
+                .secret_string(value)
+                .send()
+                .await
+                .unwrap()
+                .arn
+                .unwrap()
+        }
+    };
+    let signing = secret("rot-signing", "queue-key-one".into()).await;
+    let okta_secret = secret("rot-okta", "okta-secret-one".into()).await;
+    let credentials = secret(
+        "rot-worker",
+        serde_json::json!({"okta_api_token": OKTA_TOKEN, "target_token": tenant.token}).to_string(),
+    )
+    .await;
+    let common = [
+        ("AWS_REGION", "us-east-1".to_string()),
+        ("SCIM_RELAY_QUEUE__URL", queues.url.clone()),
+        ("SCIM_RELAY_QUEUE__SIGNING_KEY", signing.clone()),
+        (
+            "SCIM_RELAY_QUEUE__PREVIOUS_SIGNING_KEY",
+            format!("{signing}@AWSPREVIOUS"),
+        ),
+        ("SCIM_RELAY_OKTA__ORG_URL", idp.url.clone()),
+        ("SCIM_RELAY_TARGET__PROFILE", "generic".to_string()),
+    ];
+    let with = |own: &[(&'static str, String)]| -> Vec<(&'static str, String)> {
+        common.iter().cloned().chain(own.iter().cloned()).collect()
+    };
+    let inbound_env = with(&[
+        ("SCIM_RELAY_OKTA__SHARED_SECRET", okta_secret.clone()),
+        (
+            "SCIM_RELAY_OKTA__PREVIOUS_SHARED_SECRET",
+            format!("{okta_secret}@AWSPREVIOUS"),
+        ),
+    ]);
+    let worker_env = with(&[
+        ("SCIM_RELAY_QUEUE__DLQ_URL", queues.dlq_url.clone()),
+        ("SCIM_RELAY_STORE__TABLE", table.clone()),
+        (
+            "SCIM_RELAY_OKTA__API_TOKEN",
+            format!("{credentials}#okta_api_token"),
+        ),
+        ("SCIM_RELAY_TARGET__BASE_URL", tenant.base_url.clone()),
+        (
+            "SCIM_RELAY_TARGET__TOKEN",
+            format!("{credentials}#target_token"),
+        ),
+    ]);
+    let moto = required_env("RELAY_TEST_MOTO_URL");
+    let (inbound_calls, worker_calls) = (
+        AwsRecorder::start(&moto).await,
+        AwsRecorder::start(&moto).await,
+    );
+    // A forced read of the secrets may follow a refusal at once here (deployed, it waits a few
+    // seconds between two; a unit test in core checks that it does).
+    let warm = std::time::Duration::ZERO;
+    set_environment(&inbound_env, &inbound_calls);
+    let warm_inbound = scim_relay_inbound::Refreshing::new(
+        scim_relay_inbound::init().await.expect("inbound starts"),
+        scim_relay_inbound::SECRETS_TTL,
+    )
+    .with_forced_interval(warm);
+    set_environment(&worker_env, &worker_calls);
+    let warm_worker = scim_relay_worker::Refreshing::new(
+        scim_relay_worker::init().await.expect("worker starts"),
+        scim_relay_worker::SECRETS_TTL,
+    )
+    .with_forced_interval(warm);
+    let person = |n: u32| {
+        let (id, email) = (format!("00uROT{n}"), format!("rot{n}@example.com"));
+        idp.set_okta_user(&id, "ACTIVE", Some(&email), "Ro", "Tated", None);
+        serde_json::to_vec(&okta_delivery(
+            &format!("ev-rot-{n}"),
+            "user.lifecycle.create",
+            &id,
+            &email,
+        ))
+        .unwrap()
+    };
+    // In flight before the rotation: signed with the first key.
+    assert_eq!(
+        deliver(&warm_inbound, "okta-secret-one", person(1)).await,
+        200
+    );
+
+    for (arn, value) in [
+        (&signing, "queue-key-two"),
+        (&okta_secret, "okta-secret-two"),
+    ] {
+        sm.put_secret_value()
+            .secret_id(arn)
+            .secret_string(value)
+            .send()
+            .await
+            .unwrap();
+    }
+    // A container started after the rotation signs with the second key; Okta still sends the
+    // old secret until someone pastes the new one.
+    set_environment(&inbound_env, &inbound_calls);
+    let fresh_inbound = scim_relay_inbound::Refreshing::new(
+        scim_relay_inbound::init().await.expect("inbound starts"),
+        scim_relay_inbound::SECRETS_TTL,
+    );
+    assert_eq!(
+        deliver(&fresh_inbound, "okta-secret-one", person(2)).await,
+        200
+    );
+
+    // The warm worker holds only the first key: the second message waits for the key while
+    // the container reads its secrets again, and comes back to be applied.
+    set_environment(&worker_env, &worker_calls);
+    let mut finished = 0;
+    let mut waited_for_key = 0;
+    // The event source mapping's part: receive, invoke, delete what the batch finished.
+    for _ in 0..30 {
+        let received = receive(&sqs, &queues.url).await;
+        if received.is_empty() {
+            if finished == 2 {
+                break;
+            }
+            continue;
+        }
+        let event = LambdaEvent::new(sqs_event(&received), Context::default());
+        let response = scim_relay_worker::handle_current(&warm_worker, event)
+            .await
+            .unwrap();
+        waited_for_key += response.batch_item_failures.len();
+        for m in &received {
+            let failed = response
+                .batch_item_failures
+                .iter()
+                .any(|f| Some(&f.item_identifier) == m.message_id.as_ref());
+            if !failed {
+                finished += 1;
+                sqs.delete_message()
+                    .queue_url(&queues.url)
+                    .receipt_handle(m.receipt_handle.clone().unwrap_or_default())
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+    assert_eq!(finished, 2);
+    assert!(
+        waited_for_key >= 1,
+        "the warm worker met the new key before it read it"
+    );
+    for n in [1, 2] {
+        assert_eq!(
+            tenant
+                .user(&format!("rot{n}@example.com"))
+                .await
+                .expect("applied")["active"],
+            true,
+            "rot{n}"
+        );
+    }
+    assert!(
+        receive(&sqs, &queues.dlq_url).await.is_empty(),
+        "nothing dead-lettered"
+    );
+
+    // The hook in Okta now sends the new secret. The warm inbound never read it: refused,
+    // it reads its secrets again and accepts the delivery on the spot.
+    set_environment(&inbound_env, &inbound_calls);
+    assert_eq!(
+        deliver(&warm_inbound, "okta-secret-two", person(3)).await,
+        200
+    );
+    assert_eq!(
+        deliver(&warm_inbound, "not-the-secret", person(4)).await,
+        401,
+        "a wrong secret is still refused"
+    );
+
+    let template = std::path::PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../infra/template.yaml"
+    ));
+    let names = ResourceNames::new()
+        .with(table.clone(), "StateTable")
+        .with(queues.url.clone(), "WorkQueue")
+        .with(queues.dlq_url.clone(), "DeadLetterQueue")
+        .with(signing.clone(), "QueueSigningKey")
+        .with(okta_secret.clone(), "OktaSharedSecret")
+        .with(credentials.clone(), "WorkerCredentials");
+    for (function, recorder) in [
+        ("InboundFunction", &inbound_calls),
+        ("WorkerFunction", &worker_calls),
+    ] {
+        check_granted(&template, function, &recorder.calls(), &names)
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+}
+
+/// An Okta delivery through the handler a warm container runs; its status.
+async fn deliver(
+    parts: &scim_relay_inbound::Refreshing<scim_relay_core::ingress::Ingress>,
+    secret: &str,
+    body: Vec<u8>,
+) -> u16 {
+    let event = apigw_v2_event(
+        "POST",
+        "/okta",
+        "",
+        &[("authorization", secret)],
+        Some(&body),
+        false,
+    );
+    scim_relay_inbound::handle_current(
+        parts,
+        lambda_http::request::from_str(&event.to_string()).unwrap(),
+    )
+    .await
+    .unwrap()
+    .status()
+    .as_u16()
 }
 
 /// An Okta delivery through API Gateway's event shape into the inbound handler; its status.

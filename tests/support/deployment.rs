@@ -209,6 +209,8 @@ fn aws_test_policy(retry: &RetryPolicy) -> ConsumerPolicy {
     ConsumerPolicy {
         credential_pause: retry.credential_pause,
         breaker_hold: retry.credential_pause,
+        // SQS rounds it up to a second.
+        key_wait: retry.base_delay,
         ..ConsumerPolicy {
             backoff: retry.consumer().backoff,
             ..ConsumerPolicy::lambda()

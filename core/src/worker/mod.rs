@@ -155,10 +155,12 @@ impl Worker {
         body: &str,
         trace: &mut Trace,
     ) -> Result<Outcome, WorkError> {
-        let trigger = self
-            .signer
-            .open(body)
-            .map_err(|e| WorkError::Permanent(format!("rejected message: {e}")))?;
+        let trigger = self.signer.open(body).map_err(|e| match e {
+            crate::envelope::EnvelopeError::UnknownKey { .. } => {
+                WorkError::KeyNotHeld(format!("rejected message for now: {e}"))
+            }
+            e => WorkError::Permanent(format!("rejected message: {e}")),
+        })?;
         // Tenant events too are finished with their event named; only a user's has a key.
         trace.opened(&trigger, None);
         let user_id = match &trigger.subject {

@@ -30,13 +30,29 @@ fn aws_sdk_sqs(sdk: &scim_relay_core::aws::SdkConfig) -> scim_relay_core::aws::s
 }
 
 /// The handler a container runs: ingress as [`init`] builds it, built again once its secrets
-/// (the Okta secret, the clientState, the queue key) are [`SECRETS_TTL`] old.
+/// (the Okta secret, the clientState, the queue key) are [`SECRETS_TTL`] old — and at once
+/// when a request is refused for its secret (at most every few seconds): the secret may have
+/// been rotated and pasted into Okta since this container read it, and Okta does not retry a
+/// `401`.
 pub async fn handle_current(
     parts: &Refreshing<Ingress>,
     req: Request,
 ) -> Result<Response<Body>, Error> {
     let ingress = parts.current(init).await;
-    handle(&ingress, req).await
+    let request = to_ingress_request(&req);
+    let answer = ingress.handle(request.clone()).await;
+    if answer.status != 401 {
+        return Ok(to_response(answer)?);
+    }
+    match parts.refresh_now(init).await {
+        Some(fresh) => {
+            tracing::info!(
+                "a request was refused for its secret: secrets read again, checked again"
+            );
+            Ok(to_response(fresh.handle(request).await)?)
+        }
+        None => Ok(to_response(answer)?),
+    }
 }
 
 /// The handler: never fails the invocation for a bad request; every refusal is an HTTP answer.

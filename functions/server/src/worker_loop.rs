@@ -43,6 +43,7 @@ impl RetryPolicy {
             },
             credential_pause: self.credential_pause,
             breaker_hold: self.credential_pause,
+            key_wait: self.base_delay.saturating_mul(5),
             ..ConsumerPolicy::standalone(self.max_attempts, self.lease)
         }
     }
@@ -131,7 +132,7 @@ pub fn record(consumed: &Consumed, stats: &WorkerStats) -> Option<CredentialHeal
         Disposition::Done(Outcome::Held) => count(&stats.held),
         Disposition::Done(_) => count(&stats.applied),
         Disposition::DeadLettered { .. } => count(&stats.dead_lettered),
-        Disposition::Retry { .. } => count(&stats.retried),
+        Disposition::Retry { .. } | Disposition::AwaitingKey { .. } => count(&stats.retried),
         // The directory refusing its token says nothing of the target's key.
         Disposition::CredentialRejected {
             directory: false, ..

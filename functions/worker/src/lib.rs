@@ -95,15 +95,25 @@ pub fn from_parts(
 }
 
 /// The handler a container runs: the worker as [`init`] builds it from the environment, built
-/// again once its secrets are [`SECRETS_TTL`] old or right after the target refused the
-/// credential, so a rotated key reaches a warm container without a redeploy.
+/// again once its secrets are [`SECRETS_TTL`] old, right after the target refused the
+/// credential, and at once (at most every few seconds) when a message named a queue key it
+/// does not hold, so a rotated key reaches a warm container without a redeploy and without
+/// a dead letter.
 pub async fn handle_current(
     parts: &Refreshing<WorkerLambda>,
     event: LambdaEvent<SqsEvent>,
 ) -> Result<SqsBatchResponse, Error> {
     let lambda = parts.current(init).await;
-    let response = handle(&lambda, event).await?;
-    if !response.batch_item_failures.is_empty() && lambda.consumer.paused_until().await.is_some() {
+    let (response, report) = handle_reporting(&lambda, event).await;
+    if report.key_not_held > 0 {
+        // The inbound (or the sweeper) signs with a key newer than ours: read it before the
+        // message comes back (`ConsumerPolicy::key_wait`).
+        if parts.refresh_now(init).await.is_some() {
+            tracing::info!("queue key unknown to this container: secrets read again");
+        }
+    } else if !response.batch_item_failures.is_empty()
+        && lambda.consumer.paused_until().await.is_some()
+    {
         parts.mark_stale();
     }
     Ok(response)
@@ -113,6 +123,14 @@ pub async fn handle(
     lambda: &WorkerLambda,
     event: LambdaEvent<SqsEvent>,
 ) -> Result<SqsBatchResponse, Error> {
+    Ok(handle_reporting(lambda, event).await.0)
+}
+
+/// [`handle`], with what the batch came to.
+async fn handle_reporting(
+    lambda: &WorkerLambda,
+    event: LambdaEvent<SqsEvent>,
+) -> (SqsBatchResponse, BatchReport) {
     let report = work_batch(lambda, event).await;
     // What the batch came to, as CloudWatch metrics (Embedded Metric Format on stdout).
     println!(
@@ -124,12 +142,12 @@ pub async fn handle(
         )
     );
     let mut response = SqsBatchResponse::default();
-    for id in report.unfinished {
+    for id in &report.unfinished {
         let mut failure = BatchItemFailure::default();
-        failure.item_identifier = id;
+        failure.item_identifier = id.clone();
         response.batch_item_failures.push(failure);
     }
-    Ok(response)
+    (response, report)
 }
 
 /// Works one SQS batch and reports what each record came to (the handler turns it into the
