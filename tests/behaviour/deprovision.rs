@@ -61,11 +61,22 @@ async fn settled_census(d: &Deployment) -> scim_relay_core::sweeper::Deprovision
 
 /// A deployment whose Okta scope is the app assignment, with `users` assigned and provisioned.
 async fn provisioned(b: Backend, clock: Arc<ManualClock>, users: usize) -> Deployment {
+    provisioned_with(b, clock, users, |_| {}).await
+}
+
+/// [`provisioned`], with settings `customize`d.
+async fn provisioned_with(
+    b: Backend,
+    clock: Arc<ManualClock>,
+    users: usize,
+    customize: impl FnOnce(&mut scim_relay_core::config::Settings),
+) -> Deployment {
     let d = Deployment::options(b)
         .on_clock(clock.clone())
         .start(|s| {
             s.target.profile = TargetProfile::Generic;
             s.okta.app_id = Some(APP.into());
+            customize(s);
         })
         .await;
     for n in 0..users {
@@ -273,5 +284,112 @@ pub async fn the_breaker_window_rolls_and_held_users_stay_held_until_decided(b: 
     }
     assert_eq!(d.held().await.len(), 2);
     assert_eq!(settled_census(&d).await.in_window, 1);
+    d.finish().await;
+}
+
+/// A first pass over a directory full of disabled people who never had an account must not
+/// fill the breaker's window: a deprovision takes a slot only when there is an account to
+/// switch off, and "no record, no account" ends as unchanged, with no hold and no alarm. A
+/// real leaver right after goes through at once.
+pub async fn a_deprovision_takes_a_slot_only_when_there_is_an_account_to_switch_off(b: Backend) {
+    let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
+    let d = provisioned_with(b, clock.clone(), 2, |s| s.target.deprovision_limit = 2).await;
+    for n in 10..15 {
+        d.idp.set_okta_user(
+            &okta_id(n),
+            "DEPROVISIONED",
+            Some(&email(n)),
+            "Ne",
+            "Ver",
+            None,
+        );
+        d.idp.assign_okta_app(APP, &okta_id(n), true);
+        d.okta(okta_delivery(
+            &format!("dp-none-{n}"),
+            "user.lifecycle.deactivate",
+            &okta_id(n),
+            &email(n),
+        ))
+        .await;
+    }
+    assert!(
+        d.held().await.is_empty(),
+        "nobody held: none had an account"
+    );
+    assert_eq!(settled_census(&d).await.in_window, 0, "no slot spent");
+    assert!(d.target.user(&email(10)).await.is_none());
+    assert_eq!(d.target.count("PATCH"), 0);
+
+    d.idp.assign_okta_app(APP, &okta_id(0), false);
+    d.okta(okta_delivery(
+        "dp-leaver",
+        "application.user_membership.remove",
+        &okta_id(0),
+        &email(0),
+    ))
+    .await;
+    assert_eq!(
+        active(&d, 0).await,
+        Some(false),
+        "a real leaver is not held"
+    );
+    assert!(d.held().await.is_empty());
+    assert!(d.dead_letters().await.is_empty());
+    d.finish().await;
+}
+
+/// An approval lets through the one trigger it enqueued, once. When that trigger ends some
+/// other way (here: dead-lettered by the target's 400), a later deprovision of the same user
+/// meets the breaker again instead of skipping it; the approved trigger, redriven, still
+/// applies.
+pub async fn an_approval_lets_through_its_own_trigger_only(b: Backend) {
+    let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
+    let d = provisioned_with(b, clock.clone(), 4, |s| s.target.deprovision_limit = 2).await;
+    for n in 0..3 {
+        d.idp.assign_okta_app(APP, &okta_id(n), false);
+    }
+    sweep_and_settle(&d, &clock).await;
+    let held = d.held().await;
+    assert_eq!(
+        held.len(),
+        1,
+        "two of three deactivated, one held: {held:?}"
+    );
+    let (user, name) = (held[0].key.user_id.clone(), held[0].user_name.clone());
+
+    d.target.fail_next("PATCH", 400);
+    d.command(&["held", "approve", &user])
+        .await
+        .expect("approved");
+    d.settle().await;
+    assert_eq!(
+        d.dead_letters().await.len(),
+        1,
+        "the approved trigger failed"
+    );
+    assert_eq!(d.target.user(&name).await.unwrap()["active"], true);
+
+    // Another event for the user, the window still full: the approval is not a pass for it.
+    d.okta(okta_delivery(
+        "dp-after-approval",
+        "application.user_membership.remove",
+        &user,
+        &name,
+    ))
+    .await;
+    assert_eq!(
+        d.target.user(&name).await.unwrap()["active"],
+        true,
+        "a later trigger does not use the approval"
+    );
+
+    assert_eq!(d.redrive().await, 1);
+    d.settle().await;
+    assert_eq!(
+        d.target.user(&name).await.unwrap()["active"],
+        false,
+        "the approved trigger, redriven, applies"
+    );
+    assert!(d.held().await.is_empty(), "and the hold is settled");
     d.finish().await;
 }

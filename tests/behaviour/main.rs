@@ -61,6 +61,8 @@ on_every_backend!(
     console::status_shows_queue_dead_letters_breaker_last_sweep_subscription_invitations_and_holds,
     deprovision::a_scope_change_deactivating_50_of_200_deactivates_the_limit_and_holds_the_rest,
     deprovision::the_breaker_window_rolls_and_held_users_stay_held_until_decided,
+    deprovision::a_deprovision_takes_a_slot_only_when_there_is_an_account_to_switch_off,
+    deprovision::an_approval_lets_through_its_own_trigger_only,
     lifecycle::okta_lifecycle_creates_updates_deactivates_and_ignores_duplicates,
     lifecycle::an_unmappable_user_is_dead_lettered_with_its_reason_and_applied_once_redriven,
     lifecycle::a_user_deleted_from_the_directory_is_deactivated_from_recorded_state,

@@ -34,13 +34,31 @@ pub enum HoldState {
     /// Waiting for an operator; the account is left as it is.
     #[default]
     Pending,
-    /// Apply it on the next trigger for the user (one is enqueued with the approval).
-    Approved { at: DateTime<Utc> },
+    /// Apply it, once, with the trigger enqueued with the approval (`event`: its event id).
+    /// No other trigger for the user is let through by it: an approval is not a standing pass
+    /// around the breaker.
+    Approved {
+        at: DateTime<Utc>,
+        /// The approved trigger's event id (absent in approvals recorded before it was kept:
+        /// those let through the approval event type only).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        event: Option<String>,
+    },
     /// Leave the account as it is until the directory shows the user active again.
     Rejected { at: DateTime<Utc> },
 }
 
 impl HoldState {
+    /// Whether this is an approval of `trigger` itself: the one trigger it lets past the
+    /// breaker (and its redeliveries).
+    pub fn approves(&self, trigger: &Trigger) -> bool {
+        match self {
+            HoldState::Approved { event: Some(e), .. } => *e == trigger.event_id,
+            HoldState::Approved { event: None, .. } => trigger.event_type == APPROVED_EVENT,
+            _ => false,
+        }
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             HoldState::Pending => "pending",
@@ -157,11 +175,15 @@ pub async fn decide(
 ) -> Result<HoldState, DecisionError> {
     let not_held = || DecisionError::NotHeld(key.user_id.clone());
     let mut decided = None;
+    let approved_event = format!("hold-{}", uuid::Uuid::new_v4().simple());
     for _ in 0..3 {
         let recorded = store.load_user(key).await?.ok_or_else(not_held)?;
         let hold = recorded.held.clone().ok_or_else(not_held)?;
         let state = match decision {
-            Decision::Approve => HoldState::Approved { at: now },
+            Decision::Approve => HoldState::Approved {
+                at: now,
+                event: Some(approved_event.clone()),
+            },
             Decision::Reject => HoldState::Rejected { at: now },
         };
         let mut next = recorded.successor(now);
@@ -192,12 +214,7 @@ pub async fn decide(
     }
     let state = decided.ok_or(StoreError::Conflict)?;
     if decision == Decision::Approve {
-        let trigger = Trigger::for_user(
-            key,
-            APPROVED_EVENT,
-            format!("hold-{}", uuid::Uuid::new_v4().simple()),
-            now,
-        );
+        let trigger = Trigger::for_user(key, APPROVED_EVENT, approved_event, now);
         queue.enqueue(&[signer.seal(&trigger)]).await?;
     }
     Ok(state)

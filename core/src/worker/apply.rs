@@ -26,8 +26,20 @@ impl Worker {
         desired: Option<&DesiredUser>,
         doubt: &Doubt<'_>,
         trigger: &Trigger,
+        looked_up: Option<super::hold::LookedUp>,
     ) -> Result<Applied, WorkError> {
         let recorded = doubt.recorded;
+        // The breaker looked the account up already for an unrecorded deactivation.
+        let find = |user_name: &str| {
+            let user_name = user_name.to_string();
+            let looked_up = looked_up.clone();
+            async move {
+                match looked_up {
+                    Some(found) => Ok(found),
+                    None => self.target.find_user(&user_name).await,
+                }
+            }
+        };
         let now = self.clock.now();
         let next = |scim_id: Option<String>,
                     user: &DesiredUser,
@@ -149,7 +161,7 @@ impl Worker {
                 // A create in doubt for a user the directory no longer has. Where the target
                 // keeps externalId, only an account made for this user is touched: the same
                 // login may belong to someone else by now.
-                let found = self.target.find_user(user_name).await?.filter(|r| {
+                let found = find(user_name).await?.filter(|r| {
                     r.external_id
                         .as_deref()
                         .is_none_or(|id| id == doubt.key.user_id)
@@ -172,7 +184,7 @@ impl Worker {
                 let user = desired.ok_or_else(|| {
                     WorkError::Permanent("deactivation planned without a user".into())
                 })?;
-                let found = self.target.find_user(user_name).await?;
+                let found = find(user_name).await?;
                 if let Some(found) = &found {
                     self.refuse_others_account(found, doubt.key).await?;
                 }

@@ -6,19 +6,23 @@ use chrono::{DateTime, Utc};
 use super::Worker;
 use crate::deprovision::{take_slot, user_slot, Hold, HoldState, Slot};
 use crate::envelope::Trigger;
-use crate::scim::ScimPlan;
+use crate::scim::{ScimPlan, ScimRecord};
 use crate::state::{UserKey, UserState};
 use crate::work::WorkError;
 
 /// What becomes of a plan at the breaker.
 pub(super) enum Gate {
-    /// Apply it.
-    Go,
+    /// Apply it. For a deactivation of an account the relay has no record of, the look-up the
+    /// breaker made first (so the apply does not repeat it).
+    Go(Option<LookedUp>),
     /// Do not apply it: record this state (the hold on it) instead.
     Hold(Box<UserState>),
     /// Do not apply it; the record already says why (a pending or rejected hold).
     Keep(&'static str),
 }
+
+/// What a look-up by userName found: the account, if any.
+pub(super) type LookedUp = Option<ScimRecord>;
 
 impl Worker {
     pub(super) async fn gate(
@@ -29,20 +33,36 @@ impl Worker {
         trigger: &Trigger,
     ) -> Result<Gate, WorkError> {
         if !plan.deprovisions() {
-            return Ok(Gate::Go);
+            return Ok(Gate::Go(None));
         }
         match recorded.and_then(|r| r.held.as_ref()).map(|h| &h.state) {
-            Some(HoldState::Approved { .. }) => return Ok(Gate::Go),
+            Some(approval) if approval.approves(trigger) => return Ok(Gate::Go(None)),
+            Some(HoldState::Approved { .. }) => {
+                return Ok(Gate::Keep(
+                    "approved: applied by the approval's own trigger, not by this one",
+                ))
+            }
             Some(HoldState::Pending) => return Ok(Gate::Keep("held for an operator")),
             Some(HoldState::Rejected { .. }) => {
                 return Ok(Gate::Keep("an operator rejected this deprovision"))
             }
             None => {}
         }
+        // An account the relay has no record of is looked up first: a slot (and a hold, an
+        // alarm) only for an account there is to switch off. A first pass over a directory full
+        // of disabled users who never had an account must not fill the window.
+        let mut looked_up = None;
+        if let ScimPlan::DeactivateUnrecorded { user_name } = plan {
+            let found = self.target.find_user(user_name).await?;
+            if found.as_ref().is_none_or(|r| r.active == Some(false)) {
+                return Ok(Gate::Go(Some(found)));
+            }
+            looked_up = Some(found);
+        }
         let now = self.clock.now();
         let slot = take_slot(self.store.as_ref(), &user_slot(key), now, &self.deprovision).await?;
         let (taken, allowed) = match slot {
-            Slot::Taken => return Ok(Gate::Go),
+            Slot::Taken => return Ok(Gate::Go(looked_up)),
             Slot::Refused { taken, allowed } => (taken, allowed),
         };
         let window = self.deprovision.window.as_secs() / 60;

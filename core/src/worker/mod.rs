@@ -218,8 +218,7 @@ impl Worker {
             Truth::HardDeleted => (None, true),
             Truth::LeaveAsIs => {
                 tracing::info!(user = %user_id, "suspended user left as is (okta.suspended = keep)");
-                self.store.commit(&key, None, None, &processed).await?;
-                return Ok(Outcome::Unchanged { scim_calls: 0 });
+                return self.leave_as_is(&key, &processed).await;
             }
         };
         for _ in 0..PLAN_ATTEMPTS {
@@ -254,8 +253,8 @@ impl Worker {
             }
             trace.plan = plan_name(&plan).to_string();
             trace.changed = changed_attributes(&plan);
-            match self.gate(&key, &plan, recorded.as_ref(), &trigger).await? {
-                Gate::Go => {}
+            let looked_up = match self.gate(&key, &plan, recorded.as_ref(), &trigger).await? {
+                Gate::Go(looked_up) => looked_up,
                 Gate::Hold(state) => {
                     let expected = recorded.as_ref().map(|r| r.version);
                     match self
@@ -273,7 +272,7 @@ impl Worker {
                     self.store.commit(&key, None, None, &processed).await?;
                     return Ok(Outcome::Held);
                 }
-            }
+            };
             let doubt = Doubt {
                 key: &key,
                 recorded: recorded.as_ref(),
@@ -281,7 +280,10 @@ impl Worker {
                 written: Default::default(),
                 raced: Default::default(),
             };
-            let mut applied = match self.apply(&plan, desired.as_ref(), &doubt, &trigger).await {
+            let mut applied = match self
+                .apply(&plan, desired.as_ref(), &doubt, &trigger, looked_up)
+                .await
+            {
                 Ok(applied) => applied,
                 Err(_) if doubt.raced() => {
                     tracing::info!(user = %user_id, "state changed before the create; re-planning");
@@ -491,6 +493,40 @@ impl Worker {
             protected,
             delete_unconfirmed,
         }
+    }
+
+    /// A user the directory asks to leave as it is (suspended, under `okta.suspended = keep`):
+    /// no SCIM call. A held deprovision on the record is no longer asked for: it lapses, an
+    /// approval included, so nothing is left approved for a later trigger.
+    async fn leave_as_is(
+        &self,
+        key: &UserKey,
+        processed: &ProcessedEvent,
+    ) -> Result<Outcome, WorkError> {
+        for _ in 0..PLAN_ATTEMPTS {
+            let recorded = self.store.load_user(key).await?;
+            let Some(r) = recorded.filter(|r| r.held.is_some()) else {
+                self.store.commit(key, None, None, processed).await?;
+                return Ok(Outcome::Unchanged { scim_calls: 0 });
+            };
+            let mut next = r.successor(self.clock.now());
+            next.held = None;
+            match self
+                .store
+                .commit(key, Some(&next), Some(r.version), processed)
+                .await
+            {
+                Ok(()) => {
+                    tracing::info!(user = %key.user_id, "held deprovision lapsed: the directory keeps the user as is");
+                    return Ok(Outcome::Unchanged { scim_calls: 0 });
+                }
+                Err(StoreError::Conflict) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(WorkError::retry(
+            "state of the user kept changing concurrently",
+        ))
     }
 
     /// A tenant-level event, once: handed to the sweeper, then recorded as done.
