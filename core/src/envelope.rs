@@ -326,7 +326,21 @@ mod tests {
     fn a_different_key_or_a_tampered_body_is_rejected() {
         let msg = EnvelopeSigner::new(Secret::new("k")).seal(&trigger());
         let other = EnvelopeSigner::new(Secret::new("not-k"));
-        assert_eq!(other.open(&msg.body), Err(EnvelopeError::BadSignature));
+        assert_eq!(
+            other.open(&msg.body),
+            Err(EnvelopeError::UnknownKey {
+                kid: key_id(&Secret::new("k"))
+            }),
+            "signed with a key this signer does not hold: worth a fresh read of the keys"
+        );
+        // The key id is the sender's word: naming a held key with a wrong signature is a plain
+        // bad signature, never a reason to wait.
+        let mut forged: serde_json::Value = serde_json::from_str(&msg.body).unwrap();
+        forged["kid"] = serde_json::json!(key_id(&Secret::new("not-k")));
+        assert_eq!(
+            other.open(&forged.to_string()),
+            Err(EnvelopeError::BadSignature)
+        );
 
         let tampered = msg.body.replace("00u1", "00u2");
         assert_eq!(
@@ -345,12 +359,17 @@ mod tests {
         assert_eq!(rotated.open(&fresh.body), Ok(trigger()));
         assert_eq!(
             old.open(&fresh.body),
-            Err(EnvelopeError::BadSignature),
-            "signed with the new key"
+            Err(EnvelopeError::UnknownKey {
+                kid: key_id(&Secret::new("new"))
+            }),
+            "signed with the new key, which a worker that has not read it yet does not hold"
         );
         // Without the previous key, or once it is dropped, the old message no longer opens.
         let done = EnvelopeSigner::new(Secret::new("new")).with_previous(Secret::default());
-        assert_eq!(done.open(&in_flight.body), Err(EnvelopeError::BadSignature));
+        assert!(matches!(
+            done.open(&in_flight.body),
+            Err(EnvelopeError::UnknownKey { .. })
+        ));
         // The key id names the key, without revealing it.
         assert!(fresh.body.contains(&key_id(&Secret::new("new"))));
         assert_ne!(key_id(&Secret::new("new")), key_id(&Secret::new("old")));
