@@ -794,13 +794,29 @@ fn optional<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error>
 
 /// A whole number of `unit`s (from TOML or the environment). Refused when the clock could not
 /// add it to a date: better at load than as a panic deep in a sweep.
+/// The longest time any setting may give: ten years. Every time the relay computes from a
+/// setting (an expiry, a retention, a window) stays far from the calendar's end, so no
+/// arithmetic on a setting can overflow (and panic a worker on every message).
+pub const MAX_SETTING_TIME: Duration = Duration::from_secs(3650 * 24 * 3600);
+
 fn duration<'de, D: Deserializer<'de>>(d: D, unit: Duration) -> Result<Duration, D::Error> {
     let n = number(d)?;
     unit.as_secs()
         .checked_mul(n)
         .map(Duration::from_secs)
-        .filter(|d| chrono::Duration::from_std(*d).is_ok())
-        .ok_or_else(|| serde::de::Error::custom(format!("`{n}` is too long a time")))
+        .filter(|d| *d <= MAX_SETTING_TIME)
+        .ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "`{n}` is too long a time: at most ten years ({} {})",
+                MAX_SETTING_TIME.as_secs() / unit.as_secs().max(1),
+                match unit.as_secs() {
+                    1 => "seconds",
+                    60 => "minutes",
+                    3600 => "hours",
+                    _ => "days",
+                }
+            ))
+        })
 }
 
 fn hours<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
@@ -1128,6 +1144,20 @@ mod tests {
         assert!(err.to_string().contains("too long"), "{err}");
         // The Rust field names are not keys.
         assert!(Settings::from_toml_and_env("[store]\ndedupe_ttl = 1\n", env(&[])).is_err());
+        // A time no calendar arithmetic survives is refused at start-up, by name, whether from
+        // the file or the environment (HistoryDays on Lambda).
+        for (toml, vars) in [
+            ("[store]\nhistory_days = 100000000000\n", vec![]),
+            ("", vec![("SCIM_RELAY_STORE__HISTORY_DAYS", "3651")]),
+            ("", vec![("SCIM_RELAY_STORE__DEDUPE_TTL_HOURS", "9999999999")]),
+        ] {
+            let err = Settings::from_toml_and_env(toml, env(&vars))
+                .expect_err("too long")
+                .to_string();
+            assert!(err.contains("at most ten years"), "{err}");
+        }
+        let s = Settings::from_toml_and_env("[store]\nhistory_days = 3650\n", env(&[])).unwrap();
+        assert_eq!(s.store.history, MAX_SETTING_TIME);
     }
 
     #[test]

@@ -88,7 +88,7 @@ impl Worker {
                     // Datadog mails an invitation on create; its link dies after 48 h.
                     state.invite = Some(InviteState {
                         sent_at: now,
-                        expires_at: now + self.invite_ttl,
+                        expires_at: super::later(now, self.invite_ttl),
                         count: 1,
                         outcome: None,
                     });

@@ -206,7 +206,7 @@ impl Worker {
         let from_event_content = self.directory(trigger.source).is_none();
         let processed = ProcessedEvent {
             key: event_key,
-            expires_at: now + self.dedupe_ttl,
+            expires_at: later(now, self.dedupe_ttl),
         };
         let truth = self.read_desired(&trigger, &user_id).await?;
         if let Truth::Present(user) = &truth {
@@ -416,7 +416,7 @@ impl Worker {
         if self.history_ttl <= chrono::Duration::zero() {
             return entry;
         }
-        let expires_at = entry.at + self.history_ttl;
+        let expires_at = later(entry.at, self.history_ttl);
         if let Err(e) = self
             .store
             .record_history(key, trace.user_fingerprint.as_deref(), &entry, expires_at)
@@ -447,7 +447,7 @@ impl Worker {
             })
             .and_then(|r| {
                 let seen = r.hard_delete_seen.unwrap_or(now);
-                let confirmed_at = seen + self.hard_delete_confirm;
+                let confirmed_at = later(seen, self.hard_delete_confirm);
                 (confirmed_at > now).then(|| (seen, confirmed_at - now))
             });
         let stale =
@@ -549,7 +549,7 @@ impl Worker {
         };
         let processed = ProcessedEvent {
             key: event_key,
-            expires_at: now + self.dedupe_ttl,
+            expires_at: later(now, self.dedupe_ttl),
         };
         self.store.commit(&key, None, None, &processed).await?;
         Ok(Outcome::Unchanged { scim_calls: 0 })
@@ -582,6 +582,12 @@ pub(crate) struct Decision {
 /// True when the event was published before the last applied one.
 fn is_older(event: Option<DateTime<Utc>>, last_applied: Option<DateTime<Utc>>) -> bool {
     matches!((event, last_applied), (Some(e), Some(last)) if e < last)
+}
+
+/// `at` plus a time from the settings. Settings are bounded at start-up (ten years at most), and
+/// a worker built otherwise still never panics on a message for it: the end of time instead.
+pub(crate) fn later(at: DateTime<Utc>, after: chrono::Duration) -> DateTime<Utc> {
+    at.checked_add_signed(after).unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
 fn latest(a: Option<DateTime<Utc>>, b: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
@@ -625,6 +631,16 @@ mod tests {
         };
         assert_eq!(changed_attributes(&plan), ["title", "active"]);
         assert!(changed_attributes(&ScimPlan::Nothing { reason: "x" }).is_empty());
+    }
+
+    #[test]
+    fn a_time_from_the_settings_never_overflows() {
+        let now = Utc::now();
+        assert_eq!(later(now, chrono::Duration::MAX), DateTime::<Utc>::MAX_UTC);
+        assert_eq!(
+            later(now, chrono::Duration::days(1)),
+            now + chrono::Duration::days(1)
+        );
     }
 
     #[test]
