@@ -1149,7 +1149,10 @@ mod tests {
         for (toml, vars) in [
             ("[store]\nhistory_days = 100000000000\n", vec![]),
             ("", vec![("SCIM_RELAY_STORE__HISTORY_DAYS", "3651")]),
-            ("", vec![("SCIM_RELAY_STORE__DEDUPE_TTL_HOURS", "9999999999")]),
+            (
+                "",
+                vec![("SCIM_RELAY_STORE__DEDUPE_TTL_HOURS", "9999999999")],
+            ),
         ] {
             let err = Settings::from_toml_and_env(toml, env(&vars))
                 .expect_err("too long")

@@ -73,9 +73,11 @@ static PROCESS_KEY: OnceLock<FingerprintKey> = OnceLock::new();
 /// Makes the deployment's fingerprint key (derived from the queue signing key) the one this
 /// process logs with. Called where settings become running parts; the first call wins (one
 /// process serves one deployment), later ones change nothing. An empty signing key sets
-/// nothing. Returns whether the key in use is now the one derived from `signing_key`.
+/// nothing, and so does a secret not yet resolved (an ARN: the key is what it names, and a
+/// command run with `--aws` reads it later). Returns whether the key in use is now the one
+/// derived from `signing_key`.
 pub fn set_fingerprint_key(signing_key: &Secret) -> bool {
-    if signing_key.is_empty() {
+    if signing_key.is_empty() || signing_key.expose().starts_with("arn:") {
         return false;
     }
     let key = FingerprintKey::derive(signing_key);
@@ -112,6 +114,15 @@ mod tests {
         assert!(!a.contains("jane"));
         assert!(!a.contains('@'));
         assert_ne!(a, fingerprint("john.doe@example.com"));
+    }
+
+    #[test]
+    fn a_secrets_arn_is_never_taken_for_the_key() {
+        // `history <email> --aws` once keyed fingerprints with the ARN's text: it found nobody.
+        assert!(!set_fingerprint_key(&Secret::new(
+            "arn:aws:secretsmanager:us-east-1:123456789012:secret:QueueSigningKey-AbCdEf"
+        )));
+        assert!(!set_fingerprint_key(&Secret::default()));
     }
 
     #[test]

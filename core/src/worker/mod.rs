@@ -587,7 +587,8 @@ fn is_older(event: Option<DateTime<Utc>>, last_applied: Option<DateTime<Utc>>) -
 /// `at` plus a time from the settings. Settings are bounded at start-up (ten years at most), and
 /// a worker built otherwise still never panics on a message for it: the end of time instead.
 pub(crate) fn later(at: DateTime<Utc>, after: chrono::Duration) -> DateTime<Utc> {
-    at.checked_add_signed(after).unwrap_or(DateTime::<Utc>::MAX_UTC)
+    at.checked_add_signed(after)
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
 fn latest(a: Option<DateTime<Utc>>, b: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {

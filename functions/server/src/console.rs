@@ -150,6 +150,8 @@ impl Console {
         scim_relay_core::aws::resolve_secrets(settings, &sdk)
             .await
             .map_err(|e| e.to_string())?;
+        // Fingerprints (history by email, sync) are keyed with the secret, never its ARN.
+        scim_relay_core::pii::set_fingerprint_key(&settings.queue.signing_key);
         use scim_relay_core::queue::sqs::{SqsQueue, SqsQueueMonitor};
         let table = required(&settings.store.table, "store.table").map_err(|e| e.to_string())?;
         let url = required(&settings.queue.url, "queue.url").map_err(|e| e.to_string())?;

@@ -61,7 +61,8 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // Fingerprints the commands print match the running relay's logs.
+    // Fingerprints the commands print match the running relay's logs. A key given as an ARN
+    // (`--aws`) sets nothing here: the console sets it once the secret is read.
     scim_relay_core::pii::set_fingerprint_key(&settings.queue.signing_key);
     match cli.command {
         Command::CheckConfig => match settings
