@@ -34,6 +34,18 @@ fn set_environment(vars: &[(&str, String)], recorder: &AwsRecorder) {
     }
 }
 
+/// A Secrets Manager secret on moto, as the template makes one: its ARN.
+async fn create_secret(sm: &aws_sdk_secretsmanager::Client, name: &str, value: &str) -> String {
+    sm.create_secret()
+        .name(unique(name))
+        .secret_string(value)
+        .send()
+        .await
+        .unwrap()
+        .arn
+        .unwrap()
+}
+
 #[tokio::test]
 async fn lambdas_start_from_the_environment_with_secrets_from_arns() {
     let _environment = ENVIRONMENT.lock().await;
@@ -57,33 +69,14 @@ async fn lambdas_start_from_the_environment_with_secrets_from_arns() {
     // As the SAM template makes them: one plain secret, one JSON secret read by key, and an
     // SSM SecureString for good measure.
     let sm = aws_sdk_secretsmanager::Client::new(&sdk);
-    let signing = sm
-        .create_secret()
-        .name(unique("signing"))
-        .secret_string("signing-key-from-secrets-manager")
-        .send()
-        .await
-        .unwrap()
-        .arn
-        .unwrap();
-    let worker_credentials = sm
-        .create_secret()
-        .name(unique("worker"))
-        .secret_string(serde_json::json!({"okta_api_token": OKTA_TOKEN, "entra_client_secret": "", "target_token": tenant.token}).to_string())
-        .send()
-        .await
-        .unwrap()
-        .arn
-        .unwrap();
-    let okta_secret = sm
-        .create_secret()
-        .name(unique("okta"))
-        .secret_string("okta-secret-from-secrets-manager")
-        .send()
-        .await
-        .unwrap()
-        .arn
-        .unwrap();
+    let signing = create_secret(&sm, "signing", "signing-key-from-secrets-manager").await;
+    let worker_credentials = create_secret(
+        &sm,
+        "worker",
+        &serde_json::json!({"okta_api_token": OKTA_TOKEN, "entra_client_secret": "", "target_token": tenant.token}).to_string(),
+    )
+    .await;
+    let okta_secret = create_secret(&sm, "okta", "okta-secret-from-secrets-manager").await;
     // Rotated since: the hook in Okta still sends the old value until someone updates it.
     sm.put_secret_value()
         .secret_id(&okta_secret)
@@ -363,25 +356,13 @@ async fn a_rotation_reaches_warm_containers_without_a_dead_letter_or_a_refused_d
     create_table(&ddb, &table).await;
     let tenant = ScimTenant::fresh();
     let idp = IdpFixture::start().await;
-    let secret = |name: &str, value: String| {
-        let sm = sm.clone();
-        let name = unique(name);
-        async move {
-            sm.create_secret()
-                .name(name)
-                .secret_string(value)
-                .send()
-                .await
-                .unwrap()
-                .arn
-                .unwrap()
-        }
-    };
-    let signing = secret("rot-signing", "queue-key-one".into()).await;
-    let okta_secret = secret("rot-okta", "okta-secret-one".into()).await;
-    let credentials = secret(
+    let signing = create_secret(&sm, "rot-signing", "queue-key-one").await;
+    let okta_secret = create_secret(&sm, "rot-okta", "okta-secret-one").await;
+    let credentials = create_secret(
+        &sm,
         "rot-worker",
-        serde_json::json!({"okta_api_token": OKTA_TOKEN, "target_token": tenant.token}).to_string(),
+        &serde_json::json!({"okta_api_token": OKTA_TOKEN, "target_token": tenant.token})
+            .to_string(),
     )
     .await;
     let common = [
@@ -572,26 +553,15 @@ async fn deliver(
     secret: &str,
     body: Vec<u8>,
 ) -> u16 {
-    let event = apigw_v2_event(
-        "POST",
-        "/okta",
-        "",
-        &[("authorization", secret)],
-        Some(&body),
-        false,
-    );
-    scim_relay_inbound::handle_current(
-        parts,
-        lambda_http::request::from_str(&event.to_string()).unwrap(),
-    )
-    .await
-    .unwrap()
-    .status()
-    .as_u16()
+    scim_relay_inbound::handle_current(parts, okta_request(secret, &body))
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
 }
 
-/// An Okta delivery through API Gateway's event shape into the inbound handler; its status.
-async fn post_okta(ingress: &scim_relay_core::ingress::Ingress, secret: &str, body: &[u8]) -> u16 {
+/// An Okta delivery in API Gateway's event shape, as the inbound handler receives it.
+fn okta_request(secret: &str, body: &[u8]) -> lambda_http::Request {
     let event = apigw_v2_event(
         "POST",
         "/okta",
@@ -600,14 +570,16 @@ async fn post_okta(ingress: &scim_relay_core::ingress::Ingress, secret: &str, bo
         Some(body),
         false,
     );
-    scim_relay_inbound::handle(
-        ingress,
-        lambda_http::request::from_str(&event.to_string()).unwrap(),
-    )
-    .await
-    .unwrap()
-    .status()
-    .as_u16()
+    lambda_http::request::from_str(&event.to_string()).unwrap()
+}
+
+/// An Okta delivery through API Gateway's event shape into the inbound handler; its status.
+async fn post_okta(ingress: &scim_relay_core::ingress::Ingress, secret: &str, body: &[u8]) -> u16 {
+    scim_relay_inbound::handle(ingress, okta_request(secret, body))
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
 }
 
 /// What is on a queue now, with its FIFO attributes, as the event source mapping receives it.
