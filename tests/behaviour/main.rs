@@ -73,6 +73,7 @@ on_every_backend!(
     ownership::a_target_that_ignores_the_filter_never_gets_someone_elses_account_touched,
     ownership::protected_accounts_are_never_adopted_changed_or_deactivated,
     ownership::two_idp_users_with_one_email_never_share_or_switch_off_one_account,
+    ownership::two_workers_racing_for_one_account_never_both_act_on_it,
     ownership::without_a_directory_an_event_never_adopts_or_switches_off_an_unrecorded_account,
     preview::plan_previews_every_user_and_writes_nothing_then_sync_applies_one,
     ingress::a_wrong_secret_is_401_and_enqueues_nothing,

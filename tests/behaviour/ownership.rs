@@ -285,3 +285,92 @@ pub async fn without_a_directory_an_event_never_adopts_or_switches_off_an_unreco
     );
     d.finish().await;
 }
+
+/// Two IdP users sharing one email, worked at the same moment by two workers (a cutover's full
+/// pass queues them together, each in its own FIFO group): both find the account made by hand
+/// before either writes to it. The claim comes before the write, so exactly one claims and
+/// adopts it; the other is refused with `ownership conflict` before it sends anything,
+/// whichever wins. Five rounds, each forced to race.
+pub async fn two_workers_racing_for_one_account_never_both_act_on_it(b: Backend) {
+    use std::sync::Arc;
+
+    use scim_relay_core::clock::SystemClock;
+    use scim_relay_core::envelope::{EnvelopeSigner, Source, Trigger};
+    use scim_relay_core::scim::ScimTarget;
+    use scim_relay_core::state::{StateStore, UserKey};
+    use scim_relay_core::wiring;
+    use scim_relay_core::worker::{Outcome, WorkError};
+    use scim_relay_tests::rendezvous::Rendezvous;
+
+    let d = Deployment::start(b).await;
+    let tenant = scim_relay_tests::deployment::okta_tenant(&d.idp);
+    let outbound = wiring::outbound(&d.settings).expect("outbound clients");
+    let real: Arc<dyn ScimTarget> = match d.target.memory_target() {
+        Some(memory) => Arc::new(memory),
+        None => outbound.target.clone(),
+    };
+    let store: Arc<dyn StateStore> = d.store();
+    let signer = EnvelopeSigner::from_settings(&d.settings);
+    for round in 0..5 {
+        let email = format!("shared{round}@example.com");
+        let account = d.target.create_user_by_hand(&email).await;
+        let users = [
+            ("A", format!("00uRACEA{round:012}")),
+            ("B", format!("00uRACEB{round:012}")),
+        ];
+        for (last, id) in &users {
+            d.idp
+                .set_okta_user(id, "ACTIVE", Some(&email), "Race", last, None);
+        }
+        let racing = wiring::Outbound {
+            target: Arc::new(Rendezvous::new(real.clone(), 2)),
+            okta: outbound.okta.clone(),
+            entra: outbound.entra.clone(),
+        };
+        let worker = || wiring::worker(&d.settings, &racing, store.clone(), Arc::new(SystemClock));
+        let (first, second) = (worker(), worker());
+        let key = |id: &str| UserKey {
+            source: Source::Okta,
+            tenant: tenant.clone(),
+            user_id: id.to_string(),
+        };
+        let body = |id: &str| {
+            let trigger = Trigger::for_user(
+                &key(id),
+                "user.lifecycle.activate",
+                format!("race-{round}-{id}"),
+                chrono::Utc::now(),
+            );
+            signer.seal(&trigger).body
+        };
+        let patches_before = d.target.count("PATCH");
+        let (body_a, body_b) = (body(&users[0].1), body(&users[1].1));
+        let (a, b) = tokio::join!(first.process(&body_a), second.process(&body_b));
+        let (winner, loser) = match (&a, &b) {
+            (Ok(Outcome::Applied { .. }), Err(e)) => (&users[0], e),
+            (Err(e), Ok(Outcome::Applied { .. })) => (&users[1], e),
+            other => panic!("round {round}: exactly one adopts: {other:?}"),
+        };
+        assert!(
+            matches!(loser, WorkError::Permanent(r) if r.contains("ownership conflict")),
+            "round {round}: {loser:?}"
+        );
+        assert_eq!(
+            d.target.count("PATCH") - patches_before,
+            1,
+            "round {round}: one adoption, none by the loser"
+        );
+        assert_eq!(
+            store.claimant(&account).await.expect("claimant"),
+            Some(key(&winner.1)),
+            "round {round}"
+        );
+        let adopted = d.target.user(&email).await.expect("the account");
+        assert_eq!(
+            adopted["name"]["formatted"],
+            format!("Race {}", winner.0),
+            "round {round}: the winner's attributes, and only the winner's"
+        );
+    }
+    d.finish().await;
+}

@@ -618,6 +618,16 @@ async fn dynamodb_state_writes_are_conditional_on_the_version() {
     }
     assert_eq!(store.load_user(&twin).await.unwrap(), None);
     assert!(!store.event_seen("e6", now).await.unwrap());
+    // Only the owner gives a claim up (a claim written ahead of a write that failed).
+    store.release_claim("scim-1", &twin).await.unwrap();
+    assert_eq!(store.claimant("scim-1").await.unwrap(), Some(key.clone()));
+    store.release_claim("scim-1", &key).await.unwrap();
+    assert_eq!(store.claimant("scim-1").await.unwrap(), None);
+    store
+        .commit(&key, Some(&state(3)), Some(2), &event("e6b"))
+        .await
+        .expect("the owner's next write claims it again");
+    assert_eq!(store.claimant("scim-1").await.unwrap(), Some(key.clone()));
 
     // What the sweeper reads: the names of recorded users (events and cursors are not users),
     // pending invitations through the index, and cursors.

@@ -12,6 +12,7 @@ pub mod iam;
 pub mod idp;
 pub mod memory_relay;
 pub mod payloads;
+pub mod rendezvous;
 pub mod scim;
 pub mod target;
 

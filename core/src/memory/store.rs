@@ -192,6 +192,14 @@ impl StateStore for MemoryStore {
             .and_then(|owner| UserKey::from_storage_id(owner)))
     }
 
+    async fn release_claim(&self, scim_id: &str, key: &UserKey) -> Result<(), StoreError> {
+        let mut tables = self.tables();
+        if tables.claims.get(scim_id) == Some(&key.storage_id()) {
+            tables.claims.remove(scim_id);
+        }
+        Ok(())
+    }
+
     async fn save_document(
         &self,
         name: &str,
@@ -633,5 +641,10 @@ mod tests {
         db.commit(&key("00u1"), Some(&state(2)), Some(1), &event("c3", later))
             .await
             .unwrap();
+        // Only the owner gives a claim up.
+        db.release_claim("s1", &twin).await.unwrap();
+        assert_eq!(db.claimant("s1").await.unwrap(), Some(key("00u1")));
+        db.release_claim("s1", &key("00u1")).await.unwrap();
+        assert_eq!(db.claimant("s1").await.unwrap(), None);
     }
 }

@@ -225,6 +225,19 @@ impl StateStore for SqliteDb {
         Ok(owner.and_then(|o| UserKey::from_storage_id(&o)))
     }
 
+    async fn release_claim(&self, scim_id: &str, key: &UserKey) -> Result<(), StoreError> {
+        let (scim_id, owner) = (scim_id.to_string(), key.storage_id());
+        self.run(move |conn| {
+            conn.execute(
+                "DELETE FROM claims WHERE scim_id = ?1 AND owner = ?2",
+                params![scim_id, owner],
+            )?;
+            Ok(())
+        })
+        .await?;
+        Ok(())
+    }
+
     async fn load_document(&self, name: &str) -> Result<Option<(String, u64)>, StoreError> {
         let name = name.to_string();
         Ok(self
@@ -697,5 +710,10 @@ mod tests {
         db.commit(&key(), Some(&state(2)), Some(1), &event("c3", later))
             .await
             .unwrap();
+        // Only the owner gives a claim up.
+        db.release_claim("s1", &twin).await.unwrap();
+        assert_eq!(db.claimant("s1").await.unwrap(), Some(key()));
+        db.release_claim("s1", &key()).await.unwrap();
+        assert_eq!(db.claimant("s1").await.unwrap(), None);
     }
 }

@@ -409,6 +409,32 @@ impl StateStore for DynamoStateStore {
             .and_then(|owner| UserKey::from_storage_id(&owner)))
     }
 
+    async fn release_claim(&self, scim_id: &str, key: &UserKey) -> Result<(), StoreError> {
+        let owner = key.storage_id();
+        match self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s(claim_pk(scim_id)))
+            .key("sk", s("CLAIM"))
+            .condition_expression("#o = :owner")
+            .expression_attribute_names("#o", "owner")
+            .expression_attribute_values(":owner", s(owner))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            // Not this user's claim (or none): nothing to give up.
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(backend(e)),
+        }
+    }
+
     async fn load_document(&self, name: &str) -> Result<Option<(String, u64)>, StoreError> {
         let Some(item) = self.get(format!("DOC#{name}"), "DOC").await? else {
             return Ok(None);

@@ -260,6 +260,10 @@ pub trait StateStore: Send + Sync {
     /// SCIM id claims it), if any.
     async fn claimant(&self, scim_id: &str) -> Result<Option<UserKey>, StoreError>;
 
+    /// Gives up `key`'s claim on target account `scim_id`, if it is `key`'s (a claim written
+    /// ahead of a SCIM write that then failed). Another user's claim is left as it is.
+    async fn release_claim(&self, scim_id: &str, key: &UserKey) -> Result<(), StoreError>;
+
     /// Appends a finished trigger to the user's history, kept until `expires_at`, and files
     /// the user under `fingerprint` (their userName's keyed fingerprint) as long. Separate from
     /// the commit: history tells what happened, it never decides anything.

@@ -169,7 +169,9 @@ impl Worker {
                 if let Some(found) = &found {
                     self.refuse_others_account(found, doubt.key).await?;
                 }
-                let writes = self.switch_off(found.as_ref()).await?;
+                let writes = self
+                    .switch_off_claimed(found.as_ref(), user_name, doubt)
+                    .await?;
                 let calls = 1 + writes;
                 let mut s = switched_off(recorded, now)?;
                 s.scim_id = found.map(|r| r.id);
@@ -188,7 +190,9 @@ impl Worker {
                 if let Some(found) = &found {
                     self.refuse_others_account(found, doubt.key).await?;
                 }
-                let writes = self.switch_off(found.as_ref()).await?;
+                let writes = self
+                    .switch_off_claimed(found.as_ref(), user_name, doubt)
+                    .await?;
                 let calls = 1 + writes;
                 // Attributes were not applied: recorded as empty so a reactivation sends them all.
                 let mut state = next(found.map(|r| r.id), user, false, false);
@@ -202,13 +206,27 @@ impl Worker {
         }
     }
 
-    /// Deactivates an account found by look-up, unless it is inactive already; the writes made.
-    async fn switch_off(&self, found: Option<&ScimRecord>) -> Result<u32, WorkError> {
+    /// Deactivates an account found by look-up, unless it is inactive already, once it is
+    /// claimed for this user ([`Self::claim_ahead`]); the writes made.
+    async fn switch_off_claimed(
+        &self,
+        found: Option<&ScimRecord>,
+        user_name: &str,
+        doubt: &Doubt<'_>,
+    ) -> Result<u32, WorkError> {
         match found {
-            Some(ScimRecord { id, active, .. }) if *active != Some(false) => {
-                self.target
+            Some(record @ ScimRecord { id, active, .. }) if *active != Some(false) => {
+                let claimed = self.claim_ahead(doubt, record, user_name).await?;
+                let sent = self
+                    .target
                     .patch_user(id, &[PatchOp::replace("active", json!(false))])
-                    .await?;
+                    .await;
+                if let Err(e) = sent {
+                    if claimed {
+                        self.release_claim_ahead(doubt, record, user_name).await;
+                    }
+                    return Err(e.into());
+                }
                 Ok(1)
             }
             _ => Ok(0),
@@ -226,7 +244,7 @@ impl Worker {
         if let Some(existing) = self.target.find_user(&user.user_name).await? {
             self.refuse_others_account(&existing, doubt.key).await?;
             self.refuse_adoption_on_event_word(doubt)?;
-            let calls = 1 + self.adopt(&existing, user).await?;
+            let calls = 1 + self.adopt(&existing, user, doubt).await?;
             return Ok((existing, calls, false));
         }
         self.write_create_ahead(doubt, user).await?;
@@ -239,7 +257,7 @@ impl Worker {
                     Some(existing) => {
                         self.refuse_others_account(&existing, doubt.key).await?;
                         self.refuse_adoption_on_event_word(doubt)?;
-                        let calls = 3 + self.adopt(&existing, user).await?;
+                        let calls = 3 + self.adopt(&existing, user, doubt).await?;
                         Ok((existing, calls, false))
                     }
                     None => Err(e.into()),
@@ -255,7 +273,7 @@ impl Worker {
                     })?;
                 self.refuse_others_account(&existing, doubt.key).await?;
                 self.refuse_adoption_on_event_word(doubt)?;
-                let calls = 3 + self.adopt(&existing, user).await?;
+                let calls = 3 + self.adopt(&existing, user, doubt).await?;
                 Ok((existing, calls, false))
             }
             Err(e) => Err(e.into()),
@@ -322,11 +340,26 @@ impl Worker {
         )))
     }
 
-    /// Brings an adopted account to the desired attributes: we do not know what it holds.
-    async fn adopt(&self, existing: &ScimRecord, user: &DesiredUser) -> Result<u32, WorkError> {
-        self.target
+    /// Brings an adopted account to the desired attributes (we do not know what it holds),
+    /// once it is claimed for this user ([`Self::claim_ahead`]).
+    async fn adopt(
+        &self,
+        existing: &ScimRecord,
+        user: &DesiredUser,
+        doubt: &Doubt<'_>,
+    ) -> Result<u32, WorkError> {
+        let claimed = self.claim_ahead(doubt, existing, &user.user_name).await?;
+        let sent = self
+            .target
             .patch_user(&existing.id, &adoption_ops(user))
-            .await?;
+            .await;
+        if let Err(e) = sent {
+            if claimed {
+                self.release_claim_ahead(doubt, existing, &user.user_name)
+                    .await;
+            }
+            return Err(e.into());
+        }
         Ok(1)
     }
 }

@@ -7,7 +7,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use super::{Worker, CREATE_IN_DOUBT};
-use crate::scim::DesiredUser;
+use crate::scim::{DesiredUser, ScimRecord};
 use crate::state::{ProcessedEvent, StoreError, UserKey, UserState};
 use crate::work::WorkError;
 
@@ -90,6 +90,147 @@ impl Worker {
                 ))
             }
             Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// The lifecycle recorded with a claim written ahead of a write to an account found by
+/// userName (an adoption, a switch-off).
+pub const CLAIMED_AHEAD: &str = "claimed";
+
+impl Worker {
+    /// Claims `found` for this user before anything is written to it. Two IdP users sharing a
+    /// userName, worked at once (a cutover's full pass queues them together, in different FIFO
+    /// groups), both find the account; the claim is conditional in the store, so the second one
+    /// fails here ([`StoreError::Claimed`]: an ownership conflict, dead-lettered) before it
+    /// sends anything. Returns whether this attempt wrote a claim, to give it up if the write
+    /// then fails.
+    ///
+    /// The record it writes is what a crash right after should leave: the account's id, the
+    /// account's `active` as found, and no attributes known, so the next attempt sends every
+    /// attribute (as an adoption does) or switches the account off.
+    pub(super) async fn claim_ahead(
+        &self,
+        doubt: &Doubt<'_>,
+        found: &ScimRecord,
+        user_name: &str,
+    ) -> Result<bool, WorkError> {
+        if doubt
+            .recorded
+            .and_then(|r| r.scim_id.as_deref())
+            .is_some_and(|id| id == found.id)
+        {
+            return Ok(false);
+        }
+        let expected = doubt
+            .written_version()
+            .or(doubt.recorded.map(|r| r.version));
+        let state = UserState {
+            scim_id: Some(found.id.clone()),
+            user_name: user_name.to_string(),
+            attributes: Default::default(),
+            attributes_hash: crate::state::attributes_hash(&Default::default()),
+            active: found.active != Some(false),
+            lifecycle: CLAIMED_AHEAD.into(),
+            invite: None,
+            groups: Default::default(),
+            groups_pending: Default::default(),
+            hard_delete_seen: None,
+            held: doubt.recorded.and_then(|r| r.held.clone()),
+            version: expected.map_or(1, |v| v + 1),
+            last_event_at: doubt.recorded.and_then(|r| r.last_event_at),
+            updated_at: self.clock.now(),
+        };
+        let marker = ProcessedEvent {
+            key: format!("{}#claim-ahead", doubt.processed.key),
+            expires_at: doubt.processed.expires_at,
+        };
+        match self
+            .store
+            .commit(doubt.key, Some(&state), expected, &marker)
+            .await
+        {
+            Ok(()) => {
+                doubt.written.store(state.version, Ordering::SeqCst);
+                Ok(true)
+            }
+            Err(StoreError::Conflict) => {
+                doubt.raced.store(true, Ordering::SeqCst);
+                Err(WorkError::retry(
+                    "state of the user changed before the account was claimed; trying again",
+                ))
+            }
+            Err(StoreError::Claimed { scim_id, owner }) => {
+                tracing::error!(
+                    alarm = "ownership_conflict",
+                    user = %doubt.key.user_id,
+                    scim_id = %scim_id,
+                    owner = %owner,
+                    "another IdP user claimed the account first: left alone, dead-lettered"
+                );
+                Err(WorkError::Permanent(format!(
+                    "ownership conflict: target account {scim_id} belongs to another IdP user \
+                     ({owner}), not {}; the relay leaves it alone. Two IdP users share one \
+                     userName: resolve it in the IdP",
+                    doubt.key.storage_id()
+                )))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Gives up a claim [`Self::claim_ahead`] wrote, after the write it was for failed: the
+    /// record goes back to what it was (as its next version: no account of its own, so the
+    /// next attempt looks the account up again), then the claim is released. Best effort: a
+    /// claim not released stays with a user whose userName matched and whom nobody else
+    /// claimed first, and the next attempt of that user goes on from it.
+    pub(super) async fn release_claim_ahead(
+        &self,
+        doubt: &Doubt<'_>,
+        found: &ScimRecord,
+        user_name: &str,
+    ) {
+        let Some(written) = doubt.written_version() else {
+            return;
+        };
+        let mut state = match doubt.recorded {
+            Some(r) => r.successor(self.clock.now()),
+            None => UserState {
+                scim_id: None,
+                user_name: String::new(),
+                attributes: Default::default(),
+                attributes_hash: String::new(),
+                active: true,
+                lifecycle: CREATE_IN_DOUBT.into(),
+                invite: None,
+                groups: Default::default(),
+                groups_pending: Default::default(),
+                hard_delete_seen: None,
+                held: None,
+                version: 0,
+                last_event_at: None,
+                updated_at: self.clock.now(),
+            },
+        };
+        if state.user_name.is_empty() {
+            state.user_name = user_name.to_string();
+        }
+        state.version = written + 1;
+        let marker = ProcessedEvent {
+            key: format!("{}#claim-released", doubt.processed.key),
+            expires_at: doubt.processed.expires_at,
+        };
+        let reverted = self
+            .store
+            .commit(doubt.key, Some(&state), Some(written), &marker)
+            .await;
+        match reverted {
+            Ok(()) => {
+                if let Err(e) = self.store.release_claim(&found.id, doubt.key).await {
+                    tracing::warn!(user = %doubt.key.user_id, "claim not released: {e}");
+                }
+            }
+            Err(e) => tracing::warn!(user = %doubt.key.user_id, "claim not given up: {e}"),
         }
     }
 }
