@@ -10,8 +10,8 @@
 //! | target credential rejected | the breaker opens; the message waits, not counted as an attempt |
 //! | signed with a queue key not held | visible again after `key_wait` (the Lambda re-reads its secrets meanwhile); past `key_attempts`, dead-lettered |
 //!
-//! On a FIFO batch, once a record must wait every later one waits too, so a user's later event
-//! never overtakes an earlier one.
+//! On a FIFO batch, once a record must wait every later record of its group (its user) waits
+//! too, so a user's later event never overtakes an earlier one; other users' records go on.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -120,6 +120,9 @@ pub struct ConsumerPolicy {
     pub key_wait: Duration,
     /// Attempts before such a message is taken for a forgery and dead-lettered.
     pub key_attempts: u32,
+    /// What a record's work leaves of the invocation (Lambda), to settle it and report the
+    /// batch: a visibility change, a dead-letter send, the metrics line.
+    pub settle_margin: Duration,
 }
 
 impl ConsumerPolicy {
@@ -139,6 +142,7 @@ impl ConsumerPolicy {
             // (`refresh::FORCED_REFRESH_INTERVAL`), so the second attempt finds the new key.
             key_wait: Duration::from_secs(6),
             key_attempts: 5,
+            settle_margin: Duration::from_secs(5),
         }
     }
 
@@ -158,6 +162,8 @@ impl ConsumerPolicy {
             // with the new key, may take the message meanwhile.
             key_wait: Duration::from_secs(5),
             key_attempts: 3,
+            // No invocation deadline standalone: the claim's lease bounds the work.
+            settle_margin: Duration::ZERO,
         }
     }
 }
@@ -323,8 +329,21 @@ impl Consumer {
     /// Works one message and settles it on `queue`; a finished one is written down (log line,
     /// the user's history).
     pub async fn consume(&self, queue: &dyn WorkQueue, delivery: &Delivery) -> Consumed {
+        self.consume_within(queue, delivery, self.policy.work_budget)
+            .await
+    }
+
+    /// [`Self::consume`], the work abandoned (and retried) after `budget`.
+    async fn consume_within(
+        &self,
+        queue: &dyn WorkQueue,
+        delivery: &Delivery,
+        budget: Option<Duration>,
+    ) -> Consumed {
         let mut trace = Trace::default();
-        let mut consumed = self.work_and_settle(queue, delivery, &mut trace).await;
+        let mut consumed = self
+            .work_and_settle(queue, delivery, &mut trace, budget)
+            .await;
         if consumed.settled.is_ok() {
             let finish = match &consumed.disposition {
                 Disposition::Done(outcome) => Some((Finish::of(outcome), None)),
@@ -349,9 +368,10 @@ impl Consumer {
         queue: &dyn WorkQueue,
         delivery: &Delivery,
         trace: &mut Trace,
+        budget: Option<Duration>,
     ) -> Consumed {
         let work = self.worker.process_traced(&delivery.body, trace);
-        let result = match self.policy.work_budget {
+        let result = match budget {
             Some(budget) => tokio::time::timeout(budget, work)
                 .await
                 .unwrap_or_else(|_| {
@@ -397,9 +417,14 @@ impl Consumer {
         }
     }
 
-    /// A FIFO batch (SQS): records in order; once one must wait, every later one waits as long
-    /// (handed back unworked), and so does the rest of the batch when less than `reserve` of
-    /// the invocation is left. Reports what each record came to, and which are not finished.
+    /// A FIFO batch (SQS): records in order. Once a record must wait, every later record of
+    /// its message group (its user) waits as long, handed back unworked, so a user's later event
+    /// never overtakes an earlier one; other users' records go on (FIFO orders within a group
+    /// only, so one user's wait — a rate limit, a hard delete's confirming read ten minutes
+    /// off — delays nobody else). The whole rest of the batch waits when the credential breaker
+    /// is open, and when less than `reserve` of the invocation is left. A record is given the
+    /// time left less `settle_margin` at most: work that would outlast the invocation is
+    /// abandoned and retried (as a crash would be), so the batch's results are always reported.
     pub async fn consume_batch(
         &self,
         queue: &dyn WorkQueue,
@@ -409,21 +434,22 @@ impl Consumer {
     ) -> BatchReport {
         let mut report = BatchReport::default();
         let mut unfinished = Vec::new();
-        let mut held_until = self.paused_until().await.map(|_| {
+        let mut all_held = self.paused_until().await.map(|_| {
             tracing::warn!(
                 alarm = "target_credential",
                 "credential breaker open; not consuming"
             );
             self.after(self.policy.breaker_hold)
         });
+        let mut groups_held: std::collections::HashMap<String, DateTime<Utc>> = Default::default();
         for delivery in batch {
-            if held_until.is_none() && time_left().is_some_and(|left| left < reserve) {
+            if all_held.is_none() && time_left().is_some_and(|left| left < reserve) {
                 tracing::warn!(
                     "not enough time left in this invocation; returning the rest of the batch"
                 );
-                held_until = Some(self.clock.now());
+                all_held = Some(self.clock.now());
             }
-            if let Some(until) = held_until {
+            if let Some(until) = all_held.or_else(|| groups_held.get(&delivery.group_id).copied()) {
                 let held = Disposition::HeldBack { until };
                 if let Err(e) = self.settle(queue, delivery, &held).await {
                     tracing::warn!(message = %delivery.id, "could not delay the message: {e}");
@@ -432,13 +458,26 @@ impl Consumer {
                 unfinished.push(delivery.id.clone());
                 continue;
             }
-            let consumed = self.consume(queue, delivery).await;
+            let budget = match (self.policy.work_budget, time_left()) {
+                (own, Some(left)) => {
+                    let left = left.saturating_sub(self.policy.settle_margin);
+                    Some(own.map_or(left, |own| own.min(left)))
+                }
+                (own, None) => own,
+            };
+            let consumed = self.consume_within(queue, delivery, budget).await;
             report.note(&consumed);
             if !consumed.disposition.finished() || consumed.settled.is_err() {
-                held_until =
-                    Some(consumed.disposition.until().unwrap_or_else(|| {
-                        self.after(self.policy.backoff.after(delivery.attempt))
-                    }));
+                let until = consumed
+                    .disposition
+                    .until()
+                    .unwrap_or_else(|| self.after(self.policy.backoff.after(delivery.attempt)));
+                if matches!(consumed.disposition, Disposition::CredentialRejected { .. }) {
+                    // Every later record would meet the same refusal.
+                    all_held = Some(until);
+                } else {
+                    groups_held.insert(delivery.group_id.clone(), until);
+                }
                 unfinished.push(delivery.id.clone());
             }
         }

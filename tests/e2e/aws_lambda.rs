@@ -10,6 +10,7 @@ use lambda_runtime::{Context, LambdaEvent};
 use scim_relay_core::breaker::CredentialBreaker;
 use scim_relay_core::clock::SystemClock;
 use scim_relay_core::config::{Settings, TargetProfile};
+use scim_relay_core::consumer::ConsumerPolicy;
 use scim_relay_core::envelope::Source;
 use scim_relay_core::ingress::Ingress;
 use scim_relay_core::queue::sqs::SqsQueue;
@@ -450,10 +451,21 @@ async fn a_message_that_fails_verification_goes_to_the_dlq_with_its_reason() {
     assert!(reason.contains("signature"), "{reason}");
     assert!(proxy.calls().is_empty());
     assert_eq!(idp.total_reads(), 0);
+    // The batch's report never reached SQS here (as when an invocation is cut short): the
+    // dead-lettered record was deleted from the work queue as it was parked, so it does not
+    // come back once its visibility (2 s) runs out, to be dead-lettered twice.
+    tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
+    assert!(
+        receive(&aws.sqs, &aws.queues.url).await.is_empty(),
+        "one dead letter per message"
+    );
+    assert!(receive(&aws.sqs, &aws.queues.dlq_url).await.is_empty());
 }
 
+/// A retryable failure holds back the rest of its user's records in the batch (a user's later
+/// event never overtakes an earlier one), and only those.
 #[tokio::test]
-async fn a_retryable_failure_holds_back_the_rest_of_the_batch() {
+async fn a_retryable_failure_holds_back_the_rest_of_its_users_records() {
     let World {
         aws,
         idp,
@@ -499,11 +511,24 @@ async fn a_retryable_failure_holds_back_the_rest_of_the_batch() {
             .0,
         200
     );
+    // A second change of the Graph user, after the Okta user's.
+    let graph = serde_json::to_vec(&graph_notification("g-user-1", CLIENT_STATE, 10)).unwrap();
+    assert_eq!(
+        call_inbound(
+            &ingress,
+            apigw_v2_event("POST", "/entra", "", &[], Some(&graph), false)
+        )
+        .await
+        .0,
+        202
+    );
     let mut messages = receive(&aws.sqs, &aws.queues.url).await;
-    if messages.len() < 2 {
-        messages.extend(receive(&aws.sqs, &aws.queues.url).await);
+    for _ in 0..3 {
+        if messages.len() < 3 {
+            messages.extend(receive(&aws.sqs, &aws.queues.url).await);
+        }
     }
-    assert_eq!(messages.len(), 2);
+    assert_eq!(messages.len(), 3);
 
     // The worker's Graph credential is wrong: the Graph message is retryable.
     settings.entra.client_secret = Secret::new("rotated-away");
@@ -515,15 +540,77 @@ async fn a_retryable_failure_holds_back_the_rest_of_the_batch() {
         .iter()
         .map(|f| f.item_identifier.clone())
         .collect();
-    let ids: Vec<_> = messages
+    let graph_ids: Vec<_> = messages
         .iter()
+        .filter(|m| m.body.as_deref().unwrap_or_default().contains("g-user-1"))
         .map(|m| m.message_id.clone().unwrap())
         .collect();
+    assert_eq!(graph_ids.len(), 2);
     assert_eq!(
-        failed, ids,
-        "the failed record and every later one are reported"
+        failed, graph_ids,
+        "the failed record and its user's later one are reported, in order"
     );
     assert!(tenant.user("graph.user@contoso.com").await.is_none());
+    assert!(
+        tenant.user("later@example.com").await.is_some(),
+        "another user's record in between is applied"
+    );
+}
+
+/// One user's wait delays only that user: the target rate-limits the first user's create, so
+/// that record goes back to the queue for the target's reset; another user's record later in
+/// the same batch is applied in this invocation (FIFO orders a message group, one user, not the
+/// whole queue).
+#[tokio::test]
+async fn one_users_wait_delays_only_that_users_records() {
+    let World {
+        aws,
+        idp,
+        tenant,
+        proxy,
+        settings,
+    } = world().await;
+    let ingress = ingress(&aws, &settings);
+    for (id, email) in [
+        ("00uWAITS", "waits@example.com"),
+        ("00uGOES", "goes@example.com"),
+    ] {
+        idp.set_okta_user(id, "ACTIVE", Some(email), "Wa", "It", None);
+        let delivery = okta_delivery(&format!("ev-{id}"), "user.lifecycle.create", id, email);
+        assert_eq!(
+            call_inbound(&ingress, okta_event(&delivery, OKTA_SECRET))
+                .await
+                .0,
+            200
+        );
+    }
+    let mut messages = receive(&aws.sqs, &aws.queues.url).await;
+    if messages.len() < 2 {
+        messages.extend(receive(&aws.sqs, &aws.queues.url).await);
+    }
+    assert_eq!(messages.len(), 2);
+    // The waiting user's record first in the batch.
+    messages.sort_by_key(|m| !m.body.as_deref().unwrap_or_default().contains("00uWAITS"));
+    proxy.fail_next_with("POST", 429, &[("X-RateLimit-Reset", "30")]);
+    let resp = scim_relay_worker::handle(&worker_lambda(&aws, &settings), sqs_event(&messages))
+        .await
+        .unwrap();
+    let failed: Vec<_> = resp
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone())
+        .collect();
+    assert_eq!(
+        failed,
+        [messages[0].message_id.clone().unwrap()],
+        "only the rate-limited user's record goes back"
+    );
+    assert!(tenant.user("waits@example.com").await.is_none());
+    assert_eq!(
+        tenant.user("goes@example.com").await.expect("applied now")["active"],
+        true,
+        "the other user's record did not wait 30 s behind it"
+    );
 }
 
 #[tokio::test]
@@ -813,6 +900,93 @@ async fn a_batch_is_handed_back_untouched_when_the_invocation_is_nearly_out_of_t
     assert!(proxy.calls().is_empty());
     // Handed back visible at once, not after the visibility timeout.
     assert_eq!(receive(&aws.sqs, &aws.queues.url).await.len(), 1);
+}
+
+/// A record whose work would outlast the invocation is abandoned in time and handed back, so the
+/// invocation reports its batch instead of timing out (which would bring the whole batch back,
+/// records already finished or dead-lettered included). Here the invocation has 27 s left (more
+/// than the 25 s reserve, so the record starts) and the record may use all but a settling margin
+/// of 26 s of it; the target takes 6 s to answer the create (well within the relay's own HTTP
+/// timeout, so only the budget can cut it short).
+#[tokio::test]
+async fn a_record_that_would_outlast_the_invocation_is_abandoned_and_handed_back() {
+    let World {
+        aws,
+        idp,
+        proxy,
+        tenant,
+        mut settings,
+    } = world().await;
+    settings.target.timeout = std::time::Duration::from_secs(20);
+    idp.set_okta_user(
+        "00uSLOW",
+        "ACTIVE",
+        Some("slow@example.com"),
+        "Sl",
+        "Ow",
+        None,
+    );
+    let okta = okta_delivery(
+        "ev-slow",
+        "user.lifecycle.create",
+        "00uSLOW",
+        "slow@example.com",
+    );
+    let messages = deliver_okta(&aws, &settings, &okta).await;
+    let policy = ConsumerPolicy {
+        settle_margin: std::time::Duration::from_secs(26),
+        ..ConsumerPolicy::lambda()
+    };
+    let lambda = scim_relay_worker::from_parts(
+        &settings,
+        DynamoStateStore::new(aws.ddb.clone(), aws.table.clone()),
+        aws.sqs.clone(),
+        Arc::new(SystemClock),
+        policy,
+    )
+    .expect("worker builds");
+    proxy.stall_next("POST", std::time::Duration::from_secs(6));
+    let mut event = sqs_event(&messages);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    event.context.deadline = now + 27_000;
+    let resp = scim_relay_worker::handle(&lambda, event).await.unwrap();
+    assert!(
+        proxy.created().is_empty(),
+        "the invocation reported before the slow target even received the create"
+    );
+    assert_eq!(
+        resp.batch_item_failures.len(),
+        1,
+        "handed back to be retried"
+    );
+    // Its next attempt looks first (the create was written down before it was sent) and
+    // finishes the job, once.
+    let retried = scim_relay_worker::handle(
+        &worker_lambda(&aws, &settings),
+        sqs_event(&receive_within(&aws, 30).await),
+    )
+    .await
+    .unwrap();
+    assert!(retried.batch_item_failures.is_empty(), "{retried:?}");
+    assert_eq!(
+        tenant.user("slow@example.com").await.expect("created")["active"],
+        true
+    );
+    assert_eq!(proxy.created(), ["slow@example.com"], "created once");
+}
+
+/// The work queue's next messages, waiting up to `seconds` for them to become visible again.
+async fn receive_within(aws: &Aws, seconds: u64) -> Vec<aws_sdk_sqs::types::Message> {
+    for _ in 0..seconds {
+        let messages = receive(&aws.sqs, &aws.queues.url).await;
+        if !messages.is_empty() {
+            return messages;
+        }
+    }
+    Vec::new()
 }
 
 #[tokio::test]

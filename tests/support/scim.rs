@@ -170,6 +170,7 @@ pub struct ScimProxy {
     created: Arc<Mutex<Vec<String>>>,
     standing: Arc<Mutex<Option<u16>>>,
     ignoring_filters: Arc<std::sync::atomic::AtomicBool>,
+    stalls: Arc<Mutex<Vec<(String, std::time::Duration)>>>,
 }
 
 /// Random failures on a share of all requests (the chaos test): 429 with `Retry-After`, 503,
@@ -218,6 +219,9 @@ struct ProxyState {
     standing: Arc<Mutex<Option<u16>>>,
     /// While set, `filter` is dropped from a list's query before it is forwarded.
     ignoring_filters: Arc<std::sync::atomic::AtomicBool>,
+    /// The next request with this method waits this long before it is forwarded (a slow
+    /// target), once.
+    stalls: Arc<Mutex<Vec<(String, std::time::Duration)>>>,
 }
 
 impl ScimProxy {
@@ -228,7 +232,9 @@ impl ScimProxy {
         let created = Arc::new(Mutex::new(Vec::new()));
         let standing = Arc::new(Mutex::new(None));
         let ignoring_filters = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stalls = Arc::new(Mutex::new(Vec::new()));
         let state = ProxyState {
+            stalls: stalls.clone(),
             upstream: tenant.base_url.clone(),
             http: reqwest::Client::new(),
             calls: calls.clone(),
@@ -254,7 +260,16 @@ impl ScimProxy {
             created,
             standing,
             ignoring_filters,
+            stalls,
         }
+    }
+
+    /// The next `method` request waits `wait` before it is forwarded: a slow target.
+    pub fn stall_next(&self, method: &str, wait: std::time::Duration) {
+        self.stalls
+            .lock()
+            .expect("lock")
+            .push((method.to_string(), wait));
     }
 
     /// While set, the target sees list requests without their `filter`, as a provider that
@@ -367,6 +382,16 @@ async fn forward(State(state): State<ProxyState>, req: Request) -> Response {
             .map(str::to_string),
         at: std::time::Instant::now(),
     });
+    let slow = {
+        let mut stalls = state.stalls.lock().expect("lock");
+        stalls
+            .iter()
+            .position(|(m, _)| *m == parts.method.as_str())
+            .map(|at| stalls.remove(at).1)
+    };
+    if let Some(wait) = slow {
+        tokio::time::sleep(wait).await;
+    }
     let standing = *state.standing.lock().expect("lock");
     let mut stall = None;
     let fault = standing

@@ -58,6 +58,18 @@ impl SqsQueue {
 impl SqsQueue {
     /// Keeps a received message hidden for `seconds` more: how a rate-limited message waits
     /// for the target's reset on Lambda, without the function sleeping.
+    /// Deletes a received message (an already deleted one is no error).
+    pub async fn delete(&self, receipt_handle: &str) -> Result<(), QueueError> {
+        self.client
+            .delete_message()
+            .queue_url(&self.url)
+            .receipt_handle(receipt_handle)
+            .send()
+            .await
+            .map_err(|e| QueueError(format!("{}", aws_sdk_sqs::error::DisplayErrorContext(e))))?;
+        Ok(())
+    }
+
     pub async fn delay(&self, receipt_handle: &str, seconds: u64) -> Result<(), QueueError> {
         // SQS caps a message's visibility timeout at 12 hours.
         let seconds = seconds.min(43_200) as i32;
@@ -377,6 +389,13 @@ impl WorkQueue for SqsDeliveries {
             dedupe_id: delivery.id.clone(),
             body: delivery.body.clone(),
         };
-        self.dead_letters.dead_letter(&message, reason).await
+        self.dead_letters.dead_letter(&message, reason).await?;
+        // Gone from the work queue at once, not when the batch is reported: if the invocation
+        // ends before it reports (a timeout, a crash), the message does not come back to be
+        // dead-lettered a second time, outside the DLQ's 5-minute deduplication window.
+        if let Err(e) = self.work.delete(&delivery.handle).await {
+            tracing::warn!(message = %delivery.id, "dead-lettered, not yet deleted (the batch report will): {e}");
+        }
+        Ok(())
     }
 }
