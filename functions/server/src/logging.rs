@@ -21,9 +21,20 @@ impl LogFormat {
     }
 }
 
+/// Whether text logs on stderr may carry colour: only on a terminal, and never under
+/// `NO_COLOR` (no-color.org). A file, a pipe or a log shipper gets plain text.
+pub fn colour_on_stderr() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
 /// The subscriber for `format`, writing to `writer`, filtered by `SCIM_RELAY_LOG` (default
-/// `info`).
-pub fn subscriber<W>(format: LogFormat, writer: W) -> Box<dyn tracing::Subscriber + Send + Sync>
+/// `info`), with colour codes only when `colour` (see [`colour_on_stderr`]).
+pub fn subscriber<W>(
+    format: LogFormat,
+    writer: W,
+    colour: bool,
+) -> Box<dyn tracing::Subscriber + Send + Sync>
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
@@ -31,6 +42,7 @@ where
         .unwrap_or_else(|_| "info".into());
     let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour && format == LogFormat::Text)
         .with_writer(writer);
     match format {
         LogFormat::Text => Box::new(fmt.finish()),
@@ -75,7 +87,8 @@ mod tests {
         use scim_relay_core::history::{Finish, Trace};
         use scim_relay_core::state::UserKey;
         let out = Captured::default();
-        let _guard = tracing::subscriber::set_default(subscriber(LogFormat::Json, out.clone()));
+        let _guard =
+            tracing::subscriber::set_default(subscriber(LogFormat::Json, out.clone(), false));
         let dir = std::env::temp_dir().join(format!("scim-relay-log-{}.db", std::process::id()));
         let db = scim_relay_core::sqlite::SqliteDb::open(dir.display().to_string())
             .expect("database opens");
@@ -137,5 +150,28 @@ mod tests {
         assert_eq!(history.len(), 1);
         assert_eq!(history[0].changed, ["title", "name.familyName"]);
         let _ = std::fs::remove_file(dir);
+    }
+
+    /// Text written to a file or a pipe (no terminal) carries no colour codes.
+    #[test]
+    fn text_for_a_file_or_a_pipe_has_no_colour_codes() {
+        let out = Captured::default();
+        tracing::subscriber::with_default(subscriber(LogFormat::Text, out.clone(), false), || {
+            tracing::warn!(user = "00u1", outcome = "retried", "trigger finished");
+        });
+        let text =
+            String::from_utf8_lossy(&out.0.lock().unwrap_or_else(|e| e.into_inner())).into_owned();
+        assert!(text.contains("trigger finished"), "{text}");
+        assert!(!text.contains('\u{1b}'), "{text:?}");
+        let coloured = Captured::default();
+        tracing::subscriber::with_default(
+            subscriber(LogFormat::Text, coloured.clone(), true),
+            || tracing::warn!("on a terminal"),
+        );
+        assert!(
+            String::from_utf8_lossy(&coloured.0.lock().unwrap_or_else(|e| e.into_inner()))
+                .contains('\u{1b}'),
+            "a terminal gets colour"
+        );
     }
 }

@@ -50,7 +50,11 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let format = cli.log_format.unwrap_or_else(LogFormat::from_env);
     // Nothing else has set one: this cannot fail.
-    let _ = tracing::subscriber::set_global_default(logging::subscriber(format, std::io::stderr));
+    let _ = tracing::subscriber::set_global_default(logging::subscriber(
+        format,
+        std::io::stderr,
+        logging::colour_on_stderr(),
+    ));
     let config = cli
         .config
         .or_else(|| std::env::var_os("SCIM_RELAY_CONFIG").map(PathBuf::from));

@@ -1,8 +1,8 @@
-use lambda_runtime::{run, service_fn, tracing, Error};
+use lambda_runtime::{run, service_fn, Error};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    tracing::init_default_subscriber();
+    scim_relay_core::lambda_log::init();
     let parts = scim_relay_sweeper::Refreshing::new(
         scim_relay_sweeper::init().await?,
         scim_relay_sweeper::SECRETS_TTL,
