@@ -9,6 +9,12 @@ use tokio::sync::{watch, Notify};
 
 use crate::consumer::{ClaimQueue, Consumed, Consumer, Delivery};
 
+/// While the credential breaker is open, the target is probed after this long, then twice as
+/// long each time up to [`PROBE_MAX`]: a fixed key is seen within seconds, a key revoked for
+/// days costs one cheap read every few seconds per loop.
+const PROBE_FIRST: Duration = Duration::from_secs(1);
+const PROBE_MAX: Duration = Duration::from_secs(8);
+
 /// How a claim loop waits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClaimTiming {
@@ -30,24 +36,33 @@ pub async fn run(
     mut stopped: watch::Receiver<bool>,
     on_consumed: impl Fn(&Consumed) + Send + Sync,
 ) {
+    let mut probe_after = PROBE_FIRST;
     loop {
         if *stopped.borrow() {
             return;
         }
         if let Some(until) = consumer.paused_until().await {
-            // Every message would be refused the same way: wait for the breaker, then the
-            // next message is the probe.
-            let wait = (until - chrono::Utc::now())
-                .to_std()
-                .unwrap_or_default()
+            // Every message would be refused the same way: wait for the breaker, probing the
+            // target meanwhile; when the pause runs out the next message is the probe.
+            let left = (until - chrono::Utc::now()).to_std().unwrap_or_default();
+            let wait = left
                 .min(consumer.policy().credential_pause)
+                .min(probe_after)
                 .max(timing.idle_poll);
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
-                _ = stopped.changed() => {}
+                _ = stopped.changed() => continue,
+            }
+            if wait < left && consumer.paused_until().await.is_some() {
+                if consumer.probe_credential().await {
+                    probe_after = PROBE_FIRST;
+                } else {
+                    probe_after = (probe_after * 2).min(PROBE_MAX);
+                }
             }
             continue;
         }
+        probe_after = PROBE_FIRST;
         match queue.claim(chrono::Utc::now(), timing.lease).await {
             Ok(Some(delivery)) => {
                 let consumed = under_lease(

@@ -120,6 +120,11 @@ pub struct ConsumerPolicy {
     pub key_wait: Duration,
     /// Attempts before such a message is taken for a forgery and dead-lettered.
     pub key_attempts: u32,
+    /// Whether a message refused for the credential is hidden on the queue until the breaker's
+    /// pause ends (SQS: the queue holds it, no invocation is spent on it) or left visible for
+    /// the claim loop, which holds back while the breaker is open and resumes as soon as a
+    /// probe finds the key accepted again.
+    pub hide_until_unpaused: bool,
     /// What a record's work leaves of the invocation (Lambda), to settle it and report the
     /// batch: a visibility change, a dead-letter send, the metrics line.
     pub settle_margin: Duration,
@@ -142,6 +147,7 @@ impl ConsumerPolicy {
             // (`refresh::FORCED_REFRESH_INTERVAL`), so the second attempt finds the new key.
             key_wait: Duration::from_secs(6),
             key_attempts: 5,
+            hide_until_unpaused: true,
             settle_margin: Duration::from_secs(5),
         }
     }
@@ -162,6 +168,7 @@ impl ConsumerPolicy {
             // with the new key, may take the message meanwhile.
             key_wait: Duration::from_secs(5),
             key_attempts: 3,
+            hide_until_unpaused: false,
             // No invocation deadline standalone: the claim's lease bounds the work.
             settle_margin: Duration::ZERO,
         }
@@ -322,6 +329,31 @@ impl Consumer {
             Err(e) => {
                 tracing::warn!("cannot read the credential breaker: {e}");
                 None
+            }
+        }
+    }
+
+    /// While the breaker is open: asks the target whether it takes the credential again, and
+    /// closes the breaker at once if it does, so work resumes within a probe of the key being
+    /// fixed rather than when the pause runs out. True when it closed it. A refusal (or a
+    /// target that cannot answer) leaves the breaker as it is.
+    pub async fn probe_credential(&self) -> bool {
+        match self.worker.probe_target().await {
+            Ok(()) => {
+                let now = self.clock.now();
+                if let Err(e) = self.breaker.open(now).await {
+                    tracing::warn!("cannot close the credential breaker: {e}");
+                    return false;
+                }
+                tracing::info!(
+                    alarm = "target_credential",
+                    "the target takes the credential again: resuming"
+                );
+                true
+            }
+            Err(e) => {
+                tracing::debug!("credential probe: {e}");
+                false
             }
         }
     }
@@ -601,7 +633,12 @@ impl Consumer {
                 queue.retry_at(delivery, *at, reason, true).await
             }
             Disposition::CredentialRejected { until, reason, .. } => {
-                queue.retry_at(delivery, *until, reason, false).await
+                let at = if self.policy.hide_until_unpaused {
+                    *until
+                } else {
+                    self.clock.now()
+                };
+                queue.retry_at(delivery, at, reason, false).await
             }
             Disposition::HeldBack { until } => {
                 queue

@@ -350,6 +350,70 @@ pub async fn a_message_signed_with_a_key_not_yet_held_waits_for_it_and_a_forged_
     d.finish().await;
 }
 
+/// The standalone deployment (its claim loop; the Lambda's queue holds refused messages for the
+/// pause by design): while the target refuses the key, the workers probe it every few seconds,
+/// backing off, and resume within seconds of the key being accepted again, not when a minute's
+/// pause runs out.
+pub async fn a_fixed_target_key_resumes_work_within_seconds_not_at_the_end_of_the_pause(
+    b: Backend,
+) {
+    let d = Deployment::options(b)
+        .credential_pause(Duration::from_secs(60))
+        .patient()
+        .start(|_| {})
+        .await;
+    d.idp.set_okta_user(
+        "00uFIXED",
+        "ACTIVE",
+        Some("fixed.key@example.com"),
+        "Fixed",
+        "Key",
+        None,
+    );
+    d.target.reject_credential(true);
+    let (status, _) = d
+        .post_okta(
+            &okta_delivery(
+                "ev-fixed",
+                "user.lifecycle.create",
+                "00uFIXED",
+                "fixed.key@example.com",
+            ),
+            OKTA_SECRET,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert!(
+        scim_relay_tests::eventually(Duration::from_secs(10), || async {
+            d.breaker_open_at(chrono::Utc::now()).await
+        })
+        .await,
+        "the refusal opened the breaker"
+    );
+    assert!(!d.drain(Duration::from_secs(2)).await, "paused");
+    assert_eq!(d.depth().await, (1, 0));
+
+    d.target.reject_credential(false);
+    let fixed = std::time::Instant::now();
+    assert!(
+        d.drain(Duration::from_secs(10)).await,
+        "resumed within 10 s of the fix, with 50 s of the pause still to run"
+    );
+    eprintln!(
+        "credential recovery: applied {} ms after the key was accepted again",
+        fixed.elapsed().as_millis()
+    );
+    assert_eq!(
+        d.target
+            .user("fixed.key@example.com")
+            .await
+            .expect("applied")["active"],
+        true
+    );
+    assert!(d.dead_letters().await.is_empty());
+    d.finish().await;
+}
+
 pub async fn a_refused_directory_credential_pauses_the_workers_and_dead_letters_nothing(
     b: Backend,
 ) {

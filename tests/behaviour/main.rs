@@ -122,6 +122,30 @@ on_every_backend!(
     sweeps::the_drift_report_runs_once_an_interval_and_never_beside_a_full_pass,
 );
 
+/// Behaviours of the standalone deployment's claim loop, on memory and SQLite, that the Lambda
+/// does not share by nature (outside the per-backend modules, so the suite's per-backend counts
+/// stay equal).
+mod standalone_claim_loop {
+    use scim_relay_tests::deployment::Backend;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn memory_a_fixed_target_key_resumes_work_within_seconds() {
+        crate::failures::a_fixed_target_key_resumes_work_within_seconds_not_at_the_end_of_the_pause(
+            Backend::Memory,
+        )
+        .await
+    }
+
+    #[cfg(feature = "servers")]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_a_fixed_target_key_resumes_work_within_seconds() {
+        crate::failures::a_fixed_target_key_resumes_work_within_seconds_not_at_the_end_of_the_pause(
+            Backend::Sqlite,
+        )
+        .await
+    }
+}
+
 /// The README tells a newcomer how many behaviours the suite runs and what `scripts/test.sh`
 /// prints for them; both are checked here against the suite itself, so they cannot drift again.
 #[test]

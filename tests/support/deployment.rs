@@ -136,6 +136,12 @@ impl Options {
         self
     }
 
+    /// How long the credential breaker pauses the workers after a refusal (50 ms by default).
+    pub fn credential_pause(mut self, pause: Duration) -> Self {
+        self.retry.credential_pause = pause;
+        self
+    }
+
     /// Retries `wait` apart (SQS: whole seconds), so a test can change the world between two
     /// attempts of one message.
     pub fn retry_after(mut self, wait: Duration) -> Self {

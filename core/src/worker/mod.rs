@@ -555,6 +555,12 @@ impl Worker {
         Ok(Outcome::Unchanged { scim_calls: 0 })
     }
 
+    /// Asks the target whether it takes the relay's credential again (a cheap authenticated
+    /// read), while the credential breaker holds the workers.
+    pub async fn probe_target(&self) -> Result<(), crate::scim::ScimError> {
+        self.target.probe().await
+    }
+
     /// The directory users of `source` are read from, if its credentials are configured.
     fn directory(&self, source: crate::envelope::Source) -> Option<&Arc<dyn Directory>> {
         match source {
