@@ -271,3 +271,87 @@ async fn the_metrics_endpoint_counts_what_the_workers_did() {
     }
     h.finish().await;
 }
+
+/// A relay killed mid-work (its tasks aborted and its files closed, as `kill -9` leaves them)
+/// and started again on the same database: the message the dead process had claimed is worked
+/// within seconds of the restart, not when its 30 s lease runs out. A second relay started
+/// while the first is alive leaves the first one's claim alone.
+#[tokio::test]
+async fn a_restarted_relay_takes_over_a_killed_ones_work_at_once() {
+    let idp = IdpFixture::start().await;
+    let tenant = ScimTenant::fresh();
+    let proxy = ScimProxy::start(&tenant).await;
+    let db_path = std::env::temp_dir().join(format!("scim-relay-e2e-{}.db", uuid::Uuid::new_v4()));
+    let s = settings(
+        &idp,
+        &proxy.url,
+        &tenant.token,
+        TargetProfile::Generic,
+        &db_path,
+    );
+    let retry = RetryPolicy {
+        lease: Duration::from_secs(30),
+        ..fast_retries()
+    };
+    let start = || {
+        scim_relay_server::start_with_clock(
+            s.clone(),
+            retry,
+            std::sync::Arc::new(scim_relay_core::clock::SystemClock),
+        )
+    };
+    idp.set_okta_user(
+        "00uKILLED",
+        "ACTIVE",
+        Some("killed@example.com"),
+        "Ki",
+        "Lled",
+        None,
+    );
+    // The look-up hangs: the worker is mid-work, its claim renewed, when it is killed.
+    proxy.stall_next("GET", Duration::from_secs(8));
+    let first = start().await.expect("relay starts");
+    let status = reqwest::Client::new()
+        .post(format!("http://{}/okta", first.addr))
+        .header("Authorization", OKTA_SECRET)
+        .json(&okta_delivery(
+            "ev-killed",
+            "user.lifecycle.create",
+            "00uKILLED",
+            "killed@example.com",
+        ))
+        .send()
+        .await
+        .expect("relay reachable")
+        .status();
+    assert_eq!(status, 200);
+    assert!(
+        scim_relay_tests::eventually(WAIT, || async { proxy.count("GET") >= 1 }).await,
+        "the worker is at its look-up"
+    );
+
+    // A second process on the same file while the first lives: the first one's claim stays.
+    let second = start().await.expect("a second relay starts");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        proxy.count("GET"),
+        1,
+        "nobody else works the claimed message"
+    );
+    second.kill().await;
+
+    first.kill().await;
+    let restarted = std::time::Instant::now();
+    let third = start().await.expect("relay restarts");
+    assert!(
+        third.wait_idle(Duration::from_secs(5)).await,
+        "worked within 5 s of the restart, not when the dead process's 30 s lease ran out"
+    );
+    eprintln!("restart to applied: {} ms", restarted.elapsed().as_millis());
+    assert_eq!(
+        tenant.user("killed@example.com").await.expect("created")["active"],
+        true
+    );
+    third.stop().await;
+    let _ = std::fs::remove_file(&db_path);
+}

@@ -2,6 +2,7 @@
 //! dead letters, the per-user state and the dedupe records.
 
 mod delivery;
+mod process;
 mod queue;
 mod store;
 
@@ -10,6 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::Connection;
 
+pub use process::WorkerProcess;
 pub use queue::QueuedMessage;
 
 const SCHEMA: &str = "
@@ -101,6 +103,8 @@ impl From<rusqlite::Error> for SqliteError {
 #[derive(Clone)]
 pub struct SqliteDb {
     conn: Arc<Mutex<Connection>>,
+    /// Set once this process registered as a worker ([`SqliteDb::register_worker`]).
+    instance: Arc<Mutex<Option<Arc<process::WorkerProcess>>>>,
 }
 
 impl std::fmt::Debug for SqliteDb {
@@ -143,6 +147,7 @@ impl SqliteDb {
         conn.execute_batch(INDEXES)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
+            instance: Arc::new(Mutex::new(None)),
         })
     }
 

@@ -61,7 +61,13 @@ impl SqliteDb {
         lease: chrono::Duration,
     ) -> Result<Option<QueuedMessage>, SqliteError> {
         let (now, until) = (now.timestamp_millis(), (now + lease).timestamp_millis());
-        let claim = uuid::Uuid::new_v4().simple().to_string();
+        // `<process>.<random>` once the process registered as a worker: a restart on this file
+        // can tell a dead process's claims from a live one's.
+        let random = uuid::Uuid::new_v4().simple().to_string();
+        let claim = match self.claim_prefix() {
+            Some(instance) => format!("{instance}.{random}"),
+            None => random,
+        };
         self.run(move |conn| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let message = tx

@@ -119,6 +119,21 @@ pub async fn start_with_clock(
         path: settings.database.clone(),
         reason: e.0,
     })?;
+    // Claims a process killed mid-work left behind are released now, not when their lease
+    // runs out; a live process's are left alone.
+    let released = db
+        .register_worker(std::path::Path::new(&settings.database))
+        .await
+        .map_err(|e| StartError::Database {
+            path: settings.database.clone(),
+            reason: e.0,
+        })?;
+    if released > 0 {
+        tracing::info!(
+            released,
+            "released the claims of a worker process that is gone (killed or crashed)"
+        );
+    }
     let engine = wiring::engine(
         &settings,
         &wiring::outbound(&settings)?,
