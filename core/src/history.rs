@@ -27,6 +27,11 @@ pub enum Finish {
     Held,
     /// Parked in the dead-letter queue; the entry's `reason` says why.
     DeadLettered,
+    /// An operator's `sync` that could not finish now (a confirming read minutes off, an
+    /// outage): its trigger was put on the queue, which finishes it as any other.
+    Queued,
+    /// An operator's `sync` that failed; nothing was parked (the operator sees the reason).
+    Failed,
 }
 
 impl Finish {
@@ -46,6 +51,8 @@ impl Finish {
             Self::Duplicate => "duplicate",
             Self::Held => "held",
             Self::DeadLettered => "dead-lettered",
+            Self::Queued => "queued",
+            Self::Failed => "failed",
         }
     }
 }

@@ -233,3 +233,46 @@ pub async fn a_lifecycle_event_for_a_subscription_graph_no_longer_has_is_parked_
     assert!(reasons[0].contains("entra.notification_url"), "{reasons:?}");
     d.finish().await;
 }
+
+/// `sync --user` on a user Entra deleted for good, under `hard_delete = delete`: the account is
+/// switched off now, and the delete waits for a second read, as the worker's own would. The
+/// operator is told so (not "failed"), the user's history has the entry, and the confirming
+/// read is queued: the queue's worker deletes the account once it is due.
+pub async fn sync_of_a_hard_deleted_user_queues_the_confirming_read_and_says_so(b: Backend) {
+    let d = Deployment::start_with(b, |s| {
+        s.target.profile = TargetProfile::Generic;
+        s.entra.hard_delete = HardDeletePolicy::Delete;
+        s.entra.hard_delete_confirm = std::time::Duration::from_secs(1);
+    })
+    .await;
+    d.idp
+        .set_graph_user("e-sync-1", "Synced@contoso.com", true, "Syn Ced", None);
+    d.entra(graph_notification("e-sync-1", CLIENT_STATE, 1))
+        .await;
+    assert_eq!(
+        d.target.user("synced@contoso.com").await.unwrap()["active"],
+        true
+    );
+
+    d.idp.hard_delete_graph_user("e-sync-1");
+    let said = d
+        .command(&["sync", "--user", "e-sync-1"])
+        .await
+        .expect("a sync that queued the rest of its work succeeds");
+    assert!(said.contains("queued"), "{said}");
+    assert!(said.contains("second read"), "{said}");
+    assert_eq!(
+        d.target.user("synced@contoso.com").await.unwrap()["active"],
+        false,
+        "switched off now"
+    );
+    assert_eq!(d.target.count("DELETE"), 0, "not deleted on one read");
+    let history = d.command(&["history", "e-sync-1"]).await.expect("history");
+    assert!(history.contains("queued"), "{history}");
+
+    d.settle().await;
+    assert_eq!(d.target.count("DELETE"), 1, "the queued read confirmed it");
+    assert!(d.target.user("synced@contoso.com").await.is_none());
+    assert!(d.dead_letters().await.is_empty());
+    d.finish().await;
+}

@@ -84,6 +84,7 @@ on_every_backend!(
     entra::a_graph_notification_creates_disables_and_a_forged_one_changes_nothing,
     entra::byte_identical_graph_notifications_each_reach_the_target,
     entra::entra_soft_delete_deactivates_and_hard_delete_follows_the_policy,
+    entra::sync_of_a_hard_deleted_user_queues_the_confirming_read_and_says_so,
     entra::a_hard_delete_seen_once_deactivates_and_deletes_only_when_a_later_read_confirms,
     entra::entra_scope_follows_group_membership,
     entra::a_lifecycle_event_for_a_subscription_graph_no_longer_has_is_parked_with_instructions,

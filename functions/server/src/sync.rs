@@ -16,7 +16,7 @@ use scim_relay_core::history::{render_entry, Finish, HistoryEntry};
 use scim_relay_core::scim::{list_all_users, PatchOp, ScimError, ScimRecord, ScimTarget, UserPage};
 use scim_relay_core::state::UserKey;
 use scim_relay_core::wiring;
-use scim_relay_core::work::Outcome;
+use scim_relay_core::work::{Outcome, WorkError};
 use scim_relay_core::worker::{TargetAccounts, UserPreview};
 use serde_json::{json, Value};
 
@@ -78,15 +78,46 @@ pub async fn run(
     let message = EnvelopeSigner::from_settings(settings).seal(&trigger);
     let mut trace = scim_relay_core::history::Trace::default();
     let result = worker.process_traced(&message.body, &mut trace).await;
-    // Finished like any trigger: the log line and the user's history entry, which is printed.
-    let entry = match &result {
-        Ok(o) => Some(worker.finished(&trace, Finish::of(o), None).await),
-        Err(_) => None,
+    // Work that must wait (a hard delete's confirming read, an outage) goes on the queue, as
+    // the worker's own would: the queue's worker finishes it when it is due.
+    let waiting = match &result {
+        Err(WorkError::Retryable {
+            reason,
+            retry_after,
+        }) => Some(match retry_after {
+            Some(wait) => format!(
+                "{reason}; queued, due in about {} min",
+                wait.as_secs().div_ceil(60).max(1)
+            ),
+            None => format!("{reason}; queued"),
+        }),
+        Err(WorkError::DirectoryUnavailable(reason)) => Some(format!("{reason}; queued")),
+        _ => None,
     };
+    let queued = match &waiting {
+        Some(_) => console
+            .queue
+            .enqueue(std::slice::from_ref(&message))
+            .await
+            .map_err(|e| format!("could not queue the rest of the work: {e}")),
+        None => Ok(()),
+    };
+    // Finished like any trigger: the log line and the user's history entry, which is printed.
+    let (finish, reason) = match (&result, &waiting, &queued) {
+        (Ok(o), _, _) => (Finish::of(o), None),
+        (_, Some(why), Ok(())) => (Finish::Queued, Some(why.clone())),
+        (Err(e), _, _) => (Finish::Failed, Some(e.to_string())),
+    };
+    let entry = Some(worker.finished(&trace, finish, reason.as_deref()).await);
     let calls = recorder.calls();
-    let (outcome, error) = match &result {
-        Ok(o) => (outcome_name(o), None),
-        Err(e) => ("failed", Some(e.to_string())),
+    let (outcome, error) = match (finish, &queued) {
+        (Finish::Failed, Err(e)) => (
+            "failed",
+            Some(format!("{e} ({})", reason.unwrap_or_default())),
+        ),
+        (Finish::Failed, Ok(())) => ("failed", reason),
+        (Finish::Queued, _) => ("queued", None),
+        _ => (finish.name(), None),
     };
     let scim_calls = match &result {
         Ok(Outcome::Applied { scim_calls } | Outcome::Unchanged { scim_calls }) => *scim_calls,
@@ -159,15 +190,6 @@ async fn resolve(
             "no directory user or record of the relay matches {who}"
         )),
         n => Err(format!("{who} names {n} users; use the IdP user id")),
-    }
-}
-
-fn outcome_name(outcome: &Outcome) -> &'static str {
-    match outcome {
-        Outcome::Applied { .. } => "applied",
-        Outcome::Unchanged { .. } => "unchanged",
-        Outcome::Duplicate => "duplicate",
-        Outcome::Held => "held",
     }
 }
 
