@@ -53,16 +53,26 @@ run_round() {
 }
 
 started=$(date +%s)
-running=0
+# The rounds' own process ids: the test servers also run in the background, and a bare `wait`
+# would wait for them too.
+pids=()
 for round in $(seq 1 "$ROUNDS"); do
   run_round "$round" &
-  running=$((running + 1))
-  if [ "$running" -ge "$PARALLEL" ]; then
-    wait -n || true
-    running=$((running - 1))
+  pids+=("$!")
+  if [ "${#pids[@]}" -ge "$PARALLEL" ]; then
+    wait -n "${pids[@]}" || true
+    alive=()
+    for pid in "${pids[@]}"; do
+      if kill -0 "$pid" 2>/dev/null; then
+        alive+=("$pid")
+      fi
+    done
+    pids=("${alive[@]}")
   fi
 done
-wait || true
+for pid in "${pids[@]}"; do
+  wait "$pid" || true
+done
 
 failures="$(cat "$OUT"/round-*.log 2>/dev/null | sed -n 's/^test \(.*\) \.\.\. FAILED$/\1/p' | sort | uniq -c | sort -rn || true)"
 echo "flake-hunt: $ROUNDS rounds of ${prefixes[*]}, $PARALLEL at a time, in $(( $(date +%s) - started )) s"
