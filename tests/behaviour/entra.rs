@@ -101,21 +101,26 @@ pub async fn byte_identical_graph_notifications_each_reach_the_target(b: Backend
     d.finish().await;
 }
 
-pub async fn entra_soft_delete_deactivates_and_hard_delete_follows_the_policy(b: Backend) {
+/// A deployment under `hard_delete = delete` (confirmed by a second read a second later), with
+/// one Entra user provisioned and active.
+async fn provisioned_under_delete(b: Backend, id: &str, email: &str, name: &str) -> Deployment {
     let d = Deployment::start_with(b, |s| {
         s.target.profile = TargetProfile::Generic;
         s.entra.hard_delete = HardDeletePolicy::Delete;
         s.entra.hard_delete_confirm = std::time::Duration::from_secs(1);
     })
     .await;
-    d.idp
-        .set_graph_user("e-del-1", "Leaver@contoso.com", true, "Lea Ver", None);
-    d.entra(graph_notification("e-del-1", CLIENT_STATE, 1))
-        .await;
+    d.idp.set_graph_user(id, email, true, name, None);
+    d.entra(graph_notification(id, CLIENT_STATE, 1)).await;
     assert_eq!(
-        d.target.user("leaver@contoso.com").await.unwrap()["active"],
+        d.target.user(&email.to_lowercase()).await.unwrap()["active"],
         true
     );
+    d
+}
+
+pub async fn entra_soft_delete_deactivates_and_hard_delete_follows_the_policy(b: Backend) {
+    let d = provisioned_under_delete(b, "e-del-1", "Leaver@contoso.com", "Lea Ver").await;
 
     // Soft delete (restorable for 30 days): deactivated, not deleted.
     d.idp.soft_delete_graph_user("e-del-1");
@@ -239,20 +244,7 @@ pub async fn a_lifecycle_event_for_a_subscription_graph_no_longer_has_is_parked_
 /// operator is told so (not "failed"), the user's history has the entry, and the confirming
 /// read is queued: the queue's worker deletes the account once it is due.
 pub async fn sync_of_a_hard_deleted_user_queues_the_confirming_read_and_says_so(b: Backend) {
-    let d = Deployment::start_with(b, |s| {
-        s.target.profile = TargetProfile::Generic;
-        s.entra.hard_delete = HardDeletePolicy::Delete;
-        s.entra.hard_delete_confirm = std::time::Duration::from_secs(1);
-    })
-    .await;
-    d.idp
-        .set_graph_user("e-sync-1", "Synced@contoso.com", true, "Syn Ced", None);
-    d.entra(graph_notification("e-sync-1", CLIENT_STATE, 1))
-        .await;
-    assert_eq!(
-        d.target.user("synced@contoso.com").await.unwrap()["active"],
-        true
-    );
+    let d = provisioned_under_delete(b, "e-sync-1", "Synced@contoso.com", "Syn Ced").await;
 
     d.idp.hard_delete_graph_user("e-sync-1");
     let said = d

@@ -489,16 +489,15 @@ async fn a_retryable_failure_holds_back_the_rest_of_its_users_records() {
         "Ter",
         None,
     );
-    let graph = serde_json::to_vec(&graph_notification("g-user-1", CLIENT_STATE, 9)).unwrap();
-    assert_eq!(
-        call_inbound(
-            &ingress,
-            apigw_v2_event("POST", "/entra", "", &[], Some(&graph), false)
-        )
-        .await
-        .0,
-        202
-    );
+    let graph_change = |n: u32| {
+        let body = serde_json::to_vec(&graph_notification("g-user-1", CLIENT_STATE, n)).unwrap();
+        let ingress = &ingress;
+        async move {
+            let event = apigw_v2_event("POST", "/entra", "", &[], Some(&body), false);
+            assert_eq!(call_inbound(ingress, event).await.0, 202);
+        }
+    };
+    graph_change(9).await;
     let okta = okta_delivery(
         "ev-later",
         "user.lifecycle.create",
@@ -512,16 +511,7 @@ async fn a_retryable_failure_holds_back_the_rest_of_its_users_records() {
         200
     );
     // A second change of the Graph user, after the Okta user's.
-    let graph = serde_json::to_vec(&graph_notification("g-user-1", CLIENT_STATE, 10)).unwrap();
-    assert_eq!(
-        call_inbound(
-            &ingress,
-            apigw_v2_event("POST", "/entra", "", &[], Some(&graph), false)
-        )
-        .await
-        .0,
-        202
-    );
+    graph_change(10).await;
     let mut messages = receive(&aws.sqs, &aws.queues.url).await;
     for _ in 0..3 {
         if messages.len() < 3 {

@@ -53,22 +53,12 @@ impl Worker {
         if doubt.written_version().is_some() {
             return Ok(());
         }
-        let state = UserState {
-            scim_id: None,
-            user_name: user.user_name.clone(),
-            attributes: Default::default(),
-            attributes_hash: String::new(),
-            active: true,
-            lifecycle: CREATE_IN_DOUBT.into(),
-            invite: None,
-            groups: Default::default(),
-            groups_pending: Default::default(),
-            hard_delete_seen: None,
-            held: None,
-            version: UserState::version_after(recorded),
-            last_event_at: recorded.and_then(|r| r.last_event_at),
-            updated_at: self.clock.now(),
-        };
+        let state = in_doubt(
+            &user.user_name,
+            recorded,
+            UserState::version_after(recorded),
+            self.clock.now(),
+        );
         let marker = ProcessedEvent {
             key: format!("{}#create-ahead", processed.key),
             expires_at: processed.expires_at,
@@ -91,6 +81,32 @@ impl Worker {
             }
             Err(e) => Err(e.into()),
         }
+    }
+}
+
+/// A create in doubt for `user_name`: no SCIM id, `active`, so the next attempt looks the account
+/// up before anything else.
+fn in_doubt(
+    user_name: &str,
+    recorded: Option<&UserState>,
+    version: u64,
+    now: chrono::DateTime<chrono::Utc>,
+) -> UserState {
+    UserState {
+        scim_id: None,
+        user_name: user_name.to_string(),
+        attributes: Default::default(),
+        attributes_hash: String::new(),
+        active: true,
+        lifecycle: CREATE_IN_DOUBT.into(),
+        invite: None,
+        groups: Default::default(),
+        groups_pending: Default::default(),
+        hard_delete_seen: None,
+        held: None,
+        version,
+        last_event_at: recorded.and_then(|r| r.last_event_at),
+        updated_at: now,
     }
 }
 
@@ -193,29 +209,14 @@ impl Worker {
         let Some(written) = doubt.written_version() else {
             return;
         };
-        let mut state = match doubt.recorded {
-            Some(r) => r.successor(self.clock.now()),
-            None => UserState {
-                scim_id: None,
-                user_name: String::new(),
-                attributes: Default::default(),
-                attributes_hash: String::new(),
-                active: true,
-                lifecycle: CREATE_IN_DOUBT.into(),
-                invite: None,
-                groups: Default::default(),
-                groups_pending: Default::default(),
-                hard_delete_seen: None,
-                held: None,
-                version: 0,
-                last_event_at: None,
-                updated_at: self.clock.now(),
-            },
+        let state = match doubt.recorded {
+            Some(r) => {
+                let mut s = r.successor(self.clock.now());
+                s.version = written + 1;
+                s
+            }
+            None => in_doubt(user_name, None, written + 1, self.clock.now()),
         };
-        if state.user_name.is_empty() {
-            state.user_name = user_name.to_string();
-        }
-        state.version = written + 1;
         let marker = ProcessedEvent {
             key: format!("{}#claim-released", doubt.processed.key),
             expires_at: doubt.processed.expires_at,
