@@ -489,7 +489,7 @@ async fn a_retryable_failure_holds_back_the_rest_of_its_users_records() {
         "Ter",
         None,
     );
-    let graph_change = |n: u32| {
+    let graph_change = |n: u64| {
         let body = serde_json::to_vec(&graph_notification("g-user-1", CLIENT_STATE, n)).unwrap();
         let ingress = &ingress;
         async move {
