@@ -170,3 +170,60 @@ fn the_readme_states_the_suites_own_counts() {
     unique.dedup();
     assert_eq!(unique.len(), n, "each behaviour is declared once");
 }
+
+/// docs/ARCHITECTURE.md's module map names every source file of the core and the functions,
+/// and nothing that is gone: the map of what is, kept honest.
+#[test]
+fn the_architecture_map_places_every_module() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let map = std::fs::read_to_string(root.join("docs/ARCHITECTURE.md")).expect("ARCHITECTURE");
+    fn sources(dir: &std::path::Path, found: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).expect("a source folder").flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                sources(&path, found);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                found.push(path);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    for crate_src in [
+        "core/src",
+        "functions/inbound/src",
+        "functions/worker/src",
+        "functions/sweeper/src",
+        "functions/server/src",
+    ] {
+        sources(&root.join(crate_src), &mut files);
+    }
+    let relative: Vec<String> = files
+        .iter()
+        .map(|f| {
+            f.strip_prefix(&root)
+                .expect("under the root")
+                .to_string_lossy()
+                .replace('\\', "/")
+        })
+        .collect();
+    let missing: Vec<&String> = relative
+        .iter()
+        .filter(|f| !map.contains(&format!("`{f}`")))
+        .collect();
+    assert!(missing.is_empty(), "not in the module map: {missing:?}");
+    let listed: Vec<&str> = map
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `"))
+        .filter_map(|l| l.split('`').next())
+        .filter(|p| p.ends_with(".rs"))
+        .collect();
+    let gone: Vec<&&str> = listed
+        .iter()
+        .filter(|p| !relative.iter().any(|f| f == *p))
+        .collect();
+    assert!(
+        gone.is_empty(),
+        "in the module map, not in the tree: {gone:?}"
+    );
+    assert!(listed.len() >= relative.len());
+}
