@@ -792,13 +792,13 @@ fn optional<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error>
     Ok((!s.is_empty()).then(|| s.to_string()))
 }
 
-/// A whole number of `unit`s (from TOML or the environment). Refused when the clock could not
-/// add it to a date: better at load than as a panic deep in a sweep.
 /// The longest time any setting may give: ten years. Every time the relay computes from a
 /// setting (an expiry, a retention, a window) stays far from the calendar's end, so no
 /// arithmetic on a setting can overflow (and panic a worker on every message).
 pub const MAX_SETTING_TIME: Duration = Duration::from_secs(3650 * 24 * 3600);
 
+/// A whole number of `unit`s (from TOML or the environment), at most [`MAX_SETTING_TIME`]:
+/// refused at load rather than met as a panic deep in a sweep.
 fn duration<'de, D: Deserializer<'de>>(d: D, unit: Duration) -> Result<Duration, D::Error> {
     let n = number(d)?;
     unit.as_secs()

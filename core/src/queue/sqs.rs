@@ -56,8 +56,6 @@ impl SqsQueue {
 }
 
 impl SqsQueue {
-    /// Keeps a received message hidden for `seconds` more: how a rate-limited message waits
-    /// for the target's reset on Lambda, without the function sleeping.
     /// Deletes a received message (an already deleted one is no error).
     pub async fn delete(&self, receipt_handle: &str) -> Result<(), QueueError> {
         self.client
@@ -70,6 +68,8 @@ impl SqsQueue {
         Ok(())
     }
 
+    /// Keeps a received message hidden for `seconds` more: how a rate-limited message waits
+    /// for the target's reset on Lambda, without the function sleeping.
     pub async fn delay(&self, receipt_handle: &str, seconds: u64) -> Result<(), QueueError> {
         // SQS caps a message's visibility timeout at 12 hours.
         let seconds = seconds.min(43_200) as i32;
