@@ -215,18 +215,9 @@ impl Worker {
         doubt: &Doubt<'_>,
     ) -> Result<u32, WorkError> {
         match found {
-            Some(record @ ScimRecord { id, active, .. }) if *active != Some(false) => {
-                let claimed = self.claim_ahead(doubt, record, user_name).await?;
-                let sent = self
-                    .target
-                    .patch_user(id, &[PatchOp::replace("active", json!(false))])
-                    .await;
-                if let Err(e) = sent {
-                    if claimed {
-                        self.release_claim_ahead(doubt, record, user_name).await;
-                    }
-                    return Err(e.into());
-                }
+            Some(record) if record.active != Some(false) => {
+                let off = [PatchOp::replace("active", json!(false))];
+                self.patch_claimed(doubt, record, user_name, &off).await?;
                 Ok(1)
             }
             _ => Ok(0),
@@ -288,22 +279,10 @@ impl Worker {
         found: &ScimRecord,
         key: &UserKey,
     ) -> Result<(), WorkError> {
-        let Some(other) = self.others_claim(found, key).await? else {
-            return Ok(());
-        };
-        tracing::error!(
-            alarm = "ownership_conflict",
-            user = %key.user_id,
-            scim_id = %found.id,
-            owner = %other,
-            "the account found for this user belongs to another IdP user: left alone, dead-lettered"
-        );
-        Err(WorkError::Permanent(format!(
-            "ownership conflict: target account {} belongs to another IdP user ({other}), not {}; \
-             the relay leaves it alone. Two IdP users share one userName: resolve it in the IdP",
-            found.id,
-            key.storage_id()
-        )))
+        match self.others_claim(found, key).await? {
+            Some(other) => Err(ownership_conflict(key, &found.id, &other)),
+            None => Ok(()),
+        }
     }
 
     /// Who else the account found for `key` belongs to, if anyone: the user whose record
@@ -348,20 +327,46 @@ impl Worker {
         user: &DesiredUser,
         doubt: &Doubt<'_>,
     ) -> Result<u32, WorkError> {
-        let claimed = self.claim_ahead(doubt, existing, &user.user_name).await?;
-        let sent = self
-            .target
-            .patch_user(&existing.id, &adoption_ops(user))
-            .await;
-        if let Err(e) = sent {
+        self.patch_claimed(doubt, existing, &user.user_name, &adoption_ops(user))
+            .await?;
+        Ok(1)
+    }
+
+    /// Writes `ops` to an account found by userName once it is claimed for this user
+    /// ([`Self::claim_ahead`]); a failed write gives the claim up again.
+    async fn patch_claimed(
+        &self,
+        doubt: &Doubt<'_>,
+        found: &ScimRecord,
+        user_name: &str,
+        ops: &[PatchOp],
+    ) -> Result<(), WorkError> {
+        let claimed = self.claim_ahead(doubt, found, user_name).await?;
+        if let Err(e) = self.target.patch_user(&found.id, ops).await {
             if claimed {
-                self.release_claim_ahead(doubt, existing, &user.user_name)
-                    .await;
+                self.release_claim_ahead(doubt, found, user_name).await;
             }
             return Err(e.into());
         }
-        Ok(1)
+        Ok(())
     }
+}
+
+/// The refusal of an account another IdP user owns (found so by the check before a write, or by
+/// the store's conditional claim): raised as an alarm, dead-lettered, the account left alone.
+pub(super) fn ownership_conflict(key: &UserKey, scim_id: &str, owner: &str) -> WorkError {
+    tracing::error!(
+        alarm = "ownership_conflict",
+        user = %key.user_id,
+        scim_id = %scim_id,
+        owner = %owner,
+        "the account found for this user belongs to another IdP user: left alone, dead-lettered"
+    );
+    WorkError::Permanent(format!(
+        "ownership conflict: target account {scim_id} belongs to another IdP user ({owner}), not {}; \
+         the relay leaves it alone. Two IdP users share one userName: resolve it in the IdP",
+        key.storage_id()
+    ))
 }
 
 /// What adopting an account sends: every mapped attribute but userName (the look-up matched

@@ -176,21 +176,10 @@ impl Worker {
                     "state of the user changed before the account was claimed; trying again",
                 ))
             }
-            Err(StoreError::Claimed { scim_id, owner }) => {
-                tracing::error!(
-                    alarm = "ownership_conflict",
-                    user = %doubt.key.user_id,
-                    scim_id = %scim_id,
-                    owner = %owner,
-                    "another IdP user claimed the account first: left alone, dead-lettered"
-                );
-                Err(WorkError::Permanent(format!(
-                    "ownership conflict: target account {scim_id} belongs to another IdP user \
-                     ({owner}), not {}; the relay leaves it alone. Two IdP users share one \
-                     userName: resolve it in the IdP",
-                    doubt.key.storage_id()
-                )))
-            }
+            // Another user claimed it between the check and now: a race lost, refused alike.
+            Err(StoreError::Claimed { scim_id, owner }) => Err(super::apply::ownership_conflict(
+                doubt.key, &scim_id, &owner,
+            )),
             Err(e) => Err(e.into()),
         }
     }
