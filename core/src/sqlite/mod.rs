@@ -11,7 +11,6 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::Connection;
 
-pub use process::WorkerProcess;
 pub use queue::QueuedMessage;
 
 const SCHEMA: &str = "
@@ -104,7 +103,7 @@ impl From<rusqlite::Error> for SqliteError {
 pub struct SqliteDb {
     conn: Arc<Mutex<Connection>>,
     /// Set once this process registered as a worker ([`SqliteDb::register_worker`]).
-    instance: Arc<Mutex<Option<Arc<process::WorkerProcess>>>>,
+    instance: Arc<std::sync::OnceLock<process::WorkerProcess>>,
 }
 
 impl std::fmt::Debug for SqliteDb {
@@ -147,7 +146,7 @@ impl SqliteDb {
         conn.execute_batch(INDEXES)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
-            instance: Arc::new(Mutex::new(None)),
+            instance: Arc::default(),
         })
     }
 

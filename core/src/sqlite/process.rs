@@ -15,8 +15,8 @@ use super::{SqliteDb, SqliteError};
 
 /// This process's registration: its instance id, and the lock that says it is alive.
 #[derive(Debug)]
-pub struct WorkerProcess {
-    pub instance: String,
+pub(super) struct WorkerProcess {
+    instance: String,
     /// Held, never read: the lock lives as long as the file is open.
     _alive: File,
 }
@@ -38,10 +38,13 @@ pub(super) fn claim_owner(claim: &str) -> Option<&str> {
 }
 
 impl SqliteDb {
-    /// Registers this process as a worker of the database at `database`: its claims name it
-    /// from now on, and the claims of workers that died are released at once (they are visible
-    /// again). Returns how many were released.
+    /// Registers this process as a worker of the database at `database` (once per handle): its
+    /// claims name it from now on, and the claims of workers that died are released at once
+    /// (they are visible again). Returns how many were released.
     pub async fn register_worker(&self, database: &Path) -> Result<usize, SqliteError> {
+        if self.instance.get().is_some() {
+            return Ok(0);
+        }
         let dir = lock_dir(database);
         std::fs::create_dir_all(&dir)
             .map_err(|e| SqliteError(format!("cannot create {}: {e}", dir.display())))?;
@@ -90,24 +93,16 @@ impl SqliteDb {
                 .await?;
             let _ = std::fs::remove_file(lock_file(&dir, &owner));
         }
-        *self
-            .instance
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) =
-            Some(std::sync::Arc::new(WorkerProcess {
-                instance,
-                _alive: alive,
-            }));
+        let _ = self.instance.set(WorkerProcess {
+            instance,
+            _alive: alive,
+        });
         Ok(released)
     }
 
     /// The claim token prefix of this process, when it registered as a worker.
     pub(super) fn claim_prefix(&self) -> Option<String> {
-        self.instance
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .as_ref()
-            .map(|p| p.instance.clone())
+        self.instance.get().map(|p| p.instance.clone())
     }
 }
 
