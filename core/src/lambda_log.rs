@@ -5,7 +5,7 @@
 //! the README's Logs Insights queries (`filter outcome = "dead-lettered"`) read `outcome`, not
 //! `fields.outcome` — and text never carries terminal colour codes (CloudWatch shows them raw).
 
-use tracing_subscriber::filter::{EnvFilter, LevelFilter};
+use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::fmt::MakeWriter;
 
 /// The subscriber: `json` under Lambda's JSON log format, at `level` (a tracing level name).
@@ -24,11 +24,7 @@ where
         .with_target(false)
         .without_time()
         .with_ansi(false)
-        .with_env_filter(
-            EnvFilter::builder()
-                .with_default_directive(level.into())
-                .parse_lossy(""),
-        )
+        .with_max_level(level)
         .with_writer(writer);
     if json {
         Box::new(
