@@ -103,22 +103,16 @@ pub async fn run(
         None => Ok(()),
     };
     // Finished like any trigger: the log line and the user's history entry, which is printed.
-    let (finish, reason) = match (&result, &waiting, &queued) {
+    let (finish, reason) = match (&result, waiting, queued) {
         (Ok(o), _, _) => (Finish::of(o), None),
-        (_, Some(why), Ok(())) => (Finish::Queued, Some(why.clone())),
-        (Err(e), _, _) => (Finish::Failed, Some(e.to_string())),
+        (_, Some(why), Ok(())) => (Finish::Queued, Some(why)),
+        (Err(e), _, Err(unqueued)) => (Finish::Failed, Some(format!("{e}; {unqueued}"))),
+        (Err(e), _, Ok(())) => (Finish::Failed, Some(e.to_string())),
     };
     let entry = Some(worker.finished(&trace, finish, reason.as_deref()).await);
     let calls = recorder.calls();
-    let (outcome, error) = match (finish, &queued) {
-        (Finish::Failed, Err(e)) => (
-            "failed",
-            Some(format!("{e} ({})", reason.unwrap_or_default())),
-        ),
-        (Finish::Failed, Ok(())) => ("failed", reason),
-        (Finish::Queued, _) => ("queued", None),
-        _ => (finish.name(), None),
-    };
+    let outcome = finish.name();
+    let error = reason.filter(|_| finish == Finish::Failed);
     let scim_calls = match &result {
         Ok(Outcome::Applied { scim_calls } | Outcome::Unchanged { scim_calls }) => *scim_calls,
         _ => calls.len() as u32,
