@@ -526,7 +526,7 @@ impl Consumer {
         let id = delivery.id.as_str();
         match result {
             Ok(outcome) => Disposition::Done(outcome),
-            Err(WorkError::Permanent(reason)) => {
+            Err(WorkError::Permanent(reason) | WorkError::NotOurs(reason)) => {
                 tracing::error!(message = id, "dead-lettering: {reason}");
                 Disposition::DeadLettered { reason }
             }

@@ -97,9 +97,75 @@ pub struct Trace {
     pub scim_calls: u32,
     /// The IdP's change time, else the relay's receipt.
     pub since: Option<DateTime<Utc>>,
+    /// The worker's reasoning, step by step, when asked for (`plan`, `sync`); `None` on the
+    /// queue's path, where nothing is formatted for it.
+    pub explanation: Option<Explanation>,
+}
+
+/// One step of the worker's reasoning for a user: what was read, what was decided. Names and
+/// ids, never attribute values.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Step {
+    pub step: &'static str,
+    pub detail: String,
+}
+
+/// What the worker says of its own decision while it works a trigger, for an operator: the
+/// steps, and the verdicts a preview cannot tell from the calls alone.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Explanation {
+    pub steps: Vec<Step>,
+    /// The userName the directory gives the user.
+    pub user_name: Option<String>,
+    /// Why the directory no longer asks for an active account, when it does not.
+    pub off_because: Option<String>,
+    /// A guard that kept the plan from the target: `protected_users`, the credential's owner,
+    /// the deprovisioning breaker or an operator's hold.
+    pub kept_by: Option<KeptBy>,
+}
+
+/// The guard that kept a plan from the target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeptBy {
+    /// `target.protected_users` or the credential's owner: never touched.
+    Protected(String),
+    /// The deprovisioning breaker (or an operator's decision on its hold).
+    Held(String),
 }
 
 impl Trace {
+    /// A trace that also keeps the worker's reasoning.
+    pub fn explained() -> Self {
+        Self {
+            explanation: Some(Explanation::default()),
+            ..Self::default()
+        }
+    }
+
+    /// Notes one step of the reasoning, formatted only when someone asked for it.
+    pub fn note(&mut self, step: &'static str, detail: impl FnOnce() -> String) {
+        if let Some(explanation) = self.explanation.as_mut() {
+            explanation.steps.push(Step {
+                step,
+                detail: detail(),
+            });
+        }
+    }
+
+    /// Notes the guard that kept the plan from the target (and the step that says so).
+    pub fn kept(&mut self, by: KeptBy) {
+        if let Some(explanation) = self.explanation.as_mut() {
+            let detail = match &by {
+                KeptBy::Protected(why) | KeptBy::Held(why) => why.clone(),
+            };
+            explanation.steps.push(Step {
+                step: "guard",
+                detail,
+            });
+            explanation.kept_by = Some(by);
+        }
+    }
+
     /// Who and which event, from an opened envelope.
     pub fn opened(&mut self, trigger: &Trigger, key: Option<UserKey>) {
         self.key = key;

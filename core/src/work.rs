@@ -34,6 +34,11 @@ pub enum WorkError {
     /// Can never succeed as it is: park it in the dead-letter queue with this reason.
     #[error("permanent: {0}")]
     Permanent(String),
+    /// The account found for the user is not the relay's to act on (another IdP user's record
+    /// claims it, its externalId names someone else, or one userName names several accounts):
+    /// permanent like [`WorkError::Permanent`], and what `plan` reports as a conflict.
+    #[error("permanent: {0}")]
+    NotOurs(String),
     /// The target rejected its credential (401/403). Every message would fail the same way:
     /// stop consuming, keep the messages queued, alarm. Never dead-letter for this.
     #[error("target credential rejected: {0}")]
@@ -67,7 +72,7 @@ impl From<StoreError> for WorkError {
     fn from(e: StoreError) -> Self {
         match e {
             // Waiting changes nothing: an operator must see it.
-            StoreError::Claimed { .. } => WorkError::Permanent(e.to_string()),
+            StoreError::Claimed { .. } => WorkError::NotOurs(e.to_string()),
             _ => WorkError::retry(e.to_string()),
         }
     }
@@ -87,6 +92,7 @@ impl From<ScimError> for WorkError {
     fn from(e: ScimError) -> Self {
         match e.failure {
             ScimFailure::Permanent | ScimFailure::NotFound => WorkError::Permanent(e.to_string()),
+            ScimFailure::Ambiguous => WorkError::NotOurs(e.to_string()),
             ScimFailure::Credential => WorkError::CredentialRejected(e.to_string()),
             // A create's 409 is handled (look up and adopt) before it gets here; a 409 on
             // anything else (a userName taken by another account) cannot heal by itself.

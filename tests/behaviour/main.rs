@@ -76,6 +76,8 @@ on_every_backend!(
     ownership::two_workers_racing_for_one_account_never_both_act_on_it,
     ownership::without_a_directory_an_event_never_adopts_or_switches_off_an_unrecorded_account,
     preview::plan_previews_every_user_and_writes_nothing_then_sync_applies_one,
+    preview::the_calls_plan_predicts_are_the_calls_the_worker_makes,
+    preview::plan_shows_the_deprovisions_the_breaker_would_hold,
     ingress::a_wrong_secret_is_401_and_enqueues_nothing,
     ingress::the_graph_handshake_echoes_the_token_as_plain_text,
     ingress::malformed_and_oversized_bodies_are_refused_without_enqueueing,

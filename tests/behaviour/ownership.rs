@@ -352,7 +352,7 @@ pub async fn two_workers_racing_for_one_account_never_both_act_on_it(b: Backend)
             other => panic!("round {round}: exactly one adopts: {other:?}"),
         };
         assert!(
-            matches!(loser, WorkError::Permanent(r) if r.contains("ownership conflict")),
+            matches!(loser, WorkError::NotOurs(r) if r.contains("ownership conflict")),
             "round {round}: {loser:?}"
         );
         assert_eq!(

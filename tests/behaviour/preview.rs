@@ -249,7 +249,14 @@ pub async fn plan_previews_every_user_and_writes_nothing_then_sync_applies_one(b
         one.starts_with("retitled@example.com (okta 00uRETITLED): update"),
         "{one}"
     );
-    for step in ["directory", "recorded", "plan", "changes", "outcome"] {
+    for step in [
+        "directory",
+        "recorded",
+        "plan",
+        "SCIM",
+        "changes",
+        "outcome",
+    ] {
         assert!(
             one.lines().any(|l| l.trim_start().starts_with(step)),
             "{step} missing:\n{one}"
@@ -260,12 +267,18 @@ pub async fn plan_previews_every_user_and_writes_nothing_then_sync_applies_one(b
     let adopt = json_line(&by_name, "adopt@example.com");
     assert_eq!(adopt.len(), 1, "{by_name}");
     assert_eq!(adopt[0]["action"], "adopt");
+    // The calls the worker would make: the look-up that finds the account, the adopting PATCH.
+    let calls = adopt[0]["calls"].as_array().expect("calls");
+    assert_eq!(calls.len(), 2, "{by_name}");
+    assert_eq!(calls[0]["method"], "GET", "{by_name}");
     assert!(
-        adopt[0]["steps"]
-            .as_array()
-            .is_some_and(|s| s.iter().any(|s| s["step"] == "target")),
+        calls[0]["answer"]
+            .as_str()
+            .is_some_and(|a| a.contains(&adopt_id)),
         "{by_name}"
     );
+    assert_eq!(calls[1]["method"], "PATCH", "{by_name}");
+    assert_eq!(calls[1]["path"], format!("/Users/{adopt_id}"), "{by_name}");
 
     // Apply one user now.
     let synced = d
@@ -340,5 +353,277 @@ pub async fn plan_previews_every_user_and_writes_nothing_then_sync_applies_one(b
         "{refused:?}"
     );
     assert_eq!(d.depth().await, (0, 0));
+    d.finish().await;
+}
+
+/// What one generated user was before the plan.
+#[derive(Debug, Clone, Copy)]
+enum Before {
+    /// Provisioned by the relay.
+    Provisioned,
+    /// An account made by hand before the relay ran; no record.
+    MadeByHand,
+    /// No account, no record.
+    Absent,
+}
+
+/// What the directory says of the user now.
+#[derive(Debug, Clone, Copy)]
+enum DirectoryNow {
+    Same,
+    Retitled,
+    Suspended,
+    Deprovisioned,
+    Removed,
+}
+
+/// One generated user: its past, the directory's word now, whether its account was deleted
+/// on the target by hand since, and whether it is protected.
+#[derive(Debug, Clone, Copy)]
+struct Shape {
+    before: Before,
+    now: DirectoryNow,
+    deleted_by_hand: bool,
+    protected: bool,
+}
+
+impl Shape {
+    fn generate(rng: &mut fastrand::Rng) -> Self {
+        Self {
+            before: [Before::Provisioned, Before::MadeByHand, Before::Absent][rng.usize(..3)],
+            now: [
+                DirectoryNow::Same,
+                DirectoryNow::Retitled,
+                DirectoryNow::Suspended,
+                DirectoryNow::Deprovisioned,
+                DirectoryNow::Removed,
+            ][rng.usize(..5)],
+            deleted_by_hand: rng.u8(..4) == 0,
+            protected: rng.u8(..6) == 0,
+        }
+    }
+}
+
+/// A target write as the target saw it: method and `/Users…` path, ids as they are.
+fn user_writes(calls: &[(String, String)]) -> Vec<(String, String)> {
+    calls
+        .iter()
+        .filter(|(method, _)| method != "GET")
+        .filter_map(|(method, path)| {
+            let path = &path[path.find("/Users")?..];
+            let path = path.split('?').next().unwrap_or(path);
+            Some((method.clone(), path.to_string()))
+        })
+        .collect()
+}
+
+/// The property behind `plan`: for generated directory, record and target states, the target
+/// writes the plan predicts for each user are the writes the worker then makes for it. The
+/// plan is a rehearsal of the worker's own path, so no rule can differ between the two. The
+/// seed is printed; `RELAY_PLAN_SEED` replays one.
+pub async fn the_calls_plan_predicts_are_the_calls_the_worker_makes(b: Backend) {
+    let rounds = match b {
+        Backend::Memory => 6,
+        _ => 2,
+    };
+    for _ in 0..rounds {
+        let seed = std::env::var("RELAY_PLAN_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| fastrand::u64(..));
+        eprintln!("plan property: seed {seed} (RELAY_PLAN_SEED={seed} replays it)");
+        plan_round(b, seed).await;
+    }
+}
+
+async fn plan_round(b: Backend, seed: u64) {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let shapes: Vec<Shape> = (0..10).map(|_| Shape::generate(&mut rng)).collect();
+    let email = |i: usize| format!("p{i}@example.com");
+    let id = |i: usize| format!("00uprop{i:013}");
+    let protected: Vec<String> = (0..shapes.len())
+        .filter(|i| shapes[*i].protected)
+        .map(email)
+        .collect();
+    let d = Deployment::start_with(b, |s| {
+        s.entra.client_id = None;
+        s.target.protected_users = protected;
+        // Order-free: with every deprovision under the limit, the users are independent.
+        s.target.deprovision_limit = 100;
+    })
+    .await;
+    let title = |i: usize, title: &str| {
+        d.idp.set_okta_user(
+            &id(i),
+            "ACTIVE",
+            Some(&email(i)),
+            "First",
+            "Last",
+            Some(title),
+        )
+    };
+    for (i, shape) in shapes.iter().enumerate() {
+        title(i, "Engineer");
+        match shape.before {
+            Before::Provisioned => {
+                d.okta(okta_delivery(
+                    &format!("prop-{seed}-{i}"),
+                    "user.lifecycle.create",
+                    &id(i),
+                    &email(i),
+                ))
+                .await
+            }
+            Before::MadeByHand => {
+                d.target.create_user_by_hand(&email(i)).await;
+            }
+            Before::Absent => {}
+        }
+    }
+    for (i, shape) in shapes.iter().enumerate() {
+        let status = |status: &str| {
+            d.idp.set_okta_user(
+                &id(i),
+                status,
+                Some(&email(i)),
+                "First",
+                "Last",
+                Some("Engineer"),
+            )
+        };
+        match shape.now {
+            DirectoryNow::Same => {}
+            DirectoryNow::Retitled => title(i, "Manager"),
+            DirectoryNow::Suspended => status("SUSPENDED"),
+            DirectoryNow::Deprovisioned => status("DEPROVISIONED"),
+            DirectoryNow::Removed => d.idp.remove_okta_user(&id(i)),
+        }
+        if shape.deleted_by_hand && d.target.user(&email(i)).await.is_some() {
+            let account = d.target.id_of(&email(i)).await;
+            d.target.delete_user_by_hand(&account).await;
+        }
+    }
+    let plan: Value = serde_json::from_str(
+        &d.command(&["plan", "--output", "json"])
+            .await
+            .expect("plan runs"),
+    )
+    .expect("json");
+    for (i, shape) in shapes.iter().enumerate() {
+        let line = plan["users"]
+            .as_array()
+            .expect("users")
+            .iter()
+            .find(|u| u["user_id"] == id(i).as_str());
+        let predicted: Vec<(String, String)> = line
+            .and_then(|l| l["calls"].as_array())
+            .map(|calls| {
+                calls
+                    .iter()
+                    .map(|c| {
+                        let path = c["path"].as_str().unwrap_or_default();
+                        // A planned account has no id yet: its POST is to /Users all the same.
+                        (
+                            c["method"].as_str().unwrap_or_default().to_string(),
+                            path.to_string(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let predicted = user_writes(&predicted);
+        let mark = d.target.calls().len();
+        d.okta(okta_delivery(
+            &format!("prop-{seed}-{i}-now"),
+            "user.account.update_profile",
+            &id(i),
+            &email(i),
+        ))
+        .await;
+        let made = user_writes(&d.target.calls()[mark..]);
+        assert_eq!(
+            predicted, made,
+            "seed {seed}, user {i} {shape:?}: the plan said {line:#?}"
+        );
+    }
+    d.finish().await;
+}
+
+/// The plan counts the deprovisioning breaker's window as the worker does: deprovisions past
+/// the limit are shown held, and nothing is written.
+pub async fn plan_shows_the_deprovisions_the_breaker_would_hold(b: Backend) {
+    let d = Deployment::start_with(b, |s| {
+        s.entra.client_id = None;
+        s.target.deprovision_limit = 2;
+        s.target.deprovision_percent = 0;
+    })
+    .await;
+    let users: Vec<(String, String)> = (0..5)
+        .map(|i| (format!("00uheld{i:013}"), format!("h{i}@example.com")))
+        .collect();
+    for (id, email) in &users {
+        d.idp
+            .set_okta_user(id, "ACTIVE", Some(email), "First", "Last", None);
+        d.okta(okta_delivery(
+            &format!("held-{id}"),
+            "user.lifecycle.create",
+            id,
+            email,
+        ))
+        .await;
+    }
+    for (id, email) in &users[..4] {
+        d.idp
+            .set_okta_user(id, "DEPROVISIONED", Some(email), "First", "Last", None);
+    }
+    let before = d.target.calls().len();
+    let plan: Value = serde_json::from_str(
+        &d.command(&["plan", "--output", "json"])
+            .await
+            .expect("plan runs"),
+    )
+    .expect("json");
+    assert_eq!(plan["counts"]["deactivate"], 2, "{plan:#}");
+    assert_eq!(plan["counts"]["held"], 2, "{plan:#}");
+    assert_eq!(plan["counts"]["leave-alone"], 1, "{plan:#}");
+    let held = json_line(&plan, "h0@example.com")
+        .into_iter()
+        .chain(json_line(&plan, "h1@example.com"))
+        .chain(json_line(&plan, "h2@example.com"))
+        .chain(json_line(&plan, "h3@example.com"))
+        .filter(|l| l["action"] == "held")
+        .count();
+    assert_eq!(held, 2, "{plan:#}");
+    assert!(
+        plan["users"]
+            .as_array()
+            .expect("users")
+            .iter()
+            .filter(|l| l["action"] == "held")
+            .all(|l| l["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("breaker") && r.contains("limit of 2"))),
+        "{plan:#}"
+    );
+    assert!(
+        user_writes(&d.target.calls()[before..]).is_empty(),
+        "plan wrote to the target"
+    );
+    // Nothing of the plan's slots was kept: the worker still has its two.
+    for (i, (id, email)) in users[..4].iter().enumerate() {
+        d.okta(okta_delivery(
+            &format!("held-now-{i}"),
+            "user.lifecycle.deactivate",
+            id,
+            email,
+        ))
+        .await;
+    }
+    assert_eq!(
+        user_writes(&d.target.calls()[before..]).len(),
+        2,
+        "{:?}",
+        d.target.calls()
+    );
     d.finish().await;
 }

@@ -22,6 +22,9 @@ pub enum ScimFailure {
     Conflict,
     /// 404: the resource is gone.
     NotFound,
+    /// A look-up found several resources for one name: the relay refuses to pick one (nor
+    /// will it ever act on either for that user).
+    Ambiguous,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -9,6 +9,7 @@ pub mod http;
 pub mod invitation;
 pub mod mapping;
 pub mod plan;
+pub mod recording;
 pub mod target;
 
 use std::collections::BTreeMap;
@@ -23,6 +24,7 @@ pub use plan::{
     any_named, create_in_doubt, guard_owner, guard_protected, plan, plan_groups, plan_hard_delete,
     GroupPlan, ScimPlan, OWNER_PROTECTED, PROTECTED,
 };
+pub use recording::{CallLog, RecordingTarget, ScimCall};
 pub use target::{list_all_users, DryRunTarget, ListedUser, ScimRecord, ScimTarget, UserPage};
 
 pub const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";

@@ -112,7 +112,7 @@ pub fn matching_user(
         .collect();
     if matching.len() > 1 {
         return Err(ScimError {
-            failure: super::ScimFailure::Permanent,
+            failure: super::ScimFailure::Ambiguous,
             status: None,
             detail: format!(
                 "{} target users share one userName; refusing to pick one",

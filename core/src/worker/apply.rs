@@ -362,7 +362,7 @@ pub(super) fn ownership_conflict(key: &UserKey, scim_id: &str, owner: &str) -> W
         owner = %owner,
         "the account found for this user belongs to another IdP user: left alone, dead-lettered"
     );
-    WorkError::Permanent(format!(
+    WorkError::NotOurs(format!(
         "ownership conflict: target account {scim_id} belongs to another IdP user ({owner}), not {}; \
          the relay leaves it alone. Two IdP users share one userName: resolve it in the IdP",
         key.storage_id()

@@ -7,10 +7,12 @@
 
 mod apply;
 mod doubt;
+mod explain;
 mod groups;
 mod hold;
 mod preview;
 mod read;
+mod rehearsal;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,7 +24,7 @@ use crate::config::{HardDeletePolicy, TargetProfile};
 use crate::deprovision::DeprovisionLimit;
 use crate::directory::Directory;
 use crate::envelope::{EnvelopeSigner, Subject, Trigger};
-use crate::history::{Finish, Trace};
+use crate::history::{Finish, KeptBy, Trace};
 use crate::pii::fingerprint;
 use crate::scim::{
     any_named, guard_owner, guard_protected, plan, plan_hard_delete, DesiredUser, ScimPlan,
@@ -31,10 +33,8 @@ use crate::scim::{
 use crate::state::{ProcessedEvent, StateStore, StoreError, UserKey, UserState};
 pub use crate::work::{Outcome, TenantEventHandler, WorkError};
 
-pub use preview::{
-    describe_plan, plan_report, Action, PlanReport, Step, TargetAccounts, UserPreview,
-    PREVIEW_EVENT,
-};
+pub use preview::{plan_report, Action, PlanReport, TargetAccounts, UserPreview, PREVIEW_EVENT};
+pub use rehearsal::Rehearsal;
 
 use doubt::Doubt;
 use hold::Gate;
@@ -161,6 +161,16 @@ impl Worker {
             }
             e => WorkError::Permanent(format!("rejected message: {e}")),
         })?;
+        self.work(&trigger, trace).await
+    }
+
+    /// Works one opened trigger: the one path the queue's messages, `sync` and `plan` (over a
+    /// rehearsal's store and target) all take.
+    pub(crate) async fn work(
+        &self,
+        trigger: &Trigger,
+        trace: &mut Trace,
+    ) -> Result<Outcome, WorkError> {
         // Tenant events too are finished with their event named; only a user's has a key.
         trace.opened(&trigger, None);
         let user_id = match &trigger.subject {
@@ -208,9 +218,19 @@ impl Worker {
             key: event_key,
             expires_at: later(now, self.dedupe_ttl),
         };
-        let truth = self.read_desired(&trigger, &user_id).await?;
+        let truth = match self.read_desired(&trigger, &user_id).await {
+            Ok(truth) => truth,
+            Err(e) => {
+                trace.note("directory", || format!("read failed: {e}"));
+                return Err(e);
+            }
+        };
+        trace.note("directory", || explain::truth(&truth));
         if let Truth::Present(user) = &truth {
             trace.user_fingerprint = Some(fingerprint(&user.user_name));
+            if let Some(explanation) = trace.explanation.as_mut() {
+                explanation.user_name = Some(user.user_name.clone());
+            }
         }
         let (desired, hard_deleted) = match truth {
             Truth::Present(user) => (Some(user), false),
@@ -218,11 +238,15 @@ impl Worker {
             Truth::HardDeleted => (None, true),
             Truth::LeaveAsIs => {
                 tracing::info!(user = %user_id, "suspended user left as is (okta.suspended = keep)");
+                trace.note("plan", || {
+                    "nothing: suspended in Okta, and okta.suspended = keep".into()
+                });
                 return self.leave_as_is(&key, &processed).await;
             }
         };
         for _ in 0..PLAN_ATTEMPTS {
             let recorded = self.store.load_user(&key).await?;
+            trace.note("recorded", || explain::record(recorded.as_ref()));
             if let (None, Some(r)) = (&trace.user_fingerprint, &recorded) {
                 trace.user_fingerprint = Some(fingerprint(&r.user_name));
             }
@@ -251,11 +275,27 @@ impl Worker {
             if protected && planned.deprovisions() {
                 tracing::warn!(user = %user_id, "protected account left as it is (target.protected_users)");
             }
+            trace.note("plan", || explain::plan(&planned));
+            if let Some(explanation) = trace.explanation.as_mut() {
+                explanation.off_because = planned
+                    .deprovisions()
+                    .then(|| explain::why_off(desired.as_ref()));
+            }
+            if let (true, ScimPlan::Nothing { reason }) = (owner_kept || protected, &plan) {
+                if protected || planned != plan {
+                    trace.kept(KeptBy::Protected((*reason).to_string()));
+                }
+            }
             trace.plan = plan_name(&plan).to_string();
             trace.changed = changed_attributes(&plan);
             let looked_up = match self.gate(&key, &plan, recorded.as_ref(), &trigger).await? {
                 Gate::Go(looked_up) => looked_up,
                 Gate::Hold(state) => {
+                    let why = state.held.as_ref().map(|h| h.reason.clone());
+                    trace.kept(KeptBy::Held(format!(
+                        "the deprovisioning breaker holds it for an operator: {}",
+                        why.unwrap_or_default()
+                    )));
                     let expected = recorded.as_ref().map(|r| r.version);
                     match self
                         .store
@@ -269,6 +309,7 @@ impl Worker {
                 }
                 Gate::Keep(why) => {
                     tracing::info!(user = %user_id, "deprovision not applied: {why}");
+                    trace.kept(KeptBy::Held(format!("deprovision {why}")));
                     self.store.commit(&key, None, None, &processed).await?;
                     return Ok(Outcome::Held);
                 }
@@ -428,9 +469,8 @@ impl Worker {
     }
 
     /// The plan for one user from what the directory says (`desired`, or gone: `hard_deleted`
-    /// for good) and what the relay recorded, with the guards applied. Pure: the worker applies
-    /// its answer, `plan` prints it, so the preview cannot disagree with the worker.
-    pub(crate) fn decide(
+    /// for good) and what the relay recorded, with the guards applied. Pure.
+    fn decide(
         &self,
         desired: Option<&DesiredUser>,
         hard_deleted: bool,

@@ -1,23 +1,17 @@
-//! The preview (`scim-relay plan`): what the worker would do for each user, decided by the
-//! worker's own directory read, mapping, planner, guards and ownership rule, with nothing
-//! written anywhere. Reads only: the directory, the relay's records, and the target's users as
-//! listed once (`GET /Users`), in place of the worker's per-user look-up.
+//! The preview (`scim-relay plan`): its lines, counts and report. What goes in a line is
+//! decided by a rehearsal of the worker's own path ([`super::rehearsal`]); this module only
+//! words and sums it. Attribute names and ids, never values.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
-use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::apply::adoption_ops;
-use super::read::Truth;
-use super::Worker;
-use crate::deprovision::HoldState;
-use crate::envelope::{Source, Trigger};
-use crate::scim::{any_named, DesiredUser, ListedUser, ScimPlan, ENTERPRISE_SCHEMA};
-use crate::state::{UserKey, UserState};
+use crate::envelope::Source;
+pub use crate::history::Step;
+use crate::scim::{any_named, ListedUser, PatchOp, ScimCall, UserPage, ENTERPRISE_SCHEMA};
 
-/// The event type of the triggers a preview reads with (never enqueued) and `sync` sends.
+/// The event type of the triggers a preview rehearses with (never enqueued) and `sync` sends.
 pub const PREVIEW_EVENT: &str = "scim-relay.plan";
 
 /// What converging would do to one user's account.
@@ -37,6 +31,9 @@ pub enum Action {
     Conflict,
     /// `target.protected_users`, or a deprovision of the credential's owner: never touched.
     Protected,
+    /// A deprovision the breaker would hold for an operator (its window is full), or one an
+    /// operator holds or rejected.
+    Held,
     /// The worker would fail on this user (mapping, directory read): it would be retried or
     /// dead-lettered.
     Error,
@@ -45,7 +42,7 @@ pub enum Action {
 }
 
 impl Action {
-    pub const ALL: [Action; 9] = [
+    pub const ALL: [Action; 10] = [
         Action::Adopt,
         Action::Create,
         Action::Update,
@@ -53,6 +50,7 @@ impl Action {
         Action::Delete,
         Action::Conflict,
         Action::Protected,
+        Action::Held,
         Action::Error,
         Action::LeaveAlone,
     ];
@@ -66,6 +64,7 @@ impl Action {
             Action::Delete => "delete",
             Action::Conflict => "conflict",
             Action::Protected => "protected",
+            Action::Held => "held",
             Action::Error => "error",
             Action::LeaveAlone => "leave-alone",
         }
@@ -78,13 +77,6 @@ impl Action {
             Action::Adopt | Action::Create | Action::Update | Action::Deactivate | Action::Delete
         )
     }
-}
-
-/// One step of the reasoning for a user (`plan --user`): what was read, what was decided.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Step {
-    pub step: &'static str,
-    pub detail: String,
 }
 
 /// One line of the plan. Attribute names only, never values; userNames appear because the plan
@@ -108,6 +100,9 @@ pub struct UserPreview {
     pub reason: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub steps: Vec<Step>,
+    /// The SCIM calls the worker would make (reads answered from the plan's listing).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub calls: Vec<ScimCall>,
 }
 
 impl UserPreview {
@@ -125,38 +120,44 @@ impl UserPreview {
     }
 }
 
-/// The target's users, as listed once, by userName (not case-exact, as the look-up) and id.
-#[derive(Debug, Default)]
+/// The target's users, as listed once, by id and by userName (not case-exact, as the look-up).
+/// A rehearsal plays its writes on it, so a later user of the plan meets them.
+#[derive(Debug, Default, Clone)]
 pub struct TargetAccounts {
-    by_name: HashMap<String, Vec<ListedUser>>,
-    ids: HashMap<String, String>,
+    users: HashMap<String, ListedUser>,
+    by_name: HashMap<String, Vec<String>>,
+    created: usize,
 }
 
 impl TargetAccounts {
     pub fn new(users: Vec<ListedUser>) -> Self {
         let mut accounts = Self::default();
         for user in users {
-            accounts.ids.insert(user.id.clone(), user.user_name.clone());
-            accounts
-                .by_name
-                .entry(user.user_name.to_lowercase())
-                .or_default()
-                .push(user);
+            accounts.insert(user);
         }
         accounts
+    }
+
+    fn insert(&mut self, user: ListedUser) {
+        self.by_name
+            .entry(user.user_name.to_lowercase())
+            .or_default()
+            .push(user.id.clone());
+        self.users.insert(user.id.clone(), user);
     }
 
     /// What the worker's `userName eq` look-up would find: one account, none, or a refusal
     /// when several share the name (as [`crate::scim::target::matching_user`]).
     pub fn named(&self, user_name: &str) -> Result<Option<&ListedUser>, String> {
-        match self
+        let ids = self
             .by_name
             .get(&user_name.to_lowercase())
             .map(Vec::as_slice)
-        {
-            None | Some([]) => Ok(None),
-            Some([one]) => Ok(Some(one)),
-            Some(many) => Err(format!(
+            .unwrap_or_default();
+        match ids {
+            [] => Ok(None),
+            [one] => Ok(self.users.get(one)),
+            many => Err(format!(
                 "{} target accounts share this userName; the relay refuses to pick one",
                 many.len()
             )),
@@ -164,434 +165,79 @@ impl TargetAccounts {
     }
 
     pub fn has_id(&self, id: &str) -> bool {
-        self.ids.contains_key(id)
+        self.users.contains_key(id)
     }
 
     pub fn len(&self) -> usize {
-        self.ids.len()
+        self.users.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.ids.is_empty()
+        self.users.is_empty()
     }
 
     fn all(&self) -> impl Iterator<Item = &ListedUser> {
-        self.by_name.values().flatten()
+        self.users.values()
     }
-}
 
-impl Worker {
-    /// What the worker would do for `key` now, and why, reading but writing nothing.
-    pub async fn preview_user(
-        &self,
-        key: &UserKey,
-        accounts: &TargetAccounts,
-        now: DateTime<Utc>,
-    ) -> UserPreview {
-        let mut steps = Vec::new();
-        let line = |action, user_name: &str, reason: String, steps: Vec<Step>| UserPreview {
-            action,
-            source: Some(key.source),
-            tenant: Some(key.tenant.clone()),
-            user_id: Some(key.user_id.clone()),
-            user_name: user_name.to_string(),
-            scim_id: None,
-            attributes: Vec::new(),
-            reason,
-            steps,
-        };
-        if self.directory(key.source).is_none() {
-            // Event-content mode has no truth to preview: the worker acts on each event's word.
-            return line(
-                Action::Error,
-                "",
-                format!(
-                    "no {} directory credentials: nothing to preview",
-                    key.source
-                ),
-                steps,
-            );
-        }
-        let recorded = match self.store.load_user(key).await {
-            Ok(r) => r,
-            Err(e) => {
-                return line(
-                    Action::Error,
-                    "",
-                    format!("the relay's record cannot be read: {e}"),
-                    steps,
-                )
-            }
-        };
-        let recorded_name = recorded
-            .as_ref()
-            .map(|r| r.user_name.clone())
-            .unwrap_or_default();
-        let trigger = Trigger::for_user(key, PREVIEW_EVENT, "plan".into(), now);
-        let truth = match self.read_desired(&trigger, &key.user_id).await {
-            Ok(truth) => truth,
-            Err(e) => {
-                steps.push(Step {
-                    step: "directory",
-                    detail: format!("read failed: {e}"),
-                });
-                return line(
-                    Action::Error,
-                    &recorded_name,
-                    format!("the worker would not get past the directory read: {e}"),
-                    steps,
-                );
-            }
-        };
-        steps.push(Step {
-            step: "directory",
-            detail: describe_truth(&truth),
+    /// A planned `POST /Users`: the account it would make, under an id of the plan's own.
+    pub(super) fn create(&mut self, resource: &Value) -> ListedUser {
+        self.created += 1;
+        let mut resource = resource.clone();
+        let id = format!("planned-{}", self.created);
+        resource["id"] = Value::String(id.clone());
+        let user = ListedUser::from_resource(&resource).unwrap_or(ListedUser {
+            id,
+            user_name: String::new(),
+            active: Some(true),
+            external_id: None,
+            resource,
         });
-        steps.push(Step {
-            step: "recorded",
-            detail: describe_record(recorded.as_ref()),
-        });
-        let (desired, hard_deleted) = match truth {
-            Truth::Present(user) => (Some(user), false),
-            Truth::Deleted => (None, false),
-            Truth::HardDeleted => (None, true),
-            Truth::LeaveAsIs => {
-                return line(
-                    Action::LeaveAlone,
-                    &recorded_name,
-                    "suspended in Okta, and okta.suspended = keep".into(),
-                    steps,
-                )
+        self.insert(user.clone());
+        user
+    }
+
+    /// A planned `PATCH /Users/{id}`: the paths whose value it changes, or `None` when the
+    /// target has no such account (the worker would be answered 404).
+    pub(super) fn patch(&mut self, id: &str, ops: &[PatchOp]) -> Option<Vec<String>> {
+        let user = self.users.get_mut(id)?;
+        let mut changed = Vec::new();
+        for op in ops {
+            let on_target = value_at(&user.resource, &op.path);
+            if op.value.as_ref().is_none_or(|v| !same_value(v, on_target)) {
+                changed.push(op.path.clone());
             }
-        };
-        let user_name = desired
-            .as_ref()
-            .map(|d| d.user_name.clone())
-            .unwrap_or(recorded_name);
-        let decision = self.decide(
-            desired.as_ref(),
-            hard_deleted,
-            recorded.as_ref(),
-            false,
-            None,
-            now,
-        );
-        steps.push(Step {
-            step: "plan",
-            detail: describe_plan(&decision.planned),
-        });
-        let mut preview = line(Action::LeaveAlone, &user_name, String::new(), Vec::new());
-        if decision.protected || decision.owner_kept {
-            let ScimPlan::Nothing { reason } = &decision.plan else {
-                // Only a plan of nothing is left untouched by the guards.
-                unreachable_guard(&mut preview);
-                preview.steps = steps;
-                return preview;
-            };
-            if decision.planned != decision.plan || decision.protected {
-                steps.push(Step {
-                    step: "guard",
-                    detail: (*reason).to_string(),
-                });
-                preview.action = Action::Protected;
-                preview.reason = (*reason).to_string();
-                preview.scim_id = recorded.as_ref().and_then(|r| r.scim_id.clone());
-                preview.steps = steps;
-                return preview;
-            }
-        }
-        let plan = decision.plan;
-        let held = recorded
-            .as_ref()
-            .and_then(|r| r.held.as_ref())
-            .map(|h| &h.state);
-        if plan.deprovisions() {
-            match held {
-                Some(HoldState::Pending) => {
-                    preview.reason =
-                        "deprovision held for an operator (scim-relay held approve)".into();
-                    steps.push(Step {
-                        step: "guard",
-                        detail: preview.reason.clone(),
-                    });
-                    preview.steps = steps;
-                    return preview;
-                }
-                Some(HoldState::Rejected { .. }) => {
-                    preview.reason = "an operator rejected this deprovision".into();
-                    steps.push(Step {
-                        step: "guard",
-                        detail: preview.reason.clone(),
-                    });
-                    preview.steps = steps;
-                    return preview;
-                }
+            match (op.path.as_str(), &op.value) {
+                ("active", Some(Value::Bool(active))) => user.active = Some(*active),
+                ("externalId", Some(Value::String(ext))) => user.external_id = Some(ext.clone()),
                 _ => {}
             }
         }
-        match &plan {
-            ScimPlan::Nothing { reason } => {
-                preview.reason = (*reason).to_string();
-                preview.scim_id = recorded.as_ref().and_then(|r| r.scim_id.clone());
-                if let Some(id) = preview.scim_id.as_deref().filter(|id| !accounts.has_id(id)) {
-                    preview.reason.push_str(&format!(
-                        "; note: the recorded account {id} is not among the target's users"
-                    ));
-                }
-            }
-            ScimPlan::Create { user } => {
-                self.preview_create(key, user, accounts, &mut preview, &mut steps)
-                    .await
-            }
-            ScimPlan::Update { scim_id, ops } => {
-                preview.scim_id = Some(scim_id.clone());
-                preview.attributes = ops.iter().map(|op| op.path.clone()).collect();
-                if plan.deprovisions() {
-                    preview.action = Action::Deactivate;
-                    preview.reason = why_off(desired.as_ref());
-                } else {
-                    preview.action = Action::Update;
-                    preview.reason = "the directory changed since the last apply".into();
-                }
-                if !accounts.has_id(scim_id) {
-                    preview.reason.push_str(&format!(
-                        "; note: the recorded account {scim_id} is not among the target's users \
-                         (the worker would find that out and act on the look-up)"
-                    ));
-                }
-            }
-            ScimPlan::DeactivateUnrecorded { user_name } => {
-                let found = match accounts.named(user_name) {
-                    Ok(found) => found,
-                    Err(e) => {
-                        preview.action = Action::Conflict;
-                        preview.reason = e;
-                        preview.steps = steps;
-                        return preview;
-                    }
-                };
-                // As the worker: for a user the directory no longer has, only an account made
-                // for this user is touched.
-                let found = found.filter(|f| {
-                    desired.is_some() || f.external_id.as_deref().is_none_or(|id| id == key.user_id)
-                });
-                steps.push(Step {
-                    step: "target",
-                    detail: describe_account(found),
-                });
-                match found {
-                    None => {
-                        preview.reason = "no account on the target to switch off".into();
-                    }
-                    Some(account) => {
-                        preview.scim_id = Some(account.id.clone());
-                        if let Some(conflict) = self.conflict(account, key, &mut steps).await {
-                            preview.action = Action::Conflict;
-                            preview.reason = conflict;
-                        } else if account.active == Some(false) {
-                            preview.reason = "the account is already inactive".into();
-                        } else {
-                            preview.action = Action::Deactivate;
-                            preview.attributes = vec!["active".into()];
-                            preview.reason = format!(
-                                "{}; the account has no record (made before the relay ran)",
-                                why_off(desired.as_ref())
-                            );
-                        }
-                    }
-                }
-            }
-            ScimPlan::Delete { scim_id } => {
-                preview.action = Action::Delete;
-                preview.scim_id = Some(scim_id.clone());
-                preview.reason =
-                    "hard-deleted in Entra, and entra.hard_delete = delete (confirmed by a second read)"
-                        .into();
+        Some(changed)
+    }
+
+    /// A planned `DELETE /Users/{id}`.
+    pub(super) fn remove(&mut self, id: &str) {
+        if let Some(user) = self.users.remove(id) {
+            if let Some(ids) = self.by_name.get_mut(&user.user_name.to_lowercase()) {
+                ids.retain(|i| i != id);
             }
         }
-        if decision.delete_unconfirmed.is_some() {
-            preview
-                .reason
-                .push_str("; deleted once a later read confirms the hard delete");
+    }
+
+    /// One page of the listing, in id order (1-based `start_index`).
+    pub(super) fn page(&self, start_index: u32, count: u32) -> UserPage {
+        let mut ids: Vec<&String> = self.users.keys().collect();
+        ids.sort();
+        UserPage {
+            users: ids
+                .into_iter()
+                .skip(start_index.saturating_sub(1) as usize)
+                .take(count as usize)
+                .filter_map(|id| self.users.get(id).cloned())
+                .collect(),
+            total: self.users.len() as u32,
         }
-        preview.steps = steps;
-        preview
-    }
-
-    /// A create: the worker looks the userName up first and adopts what it finds, unless it
-    /// is someone else's.
-    async fn preview_create(
-        &self,
-        key: &UserKey,
-        user: &DesiredUser,
-        accounts: &TargetAccounts,
-        preview: &mut UserPreview,
-        steps: &mut Vec<Step>,
-    ) {
-        let found = match accounts.named(&user.user_name) {
-            Ok(found) => found,
-            Err(e) => {
-                preview.action = Action::Conflict;
-                preview.reason = e;
-                return;
-            }
-        };
-        steps.push(Step {
-            step: "target",
-            detail: describe_account(found),
-        });
-        let Some(account) = found else {
-            preview.action = Action::Create;
-            preview.attributes = user.attributes.keys().cloned().collect();
-            preview.reason = "no account with this userName on the target".into();
-            return;
-        };
-        preview.scim_id = Some(account.id.clone());
-        if let Some(conflict) = self.conflict(account, key, steps).await {
-            preview.action = Action::Conflict;
-            preview.reason = conflict;
-            return;
-        }
-        preview.action = Action::Adopt;
-        preview.attributes = adoption_ops(user)
-            .iter()
-            .filter(|op| {
-                let on_target = value_at(&account.resource, &op.path);
-                op.value.as_ref().is_none_or(|v| !same_value(v, on_target))
-            })
-            .map(|op| op.path.clone())
-            .collect();
-        preview.reason = if preview.attributes.is_empty() {
-            "the account exists with no record and already holds the directory's values".into()
-        } else {
-            "the account exists with no record; these attributes differ from the directory".into()
-        };
-    }
-
-    /// The ownership rule's verdict on an account found for `key`, as the worker applies it.
-    async fn conflict(
-        &self,
-        account: &ListedUser,
-        key: &UserKey,
-        steps: &mut Vec<Step>,
-    ) -> Option<String> {
-        let verdict = match self.others_claim(&account.record(), key).await {
-            Ok(None) => return None,
-            Ok(Some(other)) => format!(
-                "target account {} belongs to another IdP user ({other}); the worker would \
-                 leave it alone and dead-letter the trigger",
-                account.id
-            ),
-            Err(e) => format!("the relay's records cannot be read: {e}"),
-        };
-        steps.push(Step {
-            step: "guard",
-            detail: verdict.clone(),
-        });
-        Some(verdict)
-    }
-}
-
-/// A preview line the guards cannot produce; kept as an error rather than a panic.
-fn unreachable_guard(preview: &mut UserPreview) {
-    preview.action = Action::Error;
-    preview.reason = "a guard left a plan that changes a protected account".into();
-}
-
-/// Why a deactivation: what the directory says of the user.
-fn why_off(desired: Option<&DesiredUser>) -> String {
-    match desired {
-        None => "gone from the directory".into(),
-        Some(d) if d.lifecycle.ends_with("(out of scope)") => {
-            "out of scope (not assigned / not in the configured groups)".into()
-        }
-        Some(d) => format!("{} in the IdP", d.lifecycle),
-    }
-}
-
-fn describe_truth(truth: &Truth) -> String {
-    match truth {
-        Truth::Present(user) => {
-            let names: Vec<&str> = user.attributes.keys().map(String::as_str).collect();
-            let groups = if user.groups.is_empty() {
-                String::new()
-            } else {
-                format!("; {} configured groups", user.groups.len())
-            };
-            format!(
-                "found: userName {}, status {}, {}; mapped attributes: {}{groups}",
-                user.user_name,
-                user.lifecycle,
-                if user.active {
-                    "to have an active account"
-                } else {
-                    "not to have an active account"
-                },
-                names.join(", ")
-            )
-        }
-        Truth::Deleted => "not found (deleted)".into(),
-        Truth::HardDeleted => "gone for good (hard-deleted)".into(),
-        Truth::LeaveAsIs => "suspended; okta.suspended = keep".into(),
-    }
-}
-
-fn describe_record(recorded: Option<&UserState>) -> String {
-    match recorded {
-        None => "no record: the relay has never provisioned this user".into(),
-        Some(r) => {
-            let hold = r
-                .held
-                .as_ref()
-                .map(|h| format!(", {} held ({})", h.action, h.state.name()))
-                .unwrap_or_default();
-            format!(
-                "userName {}, account {}, {}, lifecycle {}, version {}{hold}",
-                r.user_name,
-                r.scim_id.as_deref().unwrap_or("none"),
-                if r.active { "active" } else { "inactive" },
-                r.lifecycle,
-                r.version
-            )
-        }
-    }
-}
-
-fn describe_account(found: Option<&ListedUser>) -> String {
-    match found {
-        None => "no account with this userName".into(),
-        Some(a) => format!(
-            "account {} ({}, externalId {})",
-            a.id,
-            match a.active {
-                Some(true) => "active",
-                Some(false) => "inactive",
-                None => "active unknown",
-            },
-            a.external_id.as_deref().unwrap_or("none")
-        ),
-    }
-}
-
-/// The planner's answer, in words: paths, never values.
-pub fn describe_plan(plan: &ScimPlan) -> String {
-    match plan {
-        ScimPlan::Nothing { reason } => format!("nothing: {reason}"),
-        ScimPlan::Create { user } => format!(
-            "create (look up userName {} first, adopt what is found)",
-            user.user_name
-        ),
-        ScimPlan::Update { scim_id, ops } => format!(
-            "PATCH /Users/{scim_id}: {}",
-            ops.iter()
-                .map(|op| op.path.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-        ScimPlan::DeactivateUnrecorded { user_name } => {
-            format!("look up userName {user_name} and switch off what is found")
-        }
-        ScimPlan::Delete { scim_id } => format!("DELETE /Users/{scim_id}"),
     }
 }
 
@@ -646,16 +292,27 @@ pub fn plan_report(
     spared: &[String],
     notes: Vec<String>,
 ) -> PlanReport {
+    // Directory users sharing one userName: the rehearsal gives the account to the first and
+    // refuses the others, but which is first on the queue is chance. All are reported.
     let mut claims: HashMap<String, Vec<usize>> = HashMap::new();
     for (i, u) in users.iter().enumerate() {
-        if matches!(u.action, Action::Create | Action::Adopt) {
+        if u.source.is_some()
+            && matches!(u.action, Action::Create | Action::Adopt | Action::Conflict)
+        {
             claims
                 .entry(u.user_name.to_lowercase())
                 .or_default()
                 .push(i);
         }
     }
-    for lines in claims.values().filter(|lines| lines.len() > 1) {
+    let shared = |lines: &&Vec<usize>| {
+        lines.len() > 1
+            && lines
+                .iter()
+                .any(|i| matches!(users[*i].action, Action::Create | Action::Adopt))
+    };
+    let shared: Vec<Vec<usize>> = claims.values().filter(shared).cloned().collect();
+    for lines in &shared {
         let ids: Vec<String> = lines
             .iter()
             .filter_map(|i| users[*i].user_id.clone())
@@ -664,6 +321,7 @@ pub fn plan_report(
             let u = &mut users[*i];
             u.action = Action::Conflict;
             u.attributes.clear();
+            u.calls.clear();
             u.reason = format!(
                 "{} directory users share this userName ({}): the first one processed would \
                  get the account and the others would be dead-lettered; resolve it in the IdP",
@@ -672,10 +330,9 @@ pub fn plan_report(
             );
         }
     }
-    let explained_names: std::collections::HashSet<String> =
+    let explained_names: HashSet<String> =
         users.iter().map(|u| u.user_name.to_lowercase()).collect();
-    let explained_ids: std::collections::HashSet<&str> =
-        users.iter().filter_map(|u| u.scim_id.as_deref()).collect();
+    let explained_ids: HashSet<&str> = users.iter().filter_map(|u| u.scim_id.as_deref()).collect();
     let mut unexplained: Vec<UserPreview> = accounts
         .all()
         .filter(|a| {
@@ -704,6 +361,7 @@ pub fn plan_report(
                         .into()
                 },
                 steps: Vec::new(),
+                calls: Vec::new(),
             }
         })
         .collect();
@@ -784,6 +442,9 @@ impl PlanReport {
             ));
             for step in &u.steps {
                 out.push_str(&format!("  {:<10} {}\n", step.step, step.detail));
+            }
+            for call in &u.calls {
+                out.push_str(&format!("  {:<10} {call}\n", "SCIM"));
             }
             if !u.attributes.is_empty() {
                 out.push_str(&format!(
@@ -868,6 +529,7 @@ mod tests {
             attributes: vec!["title".into()],
             reason: String::new(),
             steps: Vec::new(),
+            calls: Vec::new(),
         };
         let accounts = TargetAccounts::new(vec![
             listed("s1", "manual@example.com"),

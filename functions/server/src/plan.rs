@@ -1,7 +1,8 @@
 //! `scim-relay plan`: what converging would do to every user in scope, or (`--user`) to one
-//! user step by step, decided by the worker's own read, mapping, planner, guards and ownership
-//! rule. Reads the directories, the relay's records and the target's users; writes nothing
-//! anywhere (no target call but `GET`, no record, no queue message).
+//! user step by step: a rehearsal of the worker's own path (read, plan, guards, breaker,
+//! ownership rule, apply) whose writes go nowhere. Reads the directories, the relay's records
+//! and the target's users; writes nothing anywhere (no target call but `GET`, no record, no
+//! queue message).
 
 use std::collections::HashSet;
 use std::io::Write;
@@ -124,9 +125,12 @@ pub(crate) async fn preview_all(
         }
     }
     notes.push(format!("target: {} accounts listed", accounts.len()));
+    // One rehearsal for the whole plan: what one user's would write (an account, a claim, a
+    // slot of the breaker's window), the next one meets.
+    let rehearsal = worker.rehearsal(accounts.clone(), now);
     let mut lines = Vec::with_capacity(keys.len());
     for key in &keys {
-        lines.push(worker.preview_user(key, &accounts, now).await);
+        lines.push(rehearsal.preview(key).await);
     }
     Ok(plan_report(lines, &accounts, &spared(settings), notes))
 }
@@ -146,11 +150,10 @@ async fn preview_named(
     let report = if keys.is_empty() {
         preview_all(console, settings, outbound, worker).await?
     } else {
-        let accounts = target_accounts(outbound).await?;
-        let now = chrono::Utc::now();
+        let rehearsal = worker.rehearsal(target_accounts(outbound).await?, chrono::Utc::now());
         let mut lines = Vec::new();
         for key in &keys {
-            lines.push(worker.preview_user(key, &accounts, now).await);
+            lines.push(rehearsal.preview(key).await);
         }
         PlanReport {
             users: lines,

@@ -5,20 +5,19 @@
 //! the outcome.
 
 use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use async_trait::async_trait;
 use clap::Args;
 use scim_relay_core::clock::SystemClock;
 use scim_relay_core::config::Settings;
 use scim_relay_core::envelope::{EnvelopeSigner, Trigger};
 use scim_relay_core::history::{render_entry, Finish, HistoryEntry};
-use scim_relay_core::scim::{list_all_users, PatchOp, ScimError, ScimRecord, ScimTarget, UserPage};
+use scim_relay_core::scim::{list_all_users, RecordingTarget};
 use scim_relay_core::state::UserKey;
 use scim_relay_core::wiring;
 use scim_relay_core::work::{Outcome, WorkError};
 use scim_relay_core::worker::{TargetAccounts, UserPreview};
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::console::{Console, Output};
 
@@ -55,12 +54,9 @@ pub async fn run(
         .map(TargetAccounts::new)
         .map_err(|e| format!("cannot list the target's users: {e}"))?;
     let now = chrono::Utc::now();
-    let planned = worker.preview_user(&key, &accounts, now).await;
+    let planned = worker.rehearsal(accounts, now).preview(&key).await;
     // The worker that applies it records its SCIM calls for the report.
-    let recorder = Arc::new(RecordingTarget {
-        inner: outbound.target.clone(),
-        calls: Mutex::default(),
-    });
+    let recorder = Arc::new(RecordingTarget::new(outbound.target.clone()));
     outbound.target = recorder.clone();
     let worker = wiring::worker(
         settings,
@@ -110,7 +106,12 @@ pub async fn run(
         (Err(e), _, Ok(())) => (Finish::Failed, Some(e.to_string())),
     };
     let entry = Some(worker.finished(&trace, finish, reason.as_deref()).await);
-    let calls = recorder.calls();
+    let calls: Vec<String> = recorder
+        .log()
+        .since(0)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
     let outcome = finish.name();
     let error = reason.filter(|_| finish == Finish::Failed);
     let scim_calls = match &result {
@@ -229,140 +230,4 @@ fn render(
         out.push_str(&format!("history: {}\n", render_entry(entry)));
     }
     out
-}
-
-/// The target, with each call written down as the report shows it: method, path, attribute
-/// names; never a value.
-struct RecordingTarget {
-    inner: Arc<dyn ScimTarget>,
-    calls: Mutex<Vec<String>>,
-}
-
-impl RecordingTarget {
-    fn record(&self, call: String) {
-        if let Ok(mut calls) = self.calls.lock() {
-            calls.push(call);
-        }
-    }
-
-    fn calls(&self) -> Vec<String> {
-        self.calls.lock().map(|c| c.clone()).unwrap_or_default()
-    }
-}
-
-fn paths(ops: &[PatchOp]) -> String {
-    ops.iter()
-        .map(|op| op.path.as_str())
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// A result's word for the report.
-fn answered<T>(result: &Result<T, ScimError>) -> String {
-    match result {
-        Ok(_) => "ok".into(),
-        Err(e) => format!("failed: {e}"),
-    }
-}
-
-#[async_trait]
-impl ScimTarget for RecordingTarget {
-    async fn find_user(&self, user_name: &str) -> Result<Option<ScimRecord>, ScimError> {
-        let result = self.inner.find_user(user_name).await;
-        let found = match &result {
-            Ok(Some(r)) => format!("found {}", r.id),
-            Ok(None) => "none".into(),
-            Err(e) => format!("failed: {e}"),
-        };
-        self.record(format!(
-            "GET /Users?filter=userName eq \"{user_name}\" -> {found}"
-        ));
-        result
-    }
-
-    async fn create_user(&self, resource: &Value) -> Result<ScimRecord, ScimError> {
-        let result = self.inner.create_user(resource).await;
-        let names: Vec<&str> = resource
-            .as_object()
-            .into_iter()
-            .flat_map(|o| o.keys())
-            .map(String::as_str)
-            .filter(|k| *k != "schemas")
-            .collect();
-        let created = match &result {
-            Ok(r) => format!("created {}", r.id),
-            Err(e) => format!("failed: {e}"),
-        };
-        self.record(format!("POST /Users ({}) -> {created}", names.join(", ")));
-        result
-    }
-
-    async fn patch_user(&self, id: &str, ops: &[PatchOp]) -> Result<(), ScimError> {
-        let result = self.inner.patch_user(id, ops).await;
-        self.record(format!(
-            "PATCH /Users/{id} ({}) -> {}",
-            paths(ops),
-            answered(&result)
-        ));
-        result
-    }
-
-    async fn delete_user(&self, id: &str) -> Result<(), ScimError> {
-        let result = self.inner.delete_user(id).await;
-        self.record(format!("DELETE /Users/{id} -> {}", answered(&result)));
-        result
-    }
-
-    async fn find_group(&self, display_name: &str) -> Result<Option<String>, ScimError> {
-        let result = self.inner.find_group(display_name).await;
-        self.record(format!(
-            "GET /Groups?filter=displayName eq \"{display_name}\" -> {}",
-            answered(&result)
-        ));
-        result
-    }
-
-    async fn create_group(&self, display_name: &str) -> Result<String, ScimError> {
-        let result = self.inner.create_group(display_name).await;
-        self.record(format!(
-            "POST /Groups ({display_name}) -> {}",
-            answered(&result)
-        ));
-        result
-    }
-
-    async fn delete_group(&self, group_id: &str) -> Result<(), ScimError> {
-        let result = self.inner.delete_group(group_id).await;
-        self.record(format!(
-            "DELETE /Groups/{group_id} -> {}",
-            answered(&result)
-        ));
-        result
-    }
-
-    async fn add_member(&self, group_id: &str, user_id: &str) -> Result<(), ScimError> {
-        let result = self.inner.add_member(group_id, user_id).await;
-        self.record(format!(
-            "PATCH /Groups/{group_id} (add member {user_id}) -> {}",
-            answered(&result)
-        ));
-        result
-    }
-
-    async fn remove_member(&self, group_id: &str, user_id: &str) -> Result<(), ScimError> {
-        let result = self.inner.remove_member(group_id, user_id).await;
-        self.record(format!(
-            "PATCH /Groups/{group_id} (remove member {user_id}) -> {}",
-            answered(&result)
-        ));
-        result
-    }
-
-    async fn probe(&self) -> Result<(), ScimError> {
-        self.inner.probe().await
-    }
-
-    async fn list_users(&self, start_index: u32, count: u32) -> Result<UserPage, ScimError> {
-        self.inner.list_users(start_index, count).await
-    }
 }
