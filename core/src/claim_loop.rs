@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use tokio::sync::{watch, Notify};
 
-use crate::consumer::{ClaimQueue, Consumed, Consumer, Delivery};
+use crate::consumer::{Consumed, Consumer};
+use crate::queue::{ClaimQueue, Delivery};
 
 /// While the credential breaker is open, the target is probed after this long, then twice as
 /// long each time up to [`PROBE_MAX`]: a fixed key is seen within seconds, a key revoked for

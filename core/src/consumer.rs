@@ -16,70 +16,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::breaker::CredentialBreaker;
 use crate::clock::{Clock, SystemClock};
 use crate::history::{Finish, Trace};
-use crate::queue::QueueError;
+use crate::queue::{Delivery, QueueError, WorkQueue};
 use crate::work::{Outcome, WorkError};
 use crate::worker::Worker;
-
-/// One message as the queue handed it over.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Delivery {
-    /// The queue's id for the message (SQS message id, SQLite row id).
-    pub id: String,
-    /// The FIFO group (source/tenant/user): dead letters keep it.
-    pub group_id: String,
-    pub body: String,
-    /// Which attempt this is, from 1 (SQS: the receive count).
-    pub attempt: u32,
-    /// What the queue needs to act on this delivery (SQS receipt handle, a claim token).
-    pub handle: String,
-}
-
-/// The delivery side of the work queue: what becomes of a message once it was worked.
-#[async_trait]
-pub trait WorkQueue: Send + Sync {
-    /// Finished with: removed from the queue.
-    async fn ack(&self, delivery: &Delivery) -> Result<(), QueueError>;
-
-    /// Visible again at `at`. `counted`: whether this was an attempt of the message's own (a
-    /// rejected credential or a hold-back is not).
-    async fn retry_at(
-        &self,
-        delivery: &Delivery,
-        at: DateTime<Utc>,
-        reason: &str,
-        counted: bool,
-    ) -> Result<(), QueueError>;
-
-    /// Moved to the dead-letter queue with its reason; an `Ok` means it is there and gone from
-    /// the work queue (or will be once the batch is reported).
-    async fn dead_letter(&self, delivery: &Delivery, reason: &str) -> Result<(), QueueError>;
-}
-
-/// A queue a worker pulls from (SQLite, memory): the next visible message that is first in its
-/// group, held by the caller for `lease`.
-#[async_trait]
-pub trait ClaimQueue: WorkQueue {
-    async fn claim(
-        &self,
-        now: DateTime<Utc>,
-        lease: Duration,
-    ) -> Result<Option<Delivery>, QueueError>;
-
-    /// Extends a claim the worker still holds to `now + lease`; false when it holds it no
-    /// more (settled, or claimed again after it lapsed).
-    async fn renew(
-        &self,
-        delivery: &Delivery,
-        now: DateTime<Utc>,
-        lease: Duration,
-    ) -> Result<bool, QueueError>;
-}
 
 /// Exponential backoff with jitter: `base` after the first attempt, doubling, at most `max`,
 /// plus up to a fifth more so a burst of failures does not come back at once.

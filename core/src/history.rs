@@ -7,80 +7,10 @@
 //! the logs carry): the store keeps a fingerprint → user index, never the address itself.
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use crate::envelope::{Source, Trigger};
-use crate::state::{UserKey, UserState};
-use crate::work::Outcome;
-
-/// What became of one trigger, as history and the finished-trigger log line tell it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Finish {
-    /// The target was changed.
-    Applied,
-    /// Worked; the target already matched.
-    Unchanged,
-    /// Recognised as a redelivery of an event already applied.
-    Duplicate,
-    /// A deactivation or delete the deprovisioning breaker holds for an operator.
-    Held,
-    /// Parked in the dead-letter queue; the entry's `reason` says why.
-    DeadLettered,
-    /// An operator's `sync` that could not finish now (a confirming read minutes off, an
-    /// outage): its trigger was put on the queue, which finishes it as any other.
-    Queued,
-    /// An operator's `sync` that failed; nothing was parked (the operator sees the reason).
-    Failed,
-}
-
-impl Finish {
-    pub fn of(outcome: &Outcome) -> Self {
-        match outcome {
-            Outcome::Applied { .. } => Self::Applied,
-            Outcome::Unchanged { .. } => Self::Unchanged,
-            Outcome::Duplicate => Self::Duplicate,
-            Outcome::Held => Self::Held,
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Applied => "applied",
-            Self::Unchanged => "unchanged",
-            Self::Duplicate => "duplicate",
-            Self::Held => "held",
-            Self::DeadLettered => "dead-lettered",
-            Self::Queued => "queued",
-            Self::Failed => "failed",
-        }
-    }
-}
-
-/// One finished trigger of one user.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HistoryEntry {
-    /// When the relay finished with it.
-    pub at: DateTime<Utc>,
-    pub event_type: String,
-    pub event_id: String,
-    /// The plan the worker applied (`create`, `update`, `deactivate-unrecorded`…); empty when
-    /// it never got that far (a duplicate, a dead letter before planning).
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub plan: String,
-    #[serde(default)]
-    pub scim_calls: u32,
-    /// The SCIM paths an update changed: names only, never values.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub changed: Vec<String>,
-    pub outcome: Finish,
-    /// Why it was dead-lettered (or held).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    /// From the IdP's `published` time (else the relay's receipt) to finished.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub latency_ms: Option<i64>,
-}
+pub use crate::model::{Explanation, Finish, HistoryEntry, KeptBy, Step};
+use crate::model::{Source, Trigger, UserKey, UserState};
 
 /// What the worker learns about a trigger as it works it: who and which event as soon as the
 /// envelope opens, the plan and its calls once applied. The consumer turns it, with the
@@ -100,37 +30,6 @@ pub struct Trace {
     /// The worker's reasoning, step by step, when asked for (`plan`, `sync`); `None` on the
     /// queue's path, where nothing is formatted for it.
     pub explanation: Option<Explanation>,
-}
-
-/// One step of the worker's reasoning for a user: what was read, what was decided. Names and
-/// ids, never attribute values.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Step {
-    pub step: &'static str,
-    pub detail: String,
-}
-
-/// What the worker says of its own decision while it works a trigger, for an operator: the
-/// steps, and the verdicts a preview cannot tell from the calls alone.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Explanation {
-    pub steps: Vec<Step>,
-    /// The userName the directory gives the user.
-    pub user_name: Option<String>,
-    /// Why the directory no longer asks for an active account, when it does not.
-    pub off_because: Option<String>,
-    /// A guard that kept the plan from the target: `protected_users`, the credential's owner,
-    /// the deprovisioning breaker or an operator's hold.
-    pub kept_by: Option<KeptBy>,
-}
-
-/// The guard that kept a plan from the target.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KeptBy {
-    /// `target.protected_users` or the credential's owner: never touched.
-    Protected(String),
-    /// The deprovisioning breaker (or an operator's decision on its hold).
-    Held(String),
 }
 
 impl Trace {
@@ -234,9 +133,9 @@ pub struct CurrentState {
     /// Fingerprint of the recorded userName (never the address).
     pub user_name: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub invitation: Option<crate::state::InviteState>,
+    pub invitation: Option<crate::model::InviteState>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub held: Option<crate::deprovision::Hold>,
+    pub held: Option<crate::model::Hold>,
     pub groups: usize,
     pub updated_at: DateTime<Utc>,
 }
@@ -304,13 +203,13 @@ pub fn render(history: &UserHistory) -> String {
             if let Some(invite) = &s.invitation {
                 let status = match invite.outcome {
                     None => format!("pending, expires {}", invite.expires_at.to_rfc3339()),
-                    Some(crate::state::InviteOutcome::Accepted { at }) => {
+                    Some(crate::model::InviteOutcome::Accepted { at }) => {
                         format!("accepted {}", at.to_rfc3339())
                     }
-                    Some(crate::state::InviteOutcome::Unaccepted { at }) => {
+                    Some(crate::model::InviteOutcome::Unaccepted { at }) => {
                         format!("expired unaccepted {}", at.to_rfc3339())
                     }
-                    Some(crate::state::InviteOutcome::Withdrawn { at }) => {
+                    Some(crate::model::InviteOutcome::Withdrawn { at }) => {
                         format!("withdrawn {}", at.to_rfc3339())
                     }
                 };

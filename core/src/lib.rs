@@ -12,6 +12,7 @@ pub mod envelope;
 pub mod history;
 pub mod ingress;
 pub mod metrics;
+pub mod model;
 pub mod pii;
 pub mod queue;
 pub mod refresh;

@@ -7,21 +7,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::directory::DirectoryError;
-use crate::envelope::Trigger;
+pub use crate::model::Outcome;
+use crate::model::Trigger;
 use crate::scim::{ScimError, ScimFailure};
 use crate::state::StoreError;
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// The target was changed with this many SCIM calls.
-    Applied { scim_calls: u32 },
-    /// The target already matched (zero or only read calls).
-    Unchanged { scim_calls: u32 },
-    /// The event was applied before.
-    Duplicate,
-    /// A deactivation or delete the deprovisioning breaker holds for an operator.
-    Held,
-}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WorkError {

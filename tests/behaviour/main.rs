@@ -229,3 +229,101 @@ fn the_architecture_map_places_every_module() {
     );
     assert!(listed.len() >= relative.len());
 }
+
+/// The core's modules import one another without a cycle: the domain types live in `model`,
+/// each port depends on the model and never on another port that depends back on it. Read off
+/// the sources (`crate::…` paths, test modules left out), so a new edge that closes a loop
+/// fails here with the loop named.
+#[test]
+fn the_core_modules_import_no_cycle() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../core/src");
+    let mut edges: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
+        Default::default();
+    fn walk(dir: &std::path::Path, found: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).expect("core/src").flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(&path, found);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                found.push(path);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(&root, &mut files);
+    for file in files {
+        let relative = file.strip_prefix(&root).expect("under core/src");
+        let module = relative
+            .components()
+            .next()
+            .and_then(|c| c.as_os_str().to_str())
+            .map(|m| m.trim_end_matches(".rs").to_string())
+            .expect("a module");
+        if module == "lib" {
+            continue;
+        }
+        let text = std::fs::read_to_string(&file).expect("a source file");
+        // Unit tests may reach anywhere; the module's own code may not.
+        let code = text
+            .split("#[cfg(test)]\nmod tests")
+            .next()
+            .unwrap_or(&text);
+        for (at, _) in code.match_indices("crate::") {
+            let rest = &code[at + "crate::".len()..];
+            let names: Vec<&str> = match rest.strip_prefix('{') {
+                Some(group) => group
+                    .split('}')
+                    .next()
+                    .unwrap_or_default()
+                    .split(',')
+                    .filter_map(|item| item.trim().split("::").next())
+                    .collect(),
+                None => vec![rest
+                    .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+                    .next()
+                    .unwrap_or_default()],
+            };
+            for name in names.into_iter().filter(|n| !n.is_empty() && *n != module) {
+                // Items of lib.rs itself (the HTTP client helpers) are no module.
+                if root.join(format!("{name}.rs")).exists() || root.join(name).is_dir() {
+                    edges
+                        .entry(module.clone())
+                        .or_default()
+                        .insert(name.to_string());
+                }
+            }
+        }
+    }
+    // Depth-first: a module met again while still on the path closes a loop.
+    fn visit(
+        module: &str,
+        edges: &std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
+        path: &mut Vec<String>,
+        done: &mut std::collections::BTreeSet<String>,
+        loops: &mut Vec<String>,
+    ) {
+        if let Some(at) = path.iter().position(|m| m == module) {
+            loops.push(format!("{} -> {module}", path[at..].join(" -> ")));
+            return;
+        }
+        if !done.insert(module.to_string()) {
+            return;
+        }
+        path.push(module.to_string());
+        for next in edges.get(module).into_iter().flatten() {
+            visit(next, edges, path, done, loops);
+        }
+        path.pop();
+    }
+    let mut loops = Vec::new();
+    let mut done = std::collections::BTreeSet::new();
+    for module in edges.keys() {
+        visit(module, &edges, &mut Vec::new(), &mut done, &mut loops);
+    }
+    assert!(
+        edges.get("model").is_none_or(|e| e.is_empty()),
+        "model depends on {:?}",
+        edges.get("model")
+    );
+    assert!(loops.is_empty(), "import cycles in core: {loops:#?}");
+}

@@ -30,7 +30,7 @@ async fn history_by_email_with_aws_keys_fingerprints_with_the_secret_not_its_arn
         .unwrap();
 
     // What the worker wrote: an entry filed under the deployment's fingerprint of the address.
-    let store = scim_relay_core::state::dynamodb::DynamoStateStore::new(
+    let store = scim_relay_core::aws::dynamodb_store::DynamoStateStore::new(
         aws_sdk_dynamodb::Client::new(&sdk),
         table.clone(),
     );

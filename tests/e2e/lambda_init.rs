@@ -266,7 +266,8 @@ async fn lambdas_start_from_the_environment_with_secrets_from_arns() {
         "the old key is refused"
     );
     // The credential pause runs out (as it would after its minutes).
-    let store = scim_relay_core::state::dynamodb::DynamoStateStore::new(ddb.clone(), table.clone());
+    let store =
+        scim_relay_core::aws::dynamodb_store::DynamoStateStore::new(ddb.clone(), table.clone());
     scim_relay_core::breaker::CredentialBreaker::open(&store, chrono::Utc::now())
         .await
         .unwrap();

@@ -112,7 +112,7 @@ fn key(name: &str, kind: KeyType) -> KeySchemaElement {
 /// `expires_at`, and the sparse `invites-due` index.
 pub async fn create_table(ddb: &aws_sdk_dynamodb::Client, name: &str) {
     let invites = GlobalSecondaryIndex::builder()
-        .index_name(scim_relay_core::state::dynamodb::INVITES_INDEX)
+        .index_name(scim_relay_core::aws::dynamodb_store::INVITES_INDEX)
         .key_schema(key("invite_shard", KeyType::Hash))
         .key_schema(key("invite_expires_at", KeyType::Range))
         .projection(

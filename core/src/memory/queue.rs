@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::consumer::{ClaimQueue, Delivery, WorkQueue};
+use crate::queue::{ClaimQueue, Delivery, WorkQueue};
 use crate::queue::{
     DeadLetterReasons, Queue, QueueError, QueueFigures, QueueMessage, QueueMonitor,
 };

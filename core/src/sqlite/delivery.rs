@@ -10,8 +10,8 @@ use chrono::{DateTime, Utc};
 use super::queue::QueuedMessage;
 use super::SqliteDb;
 use crate::breaker::CredentialBreaker;
-use crate::consumer::{ClaimQueue, Delivery, WorkQueue};
 use crate::queue::QueueError;
+use crate::queue::{ClaimQueue, Delivery, WorkQueue};
 use crate::state::{StoreError, SweepStore};
 
 const BREAKER_CURSOR: &str = "breaker/target-credential";

@@ -388,7 +388,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_renewed_claim_stays_the_workers_and_a_lapsed_one_is_given_up() {
-        use crate::consumer::ClaimQueue;
+        use crate::queue::ClaimQueue;
         let (db, path) = temp_db();
         db.enqueue(&[msg("g", "1")]).await.unwrap();
         let lease = std::time::Duration::from_secs(30);

@@ -3,10 +3,10 @@
 use std::sync::Arc;
 
 use lambda_http::{Body, Error, Request, RequestExt, Response};
+use scim_relay_core::aws::sqs_queue::SqsQueue;
 use scim_relay_core::clock::SystemClock;
 use scim_relay_core::config::{required, Settings};
 use scim_relay_core::ingress::{Ingress, IngressRequest, IngressResponse};
-use scim_relay_core::queue::sqs::SqsQueue;
 pub use scim_relay_core::refresh::{Refreshing, SECRETS_TTL};
 
 /// Builds ingress from the environment: settings, secrets resolved from their ARNs, SQS.

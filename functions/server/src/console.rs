@@ -152,10 +152,10 @@ impl Console {
             .map_err(|e| e.to_string())?;
         // Fingerprints (history by email, sync) are keyed with the secret, never its ARN.
         scim_relay_core::pii::set_fingerprint_key(&settings.queue.signing_key);
-        use scim_relay_core::queue::sqs::{SqsQueue, SqsQueueMonitor};
+        use scim_relay_core::aws::sqs_queue::{SqsQueue, SqsQueueMonitor};
         let table = required(&settings.store.table, "store.table").map_err(|e| e.to_string())?;
         let url = required(&settings.queue.url, "queue.url").map_err(|e| e.to_string())?;
-        let store = scim_relay_core::state::dynamodb::DynamoStateStore::new(
+        let store = scim_relay_core::aws::dynamodb_store::DynamoStateStore::new(
             scim_relay_core::aws::dynamodb::Client::new(&sdk),
             table.to_string(),
         );

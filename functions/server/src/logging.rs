@@ -120,6 +120,7 @@ mod tests {
             changed: vec!["title".into(), "name.familyName".into()],
             scim_calls: 1,
             since: Some(chrono::Utc::now() - chrono::Duration::seconds(2)),
+            ..Trace::default()
         };
         worker.finished(&trace, Finish::Applied, None).await;
         let text = String::from_utf8_lossy(&out.0.lock().map(|b| b.clone()).unwrap_or_default())

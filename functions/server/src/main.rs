@@ -151,8 +151,8 @@ async fn redrive(settings: &Settings) -> Result<usize, String> {
 
 #[cfg(feature = "aws")]
 async fn redrive_aws(settings: &Settings) -> Result<usize, String> {
+    use scim_relay_core::aws::sqs_queue::SqsQueue;
     use scim_relay_core::config::required;
-    use scim_relay_core::queue::sqs::SqsQueue;
     let sdk = scim_relay_core::aws::sdk_config().await;
     let sqs = scim_relay_core::aws::sqs::Client::new(&sdk);
     let work = required(&settings.queue.url, "queue.url").map_err(|e| e.to_string())?;

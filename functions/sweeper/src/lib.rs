@@ -6,12 +6,12 @@
 use std::sync::Arc;
 
 use lambda_runtime::{Error, LambdaEvent};
+use scim_relay_core::aws::dynamodb_store::DynamoStateStore;
+use scim_relay_core::aws::sqs_queue::SqsQueue;
 use scim_relay_core::clock::{Clock, SystemClock};
 use scim_relay_core::config::{required, Settings};
 use scim_relay_core::consumer::ConsumerPolicy;
-use scim_relay_core::queue::sqs::SqsQueue;
 pub use scim_relay_core::refresh::{Refreshing, SECRETS_TTL};
-use scim_relay_core::state::dynamodb::DynamoStateStore;
 use scim_relay_core::sweeper::{
     CredentialCheck, FeedOutcome, SubscriptionAction, SweepReport, Sweeper,
 };

@@ -7,12 +7,13 @@ use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use lambda_runtime::{Error, LambdaEvent};
+use scim_relay_core::aws::dynamodb_store::DynamoStateStore;
+use scim_relay_core::aws::sqs_queue::{SqsDeliveries, SqsQueue};
 use scim_relay_core::clock::{Clock, SystemClock};
 use scim_relay_core::config::{required, Settings};
-use scim_relay_core::consumer::{BatchReport, Consumer, ConsumerPolicy, Delivery};
-use scim_relay_core::queue::sqs::{SqsDeliveries, SqsQueue};
+use scim_relay_core::consumer::{BatchReport, Consumer, ConsumerPolicy};
+use scim_relay_core::queue::Delivery;
 pub use scim_relay_core::refresh::{Refreshing, SECRETS_TTL};
-use scim_relay_core::state::dynamodb::DynamoStateStore;
 use scim_relay_core::wiring;
 
 /// Time kept in hand at the end of an invocation: a record is only started with more than this

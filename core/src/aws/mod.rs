@@ -2,6 +2,10 @@
 
 use std::collections::HashMap;
 
+#[cfg(feature = "dynamodb")]
+pub mod dynamodb_store;
+pub mod sqs_queue;
+
 use aws_config::BehaviorVersion;
 pub use aws_config::SdkConfig;
 

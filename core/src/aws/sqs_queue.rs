@@ -5,8 +5,10 @@ use async_trait::async_trait;
 use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
 use chrono::{DateTime, Utc};
 
-use super::{DeadLetterReasons, Queue, QueueError, QueueFigures, QueueMessage, QueueMonitor};
-use crate::consumer::{Delivery, WorkQueue};
+use crate::queue::{
+    DeadLetterReasons, Delivery, Queue, QueueError, QueueFigures, QueueMessage, QueueMonitor,
+    WorkQueue,
+};
 
 /// SendMessageBatch takes at most ten entries.
 const BATCH: usize = 10;

@@ -21,7 +21,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, Put, PutRequest, TransactWriteItem
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
 
-use super::{
+use crate::state::{
     InvitationCounts, ProcessedEvent, StateStore, StoreError, SweepStore, UserKey, UserState,
 };
 
