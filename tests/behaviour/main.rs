@@ -173,22 +173,24 @@ fn the_readme_states_the_suites_own_counts() {
     assert_eq!(unique.len(), n, "each behaviour is declared once");
 }
 
+/// Every `.rs` file below `dir`.
+fn rust_sources(dir: &std::path::Path, found: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).expect("a source folder").flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            rust_sources(&path, found);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            found.push(path);
+        }
+    }
+}
+
 /// docs/ARCHITECTURE.md's module map names every source file of the core and the functions,
 /// and nothing that is gone: the map of what is, kept honest.
 #[test]
 fn the_architecture_map_places_every_module() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let map = std::fs::read_to_string(root.join("docs/ARCHITECTURE.md")).expect("ARCHITECTURE");
-    fn sources(dir: &std::path::Path, found: &mut Vec<std::path::PathBuf>) {
-        for entry in std::fs::read_dir(dir).expect("a source folder").flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                sources(&path, found);
-            } else if path.extension().is_some_and(|e| e == "rs") {
-                found.push(path);
-            }
-        }
-    }
     let mut files = Vec::new();
     for crate_src in [
         "core/src",
@@ -197,7 +199,7 @@ fn the_architecture_map_places_every_module() {
         "functions/sweeper/src",
         "functions/server/src",
     ] {
-        sources(&root.join(crate_src), &mut files);
+        rust_sources(&root.join(crate_src), &mut files);
     }
     let relative: Vec<String> = files
         .iter()
@@ -239,18 +241,8 @@ fn the_core_modules_import_no_cycle() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../core/src");
     let mut edges: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
         Default::default();
-    fn walk(dir: &std::path::Path, found: &mut Vec<std::path::PathBuf>) {
-        for entry in std::fs::read_dir(dir).expect("core/src").flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                walk(&path, found);
-            } else if path.extension().is_some_and(|e| e == "rs") {
-                found.push(path);
-            }
-        }
-    }
     let mut files = Vec::new();
-    walk(&root, &mut files);
+    rust_sources(&root, &mut files);
     for file in files {
         let relative = file.strip_prefix(&root).expect("under core/src");
         let module = relative

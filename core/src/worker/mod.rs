@@ -172,12 +172,12 @@ impl Worker {
         trace: &mut Trace,
     ) -> Result<Outcome, WorkError> {
         // Tenant events too are finished with their event named; only a user's has a key.
-        trace.opened(&trigger, None);
+        trace.opened(trigger, None);
         let user_id = match &trigger.subject {
             Subject::User { user_id } => user_id.clone(),
             Subject::Subscription { subscription_id } => {
                 if let Some(handler) = &self.tenant_events {
-                    return self.tenant_event(handler.as_ref(), &trigger).await;
+                    return self.tenant_event(handler.as_ref(), trigger).await;
                 }
                 // Without a Graph app to act with, park the event where an operator sees it.
                 tracing::error!(
@@ -194,7 +194,7 @@ impl Worker {
             }
             Subject::Group { group_id } => {
                 if let Some(handler) = &self.tenant_events {
-                    return self.tenant_event(handler.as_ref(), &trigger).await;
+                    return self.tenant_event(handler.as_ref(), trigger).await;
                 }
                 return Err(WorkError::Permanent(format!(
                     "Graph group {group_id} changed, and no Entra app is configured to read its members"
@@ -218,7 +218,7 @@ impl Worker {
             key: event_key,
             expires_at: later(now, self.dedupe_ttl),
         };
-        let truth = match self.read_desired(&trigger, &user_id).await {
+        let truth = match self.read_desired(trigger, &user_id).await {
             Ok(truth) => truth,
             Err(e) => {
                 trace.note("directory", || format!("read failed: {e}"));
@@ -288,7 +288,7 @@ impl Worker {
             }
             trace.plan = plan_name(&plan).to_string();
             trace.changed = changed_attributes(&plan);
-            let looked_up = match self.gate(&key, &plan, recorded.as_ref(), &trigger).await? {
+            let looked_up = match self.gate(&key, &plan, recorded.as_ref(), trigger).await? {
                 Gate::Go(looked_up) => looked_up,
                 Gate::Hold(state) => {
                     let why = state.held.as_ref().map(|h| h.reason.clone());
@@ -322,7 +322,7 @@ impl Worker {
                 raced: Default::default(),
             };
             let mut applied = match self
-                .apply(&plan, desired.as_ref(), &doubt, &trigger, looked_up)
+                .apply(&plan, desired.as_ref(), &doubt, trigger, looked_up)
                 .await
             {
                 Ok(applied) => applied,
