@@ -7,7 +7,7 @@
 //! delivered trigger must be applied or dead-lettered with a reason.
 //!
 //! CI runs a small directory; the full size is
-//! `RELAY_CHAOS_USERS=1000 ./scripts/test.sh -p scim-relay-e2e --test standalone chaos -- --nocapture`
+//! `RELAY_CHAOS_USERS=1000 ./scripts/test.sh -p scim-relay-tests --features servers --test e2e chaos -- --nocapture`
 //! (`RELAY_CHAOS_SEED` replays a run).
 
 use std::collections::{BTreeMap, HashSet};

@@ -7,6 +7,7 @@ use scim_relay_core::config::{Settings, TargetProfile};
 use scim_relay_core::secret::Secret;
 use scim_relay_server::{RetryPolicy, RunningRelay};
 use scim_relay_tests::idp::{IdpFixture, GRAPH_CLIENT_ID, GRAPH_CLIENT_SECRET, OKTA_TOKEN};
+use scim_relay_tests::memory_relay::fast_retries;
 use scim_relay_tests::payloads::{okta_delivery, GRAPH_TENANT};
 use scim_relay_tests::scim::{ScimProxy, ScimTenant};
 use serde_json::Value;
@@ -16,9 +17,10 @@ const CLIENT_STATE: &str = "graph-client-state-for-tests";
 const WAIT: Duration = Duration::from_secs(15);
 
 // Every behaviour that does not depend on the target being scim2-server lives in the
-// behaviour suite (tests/behaviour/), on every backend. What stays here: the generic profile's
-// use of scim2-server's ETags, and the chaos run (chaos.rs), which
-// shares this harness.
+// behaviour suite (tests/behaviour/), on every backend. What stays here is what its deployment
+// cannot express: the generic profile's use of scim2-server's ETags (`If-Match`, a 412), the
+// `/metrics` endpoint's exposition, a killed process's claims taken over by the next one, and
+// the chaos run (chaos.rs), which shares this harness.
 
 /// So does the convergence-under-chaos test.
 #[path = "chaos.rs"]
@@ -31,17 +33,6 @@ struct Harness {
     relay: RunningRelay,
     http: reqwest::Client,
     db_path: std::path::PathBuf,
-}
-
-fn fast_retries() -> RetryPolicy {
-    RetryPolicy {
-        max_attempts: 3,
-        base_delay: Duration::from_millis(20),
-        max_delay: Duration::from_millis(100),
-        idle_poll: Duration::from_millis(20),
-        credential_pause: Duration::from_millis(50),
-        lease: Duration::from_secs(2),
-    }
 }
 
 fn settings(

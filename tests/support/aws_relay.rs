@@ -443,3 +443,93 @@ pub fn sqs_event(messages: &[aws_sdk_sqs::types::Message]) -> SqsEvent {
     }
     event
 }
+
+#[async_trait::async_trait]
+impl crate::relay::RelayUnderTest for AwsRelay {
+    async fn restart(&mut self, settings: &Settings) {
+        AwsRelay::restart(self, settings.clone())
+    }
+
+    fn store(&self) -> Arc<dyn scim_relay_core::state::SweepStore> {
+        Arc::new(self.store.clone())
+    }
+
+    fn breaker(&self) -> Arc<dyn scim_relay_core::breaker::CredentialBreaker> {
+        Arc::new(self.store.clone())
+    }
+
+    fn work_queue(&self) -> Arc<dyn scim_relay_core::queue::Queue> {
+        Arc::new(AwsRelay::work_queue(self))
+    }
+
+    // The operator's credentials: none of these calls is a function's.
+    fn console(
+        &self,
+        _settings: &Settings,
+        _target: &crate::target::Target,
+    ) -> Result<scim_relay_server::console::Console, String> {
+        Ok(scim_relay_server::console::Console::new(
+            Arc::new(self.store.clone()),
+            Arc::new(AwsRelay::work_queue(self)),
+            Arc::new(self.queue_monitor()),
+        ))
+    }
+
+    async fn fail_account_commits(&self, failing: bool) {
+        AwsRelay::fail_account_commits(self, failing)
+    }
+
+    async fn request(&self, req: scim_relay_core::ingress::IngressRequest) -> crate::relay::Answer {
+        let headers: Vec<(&str, &str)> = req
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let (status, body, headers) = self
+            .inbound(
+                &req.method,
+                &req.path,
+                req.query.as_deref(),
+                &headers,
+                &req.body,
+            )
+            .await;
+        crate::relay::Answer {
+            status,
+            body,
+            headers,
+        }
+    }
+
+    async fn drain(&self, timeout: Duration) -> bool {
+        AwsRelay::drain(self, timeout).await
+    }
+
+    async fn depth(&self) -> (u64, u64) {
+        AwsRelay::depth(self).await
+    }
+
+    async fn dead_letters(&self) -> Vec<String> {
+        AwsRelay::dead_letters(self).await
+    }
+
+    async fn dead_letter_bodies(&self) -> Vec<String> {
+        AwsRelay::dead_letter_bodies(self).await
+    }
+
+    async fn redrive(&self) -> usize {
+        AwsRelay::redrive(self).await
+    }
+
+    async fn sweep(&self) -> SweepReport {
+        AwsRelay::sweep(self).await
+    }
+
+    async fn finish(&mut self) {
+        self.check_iam()
+    }
+
+    fn as_aws(&self) -> Option<&AwsRelay> {
+        Some(self)
+    }
+}

@@ -44,37 +44,8 @@ pub enum Backend {
     Aws,
 }
 
-/// A deployment's relay, by backend.
-enum Relay {
-    Memory(crate::memory_relay::MemoryRelay),
-    #[cfg(feature = "servers")]
-    Sqlite {
-        relay: Option<scim_relay_server::RunningRelay>,
-        db_path: std::path::PathBuf,
-        http: reqwest::Client,
-        clock: Arc<dyn Clock>,
-        retry: RetryPolicy,
-    },
-    #[cfg(feature = "servers")]
-    Aws(Box<crate::aws_relay::AwsRelay>),
-}
-
-/// An answer of the ingress.
-pub struct Answer {
-    pub status: u16,
-    pub body: String,
-    /// Names lowercased.
-    pub headers: Vec<(String, String)>,
-}
-
-impl Answer {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
+pub use crate::relay::Answer;
+use crate::relay::RelayUnderTest;
 
 pub struct Deployment {
     pub backend: Backend,
@@ -82,7 +53,7 @@ pub struct Deployment {
     pub target: Target,
     /// The settings the relay runs with (a restart may change them).
     pub settings: Settings,
-    relay: Relay,
+    relay: Box<dyn RelayUnderTest>,
 }
 
 /// Settings every backend shares: the fixture IdP for both directories, a Datadog-profile
@@ -160,43 +131,27 @@ impl Options {
         };
         let mut settings = base_settings(&idp, &target);
         customize(&mut settings);
-        let relay = match self.backend {
-            Backend::Memory => Relay::Memory(crate::memory_relay::MemoryRelay::start(
+        let relay: Box<dyn RelayUnderTest> = match self.backend {
+            Backend::Memory => Box::new(crate::memory_relay::MemoryRelay::start(
                 &settings,
                 target.memory_target(),
                 self.clock,
                 self.retry,
             )),
             #[cfg(feature = "servers")]
-            Backend::Sqlite => {
-                let db_path = std::env::temp_dir()
-                    .join(format!("scim-relay-behaviour-{}.db", uuid::Uuid::new_v4()));
-                settings.listen = "127.0.0.1:0".into();
-                settings.database = db_path.display().to_string();
-                let relay = scim_relay_server::start_with_clock(
-                    settings.clone(),
-                    self.retry,
-                    self.clock.clone(),
-                )
-                .await
-                .expect("relay starts");
-                Relay::Sqlite {
-                    relay: Some(relay),
-                    db_path,
-                    http: reqwest::Client::new(),
-                    clock: self.clock,
-                    retry: self.retry,
-                }
-            }
+            Backend::Sqlite => Box::new(
+                crate::sqlite_relay::SqliteRelay::start(&mut settings, self.clock, self.retry)
+                    .await,
+            ),
             #[cfg(feature = "servers")]
-            Backend::Aws => Relay::Aws(Box::new(
+            Backend::Aws => Box::new(
                 crate::aws_relay::AwsRelay::start(
                     settings.clone(),
                     self.clock,
                     aws_test_policy(&self.retry),
                 )
                 .await,
-            )),
+            ),
         };
         Deployment {
             backend: self.backend,
@@ -248,51 +203,13 @@ impl Deployment {
     /// process on the same file; AWS: new containers), with settings `change`d.
     pub async fn restart(&mut self, change: impl FnOnce(&mut Settings)) {
         change(&mut self.settings);
-        match &mut self.relay {
-            Relay::Memory(m) => m.restart(&self.settings).await,
-            #[cfg(feature = "servers")]
-            Relay::Sqlite {
-                relay,
-                clock,
-                retry,
-                ..
-            } => {
-                if let Some(old) = relay.take() {
-                    old.stop().await;
-                }
-                *relay = Some(
-                    scim_relay_server::start_with_clock(
-                        self.settings.clone(),
-                        *retry,
-                        clock.clone(),
-                    )
-                    .await
-                    .expect("relay restarts"),
-                );
-            }
-            #[cfg(feature = "servers")]
-            Relay::Aws(aws) => aws.restart(self.settings.clone()),
-        }
+        self.relay.restart(&self.settings).await;
     }
 
     /// Whether the target-credential breaker holds the workers back at `at` (a time before
     /// a short test pause ran out tells whether it was opened at all).
     pub async fn breaker_open_at(&self, at: chrono::DateTime<chrono::Utc>) -> bool {
-        use scim_relay_core::breaker::CredentialBreaker;
-        let until = match &self.relay {
-            Relay::Memory(m) => m.store.open_until(at).await,
-            #[cfg(feature = "servers")]
-            Relay::Sqlite { relay, .. } => {
-                relay
-                    .as_ref()
-                    .expect("relay running")
-                    .db
-                    .open_until(at)
-                    .await
-            }
-            #[cfg(feature = "servers")]
-            Relay::Aws(aws) => aws.store().open_until(at).await,
-        };
+        let until = self.relay.breaker().open_until(at).await;
         until.expect("breaker readable").is_some()
     }
 
@@ -306,28 +223,12 @@ impl Deployment {
 
     /// The relay's state store, as an operator's command reads it (not as any function).
     pub fn store(&self) -> Arc<dyn SweepStore> {
-        match &self.relay {
-            Relay::Memory(m) => Arc::new(m.store.clone()),
-            #[cfg(feature = "servers")]
-            Relay::Sqlite { relay, .. } => {
-                Arc::new(relay.as_ref().expect("relay running").db.clone())
-            }
-            #[cfg(feature = "servers")]
-            Relay::Aws(aws) => Arc::new(aws.store().clone()),
-        }
+        self.relay.store()
     }
 
     /// The work queue, as an operator's command writes to it.
     pub fn work_queue(&self) -> Arc<dyn Queue> {
-        match &self.relay {
-            Relay::Memory(m) => Arc::new(m.queue.clone()),
-            #[cfg(feature = "servers")]
-            Relay::Sqlite { relay, .. } => {
-                Arc::new(relay.as_ref().expect("relay running").db.clone())
-            }
-            #[cfg(feature = "servers")]
-            Relay::Aws(aws) => Arc::new(aws.work_queue()),
-        }
+        self.relay.work_queue()
     }
 
     /// Every held deprovision (`scim-relay held list`).
@@ -339,31 +240,9 @@ impl Deployment {
     /// operator would: standalone, on the server's SQLite file; elsewhere on the deployment's
     /// store and queue. Its output, or its error.
     pub async fn command(&self, words: &[&str]) -> Result<String, String> {
-        use scim_relay_server::console::{parse, run, Console};
+        use scim_relay_server::console::{parse, run};
         let command = parse(words).map_err(|e| e.to_string())?;
-        let console = match &self.relay {
-            Relay::Memory(m) => {
-                let console = Console::new(
-                    Arc::new(m.store.clone()),
-                    self.work_queue(),
-                    Arc::new(m.queue.clone()),
-                );
-                // The in-memory provider is reached in-process, never by the settings' URL.
-                match self.target.memory_target() {
-                    Some(target) => console.with_target(Arc::new(target)),
-                    None => console,
-                }
-            }
-            #[cfg(feature = "servers")]
-            Relay::Sqlite { .. } => Console::sqlite(&self.settings)?,
-            // The operator's credentials: none of these calls is a function's.
-            #[cfg(feature = "servers")]
-            Relay::Aws(aws) => Console::new(
-                Arc::new(aws.store().clone()),
-                self.work_queue(),
-                Arc::new(aws.queue_monitor()),
-            ),
-        };
+        let console = self.relay.console(&self.settings, &self.target)?;
         let mut out = Vec::new();
         run(&console, &self.settings, command, &mut out).await?;
         Ok(String::from_utf8_lossy(&out).into_owned())
@@ -371,69 +250,25 @@ impl Deployment {
 
     /// Opens the target-credential breaker until `until`, as a refused call would.
     pub async fn open_breaker(&self, until: chrono::DateTime<chrono::Utc>) {
-        use scim_relay_core::breaker::CredentialBreaker;
-        let opened = match &self.relay {
-            Relay::Memory(m) => m.store.open(until).await,
-            #[cfg(feature = "servers")]
-            Relay::Sqlite { relay, .. } => {
-                relay.as_ref().expect("relay running").db.open(until).await
-            }
-            #[cfg(feature = "servers")]
-            Relay::Aws(aws) => aws.store().open(until).await,
-        };
+        let opened = self.relay.breaker().open(until).await;
         opened.expect("breaker writable");
     }
 
     /// While set, the relay's writes that record a target account fail: the target has acted,
     /// the relay cannot write down what it did (a crash in that window, or a store outage).
     pub async fn fail_account_commits(&self, failing: bool) {
-        match &self.relay {
-            Relay::Memory(m) => m.store.fail_account_commits(failing),
-            #[cfg(feature = "servers")]
-            Relay::Sqlite { db_path, .. } => {
-                let db = rusqlite::Connection::open(db_path).expect("open the relay's database");
-                let sql = if failing {
-                    "CREATE TRIGGER IF NOT EXISTS test_fail_account_insert BEFORE INSERT ON users \
-                     WHEN json_extract(NEW.doc, '$.scim_id') IS NOT NULL \
-                     BEGIN SELECT RAISE(ABORT, 'injected commit failure'); END; \
-                     CREATE TRIGGER IF NOT EXISTS test_fail_account_update BEFORE UPDATE ON users \
-                     WHEN json_extract(NEW.doc, '$.scim_id') IS NOT NULL \
-                     BEGIN SELECT RAISE(ABORT, 'injected commit failure'); END;"
-                } else {
-                    "DROP TRIGGER IF EXISTS test_fail_account_insert; \
-                     DROP TRIGGER IF EXISTS test_fail_account_update;"
-                };
-                db.execute_batch(sql).expect("fault trigger");
-            }
-            #[cfg(feature = "servers")]
-            Relay::Aws(aws) => aws.fail_account_commits(failing),
-        }
+        self.relay.fail_account_commits(failing).await
     }
 
     /// The AWS backend's own controls (concurrent pollers, a crashed invocation).
     #[cfg(feature = "servers")]
     pub fn aws(&self) -> &crate::aws_relay::AwsRelay {
-        match &self.relay {
-            Relay::Aws(aws) => aws,
-            _ => panic!("not the AWS backend"),
-        }
+        self.relay.as_aws().expect("the AWS backend")
     }
 
     /// The standalone server's `/healthz` answer; `None` on the backends that have none.
     pub async fn health(&self) -> Option<Value> {
-        match &self.relay {
-            #[cfg(feature = "servers")]
-            Relay::Sqlite { relay, http, .. } => {
-                let relay = relay.as_ref().expect("relay running");
-                let resp = http
-                    .get(format!("http://{}/healthz", relay.addr))
-                    .send()
-                    .await
-                    .expect("relay reachable");
-                Some(resp.json().await.expect("health is JSON"))
-            }
-            _ => None,
-        }
+        self.relay.health().await
     }
 
     /// One HTTP request to the relay's ingress, as the IdP sends it; the answer's status and
@@ -471,47 +306,7 @@ impl Deployment {
                 .collect(),
             body: body.to_vec(),
         };
-        match &self.relay {
-            Relay::Memory(m) => {
-                // No HTTP front in memory: the ingress's own answer.
-                let answer = m.ingress().handle(req).await;
-                Answer {
-                    status: answer.status,
-                    body: answer.body,
-                    headers: vec![("content-type".into(), answer.content_type.into())],
-                }
-            }
-            #[cfg(feature = "servers")]
-            Relay::Sqlite { relay, http, .. } => {
-                let relay = relay.as_ref().expect("relay running");
-                let mut url = format!("http://{}{path}", relay.addr);
-                if let Some(q) = query {
-                    url = format!("{url}?{q}");
-                }
-                let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
-                let mut r = http.request(method, url).body(body.to_vec());
-                for (k, v) in headers {
-                    r = r.header(*k, *v);
-                }
-                let resp = r.send().await.expect("relay reachable");
-                let status = resp.status().as_u16();
-                let headers = crate::header_pairs(resp.headers());
-                Answer {
-                    status,
-                    body: resp.text().await.unwrap_or_default(),
-                    headers,
-                }
-            }
-            #[cfg(feature = "servers")]
-            Relay::Aws(aws) => {
-                let (status, body, headers) = aws.inbound(method, path, query, headers, body).await;
-                Answer {
-                    status,
-                    body,
-                    headers,
-                }
-            }
-        }
+        self.relay.request(req).await
     }
 
     /// Posts an Okta delivery with `secret`; the answer.
@@ -561,101 +356,32 @@ impl Deployment {
 
     /// Works the queue until it is empty or `timeout` passes; whether it emptied.
     pub async fn drain(&self, timeout: Duration) -> bool {
-        match &self.relay {
-            Relay::Memory(m) => m.drain(timeout).await,
-            #[cfg(feature = "servers")]
-            Relay::Sqlite { relay, .. } => {
-                relay
-                    .as_ref()
-                    .expect("relay running")
-                    .wait_idle(timeout)
-                    .await
-            }
-            #[cfg(feature = "servers")]
-            Relay::Aws(aws) => aws.drain(timeout).await,
-        }
+        self.relay.drain(timeout).await
     }
 
     /// Messages waiting and dead letters.
     pub async fn depth(&self) -> (u64, u64) {
-        match &self.relay {
-            Relay::Memory(m) => m.queue.depth(),
-            #[cfg(feature = "servers")]
-            Relay::Sqlite { relay, .. } => relay
-                .as_ref()
-                .expect("relay running")
-                .db
-                .depth()
-                .await
-                .expect("depth"),
-            #[cfg(feature = "servers")]
-            Relay::Aws(aws) => aws.depth().await,
-        }
+        self.relay.depth().await
     }
 
     /// The reasons of every dead letter so far.
     pub async fn dead_letters(&self) -> Vec<String> {
-        match &self.relay {
-            Relay::Memory(m) => m.queue.dead_letter_reasons(),
-            #[cfg(feature = "servers")]
-            Relay::Sqlite { relay, .. } => relay
-                .as_ref()
-                .expect("relay running")
-                .db
-                .dead_letter_reasons()
-                .await
-                .expect("dead letters"),
-            #[cfg(feature = "servers")]
-            Relay::Aws(aws) => aws.dead_letters().await,
-        }
+        self.relay.dead_letters().await
     }
 
     /// The body of every dead letter so far, as ingress queued it.
     pub async fn dead_letter_bodies(&self) -> Vec<String> {
-        match &self.relay {
-            Relay::Memory(m) => m.queue.dead_letter_bodies(),
-            #[cfg(feature = "servers")]
-            Relay::Sqlite { db_path, .. } => {
-                let db = rusqlite::Connection::open(db_path).expect("open the relay's database");
-                let mut stmt = db
-                    .prepare("SELECT body FROM dead_letters ORDER BY id")
-                    .expect("dead letters");
-                let rows = stmt
-                    .query_map([], |r| r.get::<_, String>(0))
-                    .expect("dead letters");
-                rows.collect::<Result<_, _>>().expect("dead letters")
-            }
-            #[cfg(feature = "servers")]
-            Relay::Aws(aws) => aws.dead_letter_bodies().await,
-        }
+        self.relay.dead_letter_bodies().await
     }
 
     /// `scim-relay redrive`: every dead letter back on the queue; how many.
     pub async fn redrive(&self) -> usize {
-        match &self.relay {
-            Relay::Memory(m) => m.queue.redrive_dead_letters(),
-            #[cfg(feature = "servers")]
-            Relay::Sqlite { relay, .. } => relay
-                .as_ref()
-                .expect("relay running")
-                .db
-                .redrive_dead_letters()
-                .await
-                .expect("redrive"),
-            #[cfg(feature = "servers")]
-            Relay::Aws(aws) => aws.redrive().await,
-        }
+        self.relay.redrive().await
     }
 
     /// Runs the sweeper once (the schedule's run).
     pub async fn sweep(&self) -> SweepReport {
-        match &self.relay {
-            Relay::Memory(m) => m.engine_sweep().await,
-            #[cfg(feature = "servers")]
-            Relay::Sqlite { relay, .. } => relay.as_ref().expect("relay running").sweep().await,
-            #[cfg(feature = "servers")]
-            Relay::Aws(aws) => aws.sweep().await,
-        }
+        self.relay.sweep().await
     }
 
     /// The state the relay recorded for an Okta user: its SCIM id and whether it left the
@@ -676,18 +402,7 @@ impl Deployment {
 
     /// Stops the relay; on AWS, checks every AWS call each function made against its policy.
     pub async fn finish(mut self) {
-        match &mut self.relay {
-            Relay::Memory(m) => m.stop().await,
-            #[cfg(feature = "servers")]
-            Relay::Sqlite { relay, db_path, .. } => {
-                if let Some(relay) = relay.take() {
-                    relay.stop().await;
-                }
-                let _ = std::fs::remove_file(&*db_path);
-            }
-            #[cfg(feature = "servers")]
-            Relay::Aws(aws) => aws.check_iam(),
-        }
+        self.relay.finish().await
     }
 }
 

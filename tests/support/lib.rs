@@ -12,8 +12,11 @@ pub mod iam;
 pub mod idp;
 pub mod memory_relay;
 pub mod payloads;
+pub mod relay;
 pub mod rendezvous;
 pub mod scim;
+#[cfg(feature = "servers")]
+pub mod sqlite_relay;
 pub mod target;
 
 use std::time::Duration;

@@ -155,3 +155,81 @@ impl MemoryRelay {
         }
     }
 }
+
+#[async_trait::async_trait]
+impl crate::relay::RelayUnderTest for MemoryRelay {
+    async fn restart(&mut self, settings: &Settings) {
+        MemoryRelay::restart(self, settings).await
+    }
+
+    fn store(&self) -> Arc<dyn scim_relay_core::state::SweepStore> {
+        Arc::new(self.store.clone())
+    }
+
+    fn breaker(&self) -> Arc<dyn scim_relay_core::breaker::CredentialBreaker> {
+        Arc::new(self.store.clone())
+    }
+
+    fn work_queue(&self) -> Arc<dyn scim_relay_core::queue::Queue> {
+        Arc::new(self.queue.clone())
+    }
+
+    fn console(
+        &self,
+        _settings: &Settings,
+        target: &crate::target::Target,
+    ) -> Result<scim_relay_server::console::Console, String> {
+        let console = scim_relay_server::console::Console::new(
+            Arc::new(self.store.clone()),
+            Arc::new(self.queue.clone()),
+            Arc::new(self.queue.clone()),
+        );
+        // The in-memory provider is reached in-process, never by the settings' URL.
+        Ok(match target.memory_target() {
+            Some(target) => console.with_target(Arc::new(target)),
+            None => console,
+        })
+    }
+
+    async fn fail_account_commits(&self, failing: bool) {
+        self.store.fail_account_commits(failing)
+    }
+
+    async fn request(&self, req: scim_relay_core::ingress::IngressRequest) -> crate::relay::Answer {
+        // No HTTP front in memory: the ingress's own answer.
+        let answer = self.ingress.handle(req).await;
+        crate::relay::Answer {
+            status: answer.status,
+            body: answer.body,
+            headers: vec![("content-type".into(), answer.content_type.into())],
+        }
+    }
+
+    async fn drain(&self, timeout: Duration) -> bool {
+        MemoryRelay::drain(self, timeout).await
+    }
+
+    async fn depth(&self) -> (u64, u64) {
+        self.queue.depth()
+    }
+
+    async fn dead_letters(&self) -> Vec<String> {
+        self.queue.dead_letter_reasons()
+    }
+
+    async fn dead_letter_bodies(&self) -> Vec<String> {
+        self.queue.dead_letter_bodies()
+    }
+
+    async fn redrive(&self) -> usize {
+        self.queue.redrive_dead_letters()
+    }
+
+    async fn sweep(&self) -> SweepReport {
+        self.engine_sweep().await
+    }
+
+    async fn finish(&mut self) {
+        self.stop().await
+    }
+}

@@ -132,7 +132,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
             .iter()
             .filter(|h| h.hold.state == scim_relay_core::deprovision::HoldState::Pending)
             .count() as u64;
-        Ok::<_, scim_relay_core::sqlite::SqliteError>(crate::metrics::Figures {
+        Ok::<_, scim_relay_core::sqlite::SqliteError>(crate::prometheus::Figures {
             counts: state.stats.snapshot(),
             queued,
             dead_letters,
@@ -145,7 +145,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
     match figures.await {
         Ok(f) => (
             [("content-type", "text/plain; version=0.0.4")],
-            crate::metrics::render(&f),
+            crate::prometheus::render(&f),
         )
             .into_response(),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),

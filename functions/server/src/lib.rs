@@ -2,15 +2,10 @@
 //! embedded SQLite file (durable queue, dead letters, state).
 
 pub mod console;
-pub mod held;
-pub mod history;
 mod http;
 pub mod logging;
-mod metrics;
-pub mod plan;
-pub mod status;
+mod prometheus;
 mod sweep_loop;
-pub mod sync;
 mod worker_loop;
 
 use std::net::SocketAddr;

@@ -1,7 +1,14 @@
-//! The operator's commands (`held`, `history`, `status`, `plan`, `sync`) and where they act: the standalone SQLite file, or
+//! The operator's console: the commands (`held`, `history`, `status`, `plan`, `sync`, one
+//! `*_command.rs` each) and where they act: the standalone SQLite file, or
 //! (built with `--features aws`, `--aws`) a Lambda deployment's table and queue with the
 //! operator's own AWS credentials. In the library, so the behaviour suite runs the very
 //! commands on every backend.
+
+pub mod held_command;
+pub mod history_command;
+pub mod plan_command;
+pub mod status_command;
+pub mod sync_command;
 
 use std::io::Write;
 use std::sync::Arc;
@@ -14,11 +21,11 @@ use scim_relay_core::scim::ScimTarget;
 use scim_relay_core::state::{StateStore, SweepStore};
 use scim_relay_core::wiring;
 
-use crate::held::HeldArgs;
-use crate::history::HistoryArgs;
-use crate::plan::PlanArgs;
-use crate::status::StatusArgs;
-use crate::sync::SyncArgs;
+use held_command::HeldArgs;
+use history_command::HistoryArgs;
+use plan_command::PlanArgs;
+use status_command::StatusArgs;
+use sync_command::SyncArgs;
 
 /// How a command prints what a script would read.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -69,11 +76,11 @@ pub async fn run(
     out: &mut dyn Write,
 ) -> Result<(), String> {
     match command {
-        ConsoleCommand::Held(args) => crate::held::run(console, settings, args, out).await,
-        ConsoleCommand::History(args) => crate::history::run(console, settings, args, out).await,
-        ConsoleCommand::Status(args) => crate::status::run(console, settings, args, out).await,
-        ConsoleCommand::Plan(args) => crate::plan::run(console, settings, args, out).await,
-        ConsoleCommand::Sync(args) => crate::sync::run(console, settings, args, out).await,
+        ConsoleCommand::Held(args) => held_command::run(console, settings, args, out).await,
+        ConsoleCommand::History(args) => history_command::run(console, settings, args, out).await,
+        ConsoleCommand::Status(args) => status_command::run(console, settings, args, out).await,
+        ConsoleCommand::Plan(args) => plan_command::run(console, settings, args, out).await,
+        ConsoleCommand::Sync(args) => sync_command::run(console, settings, args, out).await,
     }
 }
 

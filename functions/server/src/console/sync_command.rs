@@ -163,9 +163,10 @@ async fn resolve(
     worker: &scim_relay_core::worker::Worker,
     who: &str,
 ) -> Result<UserKey, String> {
-    let mut keys = crate::plan::read_directly(settings, outbound, who).await;
+    let mut keys = crate::console::plan_command::read_directly(settings, outbound, who).await;
     if keys.is_empty() {
-        let report = crate::plan::preview_all(console, settings, outbound, worker).await?;
+        let report =
+            crate::console::plan_command::preview_all(console, settings, outbound, worker).await?;
         keys = report
             .users
             .iter()
