@@ -574,3 +574,109 @@ impl StateStore for ShadowStore {
         Ok(())
     }
 }
+
+#[cfg(all(test, feature = "memory"))]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::memory::MemoryStore;
+    use crate::model::Source;
+
+    fn key(user_id: &str) -> UserKey {
+        UserKey {
+            source: Source::Okta,
+            tenant: "example.okta.com".into(),
+            user_id: user_id.into(),
+        }
+    }
+
+    fn state(scim_id: &str, version: u64) -> UserState {
+        UserState {
+            scim_id: Some(scim_id.into()),
+            user_name: "a@example.com".into(),
+            attributes: BTreeMap::new(),
+            attributes_hash: String::new(),
+            active: true,
+            lifecycle: "ACTIVE".into(),
+            invite: None,
+            groups: BTreeMap::new(),
+            groups_pending: BTreeMap::new(),
+            hard_delete_seen: None,
+            held: None,
+            version,
+            last_event_at: None,
+            updated_at: Utc::now(),
+        }
+    }
+
+    fn event(name: &str) -> ProcessedEvent {
+        ProcessedEvent {
+            key: name.into(),
+            expires_at: Utc::now() + chrono::Duration::hours(1),
+        }
+    }
+
+    /// The rehearsal's writes obey the store's conditions (versions, claims) and reach only the
+    /// rehearsal: the real store is as it was.
+    #[tokio::test]
+    async fn a_rehearsal_writes_under_the_stores_conditions_and_nothing_reaches_the_store() {
+        let real = Arc::new(MemoryStore::new());
+        real.commit(&key("00u1"), Some(&state("s1", 1)), None, &event("e1"))
+            .await
+            .expect("seeded");
+        let shadow = ShadowStore::over(real.clone());
+        // A write planned from a stale version is refused, as the store refuses it.
+        assert!(matches!(
+            shadow
+                .commit(&key("00u1"), Some(&state("s1", 2)), None, &event("e2"))
+                .await,
+            Err(StoreError::Conflict)
+        ));
+        shadow
+            .commit(&key("00u1"), Some(&state("s1", 2)), Some(1), &event("e2"))
+            .await
+            .expect("the next version");
+        // Another user cannot claim an account the real store says is 00u1's.
+        assert!(matches!(
+            shadow
+                .commit(&key("00u2"), Some(&state("s1", 1)), None, &event("e3"))
+                .await,
+            Err(StoreError::Claimed { .. })
+        ));
+        // Nor one the rehearsal itself claimed for 00u1, until 00u1 gives it up.
+        shadow
+            .commit(&key("00u1"), Some(&state("s9", 3)), Some(2), &event("e4"))
+            .await
+            .expect("claims s9");
+        assert_eq!(
+            shadow.claimant("s9").await.ok().flatten(),
+            Some(key("00u1"))
+        );
+        shadow
+            .release_claim("s9", &key("00u2"))
+            .await
+            .expect("no-op");
+        assert_eq!(
+            shadow.claimant("s9").await.ok().flatten(),
+            Some(key("00u1"))
+        );
+        shadow
+            .release_claim("s9", &key("00u1"))
+            .await
+            .expect("given up");
+        assert_eq!(shadow.claimant("s9").await.ok().flatten(), None);
+        shadow
+            .save_document("ledger", "{}", None)
+            .await
+            .expect("a document");
+        assert!(shadow.event_seen("e4", Utc::now()).await.unwrap_or(false));
+
+        // The real store saw none of it.
+        let kept = real.load_user(&key("00u1")).await.ok().flatten();
+        assert_eq!(kept.map(|s| s.version), Some(1));
+        assert_eq!(real.claimant("s9").await.ok().flatten(), None);
+        assert_eq!(real.load_document("ledger").await.ok().flatten(), None);
+        assert!(!real.event_seen("e4", Utc::now()).await.unwrap_or(true));
+    }
+}

@@ -53,6 +53,11 @@ where
 
 #[cfg(test)]
 mod tests {
+    /// Held by each test that reads log lines: tracing's per-callsite cache, rebuilt whenever
+    /// a subscriber is made, can switch a callsite off for a test whose subscriber was made at
+    /// the same moment on another thread.
+    static LOG_CAPTURE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
     use super::*;
     use std::sync::{Arc, Mutex};
 
@@ -83,6 +88,7 @@ mod tests {
     /// at the top level, the user by id and fingerprint only.
     #[tokio::test]
     async fn a_finished_trigger_is_one_json_line_with_its_history_fields() {
+        let _capture = LOG_CAPTURE.lock().await;
         use scim_relay_core::envelope::Source;
         use scim_relay_core::history::{Finish, Trace};
         use scim_relay_core::state::UserKey;
@@ -156,6 +162,7 @@ mod tests {
     /// Text written to a file or a pipe (no terminal) carries no colour codes.
     #[test]
     fn text_for_a_file_or_a_pipe_has_no_colour_codes() {
+        let _capture = LOG_CAPTURE.blocking_lock();
         let out = Captured::default();
         tracing::subscriber::with_default(subscriber(LogFormat::Text, out.clone(), false), || {
             tracing::warn!(user = "00u1", outcome = "retried", "trigger finished");
