@@ -250,6 +250,12 @@ pub struct TargetSettings {
     /// SCIM Groups (Datadog: Teams, once Datadog support has enabled them).
     #[serde(deserialize_with = "boolean")]
     pub sync_groups: bool,
+    /// With `sync_groups`: a user whose account is switched off (deprovisioned, suspended, out
+    /// of scope) or who is gone from the directory leaves every mirrored group; reactivated,
+    /// they rejoin the groups the directory lists. Off: they keep the memberships the
+    /// directory still lists.
+    #[serde(deserialize_with = "boolean")]
+    pub leavers_leave_groups: bool,
     /// Datadog: role UUIDs given to every provisioned user. Empty: the org's default role.
     #[serde(deserialize_with = "list")]
     pub role_ids: Vec<String>,
@@ -364,6 +370,7 @@ impl Default for TargetSettings {
             token: Secret::default(),
             credential_owner: None,
             sync_groups: false,
+            leavers_leave_groups: true,
             role_ids: Vec::new(),
             attributes: Default::default(),
             invite_ttl: HOUR * 48,
@@ -650,6 +657,7 @@ impl Secrets for TargetSettings {
             token,
             credential_owner: _,
             sync_groups: _,
+            leavers_leave_groups: _,
             role_ids: _,
             attributes: _,
             invite_ttl: _,

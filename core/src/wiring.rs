@@ -181,6 +181,7 @@ pub fn worker(
         trust_event_content: settings.trusts_event_content(),
         keep_suspended: settings.okta.suspended == SuspendPolicy::Keep,
         sync_groups: settings.target.sync_groups,
+        leavers_leave_groups: settings.target.leavers_leave_groups,
         role_ids: settings.target.role_ids.clone(),
         attribute_map: settings.target.attributes.clone(),
         protected: settings.target.protected_users.clone(),

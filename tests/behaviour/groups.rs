@@ -185,3 +185,137 @@ pub async fn a_group_failure_parks_the_groups_but_keeps_the_user_change(b: Backe
     assert_eq!(d.target.count("POST"), 1, "created once");
     d.finish().await;
 }
+
+/// A leaver is out of every mirrored group at once — switched off in the IdP, or gone from
+/// it — and rejoins from the directory's truth when reactivated; `plan` shows the leaving
+/// before it happens. With `leavers_leave_groups = false`, a switched-off account keeps the
+/// memberships the directory still lists.
+pub async fn a_leaver_leaves_every_mirrored_group_and_rejoins_when_reactivated(b: Backend) {
+    let mut d = Deployment::start_with(b, |s| {
+        s.target.profile = TargetProfile::Generic;
+        s.entra.client_id = None;
+        s.okta.group_ids = vec!["00gENG".into(), "00gOPS".into()];
+        s.target.sync_groups = true;
+    })
+    .await;
+    let event = |uuid: &str, event_type: &str, id: &str, email: &str| {
+        okta_delivery(uuid, event_type, id, email)
+    };
+    for (id, email, groups) in [
+        ("00uLEAVER", "leaver@example.com", &["00gENG", "00gOPS"][..]),
+        ("00uGONE", "gone@example.com", &["00gENG"][..]),
+        ("00uSTAYS", "stays@example.com", &["00gENG", "00gOPS"][..]),
+    ] {
+        leaver_user(&d, id, "ACTIVE", email);
+        d.idp.set_okta_groups(id, groups);
+        d.okta(event(
+            &format!("lv-{id}"),
+            "user.lifecycle.create",
+            id,
+            email,
+        ))
+        .await;
+    }
+    let leaver = d.target.id_of("leaver@example.com").await;
+    let gone = d.target.id_of("gone@example.com").await;
+    let stays = d.target.id_of("stays@example.com").await;
+    let sorted = |mut v: Vec<String>| {
+        v.sort();
+        v
+    };
+    assert_eq!(
+        members(&d, "00gENG").await,
+        sorted(vec![leaver.clone(), gone.clone(), stays.clone()])
+    );
+
+    // Deprovisioned in Okta, still listed in both groups there.
+    leaver_user(&d, "00uLEAVER", "DEPROVISIONED", "leaver@example.com");
+    let plan = d
+        .command(&["plan", "--user", "00uLEAVER", "--output", "json"])
+        .await
+        .expect("plan runs");
+    let removals = plan.matches("remove member").count();
+    assert_eq!(removals, 2, "the plan shows both leavings: {plan}");
+    assert_eq!(
+        members(&d, "00gOPS").await,
+        sorted(vec![leaver.clone(), stays.clone()]),
+        "the plan wrote nothing"
+    );
+    d.okta(event(
+        "lv-off",
+        "user.lifecycle.deactivate",
+        "00uLEAVER",
+        "leaver@example.com",
+    ))
+    .await;
+    assert_eq!(
+        d.target.user("leaver@example.com").await.unwrap()["active"],
+        false
+    );
+    assert_eq!(
+        members(&d, "00gENG").await,
+        sorted(vec![gone.clone(), stays.clone()])
+    );
+    assert_eq!(members(&d, "00gOPS").await, vec![stays.clone()]);
+
+    // Reactivated: back in both, as the directory lists.
+    leaver_user(&d, "00uLEAVER", "ACTIVE", "leaver@example.com");
+    d.okta(event(
+        "lv-on",
+        "user.lifecycle.reactivate",
+        "00uLEAVER",
+        "leaver@example.com",
+    ))
+    .await;
+    assert_eq!(
+        members(&d, "00gOPS").await,
+        sorted(vec![leaver.clone(), stays.clone()])
+    );
+    assert!(members(&d, "00gENG").await.contains(&leaver));
+
+    // Gone from the directory: switched off and out of its group.
+    d.idp.remove_okta_user("00uGONE");
+    d.okta(event(
+        "lv-gone",
+        "user.lifecycle.delete.initiated",
+        "00uGONE",
+        "gone@example.com",
+    ))
+    .await;
+    assert_eq!(
+        d.target.user("gone@example.com").await.unwrap()["active"],
+        false
+    );
+    assert!(!members(&d, "00gENG").await.contains(&gone));
+
+    // Off: a switched-off account keeps what the directory still lists.
+    d.restart(|s| s.target.leavers_leave_groups = false).await;
+    leaver_user(&d, "00uSTAYS", "DEPROVISIONED", "stays@example.com");
+    d.okta(event(
+        "lv-stays",
+        "user.lifecycle.deactivate",
+        "00uSTAYS",
+        "stays@example.com",
+    ))
+    .await;
+    assert_eq!(
+        d.target.user("stays@example.com").await.unwrap()["active"],
+        false
+    );
+    assert!(members(&d, "00gENG").await.contains(&stays));
+    assert!(members(&d, "00gOPS").await.contains(&stays));
+    assert_eq!(d.depth().await, (0, 0));
+    d.finish().await;
+}
+
+fn leaver_user(d: &Deployment, id: &str, status: &str, email: &str) {
+    d.idp
+        .set_okta_user(id, status, Some(email), "Lea", "Ver", None)
+}
+
+/// A mirrored group's members, sorted.
+async fn members(d: &Deployment, group: &str) -> Vec<String> {
+    let mut m = d.target.group_members(group).await.unwrap_or_default();
+    m.sort();
+    m
+}

@@ -11,7 +11,7 @@ use scim_relay_core::aws::dynamodb_store::DynamoStateStore;
 use scim_relay_core::aws::sqs_queue::SqsQueue;
 use scim_relay_core::breaker::CredentialBreaker;
 use scim_relay_core::clock::SystemClock;
-use scim_relay_core::config::{Settings, TargetProfile};
+use scim_relay_core::config::Settings;
 use scim_relay_core::consumer::ConsumerPolicy;
 use scim_relay_core::envelope::Source;
 use scim_relay_core::ingress::Ingress;
@@ -19,14 +19,12 @@ use scim_relay_core::secret::Secret;
 use scim_relay_core::state::{ProcessedEvent, StateStore, StoreError, UserKey, UserState};
 use scim_relay_tests::aws::{create_fifo_queues, create_table, moto_config, unique, FifoQueues};
 use scim_relay_tests::aws_relay::call_inbound;
-use scim_relay_tests::idp::{IdpFixture, GRAPH_CLIENT_ID, OKTA_TOKEN};
-use scim_relay_tests::payloads::{apigw_v2_event, graph_notification, okta_delivery, GRAPH_TENANT};
+use scim_relay_tests::deployment::{base_settings, CLIENT_STATE, OKTA_SECRET};
+use scim_relay_tests::idp::IdpFixture;
+use scim_relay_tests::payloads::{apigw_v2_event, graph_notification, okta_delivery};
 use scim_relay_tests::scim::{ScimProxy, ScimTenant};
 use scim_relay_worker::WorkerLambda;
 use serde_json::Value;
-
-const OKTA_SECRET: &str = "okta-shared-secret-for-lambda-tests";
-const CLIENT_STATE: &str = "graph-client-state-for-lambda-tests";
 
 struct Aws {
     sdk: aws_config::SdkConfig,
@@ -77,24 +75,12 @@ async fn world() -> World {
     }
 }
 
+/// The suite's settings, pointed at this test's queues and table.
 fn settings(aws: &Aws, idp: &IdpFixture, target: &ScimProxy, tenant: &ScimTenant) -> Settings {
-    let mut s = Settings::default();
-    s.queue.signing_key = Secret::new("lambda-queue-signing-key");
+    let mut s = base_settings(idp, &target.url, &tenant.token);
     s.queue.url = Some(aws.queues.url.clone());
     s.queue.dlq_url = Some(aws.queues.dlq_url.clone());
     s.store.table = Some(aws.table.clone());
-    s.okta.org_url = Some(idp.url.clone());
-    s.okta.shared_secret = Secret::new(OKTA_SECRET);
-    s.okta.api_token = Secret::new(OKTA_TOKEN);
-    s.entra.tenant_id = Some(GRAPH_TENANT.into());
-    s.entra.client_id = Some(GRAPH_CLIENT_ID.into());
-    s.entra.client_secret = Secret::new(scim_relay_tests::idp::GRAPH_CLIENT_SECRET);
-    s.entra.client_state = Secret::new(CLIENT_STATE);
-    s.entra.graph_url = idp.url.clone();
-    s.entra.login_url = idp.url.clone();
-    s.target.profile = TargetProfile::Datadog;
-    s.target.base_url = Some(target.url.clone());
-    s.target.token = Secret::new(tenant.token.clone());
     s
 }
 

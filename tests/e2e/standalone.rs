@@ -4,16 +4,14 @@
 use std::time::Duration;
 
 use scim_relay_core::config::{Settings, TargetProfile};
-use scim_relay_core::secret::Secret;
 use scim_relay_server::{RetryPolicy, RunningRelay};
-use scim_relay_tests::idp::{IdpFixture, GRAPH_CLIENT_ID, GRAPH_CLIENT_SECRET, OKTA_TOKEN};
+use scim_relay_tests::deployment::{base_settings, OKTA_SECRET};
+use scim_relay_tests::idp::IdpFixture;
 use scim_relay_tests::memory_relay::fast_retries;
-use scim_relay_tests::payloads::{okta_delivery, GRAPH_TENANT};
+use scim_relay_tests::payloads::okta_delivery;
 use scim_relay_tests::scim::{ScimProxy, ScimTenant};
 use serde_json::Value;
 
-const OKTA_SECRET: &str = "okta-shared-secret-for-tests";
-const CLIENT_STATE: &str = "graph-client-state-for-tests";
 const WAIT: Duration = Duration::from_secs(15);
 
 // Every behaviour that does not depend on the target being scim2-server lives in the
@@ -35,6 +33,7 @@ struct Harness {
     db_path: std::path::PathBuf,
 }
 
+/// The suite's settings, with `profile` and the server's database file.
 fn settings(
     idp: &IdpFixture,
     target_url: &str,
@@ -42,27 +41,10 @@ fn settings(
     profile: TargetProfile,
     db: &std::path::Path,
 ) -> Settings {
-    let mut s = Settings {
-        listen: "127.0.0.1:0".into(),
-        database: db.display().to_string(),
-        ..Settings::default()
-    };
-    s.queue.signing_key = Secret::new("queue-signing-key-for-tests");
-    s.okta.org_url = Some(idp.url.clone());
-    s.okta.shared_secret = Secret::new(OKTA_SECRET);
-    s.okta.api_token = Secret::new(OKTA_TOKEN);
-    s.entra.tenant_id = Some(GRAPH_TENANT.into());
-    s.entra.client_id = Some(GRAPH_CLIENT_ID.into());
-    s.entra.client_secret = Secret::new(GRAPH_CLIENT_SECRET);
-    s.entra.client_state = Secret::new(CLIENT_STATE);
-    s.entra.graph_url = idp.url.clone();
-    s.entra.login_url = idp.url.clone();
+    let mut s = base_settings(idp, target_url, token);
+    s.listen = "127.0.0.1:0".into();
+    s.database = db.display().to_string();
     s.target.profile = profile;
-    s.target.base_url = Some(target_url.into());
-    s.target.token = Secret::new(token);
-    s.target.timeout = std::time::Duration::from_secs(5);
-    // The tests run the sweeper when they mean to (`RunningRelay::sweep`).
-    s.sweep.interval = None;
     s
 }
 

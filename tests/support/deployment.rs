@@ -56,9 +56,9 @@ pub struct Deployment {
     relay: Box<dyn RelayUnderTest>,
 }
 
-/// Settings every backend shares: the fixture IdP for both directories, a Datadog-profile
-/// target, the sweeper run by hand.
-fn base_settings(idp: &IdpFixture, target: &Target) -> Settings {
+/// Settings every test shares, the suite's and the end-to-end tests': the fixture IdP for both
+/// directories, a Datadog-profile target at `target_url`, the sweeper run by hand.
+pub fn base_settings(idp: &IdpFixture, target_url: &str, target_token: &str) -> Settings {
     let mut s = Settings::default();
     s.queue.signing_key = Secret::new("queue-signing-key-for-behaviour-tests");
     s.okta.org_url = Some(idp.url.clone());
@@ -71,8 +71,8 @@ fn base_settings(idp: &IdpFixture, target: &Target) -> Settings {
     s.entra.graph_url = idp.url.clone();
     s.entra.login_url = idp.url.clone();
     s.target.profile = TargetProfile::Datadog;
-    s.target.base_url = Some(target.url());
-    s.target.token = Secret::new(target.token());
+    s.target.base_url = Some(target_url.to_string());
+    s.target.token = Secret::new(target_token);
     s.target.timeout = std::time::Duration::from_secs(5);
     s.sweep.interval = None;
     s
@@ -129,7 +129,7 @@ impl Options {
             #[cfg(feature = "servers")]
             (Backend::Sqlite | Backend::Aws, TargetKind::Scim) => Target::scim2_server().await,
         };
-        let mut settings = base_settings(&idp, &target);
+        let mut settings = base_settings(&idp, &target.url(), &target.token());
         customize(&mut settings);
         let relay: Box<dyn RelayUnderTest> = match self.backend {
             Backend::Memory => Box::new(crate::memory_relay::MemoryRelay::start(

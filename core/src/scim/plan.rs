@@ -139,13 +139,17 @@ impl GroupPlan {
 }
 
 pub fn plan_groups(
-    desired: &DesiredUser,
+    wanted: &BTreeMap<String, String>,
     applied: &BTreeMap<String, String>,
     account_active: bool,
+    leavers_leave: bool,
 ) -> GroupPlan {
+    // A switched-off account keeps no membership under `leavers_leave_groups`: a leaver is
+    // out of every team (paging, ownership) at once, and rejoins from the directory's truth
+    // when reactivated.
+    let keep_none = !account_active && leavers_leave;
     let join = if account_active {
-        desired
-            .groups
+        wanted
             .iter()
             .filter(|(id, _)| !applied.contains_key(*id))
             .map(|(id, name)| (id.clone(), name.clone()))
@@ -155,7 +159,7 @@ pub fn plan_groups(
     };
     let leave = applied
         .iter()
-        .filter(|(id, _)| !desired.groups.contains_key(*id))
+        .filter(|(id, _)| keep_none || !wanted.contains_key(*id))
         .map(|(id, scim_id)| (id.clone(), scim_id.clone()))
         .collect();
     GroupPlan { join, leave }
@@ -339,7 +343,7 @@ mod tests {
             ("g2".to_string(), "scim-g2".to_string()),
             ("g3".to_string(), "scim-g3".to_string()),
         ]);
-        let p = plan_groups(&u, &applied, true);
+        let p = plan_groups(&u.groups, &applied, true, true);
         assert_eq!(p.join, vec![("g1".to_string(), "Eng".to_string())]);
         assert_eq!(p.leave, vec![("g3".to_string(), "scim-g3".to_string())]);
         // Nothing changes twice.
@@ -347,11 +351,18 @@ mod tests {
             ("g1".to_string(), "scim-g1".to_string()),
             ("g2".to_string(), "scim-g2".to_string()),
         ]);
-        assert!(plan_groups(&u, &after, true).is_empty());
-        // Without an active account: leave, but never join.
-        let p = plan_groups(&u, &applied, false);
+        assert!(plan_groups(&u.groups, &after, true, true).is_empty());
+        // Without an active account: never join; leave every group (a leaver), or, with
+        // `leavers_leave_groups = false`, only those the directory no longer lists.
+        let p = plan_groups(&u.groups, &applied, false, true);
         assert!(p.join.is_empty());
-        assert_eq!(p.leave.len(), 1);
+        assert_eq!(p.leave.len(), 2);
+        let p = plan_groups(&u.groups, &applied, false, false);
+        assert!(p.join.is_empty());
+        assert_eq!(p.leave, vec![("g3".to_string(), "scim-g3".to_string())]);
+        // A deleted user wants no group.
+        let p = plan_groups(&BTreeMap::new(), &after, false, true);
+        assert_eq!(p.leave.len(), 2);
     }
 
     #[test]

@@ -2,7 +2,9 @@
 
 use super::apply::Applied;
 use super::{Worker, PLAN_ATTEMPTS};
-use crate::scim::{plan_groups, DesiredUser, ScimError, ScimFailure};
+use std::collections::BTreeMap;
+
+use crate::scim::{plan_groups, ScimError, ScimFailure};
 use crate::state::{ProcessedEvent, StoreError, UserKey, UserState};
 use crate::work::WorkError;
 
@@ -32,15 +34,16 @@ fn group_error(e: ScimError) -> WorkError {
 
 impl Worker {
     /// The second step of a trigger with group sync: converge the memberships from the state
-    /// just committed, and record the event as done.
+    /// just committed to `wanted` (the configured IdP groups the directory lists the user in,
+    /// id → display name; none for a user gone from it), and record the event as done.
     pub(super) async fn groups_phase(
         &self,
         key: &UserKey,
-        user: &DesiredUser,
+        wanted: &BTreeMap<String, String>,
         processed: &ProcessedEvent,
     ) -> Result<Applied, WorkError> {
         for _ in 0..PLAN_ATTEMPTS {
-            match self.apply_groups(key, user, processed).await {
+            match self.apply_groups(key, wanted, processed).await {
                 Err(GroupsError::Conflict) => continue,
                 Err(GroupsError::Work(e)) => return Err(e),
                 Ok(applied) => return Ok(applied),
@@ -58,7 +61,7 @@ impl Worker {
     async fn apply_groups(
         &self,
         key: &UserKey,
-        user: &DesiredUser,
+        wanted: &BTreeMap<String, String>,
         processed: &ProcessedEvent,
     ) -> Result<Applied, GroupsError> {
         let mut applied = Applied {
@@ -86,13 +89,18 @@ impl Worker {
             commit(None, Some(recorded.version), processed.clone()).await?;
             return Ok(applied);
         };
-        let planned = plan_groups(user, &recorded.groups, recorded.active);
+        let planned = plan_groups(
+            wanted,
+            &recorded.groups,
+            recorded.active,
+            self.leavers_leave_groups,
+        );
         // Pending joins: the desired ones are added again, the others removed.
         let (redo, undo): (Vec<_>, Vec<_>) = recorded
             .groups_pending
             .iter()
             .map(|(g, s)| (g.clone(), s.clone()))
-            .partition(|(g, _)| recorded.active && user.groups.contains_key(g));
+            .partition(|(g, _)| recorded.active && wanted.contains_key(g));
         if planned.is_empty() && redo.is_empty() && undo.is_empty() {
             commit(None, Some(recorded.version), processed.clone()).await?;
             return Ok(applied);
@@ -102,7 +110,7 @@ impl Worker {
         // A pending join is made again with the group's current id: the one written down may
         // be of a group deleted on the target since (then forgotten, and found or made anew).
         for (idp_group, _) in redo {
-            let name = user.groups.get(&idp_group).cloned().unwrap_or_default();
+            let name = wanted.get(&idp_group).cloned().unwrap_or_default();
             let scim_group = self
                 .scim_group(&name, &mut applied.calls)
                 .await
@@ -139,7 +147,7 @@ impl Worker {
                 Ok(()) => {}
                 Err(e) if e.failure == ScimFailure::NotFound => {
                     // Deleted on the target since: forget it, and find or create it again.
-                    let name = user.groups.get(&idp_group).cloned().unwrap_or_default();
+                    let name = wanted.get(&idp_group).cloned().unwrap_or_default();
                     self.store
                         .forget_group(&name, &scim_group)
                         .await

@@ -63,6 +63,7 @@ pub struct Worker {
     trust_event_content: bool,
     keep_suspended: bool,
     sync_groups: bool,
+    leavers_leave_groups: bool,
     role_ids: Vec<String>,
     attribute_map: std::collections::BTreeMap<String, String>,
     protected: Vec<String>,
@@ -95,6 +96,8 @@ pub struct WorkerParts {
     pub keep_suspended: bool,
     /// Mirror memberships of the configured groups as SCIM Groups.
     pub sync_groups: bool,
+    /// With group sync: a switched-off or deleted user leaves every mirrored group.
+    pub leavers_leave_groups: bool,
     /// Datadog role UUIDs every provisioned user gets.
     pub role_ids: Vec<String>,
     /// `target.attributes`: SCIM path → IdP attribute, over the profile's defaults.
@@ -128,6 +131,7 @@ impl Worker {
             trust_event_content: p.trust_event_content,
             keep_suspended: p.keep_suspended,
             sync_groups: p.sync_groups,
+            leavers_leave_groups: p.leavers_leave_groups,
             role_ids: p.role_ids,
             attribute_map: p.attribute_map,
             protected: p.protected,
@@ -369,9 +373,19 @@ impl Worker {
             };
             // With group sync the event is only done once the groups are too: the user's part is
             // committed under its own marker, so a failed group call retries the groups (the
-            // user's plan is then empty) instead of losing them to the dedupe record.
-            let group_user = desired.as_ref().filter(|_| self.sync_groups && !protected);
-            let user_done = match (group_user, delete_unconfirmed) {
+            // user's plan is then empty) instead of losing them to the dedupe record. A user
+            // gone from the directory wants no group (`leavers_leave_groups`), once its
+            // account's fate is settled (not while a hard delete waits for its second read).
+            let no_groups = std::collections::BTreeMap::new();
+            let wanted_groups = match desired.as_ref() {
+                _ if !self.sync_groups || protected => None,
+                Some(user) => Some(&user.groups),
+                None if self.leavers_leave_groups && delete_unconfirmed.is_none() => {
+                    Some(&no_groups)
+                }
+                None => None,
+            };
+            let user_done = match (wanted_groups, delete_unconfirmed) {
                 (Some(_), _) => ProcessedEvent {
                     key: format!("{}#user", processed.key),
                     expires_at: processed.expires_at,
@@ -398,8 +412,8 @@ impl Worker {
                     }
                     let mut applied = applied;
                     trace.scim_calls = applied.calls;
-                    if let Some(user) = group_user {
-                        let groups = self.groups_phase(&key, user, &processed).await?;
+                    if let Some(wanted) = wanted_groups {
+                        let groups = self.groups_phase(&key, wanted, &processed).await?;
                         applied.calls += groups.calls;
                         applied.writes += groups.writes;
                         trace.scim_calls = applied.calls;

@@ -59,6 +59,7 @@ impl Worker {
             trust_event_content: self.trust_event_content,
             keep_suspended: self.keep_suspended,
             sync_groups: self.sync_groups,
+            leavers_leave_groups: self.leavers_leave_groups,
             role_ids: self.role_ids.clone(),
             attribute_map: self.attribute_map.clone(),
             protected: self.protected.clone(),
