@@ -319,3 +319,65 @@ async fn members(d: &Deployment, group: &str) -> Vec<String> {
     m.sort();
     m
 }
+
+/// A group renamed in the IdP stays one group on the target: kept by the IdP's id, it is
+/// renamed (one `PATCH` of `displayName`), its members stay, and a new joiner joins it; `plan`
+/// shows the rename first.
+pub async fn a_renamed_group_stays_one_group_with_every_member(b: Backend) {
+    let d = Deployment::start_with(b, |s| {
+        s.target.profile = TargetProfile::Generic;
+        s.entra.client_id = None;
+        s.okta.group_ids = vec!["00gENG".into()];
+        s.target.sync_groups = true;
+    })
+    .await;
+    d.idp.rename_okta_group("00gENG", "Engineering");
+    let join = |n: usize| {
+        let (id, email) = (format!("00uRN{n}"), format!("rn{n}@example.com"));
+        d.idp
+            .set_okta_user(&id, "ACTIVE", Some(&email), "Re", "Named", None);
+        d.idp.set_okta_groups(&id, &["00gENG"]);
+        okta_delivery(&format!("rn-{n}"), "user.lifecycle.create", &id, &email)
+    };
+    for n in 0..3 {
+        d.okta(join(n)).await;
+    }
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        ids.push(d.target.id_of(&format!("rn{n}@example.com")).await);
+    }
+    ids.sort();
+    assert_eq!(members(&d, "Engineering").await, ids);
+
+    d.idp.rename_okta_group("00gENG", "Platform Engineering");
+    let plan = d
+        .command(&["plan", "--user", "00uRN0", "--output", "json"])
+        .await
+        .expect("plan runs");
+    assert!(
+        plan.contains("displayName Platform Engineering"),
+        "the plan shows the rename: {plan}"
+    );
+    assert_eq!(d.target.groups_named("Platform Engineering").await, 0);
+    for n in 0..3 {
+        d.okta(okta_delivery(
+            &format!("rn-again-{n}"),
+            "user.account.update_profile",
+            &format!("00uRN{n}"),
+            &format!("rn{n}@example.com"),
+        ))
+        .await;
+    }
+    assert_eq!(d.target.groups_named("Engineering").await, 0, "renamed");
+    assert_eq!(d.target.groups_named("Platform Engineering").await, 1);
+    assert_eq!(members(&d, "Platform Engineering").await, ids);
+
+    // A new joiner joins the same group.
+    d.okta(join(3)).await;
+    ids.push(d.target.id_of("rn3@example.com").await);
+    ids.sort();
+    assert_eq!(d.target.groups_named("Platform Engineering").await, 1);
+    assert_eq!(members(&d, "Platform Engineering").await, ids);
+    assert_eq!(d.depth().await, (0, 0));
+    d.finish().await;
+}

@@ -108,6 +108,7 @@ on_every_backend!(
     groups::a_recreated_account_rejoins_its_groups,
     groups::a_group_failure_parks_the_groups_but_keeps_the_user_change,
     groups::a_leaver_leaves_every_mirrored_group_and_rejoins_when_reactivated,
+    groups::a_renamed_group_stays_one_group_with_every_member,
     datadog::the_datadog_profile_against_a_target_that_behaves_as_datadog_documents,
     datadog::roles_are_sent_and_without_a_directory_an_older_event_changes_nothing,
     sweeps::a_lost_okta_event_is_caught_up_by_the_sweeper,

@@ -521,6 +521,7 @@ async fn dynamodb_state_writes_are_conditional_on_the_version() {
         invite: None,
         groups: Default::default(),
         groups_pending: Default::default(),
+        group_names: Default::default(),
         hard_delete_seen: None,
         held: None,
         version,

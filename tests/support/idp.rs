@@ -34,6 +34,8 @@ struct Directory {
     okta_assignments: Vec<(String, String)>,
     /// Group ids per user, for Okta and for Graph.
     okta_groups: HashMap<String, Vec<String>>,
+    /// Okta group names an admin set (a group without one is named after its id).
+    okta_group_names: HashMap<String, String>,
     graph_groups: HashMap<String, Vec<String>>,
     /// Every user read, as "okta:<id>" or "graph:<id>".
     reads: Vec<String>,
@@ -295,6 +297,13 @@ impl IdpFixture {
         dir.okta_logged(&format!("application.user_membership.{kind}"), user);
     }
 
+    /// An admin renames an Okta group (its id stays).
+    pub fn rename_okta_group(&self, group: &str, name: &str) {
+        let mut dir = self.dir.lock().expect("lock");
+        dir.okta_group_names
+            .insert(group.to_string(), name.to_string());
+    }
+
     /// The Okta groups `user` is in; each join and leave goes to the System Log (and, as in
     /// Okta, leaves the user's `lastUpdated` alone).
     pub fn set_okta_groups(&self, user: &str, groups: &[&str]) {
@@ -534,7 +543,10 @@ async fn okta_user_groups(State(dir): Dir, Path(id): Path<String>, headers: Head
         .get(&id)
         .into_iter()
         .flatten()
-        .map(|g| json!({"id": g, "type": "OKTA_GROUP", "profile": {"name": g}}))
+        .map(|g| {
+            let name = dir.okta_group_names.get(g).unwrap_or(g);
+            json!({"id": g, "type": "OKTA_GROUP", "profile": {"name": name}})
+        })
         .collect();
     Json(Value::Array(groups)).into_response()
 }

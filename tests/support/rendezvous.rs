@@ -67,6 +67,9 @@ impl ScimTarget for Rendezvous {
     async fn delete_group(&self, group_id: &str) -> Result<(), ScimError> {
         self.inner.delete_group(group_id).await
     }
+    async fn rename_group(&self, group_id: &str, display_name: &str) -> Result<(), ScimError> {
+        self.inner.rename_group(group_id, display_name).await
+    }
     async fn add_member(&self, group_id: &str, user_id: &str) -> Result<(), ScimError> {
         self.inner.add_member(group_id, user_id).await
     }

@@ -397,6 +397,7 @@ mod tests {
             invite: None,
             groups: BTreeMap::new(),
             groups_pending: BTreeMap::new(),
+            group_names: BTreeMap::new(),
             hard_delete_seen: None,
             held: None,
             version,

@@ -499,6 +499,12 @@ impl ScimTarget for MemoryTarget {
         }
     }
 
+    async fn rename_group(&self, group_id: &str, display_name: &str) -> Result<(), ScimError> {
+        let path = resource_path("/Groups", group_id);
+        let op = PatchOp::replace("displayName", json!(display_name));
+        self.exchange("PATCH", path, None, |p| p.patch_group(group_id, &[op]))
+    }
+
     async fn add_member(&self, group_id: &str, user_id: &str) -> Result<(), ScimError> {
         let path = resource_path("/Groups", group_id);
         let op = PatchOp::add("members", json!([{ "value": user_id }]));

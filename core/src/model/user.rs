@@ -139,6 +139,10 @@ pub struct UserState {
     /// a trace, and the next one adds or removes them again (both are idempotent).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub groups_pending: BTreeMap<String, String>,
+    /// The name each mirrored group had when last applied (IdP group id → name): a different
+    /// name from the directory is a rename of the target group, never a second group.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub group_names: BTreeMap<String, String>,
     /// When a directory read first found the user deleted for good, while the `delete` policy
     /// waits for a second read to confirm it.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -368,6 +368,27 @@ impl ScimTarget for HttpScimTarget {
         }
     }
 
+    async fn rename_group(&self, group_id: &str, display_name: &str) -> Result<(), ScimError> {
+        // Datadog documents the path-less form; RFC 7644 providers take `path: displayName`.
+        let body = match self.profile {
+            TargetProfile::Datadog => serde_json::json!({
+                "schemas": [super::PATCH_SCHEMA],
+                "Operations": [{ "op": "replace", "value": { "displayName": display_name } }]
+            }),
+            _ => patch_body(&[PatchOp::replace(
+                "displayName",
+                serde_json::json!(display_name),
+            )]),
+        };
+        let path = format!(
+            "/Groups/{}",
+            percent_encoding::utf8_percent_encode(group_id, PATH_SEGMENT)
+        );
+        self.send(reqwest::Method::PATCH, &path, &[], Some(&body))
+            .await?;
+        Ok(())
+    }
+
     async fn add_member(&self, group_id: &str, user_id: &str) -> Result<(), ScimError> {
         let member = serde_json::json!([{ "value": user_id }]);
         // Datadog documents the path-less form; RFC 7644 providers take `path: members`.

@@ -287,6 +287,7 @@ mod tests {
             invite: None,
             groups: Default::default(),
             groups_pending: Default::default(),
+            group_names: Default::default(),
             hard_delete_seen: None,
             held: None,
             version: 1,

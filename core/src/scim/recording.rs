@@ -121,6 +121,19 @@ impl ScimCall {
         )
     }
 
+    pub fn rename_group(
+        group_id: &str,
+        display_name: &str,
+        result: &Result<(), ScimError>,
+    ) -> Self {
+        Self::new(
+            "PATCH",
+            format!("/Groups/{group_id}"),
+            vec![format!("displayName {display_name}")],
+            answered(result),
+        )
+    }
+
     pub fn member(
         group_id: &str,
         change: &str,
@@ -251,6 +264,13 @@ impl ScimTarget for RecordingTarget {
     async fn delete_group(&self, group_id: &str) -> Result<(), ScimError> {
         let result = self.inner.delete_group(group_id).await;
         self.log.push(ScimCall::delete_group(group_id, &result));
+        result
+    }
+
+    async fn rename_group(&self, group_id: &str, display_name: &str) -> Result<(), ScimError> {
+        let result = self.inner.rename_group(group_id, display_name).await;
+        self.log
+            .push(ScimCall::rename_group(group_id, display_name, &result));
         result
     }
 

@@ -138,6 +138,8 @@ pub trait ScimTarget: Send + Sync {
     async fn find_group(&self, display_name: &str) -> Result<Option<String>, ScimError>;
     /// `POST /Groups` with no members: the new group's id.
     async fn create_group(&self, display_name: &str) -> Result<String, ScimError>;
+    /// `PATCH /Groups/{id}` replacing `displayName`: the IdP renamed the group it mirrors.
+    async fn rename_group(&self, group_id: &str, display_name: &str) -> Result<(), ScimError>;
     /// `DELETE /Groups/{id}`: only for a group this relay just created twice by a race.
     async fn delete_group(&self, group_id: &str) -> Result<(), ScimError>;
     /// `PATCH /Groups/{id}` adding one member (adding a present member changes nothing).
@@ -177,6 +179,16 @@ impl ScimTarget for DryRunTarget {
 
     async fn delete_group(&self, group_id: &str) -> Result<(), ScimError> {
         Self::print("DELETE", &format!("/Groups/{group_id}"), None);
+        Ok(())
+    }
+
+    async fn rename_group(&self, group_id: &str, display_name: &str) -> Result<(), ScimError> {
+        let op = PatchOp::replace("displayName", serde_json::json!(display_name));
+        Self::print(
+            "PATCH",
+            &format!("/Groups/{group_id}"),
+            Some(&patch_body(&[op])),
+        );
         Ok(())
     }
 

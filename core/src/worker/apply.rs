@@ -54,6 +54,10 @@ impl Worker {
                 .filter(|r| r.scim_id.is_some() && r.scim_id == scim_id)
                 .map(|r| r.groups_pending.clone())
                 .unwrap_or_default(),
+            group_names: recorded
+                .filter(|r| r.scim_id.is_some() && r.scim_id == scim_id)
+                .map(|r| r.group_names.clone())
+                .unwrap_or_default(),
             scim_id,
             user_name: user.user_name.clone(),
             attributes: if attributes_applied {

@@ -101,7 +101,19 @@ impl Worker {
             .iter()
             .map(|(g, s)| (g.clone(), s.clone()))
             .partition(|(g, _)| recorded.active && wanted.contains_key(g));
-        if planned.is_empty() && redo.is_empty() && undo.is_empty() {
+        // Groups the user stays in whose name in the directory is not the one last applied:
+        // renamed in the IdP (the target group follows; it stays one group with its members).
+        let renamed: Vec<(String, String, String)> = recorded
+            .groups
+            .iter()
+            .filter(|_| recorded.active)
+            .filter_map(|(g, scim)| {
+                let name = wanted.get(g)?;
+                (recorded.group_names.get(g) != Some(name))
+                    .then(|| (g.clone(), scim.clone(), name.clone()))
+            })
+            .collect();
+        if planned.is_empty() && redo.is_empty() && undo.is_empty() && renamed.is_empty() {
             commit(None, Some(recorded.version), processed.clone()).await?;
             return Ok(applied);
         }
@@ -112,7 +124,7 @@ impl Worker {
         for (idp_group, _) in redo {
             let name = wanted.get(&idp_group).cloned().unwrap_or_default();
             let scim_group = self
-                .scim_group(&name, &mut applied.calls)
+                .scim_group(&idp_group, &name, &mut applied.calls)
                 .await
                 .map_err(GroupsError::Work)?;
             joins.push((idp_group, scim_group));
@@ -122,11 +134,12 @@ impl Worker {
                 continue;
             }
             let scim_group = self
-                .scim_group(&name, &mut applied.calls)
+                .scim_group(&idp_group, &name, &mut applied.calls)
                 .await
                 .map_err(GroupsError::Work)?;
             joins.push((idp_group, scim_group));
         }
+
         let new_joins: Vec<_> = joins
             .iter()
             .filter(|(g, s)| state.groups_pending.get(g) != Some(s))
@@ -149,7 +162,7 @@ impl Worker {
                     // Deleted on the target since: forget it, and find or create it again.
                     let name = wanted.get(&idp_group).cloned().unwrap_or_default();
                     self.store
-                        .forget_group(&name, &scim_group)
+                        .forget_group(&group_key(&idp_group), &scim_group)
                         .await
                         .map_err(WorkError::from)?;
                     return Err(GroupsError::Work(WorkError::retry(format!(
@@ -160,6 +173,9 @@ impl Worker {
             }
             applied.calls += 1;
             state.groups_pending.remove(&idp_group);
+            if let Some(name) = wanted.get(&idp_group) {
+                state.group_names.insert(idp_group.clone(), name.clone());
+            }
             state.groups.insert(idp_group, scim_group);
         }
         let leaves = planned.leave.into_iter().chain(undo);
@@ -171,6 +187,13 @@ impl Worker {
             applied.calls += 1;
             state.groups.remove(&idp_group);
             state.groups_pending.remove(&idp_group);
+            state.group_names.remove(&idp_group);
+        }
+        for (idp_group, scim_group, name) in renamed {
+            self.keep_group_name(&idp_group, &scim_group, &name, &mut applied.calls)
+                .await
+                .map_err(GroupsError::Work)?;
+            state.group_names.insert(idp_group, name);
         }
         state = state.successor(self.clock.now());
         commit(Some(state.clone()), Some(written), processed.clone()).await?;
@@ -179,17 +202,26 @@ impl Worker {
         Ok(applied)
     }
 
-    /// The target's id for the group mirroring `name`: recorded, found, or created. A group two
-    /// workers created at once is recorded once; the loser deletes its own (empty) copy.
-    /// The SCIM group mirroring `name`: recorded, found by displayName (and recorded), or
-    /// created. A create is reserved in the store first (a placeholder record), so two workers
-    /// never both create the group, and a worker that dies between the target's create and
-    /// the record leaves a trace: the next one finds the group by name and records it,
-    /// instead of making a twin.
-    async fn scim_group(&self, name: &str, calls: &mut u32) -> Result<String, WorkError> {
+    /// The SCIM group mirroring IdP group `idp_group` (now called `name`): recorded by its IdP
+    /// id, found by displayName (and recorded), or created. A create is reserved in the store
+    /// first (a placeholder record), so two workers never both create the group, and a worker
+    /// that dies between the target's create and the record leaves a trace: the next one finds
+    /// the group by name and records it, instead of making a twin. Kept by IdP id, a group
+    /// renamed in the IdP stays one group: its target displayName follows.
+    async fn scim_group(
+        &self,
+        idp_group: &str,
+        name: &str,
+        calls: &mut u32,
+    ) -> Result<String, WorkError> {
+        let key = group_key(idp_group);
+        self.migrate_group_record(&key, name).await?;
         for _ in 0..PLAN_ATTEMPTS {
-            let reserved = match self.store.group_id(name).await? {
-                Some(id) if !GroupReservation::is(&id) => return Ok(id),
+            let reserved = match self.store.group_id(&key).await? {
+                Some(id) if !GroupReservation::is(&id) => {
+                    self.keep_group_name(idp_group, &id, name, calls).await?;
+                    return Ok(id);
+                }
                 other => other,
             };
             *calls += 1;
@@ -197,10 +229,12 @@ impl Worker {
                 // Already on the target (made by a reserving worker that did not live to
                 // record it, or is about to): that group is the one.
                 if let Some(reserved) = &reserved {
-                    self.store.forget_group(name, reserved).await?;
+                    self.store.forget_group(&key, reserved).await?;
                 }
-                let recorded = self.store.record_group(name, &found).await?;
+                let recorded = self.store.record_group(&key, &found).await?;
                 if !GroupReservation::is(&recorded) {
+                    self.keep_group_name(idp_group, &recorded, name, calls)
+                        .await?;
                     return Ok(recorded);
                 }
                 continue;
@@ -208,7 +242,7 @@ impl Worker {
             if let Some(reserved) = reserved {
                 if GroupReservation::stale(&reserved, self.clock.now()) {
                     // Its worker died before creating: the reservation lapses.
-                    self.store.forget_group(name, &reserved).await?;
+                    self.store.forget_group(&key, &reserved).await?;
                     continue;
                 }
                 return Err(WorkError::Retryable {
@@ -217,28 +251,89 @@ impl Worker {
                 });
             }
             let reservation = GroupReservation::make(self.clock.now());
-            if self.store.record_group(name, &reservation).await? != reservation {
+            if self.store.record_group(&key, &reservation).await? != reservation {
                 continue;
             }
             *calls += 1;
             let created = self.target.create_group(name).await;
             // Lifted whatever the answer: whoever comes next looks the group up first, so a
             // create that did land despite an error is found.
-            self.store.forget_group(name, &reservation).await?;
+            self.store.forget_group(&key, &reservation).await?;
             let mine = created.map_err(group_error)?;
             // Between the two, another worker may have found this group and recorded it: the
             // same id either way.
-            let recorded = self.store.record_group(name, &mine).await?;
-            return Ok(if GroupReservation::is(&recorded) {
+            let recorded = self.store.record_group(&key, &mine).await?;
+            let id = if GroupReservation::is(&recorded) {
                 mine
             } else {
                 recorded
-            });
+            };
+            self.keep_group_name(idp_group, &id, name, calls).await?;
+            return Ok(id);
         }
         Err(WorkError::retry(
             "the SCIM group's record kept changing concurrently",
         ))
     }
+
+    /// Records written before groups were kept by IdP id were kept by displayName: taken over
+    /// under the IdP id on the group's next use, no operator step.
+    async fn migrate_group_record(&self, key: &str, name: &str) -> Result<(), WorkError> {
+        if self.store.group_id(key).await?.is_some() {
+            return Ok(());
+        }
+        if let Some(id) = self
+            .store
+            .group_id(name)
+            .await?
+            .filter(|id| !GroupReservation::is(id))
+        {
+            self.store.record_group(key, &id).await?;
+        }
+        Ok(())
+    }
+
+    /// The target group's displayName follows the IdP group's name: the last name applied is
+    /// recorded, and a different one now is a rename (one `PATCH`). The first time, the name
+    /// the group was found or made with is recorded.
+    async fn keep_group_name(
+        &self,
+        idp_group: &str,
+        scim_group: &str,
+        name: &str,
+        calls: &mut u32,
+    ) -> Result<(), WorkError> {
+        if name.is_empty() {
+            return Ok(());
+        }
+        let key = group_name_key(idp_group);
+        match self.store.group_id(&key).await? {
+            Some(applied) if applied == name => return Ok(()),
+            Some(applied) => {
+                *calls += 1;
+                self.target
+                    .rename_group(scim_group, name)
+                    .await
+                    .map_err(group_error)?;
+                tracing::info!(group = %idp_group, "group renamed in the IdP: target group renamed");
+                self.store.forget_group(&key, &applied).await?;
+            }
+            None => {}
+        }
+        self.store.record_group(&key, name).await?;
+        Ok(())
+    }
+}
+
+/// The store's record of the SCIM group mirroring an IdP group, by the IdP's id (stable across
+/// renames; before, groups were recorded by displayName).
+fn group_key(idp_group: &str) -> String {
+    format!("idp-group:{idp_group}")
+}
+
+/// The store's record of the name last applied to the SCIM group mirroring an IdP group.
+fn group_name_key(idp_group: &str) -> String {
+    format!("idp-group-name:{idp_group}")
 }
 
 /// A group create in progress, recorded in the group's place until the target answers:

@@ -117,6 +117,7 @@ fn held_record(
             invite: None,
             groups: Default::default(),
             groups_pending: Default::default(),
+            group_names: Default::default(),
             hard_delete_seen: None,
             held: None,
             version: UserState::version_after(None),

@@ -380,6 +380,13 @@ impl ScimTarget for PlannedTarget {
         result
     }
 
+    async fn rename_group(&self, group_id: &str, display_name: &str) -> Result<(), ScimError> {
+        let result = Ok(());
+        self.log
+            .push(ScimCall::rename_group(group_id, display_name, &result));
+        result
+    }
+
     async fn add_member(&self, group_id: &str, user_id: &str) -> Result<(), ScimError> {
         let result = Ok(());
         self.log
@@ -603,6 +610,7 @@ mod tests {
             invite: None,
             groups: BTreeMap::new(),
             groups_pending: BTreeMap::new(),
+            group_names: BTreeMap::new(),
             hard_delete_seen: None,
             held: None,
             version,
