@@ -16,6 +16,9 @@ use crate::secret::Secret;
 
 const SELECT: &str = "id,userPrincipalName,mail,givenName,surname,displayName,jobTitle,accountEnabled,employeeId,department";
 const SCOPE: &str = "https://graph.microsoft.com/.default";
+/// How long a group's displayName is taken as read: one Graph call per group per quarter hour,
+/// and a group renamed in Entra is renamed on the target within it.
+const GROUP_NAME_TTL: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 /// A delta pass over more pages than this is a loop, not a directory.
 const MAX_DELTA_PAGES: usize = 100_000;
 
@@ -28,7 +31,7 @@ pub struct GraphDirectory {
     token: Mutex<Option<(Secret, Instant)>>,
     /// Entra groups whose (transitive) members are in scope; empty: everyone.
     group_ids: Vec<String>,
-    group_names: Mutex<std::collections::HashMap<String, String>>,
+    group_names: Mutex<std::collections::HashMap<String, (String, std::time::Instant)>>,
     /// The `$select` list: the fields the relay maps, plus any `target.attributes` source.
     select: String,
 }
@@ -184,9 +187,16 @@ impl GraphDirectory {
         self
     }
 
-    /// A group's displayName, fetched once per process.
+    /// A group's displayName, read again once [`GROUP_NAME_TTL`] old (a rename in Entra reaches
+    /// the mirrored group within it).
     async fn group_name(&self, group_id: &str, token: &Secret) -> Result<String, DirectoryError> {
-        if let Some(name) = self.group_names.lock().await.get(group_id) {
+        if let Some((name, _)) = self
+            .group_names
+            .lock()
+            .await
+            .get(group_id)
+            .filter(|(_, at)| at.elapsed() < GROUP_NAME_TTL)
+        {
             return Ok(name.clone());
         }
         let id =
@@ -212,10 +222,10 @@ impl GraphDirectory {
             .await
             .map_err(|e| DirectoryError::Retryable(format!("Graph group is not readable: {e}")))?;
         let name = group.display_name.unwrap_or_else(|| group_id.to_string());
-        self.group_names
-            .lock()
-            .await
-            .insert(group_id.to_string(), name.clone());
+        self.group_names.lock().await.insert(
+            group_id.to_string(),
+            (name.clone(), std::time::Instant::now()),
+        );
         Ok(name)
     }
 
