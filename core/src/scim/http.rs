@@ -262,6 +262,20 @@ fn parse(text: &str) -> Result<Value, ScimError> {
     })
 }
 
+impl HttpScimTarget {
+    /// A `PATCH /Groups/{id}` body of one operation. Datadog documents the path-less form
+    /// (`{"op":"add","value":{"members":…}}`); RFC 7644 providers take the path.
+    fn group_patch(&self, op: PatchOp) -> Value {
+        match (self.profile, &op.value) {
+            (TargetProfile::Datadog, Some(value)) => serde_json::json!({
+                "schemas": [super::PATCH_SCHEMA],
+                "Operations": [{ "op": op.op, "value": { op.path.as_str(): value } }]
+            }),
+            _ => patch_body(&[op]),
+        }
+    }
+}
+
 #[async_trait]
 impl ScimTarget for HttpScimTarget {
     async fn list_users(&self, start_index: u32, count: u32) -> Result<UserPage, ScimError> {
@@ -369,17 +383,10 @@ impl ScimTarget for HttpScimTarget {
     }
 
     async fn rename_group(&self, group_id: &str, display_name: &str) -> Result<(), ScimError> {
-        // Datadog documents the path-less form; RFC 7644 providers take `path: displayName`.
-        let body = match self.profile {
-            TargetProfile::Datadog => serde_json::json!({
-                "schemas": [super::PATCH_SCHEMA],
-                "Operations": [{ "op": "replace", "value": { "displayName": display_name } }]
-            }),
-            _ => patch_body(&[PatchOp::replace(
-                "displayName",
-                serde_json::json!(display_name),
-            )]),
-        };
+        let body = self.group_patch(PatchOp::replace(
+            "displayName",
+            serde_json::json!(display_name),
+        ));
         let path = format!(
             "/Groups/{}",
             percent_encoding::utf8_percent_encode(group_id, PATH_SEGMENT)
@@ -391,14 +398,7 @@ impl ScimTarget for HttpScimTarget {
 
     async fn add_member(&self, group_id: &str, user_id: &str) -> Result<(), ScimError> {
         let member = serde_json::json!([{ "value": user_id }]);
-        // Datadog documents the path-less form; RFC 7644 providers take `path: members`.
-        let body = match self.profile {
-            TargetProfile::Datadog => serde_json::json!({
-                "schemas": [super::PATCH_SCHEMA],
-                "Operations": [{ "op": "add", "value": { "members": member } }]
-            }),
-            _ => patch_body(&[PatchOp::add("members", member)]),
-        };
+        let body = self.group_patch(PatchOp::add("members", member));
         let path = format!(
             "/Groups/{}",
             percent_encoding::utf8_percent_encode(group_id, PATH_SEGMENT)

@@ -1,17 +1,24 @@
-//! A request full of forged Graph notifications is one log line, not one per notification:
-//! an attacker cannot flood the log through ingress. A binary of its own because it counts the
-//! process's log lines: tracing caches, per call site, whether anyone listens, and a test on
-//! another thread reaching the same call site as this one's subscriber is made can leave the
-//! site switched off for it.
+//! What one Graph request may cost the relay: a request full of forged notifications is one
+//! log line, not one per notification (no log flood through ingress), and a request over the
+//! notification cap enqueues nothing. A binary of its own because it counts the process's log
+//! lines: tracing caches, per call site, whether anyone listens, and a test on another thread
+//! reaching the same call site while this one's subscriber is made can leave the site switched
+//! off for it (with four test threads, 3 runs in 12 saw no line).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use scim_relay_core::clock::SystemClock;
 use scim_relay_core::envelope::EnvelopeSigner;
-use scim_relay_core::ingress::{EntraIngress, Ingress, IngressRequest};
+use scim_relay_core::ingress::{
+    EntraIngress, Ingress, IngressRequest, MAX_NOTIFICATIONS_PER_REQUEST,
+};
 use scim_relay_core::queue::{Queue, QueueError, QueueMessage};
 use scim_relay_core::secret::{Secret, SecretSet};
+
+/// Held by each test here: the log count must not meet another test's use of the same call
+/// sites while its subscriber is being made.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Counts every event logged while it is the thread's subscriber.
 struct CountLogLines(Arc<AtomicUsize>);
@@ -70,12 +77,9 @@ fn post_entra(body: Vec<u8>) -> IngressRequest {
     }
 }
 
-#[tokio::test]
-async fn a_request_full_of_forged_notifications_is_one_log_line() {
-    let lines = Arc::new(AtomicUsize::new(0));
-    let _guard = tracing::subscriber::set_default(CountLogLines(lines.clone()));
-    let queue = Arc::new(Kept::default());
-    let ingress = Ingress::new(
+/// Graph ingress alone, with `the-client-state`, enqueueing into `queue`.
+fn graph_ingress(queue: Arc<Kept>) -> Ingress {
+    Ingress::new(
         None,
         Some(EntraIngress::new(
             SecretSet::new([Secret::new("the-client-state")]),
@@ -83,9 +87,22 @@ async fn a_request_full_of_forged_notifications_is_one_log_line() {
             None,
         )),
         EnvelopeSigner::new(Secret::new("k")),
-        queue.clone(),
+        queue,
         Arc::new(SystemClock),
-    );
+    )
+}
+
+fn kept(queue: &Kept) -> usize {
+    queue.0.lock().map(|q| q.len()).unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_request_full_of_forged_notifications_is_one_log_line() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let lines = Arc::new(AtomicUsize::new(0));
+    let _guard = tracing::subscriber::set_default(CountLogLines(lines.clone()));
+    let queue = Arc::new(Kept::default());
+    let ingress = graph_ingress(queue.clone());
 
     let answer = ingress
         .handle(post_entra(notifications(&["forged"; 900])))
@@ -102,5 +119,19 @@ async fn a_request_full_of_forged_notifications_is_one_log_line() {
     let answer = ingress.handle(post_entra(notifications(&mixed))).await;
     assert_eq!(answer.status, 202);
     assert_eq!(lines.load(Ordering::SeqCst), 2);
-    assert_eq!(queue.0.lock().map(|q| q.len()).unwrap_or(0), 1);
+    assert_eq!(kept(&queue), 1);
+}
+
+#[tokio::test]
+async fn too_many_notifications_in_one_request_enqueue_nothing() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let queue = Arc::new(Kept::default());
+    let ingress = graph_ingress(queue.clone());
+    let over = notifications(&["the-client-state"; MAX_NOTIFICATIONS_PER_REQUEST + 1]);
+    let answer = ingress.handle(post_entra(over)).await;
+    assert_eq!(answer.status, 413, "{}", answer.body);
+    assert_eq!(kept(&queue), 0);
+    let at_cap = notifications(&["the-client-state"; MAX_NOTIFICATIONS_PER_REQUEST]);
+    assert_eq!(ingress.handle(post_entra(at_cap)).await.status, 202);
+    assert_eq!(kept(&queue), MAX_NOTIFICATIONS_PER_REQUEST);
 }
