@@ -262,6 +262,14 @@ fn parse(text: &str) -> Result<Value, ScimError> {
     })
 }
 
+/// `/Groups/{id}`, the id encoded as one path segment.
+fn group_path(group_id: &str) -> String {
+    format!(
+        "/Groups/{}",
+        percent_encoding::utf8_percent_encode(group_id, PATH_SEGMENT)
+    )
+}
+
 impl HttpScimTarget {
     /// A `PATCH /Groups/{id}` body of one operation. Datadog documents the path-less form
     /// (`{"op":"add","value":{"members":…}}`); RFC 7644 providers take the path.
@@ -345,10 +353,7 @@ impl ScimTarget for HttpScimTarget {
     }
 
     async fn delete_group(&self, group_id: &str) -> Result<(), ScimError> {
-        let path = format!(
-            "/Groups/{}",
-            percent_encoding::utf8_percent_encode(group_id, PATH_SEGMENT)
-        );
+        let path = group_path(group_id);
         match self.send(reqwest::Method::DELETE, &path, &[], None).await {
             Ok(_) => Ok(()),
             Err(e) if e.failure == super::ScimFailure::NotFound => Ok(()),
@@ -387,10 +392,7 @@ impl ScimTarget for HttpScimTarget {
             "displayName",
             serde_json::json!(display_name),
         ));
-        let path = format!(
-            "/Groups/{}",
-            percent_encoding::utf8_percent_encode(group_id, PATH_SEGMENT)
-        );
+        let path = group_path(group_id);
         self.send(reqwest::Method::PATCH, &path, &[], Some(&body))
             .await?;
         Ok(())
@@ -399,10 +401,7 @@ impl ScimTarget for HttpScimTarget {
     async fn add_member(&self, group_id: &str, user_id: &str) -> Result<(), ScimError> {
         let member = serde_json::json!([{ "value": user_id }]);
         let body = self.group_patch(PatchOp::add("members", member));
-        let path = format!(
-            "/Groups/{}",
-            percent_encoding::utf8_percent_encode(group_id, PATH_SEGMENT)
-        );
+        let path = group_path(group_id);
         self.send(reqwest::Method::PATCH, &path, &[], Some(&body))
             .await?;
         Ok(())
@@ -410,10 +409,7 @@ impl ScimTarget for HttpScimTarget {
 
     async fn remove_member(&self, group_id: &str, user_id: &str) -> Result<(), ScimError> {
         let op = PatchOp::remove(format!("members[value eq \"{}\"]", quote(user_id)));
-        let path = format!(
-            "/Groups/{}",
-            percent_encoding::utf8_percent_encode(group_id, PATH_SEGMENT)
-        );
+        let path = group_path(group_id);
         match self
             .send(reqwest::Method::PATCH, &path, &[], Some(&patch_body(&[op])))
             .await
