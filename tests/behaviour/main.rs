@@ -95,6 +95,7 @@ on_every_backend!(
     scope::okta_scope_follows_the_app_assignment_and_groups_read_from_the_directory,
     scope::a_misspelt_scope_parks_triggers_and_deactivates_nobody,
     scope::the_attribute_map_sends_custom_idp_attributes,
+    scope::a_user_in_scope_through_a_group_on_a_later_page_is_in_scope,
     failures::an_accepted_event_survives_a_restart_while_the_target_is_down,
     failures::a_rejected_target_credential_pauses_the_workers_and_keeps_the_messages,
     failures::the_failure_table_end_to_end,

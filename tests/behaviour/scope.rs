@@ -225,3 +225,44 @@ pub async fn the_attribute_map_sends_custom_idp_attributes(b: Backend) {
     );
     d.finish().await;
 }
+
+/// Okta lists a user's groups 200 a page: a user in scope through a group on a later page is
+/// provisioned (and joins its mirrored group), never taken for out of scope.
+pub async fn a_user_in_scope_through_a_group_on_a_later_page_is_in_scope(b: Backend) {
+    let d = Deployment::start_with(b, |s| {
+        s.target.profile = TargetProfile::Generic;
+        s.entra.client_id = None;
+        s.okta.group_ids = vec!["00gENG".into()];
+        s.target.sync_groups = true;
+    })
+    .await;
+    d.idp.set_okta_user(
+        "00uMANY",
+        "ACTIVE",
+        Some("many.groups@example.com"),
+        "Many",
+        "Groups",
+        None,
+    );
+    let mut groups: Vec<String> = (0..250).map(|n| format!("00gNOISE{n:03}")).collect();
+    groups.push("00gENG".into());
+    let refs: Vec<&str> = groups.iter().map(String::as_str).collect();
+    d.idp.set_okta_groups("00uMANY", &refs);
+    d.okta(okta_delivery(
+        "many-1",
+        "user.lifecycle.create",
+        "00uMANY",
+        "many.groups@example.com",
+    ))
+    .await;
+    let account = d
+        .target
+        .user("many.groups@example.com")
+        .await
+        .expect("provisioned: in scope through 00gENG, on the second page");
+    assert_eq!(account["active"], true);
+    let id = d.target.id_of("many.groups@example.com").await;
+    assert_eq!(d.target.group_members("00gENG").await, Some(vec![id]));
+    assert_eq!(d.depth().await, (0, 0));
+    d.finish().await;
+}

@@ -530,7 +530,14 @@ async fn okta_app_user(
 }
 
 /// `GET /api/v1/users/{id}/groups`.
-async fn okta_user_groups(State(dir): Dir, Path(id): Path<String>, headers: HeaderMap) -> Response {
+/// `GET /api/v1/users/{id}/groups?limit=…&after=…`: the user's groups, `limit` a page (200 at
+/// most, Okta's default), the next page in `Link: <…>; rel="next"`.
+async fn okta_user_groups(
+    State(dir): Dir,
+    Path(id): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
     if !okta_authorized(&headers) {
         return error(StatusCode::UNAUTHORIZED, "E0000011");
     }
@@ -538,7 +545,7 @@ async fn okta_user_groups(State(dir): Dir, Path(id): Path<String>, headers: Head
     if !dir.okta.contains_key(&id) {
         return error(StatusCode::NOT_FOUND, "E0000007");
     }
-    let groups: Vec<Value> = dir
+    let all: Vec<Value> = dir
         .okta_groups
         .get(&id)
         .into_iter()
@@ -548,7 +555,25 @@ async fn okta_user_groups(State(dir): Dir, Path(id): Path<String>, headers: Head
             json!({"id": g, "type": "OKTA_GROUP", "profile": {"name": name}})
         })
         .collect();
-    Json(Value::Array(groups)).into_response()
+    let limit: usize = query
+        .get("limit")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(200)
+        .clamp(1, 200);
+    let after: usize = query.get("after").and_then(|a| a.parse().ok()).unwrap_or(0);
+    let end = (after + limit).min(all.len());
+    let mut resp = Json(all.get(after..end).unwrap_or_default().to_vec()).into_response();
+    if end < all.len() {
+        let next = format!(
+            "{}/api/v1/users/{id}/groups?limit={limit}&after={end}",
+            dir.url
+        );
+        resp.headers_mut().insert(
+            "link",
+            format!("<{next}>; rel=\"next\"").parse().expect("header"),
+        );
+    }
+    resp
 }
 
 /// `POST /v1.0/users/{id}/checkMemberGroups`: which of the given groups the user is in.

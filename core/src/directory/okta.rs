@@ -178,24 +178,35 @@ impl Directory for OktaDirectory {
         }
         let mut groups = Vec::new();
         if !self.scope.group_ids.is_empty() {
-            let resp = self.get(&format!("/api/v1/users/{id}/groups")).await?;
-            match answer("Okta", resp.status().as_u16())? {
-                Answer::Found => {
-                    let all: Vec<OktaGroup> = resp.json().await.map_err(|e| {
-                        DirectoryError::Retryable(format!("Okta groups are not readable: {e}"))
-                    })?;
-                    groups = all
-                        .into_iter()
+            // Paged (200 a page at most, `Link: rel="next"`): a user in many groups may be in
+            // scope through one on a later page, and must not be switched off for it.
+            let mut url = format!("{}/api/v1/users/{id}/groups?limit=200", self.org_url);
+            for _ in 0..MAX_PAGES {
+                let resp = self.get_url(&url).await?;
+                match answer("Okta", resp.status().as_u16())? {
+                    Answer::Found => {}
+                    // The user is gone: out of scope, and the read of the user says the rest.
+                    Answer::NotFound => break,
+                    Answer::CredentialRejected => return Err(rejected()),
+                }
+                let next = next_link(resp.headers())
+                    .filter(|next| next.starts_with(&format!("{}/", self.org_url)));
+                let page: Vec<OktaGroup> = resp.json().await.map_err(|e| {
+                    DirectoryError::Retryable(format!("Okta groups are not readable: {e}"))
+                })?;
+                let empty = page.is_empty();
+                groups.extend(
+                    page.into_iter()
                         .filter(|g| self.scope.group_ids.contains(&g.id))
                         .map(|g| DirectoryGroup {
                             name: g.profile.name.unwrap_or_else(|| g.id.clone()),
                             id: g.id,
-                        })
-                        .collect();
+                        }),
+                );
+                match next {
+                    Some(next) if !empty => url = next,
+                    _ => break,
                 }
-                // The user is gone: out of scope, and the read of the user says the rest.
-                Answer::NotFound => {}
-                Answer::CredentialRejected => return Err(rejected()),
             }
         }
         Ok(Membership {
