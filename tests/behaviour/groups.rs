@@ -191,13 +191,7 @@ pub async fn a_group_failure_parks_the_groups_but_keeps_the_user_change(b: Backe
 /// before it happens. With `leavers_leave_groups = false`, a switched-off account keeps the
 /// memberships the directory still lists.
 pub async fn a_leaver_leaves_every_mirrored_group_and_rejoins_when_reactivated(b: Backend) {
-    let mut d = Deployment::start_with(b, |s| {
-        s.target.profile = TargetProfile::Generic;
-        s.entra.client_id = None;
-        s.okta.group_ids = vec!["00gENG".into(), "00gOPS".into()];
-        s.target.sync_groups = true;
-    })
-    .await;
+    let mut d = okta_groups_mirrored(b, &["00gENG", "00gOPS"]).await;
     let event = |uuid: &str, event_type: &str, id: &str, email: &str| {
         okta_delivery(uuid, event_type, id, email)
     };
@@ -308,6 +302,18 @@ pub async fn a_leaver_leaves_every_mirrored_group_and_rejoins_when_reactivated(b
     d.finish().await;
 }
 
+/// A deployment with Okta alone, scoped by and mirroring `groups`, on the generic profile.
+pub(crate) async fn okta_groups_mirrored(b: Backend, groups: &[&str]) -> Deployment {
+    let groups: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
+    Deployment::start_with(b, |s| {
+        s.target.profile = TargetProfile::Generic;
+        s.entra.client_id = None;
+        s.okta.group_ids = groups;
+        s.target.sync_groups = true;
+    })
+    .await
+}
+
 fn leaver_user(d: &Deployment, id: &str, status: &str, email: &str) {
     d.idp
         .set_okta_user(id, status, Some(email), "Lea", "Ver", None)
@@ -324,13 +330,7 @@ async fn members(d: &Deployment, group: &str) -> Vec<String> {
 /// renamed (one `PATCH` of `displayName`), its members stay, and a new joiner joins it; `plan`
 /// shows the rename first.
 pub async fn a_renamed_group_stays_one_group_with_every_member(b: Backend) {
-    let d = Deployment::start_with(b, |s| {
-        s.target.profile = TargetProfile::Generic;
-        s.entra.client_id = None;
-        s.okta.group_ids = vec!["00gENG".into()];
-        s.target.sync_groups = true;
-    })
-    .await;
+    let d = okta_groups_mirrored(b, &["00gENG"]).await;
     d.idp.rename_okta_group("00gENG", "Engineering");
     let join = |n: usize| {
         let (id, email) = (format!("00uRN{n}"), format!("rn{n}@example.com"));

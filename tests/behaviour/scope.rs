@@ -229,13 +229,7 @@ pub async fn the_attribute_map_sends_custom_idp_attributes(b: Backend) {
 /// Okta lists a user's groups 200 a page: a user in scope through a group on a later page is
 /// provisioned (and joins its mirrored group), never taken for out of scope.
 pub async fn a_user_in_scope_through_a_group_on_a_later_page_is_in_scope(b: Backend) {
-    let d = Deployment::start_with(b, |s| {
-        s.target.profile = TargetProfile::Generic;
-        s.entra.client_id = None;
-        s.okta.group_ids = vec!["00gENG".into()];
-        s.target.sync_groups = true;
-    })
-    .await;
+    let d = crate::groups::okta_groups_mirrored(b, &["00gENG"]).await;
     d.idp.set_okta_user(
         "00uMANY",
         "ACTIVE",
