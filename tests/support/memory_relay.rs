@@ -126,10 +126,6 @@ impl MemoryRelay {
         );
     }
 
-    pub fn ingress(&self) -> &Ingress {
-        &self.ingress
-    }
-
     pub async fn drain(&self, timeout: Duration) -> bool {
         self.wake.notify_waiters();
         let deadline = tokio::time::Instant::now() + timeout;

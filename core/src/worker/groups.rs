@@ -215,12 +215,20 @@ impl Worker {
         calls: &mut u32,
     ) -> Result<String, WorkError> {
         let key = group_key(idp_group);
-        self.migrate_group_record(&key, name).await?;
         for _ in 0..PLAN_ATTEMPTS {
             let reserved = match self.store.group_id(&key).await? {
                 Some(id) if !GroupReservation::is(&id) => {
                     self.keep_group_name(idp_group, &id, name, calls).await?;
                     return Ok(id);
+                }
+                None => {
+                    // Recorded before groups were kept by IdP id, by displayName: taken over
+                    // under the IdP id on the group's next use, no operator step.
+                    if let Some(id) = self.legacy_group(name).await? {
+                        self.store.record_group(&key, &id).await?;
+                        continue;
+                    }
+                    None
                 }
                 other => other,
             };
@@ -276,21 +284,13 @@ impl Worker {
         ))
     }
 
-    /// Records written before groups were kept by IdP id were kept by displayName: taken over
-    /// under the IdP id on the group's next use, no operator step.
-    async fn migrate_group_record(&self, key: &str, name: &str) -> Result<(), WorkError> {
-        if self.store.group_id(key).await?.is_some() {
-            return Ok(());
-        }
-        if let Some(id) = self
+    /// The group's record from before groups were kept by IdP id: by displayName.
+    async fn legacy_group(&self, name: &str) -> Result<Option<String>, WorkError> {
+        Ok(self
             .store
             .group_id(name)
             .await?
-            .filter(|id| !GroupReservation::is(id))
-        {
-            self.store.record_group(key, &id).await?;
-        }
-        Ok(())
+            .filter(|id| !GroupReservation::is(id)))
     }
 
     /// The target group's displayName follows the IdP group's name: the last name applied is

@@ -111,11 +111,8 @@ impl Rehearsal {
         let result = self.worker.work(&trigger, &mut trace).await;
         line.calls = self.target.log.since(mark);
         let explanation = trace.explanation.take().unwrap_or_default();
-        if let Some(name) = explanation
-            .user_name
-            .clone()
-            .or_else(|| self.target.user_name_asked(&line.calls))
-        {
+        // A user the directory still has goes by its name there; otherwise by the record's.
+        if let Some(name) = explanation.user_name.clone() {
             line.user_name = name;
         }
         line.steps = explanation.steps.clone();
@@ -275,16 +272,6 @@ impl PlannedTarget {
 
     fn has(&self, id: &str) -> bool {
         self.accounts().is_ok_and(|a| a.has_id(id))
-    }
-
-    /// The userName a rehearsal looked up or created, when the record does not say.
-    fn user_name_asked(&self, calls: &[ScimCall]) -> Option<String> {
-        calls.iter().find_map(|c| {
-            c.path
-                .strip_prefix("/Users?filter=userName eq \"")
-                .and_then(|rest| rest.strip_suffix('"'))
-                .map(str::to_string)
-        })
     }
 
     /// The attributes a PATCH of `id` changes on the listed account (an adoption sends every
