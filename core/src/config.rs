@@ -7,6 +7,7 @@
 //! and seconds into [`Duration`]s under their unit-named keys. The defaults are the sections'
 //! `Default` impls and nowhere else.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -199,6 +200,11 @@ pub struct OktaSettings {
     /// …or members of one of these Okta groups (`00g…` ids).
     #[serde(deserialize_with = "list")]
     pub group_ids: Vec<String>,
+    /// Target roles by Okta group id: a member of several gets every role they map to; a
+    /// member of none gets `target.role_ids`. `[okta.role_groups]` `"00g…" = ["role", …]` in
+    /// TOML, or `group=role,…` in the environment. Membership gives roles, not scope.
+    #[serde(deserialize_with = "role_groups")]
+    pub role_groups: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -228,6 +234,9 @@ pub struct EntraSettings {
     /// Provision only (transitive) members of these Entra groups (object ids).
     #[serde(deserialize_with = "list")]
     pub group_ids: Vec<String>,
+    /// Target roles by Entra group object id (transitive membership), as `okta.role_groups`.
+    #[serde(deserialize_with = "role_groups")]
+    pub role_groups: BTreeMap<String, Vec<String>>,
     /// The public HTTPS URL of the relay's `/entra` endpoint. When set, the sweeper creates and
     /// renews the Graph `/users` subscription itself, with `client_state` as its clientState.
     #[serde(deserialize_with = "optional")]
@@ -339,6 +348,7 @@ impl Default for OktaSettings {
             suspended: SuspendPolicy::Deactivate,
             app_id: None,
             group_ids: Vec::new(),
+            role_groups: BTreeMap::new(),
         }
     }
 }
@@ -357,6 +367,7 @@ impl Default for EntraSettings {
             hard_delete: HardDeletePolicy::Deactivate,
             hard_delete_confirm: MINUTE * 10,
             group_ids: Vec::new(),
+            role_groups: BTreeMap::new(),
             notification_url: None,
         }
     }
@@ -518,6 +529,24 @@ impl Settings {
                 "target.attributes cannot map `active`: the IdP's status decides it".into(),
             ));
         }
+        for (setting, map) in [
+            ("okta.role_groups", &self.okta.role_groups),
+            ("entra.role_groups", &self.entra.role_groups),
+        ] {
+            // A member of no mapped group needs roles too; leaving it to the target would
+            // make a user who leaves their last group keep that group's roles.
+            if !map.is_empty() && self.target.role_ids.is_empty() {
+                return Err(ConfigError::Invalid(format!(
+                    "{setting} needs target.role_ids: the roles of a user in none of the \
+                     mapped groups (Datadog: the Standard or Read Only role's UUID)"
+                )));
+            }
+            if let Some((group, _)) = map.iter().find(|(_, roles)| roles.is_empty()) {
+                return Err(ConfigError::Invalid(format!(
+                    "{setting} maps group {group} to no role"
+                )));
+            }
+        }
         if self.target.deprovision_window.is_zero() {
             return Err(ConfigError::Invalid(
                 "target.deprovision_window_minutes must be at least 1".into(),
@@ -624,6 +653,7 @@ impl Secrets for OktaSettings {
             suspended: _,
             app_id: _,
             group_ids: _,
+            role_groups: _,
         } = self;
         into.extend([shared_secret, previous_shared_secret, api_token]);
     }
@@ -643,6 +673,7 @@ impl Secrets for EntraSettings {
             hard_delete: _,
             hard_delete_confirm: _,
             group_ids: _,
+            role_groups: _,
             notification_url: _,
         } = self;
         into.extend([client_secret, client_state, previous_client_state]);
@@ -772,6 +803,56 @@ fn attribute_map<'de, D: Deserializer<'de>>(
             })
             .collect(),
     }
+}
+
+/// Roles by group: a TOML table of group → role or list of roles, or `group=role,…` in the
+/// environment (a group named twice gets both roles).
+fn role_groups<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, Vec<String>>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Roles {
+        One(String),
+        Many(Vec<String>),
+    }
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Map {
+        Table(BTreeMap<String, Roles>),
+        Text(String),
+    }
+    let pairs: Vec<(String, String)> = match Map::deserialize(d)? {
+        Map::Table(t) => t
+            .into_iter()
+            .flat_map(|(group, roles)| {
+                let roles = match roles {
+                    Roles::One(r) => comma_list(&r),
+                    Roles::Many(rs) => rs,
+                };
+                roles.into_iter().map(move |r| (group.clone(), r))
+            })
+            .collect(),
+        Map::Text(s) => comma_list(&s)
+            .into_iter()
+            .map(|pair| match pair.split_once('=') {
+                Some((group, role)) => Ok((group.to_string(), role.to_string())),
+                None => Err(serde::de::Error::custom(format!(
+                    "expected group=role, got `{pair}`"
+                ))),
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (group, role) in pairs {
+        let (group, role) = (group.trim(), role.trim());
+        if group.is_empty() {
+            return Err(serde::de::Error::custom("a role group's id is empty"));
+        }
+        let roles = map.entry(group.to_string()).or_default();
+        if !role.is_empty() && !roles.iter().any(|r| r == role) {
+            roles.push(role.to_string());
+        }
+    }
+    Ok(map)
 }
 
 /// A list from a TOML array, or from a comma-separated string (the environment's only form).
@@ -1086,6 +1167,44 @@ mod tests {
             .attributes
             .insert("active".into(), "isActive".into());
         assert!(s.check_worker().unwrap_err().to_string().contains("active"));
+    }
+
+    #[test]
+    fn role_groups_come_from_a_table_or_the_environment_and_need_a_default() {
+        let s = Settings::from_toml_and_env(
+            "[queue]\nsigning_key = \"k\"\n[target]\nrole_ids = [\"standard\"]\n\
+             [okta.role_groups]\n\"00gADM\" = [\"admin\", \"ic\"]\n\"00gRO\" = \"read-only\"\n",
+            env(&[(
+                "SCIM_RELAY_ENTRA__ROLE_GROUPS",
+                "grp-1=admin, grp-1=ic, grp-2 = read-only",
+            )]),
+        )
+        .unwrap();
+        assert_eq!(s.okta.role_groups["00gADM"], ["admin", "ic"]);
+        assert_eq!(s.okta.role_groups["00gRO"], ["read-only"]);
+        assert_eq!(s.entra.role_groups["grp-1"], ["admin", "ic"]);
+        assert_eq!(s.entra.role_groups["grp-2"], ["read-only"]);
+        s.check_worker().expect("a mapping with a default is valid");
+
+        let mut no_default = s.clone();
+        no_default.target.role_ids.clear();
+        let err = no_default.check_worker().unwrap_err().to_string();
+        assert!(
+            err.contains("okta.role_groups needs target.role_ids"),
+            "{err}"
+        );
+        let mut empty = s.clone();
+        empty.entra.role_groups.insert("grp-3".into(), Vec::new());
+        let err = empty.check_worker().unwrap_err().to_string();
+        assert!(
+            err.contains("entra.role_groups maps group grp-3 to no role"),
+            "{err}"
+        );
+        assert!(Settings::from_toml_and_env(
+            "",
+            env(&[("SCIM_RELAY_OKTA__ROLE_GROUPS", "00gADM")])
+        )
+        .is_err());
     }
 
     #[test]

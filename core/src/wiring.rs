@@ -18,7 +18,7 @@ use crate::queue::Queue;
 use crate::scim::datadog_invitations::DatadogInvitations;
 use crate::scim::http::HttpScimTarget;
 use crate::scim::InvitationApi;
-use crate::scim::{DryRunTarget, ScimTarget};
+use crate::scim::{DryRunTarget, RoleMap, ScimTarget};
 use crate::state::{StateStore, SweepStore};
 use crate::sweeper::{FeedKind, FeedSource, SubscriptionOwner, Sweeper, SweeperParts};
 use crate::worker::{Worker, WorkerParts};
@@ -57,10 +57,13 @@ pub fn outbound(settings: &Settings) -> Result<Outbound, ConfigError> {
                 timeout,
             )
             .map_err(|e| ConfigError::Invalid(e.to_string()))?
-            .with_scope(Scope::new(
-                settings.okta.app_id.clone(),
-                settings.okta.group_ids.clone(),
-            )),
+            .with_scope(
+                Scope::new(
+                    settings.okta.app_id.clone(),
+                    settings.okta.group_ids.clone(),
+                )
+                .with_role_groups(settings.okta.role_groups.keys().cloned().collect()),
+            ),
         ))
     };
     let e = &settings.entra;
@@ -77,6 +80,7 @@ pub fn outbound(settings: &Settings) -> Result<Outbound, ConfigError> {
             )
             .map_err(|e| ConfigError::Invalid(e.to_string()))?
             .with_groups(e.group_ids.clone())
+            .with_role_groups(e.role_groups.keys().cloned().collect())
             .with_extra_properties(&graph_properties(&settings.target.attributes)),
         )),
     };
@@ -182,11 +186,23 @@ pub fn worker(
         keep_suspended: settings.okta.suspended == SuspendPolicy::Keep,
         sync_groups: settings.target.sync_groups,
         leavers_leave_groups: settings.target.leavers_leave_groups,
-        role_ids: settings.target.role_ids.clone(),
+        roles: role_map(settings),
         attribute_map: settings.target.attributes.clone(),
         protected: settings.target.protected_users.clone(),
         deprovision: crate::deprovision::DeprovisionLimit::from_settings(settings),
     })
+}
+
+/// Roles by group of both directories, `target.role_ids` for a member of none.
+fn role_map(settings: &Settings) -> RoleMap {
+    let by_group = settings
+        .okta
+        .role_groups
+        .iter()
+        .chain(&settings.entra.role_groups)
+        .map(|(group, roles)| (group.clone(), roles.clone()))
+        .collect();
+    RoleMap::new(by_group, settings.target.role_ids.clone())
 }
 
 fn build_sweeper(
@@ -218,10 +234,20 @@ fn build_sweeper(
             None
         };
     let e = &settings.entra;
+    // The role mapping is part of what a pass decides: a changed mapping starts the feeds over,
+    // and the full pass gives every user the roles it now names.
+    let roles_key = format!("{:?}", role_map(settings));
     let okta_scope = format!(
-        "{}|{}",
+        "{}|{}|{roles_key}",
         settings.okta.app_id.as_deref().unwrap_or_default(),
         scope_key(&settings.okta.group_ids)
+    );
+    let entra_watched = crate::directory::unique_ids(
+        e.group_ids
+            .iter()
+            .chain(e.role_groups.keys())
+            .cloned()
+            .collect(),
     );
     let mut feeds = Vec::new();
     if let Some(okta) = &outbound.okta {
@@ -247,18 +273,18 @@ fn build_sweeper(
             kind: FeedKind::Users,
             // The $select (from target.attributes) decides which changes Graph reports.
             scope: format!(
-                "{}|{:?}",
+                "{}|{:?}|{roles_key}",
                 scope_key(&e.group_ids),
                 graph_properties(&settings.target.attributes)
             ),
             feed: entra.clone(),
         });
-        if !e.group_ids.is_empty() {
+        if !entra_watched.is_empty() {
             feeds.push(FeedSource {
                 source: Source::Entra,
                 tenant: settings.entra_tenant(),
                 kind: FeedKind::Memberships,
-                scope: scope_key(&e.group_ids),
+                scope: scope_key(&entra_watched),
                 feed: Arc::new(GraphGroupMembers(entra.clone())),
             });
         }
@@ -267,7 +293,7 @@ fn build_sweeper(
         (Some(api), Some(notification_url)) => Some(SubscriptionOwner {
             api: api.clone(),
             tenant: settings.entra_tenant(),
-            resources: if e.group_ids.is_empty() {
+            resources: if entra_watched.is_empty() {
                 vec!["users".into()]
             } else {
                 vec!["users".into(), "groups".into()]
@@ -291,7 +317,7 @@ fn build_sweeper(
             .entra
             .clone()
             .map(|d| d as Arc<dyn SubscriptionApi>),
-        entra_group_ids: e.group_ids.clone(),
+        entra_group_ids: entra_watched.clone(),
         clock,
         invite_ttl: on_clock(settings.target.invite_ttl),
         invite_attempts: settings.sweep.invite_attempts.clamp(1, 100) as u32,

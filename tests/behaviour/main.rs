@@ -15,6 +15,7 @@ mod ingress;
 mod lifecycle;
 mod ownership;
 mod preview;
+mod roles;
 mod scope;
 mod sweeps;
 
@@ -112,6 +113,8 @@ on_every_backend!(
     groups::a_renamed_group_stays_one_group_with_every_member,
     datadog::the_datadog_profile_against_a_target_that_behaves_as_datadog_documents,
     datadog::roles_are_sent_and_without_a_directory_an_older_event_changes_nothing,
+    roles::three_groups_map_to_three_roles_on_the_datadog_profile,
+    roles::three_groups_map_to_three_roles_on_a_generic_scim_target,
     sweeps::a_lost_okta_event_is_caught_up_by_the_sweeper,
     sweeps::a_missed_graph_lifecycle_event_catches_up_inside_the_worker,
     sweeps::expired_invitations_are_resent_until_accepted_and_reported_when_never_accepted,

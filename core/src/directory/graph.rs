@@ -31,6 +31,8 @@ pub struct GraphDirectory {
     token: Mutex<Option<(Secret, Instant)>>,
     /// Entra groups whose (transitive) members are in scope; empty: everyone.
     group_ids: Vec<String>,
+    /// Entra groups whose (transitive) members get roles (`entra.role_groups`); not scope.
+    role_group_ids: Vec<String>,
     group_names: Mutex<std::collections::HashMap<String, (String, std::time::Instant)>>,
     /// The `$select` list: the fields the relay maps, plus any `target.attributes` source.
     select: String,
@@ -104,6 +106,7 @@ impl GraphDirectory {
             client_secret,
             token: Mutex::new(None),
             group_ids: Vec::new(),
+            role_group_ids: Vec::new(),
             group_names: Mutex::new(std::collections::HashMap::new()),
             select: SELECT.to_string(),
         })
@@ -187,6 +190,22 @@ impl GraphDirectory {
         self
     }
 
+    pub fn with_role_groups(mut self, role_group_ids: Vec<String>) -> Self {
+        self.role_group_ids = role_group_ids;
+        self
+    }
+
+    /// Every group whose membership the relay reads: scope groups, then role groups.
+    pub fn watched_groups(&self) -> Vec<String> {
+        crate::directory::unique_ids(
+            self.group_ids
+                .iter()
+                .chain(&self.role_group_ids)
+                .cloned()
+                .collect(),
+        )
+    }
+
     /// A group's displayName, read again once [`GROUP_NAME_TTL`] old (a rename in Entra reaches
     /// the mirrored group within it).
     async fn group_name(&self, group_id: &str, token: &Secret) -> Result<String, DirectoryError> {
@@ -208,7 +227,7 @@ impl GraphDirectory {
             Answer::Found => {}
             Answer::NotFound => {
                 return Err(DirectoryError::Permanent(format!(
-                    "entra.group_ids names group {group_id}, which Graph does not have; fix the setting"
+                    "entra.group_ids or entra.role_groups names group {group_id}, which Graph does not have; fix the setting"
                 )))
             }
             Answer::CredentialRejected => {
@@ -260,19 +279,20 @@ impl Directory for GraphDirectory {
     /// `checkMemberGroups` answers, in one call, which of the groups the user belongs to,
     /// transitively.
     async fn membership(&self, user_id: &str) -> Result<Membership, DirectoryError> {
-        if self.group_ids.is_empty() {
+        let watched = self.watched_groups();
+        if watched.is_empty() {
             return Ok(Membership::everyone());
         }
         let token = self.access_token().await?;
         // Every configured group must exist: misspelt ids would otherwise put everyone out of
         // scope. Reading their names checks that, once per process.
-        for group_id in &self.group_ids {
+        for group_id in &watched {
             self.group_name(group_id, &token).await?;
         }
         let id = percent_encoding::utf8_percent_encode(user_id, percent_encoding::NON_ALPHANUMERIC);
         let mut member_of = Vec::new();
         // checkMemberGroups takes at most 20 group ids per call.
-        for chunk in self.group_ids.chunks(20) {
+        for chunk in watched.chunks(20) {
             let resp = self
                 .http
                 .post(format!(
@@ -309,13 +329,20 @@ impl Directory for GraphDirectory {
             member_of.extend(groups.value);
         }
         let mut groups = Vec::new();
+        let mut role_groups = Vec::new();
         for group_id in member_of {
-            let name = self.group_name(&group_id, &token).await?;
-            groups.push(DirectoryGroup { id: group_id, name });
+            if self.role_group_ids.contains(&group_id) {
+                role_groups.push(group_id.clone());
+            }
+            if self.group_ids.contains(&group_id) {
+                let name = self.group_name(&group_id, &token).await?;
+                groups.push(DirectoryGroup { id: group_id, name });
+            }
         }
         Ok(Membership {
-            in_scope: !groups.is_empty(),
+            in_scope: self.group_ids.is_empty() || !groups.is_empty(),
             groups,
+            role_groups,
         })
     }
 
@@ -553,19 +580,19 @@ impl ChangeFeed for GraphGroupMembers {
         _now: chrono::DateTime<chrono::Utc>,
     ) -> Result<DirectoryChanges, FeedError> {
         let dir = &self.0;
-        let filter = dir
-            .group_ids
+        let watched = dir.watched_groups();
+        let filter = watched
             .iter()
             .map(|id| format!("id eq '{}'", id.replace('\'', "''")))
             .collect::<Vec<_>>()
             .join(" or ");
         let mut query = vec![("$select", "members")];
         // Beyond Graph's limit every group is read and the others are skipped here.
-        if dir.group_ids.len() <= MAX_FILTER_IDS {
+        if watched.len() <= MAX_FILTER_IDS {
             query.push(("$filter", filter.as_str()));
         }
         let url = dir.delta_start(cursor, "/groups/delta", &query)?;
-        let groups = dir.group_ids.clone();
+        let groups = watched;
         dir.delta_pass(url, cursor.is_some(), move |item| {
             delta_member_ids(&item, &groups)
         })

@@ -5,6 +5,7 @@
 pub mod graph;
 #[cfg(feature = "outbound")]
 pub mod okta;
+pub mod scoping;
 pub mod subscription;
 
 use async_trait::async_trait;
@@ -170,8 +171,10 @@ pub struct DirectoryGroup {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Membership {
     pub in_scope: bool,
-    /// The configured groups the user is a member of.
+    /// The configured scope groups the user is a member of (the ones mirrored).
     pub groups: Vec<DirectoryGroup>,
+    /// The role-mapped groups (`role_groups`) the user is a member of, by IdP id.
+    pub role_groups: Vec<String>,
 }
 
 impl Membership {
@@ -179,25 +182,54 @@ impl Membership {
         Self {
             in_scope: true,
             groups: Vec::new(),
+            role_groups: Vec::new(),
         }
     }
 }
 
 /// Who is provisioned: everyone when nothing is configured; otherwise the users assigned to the
-/// Okta app or members of any of the groups.
+/// Okta app or members of any of the groups. Role groups are read too, but only for the roles
+/// they give: being in one puts nobody in scope.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Scope {
     pub app_id: Option<String>,
     pub group_ids: Vec<String>,
+    pub role_group_ids: Vec<String>,
 }
 
 impl Scope {
     pub fn new(app_id: Option<String>, group_ids: Vec<String>) -> Self {
-        Self { app_id, group_ids }
+        Self {
+            app_id,
+            group_ids,
+            role_group_ids: Vec::new(),
+        }
+    }
+
+    /// The groups whose membership decides a user's roles (`role_groups`' keys).
+    pub fn with_role_groups(mut self, role_group_ids: Vec<String>) -> Self {
+        self.role_group_ids = role_group_ids;
+        self
     }
 
     pub fn is_everyone(&self) -> bool {
         self.app_id.is_none() && self.group_ids.is_empty()
+    }
+
+    /// Nothing to read: everyone is in scope and no group gives a role.
+    pub fn reads_nothing(&self) -> bool {
+        self.is_everyone() && self.role_group_ids.is_empty()
+    }
+
+    /// Every group whose membership the relay reads: scope groups, then role groups.
+    pub fn watched_groups(&self) -> Vec<String> {
+        unique_ids(
+            self.group_ids
+                .iter()
+                .chain(&self.role_group_ids)
+                .cloned()
+                .collect(),
+        )
     }
 }
 

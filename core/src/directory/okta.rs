@@ -129,7 +129,12 @@ impl OktaDirectory {
             .group_ids
             .iter()
             .map(|g| ("okta.group_ids", format!("/api/v1/groups/{}", enc(g))));
-        for (setting, path) in app.chain(groups) {
+        let role_groups = self
+            .scope
+            .role_group_ids
+            .iter()
+            .map(|g| ("okta.role_groups", format!("/api/v1/groups/{}", enc(g))));
+        for (setting, path) in app.chain(groups).chain(role_groups) {
             let resp = self.get(&path).await?;
             match answer("Okta", resp.status().as_u16())? {
                 Answer::Found => {}
@@ -156,7 +161,7 @@ fn rejected() -> DirectoryError {
 #[async_trait]
 impl Directory for OktaDirectory {
     async fn membership(&self, user_id: &str) -> Result<Membership, DirectoryError> {
-        if self.scope.is_everyone() {
+        if self.scope.reads_nothing() {
             return Ok(Membership::everyone());
         }
         // A 404 below means "not assigned" only if the app exists: a misspelt app id must not
@@ -177,7 +182,8 @@ impl Directory for OktaDirectory {
             }
         }
         let mut groups = Vec::new();
-        if !self.scope.group_ids.is_empty() {
+        let mut role_groups = Vec::new();
+        if !self.scope.watched_groups().is_empty() {
             // Paged (200 a page at most, `Link: rel="next"`): a user in many groups may be in
             // scope through one on a later page, and must not be switched off for it.
             let mut url = format!("{}/api/v1/users/{id}/groups?limit=200", self.org_url);
@@ -195,14 +201,17 @@ impl Directory for OktaDirectory {
                     DirectoryError::Retryable(format!("Okta groups are not readable: {e}"))
                 })?;
                 let empty = page.is_empty();
-                groups.extend(
-                    page.into_iter()
-                        .filter(|g| self.scope.group_ids.contains(&g.id))
-                        .map(|g| DirectoryGroup {
+                for g in page {
+                    if self.scope.role_group_ids.contains(&g.id) {
+                        role_groups.push(g.id.clone());
+                    }
+                    if self.scope.group_ids.contains(&g.id) {
+                        groups.push(DirectoryGroup {
                             name: g.profile.name.unwrap_or_else(|| g.id.clone()),
                             id: g.id,
-                        }),
-                );
+                        });
+                    }
+                }
                 match next {
                     Some(next) if !empty => url = next,
                     _ => break,
@@ -210,8 +219,9 @@ impl Directory for OktaDirectory {
             }
         }
         Ok(Membership {
-            in_scope: assigned || !groups.is_empty(),
+            in_scope: self.scope.is_everyone() || assigned || !groups.is_empty(),
             groups,
+            role_groups,
         })
     }
 

@@ -4,12 +4,14 @@
 #[cfg(feature = "outbound")]
 pub mod datadog_invitations;
 pub mod error;
+pub mod expression;
 #[cfg(feature = "outbound")]
 pub mod http;
 pub mod invitation;
 pub mod mapping;
 pub mod plan;
 pub mod recording;
+pub mod roles;
 pub mod target;
 
 use std::collections::BTreeMap;
@@ -25,6 +27,7 @@ pub use plan::{
     GroupPlan, ScimPlan, OWNER_PROTECTED, PROTECTED,
 };
 pub use recording::{CallLog, RecordingTarget, ScimCall};
+pub use roles::RoleMap;
 pub use target::{list_all_users, DryRunTarget, ListedUser, ScimRecord, ScimTarget, UserPage};
 
 pub const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";

@@ -95,7 +95,8 @@ pub struct SweeperParts {
     /// Graph lifecycle events can be renewed by id even when the relay did not create the
     /// subscription.
     pub subscription_api: Option<Arc<dyn SubscriptionApi>>,
-    /// `entra.group_ids`: a notification about another group changes nothing.
+    /// `entra.group_ids` and `entra.role_groups`' groups: a notification about another group
+    /// changes nothing.
     pub entra_group_ids: Vec<String>,
     pub clock: Arc<dyn Clock>,
     pub invite_ttl: Duration,

@@ -386,7 +386,7 @@ impl TenantEventHandler for Sweeper {
                 self.catch_up(&trigger.tenant, FeedKind::Memberships).await
             }
             Subject::Group { group_id } => Ok(format!(
-                "group {group_id} is not in entra.group_ids; ignored"
+                "group {group_id} is not in entra.group_ids nor entra.role_groups; ignored"
             )),
             Subject::User { .. } => Err(WorkError::Permanent("not a tenant event".into())),
         }

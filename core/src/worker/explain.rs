@@ -15,8 +15,20 @@ pub(super) fn truth(truth: &Truth) -> String {
             } else {
                 format!("; {} configured groups", user.groups.len())
             };
+            // Role ids are the org's, not the person's: shown, so a plan says which roles.
+            let roles = match user.attributes.get("roles").and_then(|r| r.as_array()) {
+                Some(roles) => format!(
+                    "; roles: {}",
+                    roles
+                        .iter()
+                        .filter_map(|r| r["value"].as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                None => String::new(),
+            };
             format!(
-                "found: userName {}, status {}, {}; mapped attributes: {}{groups}",
+                "found: userName {}, status {}, {}; mapped attributes: {}{groups}{roles}",
                 user.user_name,
                 user.lifecycle,
                 if user.active {

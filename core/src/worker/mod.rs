@@ -27,8 +27,8 @@ use crate::envelope::{EnvelopeSigner, Subject, Trigger};
 use crate::history::{Finish, KeptBy, Trace};
 use crate::pii::fingerprint;
 use crate::scim::{
-    any_named, guard_owner, guard_protected, plan, plan_hard_delete, DesiredUser, ScimPlan,
-    ScimTarget,
+    any_named, guard_owner, guard_protected, plan, plan_hard_delete, DesiredUser, RoleMap,
+    ScimPlan, ScimTarget,
 };
 use crate::state::{ProcessedEvent, StateStore, StoreError, UserKey, UserState};
 pub use crate::work::{Outcome, TenantEventHandler, WorkError};
@@ -64,7 +64,7 @@ pub struct Worker {
     keep_suspended: bool,
     sync_groups: bool,
     leavers_leave_groups: bool,
-    role_ids: Vec<String>,
+    roles: RoleMap,
     attribute_map: std::collections::BTreeMap<String, String>,
     protected: Vec<String>,
     deprovision: DeprovisionLimit,
@@ -98,8 +98,8 @@ pub struct WorkerParts {
     pub sync_groups: bool,
     /// With group sync: a switched-off or deleted user leaves every mirrored group.
     pub leavers_leave_groups: bool,
-    /// Datadog role UUIDs every provisioned user gets.
-    pub role_ids: Vec<String>,
+    /// The roles a user gets from their role groups (empty: the target decides).
+    pub roles: RoleMap,
     /// `target.attributes`: SCIM path → IdP attribute, over the profile's defaults.
     pub attribute_map: std::collections::BTreeMap<String, String>,
     /// `target.protected_users`: accounts no path touches.
@@ -132,7 +132,7 @@ impl Worker {
             keep_suspended: p.keep_suspended,
             sync_groups: p.sync_groups,
             leavers_leave_groups: p.leavers_leave_groups,
-            role_ids: p.role_ids,
+            roles: p.roles,
             attribute_map: p.attribute_map,
             protected: p.protected,
             deprovision: p.deprovision,

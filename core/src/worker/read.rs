@@ -1,7 +1,5 @@
 //! The directory read: what the IdP says of the user, mapped onto the target.
 
-use serde_json::json;
-
 use super::Worker;
 use crate::config::TargetProfile;
 use crate::directory::{user_from_event, DirectoryRead, IdpStatus, Membership};
@@ -56,10 +54,13 @@ impl Worker {
         let mut desired =
             desired_user(self.profile, &user).map_err(|e| WorkError::Permanent(e.to_string()))?;
         apply_attribute_map(&mut desired, &self.attribute_map, trigger.source, &user);
-        if self.profile == TargetProfile::Datadog && !self.role_ids.is_empty() {
-            desired
-                .attributes
-                .insert("roles".into(), roles(&self.role_ids));
+        // Roles follow membership on every profile that is sent anything (RFC 7643 `roles`;
+        // Datadog's role UUIDs): a change of groups or of the mapping is one PATCH of `roles`.
+        if self.profile != TargetProfile::DryRun && !self.roles.is_empty() {
+            desired.attributes.insert(
+                "roles".into(),
+                self.roles.attribute(&membership.role_groups),
+            );
         }
         if self.sync_groups {
             desired.groups = membership
@@ -78,23 +79,5 @@ impl Worker {
             return Ok(Truth::LeaveAsIs);
         }
         Ok(Truth::Present(desired))
-    }
-}
-
-/// Datadog's `roles` attribute: role objects by UUID.
-fn roles(role_ids: &[String]) -> serde_json::Value {
-    serde_json::Value::Array(role_ids.iter().map(|id| json!({ "value": id })).collect())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn datadog_roles_are_role_objects_by_uuid() {
-        assert_eq!(
-            roles(&["r1".to_string(), "r2".to_string()]),
-            json!([{ "value": "r1" }, { "value": "r2" }])
-        );
     }
 }

@@ -60,7 +60,7 @@ impl Worker {
             keep_suspended: self.keep_suspended,
             sync_groups: self.sync_groups,
             leavers_leave_groups: self.leavers_leave_groups,
-            role_ids: self.role_ids.clone(),
+            roles: self.roles.clone(),
             attribute_map: self.attribute_map.clone(),
             protected: self.protected.clone(),
             deprovision: self.deprovision,
