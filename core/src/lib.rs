@@ -1,6 +1,7 @@
 //! scim-relay's core: verification, envelopes, mapping and planning as pure code, and the
 //! adapters (SQS, DynamoDB, SQLite, the IdP directories, SCIM over HTTP) behind small traits.
 
+pub mod attributes;
 pub mod breaker;
 pub mod claim_loop;
 pub mod clock;

@@ -422,10 +422,7 @@ fn user_writes(calls: &[(String, String)]) -> Vec<(String, String)> {
 /// plan is a rehearsal of the worker's own path, so no rule can differ between the two. The
 /// seed is printed; `RELAY_PLAN_SEED` replays one.
 pub async fn the_calls_plan_predicts_are_the_calls_the_worker_makes(b: Backend) {
-    let rounds = match b {
-        Backend::Memory => 6,
-        _ => 2,
-    };
+    let rounds = if matches!(b, Backend::Memory) { 6 } else { 2 };
     for _ in 0..rounds {
         let seed = std::env::var("RELAY_PLAN_SEED")
             .ok()

@@ -830,3 +830,48 @@ pub async fn the_drift_report_runs_once_an_interval_and_never_beside_a_full_pass
     assert!(sweep_and_settle(&d).await.drift.is_some());
     d.finish().await;
 }
+
+/// Nested Entra groups count in the group catch-up as they do in the scope check: a group
+/// nested into a scoped group brings its members in, a join to the nested group is caught
+/// from the delta, and un-nesting it takes its members out, with no event delivered.
+pub async fn nested_entra_groups_are_expanded_in_the_group_catch_up(b: Backend) {
+    let d = Deployment::start_with(b, |s| {
+        s.target.profile = TargetProfile::Generic;
+        s.entra.group_ids = vec!["grp-eng".into()];
+    })
+    .await;
+    for (id, name) in [("n1", "Nest One"), ("n2", "Nest Two"), ("n3", "Nest Three")] {
+        d.idp
+            .set_graph_user(id, &format!("{id}@contoso.com"), true, name, None);
+    }
+    d.idp.set_graph_groups("n1", &["grp-eng"]);
+    d.idp.set_graph_groups("n2", &["grp-platform"]);
+    sweep_and_settle(&d).await;
+    assert_eq!(active(&d, "n1@contoso.com").await, Some(true));
+    assert_eq!(active(&d, "n2@contoso.com").await, None, "not nested yet");
+
+    // grp-platform is nested into grp-eng: n2 is in scope, through it.
+    d.idp.nest_graph_group("grp-platform", &["grp-eng"]);
+    sweep_and_settle(&d).await;
+    assert_eq!(active(&d, "n2@contoso.com").await, Some(true));
+
+    // n3 joins the nested group: the catch-up reads grp-platform's delta too.
+    d.idp.set_graph_groups("n3", &["grp-platform"]);
+    let report = sweep_and_settle(&d).await;
+    let members = report
+        .reconciliation
+        .iter()
+        .find(|f| f.source == Source::Entra && f.feed == FeedKind::Memberships)
+        .expect("group members reconciled");
+    assert_eq!(members.outcome, enqueued(1, false), "only n3 is re-checked");
+    assert_eq!(active(&d, "n3@contoso.com").await, Some(true));
+
+    // Un-nested: both of its members leave the scope, n1 stays.
+    d.idp.nest_graph_group("grp-platform", &[]);
+    sweep_and_settle(&d).await;
+    assert_eq!(active(&d, "n2@contoso.com").await, Some(false));
+    assert_eq!(active(&d, "n3@contoso.com").await, Some(false));
+    assert_eq!(active(&d, "n1@contoso.com").await, Some(true));
+    assert_eq!(d.depth().await, (0, 0));
+    d.finish().await;
+}

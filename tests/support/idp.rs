@@ -36,7 +36,10 @@ struct Directory {
     okta_groups: HashMap<String, Vec<String>>,
     /// Okta group names an admin set (a group without one is named after its id).
     okta_group_names: HashMap<String, String>,
+    /// Graph: the groups each member (user, or nested group) is a direct member of.
     graph_groups: HashMap<String, Vec<String>>,
+    /// The members of `graph_groups` that are groups nested in others.
+    graph_nested: std::collections::HashSet<String>,
     /// Every user read, as "okta:<id>" or "graph:<id>".
     reads: Vec<String>,
     token_requests: usize,
@@ -119,6 +122,10 @@ impl IdpFixture {
             .route("/api/v1/groups/{id}", get(okta_app_or_group))
             .route("/api/v1/users/{id}/groups", get(okta_user_groups))
             .route("/v1.0/groups/{id}", get(graph_group))
+            .route(
+                "/v1.0/groups/{id}/transitiveMembers/{kind}",
+                get(graph_transitive_members),
+            )
             .route(
                 "/v1.0/users/{id}/checkMemberGroups",
                 post(graph_check_member_groups),
@@ -332,8 +339,23 @@ impl IdpFixture {
     /// The Graph groups `user` is a member of; each join and leave is a change `/groups/delta`
     /// reports.
     pub fn set_graph_groups(&self, user: &str, groups: &[&str]) {
-        let groups: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
+        self.dir.lock().expect("lock").set_member_of(user, groups);
+    }
+
+    /// Nests Graph group `child` directly in `parents` (none: in no group): its transitive
+    /// members become transitive members of each parent, and `/groups/delta` reports the
+    /// group as a member joining or leaving.
+    pub fn nest_graph_group(&self, child: &str, parents: &[&str]) {
         let mut dir = self.dir.lock().expect("lock");
+        dir.graph_nested.insert(child.to_string());
+        dir.set_member_of(child, parents);
+    }
+}
+
+impl Directory {
+    fn set_member_of(&mut self, user: &str, groups: &[&str]) {
+        let dir = self;
+        let groups: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
         let before = dir.graph_groups.get(user).cloned().unwrap_or_default();
         for g in before.iter().filter(|g| !groups.contains(g)) {
             dir.graph_version += 1;
@@ -350,6 +372,34 @@ impl IdpFixture {
         dir.graph_groups.insert(user.to_string(), groups);
     }
 
+    /// The groups `member` is in, directly or through nesting.
+    fn graph_member_of(&self, member: &str) -> Vec<String> {
+        let mut found: Vec<String> = Vec::new();
+        let mut next = self.graph_groups.get(member).cloned().unwrap_or_default();
+        while let Some(g) = next.pop() {
+            if !found.contains(&g) {
+                next.extend(self.graph_groups.get(&g).cloned().unwrap_or_default());
+                found.push(g);
+            }
+        }
+        found
+    }
+
+    fn graph_member_json(&self, member: &str, joined: bool) -> Value {
+        let kind = if self.graph_nested.contains(member) {
+            "#microsoft.graph.group"
+        } else {
+            "#microsoft.graph.user"
+        };
+        let mut m = json!({"@odata.type": kind, "id": member});
+        if !joined {
+            m["@removed"] = json!({"reason": "deleted"});
+        }
+        m
+    }
+}
+
+impl IdpFixture {
     pub fn reads(&self, key: &str) -> usize {
         self.dir
             .lock()
@@ -600,11 +650,34 @@ async fn graph_check_member_groups(
         .flatten()
         .filter_map(|g| g.as_str().map(str::to_string))
         .collect();
-    let member_of = dir.graph_groups.get(&id).cloned().unwrap_or_default();
+    let member_of = dir.graph_member_of(&id);
     let value: Vec<String> = asked
         .into_iter()
         .filter(|g| member_of.contains(g))
         .collect();
+    Json(json!({ "value": value })).into_response()
+}
+
+/// `GET /v1.0/groups/{id}/transitiveMembers/microsoft.graph.{user,group}`: one kind of the
+/// group's members, through every level of nesting. One page.
+async fn graph_transitive_members(
+    State(dir): Dir,
+    Path((id, kind)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(refused) = graph_refuses(&headers) {
+        return refused;
+    }
+    let dir = dir.lock().expect("lock");
+    let groups = kind == "microsoft.graph.group";
+    let mut members: Vec<&String> = dir
+        .graph_groups
+        .keys()
+        .filter(|m| dir.graph_nested.contains(*m) == groups)
+        .filter(|m| dir.graph_member_of(m).contains(&id))
+        .collect();
+    members.sort();
+    let value: Vec<Value> = members.iter().map(|m| json!({ "id": m })).collect();
     Json(json!({ "value": value })).into_response()
 }
 
@@ -836,13 +909,7 @@ async fn graph_groups_delta(
         return refused;
     }
     let dir = dir.lock().expect("lock");
-    let member = |user: &str, joined: bool| {
-        let mut m = json!({"@odata.type": "#microsoft.graph.user", "id": user});
-        if !joined {
-            m["@removed"] = json!({"reason": "deleted"});
-        }
-        m
-    };
+    let member = |user: &str, joined: bool| dir.graph_member_json(user, joined);
     let mut groups: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     match query.get("$deltatoken").map(|t| t.parse::<u64>()) {
         Some(Ok(token)) => {

@@ -270,6 +270,73 @@ impl GraphDirectory {
 }
 
 #[derive(Deserialize)]
+struct MemberPage {
+    #[serde(default)]
+    value: Vec<MemberId>,
+    #[serde(rename = "@odata.nextLink", default)]
+    next_link: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct MemberId {
+    id: String,
+}
+
+impl GraphDirectory {
+    /// The ids of a group's transitive members of one kind (`group` or `user`), every page. A
+    /// group that is gone has none (its former members' own reads say the rest).
+    async fn transitive_members(
+        &self,
+        group_id: &str,
+        kind: &str,
+        token: &Secret,
+    ) -> Result<Vec<String>, DirectoryError> {
+        let id =
+            percent_encoding::utf8_percent_encode(group_id, percent_encoding::NON_ALPHANUMERIC);
+        let mut url = reqwest::Url::parse_with_params(
+            &format!(
+                "{}/v1.0/groups/{id}/transitiveMembers/microsoft.graph.{kind}",
+                self.graph_url
+            ),
+            &[("$select", "id"), ("$top", "999")],
+        )
+        .map_err(|e| DirectoryError::Permanent(format!("entra.graph_url: {e}")))?
+        .to_string();
+        let mut ids = Vec::new();
+        for _ in 0..MAX_DELTA_PAGES {
+            let resp = self
+                .http
+                .get(&url)
+                .bearer_auth(token.expose())
+                .send()
+                .await
+                .map_err(|e| {
+                    DirectoryError::Retryable(format!("Graph: {}", crate::transport_error(e)))
+                })?;
+            match answer("Graph", resp.status().as_u16())? {
+                Answer::Found => {}
+                Answer::NotFound => return Ok(Vec::new()),
+                Answer::CredentialRejected => return Err(DirectoryError::Refused(
+                    "Graph refused to list a group's members; grant the app GroupMember.Read.All"
+                        .into(),
+                )),
+            }
+            let page: MemberPage = resp.json().await.map_err(|e| {
+                DirectoryError::Retryable(format!("Graph group members are not readable: {e}"))
+            })?;
+            ids.extend(page.value.into_iter().map(|m| m.id));
+            match page.next_link {
+                Some(next) if self.is_own_link(&next) => url = next,
+                _ => return Ok(ids),
+            }
+        }
+        Err(DirectoryError::Permanent(
+            "Graph's member listing never ended".into(),
+        ))
+    }
+}
+
+#[derive(Deserialize)]
 struct MemberGroups {
     value: Vec<String>,
 }
@@ -449,13 +516,13 @@ impl GraphDirectory {
     }
 
     /// Follows `@odata.nextLink` from `url` to the `@odata.deltaLink` that becomes the next
-    /// cursor; `ids_of` names the users each changed object stands for.
-    async fn delta_pass(
+    /// cursor; `ids_of` names what each changed object stands for.
+    async fn delta_pass<T: Send>(
         &self,
         mut url: String,
         from_cursor: bool,
-        ids_of: impl Fn(serde_json::Value) -> Vec<String> + Send,
-    ) -> Result<DirectoryChanges, FeedError> {
+        ids_of: impl Fn(serde_json::Value) -> Vec<T> + Send,
+    ) -> Result<(Vec<T>, String), FeedError> {
         let token = self.access_token().await?;
         let mut ids = Vec::new();
         for _ in 0..MAX_DELTA_PAGES {
@@ -505,12 +572,7 @@ impl GraphDirectory {
             ids.extend(page.value.into_iter().flat_map(&ids_of));
             match (page.next_link, page.delta_link) {
                 (Some(next), _) if self.is_own_link(&next) => url = next,
-                (None, Some(delta)) if self.is_own_link(&delta) => {
-                    return Ok(DirectoryChanges {
-                        user_ids: unique_ids(ids),
-                        cursor: delta,
-                    })
-                }
+                (None, Some(delta)) if self.is_own_link(&delta) => return Ok((ids, delta)),
                 _ => {
                     return Err(DirectoryError::Retryable(
                         "Graph delta page has neither a usable nextLink nor a deltaLink".into(),
@@ -531,13 +593,23 @@ fn delta_user_id(item: serde_json::Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// The users whose membership of one of `groups` changed, from a `/groups/delta` item's
-/// `members@delta` (joins, and `@removed` leaves). Nested groups are not expanded.
-fn delta_member_ids(item: &serde_json::Value, groups: &[String]) -> Vec<String> {
+/// A member joining or leaving a watched group, from `/groups/delta`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum MemberChange {
+    User(String),
+    /// A group nested into (or out of) a watched group: each of its transitive members gained
+    /// or lost the membership.
+    Group(String),
+}
+
+/// Who joined or left one of `groups` (`None`: any group), from a `/groups/delta` item's
+/// `members@delta` (joins, and `@removed` leaves). Devices and service principals are not
+/// users and are skipped.
+fn delta_member_changes(item: &serde_json::Value, groups: Option<&[String]>) -> Vec<MemberChange> {
     let in_scope = item
         .get("id")
         .and_then(|v| v.as_str())
-        .is_some_and(|id| groups.iter().any(|g| g == id));
+        .is_some_and(|id| groups.is_none_or(|groups| groups.iter().any(|g| g == id)));
     if !in_scope {
         return Vec::new();
     }
@@ -545,13 +617,30 @@ fn delta_member_ids(item: &serde_json::Value, groups: &[String]) -> Vec<String> 
         .and_then(|v| v.as_array())
         .into_iter()
         .flatten()
-        .filter(|m| {
-            m.get("@odata.type")
-                .and_then(|t| t.as_str())
-                .is_none_or(|t| t.eq_ignore_ascii_case("#microsoft.graph.user"))
+        .filter_map(|m| {
+            let id = m.get("id").and_then(|v| v.as_str())?.to_string();
+            match m.get("@odata.type").and_then(|t| t.as_str()) {
+                None => Some(MemberChange::User(id)),
+                Some(t) if t.eq_ignore_ascii_case("#microsoft.graph.user") => {
+                    Some(MemberChange::User(id))
+                }
+                Some(t) if t.eq_ignore_ascii_case("#microsoft.graph.group") => {
+                    Some(MemberChange::Group(id))
+                }
+                Some(_) => None,
+            }
         })
-        .filter_map(|m| m.get("id").and_then(|v| v.as_str()).map(str::to_string))
         .collect()
+}
+
+/// A membership cursor carries the groups it reads: `<key of the group set> <deltaLink>`. A
+/// delta link keeps the `$filter` it started with, so when nesting brings a group in (or takes
+/// one out) the pass starts over with the new set.
+fn group_set_key(groups: &[String]) -> String {
+    let mut sorted: Vec<&str> = groups.iter().map(String::as_str).collect();
+    sorted.sort_unstable();
+    use sha2::Digest;
+    hex::encode(&sha2::Sha256::digest(sorted.join(",").as_bytes())[..6])
 }
 
 #[async_trait]
@@ -564,7 +653,13 @@ impl ChangeFeed for GraphDirectory {
         _now: chrono::DateTime<chrono::Utc>,
     ) -> Result<DirectoryChanges, FeedError> {
         let url = self.delta_start(cursor, "/users/delta", &[("$select", self.select.as_str())])?;
-        self.delta_pass(url, cursor.is_some(), delta_user_id).await
+        let (ids, cursor) = self
+            .delta_pass(url, cursor.is_some(), delta_user_id)
+            .await?;
+        Ok(DirectoryChanges {
+            user_ids: unique_ids(ids),
+            cursor,
+        })
     }
 }
 
@@ -574,30 +669,98 @@ pub struct GraphGroupMembers(pub std::sync::Arc<GraphDirectory>);
 
 #[async_trait]
 impl ChangeFeed for GraphGroupMembers {
+    /// Nested groups count, as in the scope check (`checkMemberGroups` is transitive): the
+    /// groups nested in a watched group are read too, and a group nested into or out of one
+    /// stands for each of its transitive user members.
     async fn changes_since(
         &self,
         cursor: Option<&str>,
         _now: chrono::DateTime<chrono::Utc>,
     ) -> Result<DirectoryChanges, FeedError> {
         let dir = &self.0;
+        let token = dir.access_token().await?;
         let watched = dir.watched_groups();
-        let filter = watched
+        let mut groups = watched.clone();
+        for group in &watched {
+            groups.extend(dir.transitive_members(group, "group", &token).await?);
+        }
+        let groups = unique_ids(groups);
+        let key = group_set_key(&groups);
+        let (stored_key, stored_link) = match cursor.map(|c| c.split_once(' ').ok_or(c)) {
+            Some(Ok((k, link))) => (Some(k), Some(link)),
+            // Written before nesting was read.
+            Some(Err(link)) => (None, Some(link)),
+            None => (None, None),
+        };
+        let same_set = match stored_key {
+            Some(k) => k == key,
+            None => groups.len() == watched.len(),
+        };
+        let filter = groups
             .iter()
             .map(|id| format!("id eq '{}'", id.replace('\'', "''")))
             .collect::<Vec<_>>()
             .join(" or ");
         let mut query = vec![("$select", "members")];
         // Beyond Graph's limit every group is read and the others are skipped here.
-        if watched.len() <= MAX_FILTER_IDS {
+        if groups.len() <= MAX_FILTER_IDS {
             query.push(("$filter", filter.as_str()));
         }
-        let url = dir.delta_start(cursor, "/groups/delta", &query)?;
-        let groups = watched;
-        dir.delta_pass(url, cursor.is_some(), move |item| {
-            delta_member_ids(&item, &groups)
+        let read = groups.clone();
+        let of_read = move |item: serde_json::Value| delta_member_changes(&item, Some(&read));
+        let mut changes = Vec::new();
+        let link = match stored_link {
+            Some(stored) if same_set => {
+                let url = dir.delta_start(Some(stored), "/groups/delta", &query)?;
+                let (found, link) = dir.delta_pass(url, true, of_read).await?;
+                changes.extend(found);
+                link
+            }
+            _ => {
+                // A delta link keeps the `$filter` it began with: with another set of groups
+                // the pass starts over. The old link is read to its end first, so whoever
+                // left with a group that is read no more (un-nested) is re-checked too; the
+                // fresh pass then lists every current member once.
+                if let Some(stored) = stored_link {
+                    if let Ok(url) = dir.delta_start(Some(stored), "/groups/delta", &query) {
+                        match dir
+                            .delta_pass(url, true, |item| delta_member_changes(&item, None))
+                            .await
+                        {
+                            Ok((found, _)) => changes.extend(found),
+                            Err(FeedError::CursorExpired) => {}
+                            Err(e) => return Err(e),
+                        }
+                    }
+                }
+                let url = dir.delta_start(None, "/groups/delta", &query)?;
+                let (found, link) = dir.delta_pass(url, false, of_read).await?;
+                changes.extend(found);
+                link
+            }
+        };
+        let mut user_ids = Vec::new();
+        for change in unique_changes(changes) {
+            match change {
+                MemberChange::User(id) => user_ids.push(id),
+                MemberChange::Group(id) => {
+                    user_ids.extend(dir.transitive_members(&id, "user", &token).await?)
+                }
+            }
+        }
+        Ok(DirectoryChanges {
+            user_ids: unique_ids(user_ids),
+            cursor: format!("{key} {link}"),
         })
-        .await
     }
+}
+
+fn unique_changes(changes: Vec<MemberChange>) -> Vec<MemberChange> {
+    let mut seen = std::collections::HashSet::new();
+    changes
+        .into_iter()
+        .filter(|c| seen.insert(c.clone()))
+        .collect()
 }
 
 /// A subscription as Graph returns it.
@@ -747,7 +910,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn member_changes_of_configured_groups_name_users_only() {
+    fn member_changes_of_configured_groups_name_users_and_nested_groups() {
         let item = serde_json::json!({
             "@odata.type": "#microsoft.graph.group", "id": "g1",
             "members@delta": [
@@ -757,10 +920,25 @@ mod tests {
                 {"id": "u3"}
             ]
         });
+        let user = |id: &str| MemberChange::User(id.to_string());
         assert_eq!(
-            delta_member_ids(&item, &["g1".to_string()]),
-            ["u1", "u2", "u3"]
+            delta_member_changes(&item, Some(&["g1".to_string()])),
+            [
+                user("u1"),
+                user("u2"),
+                MemberChange::Group("nested".into()),
+                user("u3")
+            ]
         );
-        assert!(delta_member_ids(&item, &["other".to_string()]).is_empty());
+        assert!(delta_member_changes(&item, Some(&["other".to_string()])).is_empty());
+        assert_eq!(delta_member_changes(&item, None).len(), 4, "any group");
+    }
+
+    #[test]
+    fn the_group_set_key_ignores_order_and_changes_with_the_set() {
+        let a = group_set_key(&["g1".to_string(), "g2".to_string()]);
+        assert_eq!(a, group_set_key(&["g2".to_string(), "g1".to_string()]));
+        assert_ne!(a, group_set_key(&["g1".to_string()]));
+        assert!(!a.contains(' '), "the key is the cursor's first word");
     }
 }

@@ -5,7 +5,6 @@
 pub mod graph;
 #[cfg(feature = "outbound")]
 pub mod okta;
-pub mod scoping;
 pub mod subscription;
 
 use async_trait::async_trait;

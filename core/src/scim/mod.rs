@@ -4,7 +4,6 @@
 #[cfg(feature = "outbound")]
 pub mod datadog_invitations;
 pub mod error;
-pub mod expression;
 #[cfg(feature = "outbound")]
 pub mod http;
 pub mod invitation;
