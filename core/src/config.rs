@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
+use crate::attributes::{Expression, ScopingRules};
+
 use crate::secret::{Secret, SecretSet};
 
 const ENV_PREFIX: &str = "SCIM_RELAY_";
@@ -82,7 +84,32 @@ pub struct Settings {
     pub okta: OktaSettings,
     pub entra: EntraSettings,
     pub target: TargetSettings,
+    pub scope: ScopeSettings,
     pub sweep: SweepSettings,
+}
+
+/// Attribute scoping rules, alongside app and group scope: a user the directory has but the
+/// rules do not admit is out of scope (a recorded account is deactivated, through the
+/// deprovisioning breaker like any other).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScopeSettings {
+    /// `department equals "Sales"`, `country in ("US", "CA")`, `okta:userType not_equals
+    /// "Contractor"`, `title starts_with "Eng"`: a TOML array, or `;`-separated in the
+    /// environment (a rule's list holds commas).
+    #[serde(deserialize_with = "rule_list")]
+    pub rules: Vec<String>,
+    /// `all` (every rule admits the user, the default) or `any` (one does).
+    #[serde(rename = "match")]
+    pub match_rules: ScopeMatch,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ScopeMatch {
+    #[default]
+    All,
+    Any,
 }
 
 /// The sweeper: what webhooks alone miss (lost events, expired invitations, subscriptions that
@@ -308,6 +335,7 @@ impl Default for Settings {
             okta: OktaSettings::default(),
             entra: EntraSettings::default(),
             target: TargetSettings::default(),
+            scope: ScopeSettings::default(),
             sweep: SweepSettings::default(),
         }
     }
@@ -547,6 +575,8 @@ impl Settings {
                 )));
             }
         }
+        self.attribute_expressions()?;
+        self.scoping_rules()?;
         if self.target.deprovision_window.is_zero() {
             return Err(ConfigError::Invalid(
                 "target.deprovision_window_minutes must be at least 1".into(),
@@ -559,6 +589,27 @@ impl Settings {
             require_secret(&self.okta.api_token, "okta.api_token")?;
         }
         Ok(())
+    }
+
+    /// `target.attributes` parsed: a value that does not parse is an error naming its path.
+    pub fn attribute_expressions(&self) -> Result<BTreeMap<String, Expression>, ConfigError> {
+        self.target
+            .attributes
+            .iter()
+            .map(|(path, text)| {
+                crate::attributes::expression::parse(text)
+                    .map(|e| (path.clone(), e))
+                    .map_err(|e| {
+                        ConfigError::Invalid(format!("target.attributes.{path} = `{text}`: {e}"))
+                    })
+            })
+            .collect()
+    }
+
+    /// `scope.rules` parsed, with `scope.match`.
+    pub fn scoping_rules(&self) -> Result<ScopingRules, ConfigError> {
+        ScopingRules::parse(&self.scope.rules, self.scope.match_rules == ScopeMatch::All)
+            .map_err(|e| ConfigError::Invalid(format!("scope.rules: {e}")))
     }
 
     /// Whether the worker may use an event's own content when it cannot read the directory.
@@ -596,6 +647,7 @@ impl Settings {
             okta,
             entra,
             target,
+            scope,
             sweep,
         } = self;
         let mut secrets = Vec::new();
@@ -604,6 +656,7 @@ impl Settings {
         okta.secrets(&mut secrets);
         entra.secrets(&mut secrets);
         target.secrets(&mut secrets);
+        scope.secrets(&mut secrets);
         sweep.secrets(&mut secrets);
         secrets
     }
@@ -703,6 +756,15 @@ impl Secrets for TargetSettings {
     }
 }
 
+impl Secrets for ScopeSettings {
+    fn secrets<'a>(&'a mut self, _: &mut Vec<&'a mut Secret>) {
+        let ScopeSettings {
+            rules: _,
+            match_rules: _,
+        } = self;
+    }
+}
+
 impl Secrets for SweepSettings {
     fn secrets<'a>(&'a mut self, _: &mut Vec<&'a mut Secret>) {
         let SweepSettings {
@@ -791,7 +853,7 @@ fn attribute_map<'de, D: Deserializer<'de>>(
     }
     match Map::deserialize(d)? {
         Map::Table(t) => Ok(t),
-        Map::Text(s) => comma_list(&s)
+        Map::Text(s) => top_level_list(&s)
             .into_iter()
             .map(|pair| match pair.split_once('=') {
                 Some((path, attr)) if !path.trim().is_empty() && !attr.trim().is_empty() => {
@@ -803,6 +865,36 @@ fn attribute_map<'de, D: Deserializer<'de>>(
             })
             .collect(),
     }
+}
+
+/// The comma-separated items of `value`, leaving commas inside parentheses and quotes alone
+/// (an expression's arguments: `title=Join(", ", a, b),costCenter=cc`).
+fn top_level_list(value: &str) -> Vec<String> {
+    let mut items = Vec::new();
+    let (mut depth, mut quoted, mut escaped) = (0usize, false, false);
+    let mut current = String::new();
+    for c in value.chars() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            '(' if !quoted => depth += 1,
+            ')' if !quoted => depth = depth.saturating_sub(1),
+            ',' if !quoted && depth == 0 => {
+                items.push(std::mem::take(&mut current));
+                continue;
+            }
+            _ => {}
+        }
+        current.push(c);
+    }
+    items.push(current);
+    items
+        .iter()
+        .map(|i| i.trim())
+        .filter(|i| !i.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 /// Roles by group: a TOML table of group → role or list of roles, or `group=role,…` in the
@@ -853,6 +945,26 @@ fn role_groups<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, Vec<S
         }
     }
     Ok(map)
+}
+
+/// Rules from a TOML array, or from a `;`-separated string (the environment's only form).
+fn rule_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Rules {
+        Items(Vec<String>),
+        Text(String),
+    }
+    let items = match Rules::deserialize(d)? {
+        Rules::Items(items) => items,
+        Rules::Text(s) => s.split(';').map(str::to_string).collect(),
+    };
+    Ok(items
+        .iter()
+        .map(|i| i.trim())
+        .filter(|i| !i.is_empty())
+        .map(str::to_string)
+        .collect())
 }
 
 /// A list from a TOML array, or from a comma-separated string (the environment's only form).
@@ -1156,6 +1268,19 @@ mod tests {
         .unwrap();
         assert_eq!(s.target.attributes.len(), 2);
         assert_eq!(s.target.attributes["urn:x:User:costCenter"], "costCenter");
+        let s = Settings::from_toml_and_env(
+            "",
+            env(&[(
+                "SCIM_RELAY_TARGET__ATTRIBUTES",
+                r#"name.formatted=Join(", ", lastName, firstName), title=Concat("a,\"b", jobCode)"#,
+            )]),
+        )
+        .unwrap();
+        assert_eq!(
+            s.target.attributes["name.formatted"],
+            r#"Join(", ", lastName, firstName)"#
+        );
+        assert_eq!(s.target.attributes["title"], r#"Concat("a,\"b", jobCode)"#);
         assert!(Settings::from_toml_and_env(
             "",
             env(&[("SCIM_RELAY_TARGET__ATTRIBUTES", "title")])
@@ -1167,6 +1292,46 @@ mod tests {
             .attributes
             .insert("active".into(), "isActive".into());
         assert!(s.check_worker().unwrap_err().to_string().contains("active"));
+    }
+
+    #[test]
+    fn a_bad_expression_or_scoping_rule_is_a_start_up_error_naming_the_setting() {
+        let base = "[queue]\nsigning_key = \"k\"\n";
+        let s = Settings::from_toml_and_env(
+            &format!("{base}[target.attributes]\ntitle = 'Lower(okta:title'\n"),
+            env(&[]),
+        )
+        .unwrap();
+        let err = s.check_worker().unwrap_err().to_string();
+        assert!(
+            err.contains("target.attributes.title = `Lower(okta:title`"),
+            "{err}"
+        );
+        let s = Settings::from_toml_and_env(
+            base,
+            env(&[(
+                "SCIM_RELAY_SCOPE__RULES",
+                r#"department in ("Sales", "Support"); title sounds_like "x""#,
+            )]),
+        )
+        .unwrap();
+        assert_eq!(
+            s.scope.rules.len(),
+            2,
+            "`;` separates rules, commas stay in a list"
+        );
+        let err = s.check_worker().unwrap_err().to_string();
+        assert!(
+            err.contains("scope.rules: scoping rule") && err.contains("sounds_like"),
+            "{err}"
+        );
+        let s = Settings::from_toml_and_env(
+            &format!("{base}[scope]\nrules = ['department equals \"Sales\"']\nmatch = \"any\"\n"),
+            env(&[]),
+        )
+        .unwrap();
+        assert_eq!(s.scope.match_rules, ScopeMatch::Any);
+        s.check_worker().expect("valid rules");
     }
 
     #[test]

@@ -81,7 +81,7 @@ pub fn outbound(settings: &Settings) -> Result<Outbound, ConfigError> {
             .map_err(|e| ConfigError::Invalid(e.to_string()))?
             .with_groups(e.group_ids.clone())
             .with_role_groups(e.role_groups.keys().cloned().collect())
-            .with_extra_properties(&graph_properties(&settings.target.attributes)),
+            .with_extra_properties(&graph_properties(settings)),
         )),
     };
     Ok(Outbound {
@@ -127,7 +127,7 @@ where
         queue,
         clock.clone(),
     )?);
-    let worker = worker(settings, outbound, store.clone(), clock.clone())
+    let worker = worker(settings, outbound, store.clone(), clock.clone())?
         .with_tenant_events(sweeper.clone());
     Ok(Engine {
         consumer: Consumer::new(Arc::new(worker), store, policy),
@@ -158,7 +158,7 @@ pub fn worker(
     outbound: &Outbound,
     store: Arc<dyn StateStore>,
     clock: Arc<dyn Clock>,
-) -> Worker {
+) -> Result<Worker, ConfigError> {
     if settings.target.profile != TargetProfile::DryRun
         && settings.target.credential_owner.is_none()
     {
@@ -168,7 +168,7 @@ pub fn worker(
              service account's key."
         );
     }
-    Worker::new(WorkerParts {
+    Ok(Worker::new(WorkerParts {
         signer: EnvelopeSigner::from_settings(settings),
         store,
         target: outbound.target.clone(),
@@ -187,10 +187,11 @@ pub fn worker(
         sync_groups: settings.target.sync_groups,
         leavers_leave_groups: settings.target.leavers_leave_groups,
         roles: role_map(settings),
-        attribute_map: settings.target.attributes.clone(),
+        attribute_map: settings.attribute_expressions()?,
+        scoping: settings.scoping_rules()?,
         protected: settings.target.protected_users.clone(),
         deprovision: crate::deprovision::DeprovisionLimit::from_settings(settings),
-    })
+    }))
 }
 
 /// Roles by group of both directories, `target.role_ids` for a member of none.
@@ -234,9 +235,14 @@ fn build_sweeper(
             None
         };
     let e = &settings.entra;
-    // The role mapping is part of what a pass decides: a changed mapping starts the feeds over,
-    // and the full pass gives every user the roles it now names.
-    let roles_key = format!("{:?}", role_map(settings));
+    // The role mapping and the scoping rules are part of what a pass decides: a change starts
+    // the feeds over, and the full pass gives every user the roles and scope they now name.
+    let roles_key = format!(
+        "{:?}|{:?}|{:?}",
+        role_map(settings),
+        settings.scope.rules,
+        settings.scope.match_rules
+    );
     let okta_scope = format!(
         "{}|{}|{roles_key}",
         settings.okta.app_id.as_deref().unwrap_or_default(),
@@ -275,7 +281,7 @@ fn build_sweeper(
             scope: format!(
                 "{}|{:?}|{roles_key}",
                 scope_key(&e.group_ids),
-                graph_properties(&settings.target.attributes)
+                graph_properties(settings)
             ),
             feed: entra.clone(),
         });
@@ -347,12 +353,24 @@ fn on_clock(d: Duration) -> chrono::Duration {
 
 /// The Graph properties `target.attributes` reads: Entra's and unprefixed names, and only plain
 /// property names (anything else would make Graph refuse the whole `$select`).
-fn graph_properties(map: &std::collections::BTreeMap<String, String>) -> Vec<String> {
-    map.values()
-        .filter_map(|a| crate::scim::mapping::mapped_attribute(crate::envelope::Source::Entra, a))
+fn graph_properties(settings: &Settings) -> Vec<String> {
+    // A bad expression or rule stops the worker at start-up with its reason; here it only
+    // reads no property.
+    let expressions = settings.attribute_expressions().unwrap_or_default();
+    let rules = settings.scoping_rules().unwrap_or_default();
+    let mut names: Vec<String> = expressions
+        .values()
+        .flat_map(|e| e.attributes())
+        .chain(rules.attributes())
+        .filter(|(source, _)| source.is_none_or(|s| s == Source::Entra))
+        .map(|(_, name)| name)
+        // Graph's $select takes plain property names only.
         .filter(|a| !a.is_empty() && a.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
         .map(str::to_string)
-        .collect()
+        .collect();
+    names.sort();
+    names.dedup();
+    names
 }
 
 #[cfg(test)]
@@ -361,18 +379,22 @@ mod tests {
 
     #[test]
     fn only_entra_and_plain_names_reach_graphs_select() {
-        let map = std::collections::BTreeMap::from([
+        let mut settings = Settings::default();
+        settings.target.attributes = std::collections::BTreeMap::from([
             ("a".to_string(), "okta:costCenter".to_string()),
             ("b".to_string(), "entra:employeeType".to_string()),
-            ("c".to_string(), "officeLocation".to_string()),
             (
-                "d".to_string(),
-                "onPremisesExtensionAttributes/extensionAttribute1".to_string(),
+                "c".to_string(),
+                r#"Join(" ", officeLocation, okta:division, entra:companyName)"#.to_string(),
             ),
         ]);
+        settings.scope.rules = vec![
+            r#"entra:country in ("US", "CA")"#.to_string(),
+            r#"okta:userType equals "Employee""#.to_string(),
+        ];
         assert_eq!(
-            graph_properties(&map),
-            vec!["employeeType".to_string(), "officeLocation".to_string()]
+            graph_properties(&settings),
+            ["companyName", "country", "employeeType", "officeLocation"]
         );
     }
 }

@@ -8,6 +8,7 @@ mod console;
 mod datadog;
 mod deprovision;
 mod entra;
+mod expressions;
 mod failures;
 mod groups;
 mod history;
@@ -115,6 +116,10 @@ on_every_backend!(
     datadog::roles_are_sent_and_without_a_directory_an_older_event_changes_nothing,
     roles::three_groups_map_to_three_roles_on_the_datadog_profile,
     roles::three_groups_map_to_three_roles_on_a_generic_scim_target,
+    expressions::attribute_expressions_compute_values_on_the_datadog_profile,
+    expressions::attribute_expressions_compute_values_on_a_generic_scim_target,
+    expressions::scoping_rules_admit_by_attribute_and_leavers_wait_for_the_breaker,
+    expressions::scoping_rules_on_the_datadog_profile,
     sweeps::a_lost_okta_event_is_caught_up_by_the_sweeper,
     sweeps::nested_entra_groups_are_expanded_in_the_group_catch_up,
     sweeps::a_missed_graph_lifecycle_event_catches_up_inside_the_worker,

@@ -327,7 +327,10 @@ pub async fn two_workers_racing_for_one_account_never_both_act_on_it(b: Backend)
             okta: outbound.okta.clone(),
             entra: outbound.entra.clone(),
         };
-        let worker = || wiring::worker(&d.settings, &racing, store.clone(), Arc::new(SystemClock));
+        let worker = || {
+            wiring::worker(&d.settings, &racing, store.clone(), Arc::new(SystemClock))
+                .expect("the deployment's settings are valid")
+        };
         let (first, second) = (worker(), worker());
         let key = |id: &str| UserKey {
             source: Source::Okta,

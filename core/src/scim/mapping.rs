@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use serde_json::{json, Value};
 
 use super::{DesiredUser, ENTERPRISE_SCHEMA};
+use crate::attributes::Expression;
 use crate::config::TargetProfile;
 use crate::directory::{DirectoryUser, IdpStatus};
 use crate::envelope::Source;
@@ -119,23 +120,22 @@ pub fn mapped_attribute(source: Source, attribute: &str) -> Option<&str> {
     }
 }
 
-/// Applies `target.attributes` over the profile's defaults: each SCIM path takes the named IdP
-/// attribute, and is cleared when the directory has no value for it.
+/// Applies `target.attributes` over the profile's defaults: each SCIM path takes its
+/// expression's value over the IdP's attributes, and is cleared when it has none. A mapping of
+/// one attribute of the other IdP (`entra:x` for an Okta user) leaves the path alone.
 pub fn apply_attribute_map(
     desired: &mut DesiredUser,
-    map: &BTreeMap<String, String>,
+    map: &BTreeMap<String, Expression>,
     source: Source,
     user: &DirectoryUser,
 ) {
-    for (path, attribute) in map {
-        let Some(attribute) = mapped_attribute(source, attribute) else {
+    let lookup = |name: &str| user.extra.get(name).cloned();
+    for (path, expression) in map {
+        if !expression.applies_to(source) {
             continue;
-        };
-        let value = user
-            .extra
-            .get(attribute)
-            .map(|v| v.trim())
-            .filter(|v| !v.is_empty());
+        }
+        let value = expression.evaluate(source, &lookup);
+        let value = value.as_deref().map(str::trim).filter(|v| !v.is_empty());
         match (path.as_str(), value) {
             ("userName", Some(v)) => {
                 desired.user_name = v.to_lowercase();
@@ -250,19 +250,20 @@ mod tests {
             ("workEmail".to_string(), "JD@Work.example".to_string()),
         ]);
         let mut d = desired_user(TargetProfile::Generic, &user).unwrap();
-        let map = BTreeMap::from([
-            ("title".to_string(), "okta:jobCode".to_string()),
-            ("displayName".to_string(), "entra:onlyForEntra".to_string()),
+        let map: BTreeMap<String, Expression> = [
+            ("title".to_string(), "okta:jobCode"),
+            ("displayName".to_string(), "entra:onlyForEntra"),
+            (format!("{ENTERPRISE_SCHEMA}:costCenter"), "costCenter"),
+            (format!("{ENTERPRISE_SCHEMA}:department"), "missing"),
+            ("userName".to_string(), "workEmail"),
             (
-                format!("{ENTERPRISE_SCHEMA}:costCenter"),
-                "costCenter".to_string(),
+                format!("{ENTERPRISE_SCHEMA}:division"),
+                r#"Switch(costCenter, "Other", "CC-42", "Platform")"#,
             ),
-            (
-                format!("{ENTERPRISE_SCHEMA}:department"),
-                "missing".to_string(),
-            ),
-            ("userName".to_string(), "workEmail".to_string()),
-        ]);
+        ]
+        .into_iter()
+        .map(|(path, text)| (path, crate::attributes::expression::parse(text).unwrap()))
+        .collect();
         apply_attribute_map(&mut d, &map, Source::Okta, &user);
         assert_eq!(
             d.attributes["displayName"], "Jane Doe",
@@ -276,6 +277,10 @@ mod tests {
         assert!(!d
             .attributes
             .contains_key(&format!("{ENTERPRISE_SCHEMA}:department")));
+        assert_eq!(
+            d.attributes[&format!("{ENTERPRISE_SCHEMA}:division")],
+            "Platform"
+        );
         assert_eq!(d.user_name, "jd@work.example");
         assert_eq!(d.attributes["userName"], "jd@work.example");
     }

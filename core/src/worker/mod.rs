@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use crate::attributes::{Expression, ScopingRules};
 use crate::clock::Clock;
 use crate::config::{HardDeletePolicy, TargetProfile};
 use crate::deprovision::DeprovisionLimit;
@@ -65,7 +66,8 @@ pub struct Worker {
     sync_groups: bool,
     leavers_leave_groups: bool,
     roles: RoleMap,
-    attribute_map: std::collections::BTreeMap<String, String>,
+    attribute_map: std::collections::BTreeMap<String, Expression>,
+    scoping: ScopingRules,
     protected: Vec<String>,
     deprovision: DeprovisionLimit,
     tenant_events: Option<Arc<dyn TenantEventHandler>>,
@@ -100,8 +102,11 @@ pub struct WorkerParts {
     pub leavers_leave_groups: bool,
     /// The roles a user gets from their role groups (empty: the target decides).
     pub roles: RoleMap,
-    /// `target.attributes`: SCIM path → IdP attribute, over the profile's defaults.
-    pub attribute_map: std::collections::BTreeMap<String, String>,
+    /// `target.attributes`: SCIM path → expression over the IdP's attributes, over the
+    /// profile's defaults.
+    pub attribute_map: std::collections::BTreeMap<String, Expression>,
+    /// `scope.rules`: who is in scope by their attributes, beside app and group scope.
+    pub scoping: ScopingRules,
     /// `target.protected_users`: accounts no path touches.
     pub protected: Vec<String>,
     /// The deprovisioning breaker's window and limit.
@@ -134,6 +139,7 @@ impl Worker {
             leavers_leave_groups: p.leavers_leave_groups,
             roles: p.roles,
             attribute_map: p.attribute_map,
+            scoping: p.scoping,
             protected: p.protected,
             deprovision: p.deprovision,
             tenant_events: None,

@@ -69,12 +69,18 @@ impl Worker {
                 .map(|g| (g.id, g.name))
                 .collect();
         }
-        if !membership.in_scope {
+        let lookup = |name: &str| user.extra.get(name).cloned();
+        let admitted = self.scoping.admits(trigger.source, &lookup);
+        if !membership.in_scope || !admitted {
             // Out of scope is not "not yet": a recorded account is deactivated, and an account
             // the relay never recorded is someone else's business.
             desired.active = false;
             desired.pending = true;
-            desired.lifecycle = format!("{} (out of scope)", desired.lifecycle);
+            desired.lifecycle = if membership.in_scope {
+                format!("{} (out of scope: scope.rules)", desired.lifecycle)
+            } else {
+                format!("{} (out of scope)", desired.lifecycle)
+            };
         } else if self.keep_suspended && user.status == Some(IdpStatus::Suspended) {
             return Ok(Truth::LeaveAsIs);
         }

@@ -62,6 +62,7 @@ impl Worker {
             leavers_leave_groups: self.leavers_leave_groups,
             roles: self.roles.clone(),
             attribute_map: self.attribute_map.clone(),
+            scoping: self.scoping.clone(),
             protected: self.protected.clone(),
             deprovision: self.deprovision,
             tenant_events: None,

@@ -43,7 +43,8 @@ pub async fn run(
         &outbound,
         console.worker_store.clone(),
         Arc::new(SystemClock),
-    );
+    )
+    .map_err(|e| e.to_string())?;
     let report = match &args.user {
         None => {
             let mut report = preview_all(console, settings, &outbound, &worker).await?;

@@ -46,7 +46,8 @@ pub async fn run(
         &outbound,
         console.worker_store.clone(),
         Arc::new(SystemClock),
-    );
+    )
+    .map_err(|e| e.to_string())?;
     let key = resolve(console, settings, &outbound, &worker, &args.user).await?;
     // What the worker is about to decide, read first (the plan's line for this user).
     let accounts = list_all_users(outbound.target.as_ref())
@@ -63,7 +64,8 @@ pub async fn run(
         &outbound,
         console.worker_store.clone(),
         Arc::new(SystemClock),
-    );
+    )
+    .map_err(|e| e.to_string())?;
     let trigger = Trigger::for_user(
         &key,
         SYNC_EVENT,
