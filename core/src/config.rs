@@ -323,6 +323,11 @@ pub struct TargetSettings {
     /// `deprovision_window_minutes`: the breaker's rolling window.
     #[serde(rename = "deprovision_window_minutes", deserialize_with = "minutes")]
     pub deprovision_window: Duration,
+    /// The membership breaker: members one mirrored group may lose per window (the
+    /// deprovisioning breaker's) while their accounts stay active; beyond, the removals are
+    /// held for an operator. `0`: every such removal waits for approval.
+    #[serde(deserialize_with = "number")]
+    pub membership_removal_limit: u64,
 }
 
 impl Default for Settings {
@@ -419,6 +424,7 @@ impl Default for TargetSettings {
             deprovision_limit: 10,
             deprovision_percent: 5,
             deprovision_window: HOUR,
+            membership_removal_limit: 10,
         }
     }
 }
@@ -751,6 +757,7 @@ impl Secrets for TargetSettings {
             deprovision_limit: _,
             deprovision_percent: _,
             deprovision_window: _,
+            membership_removal_limit: _,
         } = self;
         into.extend([token, api_key]);
     }

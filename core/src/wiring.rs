@@ -191,6 +191,7 @@ pub fn worker(
         scoping: settings.scoping_rules()?,
         protected: settings.target.protected_users.clone(),
         deprovision: crate::deprovision::DeprovisionLimit::from_settings(settings),
+        membership: crate::deprovision::MembershipLimit::from_settings(settings),
     }))
 }
 

@@ -1,6 +1,7 @@
 //! Group sync: memberships of the configured groups mirrored as SCIM Groups, on every backend.
 
 use scim_relay_core::config::TargetProfile;
+use scim_relay_core::model::HoldState;
 use scim_relay_tests::deployment::{Backend, Deployment, CLIENT_STATE};
 use scim_relay_tests::payloads::{graph_notification, okta_delivery};
 
@@ -378,6 +379,110 @@ pub async fn a_renamed_group_stays_one_group_with_every_member(b: Backend) {
     ids.sort();
     assert_eq!(d.target.groups_named("Platform Engineering").await, 1);
     assert_eq!(members(&d, "Platform Engineering").await, ids);
+    assert_eq!(d.depth().await, (0, 0));
+    d.finish().await;
+}
+
+/// The membership breaker: a group losing more members in the window than
+/// `target.membership_removal_limit`, while their accounts stay active, keeps the rest until an
+/// operator decides: approved, they leave; rejected, they stay; back in the group in the IdP,
+/// the hold lapses. `plan` shows the held ones as held.
+pub async fn a_group_losing_too_many_members_at_once_waits_for_an_operator(b: Backend) {
+    let d = Deployment::start_with(b, |s| {
+        s.target.profile = TargetProfile::Generic;
+        s.entra.client_id = None;
+        s.okta.group_ids = vec!["00gENG".into(), "00gOPS".into()];
+        s.target.sync_groups = true;
+        s.target.membership_removal_limit = 2;
+    })
+    .await;
+    let ids: Vec<String> = (1..=5).map(|n| format!("00uMB{n}")).collect();
+    let email = |id: &str| format!("{}@example.com", id.to_lowercase());
+    for id in &ids {
+        leaver_user(&d, id, "ACTIVE", &email(id));
+        d.idp.set_okta_groups(id, &["00gENG", "00gOPS"]);
+        d.okta(okta_delivery(
+            &format!("mb-{id}"),
+            "user.lifecycle.create",
+            id,
+            "m",
+        ))
+        .await;
+    }
+    assert_eq!(members(&d, "00gENG").await.len(), 5);
+
+    // 00gENG is emptied in the IdP by mistake; everyone stays in scope through 00gOPS.
+    for id in &ids {
+        d.idp.set_okta_groups(id, &["00gOPS"]);
+        d.okta(okta_delivery(
+            &format!("mb-off-{id}"),
+            "group.user_membership.remove",
+            id,
+            "m",
+        ))
+        .await;
+    }
+    assert_eq!(members(&d, "00gENG").await.len(), 3, "two left, three held");
+    assert_eq!(members(&d, "00gOPS").await.len(), 5, "untouched");
+    let held = d.held().await;
+    assert_eq!(held.len(), 3, "{held:?}");
+    assert!(held.iter().all(|h| h.hold.action == "leave groups"
+        && h.hold.state == HoldState::Pending
+        && h.hold.reason.contains("the limit is 2")));
+    for h in &held {
+        assert_eq!(
+            d.target.user(&h.user_name).await.unwrap()["active"],
+            true,
+            "the account is not touched"
+        );
+    }
+    let listing = d.command(&["held"]).await.expect("held lists");
+    assert_eq!(listing.matches("leave groups").count(), 3, "{listing}");
+    let (approved, rejected, returning) = (&held[0], &held[1], &held[2]);
+    let plan = d
+        .command(&["plan", "--user", &approved.key.user_id, "--output", "json"])
+        .await
+        .expect("plan runs");
+    let plan: serde_json::Value = serde_json::from_str(&plan).expect("json");
+    assert_eq!(plan["users"][0]["action"], "held", "{plan}");
+
+    // Approved: that one leaves. Rejected: stays, even on a later trigger.
+    d.command(&["held", "approve", &approved.user_name])
+        .await
+        .expect("approved");
+    d.settle().await;
+    let approved_id = d.target.id_of(&approved.user_name).await;
+    assert!(!members(&d, "00gENG").await.contains(&approved_id));
+    d.command(&["held", "reject", &rejected.user_name])
+        .await
+        .expect("rejected");
+    d.okta(okta_delivery(
+        "mb-again",
+        "user.account.update_profile",
+        &rejected.key.user_id,
+        "m",
+    ))
+    .await;
+    let rejected_id = d.target.id_of(&rejected.user_name).await;
+    assert!(members(&d, "00gENG").await.contains(&rejected_id));
+
+    // Put back in the IdP: nothing to remove any more, the hold lapses.
+    d.idp
+        .set_okta_groups(&returning.key.user_id, &["00gENG", "00gOPS"]);
+    d.okta(okta_delivery(
+        "mb-back",
+        "group.user_membership.add",
+        &returning.key.user_id,
+        "m",
+    ))
+    .await;
+    let left: Vec<String> = d.held().await.into_iter().map(|h| h.user_name).collect();
+    assert_eq!(
+        left,
+        vec![rejected.user_name.clone()],
+        "only the rejection stays on record"
+    );
+    assert_eq!(members(&d, "00gENG").await.len(), 2);
     assert_eq!(d.depth().await, (0, 0));
     d.finish().await;
 }

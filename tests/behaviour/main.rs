@@ -112,6 +112,7 @@ on_every_backend!(
     groups::a_group_failure_parks_the_groups_but_keeps_the_user_change,
     groups::a_leaver_leaves_every_mirrored_group_and_rejoins_when_reactivated,
     groups::a_renamed_group_stays_one_group_with_every_member,
+    groups::a_group_losing_too_many_members_at_once_waits_for_an_operator,
     datadog::the_datadog_profile_against_a_target_that_behaves_as_datadog_documents,
     datadog::roles_are_sent_and_without_a_directory_an_older_event_changes_nothing,
     roles::three_groups_map_to_three_roles_on_the_datadog_profile,

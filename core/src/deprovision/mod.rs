@@ -9,6 +9,7 @@
 //! every worker and the sweeper of a deployment share it without a lock.
 
 mod hold;
+mod membership;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -23,6 +24,7 @@ pub use hold::{
     decide, held_json, held_users, render_held, Decision, DecisionError, HeldUser, Hold, HoldState,
     APPROVED_EVENT,
 };
+pub use membership::{take_membership_slot, MembershipLimit};
 
 /// The store document the window lives in.
 const LEDGER: &str = "deprovision-ledger";
@@ -105,17 +107,25 @@ pub fn user_slot(user: &UserKey) -> String {
 }
 
 async fn load(store: &dyn StateStore) -> Result<(Ledger, Option<u64>), StoreError> {
-    match store.load_document(LEDGER).await? {
+    load_ledger(store, LEDGER).await
+}
+
+/// A breaker's window document and its version.
+async fn load_ledger<L: Default + serde::de::DeserializeOwned>(
+    store: &dyn StateStore,
+    name: &str,
+) -> Result<(L, Option<u64>), StoreError> {
+    match store.load_document(name).await? {
         Some((text, version)) => {
-            // An unreadable ledger must not stop deprovisioning for good, nor let it run
+            // An unreadable ledger must not stop the breaker for good, nor let it run
             // unchecked: start it over (the count restarts, the floor still applies).
             let ledger = serde_json::from_str(&text).unwrap_or_else(|e| {
-                tracing::error!("deprovisioning ledger unreadable, starting it over: {e}");
-                Ledger::default()
+                tracing::error!("{name} unreadable, starting it over: {e}");
+                L::default()
             });
             Ok((ledger, Some(version)))
         }
-        None => Ok((Ledger::default(), None)),
+        None => Ok((L::default(), None)),
     }
 }
 
@@ -124,8 +134,17 @@ async fn save(
     ledger: &Ledger,
     expected: Option<u64>,
 ) -> Result<(), StoreError> {
+    save_ledger(store, LEDGER, ledger, expected).await
+}
+
+async fn save_ledger<L: Serialize>(
+    store: &dyn StateStore,
+    name: &str,
+    ledger: &L,
+    expected: Option<u64>,
+) -> Result<(), StoreError> {
     let text = serde_json::to_string(ledger).map_err(|e| StoreError::Backend(e.to_string()))?;
-    store.save_document(LEDGER, &text, expected).await
+    store.save_document(name, &text, expected).await
 }
 
 /// Takes a slot for deprovisioning `who` (a [`user_slot`], or a drift account's SCIM id) at

@@ -1,4 +1,5 @@
-//! A deprovision the breaker held on a user's record, and the operator's decision on it.
+//! A deprovision (or a membership removal) a breaker held on a user's record, and the
+//! operator's decision on it.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -8,9 +9,14 @@ use super::Trigger;
 /// The event type of the trigger an approval enqueues.
 pub const APPROVED_EVENT: &str = "relay.hold.approved";
 
+/// The action of a hold the membership breaker made: removals from mirrored groups of an
+/// account that stays active.
+pub const LEAVE_GROUPS: &str = "leave groups";
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hold {
-    /// What was held: `deactivate` or `delete`.
+    /// What was held: `deactivate` or `delete` (the deprovisioning breaker), or
+    /// [`LEAVE_GROUPS`] (the membership breaker).
     pub action: String,
     /// Why: the breaker's count when it refused.
     pub reason: String,
@@ -39,6 +45,14 @@ pub enum HoldState {
     },
     /// Leave the account as it is until the directory shows the user active again.
     Rejected { at: DateTime<Utc> },
+}
+
+impl Hold {
+    /// Whether the deprovisioning breaker made it (not the membership breaker): each breaker
+    /// reads and settles only its own holds.
+    pub fn is_deprovision(&self) -> bool {
+        self.action != LEAVE_GROUPS
+    }
 }
 
 impl HoldState {

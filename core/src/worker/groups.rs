@@ -4,6 +4,8 @@ use super::apply::Applied;
 use super::{Worker, PLAN_ATTEMPTS};
 use std::collections::BTreeMap;
 
+use crate::envelope::Trigger;
+use crate::history::{KeptBy, Trace};
 use crate::scim::{plan_groups, ScimError, ScimFailure};
 use crate::state::{ProcessedEvent, StoreError, UserKey, UserState};
 use crate::work::WorkError;
@@ -41,9 +43,14 @@ impl Worker {
         key: &UserKey,
         wanted: &BTreeMap<String, String>,
         processed: &ProcessedEvent,
+        trigger: &Trigger,
+        trace: &mut Trace,
     ) -> Result<Applied, WorkError> {
         for _ in 0..PLAN_ATTEMPTS {
-            match self.apply_groups(key, wanted, processed).await {
+            match self
+                .apply_groups(key, wanted, processed, trigger, trace)
+                .await
+            {
                 Err(GroupsError::Conflict) => continue,
                 Err(GroupsError::Work(e)) => return Err(e),
                 Ok(applied) => return Ok(applied),
@@ -63,6 +70,8 @@ impl Worker {
         key: &UserKey,
         wanted: &BTreeMap<String, String>,
         processed: &ProcessedEvent,
+        trigger: &Trigger,
+        trace: &mut Trace,
     ) -> Result<Applied, GroupsError> {
         let mut applied = Applied {
             state: None,
@@ -113,11 +122,30 @@ impl Worker {
                     .then(|| (g.clone(), scim.clone(), name.clone()))
             })
             .collect();
-        if planned.is_empty() && redo.is_empty() && undo.is_empty() && renamed.is_empty() {
+        // Removals from groups of an account that stays active go through the membership
+        // breaker; a leaver's were weighed as its deprovision.
+        let gate = self
+            .membership_gate(key, &recorded, planned.leave, recorded.active, trigger)
+            .await?;
+        if let Some(hold) = gate.hold.as_ref().filter(|h| !h.is_deprovision()) {
+            trace.kept(KeptBy::Held(format!(
+                "the membership breaker holds removals from groups for an operator: {}",
+                hold.reason
+            )));
+        }
+        let hold_changed = gate.hold != recorded.held;
+        if planned.join.is_empty()
+            && gate.allowed.is_empty()
+            && !hold_changed
+            && redo.is_empty()
+            && undo.is_empty()
+            && renamed.is_empty()
+        {
             commit(None, Some(recorded.version), processed.clone()).await?;
             return Ok(applied);
         }
         let mut state = recorded.clone();
+        state.held = gate.hold;
         let mut joins = Vec::new();
         // A pending join is made again with the group's current id: the one written down may
         // be of a group deleted on the target since (then forgotten, and found or made anew).
@@ -178,7 +206,7 @@ impl Worker {
             }
             state.groups.insert(idp_group, scim_group);
         }
-        let leaves = planned.leave.into_iter().chain(undo);
+        let leaves = gate.allowed.into_iter().chain(undo);
         for (idp_group, scim_group) in leaves {
             self.target
                 .remove_member(&scim_group, &member)

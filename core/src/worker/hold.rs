@@ -4,8 +4,9 @@
 use chrono::{DateTime, Utc};
 
 use super::Worker;
-use crate::deprovision::{take_slot, user_slot, Hold, HoldState, Slot};
+use crate::deprovision::{take_membership_slot, take_slot, user_slot, Hold, HoldState, Slot};
 use crate::envelope::Trigger;
+use crate::model::LEAVE_GROUPS;
 use crate::scim::{ScimPlan, ScimRecord};
 use crate::state::{UserKey, UserState};
 use crate::work::WorkError;
@@ -35,7 +36,8 @@ impl Worker {
         if !plan.deprovisions() {
             return Ok(Gate::Go(None));
         }
-        match recorded.and_then(|r| r.held.as_ref()).map(|h| &h.state) {
+        let held = recorded.and_then(|r| r.held.as_ref());
+        match held.filter(|h| h.is_deprovision()).map(|h| &h.state) {
             Some(approval) if approval.approves(trigger) => return Ok(Gate::Go(None)),
             Some(HoldState::Approved { .. }) => {
                 return Ok(Gate::Keep(
@@ -127,4 +129,101 @@ fn held_record(
     };
     state.held = Some(hold);
     state
+}
+
+/// What the membership breaker lets through of a groups step's removals.
+pub(super) struct MembershipGate {
+    /// The removals to make now.
+    pub allowed: Vec<(String, String)>,
+    /// The record's hold once the step is done: kept, new, or none (settled or lapsed).
+    pub hold: Option<Hold>,
+}
+
+impl Worker {
+    /// Weighs the removals of an account that stays active (`counted`) from mirrored groups:
+    /// each takes a slot in its group's window or waits, with the others, on a hold. A
+    /// leaver's removals (`counted` false) pass: the deprovisioning breaker weighed them.
+    pub(super) async fn membership_gate(
+        &self,
+        key: &UserKey,
+        recorded: &UserState,
+        leaves: Vec<(String, String)>,
+        counted: bool,
+        trigger: &Trigger,
+    ) -> Result<MembershipGate, WorkError> {
+        let held = recorded.held.clone();
+        if held.as_ref().is_some_and(|h| h.is_deprovision()) {
+            // Not this breaker's hold: left as it is, and the memberships with it.
+            return Ok(MembershipGate {
+                allowed: Vec::new(),
+                hold: held,
+            });
+        }
+        if !counted || leaves.is_empty() {
+            // Nothing to weigh: a hold asked for earlier is no longer asked for.
+            return Ok(MembershipGate {
+                allowed: leaves,
+                hold: None,
+            });
+        }
+        match held.as_ref().map(|h| &h.state) {
+            Some(approval) if approval.approves(trigger) => {
+                return Ok(MembershipGate {
+                    allowed: leaves,
+                    hold: None,
+                })
+            }
+            Some(_) => {
+                return Ok(MembershipGate {
+                    allowed: Vec::new(),
+                    hold: held,
+                })
+            }
+            None => {}
+        }
+        let now = self.clock.now();
+        let who = user_slot(key);
+        let mut allowed = Vec::new();
+        let mut refused = Vec::new();
+        for (idp_group, scim_group) in leaves {
+            match take_membership_slot(self.store.as_ref(), &idp_group, &who, now, &self.membership)
+                .await?
+            {
+                Slot::Taken => allowed.push((idp_group, scim_group)),
+                Slot::Refused { taken, allowed } => refused.push((idp_group, taken, allowed)),
+            }
+        }
+        if refused.is_empty() {
+            return Ok(MembershipGate {
+                allowed,
+                hold: None,
+            });
+        }
+        let window = self.membership.window.as_secs() / 60;
+        let reason = refused
+            .iter()
+            .map(|(group, taken, limit)| {
+                format!("group {group} lost {taken} members in the last {window} minutes, the limit is {limit}")
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        // The metric filter in infra/template.yaml counts these lines (MembershipRemovalsHeld).
+        tracing::error!(
+            alarm = "membership_held",
+            source = %key.source,
+            user = %key.user_id,
+            groups = refused.len(),
+            "membership breaker: removals held for an operator (scim-relay held list)"
+        );
+        Ok(MembershipGate {
+            allowed,
+            hold: Some(Hold {
+                action: LEAVE_GROUPS.into(),
+                reason,
+                held_at: now,
+                asked_by: format!("{} {}", trigger.event_type, trigger.event_id),
+                state: HoldState::Pending,
+            }),
+        })
+    }
 }

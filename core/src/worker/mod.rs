@@ -22,7 +22,7 @@ use chrono::{DateTime, Utc};
 use crate::attributes::{Expression, ScopingRules};
 use crate::clock::Clock;
 use crate::config::{HardDeletePolicy, TargetProfile};
-use crate::deprovision::DeprovisionLimit;
+use crate::deprovision::{DeprovisionLimit, MembershipLimit};
 use crate::directory::Directory;
 use crate::envelope::{EnvelopeSigner, Subject, Trigger};
 use crate::history::{Finish, KeptBy, Trace};
@@ -70,6 +70,7 @@ pub struct Worker {
     scoping: ScopingRules,
     protected: Vec<String>,
     deprovision: DeprovisionLimit,
+    membership: MembershipLimit,
     tenant_events: Option<Arc<dyn TenantEventHandler>>,
 }
 
@@ -111,6 +112,8 @@ pub struct WorkerParts {
     pub protected: Vec<String>,
     /// The deprovisioning breaker's window and limit.
     pub deprovision: DeprovisionLimit,
+    /// The membership breaker's: members a mirrored group may lose per window.
+    pub membership: MembershipLimit,
 }
 
 impl Worker {
@@ -142,6 +145,7 @@ impl Worker {
             scoping: p.scoping,
             protected: p.protected,
             deprovision: p.deprovision,
+            membership: p.membership,
             tenant_events: None,
         }
     }
@@ -342,8 +346,11 @@ impl Worker {
                 }
                 Err(e) => return Err(e),
             };
-            if let Some(r) = recorded.as_ref().filter(|r| r.held.is_some()) {
-                // Applied as approved, or no longer asked for: either way the hold is done.
+            let deprovision_held =
+                |r: &&UserState| r.held.as_ref().is_some_and(|h| h.is_deprovision());
+            if let Some(r) = recorded.as_ref().filter(deprovision_held) {
+                // Applied as approved, or no longer asked for: either way the hold is done. (A
+                // held membership removal is the groups step's to settle.)
                 tracing::info!(user = %user_id, plan = plan_name(&plan), "held deprovision settled");
                 applied.state.get_or_insert_with(|| r.successor(now)).held = None;
             }
@@ -419,7 +426,9 @@ impl Worker {
                     let mut applied = applied;
                     trace.scim_calls = applied.calls;
                     if let Some(wanted) = wanted_groups {
-                        let groups = self.groups_phase(&key, wanted, &processed).await?;
+                        let groups = self
+                            .groups_phase(&key, wanted, &processed, trigger, trace)
+                            .await?;
                         applied.calls += groups.calls;
                         applied.writes += groups.writes;
                         trace.scim_calls = applied.calls;

@@ -65,6 +65,7 @@ impl Worker {
             scoping: self.scoping.clone(),
             protected: self.protected.clone(),
             deprovision: self.deprovision,
+            membership: self.membership,
             tenant_events: None,
         };
         Rehearsal {
