@@ -1,6 +1,6 @@
 //! Group sync: memberships of the configured groups mirrored as SCIM Groups, on every backend.
 
-use scim_relay_core::config::TargetProfile;
+use scim_relay_core::config::{Settings, TargetProfile};
 use scim_relay_core::model::HoldState;
 use scim_relay_tests::deployment::{Backend, Deployment, CLIENT_STATE};
 use scim_relay_tests::payloads::{graph_notification, okta_delivery};
@@ -158,6 +158,7 @@ pub async fn a_group_failure_parks_the_groups_but_keeps_the_user_change(b: Backe
             s.target.sync_groups = true;
         })
         .await;
+    d.target.datadog_fixture().disable_teams();
     d.idp.set_okta_user(
         "00uNOTEAM",
         "ACTIVE",
@@ -192,7 +193,15 @@ pub async fn a_group_failure_parks_the_groups_but_keeps_the_user_change(b: Backe
 /// before it happens. With `leavers_leave_groups = false`, a switched-off account keeps the
 /// memberships the directory still lists.
 pub async fn a_leaver_leaves_every_mirrored_group_and_rejoins_when_reactivated(b: Backend) {
-    let mut d = okta_groups_mirrored(b, &["00gENG", "00gOPS"]).await;
+    leavers_leave_groups_on(Profile::Generic, b).await
+}
+
+pub async fn a_leaver_leaves_every_mirrored_team_on_the_datadog_profile(b: Backend) {
+    leavers_leave_groups_on(Profile::Datadog, b).await
+}
+
+async fn leavers_leave_groups_on(profile: Profile, b: Backend) {
+    let mut d = okta_groups_on(profile, b, &["00gENG", "00gOPS"], |_| {}).await;
     let event = |uuid: &str, event_type: &str, id: &str, email: &str| {
         okta_delivery(uuid, event_type, id, email)
     };
@@ -305,14 +314,40 @@ pub async fn a_leaver_leaves_every_mirrored_group_and_rejoins_when_reactivated(b
 
 /// A deployment with Okta alone, scoped by and mirroring `groups`, on the generic profile.
 pub(crate) async fn okta_groups_mirrored(b: Backend, groups: &[&str]) -> Deployment {
+    okta_groups_on(Profile::Generic, b, groups, |_| {}).await
+}
+
+/// Which target a group behaviour runs against: Datadog's Teams, or an RFC 7644 provider.
+#[derive(Clone, Copy)]
+pub(crate) enum Profile {
+    Datadog,
+    Generic,
+}
+
+/// A deployment with Okta alone, scoped by and mirroring `groups`, on `profile`.
+pub(crate) async fn okta_groups_on(
+    profile: Profile,
+    b: Backend,
+    groups: &[&str],
+    customize: impl FnOnce(&mut Settings),
+) -> Deployment {
     let groups: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
-    Deployment::start_with(b, |s| {
-        s.target.profile = TargetProfile::Generic;
+    let settings = |s: &mut Settings| {
         s.entra.client_id = None;
         s.okta.group_ids = groups;
         s.target.sync_groups = true;
-    })
-    .await
+        customize(s);
+    };
+    match profile {
+        Profile::Datadog => Deployment::options(b).datadog().start(settings).await,
+        Profile::Generic => {
+            Deployment::start_with(b, |s| {
+                s.target.profile = TargetProfile::Generic;
+                settings(s);
+            })
+            .await
+        }
+    }
 }
 
 fn leaver_user(d: &Deployment, id: &str, status: &str, email: &str) {
@@ -331,7 +366,15 @@ async fn members(d: &Deployment, group: &str) -> Vec<String> {
 /// renamed (one `PATCH` of `displayName`), its members stay, and a new joiner joins it; `plan`
 /// shows the rename first.
 pub async fn a_renamed_group_stays_one_group_with_every_member(b: Backend) {
-    let d = okta_groups_mirrored(b, &["00gENG"]).await;
+    renamed_group_on(Profile::Generic, b).await
+}
+
+pub async fn a_renamed_group_stays_one_team_on_the_datadog_profile(b: Backend) {
+    renamed_group_on(Profile::Datadog, b).await
+}
+
+async fn renamed_group_on(profile: Profile, b: Backend) {
+    let d = okta_groups_on(profile, b, &["00gENG"], |_| {}).await;
     d.idp.rename_okta_group("00gENG", "Engineering");
     let join = |n: usize| {
         let (id, email) = (format!("00uRN{n}"), format!("rn{n}@example.com"));
@@ -388,11 +431,15 @@ pub async fn a_renamed_group_stays_one_group_with_every_member(b: Backend) {
 /// operator decides: approved, they leave; rejected, they stay; back in the group in the IdP,
 /// the hold lapses. `plan` shows the held ones as held.
 pub async fn a_group_losing_too_many_members_at_once_waits_for_an_operator(b: Backend) {
-    let d = Deployment::start_with(b, |s| {
-        s.target.profile = TargetProfile::Generic;
-        s.entra.client_id = None;
-        s.okta.group_ids = vec!["00gENG".into(), "00gOPS".into()];
-        s.target.sync_groups = true;
+    membership_breaker_on(Profile::Generic, b).await
+}
+
+pub async fn a_team_losing_too_many_members_at_once_waits_on_the_datadog_profile(b: Backend) {
+    membership_breaker_on(Profile::Datadog, b).await
+}
+
+async fn membership_breaker_on(profile: Profile, b: Backend) {
+    let d = okta_groups_on(profile, b, &["00gENG", "00gOPS"], |s| {
         s.target.membership_removal_limit = 2;
     })
     .await;

@@ -4,6 +4,7 @@
 //! ServiceProviderConfig. In memory, with the same bearer-token check. Beside SCIM, the Users API
 //! the sweeper uses for invitations (`/api/v2/users`, `/api/v2/user_invitations`), behind the
 //! API-key + application-key pair: a created user is Pending until [`DatadogFixture::accept`].
+//! SCIM Groups (Teams) are in [`crate::datadog_teams`].
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -19,9 +20,13 @@ pub const DATADOG_TOKEN: &str = "dd-application-key-for-tests";
 pub const DATADOG_API_KEY: &str = "dd-api-key-for-tests";
 
 #[derive(Default)]
-struct Org {
-    users: BTreeMap<String, Value>,
-    next_id: u64,
+pub(crate) struct Org {
+    pub(crate) users: BTreeMap<String, Value>,
+    pub(crate) next_id: u64,
+    /// SCIM Groups: Datadog Teams, by id.
+    pub(crate) teams: BTreeMap<String, Value>,
+    /// Teams are off until Datadog support enables them: `/Groups` is then not there (404).
+    pub(crate) teams_off: bool,
     /// Requests still to be answered 429 (Datadog's rate limiting), per method.
     throttle: Vec<String>,
     log: Vec<(String, String)>,
@@ -41,9 +46,9 @@ pub struct DatadogFixture {
     org: Arc<Mutex<Org>>,
 }
 
-type Dd = State<Arc<Mutex<Org>>>;
+pub(crate) type Dd = State<Arc<Mutex<Org>>>;
 
-fn errors(status: StatusCode, message: &str) -> Response {
+pub(crate) fn errors(status: StatusCode, message: &str) -> Response {
     (status, Json(json!({ "errors": [message] }))).into_response()
 }
 
@@ -60,6 +65,16 @@ impl DatadogFixture {
             .route(
                 "/api/v2/scim/Users/{id}",
                 get(get_user).patch(patch_user).delete(delete_user),
+            )
+            .route(
+                "/api/v2/scim/Groups",
+                get(crate::datadog_teams::list_groups).post(crate::datadog_teams::create_group),
+            )
+            .route(
+                "/api/v2/scim/Groups/{id}",
+                get(crate::datadog_teams::get_group)
+                    .patch(crate::datadog_teams::patch_group)
+                    .delete(crate::datadog_teams::delete_group),
             )
             .route("/api/v2/users", get(users_api_list))
             .route("/api/v2/user_invitations", post(send_invitations))
@@ -157,6 +172,46 @@ impl DatadogFixture {
         body["id"].as_str().unwrap_or_default().to_string()
     }
 
+    /// The user ids of the Team with this name, sorted; `None` when there is no such Team.
+    pub fn team_members(&self, display_name: &str) -> Option<Vec<String>> {
+        let org = self.org.lock().expect("lock");
+        let team = org
+            .teams
+            .values()
+            .find(|t| t["displayName"] == display_name)?;
+        let mut members: Vec<String> = team["members"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|m| m["value"].as_str().map(str::to_string))
+            .collect();
+        members.sort();
+        Some(members)
+    }
+
+    /// This org's Teams are not enabled (Datadog's default): every `/Groups` call is a 404.
+    pub fn disable_teams(&self) {
+        self.org.lock().expect("lock").teams_off = true;
+    }
+
+    /// How many Teams have this name.
+    pub fn teams_named(&self, display_name: &str) -> usize {
+        let org = self.org.lock().expect("lock");
+        org.teams
+            .values()
+            .filter(|t| t["displayName"] == display_name)
+            .count()
+    }
+
+    /// An admin deletes the Team in Datadog.
+    pub fn delete_team_by_hand(&self, display_name: &str) {
+        self.org
+            .lock()
+            .expect("lock")
+            .teams
+            .retain(|_, t| t["displayName"] != display_name);
+    }
+
     pub fn requests(&self, method: &str) -> usize {
         self.org
             .lock()
@@ -169,7 +224,12 @@ impl DatadogFixture {
 }
 
 /// Checks the token, logs the request, and applies an injected 429.
-fn gate(org: &mut Org, method: &str, path: &str, headers: &HeaderMap) -> Option<Response> {
+pub(crate) fn gate(
+    org: &mut Org,
+    method: &str,
+    path: &str,
+    headers: &HeaderMap,
+) -> Option<Response> {
     org.log.push((method.to_string(), path.to_string()));
     if !authorized(headers) {
         return Some(errors(StatusCode::FORBIDDEN, "Forbidden"));

@@ -7,6 +7,7 @@ pub mod aws;
 pub mod aws_relay;
 pub mod chaos;
 pub mod datadog;
+pub mod datadog_teams;
 pub mod deployment;
 pub mod iam;
 pub mod idp;

@@ -132,7 +132,7 @@ impl Target {
             Self::Memory(t) => t.group_members(display_name),
             #[cfg(feature = "servers")]
             Self::Scim { tenant, .. } => tenant.group_members(display_name).await,
-            Self::Datadog(_) => None,
+            Self::Datadog(dd) => dd.team_members(display_name),
         }
     }
 
@@ -142,7 +142,7 @@ impl Target {
             Self::Memory(t) => t.delete_group_by_hand(display_name),
             #[cfg(feature = "servers")]
             Self::Scim { tenant, .. } => tenant.delete_group(display_name).await,
-            Self::Datadog(_) => unimplemented!("the Datadog fixture has no SCIM Groups"),
+            Self::Datadog(dd) => dd.delete_team_by_hand(display_name),
         }
     }
 
@@ -151,7 +151,7 @@ impl Target {
             Self::Memory(t) => t.groups_named(display_name),
             #[cfg(feature = "servers")]
             Self::Scim { tenant, .. } => tenant.groups_named(display_name).await,
-            Self::Datadog(_) => 0,
+            Self::Datadog(dd) => dd.teams_named(display_name),
         }
     }
 
