@@ -232,6 +232,10 @@ pub struct OktaSettings {
     /// TOML, or `group=role,…` in the environment. Membership gives roles, not scope.
     #[serde(deserialize_with = "role_groups")]
     pub role_groups: BTreeMap<String, Vec<String>>,
+    /// Per cent of each of Okta's rate limits (org-wide, shared with sign-in) the relay may
+    /// use: past it, it waits for the window to reset. Okta's own OAuth apps default to 50.
+    #[serde(deserialize_with = "number")]
+    pub rate_limit_percent: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -382,6 +386,7 @@ impl Default for OktaSettings {
             app_id: None,
             group_ids: Vec::new(),
             role_groups: BTreeMap::new(),
+            rate_limit_percent: 50,
         }
     }
 }
@@ -583,6 +588,11 @@ impl Settings {
         }
         self.attribute_expressions()?;
         self.scoping_rules()?;
+        if !(1..=100).contains(&self.okta.rate_limit_percent) {
+            return Err(ConfigError::Invalid(
+                "okta.rate_limit_percent must be between 1 and 100".into(),
+            ));
+        }
         if self.target.deprovision_window.is_zero() {
             return Err(ConfigError::Invalid(
                 "target.deprovision_window_minutes must be at least 1".into(),
@@ -713,6 +723,7 @@ impl Secrets for OktaSettings {
             app_id: _,
             group_ids: _,
             role_groups: _,
+            rate_limit_percent: _,
         } = self;
         into.extend([shared_secret, previous_shared_secret, api_token]);
     }

@@ -8,6 +8,7 @@
 //! | retryable | visible again after the backoff curve (or the target's own wait); past `max_attempts`, dead-lettered |
 //! | permanent | dead-lettered with its reason (a failed dead-letter send is retried instead) |
 //! | target credential rejected | the breaker opens; the message waits, not counted as an attempt |
+//! | directory unavailable, or its rate limit | visible again after the backoff (or the IdP's own wait); never dead-lettered |
 //! | signed with a queue key not held | visible again after `key_wait` (the Lambda re-reads its secrets meanwhile); past `key_attempts`, dead-lettered |
 //!
 //! On a FIFO batch, once a record must wait every later record of its group (its user) waits
@@ -527,6 +528,18 @@ impl Consumer {
                     wait_ms = wait.as_millis() as u64,
                     alarm = "directory_unavailable",
                     "directory unavailable; waiting it out: {reason}"
+                );
+                Disposition::Retry {
+                    at: self.after(wait),
+                    reason,
+                }
+            }
+            Err(WorkError::DirectoryThrottled { reason, wait }) => {
+                tracing::warn!(
+                    message = id,
+                    attempt = delivery.attempt,
+                    wait_ms = wait.as_millis() as u64,
+                    "directory rate limit; the trigger comes back when it allows: {reason}"
                 );
                 Disposition::Retry {
                     at: self.after(wait),

@@ -57,6 +57,7 @@ pub fn outbound(settings: &Settings) -> Result<Outbound, ConfigError> {
                 timeout,
             )
             .map_err(|e| ConfigError::Invalid(e.to_string()))?
+            .with_rate_limit_share(settings.okta.rate_limit_percent)
             .with_scope(
                 Scope::new(
                     settings.okta.app_id.clone(),

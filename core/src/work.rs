@@ -37,6 +37,10 @@ pub enum WorkError {
     /// out, however long, and the message is not at fault.
     #[error("directory unavailable: {0}")]
     DirectoryUnavailable(String),
+    /// The directory's rate limit asks the relay to wait `wait`: the message comes back then,
+    /// never dead-lettered for it (the relay's budget, not the message, is at fault).
+    #[error("directory rate limit: {reason}")]
+    DirectoryThrottled { reason: String, wait: Duration },
     /// The directory (Okta, Graph) refused the relay's credential: the same pause as the
     /// target's, never a dead letter.
     #[error("directory credential rejected: {0}")]
@@ -73,6 +77,9 @@ impl From<DirectoryError> for WorkError {
             DirectoryError::Retryable(r) => WorkError::DirectoryUnavailable(r),
             DirectoryError::Permanent(r) => WorkError::Permanent(r),
             DirectoryError::Refused(r) => WorkError::DirectoryRefused(r),
+            DirectoryError::Throttled { reason, wait } => {
+                WorkError::DirectoryThrottled { reason, wait }
+            }
         }
     }
 }

@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use scim_relay_tests::deployment::{Backend, Deployment, OKTA_SECRET};
+use scim_relay_tests::deployment::{Backend, Deployment, CLIENT_STATE, OKTA_SECRET};
 use scim_relay_tests::idp::OKTA_TOKEN;
-use scim_relay_tests::payloads::okta_delivery;
+use scim_relay_tests::payloads::{graph_notification, okta_delivery};
 
 pub async fn an_accepted_event_survives_a_restart_while_the_target_is_down(b: Backend) {
     let mut d = Deployment::options(b).patient().start(|_| {}).await;
@@ -501,6 +501,120 @@ pub async fn an_idp_outage_is_waited_out_and_dead_letters_nothing(b: Backend) {
         d.target.user("out.age@example.com").await.unwrap()["active"],
         true
     );
+    assert_eq!(d.depth().await, (0, 0));
+    d.finish().await;
+}
+
+/// The IdP's rate limit is a budget, not a failure, on every backend. Okta: the relay keeps
+/// to its share of the window (`okta.rate_limit_percent`, 50 %) and waits for the reset
+/// before reading again; a 429 whose reset is near is slept in place, one further off hands
+/// the trigger back until then. Graph: `Retry-After` honoured. Nothing is dead-lettered and
+/// no read is made before the time the IdP named.
+pub async fn an_idp_rate_limit_is_waited_out_and_dead_letters_nothing(b: Backend) {
+    use std::time::SystemTime;
+    let d = Deployment::options(b).patient().start(|_| {}).await;
+    let user = |id: &str| {
+        d.idp.set_okta_user(
+            id,
+            "ACTIVE",
+            Some(&format!("{}@example.com", id.to_lowercase())),
+            "Rate",
+            "Limited",
+            None,
+        )
+    };
+    let read = |id: &str| format!("okta:{id}");
+    let answers_of = |id: &str| -> Vec<(u16, SystemTime)> {
+        d.idp
+            .answered_reads()
+            .into_iter()
+            .filter(|(r, _, _)| *r == read(id))
+            .map(|(_, status, at)| (status, at))
+            .collect()
+    };
+    // Whole seconds, as Okta's reset is: a second and a half from now at least.
+    let reset_in = |seconds: u64| {
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .expect("clock");
+        SystemTime::UNIX_EPOCH + Duration::from_secs(now.as_secs() + 1 + seconds)
+    };
+
+    // The share: half of a window of 10 is left. The first read uses the relay's share up;
+    // the second waits for the reset instead of eating into sign-in's half.
+    let reset = reset_in(1);
+    d.idp.okta_rate_limit(10, 6, reset);
+    for id in ["00uRL1", "00uRL2"] {
+        user(id);
+        d.okta(okta_delivery(
+            &format!("rl-{id}"),
+            "user.lifecycle.create",
+            id,
+            "r",
+        ))
+        .await;
+    }
+    let second = answers_of("00uRL2");
+    assert_eq!(second.len(), 1, "{second:?}");
+    assert_eq!(second[0].0, 200, "never throttled");
+    assert!(second[0].1 >= reset, "read only once the window reset");
+
+    // A 429 whose reset is beyond the worker's patience: handed back, read after it.
+    let reset = reset_in(3);
+    d.idp.okta_rate_limit(10, 0, reset);
+    user("00uRL3");
+    d.okta(okta_delivery(
+        "rl-3",
+        "user.lifecycle.create",
+        "00uRL3",
+        "r",
+    ))
+    .await;
+    let third = answers_of("00uRL3");
+    assert_eq!(third.first().map(|a| a.0), Some(429), "{third:?}");
+    let (status, at) = *third.last().expect("read");
+    assert_eq!(status, 200);
+    assert!(at >= reset, "the trigger waited for the reset");
+    assert!(
+        third
+            .iter()
+            .filter(|(s, at)| *s == 429 && *at < reset)
+            .count()
+            <= 1,
+        "not hammered while throttled: {third:?}"
+    );
+    assert_eq!(
+        d.target.user("00url3@example.com").await.unwrap()["active"],
+        true
+    );
+
+    // Graph: a 429 with Retry-After.
+    d.idp.set_graph_user(
+        "e-rl",
+        "Rate.Limited@contoso.com",
+        true,
+        "Rate Limited",
+        None,
+    );
+    d.idp.throttle_graph_reads(1, 1);
+    d.entra(graph_notification("e-rl", CLIENT_STATE, 1)).await;
+    let graph: Vec<(String, u16, SystemTime)> = d
+        .idp
+        .answered_reads()
+        .into_iter()
+        .filter(|(r, _, _)| r == "graph:e-rl")
+        .collect();
+    assert_eq!(graph.len(), 2, "{graph:?}");
+    assert_eq!(graph[0].1, 429);
+    assert!(
+        graph[1].2.duration_since(graph[0].2).unwrap_or_default() >= Duration::from_secs(1),
+        "Retry-After honoured"
+    );
+    assert_eq!(
+        d.target.user("rate.limited@contoso.com").await.unwrap()["active"],
+        true
+    );
+    assert!(d.dead_letters().await.is_empty());
     assert_eq!(d.depth().await, (0, 0));
     d.finish().await;
 }

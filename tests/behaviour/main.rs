@@ -106,6 +106,7 @@ on_every_backend!(
     failures::a_message_signed_with_a_key_not_yet_held_waits_for_it_and_a_forged_one_is_dead_lettered,
     failures::a_refused_directory_credential_pauses_the_workers_and_dead_letters_nothing,
     failures::an_idp_outage_is_waited_out_and_dead_letters_nothing,
+    failures::an_idp_rate_limit_is_waited_out_and_dead_letters_nothing,
     groups::okta_group_memberships_are_mirrored_and_a_deleted_group_is_made_again,
     groups::entra_group_memberships_are_mirrored_with_the_groups_display_names,
     groups::a_recreated_account_rejoins_its_groups,

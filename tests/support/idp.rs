@@ -42,6 +42,12 @@ struct Directory {
     graph_nested: std::collections::HashSet<String>,
     /// Every user read, as "okta:<id>" or "graph:<id>".
     reads: Vec<String>,
+    /// Every user read's answer, as (read, status, when).
+    answered: Vec<(String, u16, std::time::SystemTime)>,
+    /// Okta's rate limit on user reads, when modelled: the window every answer describes.
+    okta_window: Option<RateWindow>,
+    /// Graph user reads still to be answered 429, and the `Retry-After` they carry.
+    graph_throttled: Option<(usize, u64)>,
     token_requests: usize,
     /// The fixture's own address, for the links it hands out.
     url: String,
@@ -66,6 +72,24 @@ impl Directory {
     fn okta_logged(&mut self, event_type: &str, user: &str) {
         self.okta_log
             .push((chrono::Utc::now(), event_type.to_string(), user.to_string()));
+    }
+}
+
+/// One window of Okta's rate limit on `GET /api/v1/users/{id}`: every answer carries its
+/// `X-Rate-Limit-*` headers, and a read past the limit is a 429 until it resets.
+#[derive(Debug, Clone, Copy)]
+struct RateWindow {
+    limit: u64,
+    remaining: u64,
+    reset: std::time::SystemTime,
+}
+
+impl RateWindow {
+    fn reset_epoch(&self) -> u64 {
+        self.reset
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_default()
     }
 }
 
@@ -326,6 +350,26 @@ impl IdpFixture {
         dir.okta_groups.insert(user.to_string(), groups);
     }
 
+    /// Models Okta's rate limit on user reads: `limit` a window, `remaining` left in the
+    /// current one, which resets at `reset` (then a minute each). Answers carry the headers.
+    pub fn okta_rate_limit(&self, limit: u64, remaining: u64, reset: std::time::SystemTime) {
+        self.dir.lock().expect("lock").okta_window = Some(RateWindow {
+            limit,
+            remaining,
+            reset,
+        });
+    }
+
+    /// The next `reads` Graph user reads are throttled: 429 with `Retry-After: seconds`.
+    pub fn throttle_graph_reads(&self, reads: usize, seconds: u64) {
+        self.dir.lock().expect("lock").graph_throttled = Some((reads, seconds));
+    }
+
+    /// Every user read's answer: (read, status, when).
+    pub fn answered_reads(&self) -> Vec<(String, u16, std::time::SystemTime)> {
+        self.dir.lock().expect("lock").answered.clone()
+    }
+
     pub fn okta_log_requests(&self) -> usize {
         self.dir
             .lock()
@@ -436,13 +480,38 @@ async fn okta_user(State(dir): Dir, Path(id): Path<String>, headers: HeaderMap) 
     }
     let mut dir = dir.lock().expect("lock");
     dir.reads.push(format!("okta:{id}"));
-    if dir.okta_down {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "E0000009");
+    let now = std::time::SystemTime::now();
+    // Okta's rate limit: the window resets at its time; past its limit, 429 until then.
+    let window = dir.okta_window.as_mut().map(|w| {
+        if now >= w.reset {
+            w.remaining = w.limit;
+            w.reset = now + std::time::Duration::from_secs(60);
+        }
+        let over = w.remaining == 0;
+        w.remaining = w.remaining.saturating_sub(1);
+        (over, *w)
+    });
+    let mut resp = match window {
+        Some((true, _)) => error(StatusCode::TOO_MANY_REQUESTS, "E0000047"),
+        _ if dir.okta_down => error(StatusCode::SERVICE_UNAVAILABLE, "E0000009"),
+        _ => match dir.okta.get(&id) {
+            Some(user) => Json(user.clone()).into_response(),
+            None => error(StatusCode::NOT_FOUND, "E0000007"),
+        },
+    };
+    if let Some((_, w)) = window {
+        for (name, value) in [
+            ("x-rate-limit-limit", w.limit),
+            ("x-rate-limit-remaining", w.remaining),
+            ("x-rate-limit-reset", w.reset_epoch()),
+        ] {
+            resp.headers_mut()
+                .insert(name, value.to_string().parse().expect("header"));
+        }
     }
-    match dir.okta.get(&id) {
-        Some(user) => Json(user.clone()).into_response(),
-        None => error(StatusCode::NOT_FOUND, "E0000007"),
-    }
+    let status = resp.status().as_u16();
+    dir.answered.push((format!("okta:{id}"), status, now));
+    resp
 }
 
 async fn graph_token(
@@ -476,6 +545,23 @@ async fn graph_user(
     }
     let mut dir = dir.lock().expect("lock");
     dir.reads.push(format!("graph:{id}"));
+    if let Some((left, retry_after)) = dir.graph_throttled.filter(|(left, _)| *left > 0) {
+        dir.graph_throttled = Some((left - 1, retry_after));
+        dir.answered
+            .push((format!("graph:{id}"), 429, std::time::SystemTime::now()));
+        let mut resp = (
+            StatusCode::TOO_MANY_REQUESTS,
+            Json(json!({"error": {"code": "TooManyRequests"}})),
+        )
+            .into_response();
+        resp.headers_mut().insert(
+            "retry-after",
+            retry_after.to_string().parse().expect("header"),
+        );
+        return resp;
+    }
+    dir.answered
+        .push((format!("graph:{id}"), 200, std::time::SystemTime::now()));
     let lagging = match dir.graph_lagging.get_mut(&id) {
         Some(left) if *left > 0 => {
             *left -= 1;

@@ -7,12 +7,16 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use tokio::sync::Mutex;
 
+use super::rate_limit::{throttle_wait, throttled, SWEEPER_PATIENCE, WORKER_PATIENCE};
 use super::subscription::{GraphSubscription, SubscriptionApi};
 use super::{
     answer, unique_ids, Answer, ChangeFeed, Directory, DirectoryChanges, DirectoryError,
     DirectoryGroup, DirectoryRead, DirectoryUser, FeedError, IdpStatus, Membership,
 };
 use crate::secret::Secret;
+
+/// A throttled request is sent this many times in place (each after its wait) at most.
+const THROTTLED_ATTEMPTS: u32 = 3;
 
 const SELECT: &str = "id,userPrincipalName,mail,givenName,surname,displayName,jobTitle,accountEnabled,employeeId,department";
 const SCOPE: &str = "https://graph.microsoft.com/.default";
@@ -162,10 +166,43 @@ impl GraphDirectory {
         select: &str,
         token: &Secret,
     ) -> Result<reqwest::Response, DirectoryError> {
-        self.http
+        let request = self
+            .http
             .get(format!("{}/v1.0{path}", self.graph_url))
             .query(&[("$select", select)])
-            .bearer_auth(token.expose())
+            .bearer_auth(token.expose());
+        self.send(request, WORKER_PATIENCE).await
+    }
+
+    /// Sends a Graph request. Graph throttles with a 429 (or a 503 with `Retry-After`): a wait
+    /// up to `patience` is slept here and the request sent again; a longer one is
+    /// [`DirectoryError::Throttled`].
+    async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+        patience: Duration,
+    ) -> Result<reqwest::Response, DirectoryError> {
+        for attempt in 1..=THROTTLED_ATTEMPTS {
+            let Some(this) = request.try_clone() else {
+                break;
+            };
+            let resp = this.send().await.map_err(|e| {
+                DirectoryError::Retryable(format!("Graph: {}", crate::transport_error(e)))
+            })?;
+            let status = resp.status().as_u16();
+            let throttled_now =
+                status == 429 || (status == 503 && resp.headers().contains_key("retry-after"));
+            if !throttled_now {
+                return Ok(resp);
+            }
+            let wait = throttle_wait(resp.headers(), chrono::Utc::now());
+            if wait > patience || attempt == THROTTLED_ATTEMPTS {
+                return Err(throttled("Graph", &format!("answered {status}"), wait));
+            }
+            tokio::time::sleep(wait).await;
+        }
+        // A request whose body cannot be sent twice: once, as it is.
+        request
             .send()
             .await
             .map_err(|e| DirectoryError::Retryable(format!("Graph: {}", crate::transport_error(e))))
@@ -305,14 +342,11 @@ impl GraphDirectory {
         let mut ids = Vec::new();
         for _ in 0..MAX_DELTA_PAGES {
             let resp = self
-                .http
-                .get(&url)
-                .bearer_auth(token.expose())
-                .send()
-                .await
-                .map_err(|e| {
-                    DirectoryError::Retryable(format!("Graph: {}", crate::transport_error(e)))
-                })?;
+                .send(
+                    self.http.get(&url).bearer_auth(token.expose()),
+                    SWEEPER_PATIENCE,
+                )
+                .await?;
             match answer("Graph", resp.status().as_u16())? {
                 Answer::Found => {}
                 Answer::NotFound => return Ok(Vec::new()),
@@ -360,19 +394,15 @@ impl Directory for GraphDirectory {
         let mut member_of = Vec::new();
         // checkMemberGroups takes at most 20 group ids per call.
         for chunk in watched.chunks(20) {
-            let resp = self
+            let request = self
                 .http
                 .post(format!(
                     "{}/v1.0/users/{id}/checkMemberGroups",
                     self.graph_url
                 ))
                 .bearer_auth(token.expose())
-                .json(&serde_json::json!({ "groupIds": chunk }))
-                .send()
-                .await
-                .map_err(|e| {
-                    DirectoryError::Retryable(format!("Graph: {}", crate::transport_error(e)))
-                })?;
+                .json(&serde_json::json!({ "groupIds": chunk }));
+            let resp = self.send(request, WORKER_PATIENCE).await?;
             match answer("Graph", resp.status().as_u16())? {
                 Answer::Found => {}
                 // The user was just read: a 404 here is a replication lag, not "out of scope".
@@ -527,14 +557,11 @@ impl GraphDirectory {
         let mut ids = Vec::new();
         for _ in 0..MAX_DELTA_PAGES {
             let resp = self
-                .http
-                .get(&url)
-                .bearer_auth(token.expose())
-                .send()
-                .await
-                .map_err(|e| {
-                    DirectoryError::Retryable(format!("Graph: {}", crate::transport_error(e)))
-                })?;
+                .send(
+                    self.http.get(&url).bearer_auth(token.expose()),
+                    SWEEPER_PATIENCE,
+                )
+                .await?;
             let status = resp.status().as_u16();
             if from_cursor && matches!(status, 400 | 404 | 410) {
                 // 410 Gone (and the codes Graph uses for an expired delta token) means: resync.
@@ -790,9 +817,13 @@ impl GraphDirectory {
         request: reqwest::RequestBuilder,
         what: &str,
     ) -> Result<Option<GraphSubscription>, DirectoryError> {
-        let resp = request.send().await.map_err(|e| {
-            DirectoryError::Retryable(format!("Graph {what}: {}", crate::transport_error(e)))
-        })?;
+        let resp = self
+            .send(request, SWEEPER_PATIENCE)
+            .await
+            .map_err(|e| match e {
+                DirectoryError::Retryable(r) => DirectoryError::Retryable(format!("{what}: {r}")),
+                e => e,
+            })?;
         let status = resp.status().as_u16();
         if status == 201 {
             // Created: read like a 200.

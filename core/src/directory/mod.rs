@@ -5,6 +5,8 @@
 pub mod graph;
 #[cfg(feature = "outbound")]
 pub mod okta;
+#[cfg(feature = "outbound")]
+pub mod rate_limit;
 pub mod subscription;
 
 use async_trait::async_trait;
@@ -84,6 +86,14 @@ pub enum DirectoryError {
     /// the workers pause (as for the target's) and the triggers wait, costing them no attempt.
     #[error("directory refused the relay's credential: {0}")]
     Refused(String),
+    /// The IdP's rate limit (a 429, or the relay's share of Okta's window used up) asks for a
+    /// wait longer than the caller would sleep: the trigger comes back after `wait`, costing
+    /// it no attempt.
+    #[error("directory rate limit: {reason}")]
+    Throttled {
+        reason: String,
+        wait: std::time::Duration,
+    },
 }
 
 /// What a directory API's status code says, before its body is read.

@@ -7,11 +7,17 @@ use serde::Deserialize;
 
 use chrono::{DateTime, Utc};
 
+use super::rate_limit::{
+    okta_bucket, throttle_wait, throttled, RateBudget, SWEEPER_PATIENCE, WORKER_PATIENCE,
+};
 use super::{
     answer, unique_ids, Answer, ChangeFeed, Directory, DirectoryChanges, DirectoryError,
     DirectoryGroup, DirectoryRead, DirectoryUser, FeedError, IdpStatus, Membership, Scope,
 };
 use crate::secret::Secret;
+
+/// Okta's own OAuth apps take half of a bucket by default; so does the relay.
+pub const DEFAULT_RATE_LIMIT_PERCENT: u64 = 50;
 
 pub struct OktaDirectory {
     http: reqwest::Client,
@@ -20,7 +26,11 @@ pub struct OktaDirectory {
     scope: Scope,
     /// Set once the configured app and groups were seen to exist.
     scope_checked: tokio::sync::OnceCell<()>,
+    budget: RateBudget,
 }
+
+/// A throttled read is tried this many times in place (each after its wait) at most.
+const THROTTLED_ATTEMPTS: u32 = 3;
 
 #[derive(Deserialize)]
 struct OktaGroup {
@@ -92,7 +102,14 @@ impl OktaDirectory {
             token,
             scope: Scope::default(),
             scope_checked: tokio::sync::OnceCell::new(),
+            budget: RateBudget::new(DEFAULT_RATE_LIMIT_PERCENT),
         })
+    }
+
+    /// The share of each of Okta's rate limits the relay may use (`okta.rate_limit_percent`).
+    pub fn with_rate_limit_share(mut self, percent: u64) -> Self {
+        self.budget = RateBudget::new(percent);
+        self
     }
 
     pub fn with_scope(mut self, scope: Scope) -> Self {
@@ -104,14 +121,56 @@ impl OktaDirectory {
         self.get_url(&format!("{}{path}", self.org_url)).await
     }
 
+    /// A read for the worker: it waits in place for Okta's rate limit only briefly.
     async fn get_url(&self, url: &str) -> Result<reqwest::Response, DirectoryError> {
-        self.http
-            .get(url)
-            .header("Authorization", format!("SSWS {}", self.token.expose()))
-            .header("Accept", "application/json")
-            .send()
-            .await
-            .map_err(|e| DirectoryError::Retryable(format!("Okta: {}", crate::transport_error(e))))
+        self.get_within(url, WORKER_PATIENCE).await
+    }
+
+    /// A read within the relay's share of Okta's rate limit: a wait up to `patience` is slept
+    /// here (before the call when the share is used, after a 429 until the window resets); a
+    /// longer one is [`DirectoryError::Throttled`].
+    pub(crate) async fn get_within(
+        &self,
+        url: &str,
+        patience: std::time::Duration,
+    ) -> Result<reqwest::Response, DirectoryError> {
+        let bucket = okta_bucket(url);
+        for attempt in 1..=THROTTLED_ATTEMPTS {
+            if let Some(wait) = self.budget.wait_before(&bucket, Utc::now()) {
+                if wait > patience {
+                    return Err(throttled(
+                        "Okta",
+                        &format!("the relay's share of /api/v1/{bucket} is used"),
+                        wait,
+                    ));
+                }
+                tokio::time::sleep(wait).await;
+            }
+            let resp = self
+                .http
+                .get(url)
+                .header("Authorization", format!("SSWS {}", self.token.expose()))
+                .header("Accept", "application/json")
+                .send()
+                .await
+                .map_err(|e| {
+                    DirectoryError::Retryable(format!("Okta: {}", crate::transport_error(e)))
+                })?;
+            self.budget.observe(&bucket, resp.headers());
+            if resp.status().as_u16() != 429 {
+                return Ok(resp);
+            }
+            let wait = throttle_wait(resp.headers(), Utc::now());
+            if wait > patience || attempt == THROTTLED_ATTEMPTS {
+                return Err(throttled(
+                    "Okta",
+                    &format!("/api/v1/{bucket} answered 429"),
+                    wait,
+                ));
+            }
+            tokio::time::sleep(wait).await;
+        }
+        Err(throttled("Okta", "no attempt left", WORKER_PATIENCE))
     }
 }
 
@@ -329,7 +388,8 @@ impl ChangeFeed for OktaDirectory {
         .to_string();
         let (mut ids, mut newest) = (Vec::new(), None::<DateTime<Utc>>);
         for _ in 0..MAX_PAGES {
-            let resp = self.get_url(&url).await?;
+            // A pass waits out the rate limit page by page rather than start over next run.
+            let resp = self.get_within(&url, SWEEPER_PATIENCE).await?;
             match answer("Okta", resp.status().as_u16())? {
                 Answer::Found => {}
                 Answer::NotFound => {
@@ -451,7 +511,7 @@ impl ChangeFeed for OktaMembershipLog {
         .to_string();
         let mut ids = Vec::new();
         for _ in 0..MAX_PAGES {
-            let resp = dir.get_url(&url).await?;
+            let resp = dir.get_within(&url, SWEEPER_PATIENCE).await?;
             match answer("Okta", resp.status().as_u16())? {
                 Answer::Found => {}
                 Answer::NotFound => {

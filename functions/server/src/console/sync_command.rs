@@ -89,7 +89,9 @@ pub async fn run(
             ),
             None => format!("{reason}; queued"),
         }),
-        Err(WorkError::DirectoryUnavailable(reason)) => Some(format!("{reason}; queued")),
+        Err(
+            WorkError::DirectoryUnavailable(reason) | WorkError::DirectoryThrottled { reason, .. },
+        ) => Some(format!("{reason}; queued")),
         _ => None,
     };
     let queued = match &waiting {
