@@ -41,9 +41,7 @@ pub mod wiring;
 /// it would send the credential to wherever the answer points (reqwest drops `Authorization`
 /// across hosts, but not Datadog's `DD-API-KEY` / `DD-APPLICATION-KEY`).
 #[cfg(feature = "outbound")]
-pub(crate) fn credentialed_http_client(
-    timeout: std::time::Duration,
-) -> Result<reqwest::Client, String> {
+pub fn credentialed_http_client(timeout: std::time::Duration) -> Result<reqwest::Client, String> {
     reqwest::Client::builder()
         .timeout(timeout)
         .user_agent(concat!("scim-relay/", env!("CARGO_PKG_VERSION")))
@@ -55,7 +53,7 @@ pub(crate) fn credentialed_http_client(
 /// A transport error with its causes ("error sending request: connection refused"), without
 /// the URL (which may carry a user id or a token in a query).
 #[cfg(feature = "outbound")]
-pub(crate) fn transport_error(e: reqwest::Error) -> String {
+pub fn transport_error(e: reqwest::Error) -> String {
     let e = e.without_url();
     let mut text = e.to_string();
     let mut source = std::error::Error::source(&e);

@@ -18,13 +18,16 @@ const WAIT: Duration = Duration::from_secs(15);
 // behaviour suite (tests/behaviour/), on every backend. What stays here is what its deployment
 // cannot express: the generic profile's use of scim2-server's ETags (`If-Match`, a 412), the
 // `/metrics` endpoint's exposition, a killed process's claims taken over by the next one, and
-// the chaos run (chaos.rs), which shares this harness.
+// the chaos run (chaos.rs), which shares this harness, and `setup okta`, whose verification
+// needs the relay on a real port.
 
 /// So does the convergence-under-chaos test.
 #[path = "chaos.rs"]
 mod chaos;
 
 struct Harness {
+    /// The relay's settings, as it was started with them.
+    settings: Settings,
     idp: IdpFixture,
     tenant: ScimTenant,
     proxy: ScimProxy,
@@ -75,10 +78,11 @@ async fn harness_on_clock(
     let db_path = std::env::temp_dir().join(format!("scim-relay-e2e-{}.db", uuid::Uuid::new_v4()));
     let mut s = settings(&idp, &proxy.url, &tenant.token, profile, &db_path);
     customize(&mut s);
-    let relay = scim_relay_server::start_with_clock(s, fast_retries(), clock)
+    let relay = scim_relay_server::start_with_clock(s.clone(), fast_retries(), clock)
         .await
         .expect("relay starts");
     Harness {
+        settings: s,
         idp,
         tenant,
         proxy,
@@ -327,4 +331,144 @@ async fn a_restarted_relay_takes_over_a_killed_ones_work_at_once() {
     );
     third.stop().await;
     let _ = std::fs::remove_file(&db_path);
+}
+
+/// `scim-relay setup okta` against a fixture of Okta's Event Hooks API, with this relay on a
+/// real port for Okta's verification call: the hook is created with exactly the event types
+/// the settings need, verified (the fixture calls the relay with a challenge and the hook's
+/// secret) and active; a second run changes nothing and says so; a changed scope updates the
+/// events; Okta's refusals read as what to fix; and an event Okta then delivers through the
+/// hook provisions the user.
+#[tokio::test]
+async fn setup_okta_makes_the_event_hook_and_a_second_run_changes_nothing() {
+    use scim_relay_server::setup::{parse, run};
+    let h = harness_with(TargetProfile::Generic, |s| {
+        s.okta.app_id = Some("0oaAPP".into());
+    })
+    .await;
+    let setup = |settings: Settings, words: Vec<String>| async move {
+        let words: Vec<&str> = words.iter().map(String::as_str).collect();
+        let args = parse(&words).expect("arguments parse");
+        let mut out = Vec::new();
+        let result = run(&settings, args, &mut out).await;
+        result.map(|()| String::from_utf8(out).expect("utf-8"))
+    };
+    let okta = |url: &str| vec!["okta".to_string(), "--url".into(), url.to_string()];
+    let url = h.url("/okta");
+
+    let first = setup(h.settings.clone(), okta(&url)).await.expect("set up");
+    assert!(first.contains("created event hook scim-relay"), "{first}");
+    assert!(first.contains("verified"), "{first}");
+    let hooks = h.idp.event_hooks.hooks();
+    assert_eq!(hooks.len(), 1);
+    let hook = &hooks[0];
+    assert_eq!(hook["status"], "ACTIVE");
+    assert_eq!(hook["verificationStatus"], "VERIFIED");
+    assert_eq!(hook["channel"]["config"]["uri"], url.as_str());
+    assert_eq!(
+        hook["channel"]["config"]["authScheme"]["value"],
+        OKTA_SECRET
+    );
+    let events: Vec<&str> = hook["events"]["items"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(events.contains(&"user.lifecycle.deactivate"));
+    assert!(
+        events.contains(&"application.user_membership.remove"),
+        "scoped by the app"
+    );
+    assert!(
+        !events.iter().any(|e| e.starts_with("group.")),
+        "no group settings: {events:?}"
+    );
+
+    // Again: nothing written, and it says so.
+    let writes = h.idp.event_hooks.writes();
+    let second = setup(h.settings.clone(), okta(&url)).await.expect("set up");
+    assert!(
+        second.contains("already as configured, nothing changed"),
+        "{second}"
+    );
+    assert_eq!(h.idp.event_hooks.writes(), writes);
+
+    // Groups now scope provisioning too: their membership events are added, verified again.
+    let mut grouped = h.settings.clone();
+    grouped.okta.group_ids = vec!["00gENG".into()];
+    let third = setup(grouped, okta(&url)).await.expect("set up");
+    assert!(
+        third.contains("events added: group.user_membership.add"),
+        "{third}"
+    );
+    assert_eq!(h.idp.event_hooks.writes(), writes + 1);
+    assert_eq!(
+        h.idp.event_hooks.hooks()[0]["verificationStatus"],
+        "VERIFIED"
+    );
+
+    // What goes wrong reads as what to fix; nothing half-made.
+    let plain = setup(h.settings.clone(), okta("http://relay.example.com/okta")).await;
+    assert!(plain.unwrap_err().contains("HTTPS only"));
+    let mut wrong_secret = h.settings.clone();
+    wrong_secret.okta.shared_secret =
+        scim_relay_core::secret::Secret::new("not-the-relays".to_string());
+    let unverified = setup(
+        wrong_secret,
+        vec![
+            "okta".into(),
+            "--url".into(),
+            url.clone(),
+            "--rotate".into(),
+        ],
+    )
+    .await
+    .unwrap_err();
+    assert!(unverified.contains("Okta could not verify"), "{unverified}");
+    h.idp.event_hooks.forbid(true);
+    let refused = setup(h.settings.clone(), okta(&url)).await.unwrap_err();
+    assert!(refused.contains("okta.eventHooks.manage"), "{refused}");
+    h.idp.event_hooks.forbid(false);
+    // Put right with the relay's own secret.
+    let rotated = setup(
+        h.settings.clone(),
+        vec![
+            "okta".into(),
+            "--url".into(),
+            url.clone(),
+            "--rotate".into(),
+        ],
+    )
+    .await
+    .expect("set up");
+    assert!(rotated.contains("the secret sent again"), "{rotated}");
+
+    // Okta delivers through the hook it holds: the user is provisioned.
+    h.idp.set_okta_user(
+        "00uHOOK",
+        "ACTIVE",
+        Some("hooked@example.com"),
+        "Hoo",
+        "Ked",
+        None,
+    );
+    h.idp.assign_okta_app("0oaAPP", "00uHOOK", true);
+    let status = h
+        .idp
+        .event_hooks
+        .deliver(
+            "scim-relay",
+            &okta_delivery(
+                "hook-1",
+                "user.lifecycle.create",
+                "00uHOOK",
+                "hooked@example.com",
+            ),
+        )
+        .await;
+    assert_eq!(status, 200);
+    h.settle().await;
+    assert!(h.tenant.user("hooked@example.com").await.is_some());
+    h.finish().await;
 }

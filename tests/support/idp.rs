@@ -120,6 +120,8 @@ impl Default for DeltaBehaviour {
 pub struct IdpFixture {
     pub url: String,
     dir: Arc<Mutex<Directory>>,
+    /// Okta's Event Hooks API on the same org.
+    pub event_hooks: crate::okta_event_hooks::OktaEventHooksFixture,
 }
 
 impl IdpFixture {
@@ -155,6 +157,8 @@ impl IdpFixture {
                 post(graph_check_member_groups),
             )
             .with_state(dir.clone());
+        let event_hooks = crate::okta_event_hooks::OktaEventHooksFixture::default();
+        let app = app.merge(event_hooks.router());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind fixture");
@@ -163,7 +167,11 @@ impl IdpFixture {
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Self { url, dir }
+        Self {
+            url,
+            dir,
+            event_hooks,
+        }
     }
 
     /// Puts an Okta user in the directory, shaped as `GET /api/v1/users/{id}` returns it.

@@ -32,6 +32,29 @@ pub const USER_EVENT_TYPES: &[&str] = &[
     "group.user_membership.remove",
 ];
 
+/// The event types an Okta event hook for `settings` must deliver: every user lifecycle
+/// change, app assignments when the app scopes provisioning, group memberships when groups
+/// scope it, give roles or are mirrored. Subscribing to fewer loses changes; to more, only
+/// spends the org's daily event-hook budget.
+pub fn event_types_needed(settings: &crate::config::Settings) -> Vec<&'static str> {
+    let okta = &settings.okta;
+    let apps = okta.app_id.is_some();
+    let groups = !okta.group_ids.is_empty() || !okta.role_groups.is_empty();
+    USER_EVENT_TYPES
+        .iter()
+        .copied()
+        .filter(|t| {
+            if t.starts_with("application.user_membership.") {
+                apps
+            } else if t.starts_with("group.user_membership.") {
+                groups
+            } else {
+                true
+            }
+        })
+        .collect()
+}
+
 #[derive(Debug, Clone)]
 pub struct OktaIngress {
     auth_header: String,
@@ -227,6 +250,22 @@ impl OktaIngress {
 mod tests {
     use super::*;
     use crate::secret::Secret;
+
+    #[test]
+    fn a_hook_asks_for_the_membership_events_only_the_settings_use() {
+        let mut settings = Settings::default();
+        let needed = event_types_needed(&settings);
+        assert_eq!(needed.len(), 8, "lifecycle and profile only: {needed:?}");
+        settings
+            .okta
+            .role_groups
+            .insert("00gADM".into(), vec!["admin".into()]);
+        let needed = event_types_needed(&settings);
+        assert!(needed.contains(&"group.user_membership.remove"));
+        assert!(!needed.contains(&"application.user_membership.add"));
+        settings.okta.app_id = Some("0oa1".into());
+        assert_eq!(event_types_needed(&settings), USER_EVENT_TYPES);
+    }
 
     fn ingress() -> OktaIngress {
         OktaIngress::new(

@@ -5,6 +5,7 @@ pub mod console;
 mod http;
 pub mod logging;
 mod prometheus;
+pub mod setup;
 mod sweep_loop;
 mod worker_loop;
 

@@ -41,6 +41,8 @@ enum Command {
     /// Put every dead letter back on the queue (after fixing their cause; applied triggers
     /// are skipped).
     Redrive,
+    /// Set up the IdP's side of a deployment: `setup okta --url https://…/okta`.
+    Setup(scim_relay_server::setup::SetupArgs),
     #[command(flatten)]
     Console(ConsoleCommand),
 }
@@ -103,8 +105,49 @@ async fn main() -> ExitCode {
                 }
             }
         }
+        Command::Setup(args) => setup(settings, cli.aws, args).await,
         Command::Console(command) => console(settings, cli.aws, command).await,
     }
+}
+
+/// `setup`: the IdP's side, with the settings as the relay has them (`--aws`: secrets given
+/// as ARNs read with your own credentials).
+async fn setup(
+    mut settings: Settings,
+    aws: bool,
+    args: scim_relay_server::setup::SetupArgs,
+) -> ExitCode {
+    let resolved = if aws {
+        resolve_aws_secrets(&mut settings).await
+    } else {
+        Ok(())
+    };
+    let outcome = match resolved {
+        Ok(()) => {
+            scim_relay_server::setup::run(&settings, args, &mut std::io::stdout().lock()).await
+        }
+        Err(e) => Err(e),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+#[cfg(feature = "aws")]
+async fn resolve_aws_secrets(settings: &mut Settings) -> Result<(), String> {
+    let sdk = scim_relay_core::aws::sdk_config().await;
+    scim_relay_core::aws::resolve_secrets(settings, &sdk)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+#[cfg(not(feature = "aws"))]
+async fn resolve_aws_secrets(_: &mut Settings) -> Result<(), String> {
+    Err("this scim-relay was built without AWS support: cargo install --features aws".into())
 }
 
 async fn console(mut settings: Settings, aws: bool, command: ConsoleCommand) -> ExitCode {
