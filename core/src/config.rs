@@ -212,8 +212,18 @@ pub struct OktaSettings {
     pub shared_secret: Secret,
     /// The secret being rotated out; accepted until removed.
     pub previous_shared_secret: Secret,
-    /// SSWS API token for the Users API. Without it the worker uses what the event carries.
+    /// SSWS API token for the Users API. Without it (and without a service app) the worker
+    /// uses what the event carries.
     pub api_token: Secret,
+    /// The Okta service app (OAuth 2.0, `private_key_jwt`) the relay reads with instead of an
+    /// SSWS token: its client id…
+    #[serde(deserialize_with = "optional")]
+    pub client_id: Option<String>,
+    /// …the PEM private key whose public half the app holds…
+    pub private_key: Secret,
+    /// …and its key id (`kid`) in the app's keys, when it has several.
+    #[serde(deserialize_with = "optional")]
+    pub key_id: Option<String>,
     /// Without `api_token`, apply what the event itself says (its `alternateId`, and the event
     /// type as the status) instead of re-reading the user. Anyone holding the shared secret can
     /// then create accounts, so it is only implied for the dry-run target (the local demo).
@@ -247,6 +257,10 @@ pub struct EntraSettings {
     #[serde(deserialize_with = "optional")]
     pub client_id: Option<String>,
     pub client_secret: Secret,
+    /// A certificate credential instead of the client secret: the app's private key (PEM)…
+    pub client_private_key: Secret,
+    /// …and the certificate uploaded to the app (PEM), which names the key by its thumbprint.
+    pub client_certificate: Secret,
     /// The `clientState` given when the Graph subscription was created.
     pub client_state: Secret,
     pub previous_client_state: Secret,
@@ -373,6 +387,13 @@ impl Default for StoreSettings {
     }
 }
 
+impl OktaSettings {
+    /// Whether the relay can read the directory: a service app, or an SSWS token.
+    pub fn reads_directory(&self) -> bool {
+        self.client_id.is_some() || !self.api_token.is_empty()
+    }
+}
+
 impl Default for OktaSettings {
     fn default() -> Self {
         Self {
@@ -381,6 +402,9 @@ impl Default for OktaSettings {
             shared_secret: Secret::default(),
             previous_shared_secret: Secret::default(),
             api_token: Secret::default(),
+            client_id: None,
+            private_key: Secret::default(),
+            key_id: None,
             use_event_content: false,
             suspended: SuspendPolicy::Deactivate,
             app_id: None,
@@ -397,6 +421,8 @@ impl Default for EntraSettings {
             tenant_id: None,
             client_id: None,
             client_secret: Secret::default(),
+            client_private_key: Secret::default(),
+            client_certificate: Secret::default(),
             client_state: Secret::default(),
             previous_client_state: Secret::default(),
             subscription_ids: Vec::new(),
@@ -543,9 +569,18 @@ impl Settings {
         }
         if self.entra.client_id.is_some() {
             required(&self.entra.tenant_id, "entra.tenant_id")?;
-            require_secret(&self.entra.client_secret, "entra.client_secret")?;
+            let e = &self.entra;
+            if e.client_private_key.is_empty() && e.client_certificate.is_empty() {
+                require_secret(&e.client_secret, "entra.client_secret")?;
+            } else {
+                require_secret(&e.client_private_key, "entra.client_private_key")?;
+                require_secret(&e.client_certificate, "entra.client_certificate")?;
+            }
         }
-        if !self.okta.api_token.is_empty() {
+        if self.okta.client_id.is_some() {
+            require_secret(&self.okta.private_key, "okta.private_key")?;
+        }
+        if self.okta.reads_directory() {
             required(&self.okta.org_url, "okta.org_url")?;
         }
         // Deactivating unknown accounts must never reach the one that owns the relay's key.
@@ -601,8 +636,12 @@ impl Settings {
         // A real target gets users only from the directory: without directory credentials
         // the relay would trust whatever a holder of the Okta secret posts.
         let okta_in_use = self.okta.org_url.is_some() || !self.okta.shared_secret.is_empty();
-        if okta_in_use && !self.trusts_event_content() {
-            require_secret(&self.okta.api_token, "okta.api_token")?;
+        if okta_in_use && !self.trusts_event_content() && !self.okta.reads_directory() {
+            return Err(ConfigError::Invalid(
+                "Okta needs API access to re-read users: an Okta service app (okta.client_id and \
+                 okta.private_key, recommended) or an SSWS token (okta.api_token)"
+                    .into(),
+            ));
         }
         Ok(())
     }
@@ -718,6 +757,9 @@ impl Secrets for OktaSettings {
             shared_secret,
             previous_shared_secret,
             api_token,
+            client_id: _,
+            private_key,
+            key_id: _,
             use_event_content: _,
             suspended: _,
             app_id: _,
@@ -725,7 +767,12 @@ impl Secrets for OktaSettings {
             role_groups: _,
             rate_limit_percent: _,
         } = self;
-        into.extend([shared_secret, previous_shared_secret, api_token]);
+        into.extend([
+            shared_secret,
+            previous_shared_secret,
+            api_token,
+            private_key,
+        ]);
     }
 }
 
@@ -735,6 +782,8 @@ impl Secrets for EntraSettings {
             tenant_id: _,
             client_id: _,
             client_secret,
+            client_private_key,
+            client_certificate,
             client_state,
             previous_client_state,
             subscription_ids: _,
@@ -746,7 +795,13 @@ impl Secrets for EntraSettings {
             role_groups: _,
             notification_url: _,
         } = self;
-        into.extend([client_secret, client_state, previous_client_state]);
+        into.extend([
+            client_secret,
+            client_private_key,
+            client_certificate,
+            client_state,
+            previous_client_state,
+        ]);
     }
 }
 

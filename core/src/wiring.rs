@@ -8,8 +8,10 @@ use crate::breaker::CredentialBreaker;
 use crate::clock::Clock;
 use crate::config::{required, ConfigError, Settings, SuspendPolicy, TargetProfile};
 use crate::consumer::{Consumer, ConsumerPolicy};
-use crate::directory::graph::{GraphDirectory, GraphGroupMembers};
+use crate::directory::client_assertion::ClientKey;
+use crate::directory::graph::{GraphCredential, GraphDirectory, GraphGroupMembers};
 use crate::directory::okta::{OktaDirectory, OktaMembershipLog};
+use crate::directory::okta_credential::{service_app_scopes, OktaCredential};
 use crate::directory::subscription::SubscriptionApi;
 use crate::directory::{Directory, Scope};
 use crate::envelope::EnvelopeSigner;
@@ -47,13 +49,12 @@ pub fn outbound(settings: &Settings) -> Result<Outbound, ConfigError> {
             .map_err(|e| ConfigError::Invalid(e.to_string()))?,
         ),
     };
-    let okta = if settings.okta.api_token.is_empty() {
-        None
-    } else {
-        Some(Arc::new(
+    let okta = match okta_credential(settings)? {
+        None => None,
+        Some(credential) => Some(Arc::new(
             OktaDirectory::new(
                 required(&settings.okta.org_url, "okta.org_url")?,
-                settings.okta.api_token.clone(),
+                credential,
                 timeout,
             )
             .map_err(|e| ConfigError::Invalid(e.to_string()))?
@@ -65,7 +66,7 @@ pub fn outbound(settings: &Settings) -> Result<Outbound, ConfigError> {
                 )
                 .with_role_groups(settings.okta.role_groups.keys().cloned().collect()),
             ),
-        ))
+        )),
     };
     let e = &settings.entra;
     let entra = match &e.client_id {
@@ -76,7 +77,7 @@ pub fn outbound(settings: &Settings) -> Result<Outbound, ConfigError> {
                 &e.login_url,
                 required(&e.tenant_id, "entra.tenant_id")?,
                 client_id,
-                e.client_secret.clone(),
+                graph_credential(settings)?,
                 timeout,
             )
             .map_err(|e| ConfigError::Invalid(e.to_string()))?
@@ -194,6 +195,45 @@ pub fn worker(
         deprovision: crate::deprovision::DeprovisionLimit::from_settings(settings),
         membership: crate::deprovision::MembershipLimit::from_settings(settings),
     }))
+}
+
+/// How the relay signs in to Okta to read: see [`okta_credential_for`].
+fn okta_credential(settings: &Settings) -> Result<Option<OktaCredential>, ConfigError> {
+    okta_credential_for(settings, service_app_scopes(settings.okta.app_id.is_some()))
+}
+
+/// How the relay signs in to Okta: the service app when `okta.client_id` is set, asking for
+/// `scopes` (its key must parse: a configuration error otherwise), else the SSWS token;
+/// `None` when neither is set.
+pub fn okta_credential_for(
+    settings: &Settings,
+    scopes: String,
+) -> Result<Option<OktaCredential>, ConfigError> {
+    let okta = &settings.okta;
+    Ok(match &okta.client_id {
+        Some(client_id) => {
+            let key = ClientKey::from_pem(okta.private_key.expose(), "okta.private_key")
+                .map_err(|e| ConfigError::Invalid(e.to_string()))?
+                .with_key_id(okta.key_id.clone());
+            Some(OktaCredential::service_app(client_id.clone(), key, scopes))
+        }
+        None if !okta.api_token.is_empty() => {
+            Some(OktaCredential::ApiToken(okta.api_token.clone()))
+        }
+        None => None,
+    })
+}
+
+/// The Entra app's certificate credential when its key is set, else its client secret.
+fn graph_credential(settings: &Settings) -> Result<GraphCredential, ConfigError> {
+    let e = &settings.entra;
+    if e.client_private_key.is_empty() {
+        return Ok(GraphCredential::ClientSecret(e.client_secret.clone()));
+    }
+    let key = ClientKey::from_pem(e.client_private_key.expose(), "entra.client_private_key")
+        .and_then(|k| k.with_certificate(e.client_certificate.expose(), "entra.client_certificate"))
+        .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+    Ok(GraphCredential::Certificate(Box::new(key)))
 }
 
 /// Roles by group of both directories, `target.role_ids` for a member of none.

@@ -5,6 +5,7 @@
 //! `infra/template.yaml`.
 
 mod console;
+mod credentials;
 mod datadog;
 mod deprovision;
 mod entra;
@@ -107,6 +108,7 @@ on_every_backend!(
     failures::a_refused_directory_credential_pauses_the_workers_and_dead_letters_nothing,
     failures::an_idp_outage_is_waited_out_and_dead_letters_nothing,
     failures::an_idp_rate_limit_is_waited_out_and_dead_letters_nothing,
+    credentials::a_service_app_and_a_certificate_read_the_directories_without_shared_secrets,
     groups::okta_group_memberships_are_mirrored_and_a_deleted_group_is_made_again,
     groups::entra_group_memberships_are_mirrored_with_the_groups_display_names,
     groups::a_recreated_account_rejoins_its_groups,

@@ -15,6 +15,12 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 
 pub const OKTA_TOKEN: &str = "okta-test-token";
+/// The Okta service app the fixture knows, and the access token it is given.
+pub const OKTA_CLIENT_ID: &str = "0oaRELAYSERVICEAPP";
+const OKTA_ACCESS_TOKEN: &str = "okta-service-app-access-token";
+/// The test-only key and certificate of the Okta service app and the Entra app.
+pub const TEST_CLIENT_KEY: &str = include_str!("keys/test-client-key.pk8.pem");
+pub const TEST_CLIENT_CERT: &str = include_str!("keys/test-client-cert.pem");
 pub const GRAPH_CLIENT_ID: &str = "graph-client-id";
 pub const GRAPH_CLIENT_SECRET: &str = "graph-client-secret";
 const GRAPH_ACCESS_TOKEN: &str = "graph-access-token";
@@ -49,6 +55,7 @@ struct Directory {
     /// Graph user reads still to be answered 429, and the `Retry-After` they carry.
     graph_throttled: Option<(usize, u64)>,
     token_requests: usize,
+    okta_token_requests: usize,
     /// The fixture's own address, for the links it hands out.
     url: String,
     /// Okta's `lastUpdated` clock: every change moves it ten minutes on.
@@ -141,6 +148,7 @@ impl IdpFixture {
                     .delete(graph_delete_subscription),
             )
             .route("/{tenant}/oauth2/v2.0/token", post(graph_token))
+            .route("/oauth2/v1/token", post(okta_token))
             .route("/v1.0/users/{id}", get(graph_user))
             .route("/v1.0/directory/deletedItems/{id}", get(graph_deleted_item))
             .route("/api/v1/apps/{app}/users/{id}", get(okta_app_user))
@@ -373,6 +381,11 @@ impl IdpFixture {
         self.dir.lock().expect("lock").graph_throttled = Some((reads, seconds));
     }
 
+    /// Token requests of the Okta service app.
+    pub fn okta_token_requests(&self) -> usize {
+        self.dir.lock().expect("lock").okta_token_requests
+    }
+
     /// Every user read's answer: (read, status, when).
     pub fn answered_reads(&self) -> Vec<(String, u16, std::time::SystemTime)> {
         self.dir.lock().expect("lock").answered.clone()
@@ -482,8 +495,7 @@ fn error(status: StatusCode, code: &str) -> Response {
 }
 
 async fn okta_user(State(dir): Dir, Path(id): Path<String>, headers: HeaderMap) -> Response {
-    let auth = headers.get("authorization").and_then(|v| v.to_str().ok());
-    if auth != Some(&format!("SSWS {OKTA_TOKEN}")) {
+    if !okta_authorized(&headers) {
         return error(StatusCode::UNAUTHORIZED, "E0000011");
     }
     let mut dir = dir.lock().expect("lock");
@@ -527,10 +539,26 @@ async fn graph_token(
     Path(_tenant): Path<String>,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
-    dir.lock().expect("lock").token_requests += 1;
-    let ok = form.get("grant_type").map(String::as_str) == Some("client_credentials")
-        && form.get("client_id").map(String::as_str) == Some(GRAPH_CLIENT_ID)
-        && form.get("client_secret").map(String::as_str) == Some(GRAPH_CLIENT_SECRET);
+    let audience = {
+        let mut dir = dir.lock().expect("lock");
+        dir.token_requests += 1;
+        format!("{}/{_tenant}/oauth2/v2.0/token", dir.url)
+    };
+    let field = |k: &str| form.get(k).map(String::as_str);
+    // A client secret, or a certificate credential's assertion.
+    let proven = field("client_secret") == Some(GRAPH_CLIENT_SECRET)
+        || (field("client_assertion_type")
+            == Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
+            && check_assertion(
+                field("client_assertion").unwrap_or_default(),
+                GRAPH_CLIENT_ID,
+                &audience,
+                true,
+            )
+            .is_ok());
+    let ok = field("grant_type") == Some("client_credentials")
+        && field("client_id") == Some(GRAPH_CLIENT_ID)
+        && proven;
     if !ok {
         return (
             StatusCode::UNAUTHORIZED,
@@ -647,9 +675,112 @@ fn graph_refuses(headers: &HeaderMap) -> Option<Response> {
     })
 }
 
-fn okta_authorized(headers: &HeaderMap) -> bool {
-    headers.get("authorization").and_then(|v| v.to_str().ok())
-        == Some(&format!("SSWS {OKTA_TOKEN}"))
+/// The SSWS token, or an access token the service app was given.
+pub(crate) fn okta_authorized(headers: &HeaderMap) -> bool {
+    let auth = headers.get("authorization").and_then(|v| v.to_str().ok());
+    auth == Some(&format!("SSWS {OKTA_TOKEN}"))
+        || auth == Some(&format!("Bearer {OKTA_ACCESS_TOKEN}"))
+}
+
+/// Checks a client assertion (RFC 7523) as Okta and Entra do: signed RS256 with the test
+/// key, issued by and about `client_id`, for `audience`, not expired, and (Entra) naming the
+/// test certificate by its SHA-256 thumbprint.
+fn check_assertion(
+    assertion: &str,
+    client_id: &str,
+    audience: &str,
+    thumbprint: bool,
+) -> Result<(), String> {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    let key = scim_relay_core::directory::client_assertion::ClientKey::from_pem(
+        TEST_CLIENT_KEY,
+        "test key",
+    )
+    .map_err(|e| e.to_string())?;
+    let (input, signature) = assertion.rsplit_once('.').ok_or("not a JWT")?;
+    let signature = URL_SAFE_NO_PAD
+        .decode(signature)
+        .map_err(|_| "signature not base64url")?;
+    ring::signature::UnparsedPublicKey::new(
+        &ring::signature::RSA_PKCS1_2048_8192_SHA256,
+        key.public_key_der(),
+    )
+    .verify(input.as_bytes(), &signature)
+    .map_err(|_| "signature does not verify with the app's key")?;
+    let part = |i: usize| -> Result<Value, String> {
+        let segment = input.split('.').nth(i).ok_or("not a JWT")?;
+        let bytes = URL_SAFE_NO_PAD
+            .decode(segment)
+            .map_err(|_| "segment not base64url")?;
+        serde_json::from_slice(&bytes).map_err(|e| e.to_string())
+    };
+    let (header, claims) = (part(0)?, part(1)?);
+    let now = chrono::Utc::now().timestamp();
+    if header["alg"] != "RS256"
+        || claims["iss"] != client_id
+        || claims["sub"] != client_id
+        || claims["aud"] != audience
+        || claims["exp"].as_i64().is_none_or(|exp| exp <= now)
+    {
+        return Err(format!(
+            "claims or header not acceptable: {header} {claims}"
+        ));
+    }
+    if thumbprint {
+        let der = {
+            use base64::engine::general_purpose::STANDARD;
+            let body: String = TEST_CLIENT_CERT
+                .lines()
+                .filter(|l| !l.starts_with("-----"))
+                .collect();
+            STANDARD.decode(body).map_err(|_| "test certificate")?
+        };
+        use sha2::Digest;
+        let expected = URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(&der));
+        if header["x5t#S256"] != expected.as_str() {
+            return Err("the certificate thumbprint is not the app's".into());
+        }
+    }
+    Ok(())
+}
+
+/// `POST /oauth2/v1/token`: the service app's client credentials with `private_key_jwt`.
+async fn okta_token(State(dir): Dir, Form(form): Form<HashMap<String, String>>) -> Response {
+    let audience = {
+        let mut dir = dir.lock().expect("lock");
+        dir.okta_token_requests += 1;
+        format!("{}/oauth2/v1/token", dir.url)
+    };
+    let field = |k: &str| form.get(k).map(String::as_str).unwrap_or_default();
+    let refused = |error: &str, description: String| {
+        (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"error": error, "error_description": description})),
+        )
+            .into_response()
+    };
+    if field("grant_type") != "client_credentials"
+        || field("client_assertion_type")
+            != "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+    {
+        return refused(
+            "invalid_request",
+            "client credentials with private_key_jwt only".into(),
+        );
+    }
+    if let Err(why) = check_assertion(field("client_assertion"), OKTA_CLIENT_ID, &audience, false) {
+        return refused("invalid_client", why);
+    }
+    if !field("scope").split(' ').any(|s| s == "okta.users.read") {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": "invalid_scope", "error_description": "okta.users.read not granted"})),
+        )
+            .into_response();
+    }
+    Json(json!({"token_type": "Bearer", "expires_in": 3600, "access_token": OKTA_ACCESS_TOKEN, "scope": field("scope")}))
+        .into_response()
 }
 
 /// `GET /api/v1/apps/{app}/users/{id}`: the app user when assigned, 404 otherwise.

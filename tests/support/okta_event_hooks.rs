@@ -17,8 +17,6 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
-use crate::idp::OKTA_TOKEN;
-
 /// The event types Okta knows, as far as these tests ask for any.
 const KNOWN_EVENT_TYPES: &[&str] = &[
     "user.lifecycle.create",
@@ -67,8 +65,7 @@ fn okta_error(status: StatusCode, code: &str, summary: &str, causes: &[String]) 
 }
 
 fn refused(hooks: &Hooks, headers: &HeaderMap) -> Option<Response> {
-    let auth = headers.get("authorization").and_then(|v| v.to_str().ok());
-    if auth != Some(&format!("SSWS {OKTA_TOKEN}")) {
+    if !crate::idp::okta_authorized(headers) {
         return Some(okta_error(
             StatusCode::UNAUTHORIZED,
             "E0000011",

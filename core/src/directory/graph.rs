@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use tokio::sync::Mutex;
 
+use super::client_assertion::ClientKey;
 use super::rate_limit::{throttle_wait, throttled, SWEEPER_PATIENCE, WORKER_PATIENCE};
 use super::subscription::{GraphSubscription, SubscriptionApi};
 use super::{
@@ -26,12 +27,32 @@ const GROUP_NAME_TTL: std::time::Duration = std::time::Duration::from_secs(15 * 
 /// A delta pass over more pages than this is a loop, not a directory.
 const MAX_DELTA_PAGES: usize = 100_000;
 
+/// How the app proves itself to Entra: its client secret, or a certificate credential (a
+/// client assertion signed with the certificate's key: nothing to leak in transit, and what
+/// security teams ask for).
+pub enum GraphCredential {
+    ClientSecret(Secret),
+    Certificate(Box<ClientKey>),
+}
+
+impl GraphCredential {
+    /// The settings to check when Entra refuses it.
+    fn settings(&self) -> &'static str {
+        match self {
+            GraphCredential::ClientSecret(_) => "entra.client_secret",
+            GraphCredential::Certificate(_) => {
+                "entra.client_private_key and entra.client_certificate (uploaded to the app)"
+            }
+        }
+    }
+}
+
 pub struct GraphDirectory {
     http: reqwest::Client,
     graph_url: String,
     token_url: String,
     client_id: String,
-    client_secret: Secret,
+    credential: GraphCredential,
     token: Mutex<Option<(Secret, Instant)>>,
     /// Entra groups whose (transitive) members are in scope; empty: everyone.
     group_ids: Vec<String>,
@@ -95,7 +116,7 @@ impl GraphDirectory {
         login_url: &str,
         tenant_id: &str,
         client_id: &str,
-        client_secret: Secret,
+        credential: GraphCredential,
         timeout: Duration,
     ) -> Result<Self, DirectoryError> {
         let http = crate::credentialed_http_client(timeout).map_err(DirectoryError::Permanent)?;
@@ -107,7 +128,7 @@ impl GraphDirectory {
                 login_url.trim_end_matches('/')
             ),
             client_id: client_id.to_string(),
-            client_secret,
+            credential,
             token: Mutex::new(None),
             group_ids: Vec::new(),
             role_group_ids: Vec::new(),
@@ -124,15 +145,30 @@ impl GraphDirectory {
                 return Ok(token.clone());
             }
         }
+        let mut form = vec![
+            ("grant_type", "client_credentials".to_string()),
+            ("client_id", self.client_id.clone()),
+            ("scope", SCOPE.to_string()),
+        ];
+        match &self.credential {
+            GraphCredential::ClientSecret(secret) => {
+                form.push(("client_secret", secret.expose().to_string()));
+            }
+            GraphCredential::Certificate(key) => {
+                let assertion = key
+                    .assertion(&self.client_id, &self.token_url, chrono::Utc::now())
+                    .map_err(|e| DirectoryError::Permanent(e.to_string()))?;
+                form.push((
+                    "client_assertion_type",
+                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".to_string(),
+                ));
+                form.push(("client_assertion", assertion));
+            }
+        }
         let resp = self
             .http
             .post(&self.token_url)
-            .form(&[
-                ("grant_type", "client_credentials"),
-                ("client_id", self.client_id.as_str()),
-                ("client_secret", self.client_secret.expose()),
-                ("scope", SCOPE),
-            ])
+            .form(&form)
             .send()
             .await
             .map_err(|e| {
@@ -140,8 +176,9 @@ impl GraphDirectory {
             })?;
         if !resp.status().is_success() {
             return Err(DirectoryError::Retryable(format!(
-                "Entra token endpoint answered {}; check entra.client_id and entra.client_secret",
-                resp.status().as_u16()
+                "Entra token endpoint answered {}; check entra.client_id and {}",
+                resp.status().as_u16(),
+                self.credential.settings()
             )));
         }
         let token: TokenResponse = resp

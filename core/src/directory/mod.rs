@@ -2,9 +2,13 @@
 //! re-reads, so a forged or replayed event can at most re-sync a real user's real state.
 
 #[cfg(feature = "outbound")]
+pub mod client_assertion;
+#[cfg(feature = "outbound")]
 pub mod graph;
 #[cfg(feature = "outbound")]
 pub mod okta;
+#[cfg(feature = "outbound")]
+pub mod okta_credential;
 #[cfg(feature = "outbound")]
 pub mod rate_limit;
 pub mod subscription;

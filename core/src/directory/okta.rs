@@ -7,6 +7,7 @@ use serde::Deserialize;
 
 use chrono::{DateTime, Utc};
 
+use super::okta_credential::OktaCredential;
 use super::rate_limit::{
     okta_bucket, throttle_wait, throttled, RateBudget, SWEEPER_PATIENCE, WORKER_PATIENCE,
 };
@@ -14,7 +15,6 @@ use super::{
     answer, unique_ids, Answer, ChangeFeed, Directory, DirectoryChanges, DirectoryError,
     DirectoryGroup, DirectoryRead, DirectoryUser, FeedError, IdpStatus, Membership, Scope,
 };
-use crate::secret::Secret;
 
 /// Okta's own OAuth apps take half of a bucket by default; so does the relay.
 pub const DEFAULT_RATE_LIMIT_PERCENT: u64 = 50;
@@ -22,7 +22,7 @@ pub const DEFAULT_RATE_LIMIT_PERCENT: u64 = 50;
 pub struct OktaDirectory {
     http: reqwest::Client,
     org_url: String,
-    token: Secret,
+    credential: OktaCredential,
     scope: Scope,
     /// Set once the configured app and groups were seen to exist.
     scope_checked: tokio::sync::OnceCell<()>,
@@ -94,12 +94,16 @@ pub fn okta_status(status: &str) -> IdpStatus {
 }
 
 impl OktaDirectory {
-    pub fn new(org_url: &str, token: Secret, timeout: Duration) -> Result<Self, DirectoryError> {
+    pub fn new(
+        org_url: &str,
+        credential: OktaCredential,
+        timeout: Duration,
+    ) -> Result<Self, DirectoryError> {
         let http = crate::credentialed_http_client(timeout).map_err(DirectoryError::Permanent)?;
         Ok(Self {
             http,
             org_url: org_url.trim_end_matches('/').to_string(),
-            token,
+            credential,
             scope: Scope::default(),
             scope_checked: tokio::sync::OnceCell::new(),
             budget: RateBudget::new(DEFAULT_RATE_LIMIT_PERCENT),
@@ -146,10 +150,14 @@ impl OktaDirectory {
                 }
                 tokio::time::sleep(wait).await;
             }
+            let authorization = self
+                .credential
+                .authorization(&self.http, &self.org_url)
+                .await?;
             let resp = self
                 .http
                 .get(url)
-                .header("Authorization", format!("SSWS {}", self.token.expose()))
+                .header("Authorization", authorization)
                 .header("Accept", "application/json")
                 .send()
                 .await
@@ -157,6 +165,10 @@ impl OktaDirectory {
                     DirectoryError::Retryable(format!("Okta: {}", crate::transport_error(e)))
                 })?;
             self.budget.observe(&bucket, resp.headers());
+            if resp.status().as_u16() == 401 {
+                // An expired or revoked access token: the next call asks for a new one.
+                self.credential.forget().await;
+            }
             if resp.status().as_u16() != 429 {
                 return Ok(resp);
             }
@@ -202,7 +214,7 @@ impl OktaDirectory {
                         "{setting} names something Okta does not have ({path}); fix the setting"
                     )))
                 }
-                Answer::CredentialRejected => return Err(rejected()),
+                Answer::CredentialRejected => return Err(self.rejected()),
             }
         }
         Ok(())
@@ -213,8 +225,13 @@ fn enc(id: &str) -> percent_encoding::PercentEncode<'_> {
     percent_encoding::utf8_percent_encode(id, percent_encoding::NON_ALPHANUMERIC)
 }
 
-fn rejected() -> DirectoryError {
-    DirectoryError::Refused("Okta rejected the API token; fix okta.api_token".into())
+impl OktaDirectory {
+    fn rejected(&self) -> DirectoryError {
+        DirectoryError::Refused(format!(
+            "Okta rejected the relay's credential; fix {}",
+            self.credential.setting()
+        ))
+    }
 }
 
 #[async_trait]
@@ -237,7 +254,7 @@ impl Directory for OktaDirectory {
             match answer("Okta", resp.status().as_u16())? {
                 Answer::Found => assigned = true,
                 Answer::NotFound => {}
-                Answer::CredentialRejected => return Err(rejected()),
+                Answer::CredentialRejected => return Err(self.rejected()),
             }
         }
         let mut groups = Vec::new();
@@ -252,7 +269,7 @@ impl Directory for OktaDirectory {
                     Answer::Found => {}
                     // The user is gone: out of scope, and the read of the user says the rest.
                     Answer::NotFound => break,
-                    Answer::CredentialRejected => return Err(rejected()),
+                    Answer::CredentialRejected => return Err(self.rejected()),
                 }
                 let next = next_link(resp.headers())
                     .filter(|next| next.starts_with(&format!("{}/", self.org_url)));
@@ -290,7 +307,7 @@ impl Directory for OktaDirectory {
         match answer("Okta", resp.status().as_u16())? {
             Answer::Found => {}
             Answer::NotFound => return Ok(DirectoryRead::NotFound),
-            Answer::CredentialRejected => return Err(rejected()),
+            Answer::CredentialRejected => return Err(self.rejected()),
         }
         let user: OktaUser = resp
             .json()
@@ -398,7 +415,7 @@ impl ChangeFeed for OktaDirectory {
                     )
                     .into())
                 }
-                Answer::CredentialRejected => return Err(rejected().into()),
+                Answer::CredentialRejected => return Err(self.rejected().into()),
             }
             let next = next_link(resp.headers());
             let page: Vec<ListedUser> = resp.json().await.map_err(|e| {

@@ -149,7 +149,7 @@ impl OktaIngress {
         let secrets = settings.okta_secrets();
         // The worker uses an event's content only when it has no Okta directory to read and
         // is allowed to trust events (see `worker::read`).
-        let profile = if settings.okta.api_token.is_empty() && settings.trusts_event_content() {
+        let profile = if !settings.okta.reads_directory() && settings.trusts_event_content() {
             EventProfile::Carried
         } else {
             EventProfile::IdsOnly

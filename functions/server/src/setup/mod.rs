@@ -87,11 +87,13 @@ fn describe(hook: &EventHook) -> String {
 async fn okta(settings: &Settings, args: OktaSetupArgs, out: &mut dyn Write) -> Result<(), String> {
     check_url(&args.url)?;
     let org = required(&settings.okta.org_url, "okta.org_url").map_err(|e| e.to_string())?;
-    if settings.okta.api_token.is_empty() {
-        return Err(
-            "okta.api_token is not set: setup needs a token with okta.eventHooks.manage".into(),
-        );
-    }
+    let credential =
+        scim_relay_core::wiring::okta_credential_for(settings, "okta.eventHooks.manage".into())
+            .map_err(|e| e.to_string())?
+            .ok_or(
+                "no Okta API access: setup needs okta.client_id and okta.private_key (a service \
+                 app granted okta.eventHooks.manage) or okta.api_token",
+            )?;
     if settings.okta.shared_secret.is_empty() {
         return Err("okta.shared_secret is not set: it is the secret Okta will send".into());
     }
@@ -105,12 +107,8 @@ async fn okta(settings: &Settings, args: OktaSetupArgs, out: &mut dyn Write) -> 
             .map(str::to_string)
             .collect(),
     };
-    let api = OktaEventHooks::new(
-        org,
-        settings.okta.api_token.clone(),
-        settings.target.timeout,
-    )
-    .map_err(|e| e.to_string())?;
+    let api =
+        OktaEventHooks::new(org, credential, settings.target.timeout).map_err(|e| e.to_string())?;
     let hooks = api.list().await.map_err(|e| e.to_string())?;
     let say =
         |out: &mut dyn Write, line: String| writeln!(out, "{line}").map_err(|e| e.to_string());

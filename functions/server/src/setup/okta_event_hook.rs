@@ -7,6 +7,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use scim_relay_core::directory::okta_credential::OktaCredential;
 use scim_relay_core::secret::Secret;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -156,7 +157,7 @@ fn hook_body(spec: &HookSpec) -> Value {
 
 #[derive(Debug, thiserror::Error)]
 pub enum HookError {
-    #[error("Okta refused the API token ({0}): it needs the okta.eventHooks.manage scope (an SSWS token: a super admin's)")]
+    #[error("Okta refused the relay's credential ({0}): it needs okta.eventHooks.manage (a service app: that scope granted; an SSWS token: a super admin's)")]
     Refused(u16),
     #[error("Okta answered {status}: {summary}")]
     Okta { status: u16, summary: String },
@@ -187,18 +188,22 @@ fn okta_error(status: u16, body: &str) -> HookError {
 pub struct OktaEventHooks {
     http: reqwest::Client,
     org_url: String,
-    token: Secret,
+    credential: OktaCredential,
 }
 
 impl OktaEventHooks {
-    pub fn new(org_url: &str, token: Secret, timeout: Duration) -> Result<Self, HookError> {
+    pub fn new(
+        org_url: &str,
+        credential: OktaCredential,
+        timeout: Duration,
+    ) -> Result<Self, HookError> {
         // Verification makes Okta call the relay and wait for it (3 s, one retry).
         let http = scim_relay_core::credentialed_http_client(timeout.max(Duration::from_secs(15)))
             .map_err(HookError::Transport)?;
         Ok(Self {
             http,
             org_url: org_url.trim_end_matches('/').to_string(),
-            token,
+            credential,
         })
     }
 
@@ -208,10 +213,21 @@ impl OktaEventHooks {
         path: &str,
         body: Option<&Value>,
     ) -> Result<Value, HookError> {
+        let authorization = self
+            .credential
+            .authorization(&self.http, &self.org_url)
+            .await
+            .map_err(|e| match e {
+                scim_relay_core::directory::DirectoryError::Refused(summary) => HookError::Okta {
+                    status: 401,
+                    summary,
+                },
+                e => HookError::Transport(e.to_string()),
+            })?;
         let mut request = self
             .http
             .request(method, format!("{}/api/v1/eventHooks{path}", self.org_url))
-            .header("Authorization", format!("SSWS {}", self.token.expose()))
+            .header("Authorization", authorization)
             .header("Accept", "application/json");
         if let Some(body) = body {
             request = request.json(body);
