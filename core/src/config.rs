@@ -1552,10 +1552,13 @@ mod tests {
         for (i, secret) in s.secrets_mut().into_iter().enumerate() {
             *secret = Secret::new(format!("arn:{i}"));
         }
-        assert_eq!(s.secrets_mut().len(), 10);
+        assert_eq!(s.secrets_mut().len(), 13);
         assert!(s.queue.signing_key.matches(b"arn:0"));
         assert!(s.queue.previous_signing_key.matches(b"arn:1"));
-        assert!(s.target.api_key.matches(b"arn:9"));
+        assert!(s.okta.private_key.matches(b"arn:5"));
+        assert!(s.entra.client_private_key.matches(b"arn:7"));
+        assert!(s.entra.client_certificate.matches(b"arn:8"));
+        assert!(s.target.api_key.matches(b"arn:12"));
         assert!(!s.okta_secrets().is_empty() && !s.entra_client_states().is_empty());
     }
 
