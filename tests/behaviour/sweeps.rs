@@ -835,11 +835,27 @@ pub async fn the_drift_report_runs_once_an_interval_and_never_beside_a_full_pass
 /// nested into a scoped group brings its members in, a join to the nested group is caught
 /// from the delta, and un-nesting it takes its members out, with no event delivered.
 pub async fn nested_entra_groups_are_expanded_in_the_group_catch_up(b: Backend) {
-    let d = Deployment::start_with(b, |s| {
-        s.target.profile = TargetProfile::Generic;
-        s.entra.group_ids = vec!["grp-eng".into()];
-    })
-    .await;
+    nested_groups_caught_up(
+        Deployment::start_with(b, |s| {
+            s.target.profile = TargetProfile::Generic;
+            s.entra.group_ids = vec!["grp-eng".into()];
+        })
+        .await,
+    )
+    .await
+}
+
+pub async fn nested_entra_groups_are_expanded_on_the_datadog_profile(b: Backend) {
+    nested_groups_caught_up(
+        Deployment::options(b)
+            .datadog()
+            .start(|s| s.entra.group_ids = vec!["grp-eng".into()])
+            .await,
+    )
+    .await
+}
+
+async fn nested_groups_caught_up(d: Deployment) {
     for (id, name) in [("n1", "Nest One"), ("n2", "Nest Two"), ("n3", "Nest Three")] {
         d.idp
             .set_graph_user(id, &format!("{id}@contoso.com"), true, name, None);
