@@ -1397,3 +1397,85 @@ fn every_alarm_notifies_the_topic_and_watches_a_metric_the_relay_emits() {
         );
     }
 }
+
+/// The AWS path's latency, on moto (docs/BENCHMARKS.md): an Okta delivery into the inbound
+/// handler (API Gateway's event), its trigger received from SQS as the event source mapping
+/// would, the worker handler re-reading the user from the IdP fixture and creating it on
+/// scim2-server behind the proxy. Per stage, p50 and p99 over `RELAY_AWS_PATH_EVENTS` events
+/// (20 by default), printed; what is asserted is only that every user arrived. Warm handlers,
+/// as a deployment is between cold starts.
+#[tokio::test]
+async fn the_aws_path_from_delivery_to_target_measured_on_moto() {
+    let World {
+        aws,
+        idp,
+        tenant,
+        settings,
+        ..
+    } = world().await;
+    let events: usize = std::env::var("RELAY_AWS_PATH_EVENTS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(20);
+    let ingress = ingress(&aws, &settings);
+    let store = DynamoStateStore::new(aws.ddb.clone(), aws.table.clone());
+    let lambda =
+        scim_relay_worker::from_clients(&settings, store, aws.sqs.clone()).expect("worker builds");
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
+    let (mut inbound, mut queued, mut worker, mut total) = (vec![], vec![], vec![], vec![]);
+    for n in 0..events {
+        let id = format!("00uLAT{n:05}");
+        let email = format!("lat{n:05}@example.com");
+        idp.set_okta_user(&id, "ACTIVE", Some(&email), "Lat", "Ency", None);
+        let delivery = okta_delivery(&format!("lat-{n}"), "user.lifecycle.create", &id, &email);
+        let started = std::time::Instant::now();
+        let (status, body) = call_inbound(&ingress, okta_event(&delivery, OKTA_SECRET)).await;
+        assert_eq!(status, 200, "{body}");
+        let accepted = std::time::Instant::now();
+        let messages = receive(&aws.sqs, &aws.queues.url).await;
+        assert_eq!(messages.len(), 1);
+        let received = std::time::Instant::now();
+        let resp = scim_relay_worker::handle(&lambda, sqs_event(&messages))
+            .await
+            .expect("worker answers");
+        assert!(resp.batch_item_failures.is_empty());
+        let applied = std::time::Instant::now();
+        delete_all(&aws, &messages).await;
+        inbound.push(ms(accepted - started));
+        queued.push(ms(received - accepted));
+        worker.push(ms(applied - received));
+        total.push(ms(applied - started));
+    }
+    for n in [0, events - 1] {
+        assert!(
+            tenant
+                .user(&format!("lat{n:05}@example.com"))
+                .await
+                .is_some(),
+            "applied on the target"
+        );
+    }
+    // What one request to moto costs, for reading the worker's figure (about six of them).
+    let mut moto = Vec::new();
+    for _ in 0..events {
+        let started = std::time::Instant::now();
+        state_item(&aws, "none").await;
+        moto.push(ms(started.elapsed()));
+    }
+    let line = |name: &str, v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        let at = |q: f64| v[((v.len() as f64 * q).ceil() as usize).clamp(1, v.len()) - 1];
+        format!("{name}: p50 {:.1} ms, p99 {:.1} ms", at(0.5), at(0.99))
+    };
+    println!(
+        "AWS path on moto, {events} creates:\n{}\n{}\n{}\n{}\n{}",
+        line("inbound handler (verify, SendMessage)", &mut inbound),
+        line("SQS ReceiveMessage", &mut queued),
+        line(
+            "worker handler (DynamoDB, IdP read, SCIM look-up and create)",
+            &mut worker
+        ),
+        line("delivery to target answered", &mut total),
+        line("one DynamoDB GetItem on moto, for scale", &mut moto),
+    );
+}
