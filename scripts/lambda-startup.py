@@ -2,10 +2,14 @@
 """Start-up time of each Lambda function's release binary, from process start to ready: the
 moment it asks the Lambda Runtime API for its first invocation. A stand-in Runtime API on
 127.0.0.1 answers nothing else; the functions read plain settings from the environment (no
-Secrets Manager calls), as after secret resolution. Run from the repository root after
-`cargo build --release -p scim-relay-inbound -p scim-relay-worker -p scim-relay-sweeper`.
+Secrets Manager calls), as after secret resolution. With `--moto URL` the secrets are instead
+Secrets Manager ARNs on that moto server, so "ready" includes reading them (one
+`GetSecretValue` per distinct secret, as a real cold start). Run from the repository root after
+`cargo build --release -p scim-relay-inbound -p scim-relay-worker -p scim-relay-sweeper`
+(`RELEASE_DIR` if the binaries are elsewhere than target/release).
 
-Usage: scripts/lambda-startup.py [RUNS]   (default 20 runs per function; prints median and p90)
+Usage: scripts/lambda-startup.py [RUNS] [--moto URL]
+       (default 20 runs per function; prints median and p90)
 """
 import http.server
 import os
@@ -16,7 +20,14 @@ import sys
 import threading
 import time
 
-RUNS = int(sys.argv[1]) if len(sys.argv) > 1 else 20
+args = sys.argv[1:]
+MOTO = None
+if "--moto" in args:
+    i = args.index("--moto")
+    MOTO = args[i + 1]
+    del args[i:i + 2]
+RUNS = int(args[0]) if args else 20
+RELEASE_DIR = os.environ.get("RELEASE_DIR", os.path.join("target", "release"))
 ready = threading.Event()
 
 
@@ -68,8 +79,33 @@ env.update({
     "SCIM_RELAY_TARGET__TOKEN": "startup-app-key",
 })
 
+if MOTO:
+    # The secrets as a deployment holds them: the queue key and the IdP secrets on their own,
+    # the worker's credentials as one JSON secret read by key.
+    import json
+    import uuid
+
+    import boto3
+
+    sm = boto3.client("secretsmanager", endpoint_url=MOTO, region_name="us-east-1",
+                      aws_access_key_id="startup", aws_secret_access_key="startup")
+
+    def secret(value):
+        return sm.create_secret(Name=f"startup-{uuid.uuid4()}", SecretString=value)["ARN"]
+
+    credentials = secret(json.dumps({"okta_api_token": "startup-okta-token",
+                                     "target_token": "startup-app-key"}))
+    env.update({
+        "AWS_ENDPOINT_URL": MOTO,
+        "SCIM_RELAY_QUEUE__SIGNING_KEY": secret("startup-signing-key"),
+        "SCIM_RELAY_OKTA__SHARED_SECRET": secret("startup-okta-secret"),
+        "SCIM_RELAY_ENTRA__CLIENT_STATE": secret("startup-client-state"),
+        "SCIM_RELAY_OKTA__API_TOKEN": f"{credentials}#okta_api_token",
+        "SCIM_RELAY_TARGET__TOKEN": f"{credentials}#target_token",
+    })
+
 for name in ["inbound", "worker", "sweeper"]:
-    binary = os.path.join("target", "release", name)
+    binary = os.path.join(RELEASE_DIR, name)
     times = []
     for _ in range(RUNS):
         ready.clear()
@@ -84,5 +120,6 @@ for name in ["inbound", "worker", "sweeper"]:
     times.sort()
     size = os.path.getsize(binary) / 1e6
     print(f"{name}: ready in {statistics.median(times):.1f} ms median, "
-          f"{times[int(len(times) * 0.9) - 1]:.1f} ms p90 over {RUNS} starts ({size:.1f} MB x86_64 binary)")
+          f"{times[int(len(times) * 0.9) - 1]:.1f} ms p90 over {RUNS} starts ({size:.1f} MB x86_64 binary)"
+          + (", secrets read from moto" if MOTO else ""))
 server.shutdown()

@@ -520,6 +520,7 @@ impl Consumer {
                     reason,
                 }
             }
+            // Never the message's fault: waited out however long, never dead-lettered.
             Err(WorkError::DirectoryUnavailable(reason)) => {
                 let wait = self.policy.backoff.after(delivery.attempt);
                 tracing::warn!(
@@ -529,22 +530,16 @@ impl Consumer {
                     alarm = "directory_unavailable",
                     "directory unavailable; waiting it out: {reason}"
                 );
-                Disposition::Retry {
-                    at: self.after(wait),
-                    reason,
-                }
+                self.retry_after(wait, reason)
             }
             Err(WorkError::DirectoryThrottled { reason, wait }) => {
                 tracing::warn!(
                     message = id,
                     attempt = delivery.attempt,
                     wait_ms = wait.as_millis() as u64,
-                    "directory rate limit; the trigger comes back when it allows: {reason}"
+                    "directory rate limit; back when it allows: {reason}"
                 );
-                Disposition::Retry {
-                    at: self.after(wait),
-                    reason,
-                }
+                self.retry_after(wait, reason)
             }
             Err(WorkError::Retryable {
                 reason,
@@ -569,11 +564,16 @@ impl Consumer {
                     wait_ms = wait.as_millis() as u64,
                     "will retry: {reason}"
                 );
-                Disposition::Retry {
-                    at: self.after(wait),
-                    reason,
-                }
+                self.retry_after(wait, reason)
             }
+        }
+    }
+
+    /// Back on the queue after `wait`.
+    fn retry_after(&self, wait: Duration, reason: String) -> Disposition {
+        Disposition::Retry {
+            at: self.after(wait),
+            reason,
         }
     }
 

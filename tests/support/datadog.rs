@@ -48,6 +48,15 @@ pub struct DatadogFixture {
 
 pub(crate) type Dd = State<Arc<Mutex<Org>>>;
 
+/// A SCIM ListResponse of everything found, on one page.
+pub(crate) fn list_response(found: Vec<Value>) -> Response {
+    Json(json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"],
+        "totalResults": found.len(), "startIndex": 1, "itemsPerPage": found.len(), "Resources": found
+    }))
+    .into_response()
+}
+
 pub(crate) fn errors(status: StatusCode, message: &str) -> Response {
     (status, Json(json!({ "errors": [message] }))).into_response()
 }
@@ -277,11 +286,7 @@ async fn list_users(
         })
         .cloned()
         .collect();
-    Json(json!({
-        "schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"],
-        "totalResults": found.len(), "startIndex": 1, "itemsPerPage": found.len(), "Resources": found
-    }))
-    .into_response()
+    list_response(found)
 }
 
 async fn create_user(State(org): Dd, headers: HeaderMap, Json(body): Json<Value>) -> Response {

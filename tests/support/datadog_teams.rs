@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 
-use crate::datadog::{errors, gate, Dd, Org};
+use crate::datadog::{errors, gate, list_response, Dd, Org};
 
 /// The fixture's gate, and Teams not enabled for the org: no `/Groups` at all.
 fn teams_gate(org: &mut Org, method: &str, path: &str, headers: &HeaderMap) -> Option<Response> {
@@ -21,14 +21,6 @@ fn teams_gate(org: &mut Org, method: &str, path: &str, headers: &HeaderMap) -> O
     }
     org.teams_off
         .then(|| errors(StatusCode::NOT_FOUND, "Not found"))
-}
-
-fn list(found: Vec<Value>) -> Response {
-    Json(json!({
-        "schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"],
-        "totalResults": found.len(), "startIndex": 1, "itemsPerPage": found.len(), "Resources": found
-    }))
-    .into_response()
 }
 
 pub(crate) async fn list_groups(
@@ -55,7 +47,7 @@ pub(crate) async fn list_groups(
         None if filter.is_empty() => org.teams.values().cloned().collect(),
         None => return errors(StatusCode::BAD_REQUEST, "Bad Request"),
     };
-    list(found)
+    list_response(found)
 }
 
 /// The members a request names, each an existing user (`None`: refuse the request).

@@ -128,6 +128,11 @@ async fn setup(
         }
         Err(e) => Err(e),
     };
+    exit_code(outcome)
+}
+
+/// A command's outcome as the exit status (its error on stderr).
+fn exit_code(outcome: Result<(), String>) -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -161,13 +166,7 @@ async fn console(mut settings: Settings, aws: bool, command: ConsoleCommand) -> 
         Ok(console) => run(&console, &settings, command, &mut std::io::stdout().lock()).await,
         Err(e) => Err(e),
     };
-    match outcome {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(1)
-        }
-    }
+    exit_code(outcome)
 }
 
 async fn serve(settings: Settings) -> ExitCode {
