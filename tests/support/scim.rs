@@ -171,6 +171,8 @@ pub struct ScimProxy {
     standing: Arc<Mutex<Option<u16>>>,
     ignoring_filters: Arc<std::sync::atomic::AtomicBool>,
     stalls: Arc<Mutex<Vec<(String, std::time::Duration)>>>,
+    /// Time spent waiting for scim2-server, all calls together (microseconds).
+    upstream_micros: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Random failures on a share of all requests (the chaos test): 429 with `Retry-After`, 503,
@@ -219,6 +221,7 @@ struct ProxyState {
     standing: Arc<Mutex<Option<u16>>>,
     /// While set, `filter` is dropped from a list's query before it is forwarded.
     ignoring_filters: Arc<std::sync::atomic::AtomicBool>,
+    upstream_micros: Arc<std::sync::atomic::AtomicU64>,
     /// The next request with this method waits this long before it is forwarded (a slow
     /// target), once.
     stalls: Arc<Mutex<Vec<(String, std::time::Duration)>>>,
@@ -233,7 +236,9 @@ impl ScimProxy {
         let standing = Arc::new(Mutex::new(None));
         let ignoring_filters = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let stalls = Arc::new(Mutex::new(Vec::new()));
+        let upstream_micros = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let state = ProxyState {
+            upstream_micros: upstream_micros.clone(),
             stalls: stalls.clone(),
             upstream: tenant.base_url.clone(),
             http: reqwest::Client::new(),
@@ -261,7 +266,17 @@ impl ScimProxy {
             standing,
             ignoring_filters,
             stalls,
+            upstream_micros,
         }
+    }
+
+    /// How long scim2-server took to answer, all calls so far together: what of a measured
+    /// path is the Python target's, not the relay's.
+    pub fn upstream_time(&self) -> std::time::Duration {
+        std::time::Duration::from_micros(
+            self.upstream_micros
+                .load(std::sync::atomic::Ordering::SeqCst),
+        )
     }
 
     /// The next `method` request waits `wait` before it is forwarded: a slow target.
@@ -475,7 +490,13 @@ async fn forward(State(state): State<ProxyState>, req: Request) -> Response {
             upstream = upstream.header(name, v.clone());
         }
     }
-    let resp = match upstream.body(body.to_vec()).send().await {
+    let sent = std::time::Instant::now();
+    let answered = upstream.body(body.to_vec()).send().await;
+    state.upstream_micros.fetch_add(
+        sent.elapsed().as_micros() as u64,
+        std::sync::atomic::Ordering::SeqCst,
+    );
+    let resp = match answered {
         Ok(r) => r,
         Err(e) => {
             let mut r = Response::new(Body::from(e.to_string()));

@@ -314,45 +314,87 @@ fn truncate(s: &str, max: usize) -> String {
 
 #[async_trait]
 impl Queue for SqsQueue {
+    /// A bulk enqueue (a full pass: thousands of users) sends up to [`LANES`] batches at once.
+    /// Each user's messages stay in one lane, sent in order, so a FIFO group's messages never
+    /// overtake each other.
     async fn enqueue(&self, messages: &[QueueMessage]) -> Result<(), QueueError> {
-        for chunk in messages.chunks(BATCH) {
-            let entries = chunk
-                .iter()
-                .enumerate()
-                .map(|(i, m)| {
-                    SendMessageBatchRequestEntry::builder()
-                        .id(format!("m{i}"))
-                        .message_body(&m.body)
-                        .message_group_id(&m.group_id)
-                        .message_deduplication_id(&m.dedupe_id)
-                        .build()
-                        .map_err(|e| QueueError(e.to_string()))
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            let out = self
-                .client
-                .send_message_batch()
-                .queue_url(&self.url)
-                .set_entries(Some(entries))
-                .send()
-                .await
-                .map_err(|e| {
-                    QueueError(format!("{}", aws_sdk_sqs::error::DisplayErrorContext(e)))
-                })?;
-            // A 200 can still carry per-entry failures. Re-sending the whole batch on the
-            // IdP's retry is safe: the deduplication ids drop what did get through.
-            if let Some(failed) = out.failed().first() {
-                return Err(QueueError(format!(
-                    "{} of {} messages not accepted: {} {}",
-                    out.failed().len(),
-                    chunk.len(),
-                    failed.code(),
-                    failed.message().unwrap_or_default()
-                )));
+        let lanes = messages.len().div_ceil(BATCH).clamp(1, LANES);
+        if lanes == 1 {
+            return send_in_order(&self.client, &self.url, messages).await;
+        }
+        let mut by_lane: Vec<Vec<QueueMessage>> = vec![Vec::new(); lanes];
+        for m in messages {
+            by_lane[lane_of(&m.group_id, lanes)].push(m.clone());
+        }
+        let mut sending = tokio::task::JoinSet::new();
+        for lane in by_lane.into_iter().filter(|l| !l.is_empty()) {
+            let (client, url) = (self.client.clone(), self.url.clone());
+            sending.spawn(async move { send_in_order(&client, &url, &lane).await });
+        }
+        // Every lane finishes (or fails) before the answer: a failure is the caller's to
+        // retry whole, and the deduplication ids drop what did get through.
+        let mut failure = None;
+        while let Some(sent) = sending.join_next().await {
+            let sent = sent.unwrap_or_else(|e| Err(QueueError(format!("enqueue task: {e}"))));
+            if let Err(e) = sent {
+                failure.get_or_insert(e);
             }
         }
-        Ok(())
+        failure.map_or(Ok(()), Err)
     }
+}
+
+/// Batches a bulk enqueue sends at once.
+const LANES: usize = 8;
+
+/// The lane of a message group: the same group always the same lane.
+fn lane_of(group_id: &str, lanes: usize) -> usize {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    group_id.hash(&mut hasher);
+    (hasher.finish() % lanes as u64) as usize
+}
+
+/// Sends `messages` in batches of ten, one batch after the other.
+async fn send_in_order(
+    client: &aws_sdk_sqs::Client,
+    url: &str,
+    messages: &[QueueMessage],
+) -> Result<(), QueueError> {
+    for chunk in messages.chunks(BATCH) {
+        let entries = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                SendMessageBatchRequestEntry::builder()
+                    .id(format!("m{i}"))
+                    .message_body(&m.body)
+                    .message_group_id(&m.group_id)
+                    .message_deduplication_id(&m.dedupe_id)
+                    .build()
+                    .map_err(|e| QueueError(e.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let out = client
+            .send_message_batch()
+            .queue_url(url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(|e| QueueError(format!("{}", aws_sdk_sqs::error::DisplayErrorContext(e))))?;
+        // A 200 can still carry per-entry failures. Re-sending the whole batch on the
+        // IdP's retry is safe: the deduplication ids drop what did get through.
+        if let Some(failed) = out.failed().first() {
+            return Err(QueueError(format!(
+                "{} of {} messages not accepted: {} {}",
+                out.failed().len(),
+                chunk.len(),
+                failed.code(),
+                failed.message().unwrap_or_default()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// A received batch's messages as the consumer's port: a finished record is left for the event
