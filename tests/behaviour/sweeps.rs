@@ -891,3 +891,39 @@ async fn nested_groups_caught_up(d: Deployment) {
     assert_eq!(d.depth().await, (0, 0));
     d.finish().await;
 }
+
+/// Okta's rate limit met half-way through a full pass: the sweeper waits for the window to
+/// reset and reads on, instead of giving up the pass and starting over next run.
+pub async fn a_full_pass_waits_out_okta_s_rate_limit_instead_of_starting_over(b: Backend) {
+    use std::time::{Duration, SystemTime};
+    let d = Deployment::start_with(b, |s| s.target.profile = TargetProfile::Generic).await;
+    for n in 1..=5 {
+        let id = format!("00uRL{n}");
+        let email = format!("{}@example.com", id.to_lowercase());
+        d.idp
+            .set_okta_user(&id, "ACTIVE", Some(&email), "Rate", "Limit", None);
+    }
+    // Pages of two: the second page's request is throttled for longer than a worker would wait
+    // in place (2 s), less than a pass does.
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .expect("clock");
+    let reset = SystemTime::UNIX_EPOCH + Duration::from_secs(now.as_secs() + 4);
+    let before = d.idp.okta_list_requests();
+    d.idp.throttle_okta_list(2, reset);
+    let report = sweep_and_settle(&d).await;
+    assert_eq!(
+        feed(&report, Source::Okta),
+        enqueued(5, true),
+        "the whole pass, not an abort"
+    );
+    let times = d.idp.okta_list_times()[before..].to_vec();
+    assert_eq!(
+        times.len(),
+        4,
+        "three pages and the throttled request: {times:?}"
+    );
+    assert!(times[2] >= reset, "read again only once the window reset");
+    assert_eq!(active(&d, "00url5@example.com").await, Some(true));
+    d.finish().await;
+}

@@ -54,6 +54,10 @@ struct Directory {
     okta_window: Option<RateWindow>,
     /// Graph user reads still to be answered 429, and the `Retry-After` they carry.
     graph_throttled: Option<(usize, u64)>,
+    /// Okta's user listing: the list request (by number, from 1) answered 429 once, with the
+    /// window's reset; and when each list request came.
+    okta_list_throttled: Option<(usize, std::time::SystemTime)>,
+    okta_list_times: Vec<std::time::SystemTime>,
     token_requests: usize,
     okta_token_requests: usize,
     /// The fixture's own address, for the links it hands out.
@@ -300,6 +304,19 @@ impl IdpFixture {
 
     pub fn delta_requests(&self) -> usize {
         self.dir.lock().expect("lock").delta.requests
+    }
+
+    /// The `nth` request to Okta's user listing from now on (1: the next) is answered 429
+    /// once, its window resetting at `reset`.
+    pub fn throttle_okta_list(&self, nth: usize, reset: std::time::SystemTime) {
+        let mut dir = self.dir.lock().expect("lock");
+        let at = dir.okta_list_requests + nth;
+        dir.okta_list_throttled = Some((at, reset));
+    }
+
+    /// When each request to Okta's user listing came.
+    pub fn okta_list_times(&self) -> Vec<std::time::SystemTime> {
+        self.dir.lock().expect("lock").okta_list_times.clone()
     }
 
     pub fn okta_list_requests(&self) -> usize {
@@ -1084,6 +1101,26 @@ async fn okta_list_users(
     }
     let mut dir = dir.lock().expect("lock");
     dir.okta_list_requests += 1;
+    dir.okta_list_times.push(std::time::SystemTime::now());
+    if let Some((nth, reset)) = dir.okta_list_throttled {
+        if dir.okta_list_requests == nth {
+            dir.okta_list_throttled = None;
+            let mut resp = error(StatusCode::TOO_MANY_REQUESTS, "E0000047");
+            let epoch = reset
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or_default();
+            for (name, value) in [
+                ("x-rate-limit-limit", 600),
+                ("x-rate-limit-remaining", 0),
+                ("x-rate-limit-reset", epoch),
+            ] {
+                resp.headers_mut()
+                    .insert(name, value.to_string().parse().expect("header"));
+            }
+            return resp;
+        }
+    }
     let search = query.get("search").cloned().unwrap_or_default();
     let Some(since) = search
         .strip_prefix("lastUpdated gt \"")
