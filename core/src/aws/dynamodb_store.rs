@@ -17,7 +17,9 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{AttributeValue, Put, PutRequest, TransactWriteItem, WriteRequest};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, KeysAndAttributes, Put, PutRequest, TransactWriteItem, WriteRequest,
+};
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
 
@@ -224,6 +226,17 @@ impl crate::breaker::CredentialBreaker for DynamoStateStore {
     }
 }
 
+/// A dedupe record still in force at `now`: TTL deletion is lazy (up to days), so expiry is
+/// decided from the stored time.
+fn live_event(item: Option<&Item>, now: DateTime<Utc>) -> bool {
+    item.and_then(|i| {
+        i.get("expires_at")
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse::<i64>().ok())
+    })
+    .is_some_and(|expires| expires > now.timestamp())
+}
+
 fn claim_pk(scim_id: &str) -> String {
     format!("CLAIM#{scim_id}")
 }
@@ -389,16 +402,64 @@ impl StateStore for DynamoStateStore {
     }
 
     async fn event_seen(&self, event_key: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
-        // TTL deletion is lazy (up to days), so expiry is decided from the stored time.
-        Ok(self
-            .get(event_pk(event_key), "EVENT")
-            .await?
-            .and_then(|i| {
-                i.get("expires_at")
-                    .and_then(|v| v.as_n().ok())
-                    .and_then(|v| v.parse::<i64>().ok())
-            })
-            .is_some_and(|expires| expires > now.timestamp()))
+        Ok(live_event(
+            self.get(event_pk(event_key), "EVENT").await?.as_ref(),
+            now,
+        ))
+    }
+
+    /// Both in one `BatchGetItem`, strongly consistent like the single reads. Keys DynamoDB
+    /// leaves unprocessed (throttling) are read one by one instead.
+    async fn event_seen_and_user(
+        &self,
+        event_key: &str,
+        key: &UserKey,
+        now: DateTime<Utc>,
+    ) -> Result<(bool, Option<UserState>), StoreError> {
+        let (event, user) = (event_pk(event_key), user_pk(key));
+        let keys = [(event.clone(), "EVENT"), (user.clone(), "STATE")]
+            .into_iter()
+            .map(|(pk, sk)| HashMap::from([("pk".to_string(), s(pk)), ("sk".to_string(), s(sk))]))
+            .collect::<Vec<_>>();
+        let out = self
+            .client
+            .batch_get_item()
+            .request_items(
+                &self.table,
+                KeysAndAttributes::builder()
+                    .set_keys(Some(keys))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(backend)?,
+            )
+            .send()
+            .await
+            .map_err(backend)?;
+        if out
+            .unprocessed_keys()
+            .is_some_and(|left| left.values().any(|k| !k.keys().is_empty()))
+        {
+            let seen = self.event_seen(event_key, now).await?;
+            return Ok((
+                seen,
+                if seen {
+                    None
+                } else {
+                    self.load_user(key).await?
+                },
+            ));
+        }
+        let items = out
+            .responses()
+            .and_then(|r| r.get(&self.table))
+            .cloned()
+            .unwrap_or_default();
+        let pk_of = |i: &Item| i.get("pk").and_then(|v| v.as_s().ok()).cloned();
+        let found = |pk: &str| items.iter().find(|i| pk_of(i).as_deref() == Some(pk));
+        if live_event(found(&event), now) {
+            return Ok((true, None));
+        }
+        Ok((false, found(&user).map(state_doc).transpose()?))
     }
 
     async fn claimant(&self, scim_id: &str) -> Result<Option<UserKey>, StoreError> {

@@ -94,6 +94,21 @@ pub trait StateStore: Send + Sync {
     /// True if this event was applied and its dedupe record has not expired at `now`.
     async fn event_seen(&self, event_key: &str, now: DateTime<Utc>) -> Result<bool, StoreError>;
 
+    /// What the worker reads first for a trigger: whether its event was applied and, if not,
+    /// the user's record. A store with a round trip per read answers both in one (DynamoDB:
+    /// one `BatchGetItem`).
+    async fn event_seen_and_user(
+        &self,
+        event_key: &str,
+        key: &UserKey,
+        now: DateTime<Utc>,
+    ) -> Result<(bool, Option<UserState>), StoreError> {
+        if self.event_seen(event_key, now).await? {
+            return Ok((true, None));
+        }
+        Ok((false, self.load_user(key).await?))
+    }
+
     /// A small named document (the deprovisioning ledger) and its version.
     async fn load_document(&self, name: &str) -> Result<Option<(String, u64)>, StoreError>;
 

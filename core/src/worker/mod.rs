@@ -223,7 +223,13 @@ impl Worker {
         trace.key = Some(key.clone());
         let now = self.clock.now();
         let event_key = trigger.dedupe_key();
-        if self.store.event_seen(&event_key, now).await? {
+        // The record read with the dedupe record: used by the first plan, re-read after a
+        // conflicting write (the commit is conditional on its version either way).
+        let (seen, mut prefetched) = self
+            .store
+            .event_seen_and_user(&event_key, &key, now)
+            .await?;
+        if seen {
             return Ok(Outcome::Duplicate);
         }
         // Whether the event's own content stands in for the directory (the demo's fallback).
@@ -258,8 +264,12 @@ impl Worker {
                 return self.leave_as_is(&key, &processed).await;
             }
         };
-        for _ in 0..PLAN_ATTEMPTS {
-            let recorded = self.store.load_user(&key).await?;
+        for attempt in 0..PLAN_ATTEMPTS {
+            let recorded = if attempt == 0 {
+                prefetched.take()
+            } else {
+                self.store.load_user(&key).await?
+            };
             trace.note("recorded", || explain::record(recorded.as_ref()));
             if let (None, Some(r)) = (&trace.user_fingerprint, &recorded) {
                 trace.user_fingerprint = Some(fingerprint(&r.user_name));
