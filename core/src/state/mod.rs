@@ -103,10 +103,7 @@ pub trait StateStore: Send + Sync {
         key: &UserKey,
         now: DateTime<Utc>,
     ) -> Result<(bool, Option<UserState>), StoreError> {
-        if self.event_seen(event_key, now).await? {
-            return Ok((true, None));
-        }
-        Ok((false, self.load_user(key).await?))
+        one_read_after_the_other(self, event_key, key, now).await
     }
 
     /// A small named document (the deprovisioning ledger) and its version.
@@ -165,4 +162,18 @@ pub trait StateStore: Send + Sync {
         expected_version: Option<u64>,
         event: &ProcessedEvent,
     ) -> Result<(), StoreError>;
+}
+
+/// [`StateStore::event_seen_and_user`] as two reads: the dedupe record, then (for an event
+/// not applied yet) the user's record.
+pub async fn one_read_after_the_other<S: StateStore + ?Sized>(
+    store: &S,
+    event_key: &str,
+    key: &UserKey,
+    now: DateTime<Utc>,
+) -> Result<(bool, Option<UserState>), StoreError> {
+    if store.event_seen(event_key, now).await? {
+        return Ok((true, None));
+    }
+    Ok((false, store.load_user(key).await?))
 }
