@@ -554,10 +554,15 @@ pub async fn an_idp_rate_limit_is_waited_out_and_dead_letters_nothing(b: Backend
         ))
         .await;
     }
+    // (A sweep may read the user again afterwards: every read counts, none may come early.)
     let second = answers_of("00uRL2");
-    assert_eq!(second.len(), 1, "{second:?}");
-    assert_eq!(second[0].0, 200, "never throttled");
-    assert!(second[0].1 >= reset, "read only once the window reset");
+    assert!(!second.is_empty());
+    assert!(
+        second
+            .iter()
+            .all(|(status, at)| *status == 200 && *at >= reset),
+        "never throttled, read only once the window reset: {second:?}"
+    );
 
     // A 429 whose reset is beyond the worker's patience: handed back, read after it.
     let reset = reset_in(3);
