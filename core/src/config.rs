@@ -985,14 +985,18 @@ fn role_groups<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, Vec<S
         Table(BTreeMap<String, Roles>),
         Text(String),
     }
+    // A group mapped to nothing (`[]`, `""`) still appears, for the check that refuses it.
     let pairs: Vec<(String, String)> = match Map::deserialize(d)? {
         Map::Table(t) => t
             .into_iter()
             .flat_map(|(group, roles)| {
-                let roles = match roles {
+                let mut roles = match roles {
                     Roles::One(r) => comma_list(&r),
                     Roles::Many(rs) => rs,
                 };
+                if roles.is_empty() {
+                    roles.push(String::new());
+                }
                 roles.into_iter().map(move |r| (group.clone(), r))
             })
             .collect(),

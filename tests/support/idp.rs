@@ -719,12 +719,15 @@ fn check_assertion(
     let signature = URL_SAFE_NO_PAD
         .decode(signature)
         .map_err(|_| "signature not base64url")?;
-    ring::signature::UnparsedPublicKey::new(
-        &ring::signature::RSA_PKCS1_2048_8192_SHA256,
-        key.public_key_der(),
-    )
-    .verify(input.as_bytes(), &signature)
-    .map_err(|_| "signature does not verify with the app's key")?;
+    // Entra: a certificate's SHA-256 thumbprint goes with PS256 (RSA-PSS); Okta: RS256.
+    let algorithm: &dyn ring::signature::VerificationAlgorithm = if thumbprint {
+        &ring::signature::RSA_PSS_2048_8192_SHA256
+    } else {
+        &ring::signature::RSA_PKCS1_2048_8192_SHA256
+    };
+    ring::signature::UnparsedPublicKey::new(algorithm, key.public_key_der())
+        .verify(input.as_bytes(), &signature)
+        .map_err(|_| "signature does not verify with the app's key")?;
     let part = |i: usize| -> Result<Value, String> {
         let segment = input.split('.').nth(i).ok_or("not a JWT")?;
         let bytes = URL_SAFE_NO_PAD
@@ -734,7 +737,8 @@ fn check_assertion(
     };
     let (header, claims) = (part(0)?, part(1)?);
     let now = chrono::Utc::now().timestamp();
-    if header["alg"] != "RS256"
+    let alg = if thumbprint { "PS256" } else { "RS256" };
+    if header["alg"] != alg
         || claims["iss"] != client_id
         || claims["sub"] != client_id
         || claims["aud"] != audience

@@ -1,14 +1,15 @@
 //! Credentials that are a key, not a shared secret: a JWT signed with the app's private key
-//! (RFC 7523 client assertion, RS256) proves the relay holds it. Okta's service apps take it
+//! (RFC 7523 client assertion) proves the relay holds it. Okta's service apps take it
 //! as `private_key_jwt` (Okta's recommendation over an SSWS token, which acts as the admin who
 //! made it and dies with their account); Entra takes it as a certificate credential, naming the
-//! certificate by its SHA-256 thumbprint (`x5t#S256`). The key never leaves the relay; each
+//! certificate by its SHA-256 thumbprint (`x5t#S256`) and signed PS256, as Microsoft's
+//! certificate-credentials page asks (Okta: RS256). The key never leaves the relay; each
 //! assertion lives five minutes and is used once.
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use chrono::{DateTime, Utc};
-use ring::signature::{RsaKeyPair, RSA_PKCS1_SHA256};
+use ring::signature::{RsaEncoding, RsaKeyPair, RSA_PKCS1_SHA256, RSA_PSS_SHA256};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
@@ -110,7 +111,13 @@ impl ClientKey {
         audience: &str,
         now: DateTime<Utc>,
     ) -> Result<String, KeyError> {
-        let mut header = json!({ "alg": "RS256", "typ": "JWT" });
+        // Entra names a certificate by its SHA-256 thumbprint together with PS256 (RSA-PSS);
+        // Okta's private_key_jwt takes RS256.
+        let (alg, padding): (&str, &'static dyn RsaEncoding) = match &self.thumbprint {
+            Some(_) => ("PS256", &RSA_PSS_SHA256),
+            None => ("RS256", &RSA_PKCS1_SHA256),
+        };
+        let mut header = json!({ "alg": alg, "typ": "JWT" });
         if let Some(kid) = &self.key_id {
             header["kid"] = json!(kid);
         }
@@ -134,7 +141,7 @@ impl ClientKey {
         let mut signature = vec![0; self.key_pair.public().modulus_len()];
         self.key_pair
             .sign(
-                &RSA_PKCS1_SHA256,
+                padding,
                 &ring::rand::SystemRandom::new(),
                 signing_input.as_bytes(),
                 &mut signature,
@@ -203,6 +210,18 @@ mod tests {
             .unwrap();
         let thumbprint = part(&jwt, 0)["x5t#S256"].as_str().unwrap().to_string();
         assert_eq!(URL_SAFE_NO_PAD.decode(&thumbprint).unwrap().len(), 32);
+        // Entra's pairing: the SHA-256 thumbprint with PS256, an RSA-PSS signature.
+        assert_eq!(part(&jwt, 0)["alg"], "PS256");
+        let (input, signature) = jwt.rsplit_once('.').unwrap();
+        UnparsedPublicKey::new(
+            &ring::signature::RSA_PSS_2048_8192_SHA256,
+            key.public_key_der(),
+        )
+        .verify(
+            input.as_bytes(),
+            &URL_SAFE_NO_PAD.decode(signature).unwrap(),
+        )
+        .expect("a PSS signature");
         // A PEM pasted into an environment variable with literal `\n`s still reads.
         let flattened = KEY.replace('\n', "\\n");
         assert!(ClientKey::from_pem(&flattened, "okta.private_key").is_ok());

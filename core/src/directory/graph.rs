@@ -808,6 +808,8 @@ impl ChangeFeed for GraphGroupMembers {
             match change {
                 MemberChange::User(id) => user_ids.push(id),
                 MemberChange::Group(id) => {
+                    // The pass may have waited out throttles: the (cached) token read afresh.
+                    let token = dir.access_token().await?;
                     user_ids.extend(dir.transitive_members(&id, "user", &token).await?)
                 }
             }

@@ -139,6 +139,7 @@ impl OktaDirectory {
         patience: std::time::Duration,
     ) -> Result<reqwest::Response, DirectoryError> {
         let bucket = okta_bucket(url);
+        let mut reauthorized = false;
         for attempt in 1..=THROTTLED_ATTEMPTS {
             if let Some(wait) = self.budget.wait_before(&bucket, Utc::now()) {
                 if wait > patience {
@@ -165,9 +166,11 @@ impl OktaDirectory {
                     DirectoryError::Retryable(format!("Okta: {}", crate::transport_error(e)))
                 })?;
             self.budget.observe(&bucket, resp.headers());
-            if resp.status().as_u16() == 401 {
-                // An expired or revoked access token: the next call asks for a new one.
-                self.credential.forget().await;
+            if resp.status().as_u16() == 401 && self.credential.forget().await && !reauthorized {
+                // A service app's access token expired or revoked early: one more try with a
+                // fresh token before the credential counts as refused (and pauses every worker).
+                reauthorized = true;
+                continue;
             }
             if resp.status().as_u16() != 429 {
                 return Ok(resp);

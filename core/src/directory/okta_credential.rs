@@ -131,9 +131,11 @@ impl OktaCredential {
     }
 
     /// After a 401: the cached access token is dropped, so the next call fetches a new one.
-    pub async fn forget(&self) {
-        if let OktaCredential::ServiceApp { token, .. } = self {
-            *token.lock().await = None;
+    /// Whether there was one to drop (an SSWS token cannot be renewed).
+    pub async fn forget(&self) -> bool {
+        match self {
+            OktaCredential::ServiceApp { token, .. } => token.lock().await.take().is_some(),
+            OktaCredential::ApiToken(_) => false,
         }
     }
 
