@@ -81,8 +81,7 @@ pub fn outbound(settings: &Settings) -> Result<Outbound, ConfigError> {
                 timeout,
             )
             .map_err(|e| ConfigError::Invalid(e.to_string()))?
-            .with_groups(e.group_ids.clone())
-            .with_role_groups(e.role_groups.keys().cloned().collect())
+            .with_scope(entra_scope(settings))
             .with_extra_properties(&graph_properties(settings)),
         )),
     };
@@ -197,6 +196,12 @@ pub fn worker(
     }))
 }
 
+/// Entra's scope groups and role groups (Entra has no app scope).
+fn entra_scope(settings: &Settings) -> Scope {
+    Scope::new(None, settings.entra.group_ids.clone())
+        .with_role_groups(settings.entra.role_groups.keys().cloned().collect())
+}
+
 /// How the relay signs in to Okta to read: see [`okta_credential_for`].
 fn okta_credential(settings: &Settings) -> Result<Option<OktaCredential>, ConfigError> {
     okta_credential_for(settings, service_app_scopes(settings.okta.app_id.is_some()))
@@ -290,13 +295,7 @@ fn build_sweeper(
         settings.okta.app_id.as_deref().unwrap_or_default(),
         scope_key(&settings.okta.group_ids)
     );
-    let entra_watched = crate::directory::unique_ids(
-        e.group_ids
-            .iter()
-            .chain(e.role_groups.keys())
-            .cloned()
-            .collect(),
-    );
+    let entra_watched = entra_scope(settings).watched_groups();
     let mut feeds = Vec::new();
     if let Some(okta) = &outbound.okta {
         feeds.push(FeedSource {

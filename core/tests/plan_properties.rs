@@ -82,15 +82,9 @@ fn recorded() -> impl Strategy<Value = Option<(UserState, Option<Account>)>> {
                         "ACTIVE"
                     }
                     .into(),
-                    invite: None,
-                    groups: BTreeMap::new(),
-                    groups_pending: BTreeMap::new(),
-                    group_names: BTreeMap::new(),
-                    hard_delete_seen: None,
-                    held: None,
                     version: 1,
-                    last_event_at: None,
                     updated_at: chrono::Utc::now(),
+                    ..Default::default()
                 };
                 (state, account)
             },
@@ -132,15 +126,9 @@ fn record(
         attributes,
         active,
         lifecycle: "ACTIVE".into(),
-        invite: None,
-        groups: BTreeMap::new(),
-        groups_pending: BTreeMap::new(),
-        group_names: BTreeMap::new(),
-        hard_delete_seen: None,
-        held: None,
         version: UserState::version_after(previous),
-        last_event_at: None,
         updated_at: chrono::Utc::now(),
+        ..Default::default()
     }
 }
 

@@ -514,19 +514,11 @@ async fn dynamodb_state_writes_are_conditional_on_the_version() {
     let state = |version| UserState {
         scim_id: Some("scim-1".into()),
         user_name: "race@example.com".into(),
-        attributes: Default::default(),
-        attributes_hash: String::new(),
         active: true,
         lifecycle: "ACTIVE".into(),
-        invite: None,
-        groups: Default::default(),
-        groups_pending: Default::default(),
-        group_names: Default::default(),
-        hard_delete_seen: None,
-        held: None,
         version,
-        last_event_at: None,
         updated_at: chrono::Utc::now(),
+        ..Default::default()
     };
     let later = chrono::Utc::now() + chrono::Duration::hours(1);
     let event = |k: &str| ProcessedEvent {
@@ -1118,26 +1110,45 @@ async fn a_rejected_probe_alarms_and_opens_the_workers_breaker() {
     );
 }
 
-/// Counts DynamoDB requests by operation (the `x-amz-target` header of each request sent).
+/// Records the DynamoDB requests a client sends: each one's operation (the `x-amz-target`
+/// header) and, all together, the time from sending to the answer (for a path that makes its
+/// requests one after the other).
 #[derive(Debug, Clone, Default)]
-struct DynamoCalls(Arc<std::sync::Mutex<Vec<String>>>);
+struct DynamoRequests {
+    operations: Arc<std::sync::Mutex<Vec<String>>>,
+    sent: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
+    micros: Arc<std::sync::atomic::AtomicU64>,
+}
 
-impl DynamoCalls {
+impl DynamoRequests {
     fn since(&self, from: usize) -> Vec<String> {
-        self.0
+        self.operations
             .lock()
             .map(|c| c[from..].to_vec())
             .unwrap_or_default()
     }
 
     fn len(&self) -> usize {
-        self.0.lock().map(|c| c.len()).unwrap_or_default()
+        self.operations.lock().map(|c| c.len()).unwrap_or_default()
+    }
+
+    fn total_time(&self) -> std::time::Duration {
+        std::time::Duration::from_micros(self.micros.load(std::sync::atomic::Ordering::SeqCst))
+    }
+
+    /// A moto client that records through this.
+    async fn client(&self) -> aws_sdk_dynamodb::Client {
+        aws_sdk_dynamodb::Client::from_conf(
+            aws_sdk_dynamodb::config::Builder::from(&moto_config().await)
+                .interceptor(self.clone())
+                .build(),
+        )
     }
 }
 
-impl aws_sdk_dynamodb::config::Intercept for DynamoCalls {
+impl aws_sdk_dynamodb::config::Intercept for DynamoRequests {
     fn name(&self) -> &'static str {
-        "count-dynamodb-requests"
+        "record-dynamodb-requests"
     }
 
     fn read_before_transmit(
@@ -1153,36 +1164,10 @@ impl aws_sdk_dynamodb::config::Intercept for DynamoCalls {
             .and_then(|t| t.split('.').next_back())
             .unwrap_or("?")
             .to_string();
-        self.0.lock().map_err(|_| "poisoned")?.push(operation);
-        Ok(())
-    }
-}
-
-/// Time spent waiting for DynamoDB (moto), all requests together: from a request's sending to
-/// its answer. For a path that makes its requests one after the other.
-#[derive(Debug, Clone, Default)]
-struct DynamoTime {
-    sent: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
-    micros: Arc<std::sync::atomic::AtomicU64>,
-}
-
-impl DynamoTime {
-    fn total(&self) -> std::time::Duration {
-        std::time::Duration::from_micros(self.micros.load(std::sync::atomic::Ordering::SeqCst))
-    }
-}
-
-impl aws_sdk_dynamodb::config::Intercept for DynamoTime {
-    fn name(&self) -> &'static str {
-        "time-dynamodb-requests"
-    }
-
-    fn read_before_transmit(
-        &self,
-        _: &aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
-        _: &aws_sdk_dynamodb::config::RuntimeComponents,
-        _: &mut aws_sdk_dynamodb::config::ConfigBag,
-    ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
+        self.operations
+            .lock()
+            .map_err(|_| "poisoned")?
+            .push(operation);
         *self.sent.lock().map_err(|_| "poisoned")? = Some(std::time::Instant::now());
         Ok(())
     }
@@ -1214,13 +1199,8 @@ async fn requests_per_applied_event_on_dynamodb_and_the_target() {
         settings,
         ..
     } = world().await;
-    let calls = DynamoCalls::default();
-    let counted = aws_sdk_dynamodb::Client::from_conf(
-        aws_sdk_dynamodb::config::Builder::from(&moto_config().await)
-            .interceptor(calls.clone())
-            .build(),
-    );
-    let store = DynamoStateStore::new(counted, aws.table.clone());
+    let calls = DynamoRequests::default();
+    let store = DynamoStateStore::new(calls.client().await, aws.table.clone());
     let lambda =
         scim_relay_worker::from_clients(&settings, store, aws.sqs.clone()).expect("worker builds");
     let email = "counted@example.com";
@@ -1469,13 +1449,8 @@ async fn the_aws_path_from_delivery_to_target_measured_on_moto() {
         .and_then(|n| n.parse().ok())
         .unwrap_or(20);
     let ingress = ingress(&aws, &settings);
-    let dynamo_time = DynamoTime::default();
-    let timed = aws_sdk_dynamodb::Client::from_conf(
-        aws_sdk_dynamodb::config::Builder::from(&moto_config().await)
-            .interceptor(dynamo_time.clone())
-            .build(),
-    );
-    let store = DynamoStateStore::new(timed, aws.table.clone());
+    let dynamo_time = DynamoRequests::default();
+    let store = DynamoStateStore::new(dynamo_time.client().await, aws.table.clone());
     let lambda =
         scim_relay_worker::from_clients(&settings, store, aws.sqs.clone()).expect("worker builds");
     let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
@@ -1494,7 +1469,7 @@ async fn the_aws_path_from_delivery_to_target_measured_on_moto() {
         assert_eq!(messages.len(), 1);
         let received = std::time::Instant::now();
         let target_before = proxy.upstream_time();
-        let dynamo_before = dynamo_time.total();
+        let dynamo_before = dynamo_time.total_time();
         let resp = scim_relay_worker::handle(&lambda, sqs_event(&messages))
             .await
             .expect("worker answers");
@@ -1505,7 +1480,7 @@ async fn the_aws_path_from_delivery_to_target_measured_on_moto() {
         queued.push(ms(received - accepted));
         worker.push(ms(applied - received));
         target.push(ms(proxy.upstream_time() - target_before));
-        dynamo.push(ms(dynamo_time.total() - dynamo_before));
+        dynamo.push(ms(dynamo_time.total_time() - dynamo_before));
         total.push(ms(applied - started));
     }
     for n in [0, events - 1] {

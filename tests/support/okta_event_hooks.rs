@@ -129,6 +129,18 @@ fn invalid(body: &Value) -> Vec<String> {
     causes
 }
 
+/// Okta's answer to a body that failed validation, when it did.
+fn validation_failed(causes: &[String]) -> Option<Response> {
+    (!causes.is_empty()).then(|| {
+        okta_error(
+            StatusCode::BAD_REQUEST,
+            "E0000001",
+            "Api validation failed: eventHook",
+            causes,
+        )
+    })
+}
+
 async fn list(State(s): HookState, headers: HeaderMap) -> Response {
     let hooks = s.lock().expect("lock");
     if let Some(r) = refused(&hooks, &headers) {
@@ -148,13 +160,8 @@ async fn create(State(s): HookState, headers: HeaderMap, Json(body): Json<Value>
             "Your org has reached the limit of {MAX_HOOKS} event hooks"
         ));
     }
-    if !causes.is_empty() {
-        return okta_error(
-            StatusCode::BAD_REQUEST,
-            "E0000001",
-            "Api validation failed: eventHook",
-            &causes,
-        );
+    if let Some(refusal) = validation_failed(&causes) {
+        return refusal;
     }
     hooks.next += 1;
     hooks.writes += 1;
@@ -197,14 +204,8 @@ async fn replace(
     if let Some(r) = refused(&hooks, &headers) {
         return r;
     }
-    let causes = invalid(&body);
-    if !causes.is_empty() {
-        return okta_error(
-            StatusCode::BAD_REQUEST,
-            "E0000001",
-            "Api validation failed: eventHook",
-            &causes,
-        );
+    if let Some(refusal) = validation_failed(&invalid(&body)) {
+        return refusal;
     }
     hooks.writes += 1;
     let Some(old) = hooks.hooks.get(&id).cloned() else {

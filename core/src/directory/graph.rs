@@ -12,7 +12,7 @@ use super::rate_limit::{throttle_wait, throttled, SWEEPER_PATIENCE, WORKER_PATIE
 use super::subscription::{GraphSubscription, SubscriptionApi};
 use super::{
     answer, unique_ids, Answer, ChangeFeed, Directory, DirectoryChanges, DirectoryError,
-    DirectoryGroup, DirectoryRead, DirectoryUser, FeedError, IdpStatus, Membership,
+    DirectoryGroup, DirectoryRead, DirectoryUser, FeedError, IdpStatus, Membership, Scope,
 };
 use crate::secret::Secret;
 
@@ -54,10 +54,9 @@ pub struct GraphDirectory {
     client_id: String,
     credential: GraphCredential,
     token: Mutex<Option<(Secret, Instant)>>,
-    /// Entra groups whose (transitive) members are in scope; empty: everyone.
-    group_ids: Vec<String>,
-    /// Entra groups whose (transitive) members get roles (`entra.role_groups`); not scope.
-    role_group_ids: Vec<String>,
+    /// Entra groups whose (transitive) members are in scope (none: everyone), and those whose
+    /// members get roles (`entra.role_groups`; not scope). Entra has no app scope.
+    scope: Scope,
     group_names: Mutex<std::collections::HashMap<String, (String, std::time::Instant)>>,
     /// The `$select` list: the fields the relay maps, plus any `target.attributes` source.
     select: String,
@@ -130,8 +129,7 @@ impl GraphDirectory {
             client_id: client_id.to_string(),
             credential,
             token: Mutex::new(None),
-            group_ids: Vec::new(),
-            role_group_ids: Vec::new(),
+            scope: Scope::default(),
             group_names: Mutex::new(std::collections::HashMap::new()),
             select: SELECT.to_string(),
         })
@@ -211,6 +209,20 @@ impl GraphDirectory {
         self.send(request, WORKER_PATIENCE).await
     }
 
+    /// One page of a listing a pass follows (`nextLink`, `deltaLink`): a pass waits out
+    /// throttling longer than a worker does.
+    async fn get_page(
+        &self,
+        url: &str,
+        token: &Secret,
+    ) -> Result<reqwest::Response, DirectoryError> {
+        self.send(
+            self.http.get(url).bearer_auth(token.expose()),
+            SWEEPER_PATIENCE,
+        )
+        .await
+    }
+
     /// Sends a Graph request. Graph throttles with a 429 (or a 503 with `Retry-After`): a wait
     /// up to `patience` is slept here and the request sent again; a longer one is
     /// [`DirectoryError::Throttled`].
@@ -259,25 +271,15 @@ impl GraphDirectory {
         self
     }
 
-    pub fn with_groups(mut self, group_ids: Vec<String>) -> Self {
-        self.group_ids = group_ids;
-        self
-    }
-
-    pub fn with_role_groups(mut self, role_group_ids: Vec<String>) -> Self {
-        self.role_group_ids = role_group_ids;
+    /// The scope and role groups (an app id in it is Okta's and plays no part here).
+    pub fn with_scope(mut self, scope: Scope) -> Self {
+        self.scope = scope;
         self
     }
 
     /// Every group whose membership the relay reads: scope groups, then role groups.
     pub fn watched_groups(&self) -> Vec<String> {
-        crate::directory::unique_ids(
-            self.group_ids
-                .iter()
-                .chain(&self.role_group_ids)
-                .cloned()
-                .collect(),
-        )
+        self.scope.watched_groups()
     }
 
     /// A group's displayName, read again once [`GROUP_NAME_TTL`] old (a rename in Entra reaches
@@ -378,12 +380,7 @@ impl GraphDirectory {
         .to_string();
         let mut ids = Vec::new();
         for _ in 0..MAX_DELTA_PAGES {
-            let resp = self
-                .send(
-                    self.http.get(&url).bearer_auth(token.expose()),
-                    SWEEPER_PATIENCE,
-                )
-                .await?;
+            let resp = self.get_page(&url, token).await?;
             match answer("Graph", resp.status().as_u16())? {
                 Answer::Found => {}
                 Answer::NotFound => return Ok(Vec::new()),
@@ -465,16 +462,16 @@ impl Directory for GraphDirectory {
         let mut groups = Vec::new();
         let mut role_groups = Vec::new();
         for group_id in member_of {
-            if self.role_group_ids.contains(&group_id) {
+            if self.scope.role_group_ids.contains(&group_id) {
                 role_groups.push(group_id.clone());
             }
-            if self.group_ids.contains(&group_id) {
+            if self.scope.group_ids.contains(&group_id) {
                 let name = self.group_name(&group_id, &token).await?;
                 groups.push(DirectoryGroup { id: group_id, name });
             }
         }
         Ok(Membership {
-            in_scope: self.group_ids.is_empty() || !groups.is_empty(),
+            in_scope: self.scope.group_ids.is_empty() || !groups.is_empty(),
             groups,
             role_groups,
         })
@@ -593,12 +590,7 @@ impl GraphDirectory {
         let token = self.access_token().await?;
         let mut ids = Vec::new();
         for _ in 0..MAX_DELTA_PAGES {
-            let resp = self
-                .send(
-                    self.http.get(&url).bearer_auth(token.expose()),
-                    SWEEPER_PATIENCE,
-                )
-                .await?;
+            let resp = self.get_page(&url, &token).await?;
             let status = resp.status().as_u16();
             if from_cursor && matches!(status, 400 | 404 | 410) {
                 // 410 Gone (and the codes Graph uses for an expired delta token) means: resync.

@@ -390,19 +390,11 @@ mod tests {
         UserState {
             scim_id: Some("s1".into()),
             user_name: "A@Example.com".into(),
-            attributes: BTreeMap::new(),
-            attributes_hash: String::new(),
             active: true,
             lifecycle: "ACTIVE".into(),
-            invite: None,
-            groups: BTreeMap::new(),
-            groups_pending: BTreeMap::new(),
-            group_names: BTreeMap::new(),
-            hard_delete_seen: None,
-            held: None,
             version,
-            last_event_at: None,
             updated_at: Utc::now(),
+            ..Default::default()
         }
     }
 

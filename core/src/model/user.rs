@@ -118,8 +118,9 @@ impl InvitationCounts {
     }
 }
 
-/// The last state the worker applied to the target for one user.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The last state the worker applied to the target for one user. `Default` is no account, no
+/// memberships, nothing held: what a test's record leaves out.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct UserState {
     /// The target's id for the user; `None` while the user does not exist there.
     pub scim_id: Option<String>,
@@ -147,7 +148,8 @@ pub struct UserState {
     /// waits for a second read to confirm it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hard_delete_seen: Option<DateTime<Utc>>,
-    /// A deactivation or delete the deprovisioning breaker held, and the operator's decision.
+    /// What a breaker held (a deactivation or delete, or removals from groups), and the
+    /// operator's decision.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub held: Option<Hold>,
     /// Incremented on every write; writes are conditional on the previous value.

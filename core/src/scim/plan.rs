@@ -284,15 +284,9 @@ mod tests {
             attributes_hash: attributes_hash(&u.attributes),
             active: u.active,
             lifecycle: u.lifecycle.clone(),
-            invite: None,
-            groups: Default::default(),
-            groups_pending: Default::default(),
-            group_names: Default::default(),
-            hard_delete_seen: None,
-            held: None,
             version: 1,
-            last_event_at: None,
             updated_at: Utc::now(),
+            ..Default::default()
         }
     }
 

@@ -531,7 +531,6 @@ impl SweepStore for SqliteDb {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
 
     use super::*;
     use crate::envelope::Source;
@@ -548,19 +547,11 @@ mod tests {
         UserState {
             scim_id: Some("s1".into()),
             user_name: "a@example.com".into(),
-            attributes: BTreeMap::new(),
-            attributes_hash: String::new(),
             active: true,
             lifecycle: "ACTIVE".into(),
-            invite: None,
-            groups: Default::default(),
-            groups_pending: Default::default(),
-            group_names: Default::default(),
-            hard_delete_seen: None,
-            held: None,
             version,
-            last_event_at: None,
             updated_at: Utc::now(),
+            ..Default::default()
         }
     }
 

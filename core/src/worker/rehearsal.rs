@@ -574,7 +574,6 @@ impl StateStore for ShadowStore {
 
 #[cfg(all(test, feature = "memory"))]
 mod tests {
-    use std::collections::BTreeMap;
 
     use super::*;
     use crate::memory::MemoryStore;
@@ -592,19 +591,11 @@ mod tests {
         UserState {
             scim_id: Some(scim_id.into()),
             user_name: "a@example.com".into(),
-            attributes: BTreeMap::new(),
-            attributes_hash: String::new(),
             active: true,
             lifecycle: "ACTIVE".into(),
-            invite: None,
-            groups: BTreeMap::new(),
-            groups_pending: BTreeMap::new(),
-            group_names: BTreeMap::new(),
-            hard_delete_seen: None,
-            held: None,
             version,
-            last_event_at: None,
             updated_at: Utc::now(),
+            ..Default::default()
         }
     }
 

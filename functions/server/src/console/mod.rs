@@ -130,6 +130,22 @@ impl Console {
         Ok(outbound)
     }
 
+    /// The worker the running relay has, on this console's store and `outbound`: what `plan`
+    /// rehearses and `sync` runs, so both decide as the relay does.
+    pub fn worker(
+        &self,
+        settings: &Settings,
+        outbound: &wiring::Outbound,
+    ) -> Result<scim_relay_core::worker::Worker, String> {
+        wiring::worker(
+            settings,
+            outbound,
+            self.worker_store.clone(),
+            Arc::new(scim_relay_core::clock::SystemClock),
+        )
+        .map_err(|e| e.to_string())
+    }
+
     /// The standalone deployment's file; it must exist (a mistyped path is not a new, empty
     /// relay).
     pub fn sqlite(settings: &Settings) -> Result<Self, String> {

@@ -9,7 +9,6 @@ use std::io::Write;
 use std::sync::Arc;
 
 use clap::Args;
-use scim_relay_core::clock::SystemClock;
 use scim_relay_core::config::Settings;
 use scim_relay_core::directory::{Directory, DirectoryRead};
 use scim_relay_core::envelope::Source;
@@ -38,13 +37,7 @@ pub async fn run(
     out: &mut dyn Write,
 ) -> Result<(), String> {
     let outbound = console.outbound(settings)?;
-    let worker = wiring::worker(
-        settings,
-        &outbound,
-        console.worker_store.clone(),
-        Arc::new(SystemClock),
-    )
-    .map_err(|e| e.to_string())?;
+    let worker = console.worker(settings, &outbound)?;
     let report = match &args.user {
         None => {
             let mut report = preview_all(console, settings, &outbound, &worker).await?;

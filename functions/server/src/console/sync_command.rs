@@ -8,7 +8,6 @@ use std::io::Write;
 use std::sync::Arc;
 
 use clap::Args;
-use scim_relay_core::clock::SystemClock;
 use scim_relay_core::config::Settings;
 use scim_relay_core::envelope::{EnvelopeSigner, Trigger};
 use scim_relay_core::history::{render_entry, Finish, HistoryEntry};
@@ -41,13 +40,7 @@ pub async fn run(
     out: &mut dyn Write,
 ) -> Result<(), String> {
     let mut outbound = console.outbound(settings)?;
-    let worker = wiring::worker(
-        settings,
-        &outbound,
-        console.worker_store.clone(),
-        Arc::new(SystemClock),
-    )
-    .map_err(|e| e.to_string())?;
+    let worker = console.worker(settings, &outbound)?;
     let key = resolve(console, settings, &outbound, &worker, &args.user).await?;
     // What the worker is about to decide, read first (the plan's line for this user).
     let accounts = list_all_users(outbound.target.as_ref())
@@ -59,13 +52,7 @@ pub async fn run(
     // The worker that applies it records its SCIM calls for the report.
     let recorder = Arc::new(RecordingTarget::new(outbound.target.clone()));
     outbound.target = recorder.clone();
-    let worker = wiring::worker(
-        settings,
-        &outbound,
-        console.worker_store.clone(),
-        Arc::new(SystemClock),
-    )
-    .map_err(|e| e.to_string())?;
+    let worker = console.worker(settings, &outbound)?;
     let trigger = Trigger::for_user(
         &key,
         SYNC_EVENT,
