@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::breaker::CredentialBreaker;
+use crate::breaker::{CachedBreaker, CredentialBreaker};
 use crate::clock::{Clock, SystemClock};
 use crate::history::{Finish, Trace};
 use crate::queue::{Delivery, QueueError, WorkQueue};
@@ -58,6 +58,9 @@ pub struct ConsumerPolicy {
     /// How long a batch handed back unworked while the breaker is open waits (SQS: long, so
     /// days of outage fit in `maxReceiveCount`).
     pub breaker_hold: Duration,
+    /// How long one read of the breaker is trusted by this process ([`CachedBreaker`]); zero
+    /// reads it for every batch.
+    pub breaker_cache: Duration,
     /// Work on one message is abandoned (and retried) after this long (a claim's lease).
     pub work_budget: Option<Duration>,
     /// How long a message signed with a queue key the worker does not hold waits before it is
@@ -87,6 +90,9 @@ impl ConsumerPolicy {
             max_attempts: None,
             credential_pause: Duration::from_secs(300),
             breaker_hold: Duration::from_secs(900),
+            // A DynamoDB request saved on every batch; a breaker opened elsewhere is seen
+            // within 5 s (until then this container's own 401 opens it as well).
+            breaker_cache: Duration::from_secs(5),
             work_budget: None,
             // Longer than the pause between two forced secret reads of a container
             // (`refresh::FORCED_REFRESH_INTERVAL`), so the second attempt finds the new key.
@@ -108,6 +114,8 @@ impl ConsumerPolicy {
             max_attempts: Some(max_attempts.max(1)),
             credential_pause: Duration::from_secs(60),
             breaker_hold: Duration::from_secs(60),
+            // The breaker is a local SQLite row: no round trip to save.
+            breaker_cache: Duration::ZERO,
             work_budget: Some(lease.mul_f32(0.9)),
             // Standalone reads its keys at start: another process on the same database, restarted
             // with the new key, may take the message meanwhile.
@@ -249,6 +257,11 @@ impl Consumer {
         breaker: Arc<dyn CredentialBreaker>,
         policy: ConsumerPolicy,
     ) -> Self {
+        let breaker = if policy.breaker_cache.is_zero() {
+            breaker
+        } else {
+            Arc::new(CachedBreaker::new(breaker, policy.breaker_cache))
+        };
         Self {
             worker,
             breaker,

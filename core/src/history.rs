@@ -30,6 +30,9 @@ pub struct Trace {
     /// The worker's reasoning, step by step, when asked for (`plan`, `sync`); `None` on the
     /// queue's path, where nothing is formatted for it.
     pub explanation: Option<Explanation>,
+    /// The history entry the worker's commit already wrote (in the commit's own write), so
+    /// the consumer does not write it again.
+    pub committed: Option<HistoryEntry>,
 }
 
 impl Trace {

@@ -24,7 +24,8 @@ use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
 
 use crate::state::{
-    InvitationCounts, ProcessedEvent, StateStore, StoreError, SweepStore, UserKey, UserState,
+    FirstRead, HistoryRecord, InvitationCounts, ProcessedEvent, StateStore, StoreError, SweepStore,
+    UserKey, UserState,
 };
 
 /// The sparse index of pending invitations (`infra/template.yaml` creates it).
@@ -237,6 +238,56 @@ fn live_event(item: Option<&Item>, now: DateTime<Utc>) -> bool {
     .is_some_and(|expires| expires > now.timestamp())
 }
 
+/// A history entry's item, and (with a fingerprint) the user's filing under it.
+fn history_items(
+    key: &UserKey,
+    fingerprint: Option<&str>,
+    entry: &crate::history::HistoryEntry,
+    expires_at: DateTime<Utc>,
+) -> Result<Vec<Item>, StoreError> {
+    let doc = serde_json::to_string(entry).map_err(|e| StoreError::Backend(e.to_string()))?;
+    // Sorted by time within the user's partition; the event id keeps two in one millisecond
+    // apart.
+    let sk = format!(
+        "{:015}#{}",
+        entry.at.timestamp_millis().max(0),
+        entry.event_id
+    );
+    let mut items = vec![HashMap::from([
+        ("pk".to_string(), s(history_pk(key))),
+        ("sk".to_string(), s(sk)),
+        ("doc".to_string(), s(doc)),
+        ("expires_at".to_string(), n(expires_at.timestamp())),
+    ])];
+    if let Some(fp) = fingerprint {
+        items.push(HashMap::from([
+            ("pk".to_string(), s(fingerprint_pk(fp))),
+            ("sk".to_string(), s(key.storage_id())),
+            ("expires_at".to_string(), n(expires_at.timestamp())),
+        ]));
+    }
+    Ok(items)
+}
+
+fn document_pk(name: &str) -> String {
+    format!("DOC#{name}")
+}
+
+/// A document item's value and version.
+fn document_of(name: &str, item: &Item) -> Result<(String, u64), StoreError> {
+    let value = item.get("value").and_then(|v| v.as_s().ok()).cloned();
+    let version = item
+        .get("version")
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match (value, version) {
+        (Some(value), Some(version)) => Ok((value, version)),
+        _ => Err(StoreError::Backend(format!(
+            "document {name} is unreadable"
+        ))),
+    }
+}
+
 fn claim_pk(scim_id: &str) -> String {
     format!("CLAIM#{scim_id}")
 }
@@ -254,7 +305,6 @@ impl StateStore for DynamoStateStore {
         entry: &crate::history::HistoryEntry,
         expires_at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let doc = serde_json::to_string(entry).map_err(|e| StoreError::Backend(e.to_string()))?;
         let put = |item: Item| -> Result<WriteRequest, StoreError> {
             Ok(WriteRequest::builder()
                 .put_request(
@@ -265,26 +315,10 @@ impl StateStore for DynamoStateStore {
                 )
                 .build())
         };
-        // Sorted by time within the user's partition; the event id keeps two in one
-        // millisecond apart.
-        let sk = format!(
-            "{:015}#{}",
-            entry.at.timestamp_millis().max(0),
-            entry.event_id
-        );
-        let mut writes = vec![put(HashMap::from([
-            ("pk".to_string(), s(history_pk(key))),
-            ("sk".to_string(), s(sk)),
-            ("doc".to_string(), s(doc)),
-            ("expires_at".to_string(), n(expires_at.timestamp())),
-        ]))?];
-        if let Some(fp) = fingerprint {
-            writes.push(put(HashMap::from([
-                ("pk".to_string(), s(fingerprint_pk(fp))),
-                ("sk".to_string(), s(key.storage_id())),
-                ("expires_at".to_string(), n(expires_at.timestamp())),
-            ]))?);
-        }
+        let writes = history_items(key, fingerprint, entry, expires_at)?
+            .into_iter()
+            .map(put)
+            .collect::<Result<Vec<_>, _>>()?;
         // One request for both items.
         let out = self
             .client
@@ -408,19 +442,26 @@ impl StateStore for DynamoStateStore {
         ))
     }
 
-    /// Both in one `BatchGetItem`, strongly consistent like the single reads. Keys DynamoDB
+    /// All in one `BatchGetItem`, strongly consistent like the single reads. Keys DynamoDB
     /// leaves unprocessed (throttling) are read one by one instead.
-    async fn event_seen_and_user(
+    async fn first_read(
         &self,
         event_key: &str,
         key: &UserKey,
+        document: Option<&str>,
         now: DateTime<Utc>,
-    ) -> Result<(bool, Option<UserState>), StoreError> {
+    ) -> Result<FirstRead, StoreError> {
         let (event, user) = (event_pk(event_key), user_pk(key));
-        let keys = [(event.clone(), "EVENT"), (user.clone(), "STATE")]
-            .into_iter()
-            .map(|(pk, sk)| HashMap::from([("pk".to_string(), s(pk)), ("sk".to_string(), s(sk))]))
-            .collect::<Vec<_>>();
+        let doc = document.map(document_pk);
+        let keys = [
+            Some((event.clone(), "EVENT")),
+            Some((user.clone(), "STATE")),
+            doc.clone().map(|pk| (pk, "DOC")),
+        ]
+        .into_iter()
+        .flatten()
+        .map(|(pk, sk)| HashMap::from([("pk".to_string(), s(pk)), ("sk".to_string(), s(sk))]))
+        .collect::<Vec<_>>();
         let out = self
             .client
             .batch_get_item()
@@ -439,15 +480,8 @@ impl StateStore for DynamoStateStore {
             .unprocessed_keys()
             .is_some_and(|left| left.values().any(|k| !k.keys().is_empty()))
         {
-            let seen = self.event_seen(event_key, now).await?;
-            return Ok((
-                seen,
-                if seen {
-                    None
-                } else {
-                    self.load_user(key).await?
-                },
-            ));
+            return crate::state::one_read_after_the_other(self, event_key, key, document, now)
+                .await;
         }
         let items = out
             .responses()
@@ -457,9 +491,20 @@ impl StateStore for DynamoStateStore {
         let pk_of = |i: &Item| i.get("pk").and_then(|v| v.as_s().ok()).cloned();
         let found = |pk: &str| items.iter().find(|i| pk_of(i).as_deref() == Some(pk));
         if live_event(found(&event), now) {
-            return Ok((true, None));
+            return Ok(FirstRead {
+                seen: true,
+                ..FirstRead::default()
+            });
         }
-        Ok((false, found(&user).map(state_doc).transpose()?))
+        let document = match (document, doc) {
+            (Some(name), Some(pk)) => Some(found(&pk).map(|i| document_of(name, i)).transpose()?),
+            _ => None,
+        };
+        Ok(FirstRead {
+            seen: false,
+            user: found(&user).map(state_doc).transpose()?,
+            document,
+        })
     }
 
     async fn claimant(&self, scim_id: &str) -> Result<Option<UserKey>, StoreError> {
@@ -497,20 +542,10 @@ impl StateStore for DynamoStateStore {
     }
 
     async fn load_document(&self, name: &str) -> Result<Option<(String, u64)>, StoreError> {
-        let Some(item) = self.get(format!("DOC#{name}"), "DOC").await? else {
-            return Ok(None);
-        };
-        let value = item.get("value").and_then(|v| v.as_s().ok()).cloned();
-        let version = item
-            .get("version")
-            .and_then(|v| v.as_n().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        match (value, version) {
-            (Some(value), Some(version)) => Ok(Some((value, version))),
-            _ => Err(StoreError::Backend(format!(
-                "document {name} is unreadable"
-            ))),
-        }
+        self.get(document_pk(name), "DOC")
+            .await?
+            .map(|item| document_of(name, &item))
+            .transpose()
     }
 
     async fn save_document(
@@ -523,7 +558,7 @@ impl StateStore for DynamoStateStore {
             .client
             .put_item()
             .table_name(&self.table)
-            .item("pk", s(format!("DOC#{name}")))
+            .item("pk", s(document_pk(name)))
             .item("sk", s("DOC"))
             .item("value", s(value))
             .item("version", n(expected.map_or(1, |v| v + 1)));
@@ -553,19 +588,73 @@ impl StateStore for DynamoStateStore {
         expected_version: Option<u64>,
         event: &ProcessedEvent,
     ) -> Result<(), StoreError> {
+        self.commit_with(key, state, expected_version, event, None)
+            .await
+    }
+
+    async fn commit_finished(
+        &self,
+        key: &UserKey,
+        state: Option<&UserState>,
+        expected_version: Option<u64>,
+        event: &ProcessedEvent,
+        history: &HistoryRecord,
+    ) -> Result<(), StoreError> {
+        self.commit_with(key, state, expected_version, event, Some(history))
+            .await
+    }
+}
+
+impl DynamoStateStore {
+    /// The commit: the user's record (conditional on its version), the dedupe record and the
+    /// account's claim in one transaction, and the history entry with them when the commit
+    /// finishes the trigger. Without a record to write, the dedupe record (and history) alone.
+    async fn commit_with(
+        &self,
+        key: &UserKey,
+        state: Option<&UserState>,
+        expected_version: Option<u64>,
+        event: &ProcessedEvent,
+        history: Option<&HistoryRecord>,
+    ) -> Result<(), StoreError> {
         let event_put = Put::builder()
             .table_name(&self.table)
             .set_item(Some(Self::event_item(event)))
             .build()
             .map_err(backend)?;
+        let history_puts = match history {
+            Some(h) => history_items(key, h.fingerprint.as_deref(), &h.entry, h.expires_at)?
+                .into_iter()
+                .map(|item| {
+                    Put::builder()
+                        .table_name(&self.table)
+                        .set_item(Some(item))
+                        .build()
+                        .map_err(backend)
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+            None => Vec::new(),
+        };
         let Some(state) = state else {
-            self.client
-                .put_item()
-                .table_name(&self.table)
-                .set_item(Some(Self::event_item(event)))
-                .send()
-                .await
-                .map_err(backend)?;
+            if history_puts.is_empty() {
+                self.client
+                    .put_item()
+                    .table_name(&self.table)
+                    .set_item(Some(Self::event_item(event)))
+                    .send()
+                    .await
+                    .map_err(backend)?;
+            } else {
+                let items = std::iter::once(event_put)
+                    .chain(history_puts)
+                    .map(|put| TransactWriteItem::builder().put(put).build());
+                self.client
+                    .transact_write_items()
+                    .set_transact_items(Some(items.collect()))
+                    .send()
+                    .await
+                    .map_err(backend)?;
+            }
             return Ok(());
         };
         let mut user_put = Put::builder()
@@ -602,6 +691,11 @@ impl StateStore for DynamoStateStore {
                 .map_err(backend)?;
             transaction =
                 transaction.transact_items(TransactWriteItem::builder().put(claim).build());
+        }
+        // After the claim: a cancellation's reasons are read by position (0 the record, 2 the
+        // claim).
+        for put in history_puts {
+            transaction = transaction.transact_items(TransactWriteItem::builder().put(put).build());
         }
         let result = transaction.send().await;
         match result {

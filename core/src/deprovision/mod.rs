@@ -26,8 +26,9 @@ pub use hold::{
 };
 pub use membership::{take_membership_slot, MembershipLimit};
 
-/// The store document the window lives in.
-const LEDGER: &str = "deprovision-ledger";
+/// The store document the window lives in (the worker reads it with its first read when a
+/// trigger [may deprovision](crate::model::Trigger::may_deprovision)).
+pub const LEDGER: &str = "deprovision-ledger";
 
 /// How often a conflicting concurrent write of the ledger is retried in-process.
 const LEDGER_ATTEMPTS: usize = 8;
@@ -115,7 +116,14 @@ async fn load_ledger<L: Default + serde::de::DeserializeOwned>(
     store: &dyn StateStore,
     name: &str,
 ) -> Result<(L, Option<u64>), StoreError> {
-    match store.load_document(name).await? {
+    Ok(parse_ledger(name, store.load_document(name).await?))
+}
+
+fn parse_ledger<L: Default + serde::de::DeserializeOwned>(
+    name: &str,
+    document: Option<(String, u64)>,
+) -> (L, Option<u64>) {
+    match document {
         Some((text, version)) => {
             // An unreadable ledger must not stop the breaker for good, nor let it run
             // unchecked: start it over (the count restarts, the floor still applies).
@@ -123,9 +131,9 @@ async fn load_ledger<L: Default + serde::de::DeserializeOwned>(
                 tracing::error!("{name} unreadable, starting it over: {e}");
                 L::default()
             });
-            Ok((ledger, Some(version)))
+            (ledger, Some(version))
         }
-        None => Ok((L::default(), None)),
+        None => (L::default(), None),
     }
 }
 
@@ -156,9 +164,24 @@ pub async fn take_slot(
     now: DateTime<Utc>,
     limit: &DeprovisionLimit,
 ) -> Result<Slot, StoreError> {
+    take_slot_read(store, who, now, limit, None).await
+}
+
+/// [`take_slot`], its first attempt on the ledger as `read` already (the worker's first read
+/// brought it along: one request fewer). A conflict reads it again.
+pub async fn take_slot_read(
+    store: &dyn StateStore,
+    who: &str,
+    now: DateTime<Utc>,
+    limit: &DeprovisionLimit,
+    mut read: Option<Option<(String, u64)>>,
+) -> Result<Slot, StoreError> {
     let id = slot_id(who);
     for _ in 0..LEDGER_ATTEMPTS {
-        let (mut ledger, version) = load(store).await?;
+        let (mut ledger, version) = match read.take() {
+            Some(document) => parse_ledger(LEDGER, document),
+            None => load(store).await?,
+        };
         ledger.prune(now, limit.window);
         if ledger.taken.contains_key(&id) {
             return Ok(Slot::Taken);

@@ -53,6 +53,23 @@ pub struct Trigger {
 }
 
 impl Trigger {
+    /// Whether the event says the user may lose their account (a deactivation, a suspension, a
+    /// deletion, an unassignment): the worker then reads the deprovisioning ledger with its
+    /// first read. A guess that saves a request; any trigger can still deprovision.
+    pub fn may_deprovision(&self) -> bool {
+        const OKTA: &[&str] = &[
+            "user.lifecycle.deactivate",
+            "user.lifecycle.suspend",
+            "user.lifecycle.delete.initiated",
+            "application.user_membership.remove",
+            "group.user_membership.remove",
+        ];
+        match self.source {
+            Source::Okta => OKTA.contains(&self.event_type.as_str()),
+            Source::Entra => self.event_type == "deleted",
+        }
+    }
+
     /// A trigger the relay makes itself for one user (an approved hold, `sync`, a preview):
     /// no published time, received `now`, no hint, so the worker re-reads the directory.
     pub fn for_user(key: &UserKey, event_type: &str, event_id: String, now: DateTime<Utc>) -> Self {

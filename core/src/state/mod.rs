@@ -24,6 +24,15 @@ impl ProcessedEvent {
     }
 }
 
+/// A finished trigger's history entry, as the worker hands it to the store with its commit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoryRecord {
+    /// The user's userName fingerprint, to file the user under (`None`: not known).
+    pub fingerprint: Option<String>,
+    pub entry: crate::model::HistoryEntry,
+    pub expires_at: DateTime<Utc>,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// Someone else wrote the user since we read it: re-read and re-plan.
@@ -95,15 +104,17 @@ pub trait StateStore: Send + Sync {
     async fn event_seen(&self, event_key: &str, now: DateTime<Utc>) -> Result<bool, StoreError>;
 
     /// What the worker reads first for a trigger: whether its event was applied and, if not,
-    /// the user's record. A store with a round trip per read answers both in one (DynamoDB:
-    /// one `BatchGetItem`).
-    async fn event_seen_and_user(
+    /// the user's record and (when named) a document the trigger will likely need, the
+    /// deprovisioning ledger for a deactivation. A store with a round trip per read answers
+    /// all in one (DynamoDB: one `BatchGetItem`).
+    async fn first_read(
         &self,
         event_key: &str,
         key: &UserKey,
+        document: Option<&str>,
         now: DateTime<Utc>,
-    ) -> Result<(bool, Option<UserState>), StoreError> {
-        one_read_after_the_other(self, event_key, key, now).await
+    ) -> Result<FirstRead, StoreError> {
+        one_read_after_the_other(self, event_key, key, document, now).await
     }
 
     /// A small named document (the deprovisioning ledger) and its version.
@@ -162,18 +173,69 @@ pub trait StateStore: Send + Sync {
         expected_version: Option<u64>,
         event: &ProcessedEvent,
     ) -> Result<(), StoreError>;
+
+    /// [`Self::commit`] of a trigger that this commit finishes, with its history entry. A store
+    /// with a round trip per write writes the entry in the commit's own transaction (DynamoDB:
+    /// one `TransactWriteItems`, not a separate `BatchWriteItem`); by default, the entry follows
+    /// the commit, and a failure to record it is logged, never the commit's failure (history
+    /// is told, never relied on).
+    async fn commit_finished(
+        &self,
+        key: &UserKey,
+        state: Option<&UserState>,
+        expected_version: Option<u64>,
+        event: &ProcessedEvent,
+        history: &HistoryRecord,
+    ) -> Result<(), StoreError> {
+        self.commit(key, state, expected_version, event).await?;
+        if let Err(e) = self
+            .record_history(
+                key,
+                history.fingerprint.as_deref(),
+                &history.entry,
+                history.expires_at,
+            )
+            .await
+        {
+            tracing::warn!(user = %key.user_id, "history entry not recorded: {e}");
+        }
+        Ok(())
+    }
 }
 
-/// [`StateStore::event_seen_and_user`] as two reads: the dedupe record, then (for an event
-/// not applied yet) the user's record.
+/// What [`StateStore::first_read`] found.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FirstRead {
+    /// The event was applied (nothing else was read).
+    pub seen: bool,
+    pub user: Option<UserState>,
+    /// The document asked for, if asked (`Some(None)`: there is none yet).
+    pub document: Option<Option<(String, u64)>>,
+}
+
+/// [`StateStore::first_read`] as one read after the other: the dedupe record, then (for an
+/// event not applied yet) the user's record and the document.
 pub async fn one_read_after_the_other<S: StateStore + ?Sized>(
     store: &S,
     event_key: &str,
     key: &UserKey,
+    document: Option<&str>,
     now: DateTime<Utc>,
-) -> Result<(bool, Option<UserState>), StoreError> {
+) -> Result<FirstRead, StoreError> {
     if store.event_seen(event_key, now).await? {
-        return Ok((true, None));
+        return Ok(FirstRead {
+            seen: true,
+            ..FirstRead::default()
+        });
     }
-    Ok((false, store.load_user(key).await?))
+    let user = store.load_user(key).await?;
+    let document = match document {
+        Some(name) => Some(store.load_document(name).await?),
+        None => None,
+    };
+    Ok(FirstRead {
+        seen: false,
+        user,
+        document,
+    })
 }

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 
 use super::Worker;
-use crate::deprovision::{take_membership_slot, take_slot, user_slot, Hold, HoldState, Slot};
+use crate::deprovision::{take_membership_slot, take_slot_read, user_slot, Hold, HoldState, Slot};
 use crate::envelope::Trigger;
 use crate::model::LEAVE_GROUPS;
 use crate::scim::{ScimPlan, ScimRecord};
@@ -32,6 +32,7 @@ impl Worker {
         plan: &ScimPlan,
         recorded: Option<&UserState>,
         trigger: &Trigger,
+        ledger: &mut Option<Option<(String, u64)>>,
     ) -> Result<Gate, WorkError> {
         if !plan.deprovisions() {
             return Ok(Gate::Go(None));
@@ -62,7 +63,14 @@ impl Worker {
             looked_up = Some(found);
         }
         let now = self.clock.now();
-        let slot = take_slot(self.store.as_ref(), &user_slot(key), now, &self.deprovision).await?;
+        let slot = take_slot_read(
+            self.store.as_ref(),
+            &user_slot(key),
+            now,
+            &self.deprovision,
+            ledger.take(),
+        )
+        .await?;
         let (taken, allowed) = match slot {
             Slot::Taken => return Ok(Gate::Go(looked_up)),
             Slot::Refused { taken, allowed } => (taken, allowed),

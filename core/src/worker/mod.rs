@@ -31,7 +31,7 @@ use crate::scim::{
     any_named, guard_owner, guard_protected, plan, plan_hard_delete, DesiredUser, RoleMap,
     ScimPlan, ScimTarget,
 };
-use crate::state::{ProcessedEvent, StateStore, StoreError, UserKey, UserState};
+use crate::state::{HistoryRecord, ProcessedEvent, StateStore, StoreError, UserKey, UserState};
 pub use crate::work::{Outcome, TenantEventHandler, WorkError};
 
 pub use preview::{plan_report, Action, PlanReport, TargetAccounts, UserPreview, PREVIEW_EVENT};
@@ -225,13 +225,15 @@ impl Worker {
         let event_key = trigger.dedupe_key();
         // The record read with the dedupe record: used by the first plan, re-read after a
         // conflicting write (the commit is conditional on its version either way).
-        let (seen, mut prefetched) = self
-            .store
-            .event_seen_and_user(&event_key, &key, now)
-            .await?;
-        if seen {
+        // A trigger that may switch the account off brings the deprovisioning ledger along.
+        let ledger = trigger
+            .may_deprovision()
+            .then_some(crate::deprovision::LEDGER);
+        let first = self.store.first_read(&event_key, &key, ledger, now).await?;
+        if first.seen {
             return Ok(Outcome::Duplicate);
         }
+        let (mut prefetched, mut ledger) = (first.user, first.document);
         // Whether the event's own content stands in for the directory (the demo's fallback).
         let from_event_content = self.directory(trigger.source).is_none();
         let processed = ProcessedEvent {
@@ -312,7 +314,10 @@ impl Worker {
             }
             trace.plan = plan_name(&plan).to_string();
             trace.changed = changed_attributes(&plan);
-            let looked_up = match self.gate(&key, &plan, recorded.as_ref(), trigger).await? {
+            let looked_up = match self
+                .gate(&key, &plan, recorded.as_ref(), trigger, &mut ledger)
+                .await?
+            {
                 Gate::Go(looked_up) => looked_up,
                 Gate::Hold(state) => {
                     let why = state.held.as_ref().map(|h| h.reason.clone());
@@ -322,8 +327,14 @@ impl Worker {
                     )));
                     let expected = recorded.as_ref().map(|r| r.version);
                     match self
-                        .store
-                        .commit(&key, Some(&state), expected, &processed)
+                        .commit_finishing(
+                            &key,
+                            Some(&state),
+                            expected,
+                            &processed,
+                            trace,
+                            Finish::Held,
+                        )
                         .await
                     {
                         Ok(()) => return Ok(Outcome::Held),
@@ -420,11 +431,29 @@ impl Worker {
                 },
                 (None, None) => processed.clone(),
             };
-            match self
-                .store
-                .commit(&key, applied.state.as_ref(), expected, &user_done)
+            trace.scim_calls = applied.calls;
+            let committed = if user_done == processed {
+                // Nothing follows the commit: it finishes the trigger, history entry and all.
+                let finish = if applied.writes > 0 {
+                    Finish::Applied
+                } else {
+                    Finish::Unchanged
+                };
+                self.commit_finishing(
+                    &key,
+                    applied.state.as_ref(),
+                    expected,
+                    &user_done,
+                    trace,
+                    finish,
+                )
                 .await
-            {
+            } else {
+                self.store
+                    .commit(&key, applied.state.as_ref(), expected, &user_done)
+                    .await
+            };
+            match committed {
                 Ok(()) => {
                     if let Some((_, wait)) = delete_unconfirmed {
                         tracing::info!(user = %user_id, "gone for good at the first read: deactivated; deleted once a second read confirms");
@@ -465,16 +494,52 @@ impl Worker {
         ))
     }
 
+    /// Commits a trigger that this commit finishes as `finish`, its history entry written
+    /// with it when history is kept (one write instead of two, on DynamoDB), and noted on the
+    /// trace so [`Self::finished`] does not write it again.
+    async fn commit_finishing(
+        &self,
+        key: &UserKey,
+        state: Option<&UserState>,
+        expected: Option<u64>,
+        processed: &ProcessedEvent,
+        trace: &mut Trace,
+        finish: Finish,
+    ) -> Result<(), StoreError> {
+        if self.history_ttl <= chrono::Duration::zero() {
+            return self.store.commit(key, state, expected, processed).await;
+        }
+        let entry = trace.entry(self.clock.now(), finish, None);
+        let history = HistoryRecord {
+            fingerprint: trace.user_fingerprint.clone(),
+            expires_at: later(entry.at, self.history_ttl),
+            entry,
+        };
+        self.store
+            .commit_finished(key, state, expected, processed, &history)
+            .await?;
+        trace.committed = Some(history.entry);
+        Ok(())
+    }
+
     /// Writes down a finished trigger: one line in the log (the line operators and log
-    /// metrics read) and, for a user's trigger, an entry in their history. History is told,
-    /// never relied on: a failed write is logged and the trigger stays finished.
+    /// metrics read) and, for a user's trigger, an entry in their history (unless its commit
+    /// wrote it). History is told, never relied on: a failed write is logged and the trigger
+    /// stays finished.
     pub async fn finished(
         &self,
         trace: &Trace,
         finish: Finish,
         reason: Option<&str>,
     ) -> crate::history::HistoryEntry {
-        let entry = trace.entry(self.clock.now(), finish, reason);
+        let committed = trace
+            .committed
+            .as_ref()
+            .filter(|e| e.outcome == finish && reason.is_none());
+        let entry = match committed {
+            Some(entry) => entry.clone(),
+            None => trace.entry(self.clock.now(), finish, reason),
+        };
         let user = trace.key.as_ref().map(|k| k.user_id.as_str()).unwrap_or("");
         tracing::info!(
             source = %trace.key.as_ref().map(|k| k.source.to_string()).unwrap_or_default(),
@@ -493,7 +558,7 @@ impl Worker {
         let Some(key) = trace.key.as_ref() else {
             return entry;
         };
-        if self.history_ttl <= chrono::Duration::zero() {
+        if self.history_ttl <= chrono::Duration::zero() || committed.is_some() {
             return entry;
         }
         let expires_at = later(entry.at, self.history_ttl);
