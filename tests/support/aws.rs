@@ -17,6 +17,7 @@ pub async fn moto_config() -> SdkConfig {
 /// SDK configuration for an AWS endpoint on this machine (moto, or a recorder in front of it).
 pub async fn config_for(endpoint: &str) -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
+        .http_client(scim_relay_core::aws::https_client())
         .endpoint_url(endpoint)
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new("test", "test", None, None, "moto"))

@@ -18,9 +18,22 @@ use crate::config::{ConfigError, Settings};
 use crate::secret::Secret;
 
 /// SDK configuration from the environment (region, credentials, and `AWS_ENDPOINT_URL` for
-/// local servers in tests).
+/// local servers in tests), on [`https_client`].
 pub async fn sdk_config() -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest()).load().await
+    aws_config::defaults(BehaviorVersion::latest())
+        .http_client(https_client())
+        .load()
+        .await
+}
+
+/// The SDK's HTTPS client on the TLS stack the rest of the relay uses (rustls 0.23 with
+/// ring, as reqwest's): the SDK's default would link a second one (aws-lc-rs), and its legacy
+/// default a third.
+pub fn https_client() -> aws_sdk_sqs::config::SharedHttpClient {
+    use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .build_https()
 }
 
 /// After a Secrets Manager ARN (before any `#key`): the secret's previous value, as Secrets
