@@ -180,6 +180,7 @@ mod tests {
             published: None,
             received: DateTime::from_timestamp(1_700_000_000, 0).unwrap_or_default(),
             hint: None,
+            listed: None,
         }
     }
 

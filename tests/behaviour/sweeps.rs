@@ -927,3 +927,98 @@ pub async fn a_full_pass_waits_out_okta_s_rate_limit_instead_of_starting_over(b:
     assert_eq!(active(&d, "00url5@example.com").await, Some(true));
     d.finish().await;
 }
+
+/// A pass reads Okta's users from the list, not one by one: each trigger carries its user as
+/// listed, and the worker takes that for its own read — one call per page of users instead of
+/// one per user against Okta's rate limit. Never for what could switch an account off (read
+/// afresh first), nor when the user's record was written after the listing.
+pub async fn a_pass_reads_okta_users_from_the_list_not_one_by_one(b: Backend) {
+    let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
+    let d = Deployment::options(b)
+        .on_clock(clock.clone())
+        .start(|s| s.target.profile = TargetProfile::Generic)
+        .await;
+    let email = |id: &str| format!("{}@example.com", id.to_lowercase());
+    let ids = ["00uL1", "00uL2", "00uL3", "00uL4"];
+    for id in ids {
+        d.idp
+            .set_okta_user(id, "ACTIVE", Some(&email(id)), "List", "Ed", Some("One"));
+    }
+    let lists = d.idp.okta_list_requests();
+    let report = sweep_and_settle(&d).await;
+    assert_eq!(feed(&report, Source::Okta), enqueued(4, true));
+    assert_eq!(d.idp.okta_list_requests() - lists, 2, "two pages of two");
+    for id in ids {
+        assert_eq!(d.idp.reads(&format!("okta:{id}")), 0, "{id}: the list only");
+        let user = d.target.user(&email(id)).await.expect("created");
+        assert_eq!(
+            (user["title"].as_str(), user["active"].as_bool()),
+            (Some("One"), Some(true))
+        );
+    }
+
+    // Ten minutes on: L1 retitled, L2 deactivated. L3 retitled and synced by an operator (a
+    // read of its own, recorded) moments before the next pass, whose listing still shows L3 as
+    // it was before (Okta's search index trails its writes).
+    clock.advance(Days::minutes(10));
+    d.idp.set_okta_user(
+        "00uL1",
+        "ACTIVE",
+        Some(&email("00uL1")),
+        "List",
+        "Ed",
+        Some("Two"),
+    );
+    d.idp.set_okta_user(
+        "00uL2",
+        "DEPROVISIONED",
+        Some(&email("00uL2")),
+        "List",
+        "Ed",
+        Some("One"),
+    );
+    let before = d.idp.okta_user("00uL3").expect("L3");
+    d.idp.set_okta_user(
+        "00uL3",
+        "ACTIVE",
+        Some(&email("00uL3")),
+        "List",
+        "Ed",
+        Some("Fresh"),
+    );
+    d.idp.lag_okta_list("00uL3", before);
+    d.command(&["sync", "--user", "00uL3"]).await.expect("sync");
+    clock.advance(Days::seconds(30));
+    let l3_reads = d.idp.reads("okta:00uL3");
+    let report = d.sweep().await;
+    assert!(
+        matches!(
+            feed(&report, Source::Okta),
+            FeedOutcome::Enqueued { full: false, .. }
+        ),
+        "{report:?}"
+    );
+    d.settle().await;
+
+    let title = |user: Value| user["title"].as_str().map(str::to_string);
+    let l1 = d.target.user(&email("00uL1")).await.expect("L1");
+    assert_eq!(title(l1), Some("Two".into()));
+    assert_eq!(d.idp.reads("okta:00uL1"), 0, "L1 retitled from the list");
+    assert_eq!(active(&d, &email("00uL2")).await, Some(false));
+    assert!(
+        d.idp.reads("okta:00uL2") >= 1,
+        "a deactivation is decided on a read of its own"
+    );
+    let l3 = d.target.user(&email("00uL3")).await.expect("L3");
+    assert_eq!(
+        title(l3),
+        Some("Fresh".into()),
+        "the record written just before the listing knows better: not undone"
+    );
+    assert!(
+        d.idp.reads("okta:00uL3") > l3_reads,
+        "L3 read afresh, its listing set aside"
+    );
+    assert_eq!(d.idp.reads("okta:00uL4"), 0);
+    d.finish().await;
+}

@@ -702,6 +702,7 @@ async fn two_workers_racing_on_one_user_leave_one_account_and_one_state() {
         published: None,
         received: chrono::Utc::now(),
         hint: None,
+        listed: None,
     };
     let first = signer.seal(&trigger("race-1", "user.lifecycle.create"));
     let second = signer.seal(&trigger("race-2", "user.lifecycle.activate"));

@@ -54,6 +54,8 @@ pub struct Deployment {
     /// The settings the relay runs with (a restart may change them).
     pub settings: Settings,
     relay: Box<dyn RelayUnderTest>,
+    /// The deployment's clock: the operator's commands act on it too.
+    clock: Arc<dyn Clock>,
 }
 
 /// Settings every test shares, the suite's and the end-to-end tests': the fixture IdP for both
@@ -131,6 +133,7 @@ impl Options {
         };
         let mut settings = base_settings(&idp, &target.url(), &target.token());
         customize(&mut settings);
+        let clock_kept = self.clock.clone();
         let relay: Box<dyn RelayUnderTest> = match self.backend {
             Backend::Memory => Box::new(crate::memory_relay::MemoryRelay::start(
                 &settings,
@@ -159,6 +162,7 @@ impl Options {
             target,
             settings,
             relay,
+            clock: clock_kept,
         }
     }
 }
@@ -242,7 +246,10 @@ impl Deployment {
     pub async fn command(&self, words: &[&str]) -> Result<String, String> {
         use scim_relay_server::console::{parse, run};
         let command = parse(words).map_err(|e| e.to_string())?;
-        let console = self.relay.console(&self.settings, &self.target)?;
+        let console = self
+            .relay
+            .console(&self.settings, &self.target)?
+            .with_clock(self.clock.clone());
         let mut out = Vec::new();
         run(&console, &self.settings, command, &mut out).await?;
         Ok(String::from_utf8_lossy(&out).into_owned())

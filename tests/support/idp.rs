@@ -57,6 +57,9 @@ struct Directory {
     /// Okta's user listing: the list request (by number, from 1) answered 429 once, with the
     /// window's reset; and when each list request came.
     okta_list_throttled: Option<(usize, std::time::SystemTime)>,
+    /// Okta users whose listing trails their last change (the search index's lag): the list
+    /// shows the version before it.
+    okta_list_lagging: HashMap<String, Value>,
     okta_list_times: Vec<std::time::SystemTime>,
     token_requests: usize,
     okta_token_requests: usize,
@@ -274,6 +277,21 @@ impl IdpFixture {
 
     /// The next `reads` reads of this Graph user answer 404 from `/users` and from
     /// `deletedItems` alike, as replication can right after a change: it looks hard-deleted.
+    /// Okta's user list (its search index) still shows this user as they were before their
+    /// last change, while `/api/v1/users/{id}` shows the change.
+    pub fn lag_okta_list(&self, id: &str, before: Value) {
+        self.dir
+            .lock()
+            .expect("lock")
+            .okta_list_lagging
+            .insert(id.to_string(), before);
+    }
+
+    /// The user as `/api/v1/users/{id}` answers now.
+    pub fn okta_user(&self, id: &str) -> Option<Value> {
+        self.dir.lock().expect("lock").okta.get(id).cloned()
+    }
+
     pub fn lag_graph_user(&self, id: &str, reads: usize) {
         self.dir
             .lock()
@@ -1145,6 +1163,14 @@ async fn okta_list_users(
         .cloned()
         .collect();
     users.sort_by_key(|u| (last_updated(u), u["id"].as_str().map(str::to_string)));
+    for user in users.iter_mut() {
+        if let Some(before) = user["id"]
+            .as_str()
+            .and_then(|id| dir.okta_list_lagging.get(id))
+        {
+            *user = before.clone();
+        }
+    }
     let after: usize = query.get("after").and_then(|a| a.parse().ok()).unwrap_or(0);
     let end = (after + dir.delta.okta_page_size).min(users.len());
     let page = users.get(after..end).unwrap_or_default().to_vec();

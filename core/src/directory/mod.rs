@@ -17,38 +17,7 @@ use async_trait::async_trait;
 
 use crate::envelope::{EventHint, Trigger};
 
-/// Whether the IdP wants the user to have a working account on the target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IdpStatus {
-    Active,
-    /// Exists but is not yet active (Okta STAGED, PROVISIONED): not provisioned yet.
-    Pending,
-    /// Okta SUSPENDED: not active; what the target does is `okta.suspended`'s choice.
-    Suspended,
-    /// Deactivated, disabled.
-    Inactive,
-}
-
-/// A user as the directory describes them, normalised across IdPs.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct DirectoryUser {
-    pub id: String,
-    /// Okta `login`, Entra `userPrincipalName`.
-    pub login: String,
-    pub email: Option<String>,
-    pub given_name: Option<String>,
-    pub family_name: Option<String>,
-    pub display_name: Option<String>,
-    pub title: Option<String>,
-    pub employee_number: Option<String>,
-    pub department: Option<String>,
-    pub status: Option<IdpStatus>,
-    /// The IdP's own word for the status, recorded in state.
-    pub raw_status: String,
-    /// Every scalar attribute the directory returned, by the IdP's name (Okta profile keys,
-    /// Graph properties), for `target.attributes` mappings.
-    pub extra: std::collections::BTreeMap<String, String>,
-}
+pub use crate::model::{DirectoryUser, IdpStatus, ListedUser};
 
 /// The scalar members of a JSON object, as text (for attribute mappings).
 pub fn scalars(
@@ -152,10 +121,13 @@ pub enum FeedError {
     CursorExpired,
     #[error(transparent)]
     Directory(#[from] DirectoryError),
+    /// What the pages were handed to failed with them (the queue refused a page's triggers).
+    #[error("{0}")]
+    Sink(String),
 }
 
-/// A directory's change feed. Returns every page or an error, never part of the answer: a
-/// partial read would look like "nobody else changed".
+/// A directory's change feed. A position is only ever returned for a read that got every
+/// page: a partial read would look like "nobody else changed".
 #[async_trait]
 pub trait ChangeFeed: Send + Sync {
     /// Changes since `cursor`; `None` reads every user (a full pass).
@@ -164,6 +136,53 @@ pub trait ChangeFeed: Send + Sync {
         cursor: Option<&str>,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<DirectoryChanges, FeedError>;
+
+    /// The same read, handed to `sink` page by page as it is read (a pass over a large
+    /// directory then holds one page at a time), with whole users where the listing carries
+    /// them; returns the next position once every page was read. What the sink took before
+    /// an error stays taken: it can only be a re-check. By default, one page of ids at the end.
+    async fn read_changes(
+        &self,
+        cursor: Option<&str>,
+        now: chrono::DateTime<chrono::Utc>,
+        sink: &mut dyn ListingSink,
+    ) -> Result<String, FeedError> {
+        let changes = self.changes_since(cursor, now).await?;
+        sink.page(changes.user_ids.into_iter().map(Listing::id).collect())
+            .await?;
+        Ok(changes.cursor)
+    }
+}
+
+/// One user a change feed listed: the id, and the whole user when the listing returned it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listing {
+    pub id: String,
+    pub user: Option<Box<DirectoryUser>>,
+}
+
+impl Listing {
+    pub fn id(id: String) -> Self {
+        Self { id, user: None }
+    }
+}
+
+/// Where [`ChangeFeed::read_changes`] puts each page.
+#[async_trait]
+pub trait ListingSink: Send {
+    async fn page(&mut self, page: Vec<Listing>) -> Result<(), FeedError>;
+}
+
+/// A sink that keeps the ids, in order.
+#[derive(Debug, Default)]
+pub struct ListedIds(pub Vec<String>);
+
+#[async_trait]
+impl ListingSink for ListedIds {
+    async fn page(&mut self, page: Vec<Listing>) -> Result<(), FeedError> {
+        self.0.extend(page.into_iter().map(|l| l.id));
+        Ok(())
+    }
 }
 
 /// Keeps the first of each id, in order.
@@ -288,6 +307,7 @@ mod tests {
             published: None,
             received: chrono::Utc::now(),
             hint,
+            listed: None,
         }
     }
 

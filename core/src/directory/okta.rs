@@ -13,7 +13,8 @@ use super::rate_limit::{
 };
 use super::{
     answer, unique_ids, Answer, ChangeFeed, Directory, DirectoryChanges, DirectoryError,
-    DirectoryGroup, DirectoryRead, DirectoryUser, FeedError, IdpStatus, Membership, Scope,
+    DirectoryGroup, DirectoryRead, DirectoryUser, FeedError, IdpStatus, ListedIds, Listing,
+    ListingSink, Membership, Scope,
 };
 
 /// Okta's own OAuth apps take half of a bucket by default; so does the relay.
@@ -316,28 +317,33 @@ impl Directory for OktaDirectory {
             .json()
             .await
             .map_err(|e| DirectoryError::Retryable(format!("Okta user is not readable: {e}")))?;
-        let extra = super::scalars(&user.profile);
-        let p: OktaProfile = serde_json::from_value(serde_json::Value::Object(user.profile))
-            .map_err(|e| DirectoryError::Retryable(format!("Okta profile is not readable: {e}")))?;
-        Ok(DirectoryRead::Found(Box::new(DirectoryUser {
-            id: user.id,
-            login: p
-                .login
-                .clone()
-                .or_else(|| p.email.clone())
-                .unwrap_or_default(),
-            email: p.email,
-            given_name: p.first_name,
-            family_name: p.last_name,
-            display_name: p.display_name,
-            title: p.title,
-            employee_number: p.employee_number,
-            department: p.department,
-            status: Some(okta_status(&user.status)),
-            raw_status: user.status,
-            extra,
-        })))
+        Ok(DirectoryRead::Found(Box::new(directory_user(user)?)))
     }
+}
+
+/// An Okta user object (as `/api/v1/users/{id}` and `/api/v1/users` both return it), normalised.
+fn directory_user(user: OktaUser) -> Result<DirectoryUser, DirectoryError> {
+    let extra = super::scalars(&user.profile);
+    let p: OktaProfile = serde_json::from_value(serde_json::Value::Object(user.profile))
+        .map_err(|e| DirectoryError::Retryable(format!("Okta profile is not readable: {e}")))?;
+    Ok(DirectoryUser {
+        id: user.id,
+        login: p
+            .login
+            .clone()
+            .or_else(|| p.email.clone())
+            .unwrap_or_default(),
+        email: p.email,
+        given_name: p.first_name,
+        family_name: p.last_name,
+        display_name: p.display_name,
+        title: p.title,
+        employee_number: p.employee_number,
+        department: p.department,
+        status: Some(okta_status(&user.status)),
+        raw_status: user.status,
+        extra,
+    })
 }
 
 /// Okta's search index lags its writes a little: each pass starts this long before the newest
@@ -347,12 +353,14 @@ const SEARCH_OVERLAP_SECONDS: i64 = 60;
 const PAGE_SIZE: &str = "200";
 const MAX_PAGES: usize = 100_000;
 
+/// A user of `/api/v1/users`: the whole user, and when it last changed.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct ListedUser {
-    id: String,
+struct ListedOktaUser {
     #[serde(default)]
     last_updated: Option<DateTime<Utc>>,
+    #[serde(flatten)]
+    user: OktaUser,
 }
 
 /// The `rel="next"` URL of an RFC 8288 `Link` header, as Okta pages its lists.
@@ -383,13 +391,28 @@ fn next_cursor(since: DateTime<Utc>, newest: Option<DateTime<Utc>>) -> DateTime<
 
 #[async_trait]
 impl ChangeFeed for OktaDirectory {
-    /// `GET /api/v1/users?search=lastUpdated gt "…"`, following `Link: rel="next"`. The search
-    /// covers every status (deactivated users too); the cursor is a time.
     async fn changes_since(
         &self,
         cursor: Option<&str>,
-        _now: DateTime<Utc>,
+        now: DateTime<Utc>,
     ) -> Result<DirectoryChanges, FeedError> {
+        let mut ids = ListedIds::default();
+        let cursor = self.read_changes(cursor, now, &mut ids).await?;
+        Ok(DirectoryChanges {
+            user_ids: unique_ids(ids.0),
+            cursor,
+        })
+    }
+
+    /// `GET /api/v1/users?search=lastUpdated gt "…"`, following `Link: rel="next"`, each page
+    /// handed on as read. The search covers every status (deactivated users too); the cursor
+    /// is a time. Each user comes whole, as `/api/v1/users/{id}` would give it.
+    async fn read_changes(
+        &self,
+        cursor: Option<&str>,
+        _now: DateTime<Utc>,
+        sink: &mut dyn ListingSink,
+    ) -> Result<String, FeedError> {
         let since = match cursor {
             Some(c) => DateTime::parse_from_rfc3339(c)
                 .map(|t| t.with_timezone(&Utc))
@@ -406,7 +429,7 @@ impl ChangeFeed for OktaDirectory {
         )
         .map_err(|e| DirectoryError::Permanent(format!("okta.org_url: {e}")))?
         .to_string();
-        let (mut ids, mut newest) = (Vec::new(), None::<DateTime<Utc>>);
+        let mut newest = None::<DateTime<Utc>>;
         for _ in 0..MAX_PAGES {
             // A pass waits out the rate limit page by page rather than start over next run.
             let resp = self.get_within(&url, SWEEPER_PATIENCE).await?;
@@ -421,13 +444,19 @@ impl ChangeFeed for OktaDirectory {
                 Answer::CredentialRejected => return Err(self.rejected().into()),
             }
             let next = next_link(resp.headers());
-            let page: Vec<ListedUser> = resp.json().await.map_err(|e| {
+            let page: Vec<ListedOktaUser> = resp.json().await.map_err(|e| {
                 DirectoryError::Retryable(format!("Okta user list is not readable: {e}"))
             })?;
-            for user in page {
-                newest = newest.max(user.last_updated);
-                ids.push(user.id);
+            let mut listings = Vec::with_capacity(page.len());
+            for listed in page {
+                newest = newest.max(listed.last_updated);
+                let id = listed.user.id.clone();
+                // A user the relay cannot make sense of is still re-checked: by a read of
+                // its own.
+                let user = directory_user(listed.user).ok().map(Box::new);
+                listings.push(Listing { id, user });
             }
+            sink.page(listings).await?;
             match next {
                 // The token only ever goes to the configured org.
                 Some(next) if next.starts_with(&format!("{}/", self.org_url)) => url = next,
@@ -438,11 +467,8 @@ impl ChangeFeed for OktaDirectory {
                     .into())
                 }
                 None => {
-                    return Ok(DirectoryChanges {
-                        user_ids: unique_ids(ids),
-                        cursor: next_cursor(since, newest)
-                            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                    })
+                    return Ok(next_cursor(since, newest)
+                        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
                 }
             }
         }

@@ -289,6 +289,7 @@ impl EntraIngress {
             published,
             received,
             hint: None,
+            listed: None,
         })
     }
 }

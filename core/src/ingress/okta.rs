@@ -239,6 +239,7 @@ impl OktaIngress {
                         login: target.alternate_id.clone(),
                         display_name: target.display_name.clone(),
                     }),
+                    listed: None,
                 });
             }
         }

@@ -4,11 +4,13 @@
 //! none of them, so no two ports need each other for a type.
 
 mod hold;
+mod listed;
 mod outcome;
 mod trigger;
 mod user;
 
 pub use hold::{Hold, HoldState, APPROVED_EVENT, LEAVE_GROUPS};
+pub use listed::{DirectoryUser, IdpStatus, ListedUser};
 pub use outcome::{Explanation, Finish, HistoryEntry, KeptBy, Outcome, Step};
 pub(crate) use trigger::fit_sqs_id;
 pub use trigger::{EventHint, Subject, Trigger, ENVELOPE_VERSION, MAX_SQS_ID};

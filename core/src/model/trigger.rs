@@ -50,6 +50,10 @@ pub struct Trigger {
     pub received: DateTime<Utc>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hint: Option<EventHint>,
+    /// The user as the sweeper's directory listing returned them (its triggers alone carry
+    /// one): the worker takes it for its own read when [`ListedUser::usable_for`] allows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listed: Option<Box<super::ListedUser>>,
 }
 
 impl Trigger {
@@ -85,6 +89,7 @@ impl Trigger {
             published: None,
             received: now,
             hint: None,
+            listed: None,
         }
     }
 

@@ -240,7 +240,8 @@ impl Worker {
             key: event_key,
             expires_at: later(now, self.dedupe_ttl),
         };
-        let truth = match self.read_desired(trigger, &user_id).await {
+        let recorded_at = prefetched.as_ref().map(|r| r.updated_at);
+        let truth = match self.read_desired(trigger, &user_id, recorded_at).await {
             Ok(truth) => truth,
             Err(e) => {
                 trace.note("directory", || format!("read failed: {e}"));

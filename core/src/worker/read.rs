@@ -2,7 +2,9 @@
 
 use super::Worker;
 use crate::config::TargetProfile;
-use crate::directory::{user_from_event, DirectoryRead, IdpStatus, Membership};
+use chrono::{DateTime, Utc};
+
+use crate::directory::{user_from_event, DirectoryRead, DirectoryUser, IdpStatus, Membership};
 use crate::envelope::Trigger;
 use crate::scim::{apply_attribute_map, desired_user, DesiredUser};
 use crate::work::WorkError;
@@ -19,12 +21,28 @@ pub(super) enum Truth {
 }
 
 impl Worker {
-    /// The directory's truth about the user, mapped to the target.
+    /// The directory's truth about the user, mapped to the target. `recorded_at`: when the
+    /// user's record was last written, if there is one.
     pub(super) async fn read_desired(
         &self,
         trigger: &Trigger,
         user_id: &str,
+        recorded_at: Option<DateTime<Utc>>,
     ) -> Result<Truth, WorkError> {
+        let listed = trigger
+            .listed
+            .as_deref()
+            .filter(|l| l.usable_for(user_id, recorded_at));
+        if let (Some(d), Some(listed)) = (self.directory(trigger.source), listed) {
+            // The sweeper's listing stands in for the read of the user (the membership is
+            // still read: no listing carries it). Only while the account stays on: whatever
+            // would switch it off is decided on a read of its own.
+            let membership = d.membership(user_id).await?;
+            let truth = self.truth_of(trigger, listed.user.clone(), membership)?;
+            if matches!(&truth, Truth::Present(desired) if desired.active) {
+                return Ok(truth);
+            }
+        }
         let (user, membership) = match self.directory(trigger.source) {
             Some(d) => match d.read_user(user_id).await? {
                 DirectoryRead::Found(u) => (*u, d.membership(user_id).await?),
@@ -51,6 +69,16 @@ impl Worker {
                 (user, Membership::everyone())
             }
         };
+        self.truth_of(trigger, user, membership)
+    }
+
+    /// The target's view of a user the directory describes so, with that membership.
+    fn truth_of(
+        &self,
+        trigger: &Trigger,
+        user: DirectoryUser,
+        membership: Membership,
+    ) -> Result<Truth, WorkError> {
         let mut desired =
             desired_user(self.profile, &user).map_err(|e| WorkError::Permanent(e.to_string()))?;
         apply_attribute_map(&mut desired, &self.attribute_map, trigger.source, &user);

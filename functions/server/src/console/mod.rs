@@ -98,6 +98,8 @@ pub struct Console {
     /// A SCIM target to use instead of the one the settings name (the suite's in-memory
     /// provider, which no URL reaches).
     pub target: Option<Arc<dyn ScimTarget>>,
+    /// The deployment's time (the system's; a test's deployment runs on its own).
+    pub clock: Arc<dyn scim_relay_core::clock::Clock>,
 }
 
 impl Console {
@@ -113,7 +115,14 @@ impl Console {
             queue,
             queue_monitor,
             target: None,
+            clock: Arc::new(scim_relay_core::clock::SystemClock),
         }
+    }
+
+    /// The console on a deployment's own clock (a test's, moved by hand).
+    pub fn with_clock(mut self, clock: Arc<dyn scim_relay_core::clock::Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     pub fn with_target(mut self, target: Arc<dyn ScimTarget>) -> Self {
@@ -141,7 +150,7 @@ impl Console {
             settings,
             outbound,
             self.worker_store.clone(),
-            Arc::new(scim_relay_core::clock::SystemClock),
+            self.clock.clone(),
         )
         .map_err(|e| e.to_string())
     }

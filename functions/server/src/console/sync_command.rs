@@ -47,7 +47,7 @@ pub async fn run(
         .await
         .map(TargetAccounts::new)
         .map_err(|e| format!("cannot list the target's users: {e}"))?;
-    let now = chrono::Utc::now();
+    let now = console.clock.now();
     let planned = worker.rehearsal(accounts, now).preview(&key).await;
     // The worker that applies it records its SCIM calls for the report.
     let recorder = Arc::new(RecordingTarget::new(outbound.target.clone()));
