@@ -1022,3 +1022,86 @@ pub async fn a_pass_reads_okta_users_from_the_list_not_one_by_one(b: Backend) {
     assert_eq!(d.idp.reads("okta:00uL4"), 0);
     d.finish().await;
 }
+
+/// A full pass the sweeper's time cuts short pauses after the page it is on and goes on from
+/// there at the next run: no page read twice, the position and the time of the full pass
+/// moved only when it ends, and the users no longer listed found across all its runs.
+pub async fn a_full_pass_short_of_time_pauses_and_the_next_run_goes_on(b: Backend) {
+    let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
+    let d = Deployment::options(b)
+        .on_clock(clock.clone())
+        .start(|s| s.target.profile = TargetProfile::Generic)
+        .await;
+    let email = |n: u32| format!("00up{n}@example.com");
+    for n in 1..=6 {
+        d.idp.set_okta_user(
+            &format!("00uP{n}"),
+            "ACTIVE",
+            Some(&email(n)),
+            "Pau",
+            "Sed",
+            None,
+        );
+    }
+    let report = sweep_and_settle(&d).await;
+    assert_eq!(feed(&report, Source::Okta), enqueued(6, true));
+    // P6 deleted outright, with no event or log entry left; the next full pass is due.
+    d.idp.remove_okta_user_without_trace("00uP6");
+    clock.advance(Days::hours(25));
+
+    // Each run has no time to spare: one page of two a run.
+    let lists = d.idp.okta_list_requests();
+    let within = std::time::Duration::ZERO;
+    let first = d.sweep_within(within).await;
+    assert_eq!(
+        feed(&first, Source::Okta),
+        FeedOutcome::Paused {
+            users: 2,
+            full: true
+        }
+    );
+    d.settle().await;
+    let second = d.sweep_within(within).await;
+    assert_eq!(
+        feed(&second, Source::Okta),
+        FeedOutcome::Paused {
+            users: 4,
+            full: true
+        }
+    );
+    assert_eq!(
+        active(&d, &email(6)).await,
+        Some(true),
+        "not yet: the pass is not over"
+    );
+    let third = d.sweep_within(within).await;
+    assert_eq!(
+        feed(&third, Source::Okta),
+        FeedOutcome::Enqueued {
+            users: 6,
+            full: true,
+            vanished: 1
+        },
+        "P1 to P5 listed over three runs, P6 missing from all of them"
+    );
+    assert_eq!(
+        d.idp.okta_list_requests() - lists,
+        3,
+        "three pages, each read once"
+    );
+    d.settle().await;
+    assert_eq!(active(&d, &email(6)).await, Some(false));
+    for n in 1..=5 {
+        assert_eq!(active(&d, &email(n)).await, Some(true));
+    }
+    // The pass ended: the next run is a change pass again, not a full one.
+    let report = sweep_and_settle(&d).await;
+    assert!(
+        matches!(
+            feed(&report, Source::Okta),
+            FeedOutcome::Enqueued { full: false, .. }
+        ),
+        "{report:?}"
+    );
+    d.finish().await;
+}

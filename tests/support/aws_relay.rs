@@ -525,6 +525,18 @@ impl crate::relay::RelayUnderTest for AwsRelay {
         AwsRelay::sweep(self).await
     }
 
+    /// With the invocation's deadline as Lambda's context gives it (epoch milliseconds).
+    async fn sweep_until(&self, deadline: std::time::Instant) -> SweepReport {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let now = chrono::Utc::now();
+        let deadline_ms = now.timestamp_millis().max(0) as u64 + left.as_millis() as u64;
+        scim_relay_sweeper::run_until(
+            &self.functions.sweeper,
+            scim_relay_sweeper::invocation_deadline(deadline_ms, now),
+        )
+        .await
+    }
+
     async fn finish(&mut self) {
         self.check_iam()
     }

@@ -391,6 +391,13 @@ impl Deployment {
         self.relay.sweep().await
     }
 
+    /// Runs the sweeper once with `left` before its deadline (on AWS, the invocation's).
+    pub async fn sweep_within(&self, left: Duration) -> SweepReport {
+        self.relay
+            .sweep_until(std::time::Instant::now() + left)
+            .await
+    }
+
     /// The state the relay recorded for an Okta user: its SCIM id and whether it left the
     /// account active.
     pub async fn recorded(

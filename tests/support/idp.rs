@@ -229,6 +229,12 @@ impl IdpFixture {
     }
 
     /// Okta's delete: the user is gone from every API, and the System Log says so.
+    /// Removes an Okta user and leaves no System Log event of it (deleted longer ago than the
+    /// log keeps, or its read lost): only a full pass can find them gone.
+    pub fn remove_okta_user_without_trace(&self, id: &str) {
+        self.dir.lock().expect("lock").okta.remove(id);
+    }
+
     pub fn remove_okta_user(&self, id: &str) {
         let mut dir = self.dir.lock().expect("lock");
         dir.okta.remove(id);

@@ -139,7 +139,11 @@ impl MemoryRelay {
     }
 
     pub async fn engine_sweep(&self) -> SweepReport {
-        let report = self.sweeper.run().await;
+        self.engine_sweep_until(None).await
+    }
+
+    pub async fn engine_sweep_until(&self, deadline: Option<std::time::Instant>) -> SweepReport {
+        let report = self.sweeper.run_until(deadline).await;
         self.wake.notify_waiters();
         report
     }
@@ -223,6 +227,10 @@ impl crate::relay::RelayUnderTest for MemoryRelay {
 
     async fn sweep(&self) -> SweepReport {
         self.engine_sweep().await
+    }
+
+    async fn sweep_until(&self, deadline: std::time::Instant) -> SweepReport {
+        self.engine_sweep_until(Some(deadline)).await
     }
 
     async fn finish(&mut self) {

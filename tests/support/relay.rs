@@ -76,6 +76,9 @@ pub trait RelayUnderTest: Send + Sync {
     /// One scheduled run of the sweeper.
     async fn sweep(&self) -> SweepReport;
 
+    /// One run of the sweeper that must end by `deadline` (on AWS: the invocation's).
+    async fn sweep_until(&self, deadline: std::time::Instant) -> SweepReport;
+
     /// The standalone server's `/healthz`; `None` on the backends that have none.
     async fn health(&self) -> Option<Value> {
         None

@@ -156,6 +156,10 @@ impl RelayUnderTest for SqliteRelay {
         self.running().sweep().await
     }
 
+    async fn sweep_until(&self, deadline: std::time::Instant) -> SweepReport {
+        self.running().sweep_until(Some(deadline)).await
+    }
+
     async fn health(&self) -> Option<Value> {
         let resp = self
             .http

@@ -17,7 +17,7 @@ use async_trait::async_trait;
 
 use crate::envelope::{EventHint, Trigger};
 
-pub use crate::model::{DirectoryUser, IdpStatus, ListedUser};
+pub use crate::model::{DirectoryUser, IdpStatus, ListedDirectoryUser};
 
 /// The scalar members of a JSON object, as text (for attribute mappings).
 pub fn scalars(
@@ -139,19 +139,42 @@ pub trait ChangeFeed: Send + Sync {
 
     /// The same read, handed to `sink` page by page as it is read (a pass over a large
     /// directory then holds one page at a time), with whole users where the listing carries
-    /// them; returns the next position once every page was read. What the sink took before
-    /// an error stays taken: it can only be a re-check. By default, one page of ids at the end.
+    /// them. It ends with the next position once every page was read, or, when the sink asks
+    /// to pause (the sweeper's time runs low) and the feed can resume, with where to resume
+    /// (`resume`, on the next run). What the sink took before an error stays taken: it can only
+    /// be a re-check. By default: one page of ids at the end, never paused.
     async fn read_changes(
         &self,
         cursor: Option<&str>,
+        resume: Option<&str>,
         now: chrono::DateTime<chrono::Utc>,
         sink: &mut dyn ListingSink,
-    ) -> Result<String, FeedError> {
+    ) -> Result<ReadEnd, FeedError> {
+        let _ = resume;
         let changes = self.changes_since(cursor, now).await?;
         sink.page(changes.user_ids.into_iter().map(Listing::id).collect())
             .await?;
-        Ok(changes.cursor)
+        Ok(ReadEnd::Done {
+            cursor: changes.cursor,
+        })
     }
+}
+
+/// How [`ChangeFeed::read_changes`] ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadEnd {
+    /// Every page read: where the next pass starts.
+    Done { cursor: String },
+    /// Paused at the sink's asking: where this pass goes on (the feed's own token).
+    Paused { resume: String },
+}
+
+/// Whether a feed reads on after a page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    More,
+    /// The reader's time runs low: stop after this page if the feed can resume.
+    Pause,
 }
 
 /// One user a change feed listed: the id, and the whole user when the listing returned it.
@@ -170,7 +193,7 @@ impl Listing {
 /// Where [`ChangeFeed::read_changes`] puts each page.
 #[async_trait]
 pub trait ListingSink: Send {
-    async fn page(&mut self, page: Vec<Listing>) -> Result<(), FeedError>;
+    async fn page(&mut self, page: Vec<Listing>) -> Result<Flow, FeedError>;
 }
 
 /// A sink that keeps the ids, in order.
@@ -179,9 +202,9 @@ pub struct ListedIds(pub Vec<String>);
 
 #[async_trait]
 impl ListingSink for ListedIds {
-    async fn page(&mut self, page: Vec<Listing>) -> Result<(), FeedError> {
+    async fn page(&mut self, page: Vec<Listing>) -> Result<Flow, FeedError> {
         self.0.extend(page.into_iter().map(|l| l.id));
-        Ok(())
+        Ok(Flow::More)
     }
 }
 

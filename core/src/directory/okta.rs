@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use chrono::{DateTime, Utc};
 
@@ -13,8 +13,8 @@ use super::rate_limit::{
 };
 use super::{
     answer, unique_ids, Answer, ChangeFeed, Directory, DirectoryChanges, DirectoryError,
-    DirectoryGroup, DirectoryRead, DirectoryUser, FeedError, IdpStatus, ListedIds, Listing,
-    ListingSink, Membership, Scope,
+    DirectoryGroup, DirectoryRead, DirectoryUser, FeedError, Flow, IdpStatus, ListedIds, Listing,
+    ListingSink, Membership, ReadEnd, Scope,
 };
 
 /// Okta's own OAuth apps take half of a bucket by default; so does the relay.
@@ -389,6 +389,15 @@ fn next_cursor(since: DateTime<Utc>, newest: Option<DateTime<Utc>>) -> DateTime<
         .map_or(since, |n| n.max(since))
 }
 
+/// Where a paused pass over `/api/v1/users` goes on: the next page's URL (Okta's opaque
+/// `after` cursor in it), and what the pass needs to compute its position at the end.
+#[derive(Debug, Serialize, Deserialize)]
+struct OktaResume {
+    next: String,
+    since: DateTime<Utc>,
+    newest: Option<DateTime<Utc>>,
+}
+
 #[async_trait]
 impl ChangeFeed for OktaDirectory {
     async fn changes_since(
@@ -397,51 +406,76 @@ impl ChangeFeed for OktaDirectory {
         now: DateTime<Utc>,
     ) -> Result<DirectoryChanges, FeedError> {
         let mut ids = ListedIds::default();
-        let cursor = self.read_changes(cursor, now, &mut ids).await?;
-        Ok(DirectoryChanges {
-            user_ids: unique_ids(ids.0),
-            cursor,
-        })
+        match self.read_changes(cursor, None, now, &mut ids).await? {
+            ReadEnd::Done { cursor } => Ok(DirectoryChanges {
+                user_ids: unique_ids(ids.0),
+                cursor,
+            }),
+            ReadEnd::Paused { .. } => Err(DirectoryError::Permanent(
+                "the Okta user list paused without being asked to".into(),
+            )
+            .into()),
+        }
     }
 
     /// `GET /api/v1/users?search=lastUpdated gt "…"`, following `Link: rel="next"`, each page
     /// handed on as read. The search covers every status (deactivated users too); the cursor
-    /// is a time. Each user comes whole, as `/api/v1/users/{id}` would give it.
+    /// is a time. Each user comes whole, as `/api/v1/users/{id}` would give it. A pause keeps
+    /// the next page's link; a link Okta no longer takes reads as an expired position.
     async fn read_changes(
         &self,
         cursor: Option<&str>,
+        resume: Option<&str>,
         _now: DateTime<Utc>,
         sink: &mut dyn ListingSink,
-    ) -> Result<String, FeedError> {
-        let since = match cursor {
-            Some(c) => DateTime::parse_from_rfc3339(c)
-                .map(|t| t.with_timezone(&Utc))
-                .map_err(|_| FeedError::CursorExpired)?,
-            None => DateTime::UNIX_EPOCH,
+    ) -> Result<ReadEnd, FeedError> {
+        let own = |url: &str| url.starts_with(&format!("{}/", self.org_url));
+        let (mut url, since, mut newest) = match resume {
+            Some(token) => {
+                let r: OktaResume =
+                    serde_json::from_str(token).map_err(|_| FeedError::CursorExpired)?;
+                // The token only ever goes to the configured org.
+                if !own(&r.next) {
+                    return Err(FeedError::CursorExpired);
+                }
+                (r.next, r.since, r.newest)
+            }
+            None => {
+                let since = match cursor {
+                    Some(c) => DateTime::parse_from_rfc3339(c)
+                        .map(|t| t.with_timezone(&Utc))
+                        .map_err(|_| FeedError::CursorExpired)?,
+                    None => DateTime::UNIX_EPOCH,
+                };
+                let search = format!(
+                    "lastUpdated gt \"{}\"",
+                    since.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+                );
+                let url = reqwest::Url::parse_with_params(
+                    &format!("{}/api/v1/users", self.org_url),
+                    &[("search", search.as_str()), ("limit", PAGE_SIZE)],
+                )
+                .map_err(|e| DirectoryError::Permanent(format!("okta.org_url: {e}")))?
+                .to_string();
+                (url, since, None)
+            }
         };
-        let search = format!(
-            "lastUpdated gt \"{}\"",
-            since.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-        );
-        let mut url = reqwest::Url::parse_with_params(
-            &format!("{}/api/v1/users", self.org_url),
-            &[("search", search.as_str()), ("limit", PAGE_SIZE)],
-        )
-        .map_err(|e| DirectoryError::Permanent(format!("okta.org_url: {e}")))?
-        .to_string();
-        let mut newest = None::<DateTime<Utc>>;
         for _ in 0..MAX_PAGES {
             // A pass waits out the rate limit page by page rather than start over next run.
             let resp = self.get_within(&url, SWEEPER_PATIENCE).await?;
-            match answer("Okta", resp.status().as_u16())? {
-                Answer::Found => {}
-                Answer::NotFound => {
-                    return Err(DirectoryError::Permanent(
-                        "Okta has no /api/v1/users at okta.org_url".into(),
-                    )
-                    .into())
-                }
-                Answer::CredentialRejected => return Err(self.rejected().into()),
+            match resp.status().as_u16() {
+                // A resumed page whose `after` Okta no longer takes.
+                400 if resume.is_some() => return Err(FeedError::CursorExpired),
+                status => match answer("Okta", status)? {
+                    Answer::Found => {}
+                    Answer::NotFound => {
+                        return Err(DirectoryError::Permanent(
+                            "Okta has no /api/v1/users at okta.org_url".into(),
+                        )
+                        .into())
+                    }
+                    Answer::CredentialRejected => return Err(self.rejected().into()),
+                },
             }
             let next = next_link(resp.headers());
             let page: Vec<ListedOktaUser> = resp.json().await.map_err(|e| {
@@ -456,10 +490,23 @@ impl ChangeFeed for OktaDirectory {
                 let user = directory_user(listed.user).ok().map(Box::new);
                 listings.push(Listing { id, user });
             }
-            sink.page(listings).await?;
+            let flow = sink.page(listings).await?;
             match next {
-                // The token only ever goes to the configured org.
-                Some(next) if next.starts_with(&format!("{}/", self.org_url)) => url = next,
+                Some(next) if own(&next) => {
+                    if flow == Flow::Pause {
+                        let resume = OktaResume {
+                            next,
+                            since,
+                            newest,
+                        };
+                        return Ok(ReadEnd::Paused {
+                            resume: serde_json::to_string(&resume).map_err(|e| {
+                                DirectoryError::Permanent(format!("resume token: {e}"))
+                            })?,
+                        });
+                    }
+                    url = next
+                }
                 Some(_) => {
                     return Err(DirectoryError::Permanent(
                         "Okta's next page is on another host".into(),
@@ -467,8 +514,10 @@ impl ChangeFeed for OktaDirectory {
                     .into())
                 }
                 None => {
-                    return Ok(next_cursor(since, newest)
-                        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+                    return Ok(ReadEnd::Done {
+                        cursor: next_cursor(since, newest)
+                            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                    })
                 }
             }
         }
@@ -614,6 +663,38 @@ impl ChangeFeed for OktaMembershipLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_resumed_pass_never_sends_the_credential_to_another_host() {
+        let okta = OktaDirectory::new(
+            "https://acme.okta.com",
+            OktaCredential::ApiToken(crate::secret::Secret::new("token")),
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        let mut ids = ListedIds::default();
+        for next in [
+            "https://evil.example/api/v1/users?after=1",
+            "https://acme.okta.com.evil.example/api/v1/users?after=1",
+            "not a token",
+        ] {
+            let token =
+                serde_json::json!({"next": next, "since": "2026-01-01T00:00:00Z", "newest": null});
+            let token = if next == "not a token" {
+                next.to_string()
+            } else {
+                token.to_string()
+            };
+            let read = okta
+                .read_changes(None, Some(&token), Utc::now(), &mut ids)
+                .await;
+            assert!(
+                matches!(read, Err(FeedError::CursorExpired)),
+                "{next}: {read:?}"
+            );
+        }
+        assert!(ids.0.is_empty());
+    }
 
     #[test]
     fn the_next_page_comes_from_the_link_header() {

@@ -58,14 +58,14 @@ pub struct DirectoryUser {
 /// It is only ever made by the sweeper from its own authenticated read, and travels in the
 /// signed envelope; an event from outside never carries one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ListedUser {
+pub struct ListedDirectoryUser {
     pub user: DirectoryUser,
     /// No later than the moment the IdP answered (taken before the page was asked for): a
     /// record of the user written after it may know better, and the worker reads afresh.
     pub read_at: DateTime<Utc>,
 }
 
-impl ListedUser {
+impl ListedDirectoryUser {
     /// Whether the worker may take this listing for its own read of `user_id`, whose record
     /// was last written at `recorded_at`. Only for an active user: whatever could switch an
     /// account off (a deactivation, a suspension, a user gone) is read afresh first, so a
@@ -90,8 +90,8 @@ const LISTING_MARGIN: chrono::Duration = chrono::Duration::seconds(120);
 mod tests {
     use super::*;
 
-    fn listed(status: IdpStatus, read_at: DateTime<Utc>) -> ListedUser {
-        ListedUser {
+    fn listed(status: IdpStatus, read_at: DateTime<Utc>) -> ListedDirectoryUser {
+        ListedDirectoryUser {
             user: DirectoryUser {
                 id: "00u1".into(),
                 login: "a@example.com".into(),
@@ -144,6 +144,9 @@ mod tests {
             !json.contains("given_name"),
             "absent fields are left out: {json}"
         );
-        assert_eq!(serde_json::from_str::<ListedUser>(&json).unwrap(), l);
+        assert_eq!(
+            serde_json::from_str::<ListedDirectoryUser>(&json).unwrap(),
+            l
+        );
     }
 }

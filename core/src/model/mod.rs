@@ -10,7 +10,7 @@ mod trigger;
 mod user;
 
 pub use hold::{Hold, HoldState, APPROVED_EVENT, LEAVE_GROUPS};
-pub use listed::{DirectoryUser, IdpStatus, ListedUser};
+pub use listed::{DirectoryUser, IdpStatus, ListedDirectoryUser};
 pub use outcome::{Explanation, Finish, HistoryEntry, KeptBy, Outcome, Step};
 pub(crate) use trigger::fit_sqs_id;
 pub use trigger::{EventHint, Subject, Trigger, ENVELOPE_VERSION, MAX_SQS_ID};

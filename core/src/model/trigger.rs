@@ -51,9 +51,9 @@ pub struct Trigger {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hint: Option<EventHint>,
     /// The user as the sweeper's directory listing returned them (its triggers alone carry
-    /// one): the worker takes it for its own read when [`ListedUser::usable_for`] allows.
+    /// one): the worker takes it for its own read when [`ListedDirectoryUser::usable_for`] allows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub listed: Option<Box<super::ListedUser>>,
+    pub listed: Option<Box<super::ListedDirectoryUser>>,
 }
 
 impl Trigger {

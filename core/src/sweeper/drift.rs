@@ -62,7 +62,9 @@ impl Sweeper {
         if reconciliation.iter().any(|f| {
             matches!(
                 f.outcome,
-                FeedOutcome::Aborted { .. } | FeedOutcome::Enqueued { full: true, .. }
+                FeedOutcome::Aborted { .. }
+                    | FeedOutcome::Enqueued { full: true, .. }
+                    | FeedOutcome::Paused { .. }
             )
         }) {
             return None;

@@ -167,6 +167,9 @@ pub enum FeedOutcome {
     },
     /// Nothing enqueued and the position kept: the next run tries again.
     Aborted { reason: String },
+    /// The sweeper's time ran low part-way through the listing: the pass goes on at the next
+    /// run from where it stopped (`users` enqueued so far); its position moves once it ends.
+    Paused { users: usize, full: bool },
     /// A catch-up asked for from the worker (a Graph lifecycle or group notification) that
     /// needs a full pass: left to the next scheduled run, which reads every user one run at a
     /// time, instead of a directory-wide read and a scan of the store inside a worker.
@@ -243,6 +246,12 @@ impl Sweeper {
 
     /// One run. Never fails as a whole: each part reports its own failure.
     pub async fn run(&self) -> SweepReport {
+        self.run_until(None).await
+    }
+
+    /// [`Self::run`] that must be done by `deadline` (a Lambda invocation's): a directory
+    /// pass still listing a minute before it pauses, and the next run goes on with it.
+    pub async fn run_until(&self, deadline: Option<std::time::Instant>) -> SweepReport {
         // Wall time, for the operator's "when did it last run": the domain clock may be a
         // test's, days ahead.
         let started_at = chrono::Utc::now();
@@ -279,7 +288,9 @@ impl Sweeper {
             let owed =
                 matches!(self.p.store.load_cursor(&flag).await, Ok(Some(v)) if v == "pending");
             if self.p.reconcile || owed {
-                let report = self.reconcile(feed, reconcile::Pass::Scheduled).await;
+                let report = self
+                    .reconcile(feed, reconcile::Pass::Scheduled, deadline)
+                    .await;
                 if owed && matches!(report.outcome, FeedOutcome::Enqueued { .. }) {
                     if let Err(e) = self.p.store.save_cursor(&flag, "").await {
                         tracing::warn!("catch-up done but not recorded: {e}");

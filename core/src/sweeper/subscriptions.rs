@@ -278,7 +278,7 @@ impl Sweeper {
                 "no Entra {kind:?} feed for tenant {tenant} to catch up from"
             )));
         };
-        match self.reconcile(feed, Pass::DeltaOnly).await.outcome {
+        match self.reconcile(feed, Pass::DeltaOnly, None).await.outcome {
             FeedOutcome::Aborted { reason } => Err(WorkError::Retryable {
                 reason: format!("catch-up aborted: {reason}"),
                 retry_after: None,

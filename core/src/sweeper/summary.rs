@@ -132,6 +132,7 @@ impl SweepSummary {
                 let (outcome, users, full, reason) = match &f.outcome {
                     FeedOutcome::Enqueued { users, full, .. } => ("enqueued", *users, *full, None),
                     FeedOutcome::Aborted { reason } => ("aborted", 0, false, Some(short(reason))),
+                    FeedOutcome::Paused { users, full } => ("paused", *users, *full, None),
                     FeedOutcome::Deferred => ("deferred", 0, false, None),
                 };
                 FeedSummary {

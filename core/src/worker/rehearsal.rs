@@ -80,6 +80,17 @@ impl Worker {
 impl Rehearsal {
     /// What the worker would do for `key` if its trigger came next, and why.
     pub async fn preview(&self, key: &UserKey) -> UserPreview {
+        self.preview_listed(key, None).await
+    }
+
+    /// [`Self::preview`] of a user a directory listing gave whole: the rehearsal takes the
+    /// listing for its read where the worker would (a whole directory's plan then reads the
+    /// IdP once a page, not once a user).
+    pub async fn preview_listed(
+        &self,
+        key: &UserKey,
+        listed: Option<crate::model::ListedDirectoryUser>,
+    ) -> UserPreview {
         let recorded = self.store.load_user(key).await.ok().flatten();
         let mut line = UserPreview {
             action: Action::LeaveAlone,
@@ -107,7 +118,8 @@ impl Rehearsal {
         }
         // Unique per user and per plan, so no rehearsal is taken for a redelivery.
         let event_id = format!("plan-{}", self.now.timestamp_millis());
-        let trigger = Trigger::for_user(key, PREVIEW_EVENT, event_id, self.now);
+        let mut trigger = Trigger::for_user(key, PREVIEW_EVENT, event_id, self.now);
+        trigger.listed = listed.map(Box::new);
         let mark = self.target.log.len();
         let mut trace = Trace::explained();
         let result = self.worker.work(&trigger, &mut trace).await;

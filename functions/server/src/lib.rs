@@ -80,7 +80,13 @@ impl RunningRelay {
 
     /// Runs the sweeper once now (besides its schedule), and returns what it did.
     pub async fn sweep(&self) -> SweepReport {
-        let report = self.sweeper.run().await;
+        self.sweep_until(None).await
+    }
+
+    /// One sweep that must end by `deadline`: a directory pass still listing near it pauses,
+    /// and the next sweep goes on with it.
+    pub async fn sweep_until(&self, deadline: Option<std::time::Instant>) -> SweepReport {
+        let report = self.sweeper.run_until(deadline).await;
         sweep_loop::apply(&report, &self.health_tx, &self.wake);
         report
     }

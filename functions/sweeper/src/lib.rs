@@ -4,6 +4,7 @@
 //! reconciliations that had to abort, a Graph subscription that could not be kept.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use lambda_runtime::{Error, LambdaEvent};
 use scim_relay_core::aws::dynamodb_store::DynamoStateStore;
@@ -101,7 +102,13 @@ pub fn metrics(report: &SweepReport) -> Vec<(&'static str, u64)> {
 
 /// One sweep, its metrics printed for CloudWatch.
 pub async fn run(lambda: &SweeperLambda) -> SweepReport {
-    let report = lambda.sweeper.run().await;
+    run_until(lambda, None).await
+}
+
+/// [`run`] within an invocation that ends at `deadline`: a directory pass still listing near
+/// it pauses and the next run goes on with it.
+pub async fn run_until(lambda: &SweeperLambda, deadline: Option<Instant>) -> SweepReport {
+    let report = lambda.sweeper.run_until(deadline).await;
     println!(
         "{}",
         scim_relay_core::metrics::emf_line(
@@ -125,7 +132,24 @@ pub async fn handle_current(
 
 pub async fn handle(
     lambda: &SweeperLambda,
-    _event: LambdaEvent<serde_json::Value>,
+    event: LambdaEvent<serde_json::Value>,
 ) -> Result<serde_json::Value, Error> {
-    Ok(serde_json::to_value(run(lambda).await)?)
+    let deadline = invocation_deadline(event.context.deadline, chrono::Utc::now());
+    Ok(serde_json::to_value(run_until(lambda, deadline).await)?)
+}
+
+/// The invocation's deadline (epoch milliseconds, as the Runtime API gives it) as an instant
+/// of this process; none when the context carries none (0: a test's, or a direct call).
+pub fn invocation_deadline(
+    deadline_ms: u64,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<Instant> {
+    if deadline_ms == 0 {
+        return None;
+    }
+    let left = i64::try_from(deadline_ms)
+        .unwrap_or(i64::MAX)
+        .saturating_sub(now.timestamp_millis())
+        .max(0);
+    Some(Instant::now() + Duration::from_millis(left.unsigned_abs()))
 }

@@ -9,8 +9,11 @@ use std::io::Write;
 use std::sync::Arc;
 
 use clap::Args;
+use scim_relay_core::clock::Clock;
 use scim_relay_core::config::Settings;
-use scim_relay_core::directory::{Directory, DirectoryRead};
+use scim_relay_core::directory::{
+    Directory, DirectoryRead, FeedError, Flow, ListedDirectoryUser, Listing, ListingSink, ReadEnd,
+};
 use scim_relay_core::envelope::Source;
 use scim_relay_core::scim::list_all_users;
 use scim_relay_core::state::UserKey;
@@ -84,11 +87,22 @@ pub(crate) async fn preview_all(
                 .into(),
         );
     }
+    let mut listings = std::collections::HashMap::new();
+    let progress = Progress::on_terminal();
     for (source, tenant, feed) in feeds {
-        let listed = feed
-            .changes_since(None, now)
-            .await
-            .map_err(|e| format!("cannot list the {source} directory's users: {e}"))?;
+        let mut sink = PlanListing {
+            listed: Vec::new(),
+            asked_at: console.clock.now(),
+            clock: console.clock.clone(),
+            progress,
+        };
+        match feed.read_changes(None, None, now, &mut sink).await {
+            Ok(ReadEnd::Done { .. }) => {}
+            Ok(ReadEnd::Paused { .. }) => {
+                return Err(format!("the {source} directory's listing stopped part-way"))
+            }
+            Err(e) => return Err(format!("cannot list the {source} directory's users: {e}")),
+        }
         let recorded = console
             .store
             .active_user_ids(source, &tenant)
@@ -96,10 +110,10 @@ pub(crate) async fn preview_all(
             .map_err(|e| e.to_string())?;
         notes.push(format!(
             "{source} ({tenant}): {} directory users listed, {} recorded as active",
-            listed.user_ids.len(),
+            sink.listed.len(),
             recorded.len()
         ));
-        if listed.user_ids.is_empty() {
+        if sink.listed.is_empty() {
             // The sweeper refuses an empty full read; the plan still re-reads each recorded
             // user one by one, as the worker would.
             notes.push(format!(
@@ -107,13 +121,23 @@ pub(crate) async fn preview_all(
                  in this directory)"
             ));
         }
-        for user_id in listed.user_ids.into_iter().chain(recorded) {
+        let listed_ids = sink.listed.into_iter().map(|(listing, read_at)| {
+            let whole = listing.user.map(|user| ListedDirectoryUser {
+                user: *user,
+                read_at,
+            });
+            (listing.id, whole)
+        });
+        for (user_id, whole) in listed_ids.chain(recorded.into_iter().map(|id| (id, None))) {
             let key = UserKey {
                 source,
                 tenant: tenant.clone(),
                 user_id,
             };
             if seen.insert(key.storage_id()) {
+                if let Some(whole) = whole {
+                    listings.insert(key.storage_id(), whole);
+                }
                 keys.push(key);
             }
         }
@@ -123,10 +147,65 @@ pub(crate) async fn preview_all(
     // slot of the breaker's window), the next one meets.
     let rehearsal = worker.rehearsal(accounts.clone(), now);
     let mut lines = Vec::with_capacity(keys.len());
-    for key in &keys {
-        lines.push(rehearsal.preview(key).await);
+    for (done, key) in keys.iter().enumerate() {
+        let listed = listings.remove(&key.storage_id());
+        lines.push(rehearsal.preview_listed(key, listed).await);
+        progress.show(|| format!("planned {} of {} users", done + 1, keys.len()));
     }
+    progress.done();
     Ok(plan_report(lines, &accounts, &spared(settings), notes))
+}
+
+/// What a plan's listing keeps: every user listed, whole where the listing gave them, with the
+/// time before their page was asked for (as the sweeper's pass stamps it).
+struct PlanListing {
+    listed: Vec<(Listing, chrono::DateTime<chrono::Utc>)>,
+    asked_at: chrono::DateTime<chrono::Utc>,
+    clock: Arc<dyn Clock>,
+    progress: Progress,
+}
+
+#[async_trait::async_trait]
+impl ListingSink for PlanListing {
+    async fn page(&mut self, page: Vec<Listing>) -> Result<Flow, FeedError> {
+        let read_at = self.asked_at;
+        self.listed
+            .extend(page.into_iter().map(|listing| (listing, read_at)));
+        let listed = self.listed.len();
+        self.progress
+            .show(|| format!("listed {listed} directory users"));
+        self.asked_at = self.clock.now();
+        Ok(Flow::More)
+    }
+}
+
+/// A line of progress on the operator's terminal (standard error, rewritten in place): a
+/// plan over 100,000 users takes minutes at the IdP's rate limit. Nothing when standard error
+/// is not a terminal (a script, a pipe).
+#[derive(Debug, Clone, Copy)]
+struct Progress {
+    on: bool,
+}
+
+impl Progress {
+    fn on_terminal() -> Self {
+        use std::io::IsTerminal;
+        Self {
+            on: std::io::stderr().is_terminal(),
+        }
+    }
+
+    fn show(&self, line: impl FnOnce() -> String) {
+        if self.on {
+            eprint!("\r\x1b[2K{}", line());
+        }
+    }
+
+    fn done(&self) {
+        if self.on {
+            eprint!("\r\x1b[2K");
+        }
+    }
 }
 
 /// One user's lines, with their steps: found by id or userName in the directory directly when
