@@ -13,3 +13,9 @@ rustup target add aarch64-unknown-linux-gnu >/dev/null
 export PATH="$PWD/$VENV/bin:$PATH" SAM_CLI_TELEMETRY=0
 sam validate --lint --template-file infra/template.yaml
 sam build "$@"
+# Each function's size, the figure docs/BENCHMARKS.md keeps (the release profile strips them).
+for bootstrap in .aws-sam/build/*/bootstrap; do
+  [ -e "$bootstrap" ] || continue
+  awk -v name="$(basename "$(dirname "$bootstrap")")" -v bytes="$(wc -c <"$bootstrap")" \
+    'BEGIN { printf "%-24s %6.2f MB\n", name, bytes / 1e6 }'
+done
