@@ -86,6 +86,7 @@ CREATE TABLE IF NOT EXISTS user_fingerprints (
 const INDEXES: &str = "
 CREATE INDEX IF NOT EXISTS users_invite_due ON users (invite_due) WHERE invite_due IS NOT NULL;
 CREATE INDEX IF NOT EXISTS events_expiry ON events (expires_at);
+CREATE INDEX IF NOT EXISTS user_fingerprints_expiry ON user_fingerprints (expires_at);
 ";
 
 #[derive(Debug, thiserror::Error)]
