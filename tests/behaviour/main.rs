@@ -133,6 +133,7 @@ on_every_backend!(
     sweeps::a_full_pass_waits_out_okta_s_rate_limit_instead_of_starting_over,
     sweeps::a_pass_reads_okta_users_from_the_list_not_one_by_one,
     sweeps::a_full_pass_short_of_time_pauses_and_the_next_run_goes_on,
+    sweeps::a_listed_user_out_of_scope_is_read_afresh_and_its_membership_once,
     sweeps::a_missed_graph_lifecycle_event_catches_up_inside_the_worker,
     sweeps::expired_invitations_are_resent_until_accepted_and_reported_when_never_accepted,
     sweeps::without_the_datadog_api_key_expired_invitations_are_reported_unchecked,

@@ -1023,6 +1023,57 @@ pub async fn a_pass_reads_okta_users_from_the_list_not_one_by_one(b: Backend) {
     d.finish().await;
 }
 
+/// A listed user the app no longer includes is read afresh before anything is switched off,
+/// and the assignment read for the listing serves that read too: one user read and one
+/// assignment read, not two.
+pub async fn a_listed_user_out_of_scope_is_read_afresh_and_its_membership_once(b: Backend) {
+    const APP: &str = "0oaLIST";
+    let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
+    let d = Deployment::options(b)
+        .on_clock(clock.clone())
+        .start(|s| {
+            s.target.profile = TargetProfile::Generic;
+            s.okta.app_id = Some(APP.into());
+        })
+        .await;
+    let email = "00uo1@example.com";
+    d.idp
+        .set_okta_user("00uO1", "ACTIVE", Some(email), "Out", "Scope", None);
+    d.idp.assign_okta_app(APP, "00uO1", true);
+    sweep_and_settle(&d).await;
+    assert_eq!(active(&d, email).await, Some(true));
+    // The assignment's own System Log entry caught up by an hourly pass, so the day's full pass
+    // below is the user's only trigger.
+    clock.advance(Days::hours(1));
+    sweep_and_settle(&d).await;
+
+    // A day on, the next full pass lists the user, still active but unassigned (the
+    // unassignment's event lost, so the pass is the only trigger).
+    clock.advance(Days::hours(24));
+    d.idp.unassign_okta_app_without_trace(APP, "00uO1");
+    let (user_reads, app_reads) = (d.idp.reads("okta:00uO1"), d.idp.reads("okta-app:00uO1"));
+    let report = sweep_and_settle(&d).await;
+    assert!(
+        matches!(
+            feed(&report, Source::Okta),
+            FeedOutcome::Enqueued { full: true, .. }
+        ),
+        "{report:?}"
+    );
+    assert_eq!(active(&d, email).await, Some(false), "out of scope: off");
+    assert_eq!(
+        d.idp.reads("okta:00uO1") - user_reads,
+        1,
+        "read afresh before switching it off"
+    );
+    assert_eq!(
+        d.idp.reads("okta-app:00uO1") - app_reads,
+        1,
+        "the assignment read once"
+    );
+    d.finish().await;
+}
+
 /// A full pass the sweeper's time cuts short pauses after the page it is on and goes on from
 /// there at the next run: no page read twice, the position and the time of the full pass
 /// moved only when it ends, and the users no longer listed found across all its runs.

@@ -385,6 +385,16 @@ impl IdpFixture {
         dir.okta_logged(&format!("application.user_membership.{kind}"), user);
     }
 
+    /// The user's assignment to `app` removed with no System Log entry (its event lost): only
+    /// a full pass finds it.
+    pub fn unassign_okta_app_without_trace(&self, app: &str, user: &str) {
+        self.dir
+            .lock()
+            .expect("lock")
+            .okta_assignments
+            .retain(|(a, u)| !(a == app && u == user));
+    }
+
     /// An admin renames an Okta group (its id stays).
     pub fn rename_okta_group(&self, group: &str, name: &str) {
         let mut dir = self.dir.lock().expect("lock");
@@ -837,7 +847,8 @@ async fn okta_app_user(
     if !okta_authorized(&headers) {
         return error(StatusCode::UNAUTHORIZED, "E0000011");
     }
-    let dir = dir.lock().expect("lock");
+    let mut dir = dir.lock().expect("lock");
+    dir.reads.push(format!("okta-app:{id}"));
     if dir
         .okta_assignments
         .iter()

@@ -33,19 +33,29 @@ impl Worker {
             .listed
             .as_deref()
             .filter(|l| l.usable_for(user_id, recorded_at));
+        // The membership read for a listing, kept for the fresh read that may follow (it is
+        // as fresh as a second one would be).
+        let mut membership_read = None;
         if let (Some(d), Some(listed)) = (self.directory(trigger.source), listed) {
             // The sweeper's listing stands in for the read of the user (the membership is
             // still read: no listing carries it). Only while the account stays on: whatever
-            // would switch it off is decided on a read of its own.
+            // would switch it off is decided on a read of the user of its own.
             let membership = d.membership(user_id).await?;
-            let truth = self.truth_of(trigger, listed.user.clone(), membership)?;
+            let truth = self.truth_of(trigger, listed.user.clone(), membership.clone())?;
             if matches!(&truth, Truth::Present(desired) if desired.active) {
                 return Ok(truth);
             }
+            membership_read = Some(membership);
         }
         let (user, membership) = match self.directory(trigger.source) {
             Some(d) => match d.read_user(user_id).await? {
-                DirectoryRead::Found(u) => (*u, d.membership(user_id).await?),
+                DirectoryRead::Found(u) => {
+                    let membership = match membership_read {
+                        Some(membership) => membership,
+                        None => d.membership(user_id).await?,
+                    };
+                    (*u, membership)
+                }
                 DirectoryRead::NotFound => return Ok(Truth::Deleted),
                 DirectoryRead::HardDeleted => return Ok(Truth::HardDeleted),
             },
