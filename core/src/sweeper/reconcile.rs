@@ -142,19 +142,8 @@ impl Sweeper {
             ReadEnd::Paused { resume } => return self.pause(&paused_name, &sink, resume).await,
         };
         let full = sink.full;
-        // Whom earlier runs of this pass listed.
-        let mut earlier = HashSet::new();
-        for k in 0..sink.chunks {
-            let chunk = store
-                .load_cursor(&chunk_name(&paused_name, &sink.pass, k))
-                .await
-                .map_err(|e| e.to_string())?
-                .unwrap_or_default();
-            earlier.extend(chunk.lines().map(str::to_string));
-        }
-        let listed = |id: &String| sink.listed.contains(id) || earlier.contains(id);
-        let listed_users = sink.listed.len() + earlier.len();
-        if full && listed_users == 0 && feed.kind == FeedKind::Users {
+        let listed_users = sink.earlier + sink.listed.len();
+        if sink.checks_vanished() && listed_users == 0 {
             // No real directory has nobody in it: this is a broken read, not a fact. (A
             // configured group may well be empty.)
             return Err(
@@ -163,7 +152,18 @@ impl Sweeper {
             );
         }
         let mut vanished = 0;
-        if full && feed.kind == FeedKind::Users {
+        if sink.checks_vanished() {
+            // Whom earlier runs of this pass listed.
+            let mut earlier = HashSet::new();
+            for k in 0..sink.chunks {
+                let chunk = store
+                    .load_cursor(&chunk_name(&paused_name, &sink.pass, k))
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .unwrap_or_default();
+                earlier.extend(chunk.lines().map(str::to_string));
+            }
+            let listed = |id: &String| sink.listed.contains(id) || earlier.contains(id);
             let gone: Vec<Listing> = store
                 .active_user_ids(feed.source, &feed.tenant)
                 .await
@@ -217,7 +217,12 @@ impl Sweeper {
         resume: String,
     ) -> Result<FeedOutcome, String> {
         let store = &self.p.store;
-        let ids: Vec<&String> = sink.listed.iter().collect();
+        // Only the vanished-user check at the pass's end reads them.
+        let ids: Vec<&String> = if sink.checks_vanished() {
+            sink.listed.iter().collect()
+        } else {
+            Vec::new()
+        };
         let mut chunks = sink.chunks;
         for chunk in ids.chunks(LISTED_CHUNK) {
             let text = chunk
@@ -356,6 +361,12 @@ impl<'a> PassSink<'a> {
             resumed: true,
             ..Self::new(sweeper, feed, paused.full, until)
         }
+    }
+
+    /// Whether the pass ends by re-checking the users it did not list (a full pass over the
+    /// users): only then are the listed ids kept across its runs.
+    fn checks_vanished(&self) -> bool {
+        self.full && self.feed.kind == FeedKind::Users
     }
 
     /// This pass, to be kept for the next run.
