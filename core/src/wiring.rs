@@ -68,28 +68,42 @@ pub fn outbound(settings: &Settings) -> Result<Outbound, ConfigError> {
             ),
         )),
     };
-    let e = &settings.entra;
-    let entra = match &e.client_id {
-        None => None,
-        Some(client_id) => Some(Arc::new(
-            GraphDirectory::new(
-                &e.graph_url,
-                &e.login_url,
-                required(&e.tenant_id, "entra.tenant_id")?,
-                client_id,
-                graph_credential(settings)?,
-                timeout,
-            )
-            .map_err(|e| ConfigError::Invalid(e.to_string()))?
-            .with_scope(entra_scope(settings))
-            .with_extra_properties(&graph_properties(settings)),
-        )),
-    };
+    let entra = entra_directory(settings)?.map(Arc::new);
     Ok(Outbound {
         target,
         okta,
         entra,
     })
+}
+
+/// The Entra app's Graph client, scoped as the settings say; `None` without `entra.client_id`.
+pub fn entra_directory(settings: &Settings) -> Result<Option<GraphDirectory>, ConfigError> {
+    let e = &settings.entra;
+    let Some(client_id) = &e.client_id else {
+        return Ok(None);
+    };
+    let directory = GraphDirectory::new(
+        &e.graph_url,
+        &e.login_url,
+        required(&e.tenant_id, "entra.tenant_id")?,
+        client_id,
+        graph_credential(settings)?,
+        timeout(settings),
+    )
+    .map_err(|e| ConfigError::Invalid(e.to_string()))?
+    .with_scope(entra_scope(settings))
+    .with_extra_properties(&graph_properties(settings));
+    Ok(Some(directory))
+}
+
+/// What the relay subscribes to in Graph: `users`, and `groups` when group membership decides
+/// scope or roles (a membership change is not a change of the user).
+pub fn graph_subscription_resources(settings: &Settings) -> Vec<String> {
+    if entra_scope(settings).watched_groups().is_empty() {
+        vec!["users".into()]
+    } else {
+        vec!["users".into(), "groups".into()]
+    }
 }
 
 fn timeout(settings: &Settings) -> Duration {
@@ -340,11 +354,7 @@ fn build_sweeper(
         (Some(api), Some(notification_url)) => Some(SubscriptionOwner {
             api: api.clone(),
             tenant: settings.entra_tenant(),
-            resources: if entra_watched.is_empty() {
-                vec!["users".into()]
-            } else {
-                vec!["users".into(), "groups".into()]
-            },
+            resources: graph_subscription_resources(settings),
             notification_url: notification_url.clone(),
             client_state: e.client_state.clone(),
             renew_before: on_clock(settings.sweep.renew_before),

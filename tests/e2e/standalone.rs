@@ -5,12 +5,12 @@ use std::time::Duration;
 
 use scim_relay_core::config::{Settings, TargetProfile};
 use scim_relay_server::{RetryPolicy, RunningRelay};
-use scim_relay_tests::deployment::{base_settings, OKTA_SECRET};
+use scim_relay_tests::deployment::{base_settings, CLIENT_STATE, OKTA_SECRET};
 use scim_relay_tests::idp::IdpFixture;
 use scim_relay_tests::memory_relay::fast_retries;
 use scim_relay_tests::payloads::okta_delivery;
 use scim_relay_tests::scim::{ScimProxy, ScimTenant};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(15);
 
@@ -18,8 +18,8 @@ const WAIT: Duration = Duration::from_secs(15);
 // behaviour suite (tests/behaviour/), on every backend. What stays here is what its deployment
 // cannot express: the generic profile's use of scim2-server's ETags (`If-Match`, a 412), the
 // `/metrics` endpoint's exposition, a killed process's claims taken over by the next one, and
-// the chaos run (chaos.rs), which shares this harness, and `setup okta`, whose verification
-// needs the relay on a real port.
+// the chaos run (chaos.rs), which shares this harness, and `setup okta` and `setup graph`,
+// whose verification needs the relay on a real port.
 
 /// So does the convergence-under-chaos test.
 #[path = "chaos.rs"]
@@ -470,5 +470,143 @@ async fn setup_okta_makes_the_event_hook_and_a_second_run_changes_nothing() {
     assert_eq!(status, 200);
     h.settle().await;
     assert!(h.tenant.user("hooked@example.com").await.is_some());
+    h.finish().await;
+}
+
+/// `setup graph` with the relay on a real port: Graph validates the URL against it (twice: the
+/// notification and the lifecycle URL), a second run changes nothing, groups in the settings
+/// add a `groups` subscription, one near its end is renewed, `--rotate` makes it again and
+/// deletes the old; what it may not touch (another URL's subscription) stays. It ends with a
+/// notification through the subscription Graph holds, which provisions the user.
+#[tokio::test]
+async fn setup_graph_makes_the_subscription_and_a_second_run_changes_nothing() {
+    use scim_relay_core::secret::Secret;
+    use scim_relay_server::setup::{parse, run};
+    let h = harness(TargetProfile::Generic).await;
+    h.idp.validate_subscription_endpoints();
+    let setup = |settings: Settings, words: Vec<String>| async move {
+        let words: Vec<&str> = words.iter().map(String::as_str).collect();
+        let args = parse(&words).expect("arguments parse");
+        let mut out = Vec::new();
+        let result = run(&settings, args, &mut out).await;
+        result.map(|()| String::from_utf8(out).expect("utf-8"))
+    };
+    let graph = |url: &str| vec!["graph".to_string(), "--url".into(), url.to_string()];
+    let url = h.url("/entra");
+    // Another deployment's subscription of the same app: never touched.
+    let theirs = json!({
+        "resource": "users", "changeType": "updated,deleted",
+        "notificationUrl": "https://other.example.com/entra",
+        "expirationDateTime": (chrono::Utc::now() + chrono::Duration::days(1)).to_rfc3339(),
+    });
+    h.idp.add_subscription("theirs", theirs);
+
+    let first = setup(h.settings.clone(), graph(&url))
+        .await
+        .expect("set up");
+    assert!(
+        first.contains("created subscription sub-1 to users"),
+        "{first}"
+    );
+    assert!(first.contains("left alone: subscription theirs"), "{first}");
+    assert_eq!(h.idp.subscription_validations(), [url.clone(), url.clone()]);
+    let made = h.idp.subscription_creates();
+    assert_eq!(made.len(), 1);
+    assert_eq!(made[0]["changeType"], "updated,deleted");
+    assert_eq!(made[0]["lifecycleNotificationUrl"], url.as_str());
+    assert_eq!(made[0]["clientState"], CLIENT_STATE);
+
+    // Again: nothing written, and it says so.
+    let second = setup(h.settings.clone(), graph(&url))
+        .await
+        .expect("set up");
+    assert!(
+        second.contains("already as configured, nothing changed"),
+        "{second}"
+    );
+    assert_eq!(h.idp.subscription_creates().len(), 1);
+    assert!(h.idp.subscription_renewals().is_empty());
+
+    // Groups decide scope now: a `groups` subscription too; `users` is kept.
+    let mut grouped = h.settings.clone();
+    grouped.entra.group_ids = vec!["g-eng".into()];
+    let third = setup(grouped, graph(&url)).await.expect("set up");
+    assert!(
+        third.contains("created subscription sub-2 to groups"),
+        "{third}"
+    );
+    assert_eq!(h.idp.subscription_creates().len(), 2);
+
+    // Two days left, inside the three-day margin: renewed, not remade.
+    h.idp
+        .set_subscription_expiry("sub-1", chrono::Utc::now() + chrono::Duration::days(2));
+    let fourth = setup(h.settings.clone(), graph(&url))
+        .await
+        .expect("set up");
+    assert!(fourth.contains("renewed subscription sub-1"), "{fourth}");
+    // No group settings again: the `groups` subscription only costs notifications.
+    assert!(
+        fourth.contains("deleted subscription sub-2 to groups: not needed"),
+        "{fourth}"
+    );
+    assert_eq!(h.idp.subscription_renewals().len(), 1);
+
+    // What goes wrong reads as what to fix, and leaves nothing half-made.
+    let plain = setup(h.settings.clone(), graph("http://relay.example.com/entra")).await;
+    assert!(plain.unwrap_err().contains("HTTPS only"));
+    let nobody = setup(h.settings.clone(), graph("http://127.0.0.1:9/entra"))
+        .await
+        .unwrap_err();
+    assert!(nobody.contains("is the relay running"), "{nobody}");
+    let mut owned = h.settings.clone();
+    owned.entra.notification_url = Some(url.clone());
+    let by_sweeper = setup(owned, graph(&url)).await.expect("set up");
+    assert!(
+        by_sweeper.contains("the sweeper makes and renews"),
+        "{by_sweeper}"
+    );
+    let mut listed = h.settings.clone();
+    listed.entra.subscription_ids = vec!["an-old-one".into()];
+    let refused = setup(listed, graph(&url)).await.unwrap_err();
+    assert!(refused.contains("does not name sub-1"), "{refused}");
+    assert_eq!(h.idp.subscription_creates().len(), 2);
+
+    // A rotated clientState: made again with it, the old one deleted.
+    let mut rotated = h.settings.clone();
+    rotated.entra.client_state = Secret::new("rotated-client-state".to_string());
+    let mut words = graph(&url);
+    words.push("--rotate".into());
+    let fifth = setup(rotated, words).await.expect("set up");
+    assert!(
+        fifth.contains("made subscription again: sub-3 to users"),
+        "{fifth}"
+    );
+    assert!(fifth.contains("deleted subscription sub-1"), "{fifth}");
+
+    let users: Vec<Value> = h
+        .idp
+        .subscriptions()
+        .into_iter()
+        .filter(|s| s["notificationUrl"] == url.as_str() && s["resource"] == "users")
+        .collect();
+    assert_eq!(users.len(), 1);
+    assert_eq!(users[0]["clientState"], "rotated-client-state");
+    assert!(h.idp.subscriptions().iter().any(|s| s["id"] == "theirs"));
+
+    // Back to the relay's own clientState, and Graph notifies through what it holds.
+    let mut words = graph(&url);
+    words.push("--rotate".into());
+    setup(h.settings.clone(), words).await.expect("set up");
+    h.idp.set_graph_user(
+        "graph-user-1",
+        "graphed@example.com",
+        true,
+        "Graph User",
+        None,
+    );
+    let answers = h.idp.notify_user_changed(&url, "graph-user-1").await;
+    assert_eq!(answers, [202], "one subscription delivers here");
+    h.settle().await;
+    assert!(h.tenant.user("graphed@example.com").await.is_some());
     h.finish().await;
 }

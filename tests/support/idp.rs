@@ -75,6 +75,11 @@ struct Directory {
     /// Every subscription create request body, and every renewal as (id, expiry).
     subscription_creates: Vec<Value>,
     subscription_renewals: Vec<(String, String)>,
+    /// While set, a create calls the notification and lifecycle URLs with a `validationToken`
+    /// and fails with 400 unless each answers it, as Graph does.
+    validate_endpoints: bool,
+    /// Every URL validated successfully.
+    subscription_validations: Vec<String>,
     okta_list_requests: usize,
     /// Graph membership changes as (change counter, group, user, joined).
     graph_member_log: Vec<(u64, String, String, bool)>,
@@ -147,7 +152,10 @@ impl IdpFixture {
             .route("/api/v1/logs", get(okta_logs))
             .route("/v1.0/users/delta", get(graph_delta))
             .route("/v1.0/groups/delta", get(graph_groups_delta))
-            .route("/v1.0/subscriptions", post(graph_create_subscription))
+            .route(
+                "/v1.0/subscriptions",
+                post(graph_create_subscription).get(graph_list_subscriptions),
+            )
             .route(
                 "/v1.0/subscriptions/{id}",
                 patch(graph_renew_subscription)
@@ -366,6 +374,63 @@ impl IdpFixture {
     /// Every renewal received, as (id, requested expiry).
     pub fn subscription_renewals(&self) -> Vec<(String, String)> {
         self.dir.lock().expect("lock").subscription_renewals.clone()
+    }
+
+    /// Graph validates the URLs of each new subscription from now on (the relay must answer).
+    pub fn validate_subscription_endpoints(&self) {
+        self.dir.lock().expect("lock").validate_endpoints = true;
+    }
+
+    /// Every URL Graph validated successfully, in order.
+    pub fn subscription_validations(&self) -> Vec<String> {
+        self.dir
+            .lock()
+            .expect("lock")
+            .subscription_validations
+            .clone()
+    }
+
+    /// A subscription's expiry moves (time passed).
+    pub fn set_subscription_expiry(&self, id: &str, expires_at: chrono::DateTime<chrono::Utc>) {
+        if let Some(sub) = self.dir.lock().expect("lock").subscriptions.get_mut(id) {
+            sub["expirationDateTime"] = json!(expires_at.to_rfc3339());
+        }
+    }
+
+    /// A subscription made outside the relay (another deployment's, or by hand).
+    pub fn add_subscription(&self, id: &str, body: Value) {
+        let mut sub = body;
+        sub["id"] = json!(id);
+        self.dir
+            .lock()
+            .expect("lock")
+            .subscriptions
+            .insert(id.to_string(), sub);
+    }
+
+    /// A user changed: Graph notifies each subscription to `users` delivering to `url`, with
+    /// its own id and clientState. The answers' statuses.
+    pub async fn notify_user_changed(&self, url: &str, user_id: &str) -> Vec<u16> {
+        let subs: Vec<Value> = self
+            .subscriptions()
+            .into_iter()
+            .filter(|s| s["resource"] == "users" && s["notificationUrl"] == url)
+            .collect();
+        let mut answers = Vec::new();
+        for sub in subs {
+            let client_state = sub["clientState"].as_str().unwrap_or_default();
+            let mut body = crate::payloads::graph_notification(user_id, client_state, 1);
+            body["value"][0]["subscriptionId"] = sub["id"].clone();
+            let status = reqwest::Client::new()
+                .post(url)
+                .json(&body)
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+                .unwrap_or(0);
+            answers.push(status);
+        }
+        answers
     }
 
     /// Graph drops every subscription (expired, or removed by an admin).
@@ -1084,7 +1149,76 @@ async fn graph_delta(
     Json(body).into_response()
 }
 
-/// `POST /v1.0/subscriptions`: kept, answered 201 like Graph (no URL validation here).
+/// What Graph refuses in a subscription's body before it looks at the URLs: an expiry past
+/// 41,760 minutes for users and groups, a clientState over 128 characters.
+fn subscription_refusal(body: &Value) -> Option<Response> {
+    let expiry = body["expirationDateTime"]
+        .as_str()
+        .and_then(|e| chrono::DateTime::parse_from_rfc3339(e).ok());
+    let too_far = chrono::Utc::now() + chrono::Duration::minutes(41_760);
+    match expiry {
+        None => Some(graph_error(StatusCode::BAD_REQUEST, "InvalidRequest")),
+        Some(e) if e > too_far => Some(graph_error(StatusCode::BAD_REQUEST, "ExtensionError")),
+        _ if body["clientState"].as_str().is_some_and(|c| c.len() > 128) => {
+            Some(graph_error(StatusCode::BAD_REQUEST, "InvalidRequest"))
+        }
+        _ => None,
+    }
+}
+
+/// Graph's validation of a URL: a POST with `?validationToken=…` (URL-encoded, with characters
+/// that must be decoded), answered within 10 s with 200, `text/plain` and the decoded token.
+async fn validate_endpoint(url: &str) -> Result<(), String> {
+    let token = format!(
+        "Validation: Testing client application reachability for subscription Request-Id: {}",
+        uuid::Uuid::new_v4()
+    );
+    let mut target = reqwest::Url::parse(url).map_err(|e| e.to_string())?;
+    target
+        .query_pairs_mut()
+        .append_pair("validationToken", &token);
+    let resp = reqwest::Client::new()
+        .post(target)
+        .header("content-type", "text/plain; charset=utf-8")
+        .timeout(std::time::Duration::from_secs(10))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let plain = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/plain"));
+    let status = resp.status().as_u16();
+    let body = resp.text().await.unwrap_or_default();
+    if status == 200 && plain && body == token {
+        Ok(())
+    } else {
+        Err(format!("{url} answered {status}"))
+    }
+}
+
+/// `GET /v1.0/subscriptions`: the app's subscriptions, without their clientState.
+async fn graph_list_subscriptions(State(dir): Dir, headers: HeaderMap) -> Response {
+    if let Some(refused) = graph_refuses(&headers) {
+        return refused;
+    }
+    let value: Vec<Value> = dir
+        .lock()
+        .expect("lock")
+        .subscriptions
+        .values()
+        .map(|s| {
+            let mut s = s.clone();
+            s["clientState"] = Value::Null;
+            s
+        })
+        .collect();
+    Json(json!({ "value": value })).into_response()
+}
+
+/// `POST /v1.0/subscriptions`: kept, answered 201 like Graph; the URLs validated first when
+/// the fixture is asked to.
 async fn graph_create_subscription(
     State(dir): Dir,
     headers: HeaderMap,
@@ -1092,6 +1226,29 @@ async fn graph_create_subscription(
 ) -> Response {
     if let Some(refused) = graph_refuses(&headers) {
         return refused;
+    }
+    if let Some(refused) = subscription_refusal(&body) {
+        return refused;
+    }
+    if dir.lock().expect("lock").validate_endpoints {
+        // Both URLs, even when they are the same one: two requests.
+        let urls = [&body["notificationUrl"], &body["lifecycleNotificationUrl"]];
+        for url in urls.into_iter().filter_map(Value::as_str) {
+            if let Err(why) = validate_endpoint(url).await {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    Json(json!({"error": {
+                        "code": "InvalidRequest",
+                        "message": format!("Subscription validation request failed. Notification endpoint must respond with 200 OK to validation request. ({why})")
+                    }})),
+                )
+                    .into_response();
+            }
+            dir.lock()
+                .expect("lock")
+                .subscription_validations
+                .push(url.to_string());
+        }
     }
     let mut dir = dir.lock().expect("lock");
     dir.subscription_creates.push(body.clone());
@@ -1111,6 +1268,9 @@ async fn graph_renew_subscription(
     Json(body): Json<Value>,
 ) -> Response {
     if let Some(refused) = graph_refuses(&headers) {
+        return refused;
+    }
+    if let Some(refused) = subscription_refusal(&body) {
         return refused;
     }
     let mut dir = dir.lock().expect("lock");

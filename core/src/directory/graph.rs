@@ -9,7 +9,7 @@ use tokio::sync::Mutex;
 
 use super::client_assertion::ClientKey;
 use super::rate_limit::{throttle_wait, throttled, SWEEPER_PATIENCE, WORKER_PATIENCE};
-use super::subscription::{GraphSubscription, SubscriptionApi};
+use super::subscription::{GraphSubscription, ListedSubscription, SubscriptionApi};
 use super::{
     answer, unique_ids, Answer, ChangeFeed, Directory, DirectoryChanges, DirectoryError,
     DirectoryGroup, DirectoryRead, DirectoryUser, FeedError, IdpStatus, Membership, Scope,
@@ -840,6 +840,30 @@ impl From<SubscriptionResource> for GraphSubscription {
     }
 }
 
+/// A subscription as `GET /subscriptions` lists it.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ListedSubscriptionResource {
+    id: String,
+    #[serde(default)]
+    resource: String,
+    #[serde(default)]
+    change_type: String,
+    #[serde(default)]
+    notification_url: String,
+    #[serde(default)]
+    lifecycle_notification_url: Option<String>,
+    expiration_date_time: chrono::DateTime<chrono::Utc>,
+}
+
+#[derive(Deserialize)]
+struct SubscriptionPage {
+    #[serde(default)]
+    value: Vec<ListedSubscriptionResource>,
+    #[serde(rename = "@odata.nextLink", default)]
+    next_link: Option<String>,
+}
+
 impl GraphDirectory {
     /// Sends a subscription request and reads the subscription Graph answers with (`None` on
     /// 404).
@@ -885,6 +909,46 @@ impl GraphDirectory {
 
 #[async_trait]
 impl SubscriptionApi for GraphDirectory {
+    async fn list(&self) -> Result<Vec<ListedSubscription>, DirectoryError> {
+        let token = self.access_token().await?;
+        let mut url = format!("{}/v1.0/subscriptions", self.graph_url);
+        let mut listed = Vec::new();
+        // 100 subscriptions per app and tenant for users and groups: a few pages at most.
+        for _ in 0..MAX_DELTA_PAGES {
+            let resp = self.get_page(&url, &token).await?;
+            match answer("Graph", resp.status().as_u16())? {
+                Answer::Found => {}
+                Answer::NotFound => {
+                    return Err(DirectoryError::Permanent(
+                        "Graph has no /subscriptions at entra.graph_url".into(),
+                    ))
+                }
+                Answer::CredentialRejected => return Err(DirectoryError::Refused(
+                    "Graph refused to list the app's subscriptions; grant the app User.Read.All"
+                        .into(),
+                )),
+            }
+            let page: SubscriptionPage = resp.json().await.map_err(|e| {
+                DirectoryError::Retryable(format!("Graph subscriptions are not readable: {e}"))
+            })?;
+            listed.extend(page.value.into_iter().map(|s| ListedSubscription {
+                id: s.id,
+                resource: s.resource,
+                change_type: s.change_type,
+                notification_url: s.notification_url,
+                lifecycle_notification_url: s.lifecycle_notification_url,
+                expires_at: s.expiration_date_time,
+            }));
+            match page.next_link {
+                Some(next) if self.is_own_link(&next) => url = next,
+                _ => return Ok(listed),
+            }
+        }
+        Err(DirectoryError::Permanent(
+            "Graph's subscription listing never ended".into(),
+        ))
+    }
+
     async fn create(
         &self,
         resource: &str,

@@ -21,8 +21,25 @@ pub struct GraphSubscription {
     pub expires_at: DateTime<Utc>,
 }
 
+/// A subscription as `GET /subscriptions` lists it: what `scim-relay setup graph` compares with
+/// what the settings need. The clientState is never read back (the relay treats it as
+/// write-only, as it does Okta's hook secret).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedSubscription {
+    pub id: String,
+    pub resource: String,
+    /// `updated,deleted`, as Graph spells it back.
+    pub change_type: String,
+    pub notification_url: String,
+    pub lifecycle_notification_url: Option<String>,
+    pub expires_at: DateTime<Utc>,
+}
+
 #[async_trait]
 pub trait SubscriptionApi: Send + Sync {
+    /// `GET /subscriptions`, every page: the app's own subscriptions in the tenant.
+    async fn list(&self) -> Result<Vec<ListedSubscription>, DirectoryError>;
+
     /// `POST /subscriptions` for `updated,deleted` on `resource`, delivering to
     /// `notification_url` (lifecycle events too) with `client_state`.
     async fn create(

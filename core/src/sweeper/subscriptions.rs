@@ -294,7 +294,7 @@ impl Sweeper {
         }
     }
 
-    /// Renews a subscription the relay does not own (made by hand), by id only.
+    /// Renews a subscription the relay does not own (made by `setup graph` or by hand), by id only.
     async fn renew_foreign(&self, id: &str) -> Result<String, WorkError> {
         let api = self.p.subscription_api.as_ref().ok_or_else(|| {
             WorkError::Permanent(format!(
@@ -307,7 +307,7 @@ impl Sweeper {
             .map_err(WorkError::from)?
             .ok_or_else(|| {
                 WorkError::Permanent(format!(
-                    "Graph subscription {id} is gone; set entra.notification_url so the relay keeps its own, or create it again by hand"
+                    "Graph subscription {id} is gone; set entra.notification_url so the relay keeps its own, or make it again with `scim-relay setup graph --url …/entra`"
                 ))
             })?;
         Ok(format!("subscription {} renewed", sub.id))
@@ -351,7 +351,7 @@ impl Sweeper {
                 Ok(format!("subscription {} created; {caught}", sub.id))
             }
             ("subscriptionRemoved", None) => Err(WorkError::Permanent(format!(
-                "Graph removed subscription {subscription_id}, which the relay does not own: create it again by hand, or set entra.notification_url so the relay keeps its own"
+                "Graph removed subscription {subscription_id}, which the relay does not own: make it again with `scim-relay setup graph --url …/entra`, or set entra.notification_url so the relay keeps its own"
             ))),
             // Some notifications were dropped: read what changed.
             ("missed", owned) => {

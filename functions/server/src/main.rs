@@ -41,7 +41,8 @@ enum Command {
     /// Put every dead letter back on the queue (after fixing their cause; applied triggers
     /// are skipped).
     Redrive,
-    /// Set up the IdP's side of a deployment: `setup okta --url https://…/okta`.
+    /// Set up the IdP's side of a deployment: `setup okta --url https://…/okta`, or
+    /// `setup graph --url https://…/entra`.
     Setup(scim_relay_server::setup::SetupArgs),
     #[command(flatten)]
     Console(ConsoleCommand),
