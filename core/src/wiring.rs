@@ -18,6 +18,7 @@ use crate::envelope::EnvelopeSigner;
 use crate::envelope::Source;
 use crate::queue::Queue;
 use crate::scim::datadog_invitations::DatadogInvitations;
+use crate::scim::gated::GatedTarget;
 use crate::scim::http::HttpScimTarget;
 use crate::scim::InvitationApi;
 use crate::scim::{DryRunTarget, RoleMap, ScimTarget};
@@ -133,6 +134,12 @@ where
 {
     let pause =
         chrono::Duration::from_std(policy.credential_pause).unwrap_or(chrono::Duration::minutes(5));
+    // One gate for the worker and the sweeper: a wait the target asks of one is kept by all.
+    let outbound = &Outbound {
+        target: Arc::new(GatedTarget::new(outbound.target.clone())),
+        okta: outbound.okta.clone(),
+        entra: outbound.entra.clone(),
+    };
     let sweeper = Arc::new(build_sweeper(
         settings,
         outbound,

@@ -623,3 +623,55 @@ pub async fn an_idp_rate_limit_is_waited_out_and_dead_letters_nothing(b: Backend
     assert_eq!(d.depth().await, (0, 0));
     d.finish().await;
 }
+
+/// A target that asks to wait (a 429 with `Retry-After`) is called by no worker until then:
+/// the other users' work goes back on the queue for the rest of the wait instead of spending
+/// the target's budget on refusals, and all of it is applied after; nothing dead-lettered.
+pub async fn a_target_asking_to_wait_is_called_by_no_worker_until_then(b: Backend) {
+    let d = Deployment::options(b)
+        .patient()
+        .start(|s| s.target.profile = scim_relay_core::config::TargetProfile::Generic)
+        .await;
+    let ids = ["00uGATE1", "00uGATE2", "00uGATE3"];
+    let email = |id: &str| format!("{}@example.com", id.to_lowercase());
+    let mut delivery = okta_delivery("gate-0", "user.lifecycle.create", ids[0], "x");
+    let mut events = Vec::new();
+    for (n, id) in ids.iter().enumerate() {
+        d.idp
+            .set_okta_user(id, "ACTIVE", Some(&email(id)), "Ga", "Ted", None);
+        let one = okta_delivery(&format!("gate-{n}"), "user.lifecycle.create", id, "x");
+        events.push(one["data"]["events"][0].clone());
+    }
+    delivery["data"]["events"] = serde_json::Value::Array(events);
+    // Whichever look-up comes first is refused with a wait of two seconds.
+    d.target.fail_next_with("GET", 429, &[("Retry-After", "2")]);
+    d.okta(delivery).await;
+
+    for id in ids {
+        assert_eq!(
+            d.target.user(&email(id)).await.expect("created")["active"],
+            true,
+            "{id}"
+        );
+    }
+    assert_eq!(d.depth().await, (0, 0), "nothing dead-lettered");
+    let calls = d.target.call_times();
+    let (_, refused_at) = calls
+        .iter()
+        .find(|(method, _)| method == "GET")
+        .cloned()
+        .expect("a look-up");
+    // Without the gate the two other users' look-ups and creates follow within milliseconds
+    // (four calls). With it, only a look-up already on its way when the refusal came may
+    // land inside the wait (one a user at most); nothing else until it is over.
+    let inside: Vec<(String, u128)> = calls
+        .iter()
+        .filter(|(_, at)| *at > refused_at && *at < refused_at + Duration::from_millis(1900))
+        .map(|(method, at)| (method.clone(), (*at - refused_at).as_millis()))
+        .collect();
+    assert!(
+        inside.len() <= 2 && inside.iter().all(|(method, _)| method == "GET"),
+        "called while asked to wait (method, ms after the refusal): {inside:?}"
+    );
+    d.finish().await;
+}

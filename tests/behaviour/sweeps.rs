@@ -356,7 +356,10 @@ pub async fn graph_delta_reconciliation_pages_catches_removals_and_restarts_afte
     d.finish().await;
 }
 
-pub async fn a_read_that_breaks_off_or_comes_back_empty_enqueues_nothing_and_deactivates_nobody(
+/// A delta read that breaks off part-way keeps its position (the next sweep reads the same
+/// changes again); what it queued before the break are re-checks of users the directory
+/// listed, nothing more. One that comes back empty is not believed: nobody is deactivated.
+pub async fn a_read_that_breaks_off_or_comes_back_empty_keeps_its_position_and_deactivates_nobody(
     b: Backend,
 ) {
     let d = Deployment::start_with(b, |s| s.target.profile = TargetProfile::Generic).await;
@@ -380,15 +383,27 @@ pub async fn a_read_that_breaks_off_or_comes_back_empty_enqueues_nothing_and_dea
     d.idp.fail_delta_request(2);
     let report = d.sweep().await;
     assert!(aborted(&feed(&report, Source::Entra)), "{report:?}");
-    assert_eq!(d.depth().await, (0, 0), "nothing enqueued");
-    let b1 = d.target.user("b1@contoso.com").await.expect("b1");
-    assert!(b1.get("title").is_none_or(Value::is_null), "{b1}");
+    assert_eq!(
+        d.depth().await,
+        (2, 0),
+        "the first page's users queued as it was read: re-checks, nothing else"
+    );
+    d.settle().await;
+    let title = |user: Value| user["title"].as_str().map(str::to_string);
+    let b3 = d.target.user("b3@contoso.com").await.expect("b3");
+    assert_eq!(title(b3), None, "on the page never read");
 
     // The position was kept: the next sweep reads the same changes again.
     let report = sweep_and_settle(&d).await;
     assert_eq!(feed(&report, Source::Entra), enqueued(3, false));
-    let b1 = d.target.user("b1@contoso.com").await.expect("b1");
-    assert_eq!(b1["title"], "Changed");
+    for id in ["b1", "b2", "b3"] {
+        let user = d
+            .target
+            .user(&format!("{id}@contoso.com"))
+            .await
+            .expect("user");
+        assert_eq!(title(user), Some("Changed".into()));
+    }
 
     // Graph forgets the position and then lists nobody: not believed, nobody deactivated.
     for id in ["b1", "b2", "b3"] {
@@ -1150,6 +1165,105 @@ pub async fn a_full_pass_short_of_time_pauses_and_the_next_run_goes_on(b: Backen
     assert!(
         matches!(
             feed(&report, Source::Okta),
+            FeedOutcome::Enqueued { full: false, .. }
+        ),
+        "{report:?}"
+    );
+    d.finish().await;
+}
+
+/// Entra's full pass is read as Okta's is: `/users/delta` page by page, each trigger carrying
+/// its user as the delta listed it (no read of its own for an active user), paused when the
+/// sweeper's time runs low and gone on at the next run from the page after (no page read
+/// twice), and the users no longer listed found across all its runs.
+pub async fn an_entra_full_pass_reads_users_from_the_delta_and_pauses_when_short_of_time(
+    b: Backend,
+) {
+    let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
+    let d = Deployment::options(b)
+        .on_clock(clock.clone())
+        .start(|s| s.target.profile = TargetProfile::Generic)
+        .await;
+    let id = |n: u32| format!("e-paused-{n}");
+    let email = |n: u32| format!("e-paused-{n}@example.com");
+    for n in 1..=6 {
+        d.idp
+            .set_graph_user(&id(n), &email(n), true, "Pau Sed", Some("One"));
+    }
+    let report = sweep_and_settle(&d).await;
+    assert_eq!(feed(&report, Source::Entra), enqueued(6, true));
+    for n in 1..=6 {
+        assert_eq!(
+            d.idp.reads(&format!("graph:{}", id(n))),
+            0,
+            "{}: from the delta only",
+            id(n)
+        );
+        let user = d.target.user(&email(n)).await.expect("created");
+        assert_eq!(
+            (user["title"].as_str(), user["active"].as_bool()),
+            (Some("One"), Some(true))
+        );
+    }
+
+    // A day on, the full pass is due: a full delta lists no deleted users, so one deleted
+    // outright is found by its absence. Each run has no time to spare.
+    d.idp.hard_delete_graph_user(&id(6));
+    clock.advance(Days::hours(25));
+    let pages = d.idp.delta_requests();
+    let within = std::time::Duration::ZERO;
+    let first = d.sweep_within(within).await;
+    assert_eq!(
+        feed(&first, Source::Entra),
+        FeedOutcome::Paused {
+            users: 2,
+            full: true
+        }
+    );
+    d.settle().await;
+    let second = d.sweep_within(within).await;
+    assert_eq!(
+        feed(&second, Source::Entra),
+        FeedOutcome::Paused {
+            users: 4,
+            full: true
+        }
+    );
+    assert_eq!(
+        active(&d, &email(6)).await,
+        Some(true),
+        "not yet: the pass is not over"
+    );
+    let third = d.sweep_within(within).await;
+    assert_eq!(
+        feed(&third, Source::Entra),
+        FeedOutcome::Enqueued {
+            users: 6,
+            full: true,
+            vanished: 1
+        },
+        "1 to 5 listed over three runs, 6 missing from all of them"
+    );
+    assert_eq!(
+        d.idp.delta_requests() - pages,
+        3,
+        "three pages, each read once"
+    );
+    d.settle().await;
+    assert_eq!(active(&d, &email(6)).await, Some(false));
+    assert!(
+        d.idp.reads(&format!("graph:{}", id(6))) >= 1,
+        "gone: read to be sure"
+    );
+    for n in 1..=5 {
+        assert_eq!(active(&d, &email(n)).await, Some(true));
+        assert_eq!(d.idp.reads(&format!("graph:{}", id(n))), 0);
+    }
+    // The pass ended with a delta link: the next run reads changes only.
+    let report = sweep_and_settle(&d).await;
+    assert!(
+        matches!(
+            feed(&report, Source::Entra),
             FeedOutcome::Enqueued { full: false, .. }
         ),
         "{report:?}"

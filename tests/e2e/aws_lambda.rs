@@ -446,12 +446,13 @@ async fn a_retryable_failure_holds_back_the_rest_of_its_users_records() {
     );
 }
 
-/// One user's wait delays only that user: the target rate-limits the first user's create, so
-/// that record goes back to the queue for the target's reset; another user's record later in
-/// the same batch is applied in this invocation (FIFO orders a message group, one user, not the
-/// whole queue).
+/// The target's wait is everyone's: it rate-limits the first user's create, so that record
+/// goes back to the queue for the target's reset, and another user's record later in the same
+/// batch goes back for the rest of the wait without being sent (it would only be refused, and
+/// spend the target's budget). A failure that is not the target asking to wait holds back only
+/// its own user's records (`a_retryable_failure_holds_back_the_rest_of_its_users_records`).
 #[tokio::test]
-async fn one_users_wait_delays_only_that_users_records() {
+async fn the_targets_wait_holds_back_the_batch_without_calling_it_again() {
     let World {
         aws,
         idp,
@@ -462,7 +463,7 @@ async fn one_users_wait_delays_only_that_users_records() {
     let ingress = ingress(&aws, &settings);
     for (id, email) in [
         ("00uWAITS", "waits@example.com"),
-        ("00uGOES", "goes@example.com"),
+        ("00uALSO", "also@example.com"),
     ] {
         idp.set_okta_user(id, "ACTIVE", Some(email), "Wa", "It", None);
         let delivery = okta_delivery(&format!("ev-{id}"), "user.lifecycle.create", id, email);
@@ -478,7 +479,7 @@ async fn one_users_wait_delays_only_that_users_records() {
         messages.extend(receive(&aws.sqs, &aws.queues.url).await);
     }
     assert_eq!(messages.len(), 2);
-    // The waiting user's record first in the batch.
+    // The refused user's record first in the batch.
     messages.sort_by_key(|m| !m.body.as_deref().unwrap_or_default().contains("00uWAITS"));
     proxy.fail_next_with("POST", 429, &[("X-RateLimit-Reset", "30")]);
     let resp = scim_relay_worker::handle(&worker_lambda(&aws, &settings), sqs_event(&messages))
@@ -489,17 +490,14 @@ async fn one_users_wait_delays_only_that_users_records() {
         .iter()
         .map(|f| f.item_identifier.clone())
         .collect();
-    assert_eq!(
-        failed,
-        [messages[0].message_id.clone().unwrap()],
-        "only the rate-limited user's record goes back"
-    );
+    let ids: Vec<String> = messages
+        .iter()
+        .map(|m| m.message_id.clone().unwrap())
+        .collect();
+    assert_eq!(failed, ids, "both records go back");
+    assert_eq!(proxy.count("POST"), 1, "the second create is never sent");
     assert!(tenant.user("waits@example.com").await.is_none());
-    assert_eq!(
-        tenant.user("goes@example.com").await.expect("applied now")["active"],
-        true,
-        "the other user's record did not wait 30 s behind it"
-    );
+    assert!(tenant.user("also@example.com").await.is_none());
 }
 
 #[tokio::test]

@@ -168,6 +168,23 @@ impl DynamoStateStore {
         projection: &str,
     ) -> Result<Vec<Item>, StoreError> {
         let mut items = Vec::new();
+        self.scan_each(prefix, extra, projection, |item| {
+            items.push(item.clone());
+            Ok(())
+        })
+        .await?;
+        Ok(items)
+    }
+
+    /// Every item whose key starts with `prefix`, handed to `each` page by page: a census of
+    /// 100,000 users holds one page of at most 1 MB, not the table.
+    async fn scan_each(
+        &self,
+        prefix: &str,
+        extra: Option<(&str, &str, AttributeValue)>,
+        projection: &str,
+        mut each: impl FnMut(&Item) -> Result<(), StoreError> + Send,
+    ) -> Result<(), StoreError> {
         let mut start: Option<Item> = None;
         loop {
             let mut scan = self
@@ -184,10 +201,12 @@ impl DynamoStateStore {
                 None => scan.filter_expression("begins_with(pk, :prefix)"),
             };
             let out = scan.send().await.map_err(backend)?;
-            items.extend(out.items().iter().cloned());
+            for item in out.items() {
+                each(item)?;
+            }
             match out.last_evaluated_key {
                 Some(key) if !key.is_empty() => start = Some(key),
-                _ => return Ok(items),
+                _ => return Ok(()),
             }
         }
     }
@@ -773,7 +792,13 @@ impl SweepStore for DynamoStateStore {
 
     async fn active_account_count(&self) -> Result<u64, StoreError> {
         let active = ("active = :active", ":active", AttributeValue::Bool(true));
-        Ok(self.scan_prefix("USER#", Some(active), "pk").await?.len() as u64)
+        let mut count = 0;
+        self.scan_each("USER#", Some(active), "pk", |_| {
+            count += 1;
+            Ok(())
+        })
+        .await?;
+        Ok(count)
     }
 
     async fn held_users(&self) -> Result<Vec<(UserKey, UserState)>, StoreError> {
@@ -786,11 +811,13 @@ impl SweepStore for DynamoStateStore {
     }
 
     async fn known_user_names(&self) -> Result<std::collections::HashSet<String>, StoreError> {
-        self.scan_prefix("USER#", None, "doc")
-            .await?
-            .iter()
-            .map(|item| Ok(state_doc(item)?.user_name.to_lowercase()))
-            .collect()
+        let mut names = std::collections::HashSet::new();
+        self.scan_each("USER#", None, "doc", |item| {
+            names.insert(state_doc(item)?.user_name.to_lowercase());
+            Ok(())
+        })
+        .await?;
+        Ok(names)
     }
 
     async fn active_user_ids(
@@ -800,25 +827,28 @@ impl SweepStore for DynamoStateStore {
     ) -> Result<Vec<String>, StoreError> {
         let prefix = format!("USER#{source}#{tenant}#");
         let active = ("active = :active", ":active", AttributeValue::Bool(true));
-        Ok(self
-            .scan_prefix(&prefix, Some(active), "pk")
-            .await?
-            .iter()
-            .filter_map(|item| {
-                let pk = item.get("pk")?.as_s().ok()?;
-                pk.strip_prefix(&prefix).map(str::to_string)
-            })
-            .collect())
+        let mut ids = Vec::new();
+        self.scan_each(&prefix, Some(active), "pk", |item| {
+            let pk = item.get("pk").and_then(|v| v.as_s().ok());
+            if let Some(id) = pk.and_then(|pk| pk.strip_prefix(&prefix)) {
+                ids.push(id.to_string());
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(ids)
     }
 
     async fn invitation_counts(&self, now: DateTime<Utc>) -> Result<InvitationCounts, StoreError> {
         // The invites-due index holds pending invitations only; given-up ones need the scan.
         let mut counts = InvitationCounts::default();
-        for item in self.scan_prefix("USER#", None, "doc").await? {
-            if let Some(invite) = &state_doc(&item)?.invite {
+        self.scan_each("USER#", None, "doc", |item| {
+            if let Some(invite) = &state_doc(item)?.invite {
                 counts.count(invite, now);
             }
-        }
+            Ok(())
+        })
+        .await?;
         Ok(counts)
     }
 

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
 use super::client_assertion::ClientKey;
@@ -12,7 +12,8 @@ use super::rate_limit::{throttle_wait, throttled, SWEEPER_PATIENCE, WORKER_PATIE
 use super::subscription::{GraphSubscription, ListedSubscription, SubscriptionApi};
 use super::{
     answer, unique_ids, Answer, ChangeFeed, Directory, DirectoryChanges, DirectoryError,
-    DirectoryGroup, DirectoryRead, DirectoryUser, FeedError, IdpStatus, Membership, Scope,
+    DirectoryGroup, DirectoryRead, DirectoryUser, FeedError, Flow, IdpStatus, ListedIds, Listing,
+    ListingSink, Membership, ReadEnd, Scope,
 };
 use crate::secret::Secret;
 
@@ -498,32 +499,38 @@ impl Directory for GraphDirectory {
             .json()
             .await
             .map_err(|e| DirectoryError::Retryable(format!("Graph user is not readable: {e}")))?;
-        let extra = raw.as_object().map(super::scalars).unwrap_or_default();
-        let u: GraphUser = serde_json::from_value(raw)
-            .map_err(|e| DirectoryError::Retryable(format!("Graph user is not readable: {e}")))?;
-        // Never read a missing field as "disabled": that would offboard on a bad read.
-        let enabled = u.account_enabled.ok_or_else(|| {
-            DirectoryError::Retryable("Graph returned the user without accountEnabled".into())
-        })?;
-        Ok(DirectoryRead::Found(Box::new(DirectoryUser {
-            id: u.id,
-            login: u.user_principal_name.unwrap_or_default(),
-            email: u.mail,
-            given_name: u.given_name,
-            family_name: u.surname,
-            display_name: u.display_name,
-            title: u.job_title,
-            employee_number: u.employee_id,
-            department: u.department,
-            status: Some(if enabled {
-                IdpStatus::Active
-            } else {
-                IdpStatus::Inactive
-            }),
-            raw_status: if enabled { "enabled" } else { "disabled" }.to_string(),
-            extra,
-        })))
+        graph_user(raw).map(|u| DirectoryRead::Found(Box::new(u)))
     }
+}
+
+/// A user as Graph returns it (`/users/{id}`, or an item of a full `/users/delta` pass) with
+/// the selected properties.
+fn graph_user(raw: serde_json::Value) -> Result<DirectoryUser, DirectoryError> {
+    let extra = raw.as_object().map(super::scalars).unwrap_or_default();
+    let u: GraphUser = serde_json::from_value(raw)
+        .map_err(|e| DirectoryError::Retryable(format!("Graph user is not readable: {e}")))?;
+    // Never read a missing field as "disabled": that would offboard on a bad read.
+    let enabled = u.account_enabled.ok_or_else(|| {
+        DirectoryError::Retryable("Graph returned the user without accountEnabled".into())
+    })?;
+    Ok(DirectoryUser {
+        id: u.id,
+        login: u.user_principal_name.unwrap_or_default(),
+        email: u.mail,
+        given_name: u.given_name,
+        family_name: u.surname,
+        display_name: u.display_name,
+        title: u.job_title,
+        employee_number: u.employee_id,
+        department: u.department,
+        status: Some(if enabled {
+            IdpStatus::Active
+        } else {
+            IdpStatus::Inactive
+        }),
+        raw_status: if enabled { "enabled" } else { "disabled" }.to_string(),
+        extra,
+    })
 }
 
 /// One page of a delta query: changed objects (or `@removed` stubs), then a next or delta link.
@@ -579,6 +586,64 @@ impl GraphDirectory {
         }
     }
 
+    /// One page of a delta query. `from_cursor`: the url is a stored link (a delta link, or a
+    /// paused pass's next link), which Graph may no longer take: an expired position.
+    async fn delta_page(
+        &self,
+        url: &str,
+        from_cursor: bool,
+        token: &Secret,
+    ) -> Result<DeltaPage, FeedError> {
+        let resp = self.get_page(url, token).await?;
+        let status = resp.status().as_u16();
+        if from_cursor && matches!(status, 400 | 404 | 410) {
+            // 410 Gone (and the codes Graph uses for an expired delta token) means: resync.
+            let code = resp
+                .json::<GraphErrorBody>()
+                .await
+                .map(|b| b.error.code.to_ascii_lowercase())
+                .unwrap_or_default();
+            if status == 410 || code.contains("syncstate") || code.contains("resync") {
+                return Err(FeedError::CursorExpired);
+            }
+            return Err(DirectoryError::Permanent(format!(
+                "Graph answered {status} ({code}) to a delta query"
+            ))
+            .into());
+        }
+        match answer("Graph", status)? {
+            Answer::Found => {}
+            Answer::NotFound => {
+                return Err(DirectoryError::Permanent(
+                    "Graph has no such delta query at entra.graph_url".into(),
+                )
+                .into())
+            }
+            Answer::CredentialRejected => {
+                return Err(DirectoryError::Refused(
+                    "Graph refused the delta query; grant the app User.Read.All (and GroupMember.Read.All for groups)".into(),
+                )
+                .into())
+            }
+        }
+        resp.json().await.map_err(|e| {
+            DirectoryError::Retryable(format!("Graph delta page is not readable: {e}")).into()
+        })
+    }
+
+    /// Where a delta page leads: the next page, or the delta link that ends the pass. A link
+    /// to anywhere but the configured Graph is neither.
+    fn delta_next(&self, page: &mut DeltaPage) -> Result<DeltaNext, FeedError> {
+        match (page.next_link.take(), page.delta_link.take()) {
+            (Some(next), _) if self.is_own_link(&next) => Ok(DeltaNext::Page(next)),
+            (None, Some(delta)) if self.is_own_link(&delta) => Ok(DeltaNext::End(delta)),
+            _ => Err(DirectoryError::Retryable(
+                "Graph delta page has neither a usable nextLink nor a deltaLink".into(),
+            )
+            .into()),
+        }
+    }
+
     /// Follows `@odata.nextLink` from `url` to the `@odata.deltaLink` that becomes the next
     /// cursor; `ids_of` names what each changed object stands for.
     async fn delta_pass<T: Send>(
@@ -590,63 +655,42 @@ impl GraphDirectory {
         let token = self.access_token().await?;
         let mut ids = Vec::new();
         for _ in 0..MAX_DELTA_PAGES {
-            let resp = self.get_page(&url, &token).await?;
-            let status = resp.status().as_u16();
-            if from_cursor && matches!(status, 400 | 404 | 410) {
-                // 410 Gone (and the codes Graph uses for an expired delta token) means: resync.
-                let code = resp
-                    .json::<GraphErrorBody>()
-                    .await
-                    .map(|b| b.error.code.to_ascii_lowercase())
-                    .unwrap_or_default();
-                if status == 410 || code.contains("syncstate") || code.contains("resync") {
-                    return Err(FeedError::CursorExpired);
-                }
-                return Err(DirectoryError::Permanent(format!(
-                    "Graph answered {status} ({code}) to a delta query"
-                ))
-                .into());
-            }
-            match answer("Graph", status)? {
-                Answer::Found => {}
-                Answer::NotFound => {
-                    return Err(DirectoryError::Permanent(
-                        "Graph has no such delta query at entra.graph_url".into(),
-                    )
-                    .into())
-                }
-                Answer::CredentialRejected => {
-                    return Err(DirectoryError::Refused(
-                        "Graph refused the delta query; grant the app User.Read.All (and GroupMember.Read.All for groups)".into(),
-                    )
-                    .into())
-                }
-            }
-            let page: DeltaPage = resp.json().await.map_err(|e| {
-                DirectoryError::Retryable(format!("Graph delta page is not readable: {e}"))
-            })?;
+            let mut page = self.delta_page(&url, from_cursor, &token).await?;
+            let next = self.delta_next(&mut page)?;
             ids.extend(page.value.into_iter().flat_map(&ids_of));
-            match (page.next_link, page.delta_link) {
-                (Some(next), _) if self.is_own_link(&next) => url = next,
-                (None, Some(delta)) if self.is_own_link(&delta) => return Ok((ids, delta)),
-                _ => {
-                    return Err(DirectoryError::Retryable(
-                        "Graph delta page has neither a usable nextLink nor a deltaLink".into(),
-                    )
-                    .into())
-                }
+            match next {
+                DeltaNext::Page(next) => url = next,
+                DeltaNext::End(delta) => return Ok((ids, delta)),
             }
         }
         Err(DirectoryError::Permanent("Graph delta query never ended".into()).into())
     }
 }
 
-/// The id of a changed (or `@removed`) user in `/users/delta`.
-fn delta_user_id(item: serde_json::Value) -> Vec<String> {
-    item.get("id")
-        .and_then(|v| v.as_str())
-        .map(|id| vec![id.to_string()])
-        .unwrap_or_default()
+enum DeltaNext {
+    Page(String),
+    End(String),
+}
+
+/// Where a paused `/users/delta` pass goes on: the next page's link, and whether the pass
+/// reads every user (whose items then carry the whole user).
+#[derive(Serialize, Deserialize)]
+struct GraphResume {
+    next: String,
+    whole: bool,
+}
+
+/// A changed (or `@removed`) user in `/users/delta`; whole when `whole` (a full pass's item
+/// carries every selected property) and it reads as a user, else its id alone (the worker
+/// reads it).
+fn delta_user_listing(item: serde_json::Value, whole: bool) -> Option<Listing> {
+    let id = item.get("id").and_then(|v| v.as_str())?.to_string();
+    let removed = item.get("@removed").is_some();
+    let user = (whole && !removed)
+        .then(|| graph_user(item).ok())
+        .flatten()
+        .map(Box::new);
+    Some(Listing { id, user })
 }
 
 /// A member joining or leaving a watched group, from `/groups/delta`.
@@ -708,14 +752,71 @@ impl ChangeFeed for GraphDirectory {
         cursor: Option<&str>,
         _now: chrono::DateTime<chrono::Utc>,
     ) -> Result<DirectoryChanges, FeedError> {
-        let url = self.delta_start(cursor, "/users/delta", &[("$select", self.select.as_str())])?;
-        let (ids, cursor) = self
-            .delta_pass(url, cursor.is_some(), delta_user_id)
-            .await?;
-        Ok(DirectoryChanges {
-            user_ids: unique_ids(ids),
-            cursor,
-        })
+        let mut ids = ListedIds::default();
+        match self.read_changes(cursor, None, _now, &mut ids).await? {
+            ReadEnd::Done { cursor } => Ok(DirectoryChanges {
+                user_ids: unique_ids(ids.0),
+                cursor,
+            }),
+            ReadEnd::Paused { .. } => Err(DirectoryError::Permanent(
+                "the Graph delta pass paused without being asked to".into(),
+            )
+            .into()),
+        }
+    }
+
+    /// `/users/delta` page by page, each handed on as read. A full pass (no cursor) lists
+    /// every user with the selected properties, so its items carry whole users; a later
+    /// round's items carry only what changed, so they are ids. A pause keeps the next page's
+    /// link; one Graph no longer takes reads as an expired position.
+    async fn read_changes(
+        &self,
+        cursor: Option<&str>,
+        resume: Option<&str>,
+        _now: chrono::DateTime<chrono::Utc>,
+        sink: &mut dyn ListingSink,
+    ) -> Result<ReadEnd, FeedError> {
+        let (mut url, whole, from_cursor) = match resume {
+            Some(token) => {
+                let r: GraphResume =
+                    serde_json::from_str(token).map_err(|_| FeedError::CursorExpired)?;
+                // The token only ever goes to the configured Graph.
+                if !self.is_own_link(&r.next) {
+                    return Err(FeedError::CursorExpired);
+                }
+                (r.next, r.whole, true)
+            }
+            None => (
+                self.delta_start(cursor, "/users/delta", &[("$select", self.select.as_str())])?,
+                cursor.is_none(),
+                cursor.is_some(),
+            ),
+        };
+        let mut token = self.access_token().await?;
+        for _ in 0..MAX_DELTA_PAGES {
+            let mut page = self.delta_page(&url, from_cursor, &token).await?;
+            let next = self.delta_next(&mut page)?;
+            let listings = page
+                .value
+                .into_iter()
+                .filter_map(|item| delta_user_listing(item, whole))
+                .collect();
+            let flow = sink.page(listings).await?;
+            match next {
+                DeltaNext::End(delta) => return Ok(ReadEnd::Done { cursor: delta }),
+                DeltaNext::Page(next) if flow == Flow::Pause => {
+                    let resume = GraphResume { next, whole };
+                    return Ok(ReadEnd::Paused {
+                        resume: serde_json::to_string(&resume)
+                            .map_err(|e| DirectoryError::Permanent(format!("resume token: {e}")))?,
+                    });
+                }
+                DeltaNext::Page(next) => url = next,
+            }
+            // A long pass outlives the token: the cached one is renewed a minute early.
+            token = self.access_token().await?;
+        }
+        Err(DirectoryError::Permanent("Graph delta query never ended".into()).into())
     }
 }
 
@@ -1034,6 +1135,67 @@ impl SubscriptionApi for GraphDirectory {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_resumed_pass_never_sends_the_token_to_another_host() {
+        let graph = GraphDirectory::new(
+            "https://graph.microsoft.com",
+            "https://login.microsoftonline.com",
+            "tenant",
+            "client",
+            GraphCredential::ClientSecret(Secret::new("secret")),
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        let mut ids = ListedIds::default();
+        for next in [
+            "https://evil.example/v1.0/users/delta?$skiptoken=x",
+            "https://graph.microsoft.com.evil.example/v1.0/users/delta?$skiptoken=x",
+            "https://graph.microsoft.com/beta/users/delta?$skiptoken=x",
+        ] {
+            let token = serde_json::json!({"next": next, "whole": true}).to_string();
+            let read = graph
+                .read_changes(None, Some(&token), chrono::Utc::now(), &mut ids)
+                .await;
+            assert!(
+                matches!(read, Err(FeedError::CursorExpired)),
+                "{next}: {read:?}"
+            );
+        }
+        let read = graph
+            .read_changes(None, Some("not a token"), chrono::Utc::now(), &mut ids)
+            .await;
+        assert!(matches!(read, Err(FeedError::CursorExpired)));
+        assert!(ids.0.is_empty());
+    }
+
+    #[test]
+    fn a_full_pass_item_carries_the_user_and_a_later_rounds_only_its_id() {
+        let item = serde_json::json!({
+            "id": "u1", "userPrincipalName": "a@example.com", "accountEnabled": true,
+            "displayName": "A B", "jobTitle": "Eng"
+        });
+        let whole = delta_user_listing(item.clone(), true).expect("listed");
+        let user = whole.user.expect("whole");
+        assert_eq!(
+            (user.login.as_str(), user.title.as_deref()),
+            ("a@example.com", Some("Eng"))
+        );
+        // A later round's item carries what changed only: never taken for the user.
+        assert_eq!(delta_user_listing(item, false).expect("listed").user, None);
+        let removed = serde_json::json!({"id": "u2", "@removed": {"reason": "deleted"}});
+        assert_eq!(
+            delta_user_listing(removed, true),
+            Some(Listing::id("u2".into()))
+        );
+        // Without accountEnabled it is not a user to act on: its own read decides.
+        let partial = serde_json::json!({"id": "u3", "userPrincipalName": "c@example.com"});
+        assert_eq!(
+            delta_user_listing(partial, true),
+            Some(Listing::id("u3".into()))
+        );
+        assert_eq!(delta_user_listing(serde_json::json!({}), true), None);
+    }
 
     #[test]
     fn member_changes_of_configured_groups_name_users_and_nested_groups() {

@@ -4,6 +4,7 @@
 #[cfg(feature = "outbound")]
 pub mod datadog_invitations;
 pub mod error;
+pub mod gated;
 #[cfg(feature = "outbound")]
 pub mod http;
 pub mod invitation;

@@ -224,12 +224,7 @@ impl Sweeper {
             Vec::new()
         };
         let mut chunks = sink.chunks;
-        for chunk in ids.chunks(LISTED_CHUNK) {
-            let text = chunk
-                .iter()
-                .map(|id| id.as_str())
-                .collect::<Vec<_>>()
-                .join("\n");
+        for text in listed_chunks(ids) {
             store
                 .save_cursor(&chunk_name(paused_name, &sink.pass, chunks), &text)
                 .await
@@ -274,9 +269,28 @@ impl Sweeper {
     }
 }
 
-/// Ids a stored chunk holds at most (Okta's ids are 20 characters: about 200 KB, within a
-/// DynamoDB item's 400 KB).
-const LISTED_CHUNK: usize = 10_000;
+/// Bytes of ids a stored chunk holds at most: well within a DynamoDB item's 400 KB, whatever
+/// the ids' length (Okta's are 20 characters, Graph's 36: about 10,000 or 5,000 a chunk).
+const LISTED_CHUNK_BYTES: usize = 200_000;
+
+/// The ids, one a line, in chunks of at most [`LISTED_CHUNK_BYTES`].
+fn listed_chunks<'i>(ids: impl IntoIterator<Item = &'i String>) -> Vec<String> {
+    let mut chunks = Vec::new();
+    let mut text = String::new();
+    for id in ids {
+        if !text.is_empty() && text.len() + 1 + id.len() > LISTED_CHUNK_BYTES {
+            chunks.push(std::mem::take(&mut text));
+        }
+        if !text.is_empty() {
+            text.push('\n');
+        }
+        text.push_str(id);
+    }
+    if !text.is_empty() {
+        chunks.push(text);
+    }
+    chunks
+}
 
 /// Time a paused pass leaves the rest of the sweep (invitations, the store's census), and
 /// itself to be kept.
@@ -443,5 +457,24 @@ impl ListingSink for PassSink<'_> {
             Some(until) if Instant::now() >= until => Flow::Pause,
             _ => Flow::More,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listed_ids_are_kept_in_chunks_a_dynamodb_item_holds_whatever_their_length() {
+        // Graph's ids are GUIDs: 10,000 of them a chunk would be 370 KB.
+        let graph: Vec<String> = (0..12_000)
+            .map(|_| uuid::Uuid::new_v4().to_string())
+            .collect();
+        let chunks = listed_chunks(&graph);
+        assert!(chunks.len() >= 3, "{}", chunks.len());
+        assert!(chunks.iter().all(|c| c.len() <= LISTED_CHUNK_BYTES));
+        let back: Vec<&str> = chunks.iter().flat_map(|c| c.lines()).collect();
+        assert_eq!(back, graph.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(listed_chunks(&Vec::new()).is_empty());
     }
 }
