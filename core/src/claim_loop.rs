@@ -64,6 +64,14 @@ pub async fn run(
             continue;
         }
         probe_after = PROBE_FIRST;
+        if let Some(wait) = consumer.target_asked_to_wait() {
+            // Every message claimed now would only go back for the rest of the wait.
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = stopped.changed() => {}
+            }
+            continue;
+        }
         match queue.claim(chrono::Utc::now(), timing.lease).await {
             Ok(Some(delivery)) => {
                 let consumed = under_lease(

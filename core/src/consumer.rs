@@ -291,6 +291,12 @@ impl Consumer {
         }
     }
 
+    /// How long the target still asked every caller to wait (a 429): a loop that can choose
+    /// when to claim waits this out instead of handing each message it claims back.
+    pub fn target_asked_to_wait(&self) -> Option<Duration> {
+        self.worker.target_asked_to_wait()
+    }
+
     /// While the breaker is open: asks the target whether it takes the credential again, and
     /// closes the breaker at once if it does, so work resumes within a probe of the key being
     /// fixed rather than when the pause runs out. True when it closed it. A refusal (or a
@@ -412,7 +418,8 @@ impl Consumer {
     /// never overtakes an earlier one; other users' records go on (FIFO orders within a group
     /// only, so one user's wait — a rate limit, a hard delete's confirming read ten minutes
     /// off — delays nobody else). The whole rest of the batch waits when the credential breaker
-    /// is open, and when less than `reserve` of the invocation is left. A record is given the
+    /// is open, and when less than `reserve` of the invocation is left; while the target asks
+    /// every caller to wait (a 429), records go back unworked for the rest of it. A record is given the
     /// time left less `settle_margin` at most: work that would outlast the invocation is
     /// abandoned and retried (as a crash would be), so the batch's results are always reported.
     pub async fn consume_batch(
@@ -439,7 +446,10 @@ impl Consumer {
                 );
                 all_held = Some(self.clock.now());
             }
-            if let Some(until) = all_held.or_else(|| groups_held.get(&delivery.group_id).copied()) {
+            let held = all_held
+                .or_else(|| groups_held.get(&delivery.group_id).copied())
+                .or_else(|| self.target_asked_to_wait().map(|wait| self.after(wait)));
+            if let Some(until) = held {
                 let held = Disposition::HeldBack { until };
                 if let Err(e) = self.settle(queue, delivery, &held).await {
                     tracing::warn!(message = %delivery.id, "could not delay the message: {e}");

@@ -87,3 +87,62 @@ pub async fn a_service_app_and_a_certificate_read_the_directories_without_shared
     assert!(d.target.user("svc9@example.com").await.is_none());
     d.finish().await;
 }
+
+/// An Okta service app that requires DPoP (Okta's default for new ones) works with no setting
+/// of its own: the relay notices it from the token endpoint's refusal, binds the token to a key
+/// it made at start-up (answering the nonce Okta asks for), and proves that key on every API
+/// call, each proof naming the call and carrying the API's nonce once asked. A token taken
+/// from the relay is worth nothing without that key.
+pub async fn a_service_app_that_requires_dpop_binds_its_token_to_a_key_of_the_relay(b: Backend) {
+    let d = Deployment::options(b)
+        .patient()
+        .start(|s| {
+            s.okta.api_token = Secret::default();
+            s.okta.client_id = Some(OKTA_CLIENT_ID.into());
+            s.okta.private_key = Secret::new(TEST_CLIENT_KEY);
+            s.okta.key_id = Some("relay-key-1".into());
+        })
+        .await;
+    d.idp.okta_require_dpop();
+    for n in 1..=2 {
+        let id = format!("00uDPOP{n}");
+        let email = format!("dpop{n}@example.com");
+        d.idp
+            .set_okta_user(&id, "ACTIVE", Some(&email), "De", "Pop", None);
+        d.okta(okta_delivery(
+            &format!("dpop-{n}"),
+            "user.lifecycle.create",
+            &id,
+            &email,
+        ))
+        .await;
+        assert_eq!(
+            d.target.user(&email).await.expect("provisioned")["active"],
+            true
+        );
+    }
+    assert!(d.dead_letters().await.is_empty());
+    // Without a proof, with one lacking the nonce, then bound: three requests, one token.
+    assert_eq!(d.idp.okta_token_requests(), 3);
+    assert!(
+        d.idp.okta_dpop_proofs() >= 2,
+        "every read carried a proof Okta accepted: {}",
+        d.idp.okta_dpop_proofs()
+    );
+
+    // The token alone, as someone who copied it would send it: refused.
+    let stolen = reqwest::Client::new()
+        .get(format!("{}/api/v1/users/00uDPOP1", d.idp.url))
+        .header(
+            "Authorization",
+            format!(
+                "DPoP {}",
+                scim_relay_tests::okta_dpop::OKTA_DPOP_ACCESS_TOKEN
+            ),
+        )
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(stolen.status().as_u16(), 401);
+    d.finish().await;
+}

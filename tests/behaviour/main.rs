@@ -110,6 +110,7 @@ on_every_backend!(
     failures::an_idp_rate_limit_is_waited_out_and_dead_letters_nothing,
     failures::a_target_asking_to_wait_is_called_by_no_worker_until_then,
     credentials::a_service_app_and_a_certificate_read_the_directories_without_shared_secrets,
+    credentials::a_service_app_that_requires_dpop_binds_its_token_to_a_key_of_the_relay,
     groups::okta_group_memberships_are_mirrored_and_a_deleted_group_is_made_again,
     groups::entra_group_memberships_are_mirrored_with_the_groups_display_names,
     groups::a_recreated_account_rejoins_its_groups,

@@ -63,6 +63,8 @@ struct Directory {
     okta_list_times: Vec<std::time::SystemTime>,
     token_requests: usize,
     okta_token_requests: usize,
+    /// While set, the Okta service app requires DPoP.
+    okta_dpop: Option<crate::okta_dpop::DpopServer>,
     /// The fixture's own address, for the links it hands out.
     url: String,
     /// Okta's `lastUpdated` clock: every change moves it ten minutes on.
@@ -183,7 +185,12 @@ impl IdpFixture {
             )
             .with_state(dir.clone());
         let event_hooks = crate::okta_event_hooks::OktaEventHooksFixture::default();
-        let app = app.merge(event_hooks.router());
+        let app = app
+            .merge(event_hooks.router())
+            .layer(axum::middleware::from_fn_with_state(
+                dir.clone(),
+                okta_dpop_guard,
+            ));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind fixture");
@@ -501,6 +508,21 @@ impl IdpFixture {
     }
 
     /// Token requests of the Okta service app.
+    /// The Okta service app requires DPoP from now on (Okta's default for new service apps).
+    pub fn okta_require_dpop(&self) {
+        self.dir.lock().expect("lock").okta_dpop = Some(Default::default());
+    }
+
+    /// Okta API calls that carried a valid DPoP proof.
+    pub fn okta_dpop_proofs(&self) -> usize {
+        self.dir
+            .lock()
+            .expect("lock")
+            .okta_dpop
+            .as_ref()
+            .map_or(0, |d| d.api_proofs)
+    }
+
     pub fn okta_token_requests(&self) -> usize {
         self.dir.lock().expect("lock").okta_token_requests
     }
@@ -799,6 +821,67 @@ pub(crate) fn okta_authorized(headers: &HeaderMap) -> bool {
     let auth = headers.get("authorization").and_then(|v| v.to_str().ok());
     auth == Some(&format!("SSWS {OKTA_TOKEN}"))
         || auth == Some(&format!("Bearer {OKTA_ACCESS_TOKEN}"))
+        // Its proof was checked by `okta_dpop_guard`.
+        || auth == Some(&format!("DPoP {}", crate::okta_dpop::OKTA_DPOP_ACCESS_TOKEN))
+}
+
+/// While the service app requires DPoP, an Okta API call with its access token must be
+/// `DPoP <token>` with a valid proof for this very call; a refusal is Okta's 401 (asking for
+/// the API's nonce when that is all that is missing).
+async fn okta_dpop_guard(
+    State(dir): Dir,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    // Owned: nothing borrowed from the request may live across the awaits below.
+    let [authorization, proof, host] = ["authorization", "dpop", "host"].map(|name| {
+        request
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    });
+    let (method, path) = (
+        request.method().as_str().to_string(),
+        request.uri().path().to_string(),
+    );
+    let by_token = authorization
+        .as_deref()
+        .is_some_and(|a| a.starts_with("DPoP ") || a.starts_with("Bearer "));
+    if !path.starts_with("/api/v1/") || !by_token {
+        return next.run(request).await;
+    }
+    let htu = format!("http://{}{path}", host.unwrap_or_default());
+    let checked = dir
+        .lock()
+        .expect("lock")
+        .okta_dpop
+        .as_mut()
+        .map(|dpop| dpop.api_call(authorization.as_deref(), proof.as_deref(), &method, &htu));
+    match checked {
+        None | Some(Ok(())) => next.run(request).await,
+        Some(Err(crate::okta_dpop::ProofRefusal::Nonce(nonce))) => (
+            StatusCode::UNAUTHORIZED,
+            [
+                (
+                    "www-authenticate",
+                    "DPoP error=\"use_dpop_nonce\"".to_string(),
+                ),
+                ("dpop-nonce", nonce.to_string()),
+            ],
+            Json(json!({"errorCode": "E0000011", "errorSummary": "use_dpop_nonce"})),
+        )
+            .into_response(),
+        Some(Err(why)) => (
+            StatusCode::UNAUTHORIZED,
+            [(
+                "www-authenticate",
+                format!("DPoP error=\"invalid_dpop_proof\", error_description=\"{why:?}\""),
+            )],
+            Json(json!({"errorCode": "E0000011", "errorSummary": "Invalid token provided"})),
+        )
+            .into_response(),
+    }
 }
 
 /// Checks a client assertion (RFC 7523) as Okta and Entra do: signed RS256 with the test
@@ -869,7 +952,11 @@ fn check_assertion(
 }
 
 /// `POST /oauth2/v1/token`: the service app's client credentials with `private_key_jwt`.
-async fn okta_token(State(dir): Dir, Form(form): Form<HashMap<String, String>>) -> Response {
+async fn okta_token(
+    State(dir): Dir,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
     let audience = {
         let mut dir = dir.lock().expect("lock");
         dir.okta_token_requests += 1;
@@ -902,8 +989,41 @@ async fn okta_token(State(dir): Dir, Form(form): Form<HashMap<String, String>>) 
         )
             .into_response();
     }
-    Json(json!({"token_type": "Bearer", "expires_in": 3600, "access_token": OKTA_ACCESS_TOKEN, "scope": field("scope")}))
-        .into_response()
+    let proof = headers.get("dpop").and_then(|v| v.to_str().ok());
+    let dpop = {
+        let mut dir = dir.lock().expect("lock");
+        dir.okta_dpop
+            .as_mut()
+            .map(|dpop| dpop.token_request(proof, &audience))
+    };
+    use crate::okta_dpop::ProofRefusal;
+    let dpop_refused = |error: &str, description: &str| {
+        (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": error, "error_description": description})),
+        )
+            .into_response()
+    };
+    match dpop {
+        None => Json(json!({"token_type": "Bearer", "expires_in": 3600, "access_token": OKTA_ACCESS_TOKEN, "scope": field("scope")}))
+            .into_response(),
+        Some(Ok(())) => Json(json!({"token_type": "DPoP", "expires_in": 3600, "access_token": crate::okta_dpop::OKTA_DPOP_ACCESS_TOKEN, "scope": field("scope")}))
+            .into_response(),
+        Some(Err(ProofRefusal::Missing)) => {
+            dpop_refused("invalid_dpop_proof", "The DPoP proof JWT header is missing.")
+        }
+        Some(Err(ProofRefusal::Nonce(nonce))) => {
+            let mut answer = dpop_refused(
+                "use_dpop_nonce",
+                "Authorization server requires nonce in DPoP proof.",
+            );
+            answer
+                .headers_mut()
+                .insert("dpop-nonce", nonce.parse().expect("header"));
+            answer
+        }
+        Some(Err(ProofRefusal::Invalid(why))) => dpop_refused("invalid_dpop_proof", &why),
+    }
 }
 
 /// `GET /api/v1/apps/{app}/users/{id}`: the app user when assigned, 404 otherwise.

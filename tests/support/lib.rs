@@ -12,6 +12,7 @@ pub mod deployment;
 pub mod iam;
 pub mod idp;
 pub mod memory_relay;
+pub mod okta_dpop;
 pub mod okta_event_hooks;
 pub mod payloads;
 pub mod relay;

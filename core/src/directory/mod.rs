@@ -4,6 +4,8 @@
 #[cfg(feature = "outbound")]
 pub mod client_assertion;
 #[cfg(feature = "outbound")]
+pub mod dpop;
+#[cfg(feature = "outbound")]
 pub mod graph;
 #[cfg(feature = "outbound")]
 pub mod okta;

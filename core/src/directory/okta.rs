@@ -141,6 +141,7 @@ impl OktaDirectory {
     ) -> Result<reqwest::Response, DirectoryError> {
         let bucket = okta_bucket(url);
         let mut reauthorized = false;
+        let mut nonce_taken = false;
         for attempt in 1..=THROTTLED_ATTEMPTS {
             if let Some(wait) = self.budget.wait_before(&bucket, Utc::now()) {
                 if wait > patience {
@@ -154,12 +155,10 @@ impl OktaDirectory {
             }
             let authorization = self
                 .credential
-                .authorization(&self.http, &self.org_url)
+                .authorize(&self.http, &self.org_url, "GET", url)
                 .await?;
-            let resp = self
-                .http
-                .get(url)
-                .header("Authorization", authorization)
+            let resp = authorization
+                .apply(self.http.get(url))
                 .header("Accept", "application/json")
                 .send()
                 .await
@@ -167,6 +166,14 @@ impl OktaDirectory {
                     DirectoryError::Retryable(format!("Okta: {}", crate::transport_error(e)))
                 })?;
             self.budget.observe(&bucket, resp.headers());
+            if resp.status().as_u16() == 401
+                && !nonce_taken
+                && self.credential.learn_nonce(resp.headers()).await
+            {
+                // A DPoP-bound token: the API asked the proof to carry its nonce.
+                nonce_taken = true;
+                continue;
+            }
             if resp.status().as_u16() == 401 && self.credential.forget().await && !reauthorized {
                 // A service app's access token expired or revoked early: one more try with a
                 // fresh token before the credential counts as refused (and pauses every worker).

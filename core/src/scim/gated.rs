@@ -123,6 +123,9 @@ impl ScimTarget for GatedTarget {
     async fn list_users(&self, start_index: u32, count: u32) -> Result<UserPage, ScimError> {
         self.pass(self.inner.list_users(start_index, count)).await
     }
+    fn asked_to_wait(&self) -> Option<Duration> {
+        self.gate.closed_for(Instant::now())
+    }
 }
 
 #[cfg(test)]

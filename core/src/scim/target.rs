@@ -152,6 +152,10 @@ pub trait ScimTarget: Send + Sync {
     async fn probe(&self) -> Result<(), ScimError>;
     /// One page of every user the target has (1-based `start_index`), for the drift report.
     async fn list_users(&self, start_index: u32, count: u32) -> Result<UserPage, ScimError>;
+    /// How long the target still asked every caller to wait, if it did (see `gated`).
+    fn asked_to_wait(&self) -> Option<std::time::Duration> {
+        None
+    }
 }
 
 /// Sends nothing: prints each request it would send, and remembers the users it "created" so

@@ -706,6 +706,11 @@ impl Worker {
         self.target.probe().await
     }
 
+    /// How long the target still asked every caller to wait, if it did.
+    pub fn target_asked_to_wait(&self) -> Option<std::time::Duration> {
+        self.target.asked_to_wait()
+    }
+
     /// The directory users of `source` are read from, if its credentials are configured.
     fn directory(&self, source: crate::envelope::Source) -> Option<&Arc<dyn Directory>> {
         match source {

@@ -213,9 +213,10 @@ impl OktaEventHooks {
         path: &str,
         body: Option<&Value>,
     ) -> Result<Value, HookError> {
+        let url = format!("{}/api/v1/eventHooks{path}", self.org_url);
         let authorization = self
             .credential
-            .authorization(&self.http, &self.org_url)
+            .authorize(&self.http, &self.org_url, method.as_str(), &url)
             .await
             .map_err(|e| match e {
                 scim_relay_core::directory::DirectoryError::Refused(summary) => HookError::Okta {
@@ -224,10 +225,8 @@ impl OktaEventHooks {
                 },
                 e => HookError::Transport(e.to_string()),
             })?;
-        let mut request = self
-            .http
-            .request(method, format!("{}/api/v1/eventHooks{path}", self.org_url))
-            .header("Authorization", authorization)
+        let mut request = authorization
+            .apply(self.http.request(method, url))
             .header("Accept", "application/json");
         if let Some(body) = body {
             request = request.json(body);
