@@ -18,12 +18,12 @@ Prints its port on the first line of stdout. Nagle's delay is off on every conne
 import argparse
 import bisect
 import datetime
-import http.server
 import json
-import socketserver
 import threading
 import time
 import urllib.parse
+
+from fixture_http import JsonHandler, serve
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--users", type=int, default=100_000)
@@ -121,22 +121,7 @@ def take(name):
     return allowed, headers
 
 
-class Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True
-
-    def log_message(self, *a):
-        pass
-
-    def reply(self, status, body, headers=None):
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        self.end_headers()
-        self.wfile.write(data)
+class Handler(JsonHandler):
 
     def do_POST(self):
         url = urllib.parse.urlsplit(self.path)
@@ -203,10 +188,4 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.reply(200, page, headers)
 
 
-class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
-    daemon_threads = True
-
-
-server = Server(("127.0.0.1", 0), Handler)
-print(server.server_address[1], flush=True)
-server.serve_forever()
+serve(Handler)

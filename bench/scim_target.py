@@ -10,13 +10,13 @@ fixture: the suite runs scim2-server. Users live in memory under `/v2`.
 Prints its port on the first line of stdout. Nagle's delay is off on every connection.
 """
 import argparse
-import http.server
 import json
-import socketserver
 import threading
 import time
 import urllib.parse
 import uuid
+
+from fixture_http import JsonHandler, serve
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--limit", type=int, default=0)
@@ -57,22 +57,8 @@ def admit():
     return allowed, headers
 
 
-class Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True
-
-    def log_message(self, *a):
-        pass
-
-    def reply(self, status, body=None, headers=None):
-        data = json.dumps(body).encode() if body is not None else b""
-        self.send_response(status)
-        self.send_header("Content-Type", "application/scim+json")
-        self.send_header("Content-Length", str(len(data)))
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        self.end_headers()
-        self.wfile.write(data)
+class Handler(JsonHandler):
+    content_type = "application/scim+json"
 
     def body(self):
         length = int(self.headers.get("Content-Length") or 0)
@@ -169,10 +155,4 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.reply(200 if uid in users else 404, users.get(uid, {"status": "404"}), headers)
 
 
-class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
-    daemon_threads = True
-
-
-server = Server(("127.0.0.1", 0), Handler)
-print(server.server_address[1], flush=True)
-server.serve_forever()
+serve(Handler)

@@ -10,16 +10,21 @@ use scim_relay_tests::deployment::{Backend, Deployment, CLIENT_STATE, OKTA_SECRE
 use scim_relay_tests::idp::{OKTA_CLIENT_ID, TEST_CLIENT_CERT, TEST_CLIENT_KEY};
 use scim_relay_tests::payloads::{graph_notification, okta_delivery};
 
+/// Okta read by the fixture's service app, signing in with its key (no SSWS token).
+fn service_app(s: &mut scim_relay_core::config::Settings) {
+    s.okta.api_token = Secret::default();
+    s.okta.client_id = Some(OKTA_CLIENT_ID.into());
+    s.okta.private_key = Secret::new(TEST_CLIENT_KEY);
+    s.okta.key_id = Some("relay-key-1".into());
+}
+
 pub async fn a_service_app_and_a_certificate_read_the_directories_without_shared_secrets(
     b: Backend,
 ) {
     let mut d = Deployment::options(b)
         .patient()
         .start(|s| {
-            s.okta.api_token = Secret::default();
-            s.okta.client_id = Some(OKTA_CLIENT_ID.into());
-            s.okta.private_key = Secret::new(TEST_CLIENT_KEY);
-            s.okta.key_id = Some("relay-key-1".into());
+            service_app(s);
             s.entra.client_secret = Secret::default();
             s.entra.client_private_key = Secret::new(TEST_CLIENT_KEY);
             s.entra.client_certificate = Secret::new(TEST_CLIENT_CERT);
@@ -97,10 +102,7 @@ pub async fn a_service_app_that_requires_dpop_binds_its_token_to_a_key_of_the_re
     let d = Deployment::options(b)
         .patient()
         .start(|s| {
-            s.okta.api_token = Secret::default();
-            s.okta.client_id = Some(OKTA_CLIENT_ID.into());
-            s.okta.private_key = Secret::new(TEST_CLIENT_KEY);
-            s.okta.key_id = Some("relay-key-1".into());
+            service_app(s);
         })
         .await;
     d.idp.okta_require_dpop();

@@ -1117,39 +1117,7 @@ pub async fn a_full_pass_short_of_time_pauses_and_the_next_run_goes_on(b: Backen
 
     // Each run has no time to spare: one page of two a run.
     let lists = d.idp.okta_list_requests();
-    let within = std::time::Duration::ZERO;
-    let first = d.sweep_within(within).await;
-    assert_eq!(
-        feed(&first, Source::Okta),
-        FeedOutcome::Paused {
-            users: 2,
-            full: true
-        }
-    );
-    d.settle().await;
-    let second = d.sweep_within(within).await;
-    assert_eq!(
-        feed(&second, Source::Okta),
-        FeedOutcome::Paused {
-            users: 4,
-            full: true
-        }
-    );
-    assert_eq!(
-        active(&d, &email(6)).await,
-        Some(true),
-        "not yet: the pass is not over"
-    );
-    let third = d.sweep_within(within).await;
-    assert_eq!(
-        feed(&third, Source::Okta),
-        FeedOutcome::Enqueued {
-            users: 6,
-            full: true,
-            vanished: 1
-        },
-        "P1 to P5 listed over three runs, P6 missing from all of them"
-    );
+    three_runs_short_of_time(&d, Source::Okta, &email(6)).await;
     assert_eq!(
         d.idp.okta_list_requests() - lists,
         3,
@@ -1211,39 +1179,7 @@ pub async fn an_entra_full_pass_reads_users_from_the_delta_and_pauses_when_short
     d.idp.hard_delete_graph_user(&id(6));
     clock.advance(Days::hours(25));
     let pages = d.idp.delta_requests();
-    let within = std::time::Duration::ZERO;
-    let first = d.sweep_within(within).await;
-    assert_eq!(
-        feed(&first, Source::Entra),
-        FeedOutcome::Paused {
-            users: 2,
-            full: true
-        }
-    );
-    d.settle().await;
-    let second = d.sweep_within(within).await;
-    assert_eq!(
-        feed(&second, Source::Entra),
-        FeedOutcome::Paused {
-            users: 4,
-            full: true
-        }
-    );
-    assert_eq!(
-        active(&d, &email(6)).await,
-        Some(true),
-        "not yet: the pass is not over"
-    );
-    let third = d.sweep_within(within).await;
-    assert_eq!(
-        feed(&third, Source::Entra),
-        FeedOutcome::Enqueued {
-            users: 6,
-            full: true,
-            vanished: 1
-        },
-        "1 to 5 listed over three runs, 6 missing from all of them"
-    );
+    three_runs_short_of_time(&d, Source::Entra, &email(6)).await;
     assert_eq!(
         d.idp.delta_requests() - pages,
         3,
@@ -1269,4 +1205,37 @@ pub async fn an_entra_full_pass_reads_users_from_the_delta_and_pauses_when_short
         "{report:?}"
     );
     d.finish().await;
+}
+
+/// A full pass over six listed users, two a page, the sixth gone from the directory, when each
+/// run has no time to spare: the first two runs pause after their page (the gone user still
+/// active), the third lists the last page and finds the sixth missing from all three.
+async fn three_runs_short_of_time(d: &Deployment, source: Source, gone: &str) {
+    let within = std::time::Duration::ZERO;
+    for listed in [2, 4] {
+        let run = d.sweep_within(within).await;
+        assert_eq!(
+            feed(&run, source),
+            FeedOutcome::Paused {
+                users: listed,
+                full: true
+            }
+        );
+        d.settle().await;
+        assert_eq!(
+            active(d, gone).await,
+            Some(true),
+            "not yet: the pass is not over"
+        );
+    }
+    let third = d.sweep_within(within).await;
+    assert_eq!(
+        feed(&third, source),
+        FeedOutcome::Enqueued {
+            users: 6,
+            full: true,
+            vanished: 1
+        },
+        "five listed over three runs, the sixth missing from all of them"
+    );
 }

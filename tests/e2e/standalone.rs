@@ -333,6 +333,16 @@ async fn a_restarted_relay_takes_over_a_killed_ones_work_at_once() {
     let _ = std::fs::remove_file(&db_path);
 }
 
+/// `scim-relay setup <words>` with `settings`: what it printed, or its error.
+async fn setup(settings: Settings, words: Vec<String>) -> Result<String, String> {
+    use scim_relay_server::setup::{parse, run};
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    let args = parse(&words).expect("arguments parse");
+    let mut out = Vec::new();
+    run(&settings, args, &mut out).await?;
+    Ok(String::from_utf8(out).expect("utf-8"))
+}
+
 /// `scim-relay setup okta` against a fixture of Okta's Event Hooks API, with this relay on a
 /// real port for Okta's verification call: the hook is created with exactly the event types
 /// the settings need, verified (the fixture calls the relay with a challenge and the hook's
@@ -341,18 +351,10 @@ async fn a_restarted_relay_takes_over_a_killed_ones_work_at_once() {
 /// hook provisions the user.
 #[tokio::test]
 async fn setup_okta_makes_the_event_hook_and_a_second_run_changes_nothing() {
-    use scim_relay_server::setup::{parse, run};
     let h = harness_with(TargetProfile::Generic, |s| {
         s.okta.app_id = Some("0oaAPP".into());
     })
     .await;
-    let setup = |settings: Settings, words: Vec<String>| async move {
-        let words: Vec<&str> = words.iter().map(String::as_str).collect();
-        let args = parse(&words).expect("arguments parse");
-        let mut out = Vec::new();
-        let result = run(&settings, args, &mut out).await;
-        result.map(|()| String::from_utf8(out).expect("utf-8"))
-    };
     let okta = |url: &str| vec!["okta".to_string(), "--url".into(), url.to_string()];
     let url = h.url("/okta");
 
@@ -481,16 +483,8 @@ async fn setup_okta_makes_the_event_hook_and_a_second_run_changes_nothing() {
 #[tokio::test]
 async fn setup_graph_makes_the_subscription_and_a_second_run_changes_nothing() {
     use scim_relay_core::secret::Secret;
-    use scim_relay_server::setup::{parse, run};
     let h = harness(TargetProfile::Generic).await;
     h.idp.validate_subscription_endpoints();
-    let setup = |settings: Settings, words: Vec<String>| async move {
-        let words: Vec<&str> = words.iter().map(String::as_str).collect();
-        let args = parse(&words).expect("arguments parse");
-        let mut out = Vec::new();
-        let result = run(&settings, args, &mut out).await;
-        result.map(|()| String::from_utf8(out).expect("utf-8"))
-    };
     let graph = |url: &str| vec!["graph".to_string(), "--url".into(), url.to_string()];
     let url = h.url("/entra");
     // Another deployment's subscription of the same app: never touched.

@@ -12,8 +12,8 @@ use super::rate_limit::{throttle_wait, throttled, SWEEPER_PATIENCE, WORKER_PATIE
 use super::subscription::{GraphSubscription, ListedSubscription, SubscriptionApi};
 use super::{
     answer, unique_ids, Answer, ChangeFeed, Directory, DirectoryChanges, DirectoryError,
-    DirectoryGroup, DirectoryRead, DirectoryUser, FeedError, Flow, IdpStatus, ListedIds, Listing,
-    ListingSink, Membership, ReadEnd, Scope,
+    DirectoryGroup, DirectoryRead, DirectoryUser, FeedError, Flow, IdpStatus, Listing, ListingSink,
+    Membership, ReadEnd, Scope,
 };
 use crate::secret::Secret;
 
@@ -750,19 +750,9 @@ impl ChangeFeed for GraphDirectory {
     async fn changes_since(
         &self,
         cursor: Option<&str>,
-        _now: chrono::DateTime<chrono::Utc>,
+        now: chrono::DateTime<chrono::Utc>,
     ) -> Result<DirectoryChanges, FeedError> {
-        let mut ids = ListedIds::default();
-        match self.read_changes(cursor, None, _now, &mut ids).await? {
-            ReadEnd::Done { cursor } => Ok(DirectoryChanges {
-                user_ids: unique_ids(ids.0),
-                cursor,
-            }),
-            ReadEnd::Paused { .. } => Err(DirectoryError::Permanent(
-                "the Graph delta pass paused without being asked to".into(),
-            )
-            .into()),
-        }
+        super::changes_by_pages(self, cursor, now, "Graph delta").await
     }
 
     /// `/users/delta` page by page, each handed on as read. A full pass (no cursor) lists
@@ -1135,6 +1125,7 @@ impl SubscriptionApi for GraphDirectory {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::directory::ListedIds;
 
     #[tokio::test]
     async fn a_resumed_pass_never_sends_the_token_to_another_host() {

@@ -162,6 +162,27 @@ pub trait ChangeFeed: Send + Sync {
     }
 }
 
+/// [`ChangeFeed::changes_since`] for a feed that reads page by page: its whole read, never
+/// paused (the sink never asks), as one set of ids. `idp` names it in the error.
+pub async fn changes_by_pages(
+    feed: &(impl ChangeFeed + ?Sized),
+    cursor: Option<&str>,
+    now: chrono::DateTime<chrono::Utc>,
+    idp: &str,
+) -> Result<DirectoryChanges, FeedError> {
+    let mut ids = ListedIds::default();
+    match feed.read_changes(cursor, None, now, &mut ids).await? {
+        ReadEnd::Done { cursor } => Ok(DirectoryChanges {
+            user_ids: unique_ids(ids.0),
+            cursor,
+        }),
+        ReadEnd::Paused { .. } => Err(DirectoryError::Permanent(format!(
+            "the {idp} listing paused without being asked to"
+        ))
+        .into()),
+    }
+}
+
 /// How [`ChangeFeed::read_changes`] ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReadEnd {

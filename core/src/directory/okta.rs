@@ -13,8 +13,8 @@ use super::rate_limit::{
 };
 use super::{
     answer, unique_ids, Answer, ChangeFeed, Directory, DirectoryChanges, DirectoryError,
-    DirectoryGroup, DirectoryRead, DirectoryUser, FeedError, Flow, IdpStatus, ListedIds, Listing,
-    ListingSink, Membership, ReadEnd, Scope,
+    DirectoryGroup, DirectoryRead, DirectoryUser, FeedError, Flow, IdpStatus, Listing, ListingSink,
+    Membership, ReadEnd, Scope,
 };
 
 /// Okta's own OAuth apps take half of a bucket by default; so does the relay.
@@ -412,17 +412,7 @@ impl ChangeFeed for OktaDirectory {
         cursor: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<DirectoryChanges, FeedError> {
-        let mut ids = ListedIds::default();
-        match self.read_changes(cursor, None, now, &mut ids).await? {
-            ReadEnd::Done { cursor } => Ok(DirectoryChanges {
-                user_ids: unique_ids(ids.0),
-                cursor,
-            }),
-            ReadEnd::Paused { .. } => Err(DirectoryError::Permanent(
-                "the Okta user list paused without being asked to".into(),
-            )
-            .into()),
-        }
+        super::changes_by_pages(self, cursor, now, "Okta user").await
     }
 
     /// `GET /api/v1/users?search=lastUpdated gt "…"`, following `Link: rel="next"`, each page
@@ -670,6 +660,7 @@ impl ChangeFeed for OktaMembershipLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::directory::ListedIds;
 
     #[tokio::test]
     async fn a_resumed_pass_never_sends_the_credential_to_another_host() {
