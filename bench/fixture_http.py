@@ -1,9 +1,12 @@
 """What the benchmarks' fixtures share: a JSON handler on HTTP/1.1 keep-alive with Nagle's
-delay off (else about 40 ms that is not the relay's lands on every answer), and a threaded
-server on a free port of 127.0.0.1 that prints the port on its first line of stdout."""
+delay off (else about 40 ms that is not the relay's lands on every answer), a threaded server
+on a free port of 127.0.0.1 that prints the port on its first line of stdout, and a rate limit
+counted in fixed windows (as Okta's, Graph's and the SaaS targets' are)."""
 import http.server
 import json
 import socketserver
+import threading
+import time
 
 
 class JsonHandler(http.server.BaseHTTPRequestHandler):
@@ -33,3 +36,26 @@ def serve(handler):
     server = Server(("127.0.0.1", 0), handler)
     print(server.server_address[1], flush=True)
     server.serve_forever()
+
+
+class FixedWindow:
+    """Requests counted in fixed windows of `seconds`."""
+
+    def __init__(self, seconds):
+        self.seconds = seconds
+        self.start, self.used = 0, 0
+        self.lock = threading.Lock()
+
+    def take(self, limit):
+        """Counts a request against `limit`: whether it fits, the requests the window has used,
+        when it ends (epoch seconds), and the whole seconds until then (at least 1)."""
+        now = time.time()
+        start = int(now // self.seconds) * self.seconds
+        with self.lock:
+            if self.start != start:
+                self.start, self.used = start, 0
+            allowed = self.used < limit
+            self.used += int(allowed)
+            used = self.used
+        end = start + self.seconds
+        return allowed, used, end, max(1, int(end - now + 0.999))

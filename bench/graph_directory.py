@@ -19,10 +19,9 @@ Prints its port on the first line of stdout. Nagle's delay is off on every conne
 import argparse
 import json
 import threading
-import time
 import urllib.parse
 
-from fixture_http import JsonHandler, serve
+from fixture_http import FixedWindow, JsonHandler, serve
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--users", type=int, default=100_000)
@@ -33,7 +32,7 @@ args = parser.parse_args()
 
 lock = threading.Lock()
 stats = {"throttled": 0}
-window = [0, 0]  # start, used
+budget = FixedWindow(args.window)
 
 
 def user_id(n):
@@ -84,17 +83,12 @@ tenant = Tenant(args.users)
 
 def admit(path):
     """Counts a request against the window: whether it is served, and the wait if not."""
-    now = time.time()
-    start = int(now // args.window) * args.window
+    allowed, _, _, wait = budget.take(args.limit)
     with lock:
-        if window[0] != start:
-            window[0], window[1] = start, 0
-        allowed = window[1] < args.limit
-        window[1] += int(allowed)
         stats["throttled"] += int(not allowed)
         if allowed:
             stats[path] = stats.get(path, 0) + 1
-    return allowed, max(1, int(start + args.window - now + 0.999))
+    return allowed, wait
 
 
 class Handler(JsonHandler):

@@ -20,10 +20,9 @@ import bisect
 import datetime
 import json
 import threading
-import time
 import urllib.parse
 
-from fixture_http import JsonHandler, serve
+from fixture_http import FixedWindow, JsonHandler, serve
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--users", type=int, default=100_000)
@@ -35,7 +34,7 @@ args = parser.parse_args()
 BASE = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
 lock = threading.Lock()
 stats = {"throttled": 0}
-windows = {}  # bucket -> (window start, used)
+windows = {}  # bucket -> FixedWindow
 
 
 def stamp(ms):
@@ -100,23 +99,16 @@ def bucket(path):
 
 def take(name):
     """Counts a request in its bucket's window: (allowed, limit headers)."""
-    now = time.time()
-    start = int(now // args.window) * args.window
     with lock:
-        began, used = windows.get(name, (start, 0))
-        if began != start:
-            began, used = start, 0
-        allowed = used < args.limit
-        if allowed:
-            used += 1
-        else:
-            stats["throttled"] += 1
-        windows[name] = (began, used)
+        window = windows.setdefault(name, FixedWindow(args.window))
+    allowed, used, end, _ = window.take(args.limit)
+    with lock:
+        stats["throttled"] += int(not allowed)
         stats[name] = stats.get(name, 0) + int(allowed)
     headers = {
         "X-Rate-Limit-Limit": str(args.limit),
         "X-Rate-Limit-Remaining": str(max(0, args.limit - used)),
-        "X-Rate-Limit-Reset": str(start + args.window),
+        "X-Rate-Limit-Reset": str(end),
     }
     return allowed, headers
 

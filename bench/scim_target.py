@@ -12,11 +12,10 @@ Prints its port on the first line of stdout. Nagle's delay is off on every conne
 import argparse
 import json
 import threading
-import time
 import urllib.parse
 import uuid
 
-from fixture_http import JsonHandler, serve
+from fixture_http import FixedWindow, JsonHandler, serve
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--limit", type=int, default=0)
@@ -27,7 +26,7 @@ lock = threading.Lock()
 users = {}  # id -> resource
 by_name = {}  # lowercased userName -> id
 stats = {"throttled": 0}
-window = [0, 0]  # start, used
+budget = FixedWindow(args.window)
 USER = "urn:ietf:params:scim:schemas:core:2.0:User"
 LIST = "urn:ietf:params:scim:api:messages:2.0:ListResponse"
 
@@ -36,16 +35,9 @@ def admit():
     """Whether the request fits the window; the headers that say so."""
     if args.limit <= 0:
         return True, {}
-    now = time.time()
-    start = int(now // args.window) * args.window
+    allowed, used, _, reset = budget.take(args.limit)
     with lock:
-        if window[0] != start:
-            window[0], window[1] = start, 0
-        allowed = window[1] < args.limit
-        window[1] += int(allowed)
         stats["throttled"] += int(not allowed)
-        used = window[1]
-    reset = max(1, int(start + args.window - now + 0.999))
     headers = {
         "X-RateLimit-Limit": str(args.limit),
         "X-RateLimit-Period": str(args.window),
