@@ -18,6 +18,24 @@ fn service_app(s: &mut scim_relay_core::config::Settings) {
     s.okta.key_id = Some("relay-key-1".into());
 }
 
+/// A new Okta user, announced by Okta's create event: provisioned, its directory read with
+/// whatever credential the deployment has.
+async fn created_by_okta(d: &Deployment, id: &str, email: &str) {
+    d.idp
+        .set_okta_user(id, "ACTIVE", Some(email), "Ser", "Vice", None);
+    d.okta(okta_delivery(
+        &format!("create-{id}"),
+        "user.lifecycle.create",
+        id,
+        email,
+    ))
+    .await;
+    assert_eq!(
+        d.target.user(email).await.expect("provisioned")["active"],
+        true
+    );
+}
+
 pub async fn a_service_app_and_a_certificate_read_the_directories_without_shared_secrets(
     b: Backend,
 ) {
@@ -31,21 +49,7 @@ pub async fn a_service_app_and_a_certificate_read_the_directories_without_shared
         })
         .await;
     for n in 1..=3 {
-        let id = format!("00uSVC{n}");
-        let email = format!("svc{n}@example.com");
-        d.idp
-            .set_okta_user(&id, "ACTIVE", Some(&email), "Ser", "Vice", None);
-        d.okta(okta_delivery(
-            &format!("svc-{n}"),
-            "user.lifecycle.create",
-            &id,
-            &email,
-        ))
-        .await;
-        assert_eq!(
-            d.target.user(&email).await.expect("provisioned")["active"],
-            true
-        );
+        created_by_okta(&d, &format!("00uSVC{n}"), &format!("svc{n}@example.com")).await;
     }
     assert_eq!(
         d.idp.okta_token_requests(),
@@ -107,21 +111,7 @@ pub async fn a_service_app_that_requires_dpop_binds_its_token_to_a_key_of_the_re
         .await;
     d.idp.okta_require_dpop();
     for n in 1..=2 {
-        let id = format!("00uDPOP{n}");
-        let email = format!("dpop{n}@example.com");
-        d.idp
-            .set_okta_user(&id, "ACTIVE", Some(&email), "De", "Pop", None);
-        d.okta(okta_delivery(
-            &format!("dpop-{n}"),
-            "user.lifecycle.create",
-            &id,
-            &email,
-        ))
-        .await;
-        assert_eq!(
-            d.target.user(&email).await.expect("provisioned")["active"],
-            true
-        );
+        created_by_okta(&d, &format!("00uDPOP{n}"), &format!("dpop{n}@example.com")).await;
     }
     assert!(d.dead_letters().await.is_empty());
     // Without a proof, with one lacking the nonce, then bound: three requests, one token.

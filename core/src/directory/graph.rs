@@ -346,10 +346,11 @@ impl GraphDirectory {
     }
 }
 
+/// One page of a Graph collection.
 #[derive(Deserialize)]
-struct MemberPage {
-    #[serde(default)]
-    value: Vec<MemberId>,
+struct Page<T> {
+    #[serde(default = "Vec::new")]
+    value: Vec<T>,
     #[serde(rename = "@odata.nextLink", default)]
     next_link: Option<String>,
 }
@@ -360,6 +361,42 @@ struct MemberId {
 }
 
 impl GraphDirectory {
+    /// Every item of the collection at `url`, following its next links while they point at
+    /// the configured Graph; `None` when Graph has no such collection (404). `what` names it
+    /// in errors; `permission` is what a refusal asks the app to be granted.
+    async fn every_page<T: serde::de::DeserializeOwned>(
+        &self,
+        mut url: String,
+        token: &Secret,
+        what: &str,
+        permission: &str,
+    ) -> Result<Option<Vec<T>>, DirectoryError> {
+        let mut items = Vec::new();
+        for _ in 0..MAX_DELTA_PAGES {
+            let resp = self.get_page(&url, token).await?;
+            match answer("Graph", resp.status().as_u16())? {
+                Answer::Found => {}
+                Answer::NotFound => return Ok(None),
+                Answer::CredentialRejected => {
+                    return Err(DirectoryError::Refused(format!(
+                        "Graph refused to list {what}; grant the app {permission}"
+                    )))
+                }
+            }
+            let page: Page<T> = resp.json().await.map_err(|e| {
+                DirectoryError::Retryable(format!("Graph's listing of {what} is not readable: {e}"))
+            })?;
+            items.extend(page.value);
+            match page.next_link {
+                Some(next) if self.is_own_link(&next) => url = next,
+                _ => return Ok(Some(items)),
+            }
+        }
+        Err(DirectoryError::Permanent(format!(
+            "Graph's listing of {what} never ended"
+        )))
+    }
+
     /// The ids of a group's transitive members of one kind (`group` or `user`), every page. A
     /// group that is gone has none (its former members' own reads say the rest).
     async fn transitive_members(
@@ -370,7 +407,7 @@ impl GraphDirectory {
     ) -> Result<Vec<String>, DirectoryError> {
         let id =
             percent_encoding::utf8_percent_encode(group_id, percent_encoding::NON_ALPHANUMERIC);
-        let mut url = reqwest::Url::parse_with_params(
+        let url = reqwest::Url::parse_with_params(
             &format!(
                 "{}/v1.0/groups/{id}/transitiveMembers/microsoft.graph.{kind}",
                 self.graph_url
@@ -379,29 +416,14 @@ impl GraphDirectory {
         )
         .map_err(|e| DirectoryError::Permanent(format!("entra.graph_url: {e}")))?
         .to_string();
-        let mut ids = Vec::new();
-        for _ in 0..MAX_DELTA_PAGES {
-            let resp = self.get_page(&url, token).await?;
-            match answer("Graph", resp.status().as_u16())? {
-                Answer::Found => {}
-                Answer::NotFound => return Ok(Vec::new()),
-                Answer::CredentialRejected => return Err(DirectoryError::Refused(
-                    "Graph refused to list a group's members; grant the app GroupMember.Read.All"
-                        .into(),
-                )),
-            }
-            let page: MemberPage = resp.json().await.map_err(|e| {
-                DirectoryError::Retryable(format!("Graph group members are not readable: {e}"))
-            })?;
-            ids.extend(page.value.into_iter().map(|m| m.id));
-            match page.next_link {
-                Some(next) if self.is_own_link(&next) => url = next,
-                _ => return Ok(ids),
-            }
-        }
-        Err(DirectoryError::Permanent(
-            "Graph's member listing never ended".into(),
-        ))
+        let members: Option<Vec<MemberId>> = self
+            .every_page(url, token, "a group's members", "GroupMember.Read.All")
+            .await?;
+        Ok(members
+            .unwrap_or_default()
+            .into_iter()
+            .map(|m| m.id)
+            .collect())
     }
 }
 
@@ -947,14 +969,6 @@ struct ListedSubscriptionResource {
     expiration_date_time: chrono::DateTime<chrono::Utc>,
 }
 
-#[derive(Deserialize)]
-struct SubscriptionPage {
-    #[serde(default)]
-    value: Vec<ListedSubscriptionResource>,
-    #[serde(rename = "@odata.nextLink", default)]
-    next_link: Option<String>,
-}
-
 impl GraphDirectory {
     /// Sends a subscription request and reads the subscription Graph answers with (`None` on
     /// 404).
@@ -1002,42 +1016,24 @@ impl GraphDirectory {
 impl SubscriptionApi for GraphDirectory {
     async fn list(&self) -> Result<Vec<ListedSubscription>, DirectoryError> {
         let token = self.access_token().await?;
-        let mut url = format!("{}/v1.0/subscriptions", self.graph_url);
-        let mut listed = Vec::new();
-        // 100 subscriptions per app and tenant for users and groups: a few pages at most.
-        for _ in 0..MAX_DELTA_PAGES {
-            let resp = self.get_page(&url, &token).await?;
-            match answer("Graph", resp.status().as_u16())? {
-                Answer::Found => {}
-                Answer::NotFound => {
-                    return Err(DirectoryError::Permanent(
-                        "Graph has no /subscriptions at entra.graph_url".into(),
-                    ))
-                }
-                Answer::CredentialRejected => return Err(DirectoryError::Refused(
-                    "Graph refused to list the app's subscriptions; grant the app User.Read.All"
-                        .into(),
-                )),
-            }
-            let page: SubscriptionPage = resp.json().await.map_err(|e| {
-                DirectoryError::Retryable(format!("Graph subscriptions are not readable: {e}"))
+        let url = format!("{}/v1.0/subscriptions", self.graph_url);
+        let listed: Vec<ListedSubscriptionResource> = self
+            .every_page(url, &token, "the app's subscriptions", "User.Read.All")
+            .await?
+            .ok_or_else(|| {
+                DirectoryError::Permanent("Graph has no /subscriptions at entra.graph_url".into())
             })?;
-            listed.extend(page.value.into_iter().map(|s| ListedSubscription {
+        Ok(listed
+            .into_iter()
+            .map(|s| ListedSubscription {
                 id: s.id,
                 resource: s.resource,
                 change_type: s.change_type,
                 notification_url: s.notification_url,
                 lifecycle_notification_url: s.lifecycle_notification_url,
                 expires_at: s.expiration_date_time,
-            }));
-            match page.next_link {
-                Some(next) if self.is_own_link(&next) => url = next,
-                _ => return Ok(listed),
-            }
-        }
-        Err(DirectoryError::Permanent(
-            "Graph's subscription listing never ended".into(),
-        ))
+            })
+            .collect())
     }
 
     async fn create(

@@ -43,7 +43,7 @@ pub enum OktaCredential {
 /// nonces the token endpoint and the API last asked proofs to carry.
 #[derive(Default)]
 pub struct Dpop {
-    key: Option<std::sync::Arc<DpopKey>>,
+    key: Option<DpopKey>,
     token_nonce: Option<String>,
     api_nonce: Option<String>,
 }
@@ -256,7 +256,7 @@ async fn fetch_token(
                 // The app requires DPoP: from now on every token is bound to a key of ours.
                 "invalid_dpop_proof" if state.key.is_none() => {
                     tracing::info!("the Okta service app requires DPoP: binding its tokens");
-                    state.key = Some(std::sync::Arc::new(DpopKey::generate()?));
+                    state.key = Some(DpopKey::generate()?);
                     continue;
                 }
                 _ => {}

@@ -333,20 +333,16 @@ async fn graph(
         .map(|s| s.id.as_str())
         .filter(|id| !e.subscription_ids.is_empty() && !e.subscription_ids.iter().any(|s| s == id))
         .collect();
-    if changed {
-        for sub in &kept {
-            say(out, format!("subscription {}", describe_subscription(sub)))?;
-        }
+    let unchanged = if changed {
+        ""
     } else {
-        for sub in &kept {
-            say(
-                out,
-                format!(
-                    "subscription {}: already as configured, nothing changed",
-                    describe_subscription(sub)
-                ),
-            )?;
-        }
+        ": already as configured, nothing changed"
+    };
+    for sub in &kept {
+        say(
+            out,
+            format!("subscription {}{unchanged}", describe_subscription(sub)),
+        )?;
     }
     say(
         out,
